@@ -1,0 +1,283 @@
+// Package config reads sclgate's YAML configuration.
+//
+// The defaults live in default.yaml, embedded in the binary, so sclgate runs
+// with no file at all. A file given by the admin is decoded over them: every
+// key is optional, and an unknown key is an error that names it, because a
+// misspelt key silently ignored is a filter silently misconfigured.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Default returns the embedded default configuration text.
+func Default() []byte { return bytes.Clone(defaultYAML) }
+
+// Config is the whole configuration. Field comments are in default.yaml.
+type Config struct {
+	Listen          string   `yaml:"listen"`
+	Hostname        string   `yaml:"hostname"`
+	AcceptedDomains []string `yaml:"accepted_domains"`
+	TrustedNetworks []string `yaml:"trusted_networks"`
+	Downstream      string   `yaml:"downstream"`
+	ProxyProtocol   []string `yaml:"proxy_protocol"`
+	TLS             TLS      `yaml:"tls"`
+	Auth            Auth     `yaml:"auth"`
+	Limits          Limits   `yaml:"limits"`
+	Filter          Filter   `yaml:"filter"`
+	Archive         Archive  `yaml:"archive"`
+	Metrics         Metrics  `yaml:"metrics"`
+
+	// Source is the file this came from ("" for the embedded defaults).
+	Source string `yaml:"-"`
+	// Trusted and ProxyFrom are TrustedNetworks and ProxyProtocol parsed.
+	Trusted   []netip.Prefix `yaml:"-"`
+	ProxyFrom []netip.Prefix `yaml:"-"`
+}
+
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+type Auth struct {
+	Users map[string]string `yaml:"users"`
+}
+
+type Limits struct {
+	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
+	MaxRecipients       int           `yaml:"max_recipients"`
+	MaxConnections      int           `yaml:"max_connections"`
+	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
+	CommandTimeout      time.Duration `yaml:"command_timeout"`
+	DataTimeout         time.Duration `yaml:"data_timeout"`
+	DownstreamTimeout   time.Duration `yaml:"downstream_timeout"`
+}
+
+type Filter struct {
+	Classifier          string `yaml:"classifier"`
+	WeightsFile         string `yaml:"weights_file"`
+	GatewayThreshold    int    `yaml:"gateway_threshold"`
+	GatewayAction       string `yaml:"gateway_action"`
+	StoreThreshold      int    `yaml:"store_threshold"`
+	FilterAuthenticated bool   `yaml:"filter_authenticated"`
+	ExchangeSCLHeader   bool   `yaml:"exchange_scl_header"`
+}
+
+type Archive struct {
+	Dir      string `yaml:"dir"`
+	StoreSCL bool   `yaml:"store_scl"`
+}
+
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Gateway actions.
+const (
+	ActionArchive = "archive"
+	ActionDelete  = "delete"
+	ActionReject  = "reject"
+	ActionNone    = "none"
+)
+
+// Load reads path over the embedded defaults and validates the result.
+// An empty path means the defaults alone.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		return Parse("", nil)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data (named name in errors) over the embedded defaults and
+// validates the result.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{Source: name}
+	if err := decode(c, defaultYAML); err != nil {
+		return nil, fmt.Errorf("config: embedded defaults: %w", err) // a build bug
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := decode(c, data); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", name, err)
+		}
+	}
+	if err := c.validate(); err != nil {
+		if name == "" {
+			name = "embedded defaults"
+		}
+		return nil, fmt.Errorf("config: %s: %w", name, err)
+	}
+	return c, nil
+}
+
+func decode(c *Config, data []byte) error {
+	d := yaml.NewDecoder(bytes.NewReader(data))
+	d.KnownFields(true)
+	err := d.Decode(c)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		// yaml.v3 says "field X not found in type config.Filter"; say it
+		// in the admin's words, one problem per line.
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = sectionNames.Replace(m)
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+var sectionNames = strings.NewReplacer(
+	"not found in type config.Config", "is not a known key",
+	"not found in type config.Filter", "is not a known key in section filter",
+	"not found in type config.Limits", "is not a known key in section limits",
+	"not found in type config.TLS", "is not a known key in section tls",
+	"not found in type config.Auth", "is not a known key in section auth",
+	"not found in type config.Archive", "is not a known key in section archive",
+	"not found in type config.Metrics", "is not a known key in section metrics",
+	"time.Duration", "a duration (such as 30s or 5m)",
+)
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q: %v", c.Listen, err)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen: %q: %v", c.Metrics.Listen, err)
+		}
+	}
+	for i, d := range c.AcceptedDomains {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if d == "" || strings.ContainsAny(d, "@ \t/") {
+			bad("accepted_domains: %q is not a domain", c.AcceptedDomains[i])
+		}
+		c.AcceptedDomains[i] = d
+	}
+	var err error
+	if c.Trusted, err = parsePrefixes(c.TrustedNetworks); err != nil {
+		bad("trusted_networks: %v", err)
+	}
+	if c.ProxyFrom, err = parsePrefixes(c.ProxyProtocol); err != nil {
+		bad("proxy_protocol: %v", err)
+	}
+	if _, err := ParseDownstream(c.Downstream); err != nil {
+		bad("downstream: %v", err)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls: cert_file and key_file go together")
+	}
+	if len(c.Auth.Users) > 0 && c.TLS.CertFile == "" {
+		bad("auth.users needs tls: AUTH is only offered after STARTTLS")
+	}
+	for u, h := range c.Auth.Users {
+		if !strings.HasPrefix(h, "$2") {
+			bad("auth.users.%s: not a bcrypt hash", u)
+		}
+	}
+	l := c.Limits
+	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
+		bad("limits: max_* must be positive")
+	}
+	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 {
+		bad("limits: timeouts must be positive durations such as 30s or 5m")
+	}
+	f := c.Filter
+	if f.GatewayThreshold < 1 || f.GatewayThreshold > 9 {
+		bad("filter.gateway_threshold: %d is not within 1..9", f.GatewayThreshold)
+	}
+	if f.StoreThreshold < 0 || f.StoreThreshold > 9 {
+		bad("filter.store_threshold: %d is not within 0..9", f.StoreThreshold)
+	}
+	switch f.GatewayAction {
+	case ActionArchive, ActionDelete, ActionReject, ActionNone:
+	default:
+		bad("filter.gateway_action: %q is not archive, delete, reject or none", f.GatewayAction)
+	}
+	if f.GatewayAction == ActionArchive && c.Archive.Dir == "" {
+		bad("archive.dir: needed when filter.gateway_action is archive")
+	}
+	return errors.Join(errs...)
+}
+
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// Downstream is a parsed downstream address.
+type Downstream struct {
+	Scheme  string // "smtp", "lmtp" or "maildir"
+	Network string // "tcp" or "unix" (smtp, lmtp)
+	Address string // host:port, socket path, or Maildir directory
+}
+
+// ParseDownstream parses smtp://host:port, lmtp://host:port,
+// lmtp:/path/to/socket or maildir:DIR.
+func ParseDownstream(s string) (Downstream, error) {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || rest == "" {
+		return Downstream{}, fmt.Errorf("%q: want smtp://host:port, lmtp://host:port, lmtp:/socket or maildir:DIR", s)
+	}
+	switch scheme {
+	case "maildir":
+		return Downstream{Scheme: scheme, Address: rest}, nil
+	case "smtp", "lmtp":
+		if !strings.HasPrefix(rest, "//") {
+			if scheme == "lmtp" && strings.HasPrefix(rest, "/") {
+				return Downstream{Scheme: scheme, Network: "unix", Address: rest}, nil
+			}
+			return Downstream{}, fmt.Errorf("%q: want %s://host:port", s, scheme)
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return Downstream{}, fmt.Errorf("%q: %v", s, err)
+		}
+		if u.Port() == "" || u.Hostname() == "" {
+			return Downstream{}, fmt.Errorf("%q: host and port are required", s)
+		}
+		return Downstream{Scheme: scheme, Network: "tcp", Address: u.Host}, nil
+	}
+	return Downstream{}, fmt.Errorf("%q: unknown scheme %q (want smtp, lmtp or maildir)", s, scheme)
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:2525" || c.Filter.GatewayThreshold != 7 || c.Filter.StoreThreshold != 5 ||
+		c.Filter.GatewayAction != ActionArchive || !c.Archive.StoreSCL || c.Metrics.Listen != "127.0.0.1:9325" ||
+		c.Limits.CommandTimeout != 5*time.Minute || c.Filter.Classifier != "none" {
+		t.Errorf("defaults: %+v", c)
+	}
+	d, err := ParseDownstream(c.Downstream)
+	if err != nil || d.Scheme != "maildir" {
+		t.Errorf("default downstream %q: %+v %v", c.Downstream, d, err)
+	}
+}
+
+func TestOverride(t *testing.T) {
+	c, err := Parse("x.yaml", []byte(`
+accepted_domains: [Example.NET.]
+trusted_networks: [10.0.0.0/8, 192.0.2.7]
+filter:
+  gateway_threshold: 8
+limits:
+  data_timeout: 90s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.AcceptedDomains, []string{"example.net"}) {
+		t.Errorf("a list in the file replaces the default list, normalised: %q", c.AcceptedDomains)
+	}
+	if c.Filter.GatewayThreshold != 8 || c.Filter.StoreThreshold != 5 || c.Limits.DataTimeout != 90*time.Second {
+		t.Errorf("override kept other defaults? %+v %+v", c.Filter, c.Limits)
+	}
+	if len(c.Trusted) != 2 || c.Trusted[1].String() != "192.0.2.7/32" {
+		t.Errorf("trusted: %v", c.Trusted)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"filter:\n  gateway_treshold: 3\n", "config: x.yaml: line 2: field gateway_treshold is not a known key in section filter"},
+		{"bogus: 1\n", "field bogus is not a known key"},
+		{"filter:\n  gateway_threshold: 10\n", "gateway_threshold: 10 is not within 1..9"},
+		{"filter:\n  gateway_action: bounce\n", `gateway_action: "bounce"`},
+		{"downstream: ftp://x\n", `unknown scheme "ftp"`},
+		{"downstream: smtp://hostonly\n", "host and port are required"},
+		{"trusted_networks: [nonsense]\n", "neither an address nor a CIDR"},
+		{"limits:\n  command_timeout: 5\n", "into a duration (such as 30s or 5m)"},
+		{"limits:\n  command_timeout: -5s\n", "timeouts must be positive"},
+		{"auth:\n  users: {bob: x}\n", "auth.users needs tls"},
+		{"listen: [1\n", "x.yaml"},
+	}
+	for _, c := range cases {
+		_, err := Parse("x.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err %v, want it to contain %q", c.yaml, err, c.want)
+		}
+	}
+}
+
+func TestParseDownstream(t *testing.T) {
+	cases := map[string]Downstream{
+		"smtp://127.0.0.1:25":     {"smtp", "tcp", "127.0.0.1:25"},
+		"lmtp://[::1]:24":         {"lmtp", "tcp", "[::1]:24"},
+		"lmtp:/run/dovecot/lmtp":  {"lmtp", "unix", "/run/dovecot/lmtp"},
+		"maildir:/var/mail/inbox": {"maildir", "", "/var/mail/inbox"},
+	}
+	for in, want := range cases {
+		got, err := ParseDownstream(in)
+		if err != nil || got != want {
+			t.Errorf("%s: %+v %v", in, got, err)
+		}
+	}
+}

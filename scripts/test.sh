@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is
+# missing (Debian packages), then runs every test of the project.
+#
+#   scripts/test.sh              # everything, with the race detector
+#   scripts/test.sh -run TestX   # extra arguments go to "go test"
+#
+# The integration tests drive real peers over 127.0.0.1: swaks as the SMTP
+# client and Postfix's smtp-sink as the downstream. They fail (never skip)
+# when a tool is missing, so a green run always means they ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+{ command -v smtp-sink || test -x /usr/sbin/smtp-sink; } >/dev/null 2>&1 || missing+=(postfix)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # Postfix asks what kind of mail server to set up: none, we only want
+  # its smtp-sink and smtp-source tools.
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+echo "test.sh: gofmt and go vet" >&2
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then
+  echo "gofmt would change:" >&2; echo "$bad" >&2; exit 1
+fi
+go vet ./...
+
+echo "test.sh: go test -race ./..." >&2
+go test -race -count=1 "$@" ./...
