@@ -67,6 +67,7 @@ type Limits struct {
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	DownstreamTimeout   time.Duration `yaml:"downstream_timeout"`
+	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
 }
 
 type Filter struct {
@@ -208,7 +209,7 @@ func (c *Config) validate() error {
 	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
 		bad("limits: max_* must be positive")
 	}
-	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 {
+	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {
 		bad("limits: timeouts must be positive durations such as 30s or 5m")
 	}
 	f := c.Filter

@@ -1,0 +1,69 @@
+// Command sclgate is an inbound SMTP content-filter gateway: it receives mail
+// for accepted domains, gives each message a Spam Confidence Level (SCL 0-9)
+// and archives, deletes, rejects or relays it downstream stamped with it.
+//
+// Usage:
+//
+//	sclgate serve   [-config FILE] [-check]
+//	sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
+//	sclgate weights check FILE
+//	sclgate version
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// env is what a subcommand may touch of the outside world, so tests can run
+// subcommands in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+const usage = `sclgate: an inbound SMTP content-filter gateway (SCL 0-9)
+
+Usage:
+  sclgate serve   [-config FILE] [-check]      run the gateway
+  sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
+                                               score messages (stdin when none)
+  sclgate weights check FILE                   validate a custom weight list
+  sclgate version                              print the version
+
+Run "sclgate COMMAND -h" for a command's flags.
+`
+
+// run dispatches to a subcommand and returns the process exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(e, args[1:])
+	case "scan":
+		return cmdScan(e, args[1:])
+	case "weights":
+		return cmdWeights(e, args[1:])
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "sclgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sclgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sclgate runs the command in-process and returns its exit code and output.
+func sclgate(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+const testWeights = "../../testdata/weights/utf16le-bom.xml"
+
+func TestVersion(t *testing.T) {
+	code, out, _ := sclgate(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "sclgate ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+func TestScanJSON(t *testing.T) {
+	code, out, errOut := sclgate(t, "", "scan", "-json", "-weights", testWeights, "../../testdata/messages/plain.eml", "../../testdata/messages/html-qp-latin1.eml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", out)
+	}
+	var r struct {
+		File       string  `json:"file"`
+		SCL        *int    `json:"scl"`
+		Classifier string  `json:"classifier"`
+		Score      float64 `json:"score"`
+		Rules      []struct {
+			Type, Change, Text string
+		} `json:"rules"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
+		t.Fatal(err)
+	}
+	// The sample list has BODY +5 and BOTH -2 for "special offer".
+	if r.File != "../../testdata/messages/plain.eml" || r.SCL == nil || *r.SCL != 3 || r.Classifier != "none" || r.Score != 0 {
+		t.Errorf("plain.eml: %s", lines[0])
+	}
+	if len(r.Rules) != 2 || r.Rules[0].Type != "BODY" || r.Rules[0].Change != "5" || r.Rules[0].Text != "special offer" ||
+		r.Rules[1].Type != "BOTH" || r.Rules[1].Change != "-2" {
+		t.Errorf("plain.eml rules: %s", lines[0])
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &r); err != nil || *r.SCL != 9 {
+		t.Errorf("html-qp-latin1.eml: %s", lines[1])
+	}
+}
+
+func TestScanStdinAndDir(t *testing.T) {
+	code, out, _ := sclgate(t, "Subject: x\r\n\r\na special offer\r\n", "scan", "-weights", testWeights)
+	if code != 0 || !strings.HasPrefix(out, "-: scl=3 ") {
+		t.Errorf("stdin: %d %q", code, out)
+	}
+	code, out, errOut := sclgate(t, "", "scan", "-json", "../../testdata/messages")
+	files, _ := filepath.Glob("../../testdata/messages/*")
+	if code != 0 || strings.Count(out, "\n") != len(files) {
+		t.Errorf("dir: exit %d, %d lines for %d files\n%s%s", code, strings.Count(out, "\n"), len(files), out, errOut)
+	}
+}
+
+func TestScanUnreadableFileContinues(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.eml")
+	os.WriteFile(good, []byte("Subject: hi\r\n\r\nhello\r\n"), 0o644)
+	code, out, errOut := sclgate(t, "", "scan", filepath.Join(dir, "missing.eml"), good)
+	if code != 1 || !strings.Contains(errOut, "missing.eml") || !strings.Contains(out, "good.eml: scl=0") {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+}
+
+func TestScanBadFlags(t *testing.T) {
+	if code, _, errOut := sclgate(t, "", "scan", "-classifier", "nosuch"); code != 2 || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("unknown classifier: %d %q", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "scan", "-weights", "../../testdata/weights/bad-type.xml"); code != 2 || !strings.Contains(errOut, "bad-type.xml line") {
+		t.Errorf("bad weights: %d %q", code, errOut)
+	}
+}
+
+func TestWeightsCheck(t *testing.T) {
+	code, out, errOut := sclgate(t, "", "weights", "check", testWeights)
+	if code != 0 || !strings.Contains(out, "entries") || !strings.Contains(out, "BODY") {
+		t.Errorf("good file: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = sclgate(t, "", "weights", "check", "../../testdata/weights/bad-type.xml")
+	if code != 1 || !strings.Contains(errOut, "bad-type.xml line ") {
+		t.Errorf("bad file: %d %q", code, errOut)
+	}
+}

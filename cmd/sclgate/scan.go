@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/weights"
+)
+
+// scanResult is one line of "scan -json" output.
+type scanResult struct {
+	File          string     `json:"file"`
+	SCL           int        `json:"scl"`
+	Classifier    string     `json:"classifier"`
+	Score         float64    `json:"score"`
+	ClassifierSCL int        `json:"classifier_scl"`
+	Rules         []scanRule `json:"rules"`
+	Defects       []string   `json:"defects,omitempty"`
+}
+
+type scanRule struct {
+	Type   string `json:"type"`
+	Change string `json:"change"`
+	Text   string `json:"text"`
+	Line   int    `json:"line"`
+}
+
+// cmdScan implements "sclgate scan": score files, directories or stdin.
+func cmdScan(e env, args []string) int {
+	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
+	classifierName := fs.String("classifier", "", "classifier `NAME` (default: filter.classifier)")
+	weightsFile := fs.String("weights", "", "custom weight list `FILE` (default: filter.weights_file)")
+	asJSON := fs.Bool("json", false, "one JSON object per message and line")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return 2
+	}
+	name := cfg.Filter.Classifier
+	if *classifierName != "" {
+		name = *classifierName
+	}
+	c, err := scorer.NewClassifier(name)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate scan:", err)
+		return 2
+	}
+	wf := cfg.Filter.WeightsFile
+	if *weightsFile != "" {
+		wf = *weightsFile
+	}
+	var list *weights.List
+	if wf != "" {
+		if list, err = weights.Load(wf); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return 2
+		}
+	}
+	s := &scorer.Scorer{Classifier: c, Weights: func() *weights.List { return list }}
+
+	files, failed := expandArgs(e, fs.Args())
+	if len(fs.Args()) == 0 {
+		files = []string{"-"}
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetEscapeHTML(false)
+	for _, f := range files {
+		raw, err := readInput(e, f)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			failed = true
+			continue
+		}
+		m := scorer.Parse(raw)
+		r, err := s.Score(context.Background(), m)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: %v\n", f, err)
+			failed = true
+			continue
+		}
+		if *asJSON {
+			enc.Encode(toScanResult(f, r, m))
+		} else {
+			fmt.Fprintf(e.stdout, "%s: %s\n", f, r.Report(0))
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func toScanResult(file string, r scorer.Result, m *scorer.Message) scanResult {
+	out := scanResult{
+		File: file, SCL: r.SCL, Classifier: r.Classifier, Score: r.Score,
+		ClassifierSCL: r.ClassifierSCL, Rules: []scanRule{}, Defects: m.Defects,
+	}
+	for _, en := range r.Rules {
+		out.Rules = append(out.Rules, scanRule{Type: en.Type.String(), Change: en.ChangeString(), Text: en.Text, Line: en.Line})
+	}
+	return out
+}
+
+// expandArgs turns the FILE|DIR arguments into a list of files: a directory
+// stands for every regular file directly in it, in name order. Problems are
+// reported on stderr and flagged, and the rest still scanned.
+func expandArgs(e env, args []string) (files []string, failed bool) {
+	for _, a := range args {
+		if a == "-" {
+			files = append(files, a)
+			continue
+		}
+		st, err := os.Stat(a)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			failed = true
+			continue
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		ents, err := os.ReadDir(a)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			failed = true
+			continue
+		}
+		var names []string
+		for _, de := range ents {
+			if de.Type().IsRegular() {
+				names = append(names, filepath.Join(a, de.Name()))
+			}
+		}
+		sort.Strings(names)
+		files = append(files, names...)
+	}
+	return files, failed
+}
+
+func readInput(e env, f string) ([]byte, error) {
+	if f == "-" {
+		return io.ReadAll(e.stdin)
+	}
+	return os.ReadFile(f)
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/metrics"
+	"github.com/sclgate/sclgate/proxy"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/weights"
+)
+
+// cmdServe implements "sclgate serve": run the gateway until SIGTERM or
+// SIGINT; SIGHUP re-reads the configuration.
+func cmdServe(e env, args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
+	check := fs.Bool("check", false, "validate the configuration (and the files it names) and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return 1
+	}
+	if *check {
+		if err := checkFiles(cfg); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return 1
+		}
+		name := cfg.Source
+		if name == "" {
+			name = "embedded defaults"
+		}
+		fmt.Fprintf(e.stdout, "%s: configuration OK\n", name)
+		return 0
+	}
+
+	g, err := startGateway(cfg, log)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate serve:", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := g.reload(*configFile); err != nil {
+				log.Error("reload failed; previous configuration stays in force", slog.Any("err", err))
+			}
+			continue
+		}
+		log.Info("shutting down", slog.String("signal", sig.String()), slog.Duration("bound", g.cfg().Limits.ShutdownTimeout))
+		if err := g.shutdown(); err != nil {
+			log.Warn("shutdown bound reached; remaining sessions cut off", slog.Any("err", err))
+		}
+		return 0
+	}
+	return 0
+}
+
+// checkFiles checks what "serve -check" checks beyond the YAML: that the
+// weight list parses and the TLS key pair loads.
+func checkFiles(cfg *config.Config) error {
+	if f := cfg.Filter.WeightsFile; f != "" {
+		if _, err := weights.Load(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if _, err := loadTLS(cfg); err != nil {
+		return err
+	}
+	if _, err := scorer.NewClassifier(cfg.Filter.Classifier); err != nil {
+		return fmt.Errorf("config: filter.classifier: %w", err)
+	}
+	return nil
+}
+
+func loadTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.TLS.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("config: tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// gateway is one running sclgate: the SMTP server, the metrics endpoint and
+// the weight list watcher, wired together.
+type gateway struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	server  *proxy.Server
+	smtpLn  net.Listener
+	httpSrv *http.Server
+	httpLn  net.Listener
+	served  sync.WaitGroup
+
+	mu      sync.Mutex // guards watcher across reloads
+	watcher *weights.Watcher
+	wpath   string
+}
+
+func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
+	reg := prometheus.NewRegistry()
+	g := &gateway{log: log, metrics: metrics.New(reg, version)}
+	tlsConfig, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := g.policy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.server = proxy.New(p, proxy.Options{Logger: log, Metrics: g.metrics, TLS: tlsConfig})
+
+	if g.smtpLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		g.closeWatcher()
+		return nil, err
+	}
+	if cfg.Metrics.Listen != "" {
+		if g.httpLn, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			g.smtpLn.Close()
+			g.closeWatcher()
+			return nil, err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.served.Add(1)
+		go func() {
+			defer g.served.Done()
+			g.httpSrv.Serve(g.httpLn)
+		}()
+	}
+	g.served.Add(1)
+	go func() {
+		defer g.served.Done()
+		if err := g.server.Serve(g.smtpLn); err != nil {
+			log.Error("smtp server stopped", slog.Any("err", err))
+		}
+	}()
+	attrs := []any{slog.String("listen", g.smtpLn.Addr().String()), slog.String("downstream", cfg.Downstream),
+		slog.String("classifier", cfg.Filter.Classifier), slog.String("config", cfg.Source), slog.String("version", version)}
+	if g.httpLn != nil {
+		attrs = append(attrs, slog.String("metrics", g.httpLn.Addr().String()))
+	}
+	log.Info("sclgate serving", attrs...)
+	return g, nil
+}
+
+// policy builds everything a transaction decides with from cfg, reusing the
+// weight list watcher when the file is the same.
+func (g *gateway) policy(cfg *config.Config) (*proxy.Policy, error) {
+	c, err := scorer.NewClassifier(cfg.Filter.Classifier)
+	if err != nil {
+		return nil, fmt.Errorf("config: filter.classifier: %w", err)
+	}
+	ds, err := config.ParseDownstream(cfg.Downstream)
+	if err != nil {
+		return nil, err
+	}
+	var store *archive.Store
+	if cfg.Archive.Dir != "" {
+		if store, err = archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
+			return nil, err
+		}
+	}
+	w, err := g.weightsWatcher(cfg.Filter.WeightsFile)
+	if err != nil {
+		return nil, err
+	}
+	sc := &scorer.Scorer{Classifier: c}
+	if w != nil {
+		sc.Weights = w.Current
+	}
+	return &proxy.Policy{
+		Config:     cfg,
+		Scorer:     sc,
+		Archive:    store,
+		Downstream: proxy.NewDownstream(ds, proxy.Hostname(cfg), cfg.Limits.DownstreamTimeout),
+	}, nil
+}
+
+func (g *gateway) weightsWatcher(path string) (*weights.Watcher, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if path == g.wpath {
+		return g.watcher, nil
+	}
+	var w *weights.Watcher
+	if path != "" {
+		var err error
+		w, err = weights.NewWatcher(path, weights.WatcherOptions{
+			Logger: g.log,
+			OnReload: func(l *weights.List, err error) {
+				if err != nil {
+					g.metrics.WeightsReloads.WithLabelValues("error").Inc()
+					return
+				}
+				g.metrics.WeightsReloads.WithLabelValues("ok").Inc()
+				g.metrics.WeightsEntries.Set(float64(l.Len()))
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		g.metrics.WeightsEntries.Set(float64(w.Current().Len()))
+	} else {
+		g.metrics.WeightsEntries.Set(0)
+	}
+	if g.watcher != nil {
+		g.watcher.Close()
+	}
+	g.watcher, g.wpath = w, path
+	return w, nil
+}
+
+func (g *gateway) closeWatcher() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.watcher != nil {
+		g.watcher.Close()
+		g.watcher, g.wpath = nil, ""
+	}
+}
+
+func (g *gateway) cfg() *config.Config { return g.server.Policy().Config }
+
+// reload re-reads the configuration file (SIGHUP). Settings of the
+// listener itself (listen, limits, TLS, PROXY protocol, metrics.listen)
+// need a restart; the rest applies from the next transaction.
+func (g *gateway) reload(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	p, err := g.policy(cfg)
+	if err != nil {
+		return err
+	}
+	g.server.SetPolicy(p)
+	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
+		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
+	return nil
+}
+
+// shutdown stops accepting, lets transactions in flight finish within
+// limits.shutdown_timeout, then stops everything.
+func (g *gateway) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ShutdownTimeout)
+	defer cancel()
+	err := g.server.Shutdown(ctx)
+	if g.httpSrv != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		g.httpSrv.Shutdown(hctx)
+		hcancel()
+	}
+	g.served.Wait()
+	g.closeWatcher()
+	return err
+}

@@ -1,0 +1,120 @@
+// Package metrics defines sclgate's Prometheus metrics, after IMF's
+// performance counters: what was scanned, the SCL it got, what was done with
+// it, and whether relaying and the weight list are healthy.
+//
+// Everything is registered on a registry the caller passes in (no global
+// registration), so tests and several gateways in one process never collide.
+// Packages that produce numbers (proxy, weights) take these values as plain
+// dependencies; scorer and weights stay free of Prometheus.
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every sclgate metric.
+type Metrics struct {
+	Scanned        prometheus.Counter
+	SCL            *prometheus.CounterVec // label scl="0".."9" (and "-1" for trusted mail relayed unfiltered)
+	ActedUpon      *prometheus.CounterVec // label action
+	Relayed        prometheus.Counter
+	RelayFailures  *prometheus.CounterVec // label reason
+	ScanDuration   prometheus.Histogram
+	SessionsActive prometheus.Gauge
+	WeightsEntries prometheus.Gauge
+	WeightsReloads *prometheus.CounterVec // label result="ok|error"
+	Archived       prometheus.Counter
+	Rejected       *prometheus.CounterVec // label reason: SMTP-level refusals
+}
+
+// Relay failure reasons (label values of sclgate_relay_failures_total).
+const (
+	FailConnect    = "connect"    // could not reach or greet the downstream
+	FailRcpt       = "rcpt"       // downstream refused a recipient
+	FailData       = "data"       // downstream refused the message
+	FailTimeout    = "timeout"    // downstream slower than limits.downstream_timeout
+	FailNetwork    = "network"    // connection lost mid-transaction
+	FailArchive    = "archive"    // archive write failed
+	FailClassifier = "classifier" // classifier error, message deferred
+)
+
+// New creates the metrics and registers them, plus the Go and process
+// collectors, on reg. version goes into sclgate_build_info.
+func New(reg prometheus.Registerer, version string) *Metrics {
+	m := &Metrics{
+		Scanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sclgate_messages_scanned_total",
+			Help: "Messages given an SCL by the content filter.",
+		}),
+		SCL: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sclgate_messages_scl_total",
+			Help: "Messages by the SCL they got: scl=\"0\"..\"9\", or \"-1\" for authenticated/trusted mail relayed unfiltered.",
+		}, []string{"scl"}),
+		ActedUpon: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sclgate_messages_acted_upon_total",
+			Help: "Messages at or above the gateway threshold, by the gateway action taken: archive, delete, reject or none.",
+		}, []string{"action"}),
+		Relayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sclgate_messages_relayed_total",
+			Help: "Messages the downstream accepted (250) from sclgate.",
+		}),
+		RelayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sclgate_relay_failures_total",
+			Help: "Transactions that could not be completed, by reason: connect, rcpt, data, timeout, network, archive, classifier.",
+		}, []string{"reason"}),
+		ScanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sclgate_scan_duration_seconds",
+			Help:    "Time to parse and score one message.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		SessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sclgate_sessions_active",
+			Help: "SMTP sessions open now.",
+		}),
+		WeightsEntries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sclgate_weights_entries",
+			Help: "Entries in the custom weight list in force.",
+		}),
+		WeightsReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sclgate_weights_reloads_total",
+			Help: "Reloads of the custom weight list, by result: ok or error (the previous list stays in force).",
+		}, []string{"result"}),
+		Archived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sclgate_messages_archived_total",
+			Help: "Messages written to the ArchiveDir.",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sclgate_smtp_refusals_total",
+			Help: "Commands refused at the SMTP level, by reason: relay_denied, auth_failed, too_many_connections, size.",
+		}, []string{"reason"}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "sclgate_build_info",
+		Help:        "Always 1; the labels tell which sclgate is running.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	build.Set(1)
+
+	reg.MustRegister(m.Scanned, m.SCL, m.ActedUpon, m.Relayed, m.RelayFailures, m.ScanDuration,
+		m.SessionsActive, m.WeightsEntries, m.WeightsReloads, m.Archived, m.Rejected, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Start every labelled series at 0 so that rate() and alerts work from
+	// the first scrape, not from the first event.
+	for i := -1; i <= 9; i++ {
+		m.SCL.WithLabelValues(strconv.Itoa(i))
+	}
+	for _, a := range []string{"archive", "delete", "reject", "none"} {
+		m.ActedUpon.WithLabelValues(a)
+	}
+	for _, r := range []string{FailConnect, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailClassifier} {
+		m.RelayFailures.WithLabelValues(r)
+	}
+	m.WeightsReloads.WithLabelValues("ok")
+	m.WeightsReloads.WithLabelValues("error")
+	return m
+}

@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// proxyListener wraps l so that the PROXY protocol (v1 or v2) is honoured
+// from the listed load balancers only. They must send the header (a
+// balancer that forgets it would make every client look like the
+// balancer); anyone else's connection is taken as it is, so a PROXY line
+// from them is just an unknown SMTP command.
+func proxyListener(l net.Listener, from []netip.Prefix) net.Listener {
+	if len(from) == 0 {
+		return l
+	}
+	ranges := make([]string, len(from))
+	for i, p := range from {
+		ranges[i] = p.String()
+	}
+	// Ranges come from a validated config; an error here is a bug.
+	policy, err := proxyproto.PolicyFromRanges(ranges, proxyproto.REQUIRE, proxyproto.SKIP)
+	if err != nil {
+		panic("proxy: PROXY protocol ranges: " + err.Error())
+	}
+	return &proxyproto.Listener{Listener: l, ConnPolicy: policy, ReadHeaderTimeout: 5 * time.Second}
+}
+
+// limitListener caps connections in total and per client address. A
+// connection over a cap is told "421 4.7.0" and closed at once, before any
+// SMTP state exists (go-smtp has no such limit of its own).
+//
+// Finding the client's address can mean reading a PROXY header, which a
+// slow balancer could stall; so each new connection is resolved in its own
+// goroutine and Accept hands out only connections that passed.
+type limitListener struct {
+	net.Listener
+	total, perIP int
+	greeting     string // the 421 line, with our host name
+	onRefuse     func()
+
+	mu     sync.Mutex
+	n      int
+	byAddr map[netip.Addr]int
+
+	ready chan net.Conn
+	errc  chan error
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newLimitListener(l net.Listener, total, perIP int, hostname string, onRefuse func()) *limitListener {
+	ll := &limitListener{
+		Listener: l, total: total, perIP: perIP,
+		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
+		onRefuse: onRefuse,
+		byAddr:   map[netip.Addr]int{},
+		ready:    make(chan net.Conn),
+		errc:     make(chan error, 1),
+		done:     make(chan struct{}),
+	}
+	go ll.acceptLoop()
+	return ll
+}
+
+func (l *limitListener) acceptLoop() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond) // EMFILE and friends: back off, don't spin
+				continue
+			}
+			l.errc <- err
+			return
+		}
+		l.mu.Lock()
+		over := l.n >= l.total
+		if !over {
+			l.n++
+		}
+		l.mu.Unlock()
+		if over {
+			l.refuse(c)
+			continue
+		}
+		go l.admit(c)
+	}
+}
+
+func (l *limitListener) admit(c net.Conn) {
+	addr := addrOf(c.RemoteAddr()) // may read a PROXY header
+	l.mu.Lock()
+	over := l.byAddr[addr] >= l.perIP
+	if !over {
+		l.byAddr[addr]++
+	}
+	l.mu.Unlock()
+	if over {
+		l.release(netip.Addr{})
+		l.refuse(c)
+		return
+	}
+	lc := &limitConn{Conn: c, l: l, addr: addr}
+	select {
+	case l.ready <- lc:
+	case <-l.done:
+		lc.Close()
+	}
+}
+
+func (l *limitListener) refuse(c net.Conn) {
+	if l.onRefuse != nil {
+		l.onRefuse()
+	}
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	c.Write([]byte(l.greeting))
+	c.Close()
+}
+
+func (l *limitListener) release(addr netip.Addr) {
+	l.mu.Lock()
+	l.n--
+	if addr.IsValid() {
+		if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+			delete(l.byAddr, addr)
+		}
+	}
+	l.mu.Unlock()
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errc:
+		l.errc <- err // every later Accept fails the same way
+		return nil, err
+	}
+}
+
+func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	addr netip.Addr
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(func() { c.l.release(c.addr) })
+	return c.Conn.Close()
+}
+
+// addrOf returns the IP of a net.Addr, unmapped from IPv4-in-IPv6.
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/metrics"
+	"github.com/sclgate/sclgate/scorer"
+)
+
+// MaxLineLength is the longest line accepted, inside DATA too. RFC 5321's
+// 1000 is routinely exceeded by real mail (HTML one-liners), so sclgate
+// takes 4,000 octets plus CRLF, as maddy does.
+const MaxLineLength = 4002
+
+// Policy is everything a transaction decides with. It is replaced whole on
+// SIGHUP; each transaction takes the Policy in force at its MAIL and keeps
+// it to the end, so a reload never changes a message half-way.
+type Policy struct {
+	Config     *config.Config
+	Scorer     *scorer.Scorer
+	Archive    *archive.Store // nil when no archive.dir
+	Downstream Downstream
+}
+
+// Options are the Server's dependencies.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	TLS     *tls.Config // nil: no STARTTLS
+}
+
+// Server is the SMTP front end.
+type Server struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	policy  atomic.Pointer[Policy]
+	smtp    *smtp.Server
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+}
+
+// New builds a Server; Serve starts it. The listener-level settings (limits,
+// timeouts, TLS, PROXY protocol) are taken from p now and need a restart to
+// change; everything else follows SetPolicy.
+func New(p *Policy, o Options) *Server {
+	s := &Server{log: o.Logger, metrics: o.Metrics, sessions: map[*session]struct{}{}}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.policy.Store(p)
+	c := p.Config
+	srv := smtp.NewServer(s)
+	srv.Domain = Hostname(c)
+	srv.MaxRecipients = c.Limits.MaxRecipients
+	srv.MaxMessageBytes = c.Limits.MaxMessageBytes
+	srv.MaxLineLength = MaxLineLength
+	srv.ReadTimeout = c.Limits.CommandTimeout
+	srv.WriteTimeout = c.Limits.CommandTimeout
+	srv.TLSConfig = o.TLS
+	srv.ErrorLog = slogLogger{s.log}
+	s.smtp = srv
+	return s
+}
+
+// SetPolicy puts p in force for transactions that start from now on.
+func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
+
+// Policy returns the policy in force.
+func (s *Server) Policy() *Policy { return s.policy.Load() }
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	c := s.policy.Load().Config
+	l = proxyListener(l, c.ProxyFrom)
+	l = newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), func() {
+		s.metrics.Rejected.WithLabelValues("too_many_connections").Inc()
+	})
+	err := s.smtp.Serve(l)
+	if err == smtp.ErrServerClosed {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, closes idle sessions, lets
+// transactions in flight finish, and returns when every session has ended
+// or ctx is done (then the rest are cut off).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for sess := range s.sessions {
+		if !sess.inTxn.Load() {
+			sess.conn.Conn().Close()
+		}
+	}
+	s.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	return err
+}
+
+// Close cuts every session off at once.
+func (s *Server) Close() error { return s.smtp.Close() }
+
+// NewSession implements smtp.Backend. go-smtp calls it at HELO/EHLO.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	p := s.policy.Load()
+	remote := addrOf(c.Conn().RemoteAddr())
+	sess := &session{
+		srv:     s,
+		conn:    c,
+		remote:  remote,
+		trusted: inPrefixes(remote, p.Config.Trusted),
+	}
+	sess.log = s.log.With(slog.String("client", remote.String()), slog.String("helo", c.Hostname()))
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	}
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.SessionsActive.Inc()
+	return sess, nil
+}
+
+func (s *Server) endSession(sess *session) {
+	s.mu.Lock()
+	if _, ok := s.sessions[sess]; ok {
+		delete(s.sessions, sess)
+		s.metrics.SessionsActive.Dec()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Hostname is the name sclgate gives itself: hostname from the
+// configuration, else the machine's.
+func Hostname(c *config.Config) string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	return defaultHostname()
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// slogLogger adapts go-smtp's Printf-style logger to slog.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) {
+	l.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (l slogLogger) Println(v ...any) { l.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+// deadline is a context for one downstream step.
+func deadline(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

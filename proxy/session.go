@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/metrics"
+	"github.com/sclgate/sclgate/scorer"
+)
+
+// SMTP replies sclgate gives of its own. Internal failures never show their
+// detail to the client: that goes to the log.
+var (
+	errRelayDenied   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
+	errBadAddress    = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted"}
+	errRejectedSpam  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam by content filtering"}
+	errOneRecipient  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "One recipient per transaction here, send the others again"}
+	errDownstream    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Downstream server unavailable, try again later"}
+	errDownstreamMid = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to downstream server lost, try again later"}
+	errInternal      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal server error, try again later"}
+	errArchive       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	errFilter        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Content filter temporarily unavailable, try again later"}
+	errDataTimeout   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading message data, try again later"}
+	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	errAuthBad       = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
+)
+
+// session is one SMTP connection after EHLO.
+type session struct {
+	srv     *Server
+	conn    *smtp.Conn
+	log     *slog.Logger
+	remote  netip.Addr
+	trusted bool   // client address in trusted_networks
+	user    string // authenticated user, "" if none
+
+	// The transaction: set at MAIL, cleared by Reset.
+	inTxn atomic.Bool
+	id    string
+	p     *Policy
+	from  string
+	rcpts []string
+	ds    Txn
+}
+
+// unfiltered reports whether this session's mail is relayed without
+// scoring: authenticated or trusted clients, unless filter_authenticated.
+func (s *session) unfiltered() bool {
+	return (s.user != "" || s.trusted) && !s.p.Config.Filter.FilterAuthenticated
+}
+
+func (s *session) AuthMechanisms() []string {
+	if len(s.srv.policy.Load().Config.Auth.Users) == 0 {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	users := s.srv.policy.Load().Config.Auth.Users
+	check := func(user, pass string) error {
+		if err := checkPassword(users, user, pass); err != nil {
+			s.log.Warn("auth failed", slog.String("user", user))
+			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
+			return errAuthBad
+		}
+		s.user = user
+		s.log = s.log.With(slog.String("user", user))
+		s.log.Info("authenticated")
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return errAuthBad
+			}
+			return check(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: check}, nil
+	}
+	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism"}
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.isClosing() {
+		return errShuttingDown
+	}
+	s.p = s.srv.policy.Load()
+	s.id = newID()
+	if from != "" && !validAddress(from) {
+		return errBadAddress
+	}
+	s.from = from
+	s.inTxn.Store(true)
+
+	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)
+	defer cancel()
+	ds, err := s.p.Downstream.Begin(ctx, from, opts)
+	if err != nil {
+		s.inTxn.Store(false)
+		return s.downstreamFailed("mail", err)
+	}
+	s.ds = ds
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !validAddress(to) {
+		return errBadAddress
+	}
+	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
+		s.log.Info("relaying denied", slog.String("from", s.from), slog.String("rcpt", to))
+		s.srv.metrics.Rejected.WithLabelValues("relay_denied").Inc()
+		return errRelayDenied
+	}
+	if s.p.Downstream.OneRecipient() && len(s.rcpts) > 0 {
+		return errOneRecipient
+	}
+	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)
+	defer cancel()
+	if err := s.ds.Rcpt(ctx, to, opts); err != nil {
+		return s.downstreamFailed("rcpt", err)
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) acceptedDomain(addr string) bool {
+	_, domain, _ := strings.Cut(addr, "@")
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range s.p.Config.AcceptedDomains {
+		if domain == d {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) Data(r io.Reader) error {
+	cfg := s.p.Config
+	// go-smtp sets its read deadline per command line and not again during
+	// DATA: set the whole-message deadline ourselves.
+	s.conn.Conn().SetReadDeadline(time.Now().Add(cfg.Limits.DataTimeout))
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) { // 552 message too big, from go-smtp
+			s.srv.metrics.Rejected.WithLabelValues("size").Inc()
+			return se
+		}
+		// A timeout or a dropped connection: the client gets no 250, so
+		// it still has the message.
+		s.log.Warn("reading message", slog.String("id", s.id), slog.Any("err", err))
+		return errDataTimeout
+	}
+	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts), slog.Int("size", len(raw)))
+
+	v, err := s.verdict(raw)
+	if err != nil {
+		log.Error("content filter failed; message deferred", slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailClassifier).Inc()
+		return errFilter
+	}
+	log = log.With(slog.Int("scl", v.scl))
+	f := cfg.Filter
+
+	if v.scored && v.scl >= f.GatewayThreshold {
+		s.srv.metrics.ActedUpon.WithLabelValues(f.GatewayAction).Inc()
+		switch f.GatewayAction {
+		case config.ActionArchive:
+			return s.archive(log, raw, v.scl)
+		case config.ActionDelete:
+			log.Info("deleted by gateway action", slog.String("report", v.report))
+			return nil
+		case config.ActionReject:
+			log.Info("rejected by gateway action", slog.String("report", v.report))
+			return errRejectedSpam
+		}
+		// ActionNone: relay as usual.
+	}
+	return s.relay(log, raw, v)
+}
+
+// verdict is a message's SCL and how it got it.
+type verdict struct {
+	scl    int
+	scored bool // false: relayed unfiltered (trusted), scl is -1
+	report string
+}
+
+func (s *session) verdict(raw []byte) (verdict, error) {
+	if s.unfiltered() {
+		s.srv.metrics.SCL.WithLabelValues("-1").Inc()
+		return verdict{scl: -1, report: "unfiltered: authenticated or trusted client"}, nil
+	}
+	start := time.Now()
+	m := scorer.Parse(raw)
+	r, err := s.p.Scorer.Score(context.Background(), m)
+	if err != nil {
+		return verdict{}, err
+	}
+	s.srv.metrics.ScanDuration.Observe(time.Since(start).Seconds())
+	s.srv.metrics.Scanned.Inc()
+	s.srv.metrics.SCL.WithLabelValues(strconv.Itoa(r.SCL)).Inc()
+	return verdict{scl: r.SCL, scored: true, report: r.Report(reportMax)}, nil
+}
+
+func (s *session) archive(log *slog.Logger, raw []byte, scl int) error {
+	a := s.p.Archive
+	if a == nil {
+		log.Error("archive action without an archive store")
+		return errArchive
+	}
+	id, err := a.Write(archive.Envelope{From: s.from, To: s.rcpts}, scl, bytes.NewReader(raw))
+	if err != nil {
+		log.Error("archive write failed; message deferred", slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailArchive).Inc()
+		return errArchive
+	}
+	s.srv.metrics.Archived.Inc()
+	log.Info("archived by gateway action", slog.String("archive_id", id))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + s.id}
+}
+
+func (s *session) relay(log *slog.Logger, raw []byte, v verdict) error {
+	cfg := s.p.Config
+	fields := []string{s.received()}
+	fields = append(fields, "X-SCL: "+strconv.Itoa(v.scl))
+	if v.scored {
+		fields = append(fields, foldHeader("X-SCL-Report", v.report))
+		if v.scl > cfg.Filter.StoreThreshold {
+			fields = append(fields, "X-Spam-Flag: YES")
+		}
+	}
+	if cfg.Filter.ExchangeSCLHeader {
+		fields = append(fields, "X-MS-Exchange-Organization-SCL: "+strconv.Itoa(v.scl))
+	}
+	ctx, cancel := deadline(cfg.Limits.DownstreamTimeout)
+	defer cancel()
+	reply, err := s.ds.Data(ctx, stamp(raw, fields))
+	s.ds = nil // Data ends the downstream transaction, success or not
+	if err != nil {
+		log.Warn("relay failed", slog.Any("err", err))
+		return s.downstreamFailed("data", err)
+	}
+	s.srv.metrics.Relayed.Inc()
+	log.Info("relayed", slog.String("downstream", reply), slog.String("report", v.report))
+	msg := "OK: queued as " + s.id
+	if reply != "" {
+		msg += " (downstream: " + truncate(reply, 200) + ")"
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: msg}
+}
+
+// downstreamFailed maps a downstream failure to the client's answer: the
+// downstream's own SMTP answer as it is, or a 451 for anything else.
+func (s *session) downstreamFailed(step string, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		if step != "rcpt" {
+			s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailData).Inc()
+		} else {
+			s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailRcpt).Inc()
+		}
+		return se
+	}
+	s.log.Warn("downstream failed", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailTimeout).Inc()
+	case errors.Is(err, syscall.ECONNREFUSED) || step == "mail":
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailConnect).Inc()
+		return errDownstream
+	default:
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailNetwork).Inc()
+	}
+	if step == "mail" {
+		return errDownstream
+	}
+	return errDownstreamMid
+}
+
+// Reset ends the transaction. go-smtp calls it after DATA's answer is
+// written, on RSET, and at the end of the session.
+func (s *session) Reset() {
+	if s.ds != nil {
+		s.ds.Abort()
+		s.ds = nil
+	}
+	s.from, s.rcpts, s.p = "", nil, nil
+	s.inTxn.Store(false)
+	if s.srv.isClosing() {
+		// Shutting down: the answer to the last transaction is out, so
+		// this session is done.
+		s.conn.Conn().Close()
+	}
+}
+
+func (s *session) Logout() error {
+	if s.ds != nil {
+		s.ds.Abort()
+		s.ds = nil
+	}
+	s.srv.endSession(s)
+	return nil
+}
+
+// received is our Received trace field (RFC 5321 section 4.4).
+func (s *session) received() string {
+	with := "ESMTP"
+	if _, ok := s.conn.TLSConnectionState(); ok {
+		with += "S"
+	}
+	if s.user != "" {
+		with += "A"
+	}
+	f := "Received: from " + sanitizeHelo(s.conn.Hostname()) + " ([" + s.remote.String() + "])\r\n\tby " +
+		Hostname(s.p.Config) + " (sclgate) with " + with + " id " + s.id
+	if len(s.rcpts) == 1 {
+		f += "\r\n\tfor <" + s.rcpts[0] + ">"
+	}
+	return f + "; " + time.Now().Format(time.RFC1123Z)
+}
+
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

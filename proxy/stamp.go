@@ -1,0 +1,173 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"strings"
+	"unicode/utf8"
+)
+
+// reportMax bounds X-SCL-Report: a message matching thousands of weight
+// entries must not grow a header the downstream refuses.
+const reportMax = 900
+
+// verdictFields are header fields only sclgate may set. Any copy that
+// arrived from outside is removed before ours are added, so nobody can
+// pre-set their own verdict (X-MS-Exchange-Organization-SCL: -1 would
+// otherwise walk past an Exchange server's own junk filter).
+var verdictFields = []string{"x-scl", "x-scl-report", "x-spam-flag", "x-ms-exchange-organization-scl"}
+
+// stamp returns raw with fields (each "Name: value", folded, without the
+// final CRLF) put on top and every verdict field from outside removed.
+// All other bytes go out exactly as they came in; the body is not copied.
+func stamp(raw []byte, fields []string) io.Reader {
+	var top bytes.Buffer
+	for _, f := range fields {
+		top.WriteString(f)
+		top.WriteString("\r\n")
+	}
+	parts := []io.Reader{&top}
+
+	keepFrom, drop := 0, false
+	for pos := 0; pos < len(raw); {
+		end := bytes.IndexByte(raw[pos:], '\n')
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += pos + 1
+		}
+		line := raw[pos:end]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break // end of header
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			// A new field: does it start a run to drop or to keep?
+			d := isVerdictField(line)
+			if d != drop {
+				if d {
+					parts = append(parts, bytes.NewReader(raw[keepFrom:pos]))
+				} else {
+					keepFrom = pos
+				}
+				drop = d
+			}
+		}
+		pos = end
+	}
+	if !drop {
+		parts = append(parts, bytes.NewReader(raw[keepFrom:]))
+	} else {
+		// The header ended (or the message did) inside a dropped field.
+		rest := headerEnd(raw)
+		parts = append(parts, bytes.NewReader(raw[rest:]))
+	}
+	return io.MultiReader(parts...)
+}
+
+// headerEnd returns the offset of the blank line ending the header, or
+// len(raw) when there is none.
+func headerEnd(raw []byte) int {
+	for pos := 0; pos < len(raw); {
+		end := bytes.IndexByte(raw[pos:], '\n')
+		if end < 0 {
+			return len(raw)
+		}
+		if len(bytes.TrimRight(raw[pos:pos+end+1], "\r\n")) == 0 {
+			return pos
+		}
+		pos += end + 1
+	}
+	return len(raw)
+}
+
+func isVerdictField(line []byte) bool {
+	colon := bytes.IndexByte(line, ':')
+	if colon < 0 {
+		return false
+	}
+	name := strings.ToLower(strings.TrimSpace(string(line[:colon])))
+	for _, f := range verdictFields {
+		if name == f {
+			return true
+		}
+	}
+	return false
+}
+
+// foldHeader formats "Name: value" folded at spaces to lines of at most 78
+// characters (RFC 5322 section 2.1.1), encoding non-ASCII as RFC 2047 words
+// since sclgate does not know the downstream takes SMTPUTF8.
+func foldHeader(name, value string) string {
+	if !isASCII(value) {
+		value = mime.QEncoding.Encode("utf-8", value)
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteString(":")
+	lineLen := b.Len()
+	for i, w := range strings.Fields(value) {
+		if i > 0 && lineLen+1+len(w) > 78 {
+			b.WriteString("\r\n\t")
+			lineLen = 1
+		} else {
+			b.WriteByte(' ')
+			lineLen++
+		}
+		b.WriteString(w)
+		lineLen += len(w)
+	}
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf || s[i] < ' ' && s[i] != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitizeHelo keeps the client's HELO name from breaking our Received
+// field: anything but the characters of a host name or address literal
+// becomes "_".
+func sanitizeHelo(h string) string {
+	if h == "" {
+		return "unknown"
+	}
+	if len(h) > 255 {
+		h = h[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(".-[]:_", r):
+			return r
+		}
+		return '_'
+	}, h)
+}
+
+// validAddress checks a path address as go-smtp hands it over (no angle
+// brackets): one local part, one domain, and none of the tricks that make a
+// downstream relay elsewhere: %-hack, bang paths, quoted local parts with @,
+// source routes, address literals.
+func validAddress(a string) bool {
+	if len(a) == 0 || len(a) > 254 {
+		return false
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || at > 64 {
+		return false
+	}
+	local, domain := a[:at], a[at+1:]
+	if strings.ContainsAny(local, "@%!\":\\ ") || strings.ContainsAny(domain, "@%!\"[]:\\ ") {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] < 0x21 || a[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,58 @@
+package scorer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/sclgate/sclgate/weights"
+)
+
+// FuzzParseScore feeds arbitrary bytes through Parse and Score: whatever
+// arrives, the scorer answers with an SCL in range and valid UTF-8 text.
+// Seeds: every sample message in testdata/messages.
+func FuzzParseScore(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "messages", "*.eml"))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("Subject: =?x?q?a?=\r\nContent-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n"))
+	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nfree"))
+
+	xml := `<CustomWeightEntries>
+<CustomWeightEntry Type="BODY" Change="5" Text="special offer"/>
+<CustomWeightEntry Type="BOTH" Change="MAX" Text="free"/>
+<CustomWeightEntry Type="SUBJECT" Change="MIN" Text="EDIT:"/>
+<CustomWeightEntry Type="BODY" Change="-2" Text="ü"/>
+</CustomWeightEntries>`
+	l, err := weights.Parse("fuzz.xml", strings.NewReader(xml))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List { return l }}
+
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m := Parse(raw)
+		if !utf8.ValidString(m.Text) || !utf8.ValidString(m.Subject) {
+			t.Fatalf("invalid UTF-8 out of Parse")
+		}
+		if len(m.Text) > MaxTextBytes {
+			t.Fatalf("text %d bytes over limit", len(m.Text))
+		}
+		r, err := s.Score(context.Background(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.SCL < MinSCL || r.SCL > MaxSCL {
+			t.Fatalf("SCL %d out of range", r.SCL)
+		}
+		_ = r.Report(200)
+	})
+}

@@ -1,0 +1,83 @@
+package scorer
+
+import (
+	"strings"
+
+	"golang.org/x/net/html"
+	"golang.org/x/net/html/atom"
+)
+
+// htmlToText renders an HTML body to the text a reader would see, and
+// collects link targets. Script and style contents are not text. Block
+// elements end a line so that words in adjacent cells or paragraphs do not
+// run together, while inline elements (<b>fr</b>ee) join as a browser would.
+func htmlToText(src string) (string, []string) {
+	var b strings.Builder
+	var urls []string
+	z := html.NewTokenizer(strings.NewReader(src))
+	skip := 0 // depth inside <script>/<style>/<head>-only content
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			return b.String(), urls
+		case html.TextToken:
+			if skip == 0 {
+				b.Write(z.Text())
+			}
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			a := atom.Lookup(name)
+			switch a {
+			case atom.Script, atom.Style, atom.Title, atom.Noscript:
+				if tt == html.StartTagToken {
+					skip++
+				}
+				continue
+			}
+			for hasAttr {
+				var key, val []byte
+				key, val, hasAttr = z.TagAttr()
+				switch string(key) {
+				case "href", "src":
+					if a == atom.A || a == atom.Area || a == atom.Img || a == atom.Form {
+						urls = append(urls, string(val))
+					}
+				case "alt":
+					if a == atom.Img && len(val) > 0 {
+						b.WriteByte(' ')
+						b.Write(val)
+						b.WriteByte(' ')
+					}
+				}
+			}
+			if blockElement(a) {
+				b.WriteByte('\n')
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			a := atom.Lookup(name)
+			switch a {
+			case atom.Script, atom.Style, atom.Title, atom.Noscript:
+				if skip > 0 {
+					skip--
+				}
+				continue
+			}
+			if blockElement(a) {
+				b.WriteByte('\n')
+			}
+		}
+	}
+}
+
+func blockElement(a atom.Atom) bool {
+	switch a {
+	case atom.Br, atom.P, atom.Div, atom.Tr, atom.Td, atom.Th, atom.Li, atom.Ul, atom.Ol,
+		atom.Table, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Blockquote,
+		atom.Pre, atom.Hr, atom.Body, atom.Section, atom.Article, atom.Header, atom.Footer,
+		atom.Center, atom.Form, atom.Dd, atom.Dt, atom.Address:
+		return true
+	}
+	return false
+}

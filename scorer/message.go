@@ -1,0 +1,223 @@
+package scorer
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
+	"github.com/emersion/go-message/mail"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// Parse limits. Mail from the internet is hostile: go-message itself puts no
+// bound on nesting depth or part count, so Parse does.
+const (
+	MaxDepth     = 20      // multipart nesting levels walked
+	MaxParts     = 500     // MIME parts walked per message
+	MaxPartBytes = 8 << 20 // decoded bytes read from one part
+	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
+)
+
+// Message is a message parsed once for scoring: the classifier and the
+// weight list both read this same value. It is never modified after Parse.
+type Message struct {
+	Raw     []byte         // the message as received
+	Header  message.Header // top-level header
+	Subject string         // decoded (RFC 2047) subject
+	// Text is the decoded body text: every text/plain part and every
+	// text/html part rendered to text, converted to UTF-8, joined by
+	// newlines. Capped at MaxTextBytes.
+	Text  string
+	URLs  []string // link targets found in HTML parts, in order
+	Parts []Part   // every leaf part walked, in order
+	// Defects lists what could not be read. A message with defects is still
+	// scored on what could be read; it is never rejected for them.
+	Defects []string
+}
+
+// Part describes one leaf MIME part, for classifiers that look at structure.
+type Part struct {
+	ContentType string // lower-case media type, e.g. "text/html"
+	Filename    string // attachment file name, if any
+	Size        int    // decoded size in bytes (capped at MaxPartBytes)
+}
+
+// Parse parses raw into a Message. It never fails: what cannot be read is
+// recorded in Defects and the rest is kept.
+func Parse(raw []byte) *Message {
+	m := &Message{Raw: raw}
+	ent, err := message.Read(bytes.NewReader(raw))
+	if ent == nil {
+		// The header itself is unreadable. Score the bytes after the first
+		// blank line (or all of them) as plain text rather than nothing.
+		m.defect("header: " + errString(err))
+		body := raw
+		if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+			body = raw[i+4:]
+		} else if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+			body = raw[i+2:]
+		}
+		m.Text = toUTF8(body)
+		return m
+	}
+	if err != nil {
+		m.defect(errString(err))
+	}
+	m.Header = ent.Header
+	m.Subject = decodeSubject(ent.Header)
+
+	w := walker{m: m}
+	w.walk(ent, 0)
+	m.Text = w.text.String()
+	return m
+}
+
+func (m *Message) defect(s string) { m.Defects = append(m.Defects, s) }
+
+func errString(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	return err.Error()
+}
+
+func decodeSubject(h message.Header) string {
+	mh := mail.Header{Header: h}
+	s, err := mh.Subject()
+	if err != nil || !utf8.ValidString(s) {
+		// Undecodable encoded word or raw 8-bit: keep what is there.
+		return toUTF8([]byte(h.Get("Subject")))
+	}
+	return s
+}
+
+type walker struct {
+	m     *Message
+	parts int
+	text  strings.Builder
+}
+
+func (w *walker) walk(e *message.Entity, depth int) {
+	if depth > MaxDepth {
+		w.m.defect("mime: nesting deeper than limit, rest skipped")
+		return
+	}
+	w.parts++
+	if w.parts > MaxParts {
+		if w.parts == MaxParts+1 {
+			w.m.defect("mime: too many parts, rest skipped")
+		}
+		return
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return
+			}
+			if p == nil {
+				// A broken part header or boundary: what came before is kept.
+				w.m.defect("mime: " + errString(err))
+				return
+			}
+			if err != nil { // unknown charset or encoding: p is still usable
+				w.m.defect("mime: " + err.Error())
+			}
+			w.walk(p, depth+1)
+			if w.parts > MaxParts {
+				return
+			}
+		}
+	}
+	w.leaf(e, depth)
+}
+
+func (w *walker) leaf(e *message.Entity, depth int) {
+	mediaType, params, _ := e.Header.ContentType()
+	if mediaType == "" {
+		mediaType = "text/plain" // RFC 2045 default
+	}
+	mediaType = strings.ToLower(mediaType)
+	_, dispParams, _ := e.Header.ContentDisposition()
+	name := dispParams["filename"]
+	if name == "" {
+		name = params["name"]
+	}
+	p := Part{ContentType: mediaType, Filename: name}
+
+	var body []byte
+	if mediaType == "text/plain" || mediaType == "text/html" || mediaType == "message/rfc822" {
+		// Quoted-printable with a raw control byte (and truncated base64)
+		// fails part-way: keep what was read.
+		var err error
+		body, err = io.ReadAll(io.LimitReader(e.Body, MaxPartBytes))
+		if err != nil {
+			w.m.defect("part " + mediaType + ": " + err.Error())
+		}
+		p.Size = len(body)
+	} else {
+		n, _ := io.Copy(io.Discard, io.LimitReader(e.Body, MaxPartBytes))
+		p.Size = int(n)
+	}
+	w.m.Parts = append(w.m.Parts, p)
+
+	switch {
+	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
+		// Named non-text attachment: not body text.
+	case mediaType == "text/plain":
+		w.addText(toUTF8(body))
+	case mediaType == "text/html":
+		text, urls := htmlToText(toUTF8(body))
+		w.m.URLs = append(w.m.URLs, urls...)
+		w.addText(text)
+	case mediaType == "message/rfc822":
+		// go-message's mail reader does not descend into attached messages;
+		// spam forwarded as an attachment is still spam, so we do.
+		inner, err := message.Read(bytes.NewReader(body))
+		if inner == nil {
+			w.m.defect("message/rfc822: " + errString(err))
+			return
+		}
+		if s := decodeSubject(inner.Header); s != "" {
+			w.addText(s)
+		}
+		w.walk(inner, depth+1)
+	}
+}
+
+func (w *walker) addText(s string) {
+	room := MaxTextBytes - w.text.Len()
+	if room <= 0 || s == "" {
+		return
+	}
+	if len(s) > room {
+		cut := room // back off to a rune start so the text stays valid UTF-8
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+		w.m.defect("text: longer than limit, truncated")
+	}
+	if w.text.Len() > 0 {
+		w.text.WriteByte('\n')
+	}
+	w.text.WriteString(s)
+}
+
+// toUTF8 returns b as valid UTF-8. go-message has already converted parts
+// with a known charset; bytes that are still not UTF-8 come from parts with
+// no or an unknown charset, which in practice are Windows-1252 far more
+// often than anything else.
+func toUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	s, err := charmap.Windows1252.NewDecoder().Bytes(b)
+	if err != nil {
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return string(s)
+}

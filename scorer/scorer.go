@@ -1,0 +1,140 @@
+package scorer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sclgate/sclgate/weights"
+)
+
+// SCL bounds. Trusted mail that is not filtered is marked -1 by the gateway,
+// as Exchange does; a scored message is always within MinSCL..MaxSCL.
+const (
+	MinSCL = 0
+	MaxSCL = 9
+)
+
+// Classifier is the plug-in point for spam engines. Classify must be safe for
+// concurrent use and must not modify m.
+type Classifier interface {
+	// Name identifies the classifier in reports and metrics, e.g. "none".
+	Name() string
+	// Classify returns the classifier's verdict on m. An error means the
+	// engine could not give one (down, timed out); the caller decides
+	// whether to fall back or defer the message.
+	Classify(ctx context.Context, m *Message) (Verdict, error)
+}
+
+// Verdict is a classifier's opinion of one message.
+type Verdict struct {
+	SCL   int     // 0..9
+	Score float64 // the classifier's own figure, e.g. a spam probability 0..1
+}
+
+// None is the classifier that has no opinion: every message starts at SCL 0,
+// so the weight list alone decides. A real configuration for sites that
+// filter on their own phrases only.
+type None struct{}
+
+func (None) Name() string { return "none" }
+
+func (None) Classify(context.Context, *Message) (Verdict, error) { return Verdict{}, nil }
+
+// Scorer combines a classifier with a custom weight list. It holds no
+// per-message state and is safe for concurrent use.
+type Scorer struct {
+	Classifier Classifier
+	// Weights returns the weight list in force; it is called once per
+	// message so that a reloaded list applies to the next message. Nil, or a
+	// nil list, means no rules.
+	Weights func() *weights.List
+}
+
+// Result is a message's SCL with its explanation.
+type Result struct {
+	SCL           int
+	Classifier    string
+	Score         float64 // the classifier's own figure
+	ClassifierSCL int
+	Rules         []weights.Entry // matched entries, in file order
+}
+
+// Score gives m its SCL.
+func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
+	c := s.Classifier
+	if c == nil {
+		c = None{}
+	}
+	v, err := c.Classify(ctx, m)
+	if err != nil {
+		return Result{}, fmt.Errorf("scorer: classifier %s: %w", c.Name(), err)
+	}
+	r := Result{
+		Classifier:    c.Name(),
+		Score:         v.Score,
+		ClassifierSCL: clamp(v.SCL),
+	}
+	if s.Weights != nil {
+		r.Rules = s.Weights().Match(m.Subject, m.Text)
+	}
+	r.SCL = Combine(r.ClassifierSCL, r.Rules)
+	return r, nil
+}
+
+// Combine applies matched weight entries to a classifier SCL: MIN wins over
+// everything (including MAX, so an admin's allow-list phrase is never
+// overridden by a block-list one), then MAX, then the clamped sum.
+func Combine(base int, matched []weights.Entry) int {
+	var hasMin, hasMax bool
+	sum := 0
+	for _, e := range matched {
+		switch e.Kind {
+		case weights.Min:
+			hasMin = true
+		case weights.Max:
+			hasMax = true
+		default:
+			sum += e.Change
+		}
+	}
+	switch {
+	case hasMin:
+		return MinSCL
+	case hasMax:
+		return MaxSCL
+	}
+	return clamp(base + sum)
+}
+
+func clamp(n int) int {
+	return max(MinSCL, min(MaxSCL, n))
+}
+
+// Report is a one-line explanation of r, for the X-SCL-Report header and
+// logs: the classifier and its figure, then each matched entry. The line is
+// cut to at most maxLen bytes (0: no limit), ending in "..." when cut, so
+// a message matching thousands of entries cannot grow a huge header.
+func (r Result) Report(maxLen int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "scl=%d classifier=%s score=%s classifier_scl=%d",
+		r.SCL, r.Classifier, strconv.FormatFloat(r.Score, 'f', -1, 64), r.ClassifierSCL)
+	for i, e := range r.Rules {
+		if i == 0 {
+			b.WriteString("; rules:")
+		} else {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %s %q", e.Type, e.ChangeString(), e.Text)
+	}
+	s := b.String()
+	if maxLen > 0 && len(s) > maxLen {
+		cut := maxLen - 3
+		for cut > 0 && (s[cut]&0xC0) == 0x80 { // not inside a UTF-8 sequence
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
+}

@@ -1,0 +1,238 @@
+package scorer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sclgate/sclgate/weights"
+)
+
+// fixed is a test classifier with a set SCL, to show how weights move it.
+type fixed int
+
+func (fixed) Name() string { return "fixed" }
+func (f fixed) Classify(context.Context, *Message) (Verdict, error) {
+	return Verdict{SCL: int(f), Score: float64(f) / 9}, nil
+}
+
+type failing struct{}
+
+func (failing) Name() string { return "failing" }
+func (failing) Classify(context.Context, *Message) (Verdict, error) {
+	return Verdict{}, errors.New("engine down")
+}
+
+func list(t *testing.T, entries ...string) *weights.List {
+	t.Helper()
+	xml := `<?xml version="1.0" encoding="UTF-8"?>
+<CustomWeightEntries xmlns="http://schemas.microsoft.com/2005/CustomWeight">
+` + strings.Join(entries, "\n") + "\n</CustomWeightEntries>\n"
+	l, err := weights.Parse("test.xml", strings.NewReader(xml))
+	if err != nil {
+		t.Fatalf("weights.Parse: %v", err)
+	}
+	return l
+}
+
+func entry(typ, change, text string) string {
+	return `<CustomWeightEntry Type="` + typ + `" Change="` + change + `" Text="` + text + `"/>`
+}
+
+func testdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "messages", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func msg(subject, body string) []byte {
+	return []byte("From: a@example.org\r\nTo: b@example.com\r\nSubject: " + subject + "\r\n\r\n" + body)
+}
+
+func TestScore(t *testing.T) {
+	cases := []struct {
+		name    string
+		base    Classifier
+		entries []string
+		raw     []byte
+		want    int
+		rules   []string // matched entry texts, in file order
+	}{
+		{"no rules, none classifier", None{}, nil, msg("hi", "hello"), 0, nil},
+		{"sum added", fixed(3), []string{entry("BODY", "2", "special offer"), entry("SUBJECT", "1", "deal")},
+			msg("a deal", "a special offer"), 6, []string{"special offer", "deal"}},
+		{"clamped at 9", fixed(8), []string{entry("BODY", "5", "special offer")}, msg("x", "special offer"), 9, []string{"special offer"}},
+		{"clamped at 0", fixed(2), []string{entry("BODY", "-9", "invoice")}, msg("x", "your invoice"), 0, []string{"invoice"}},
+		{"negative and positive", fixed(5), []string{entry("BODY", "-3", "invoice"), entry("BODY", "+2", "viagra")},
+			msg("x", "invoice viagra"), 4, []string{"invoice", "viagra"}},
+		{"MAX", fixed(0), []string{entry("BOTH", "MAX", "Offre spéciale")}, msg("x", "offre SPÉCIALE"), 9, []string{"Offre spéciale"}},
+		{"MIN", fixed(9), []string{entry("SUBJECT", "MIN", "EDIT:")}, msg("EDIT: draft", "x"), 0, []string{"EDIT:"}},
+		{"MIN beats MAX", fixed(5), []string{entry("BODY", "MAX", "casino"), entry("SUBJECT", "min", "EDIT:")},
+			msg("EDIT: casino", "casino night"), 0, []string{"casino", "EDIT:"}},
+		{"MAX ignores sum", fixed(0), []string{entry("BODY", "-9", "hello"), entry("BODY", "max", "casino")},
+			msg("x", "hello casino"), 9, []string{"hello", "casino"}},
+		{"each entry once", fixed(0), []string{entry("BODY", "2", "free")}, msg("x", "free free free FREE"), 2, []string{"free"}},
+		{"BOTH counted once", fixed(0), []string{entry("BOTH", "3", "free")}, msg("free stuff", "free money"), 3, []string{"free"}},
+		{"BODY not in subject", fixed(0), []string{entry("BODY", "3", "free")}, msg("free stuff", "nothing"), 0, nil},
+		{"SUBJECT not in body", fixed(0), []string{entry("SUBJECT", "3", "free")}, msg("nothing", "free stuff"), 0, nil},
+		{"word boundary", fixed(0), []string{entry("BODY", "4", "free")}, msg("x", "freedom and unfree"), 0, nil},
+		{"word boundary punctuation", fixed(0), []string{entry("BODY", "4", "free")}, msg("x", "it's free!"), 4, []string{"free"}},
+		{"case folding non-ASCII", fixed(0), []string{entry("BODY", "-9", "Verlängertes Angebot"), entry("BODY", "2", "x")},
+			msg("x", "VERLÄNGERTES ANGEBOT"), 0, []string{"Verlängertes Angebot"}},
+		{"line break inside phrase", fixed(1), []string{entry("BODY", "5", "special offer")},
+			msg("x", "a special\r\n   offer today"), 6, []string{"special offer"}},
+		{"phrase inside longer phrase", fixed(0), []string{entry("BODY", "1", "special offer"), entry("BODY", "2", "special offer ends")},
+			msg("x", "the special offer ends"), 3, []string{"special offer", "special offer ends"}},
+		{"encoded subject", fixed(0), []string{entry("SUBJECT", "MAX", "Verlängertes Angebot")},
+			msg("=?UTF-8?B?VmVybMOkbmdlcnRlcyBBbmdlYm90?=", "x"), 9, []string{"Verlängertes Angebot"}},
+		{"classifier SCL out of range clamped", fixed(12), nil, msg("x", "y"), 9, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l := list(t, c.entries...)
+			s := &Scorer{Classifier: c.base, Weights: func() *weights.List { return l }}
+			r, err := s.Score(context.Background(), Parse(c.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.SCL != c.want {
+				t.Errorf("SCL = %d, want %d (report: %s)", r.SCL, c.want, r.Report(0))
+			}
+			var got []string
+			for _, e := range r.Rules {
+				got = append(got, e.Text)
+			}
+			if !slices.Equal(got, c.rules) {
+				t.Errorf("rules = %q, want %q", got, c.rules)
+			}
+		})
+	}
+}
+
+// TestScoreTestdata scores the sample messages: decoded subjects, base64 and
+// quoted-printable HTML, charsets, and broken MIME still scored.
+func TestScoreTestdata(t *testing.T) {
+	l := list(t,
+		entry("BODY", "5", "special offer"),
+		entry("BODY", "-9", "Verlängertes Angebot"),
+		entry("SUBJECT", "MIN", "EDIT:"),
+		entry("BOTH", "MAX", "Offre spéciale"),
+		entry("SUBJECT", "2", "verlängertes angebot"),
+		entry("BODY", "1", "free money"),
+		entry("BODY", "1", "freedom is"),
+		entry("BODY", "1", "ignored title"),
+	)
+	cases := []struct {
+		file  string
+		want  int
+		rules []string
+	}{
+		{"plain.eml", 5, []string{"special offer"}},
+		// Subject "EDIT: Verlängertes Angebot": MIN wins over the body's MAX.
+		{"html-base64.eml", 0, []string{"Verlängertes Angebot", "EDIT:", "Offre spéciale", "verlängertes angebot"}},
+		{"html-qp-latin1.eml", 9, []string{"Verlängertes Angebot", "Offre spéciale", "verlängertes angebot"}},
+		{"multipart-alt.eml", 7, []string{"special offer", "free money", "freedom is"}},
+		{"broken-mime.eml", 5, []string{"special offer"}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			s := &Scorer{Classifier: fixed(0), Weights: func() *weights.List { return l }}
+			m := Parse(testdata(t, c.file))
+			r, err := s.Score(context.Background(), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range r.Rules {
+				got = append(got, e.Text)
+			}
+			if r.SCL != c.want || !slices.Equal(got, c.rules) {
+				t.Errorf("SCL %d rules %q, want %d %q\nsubject %q\ntext %q\ndefects %q", r.SCL, got, c.want, c.rules, m.Subject, m.Text, m.Defects)
+			}
+		})
+	}
+}
+
+func TestParseHTML(t *testing.T) {
+	m := Parse(testdata(t, "html-base64.eml"))
+	if m.Subject != "EDIT: Verlängertes Angebot" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	if strings.Contains(m.Text, "special offer") || strings.Contains(m.Text, "ignored title") || strings.Contains(m.Text, "color") {
+		t.Errorf("script, style or title rendered as text: %q", m.Text)
+	}
+	if !strings.Contains(m.Text, "Verlängertes Angebot") {
+		t.Errorf("entity or inline tag not rendered: %q", m.Text)
+	}
+	if !slices.Equal(m.URLs, []string{"http://spam.example/buy"}) {
+		t.Errorf("URLs %q", m.URLs)
+	}
+}
+
+func TestParseBroken(t *testing.T) {
+	m := Parse(testdata(t, "broken-mime.eml"))
+	if len(m.Defects) == 0 {
+		t.Error("no defects recorded for broken MIME")
+	}
+	if !strings.Contains(m.Text, "special offer inside an unknown charset") {
+		t.Errorf("unknown-charset part not kept: %q", m.Text)
+	}
+	// Garbage that is not even a header still gets scored as text.
+	m = Parse([]byte("\x00\x01 not a header at all\r\n\r\nspecial offer"))
+	if !strings.Contains(m.Text, "special offer") {
+		t.Errorf("unparsable header: text %q defects %q", m.Text, m.Defects)
+	}
+}
+
+func TestParseLimits(t *testing.T) {
+	// Nesting far deeper than MaxDepth must stop, not recurse away.
+	var b strings.Builder
+	b.WriteString("Subject: deep\r\nMIME-Version: 1.0\r\n")
+	for i := 0; i < 200; i++ {
+		b.WriteString("Content-Type: multipart/mixed; boundary=\"b" + string(rune('a'+i%26)) + strings.Repeat("x", i) + "\"\r\n\r\n--b" + string(rune('a'+i%26)) + strings.Repeat("x", i) + "\r\n")
+	}
+	b.WriteString("Content-Type: text/plain\r\n\r\nbottom\r\n")
+	m := Parse([]byte(b.String()))
+	if !slices.ContainsFunc(m.Defects, func(s string) bool { return strings.Contains(s, "nesting") }) {
+		t.Errorf("deep nesting not flagged: %q", m.Defects)
+	}
+
+	// More parts than MaxParts.
+	b.Reset()
+	b.WriteString("Subject: many\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"z\"\r\n\r\n")
+	for i := 0; i < MaxParts+50; i++ {
+		b.WriteString("--z\r\nContent-Type: text/plain\r\n\r\npart\r\n")
+	}
+	b.WriteString("--z--\r\n")
+	m = Parse([]byte(b.String()))
+	if len(m.Parts) > MaxParts {
+		t.Errorf("walked %d parts, limit %d", len(m.Parts), MaxParts)
+	}
+}
+
+func TestClassifierError(t *testing.T) {
+	s := &Scorer{Classifier: failing{}}
+	if _, err := s.Score(context.Background(), Parse(msg("x", "y"))); err == nil || !strings.Contains(err.Error(), "engine down") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestReport(t *testing.T) {
+	l := list(t, entry("BODY", "5", "special offer"), entry("SUBJECT", "MIN", "EDIT:"))
+	s := &Scorer{Classifier: fixed(3), Weights: func() *weights.List { return l }}
+	r, _ := s.Score(context.Background(), Parse(msg("EDIT: x", "special offer")))
+	want := `scl=0 classifier=fixed score=0.3333333333333333 classifier_scl=3; rules: BODY 5 "special offer", SUBJECT MIN "EDIT:"`
+	if got := r.Report(0); got != want {
+		t.Errorf("Report =\n%s\nwant\n%s", got, want)
+	}
+	if got := r.Report(40); len(got) > 40 || !strings.HasSuffix(got, "...") {
+		t.Errorf("Report(40) = %q", got)
+	}
+}
