@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
 )
 
 //go:embed default.yaml
@@ -201,8 +202,8 @@ func (c *Config) validate() error {
 		bad("auth.users needs tls: AUTH is only offered after STARTTLS")
 	}
 	for u, h := range c.Auth.Users {
-		if !strings.HasPrefix(h, "$2") {
-			bad("auth.users.%s: not a bcrypt hash", u)
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			bad("auth.users.%s: not a bcrypt hash: %v", u, err)
 		}
 	}
 	l := c.Limits

@@ -34,6 +34,7 @@ type Metrics struct {
 // Relay failure reasons (label values of sclgate_relay_failures_total).
 const (
 	FailConnect    = "connect"    // could not reach or greet the downstream
+	FailMail       = "mail"       // downstream refused the sender
 	FailRcpt       = "rcpt"       // downstream refused a recipient
 	FailData       = "data"       // downstream refused the message
 	FailTimeout    = "timeout"    // downstream slower than limits.downstream_timeout
@@ -64,7 +65,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		RelayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_relay_failures_total",
-			Help: "Transactions that could not be completed, by reason: connect, rcpt, data, timeout, network, archive, classifier.",
+			Help: "Transactions that could not be completed, by reason: connect, mail, rcpt, data, timeout, network, archive, classifier.",
 		}, []string{"reason"}),
 		ScanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sclgate_scan_duration_seconds",
@@ -111,7 +112,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, a := range []string{"archive", "delete", "reject", "none"} {
 		m.ActedUpon.WithLabelValues(a)
 	}
-	for _, r := range []string{FailConnect, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailClassifier} {
+	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailClassifier} {
 		m.RelayFailures.WithLabelValues(r)
 	}
 	m.WeightsReloads.WithLabelValues("ok")

@@ -70,7 +70,7 @@ func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.Mail
 	}
 	c.CommandTimeout = d.timeout
 	c.SubmissionTimeout = d.timeout
-	t := &smtpTxn{c: c, lmtp: d.lmtp}
+	t := &smtpTxn{c: c, conn: conn, lmtp: d.lmtp}
 	if err := c.Hello(d.hostname); err != nil {
 		t.Abort()
 		return nil, &downstreamError{op: "connect", err: err}
@@ -101,6 +101,7 @@ func mailOptions(c *smtp.Client, in *smtp.MailOptions) *smtp.MailOptions {
 
 type smtpTxn struct {
 	c    *smtp.Client
+	conn net.Conn
 	lmtp bool
 	rcpt []string
 }
@@ -113,8 +114,18 @@ func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) e
 	return nil
 }
 
-func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (string, error) {
+func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err error) {
 	defer t.quit()
+	// go-smtp's client has no deadline while it writes the body: a
+	// downstream that stops reading would hold this session for ever.
+	// ctx bounds the whole step; past it, cut the connection (any write
+	// or read in progress fails, and quit does not wait for a reply).
+	stop := context.AfterFunc(ctx, func() { t.conn.Close() })
+	defer func() {
+		if !stop() && err != nil {
+			err = &downstreamError{op: "data", err: errors.Join(ctx.Err(), err)}
+		}
+	}()
 	w, err := t.c.Data()
 	if err != nil {
 		return "", &downstreamError{op: "data", err: err}

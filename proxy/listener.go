@@ -40,13 +40,16 @@ func proxyListener(l net.Listener, from []netip.Prefix) net.Listener {
 // goroutine and Accept hands out only connections that passed.
 type limitListener struct {
 	net.Listener
-	total, perIP int
-	greeting     string // the 421 line, with our host name
-	onRefuse     func()
+	total, perIP  int
+	greeting      string // the 421 line, with our host name
+	onRefuse      func()
+	onAcceptError func(error)
 
 	mu     sync.Mutex
 	n      int
 	byAddr map[netip.Addr]int
+	conns  map[*limitConn]struct{} // handed out by Accept and not closed
+	shut   bool                    // shutting down: admit nothing more
 
 	ready chan net.Conn
 	errc  chan error
@@ -60,6 +63,7 @@ func newLimitListener(l net.Listener, total, perIP int, hostname string, onRefus
 		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
 		onRefuse: onRefuse,
 		byAddr:   map[netip.Addr]int{},
+		conns:    map[*limitConn]struct{}{},
 		ready:    make(chan net.Conn),
 		errc:     make(chan error, 1),
 		done:     make(chan struct{}),
@@ -72,13 +76,18 @@ func (l *limitListener) acceptLoop() {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond) // EMFILE and friends: back off, don't spin
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				l.errc <- err
+				return
 			}
-			l.errc <- err
-			return
+			// EMFILE, ENFILE, ECONNABORTED...: out of descriptors now is
+			// not out of descriptors for good. Back off, don't spin, and
+			// never stop accepting while the process lives.
+			if l.onAcceptError != nil {
+				l.onAcceptError(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		l.mu.Lock()
 		over := l.n >= l.total
@@ -108,6 +117,16 @@ func (l *limitListener) admit(c net.Conn) {
 		return
 	}
 	lc := &limitConn{Conn: c, l: l, addr: addr}
+	l.mu.Lock()
+	shut := l.shut
+	if !shut {
+		l.conns[lc] = struct{}{}
+	}
+	l.mu.Unlock()
+	if shut {
+		lc.Close()
+		return
+	}
 	select {
 	case l.ready <- lc:
 	case <-l.done:
@@ -122,6 +141,23 @@ func (l *limitListener) refuse(c net.Conn) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Write([]byte(l.greeting))
 	c.Close()
+}
+
+// shutdown admits no more connections and closes every connection for
+// which keep returns false.
+func (l *limitListener) shutdown(keep func(net.Conn) bool) {
+	l.mu.Lock()
+	l.shut = true
+	var idle []*limitConn
+	for c := range l.conns {
+		if !keep(c) {
+			idle = append(idle, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
 }
 
 func (l *limitListener) release(addr netip.Addr) {
@@ -158,7 +194,12 @@ type limitConn struct {
 }
 
 func (c *limitConn) Close() error {
-	c.once.Do(func() { c.l.release(c.addr) })
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.release(c.addr)
+	})
 	return c.Conn.Close()
 }
 

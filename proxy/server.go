@@ -49,9 +49,10 @@ type Server struct {
 	policy  atomic.Pointer[Policy]
 	smtp    *smtp.Server
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	closing  bool
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	listeners []*limitListener
+	closing   bool
 }
 
 // New builds a Server; Serve starts it. The listener-level settings (limits,
@@ -87,10 +88,14 @@ func (s *Server) Policy() *Policy { return s.policy.Load() }
 func (s *Server) Serve(l net.Listener) error {
 	c := s.policy.Load().Config
 	l = proxyListener(l, c.ProxyFrom)
-	l = newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), func() {
+	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), func() {
 		s.metrics.Rejected.WithLabelValues("too_many_connections").Inc()
 	})
-	err := s.smtp.Serve(l)
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ll)
+	s.mu.Unlock()
+	ll.onAcceptError = func(err error) { s.log.Error("accept failed; retrying", slog.Any("err", err)) }
+	err := s.smtp.Serve(ll)
 	if err == smtp.ErrServerClosed {
 		return nil
 	}
@@ -103,17 +108,33 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	busy := map[net.Conn]bool{}
 	for sess := range s.sessions {
-		if !sess.inTxn.Load() {
-			sess.conn.Conn().Close()
+		if sess.inTxn.Load() {
+			busy[baseConn(sess.conn.Conn())] = true
 		}
 	}
+	listeners := s.listeners
 	s.mu.Unlock()
+	// Close every connection not in a transaction, including those
+	// that have no session yet (greeted, no EHLO): go-smtp's Shutdown
+	// would wait for them until ctx is done.
+	for _, ll := range listeners {
+		ll.shutdown(func(c net.Conn) bool { return busy[c] })
+	}
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
 		s.smtp.Close()
 	}
 	return err
+}
+
+// baseConn is the connection the listener handed out, under TLS if any.
+func baseConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
 }
 
 // Close cuts every session off at once.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/config"
@@ -185,18 +186,20 @@ func (s *session) Data(r io.Reader) error {
 	f := cfg.Filter
 
 	if v.scored && v.scl >= f.GatewayThreshold {
-		s.srv.metrics.ActedUpon.WithLabelValues(f.GatewayAction).Inc()
+		acted := s.srv.metrics.ActedUpon.WithLabelValues(f.GatewayAction)
 		switch f.GatewayAction {
 		case config.ActionArchive:
-			return s.archive(log, raw, v.scl)
+			return s.archive(log, raw, v.scl, acted)
 		case config.ActionDelete:
+			acted.Inc()
 			log.Info("deleted by gateway action", slog.String("report", v.report))
 			return nil
 		case config.ActionReject:
+			acted.Inc()
 			log.Info("rejected by gateway action", slog.String("report", v.report))
 			return errRejectedSpam
 		}
-		// ActionNone: relay as usual.
+		acted.Inc() // ActionNone: relay as usual.
 	}
 	return s.relay(log, raw, v)
 }
@@ -225,19 +228,28 @@ func (s *session) verdict(raw []byte) (verdict, error) {
 	return verdict{scl: r.SCL, scored: true, report: r.Report(reportMax)}, nil
 }
 
-func (s *session) archive(log *slog.Logger, raw []byte, scl int) error {
+func (s *session) archive(log *slog.Logger, raw []byte, scl int, acted prometheus.Counter) error {
 	a := s.p.Archive
 	if a == nil {
 		log.Error("archive action without an archive store")
 		return errArchive
 	}
-	id, err := a.Write(archive.Envelope{From: s.from, To: s.rcpts}, scl, bytes.NewReader(raw))
+	env := archive.Envelope{From: s.from, To: s.rcpts}
+	id, err := a.Write(env, scl, bytes.NewReader(raw))
+	if errors.Is(err, archive.ErrAmbiguous) {
+		// The message's own first line looks like an archive head line
+		// (X-Receiver: ...): stored as is, it would read back with an
+		// envelope its sender chose. Our Received field on top, as any
+		// relay would add, makes the boundary unambiguous.
+		id, err = a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), bytes.NewReader(raw)))
+	}
 	if err != nil {
 		log.Error("archive write failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailArchive).Inc()
 		return errArchive
 	}
 	s.srv.metrics.Archived.Inc()
+	acted.Inc()
 	log.Info("archived by gateway action", slog.String("archive_id", id))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + s.id}
 }
@@ -277,11 +289,11 @@ func (s *session) relay(log *slog.Logger, raw []byte, v verdict) error {
 func (s *session) downstreamFailed(step string, err error) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		if step != "rcpt" {
-			s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailData).Inc()
-		} else {
-			s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailRcpt).Inc()
+		reason := map[string]string{"mail": metrics.FailMail, "rcpt": metrics.FailRcpt}[step]
+		if reason == "" {
+			reason = metrics.FailData
 		}
+		s.srv.metrics.RelayFailures.WithLabelValues(reason).Inc()
 		return se
 	}
 	s.log.Warn("downstream failed", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))

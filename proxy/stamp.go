@@ -106,8 +106,11 @@ func foldHeader(name, value string) string {
 	b.WriteString(name)
 	b.WriteString(":")
 	lineLen := b.Len()
-	for i, w := range strings.Fields(value) {
-		if i > 0 && lineLen+1+len(w) > 78 {
+	for _, w := range strings.Fields(value) {
+		// Fold before any word that would pass column 78, the first one
+		// too (an RFC 2047 word is up to 75 octets), unless the line
+		// holds nothing yet but the fold's tab.
+		if lineLen > 1 && lineLen+1+len(w) > 78 {
 			b.WriteString("\r\n\t")
 			lineLen = 1
 		} else {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -64,7 +65,18 @@ func cmdServe(e env, args []string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
+	for {
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+		case err := <-g.failed:
+			// The SMTP listener is gone: exit non-zero so that systemd
+			// (Restart=on-failure) starts a fresh one, rather than a
+			// process that looks alive and accepts nothing.
+			log.Error("smtp server failed; exiting", slog.Any("err", err))
+			g.shutdown()
+			return 1
+		}
 		if sig == syscall.SIGHUP {
 			if err := g.reload(*configFile); err != nil {
 				log.Error("reload failed; previous configuration stays in force", slog.Any("err", err))
@@ -77,15 +89,19 @@ func cmdServe(e env, args []string) int {
 		}
 		return 0
 	}
-	return 0
 }
 
 // checkFiles checks what "serve -check" checks beyond the YAML: that the
 // weight list parses and the TLS key pair loads.
 func checkFiles(cfg *config.Config) error {
 	if f := cfg.Filter.WeightsFile; f != "" {
+		// A missing file is no rules (it may be created later), but its
+		// directory must exist: serve watches the directory.
 		if _, err := weights.Load(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
+		}
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			return fmt.Errorf("config: filter.weights_file: directory %s does not exist", filepath.Dir(f))
 		}
 	}
 	if _, err := loadTLS(cfg); err != nil {
@@ -118,6 +134,7 @@ type gateway struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	served  sync.WaitGroup
+	failed  chan error // the SMTP server stopped on its own
 
 	mu      sync.Mutex // guards watcher across reloads
 	watcher *weights.Watcher
@@ -126,7 +143,7 @@ type gateway struct {
 
 func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	reg := prometheus.NewRegistry()
-	g := &gateway{log: log, metrics: metrics.New(reg, version)}
+	g := &gateway{log: log, metrics: metrics.New(reg, version), failed: make(chan error, 1)}
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -161,7 +178,7 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	go func() {
 		defer g.served.Done()
 		if err := g.server.Serve(g.smtpLn); err != nil {
-			log.Error("smtp server stopped", slog.Any("err", err))
+			g.failed <- err
 		}
 	}()
 	attrs := []any{slog.String("listen", g.smtpLn.Addr().String()), slog.String("downstream", cfg.Downstream),
@@ -210,6 +227,13 @@ func (g *gateway) weightsWatcher(path string) (*weights.Watcher, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if path == g.wpath {
+		if g.watcher != nil {
+			// SIGHUP re-reads the list too, for file systems where
+			// change notification does not reach us (NFS, some mounts).
+			if err := g.watcher.Reload(); err != nil {
+				g.log.Warn("weights: reload failed; previous list stays in force", slog.Any("err", err))
+			}
+		}
 		return g.watcher, nil
 	}
 	var w *weights.Watcher
@@ -251,19 +275,26 @@ func (g *gateway) closeWatcher() {
 
 func (g *gateway) cfg() *config.Config { return g.server.Policy().Config }
 
-// reload re-reads the configuration file (SIGHUP). Settings of the
-// listener itself (listen, limits, TLS, PROXY protocol, metrics.listen)
+// reload re-reads the configuration file and the weight list (SIGHUP).
+// Settings of the listener itself (listen, limits other than the
+// downstream and shutdown timeouts, TLS, PROXY protocol, metrics.listen)
 // need a restart; the rest applies from the next transaction.
 func (g *gateway) reload(path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
 	}
+	old := g.cfg()
 	p, err := g.policy(cfg)
 	if err != nil {
 		return err
 	}
 	g.server.SetPolicy(p)
+	if old.Listen != cfg.Listen || old.Limits != cfg.Limits || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
+		fmt.Sprint(old.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
+		g.log.Warn("listen, limits, tls, proxy_protocol and metrics.listen changed: they take effect at the next restart" +
+			" (limits.shutdown_timeout and downstream_timeout apply now)")
+	}
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
 	return nil

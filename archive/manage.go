@@ -1,0 +1,103 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Move moves the message with the given ID into the subdirectory subdir
+// of the archive directory (for example "released"), creating it if
+// needed. The move is one rename, so the message is always in exactly one
+// of the two places, and it is out of List once Move returns. subdir must
+// be a plain name, like an ID. Move does not replace a message already in
+// subdir under the same name.
+func (s *Store) Move(id, subdir string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if why := badName(subdir); why != "" {
+		return fmt.Errorf("archive: invalid subdirectory %q: %s", subdir, why)
+	}
+	dstDir := filepath.Join(s.dir, subdir)
+	if err := os.Mkdir(dstDir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	src, dst := s.path(id), filepath.Join(dstDir, id+fileExt)
+	// rename replaces what it finds; IMF's names are not unique, so look
+	// first. Two processes moving the same name at the same moment can
+	// still race here, which only IMF's names could make happen.
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("archive: move %s: %s: %w", src, dst, fs.ErrExist)
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := syncDir(dstDir); err != nil {
+		return fmt.Errorf("archive: sync directory %s: %w", dstDir, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Delete removes the message with the given ID. If there is no such
+// message, the error wraps fs.ErrNotExist.
+func (s *Store) Delete(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := os.Remove(s.path(id)); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// CleanTemp removes the temporary files that crashed writes left in the
+// archive directory, if they were last modified more than olderThan ago,
+// and returns how many it removed. olderThan must be longer than any
+// write takes, since another process may be writing into the same
+// directory right now; an hour is plenty. Errors for single files do not
+// stop it; they come back joined.
+func (s *Store) CleanTemp(olderThan time.Duration) (int, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, fmt.Errorf("archive: %w", err)
+	}
+	cutoff := s.opts.Now().Add(-olderThan)
+	removed := 0
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, tempPrefix) || !strings.HasSuffix(name, tempSuffix) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // renamed or cleaned by someone else meanwhile
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("archive: %w", err))
+			continue
+		}
+		if !fi.ModTime().Before(cutoff) {
+			continue
+		}
+		err = os.Remove(filepath.Join(s.dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("archive: %w", err))
+		default:
+			removed++
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -1,0 +1,84 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Store is one archive directory. It is safe for concurrent use by many
+// sessions and processes: every operation is a single file-system call
+// (create, rename, remove) that is atomic on its own, so there is nothing
+// to lock.
+type Store struct {
+	dir  string
+	opts Options
+}
+
+// Options change how a Store writes. The zero value is fine.
+type Options struct {
+	// StoreSCL writes the X-SCL line into archived files (IMF's
+	// ArchiveSCL).
+	StoreSCL bool
+
+	// CreateTemp creates the temporary file a message is written to
+	// before it is renamed. nil means os.CreateTemp. Tests set it to
+	// inject failures such as a full disk.
+	CreateTemp func(dir, pattern string) (*os.File, error)
+
+	// Now gives the time a message is archived at, which goes into its
+	// name. nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Open returns the Store for dir, creating the directory (mode 0750) if it
+// is missing. It does not check that the directory is writable: Write
+// reports that, for each message, as an error the caller can turn into a
+// temporary SMTP failure.
+func Open(dir string, opts Options) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("archive: no directory given")
+	}
+	dir = filepath.Clean(dir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	if opts.CreateTemp == nil {
+		opts.CreateTemp = os.CreateTemp
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{dir: dir, opts: opts}, nil
+}
+
+// Dir returns the store's directory, as given to Open but cleaned.
+func (s *Store) Dir() string { return s.dir }
+
+// path returns the file name of the message with the given (valid) ID.
+func (s *Store) path(id string) string {
+	return filepath.Join(s.dir, id+fileExt)
+}
+
+// syncDir fsyncs a directory, so that the names created, renamed or
+// removed in it survive a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	// Some file systems (some FUSE and SMB mounts) cannot fsync a
+	// directory at all. There is nothing more we can do there, and failing
+	// every message for it would make the archive unusable on them.
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		err = nil
+	}
+	return err
+}

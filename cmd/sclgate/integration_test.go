@@ -1,0 +1,828 @@
+package main
+
+// Integration tests: the real sclgate binary, driven by swaks, relaying to
+// Postfix's smtp-sink, all on 127.0.0.1. scripts/test.sh installs both
+// tools; when one is missing these tests fail rather than skip, so a green
+// run always means they ran.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds sclgate once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sclgate-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sclgate")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// tool finds an external program or fails the test, naming the package.
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Fatalf("%s not found: install Debian package %s (scripts/test.sh does)", name, pkg)
+	return ""
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitListening(t *testing.T, addr string, proc *exec.Cmd) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		if proc != nil && proc.ProcessState != nil {
+			t.Fatalf("%s exited before listening", proc.Path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s after 10s", addr)
+}
+
+// sink is a running smtp-sink that dumps each transaction into dir.
+type sink struct {
+	addr string
+	dir  string
+}
+
+func startSink(t *testing.T, args ...string) *sink {
+	t.Helper()
+	bin := tool(t, "smtp-sink", "postfix")
+	s := &sink{addr: freePort(t), dir: t.TempDir()}
+	// smtp-sink drops to nobody when run as root: let it reach its dump
+	// directory (t.TempDir's parent is 0700).
+	os.Chmod(filepath.Dir(s.dir), 0o755)
+	os.Chmod(s.dir, 0o777)
+	full := []string{"-d", s.dir + "/%H%M%S."}
+	if u, err := user.Current(); err == nil && u.Uid == "0" {
+		full = append(full, "-u", "nobody")
+	}
+	full = append(full, args...)
+	full = append(full, s.addr, "64")
+	cmd := exec.Command(bin, full...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitListening(t, s.addr, nil)
+	return s
+}
+
+// messages returns the dumped transactions, waiting up to 5s for want of them.
+func (s *sink) messages(t *testing.T, want int) []string {
+	t.Helper()
+	var out []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out = out[:0]
+		files, _ := filepath.Glob(filepath.Join(s.dir, "*"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			out = append(out, string(b))
+		}
+		if len(out) >= want || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gw is a running sclgate serve.
+type gw struct {
+	addr, metrics string
+	dir, config   string
+	cmd           *exec.Cmd
+	log           *syncBuffer
+	done          chan struct{} // closed when the process has exited
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startGW writes yaml (with listen, metrics.listen and archive.dir filled
+// in unless given) and starts the binary on it.
+func startGW(t *testing.T, yaml string) *gw {
+	t.Helper()
+	g := &gw{addr: freePort(t), metrics: freePort(t), dir: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{})}
+	if !strings.Contains(yaml, "\nlisten:") {
+		yaml = "listen: " + g.addr + "\n" + yaml
+	}
+	if !strings.Contains(yaml, "metrics:") {
+		yaml += "\nmetrics:\n  listen: " + g.metrics + "\n"
+	}
+	if !strings.Contains(yaml, "archive:") {
+		yaml += "\narchive:\n  dir: " + filepath.Join(g.dir, "archive") + "\n"
+	}
+	if !strings.Contains(yaml, "hostname:") {
+		yaml += "\nhostname: gw.test\n"
+	}
+	g.config = filepath.Join(g.dir, "sclgate.yaml")
+	if err := os.WriteFile(g.config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = exec.Command(binary(t), "serve", "-config", g.config)
+	g.cmd.Dir = g.dir
+	g.cmd.Stderr = g.log
+	g.cmd.Stdout = g.log
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { g.cmd.Wait(); close(g.done) }()
+	t.Cleanup(func() {
+		g.cmd.Process.Kill()
+		<-g.done
+		if t.Failed() {
+			t.Logf("sclgate log:\n%s", g.log.String())
+		}
+	})
+	waitListening(t, g.addr, nil)
+	return g
+}
+
+// waitLog waits up to 5s for the gateway's log to contain s.
+func (g *gw) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.log.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metric returns the value of one series on /metrics, e.g.
+// `sclgate_messages_acted_upon_total{action="archive"}`.
+func (g *gw) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("series %s not on /metrics", series)
+	return 0
+}
+
+// swaks runs swaks against the gateway and returns its transcript.
+func swaks(t *testing.T, server string, args ...string) string {
+	t.Helper()
+	bin := tool(t, "swaks", "swaks")
+	full := append([]string{"--server", server, "--timeout", "20", "--helo", "client.test"}, args...)
+	out, _ := exec.Command(bin, full...).CombinedOutput() // non-zero on any 4xx/5xx: the transcript says which
+	return string(out)
+}
+
+// lastReply returns swaks' last reply line of the form "<~ NNN" / "<** NNN".
+func reply(transcript, code string) bool {
+	re := regexp.MustCompile(`(?m)^<[-~*]+ +` + regexp.QuoteMeta(code))
+	return re.MatchString(transcript)
+}
+
+// weightsFile writes a weight list that forces SCLs by phrase.
+func weightsFile(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "weights.xml")
+	os.WriteFile(p, []byte(`<?xml version="1.0" encoding="UTF-8"?>
+<CustomWeightEntries xmlns="http://schemas.microsoft.com/2005/CustomWeight">
+  <CustomWeightEntry Type="BODY" Change="MAX" Text="casino jackpot"/>
+  <CustomWeightEntry Type="SUBJECT" Change="MIN" Text="EDIT:"/>
+  <CustomWeightEntry Type="BODY" Change="6" Text="cheap watches"/>
+</CustomWeightEntries>
+`), 0o644)
+	return p
+}
+
+func header(msg, name string) (string, bool) {
+	re := regexp.MustCompile(`(?mi)^` + regexp.QuoteMeta(name) + `: ?(.*(?:\r?\n[ \t].*)*)`)
+	m := re.FindStringSubmatch(msg)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+func TestServeRelayStampsAndStripsSpoofedVerdicts(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\n")
+	out := swaks(t, g.addr, "--to", "bob@example.com", "--from", "alice@example.org",
+		"--header", "X-SCL: -1", "--header", "X-Spam-Flag: NO", "--header", "X-MS-Exchange-Organization-SCL: -1",
+		"--header", "X-SCL-Report: all good", "--body", "hello bob")
+	if !reply(out, "250 2.0.0 OK: queued as") {
+		t.Fatalf("no 250 for DATA:\n%s", out)
+	}
+	msgs := s.messages(t, 1)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages at the sink", len(msgs))
+	}
+	m := msgs[0]
+	if v, _ := header(m, "X-SCL"); v != "0" {
+		t.Errorf("X-SCL = %q\n%s", v, m)
+	}
+	if v, _ := header(m, "X-SCL-Report"); !strings.Contains(v, "classifier=none") {
+		t.Errorf("X-SCL-Report = %q", v)
+	}
+	for _, spoof := range []string{"X-SCL: -1", "X-Spam-Flag: NO", "X-MS-Exchange-Organization-SCL: -1", "all good"} {
+		if strings.Contains(m, spoof) {
+			t.Errorf("spoofed %q reached the downstream:\n%s", spoof, m)
+		}
+	}
+	if !strings.Contains(m, "Received: from client.test ([127.0.0.1])") || !strings.Contains(m, "hello bob") {
+		t.Errorf("trace field or body missing:\n%s", m)
+	}
+	if g.metric(t, "sclgate_messages_relayed_total") != 1 || g.metric(t, "sclgate_messages_scanned_total") != 1 ||
+		g.metric(t, `sclgate_messages_scl_total{scl="0"}`) != 1 {
+		t.Errorf("metrics do not count one relayed message")
+	}
+}
+
+func TestServeGatewayActions(t *testing.T) {
+	for _, action := range []string{"archive", "delete", "reject", "none"} {
+		t.Run(action, func(t *testing.T) {
+			s := startSink(t)
+			dir := t.TempDir()
+			g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\n  gateway_action: %s\n", s.addr, weightsFile(t, dir), action))
+			out := swaks(t, g.addr, "--to", "bob@example.com", "--from", "spammer@spam.test", "--body", "win the casino jackpot now")
+			switch action {
+			case "reject":
+				if !strings.Contains(out, "550 5.7.1 Message rejected as spam by content filtering") {
+					t.Errorf("reject: %s", out)
+				}
+			default:
+				if !reply(out, "250 ") || strings.Contains(out, "<** ") {
+					t.Errorf("%s: want 250:\n%s", action, out)
+				}
+			}
+			archived, _ := filepath.Glob(filepath.Join(g.dir, "archive", "*.eml"))
+			wantArchived := 0
+			if action == "archive" {
+				wantArchived = 1
+			}
+			if len(archived) != wantArchived {
+				t.Errorf("%d files archived, want %d", len(archived), wantArchived)
+			}
+			wantRelayed := 0
+			if action == "none" {
+				wantRelayed = 1
+			}
+			msgs := s.messages(t, wantRelayed)
+			if len(msgs) != wantRelayed {
+				t.Errorf("%d messages relayed, want %d", len(msgs), wantRelayed)
+			}
+			if action == "none" && len(msgs) == 1 {
+				if v, _ := header(msgs[0], "X-SCL"); v != "9" {
+					t.Errorf("X-SCL %q", v)
+				}
+				if v, _ := header(msgs[0], "X-Spam-Flag"); v != "YES" {
+					t.Errorf("X-Spam-Flag %q", v)
+				}
+			}
+			if got := g.metric(t, `sclgate_messages_acted_upon_total{action="`+action+`"}`); got != 1 {
+				t.Errorf("acted_upon{%s} = %v", action, got)
+			}
+			if got := g.metric(t, `sclgate_messages_scl_total{scl="9"}`); got != 1 {
+				t.Errorf("scl 9 count = %v", got)
+			}
+		})
+	}
+}
+
+func TestServeSpamFlagAboveStoreThreshold(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\n", s.addr, weightsFile(t, dir)))
+	swaks(t, g.addr, "--to", "bob@example.com", "--body", "cheap watches here")                                        // SCL 6 > 5: flagged, below 7: relayed
+	swaks(t, g.addr, "--to", "bob@example.com", "--body", "nothing to see here")                                       // SCL 0
+	swaks(t, g.addr, "--to", "bob@example.com", "--header", "Subject: EDIT: cheap watches", "--body", "cheap watches") // MIN: 0
+	msgs := s.messages(t, 3)
+	if len(msgs) != 3 {
+		t.Fatalf("%d relayed", len(msgs))
+	}
+	flagged := map[string]bool{}
+	for _, m := range msgs {
+		scl, _ := header(m, "X-SCL")
+		_, f := header(m, "X-Spam-Flag")
+		flagged[scl] = f
+		if scl == "6" && !f || scl == "0" && f {
+			t.Errorf("X-SCL %s with X-Spam-Flag %v:\n%s", scl, f, m)
+		}
+	}
+	if len(flagged) != 2 {
+		t.Errorf("want SCLs 6 and 0, got %v", flagged)
+	}
+}
+
+func TestServeArchiveFileFormat(t *testing.T) {
+	for _, storeSCL := range []bool{true, false} {
+		t.Run(fmt.Sprint("store_scl=", storeSCL), func(t *testing.T) {
+			s := startSink(t)
+			dir := t.TempDir()
+			g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\narchive:\n  dir: %s\n  store_scl: %v\n",
+				s.addr, weightsFile(t, dir), filepath.Join(dir, "arch"), storeSCL))
+			out := swaks(t, g.addr, "--to", "bob@example.com,carol@example.com", "--from", "spammer@spam.test", "--body", "casino jackpot")
+			if !reply(out, "250 2.0.0") {
+				t.Fatalf("archive: %s", out)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "arch", "*.eml"))
+			if len(files) != 1 {
+				t.Fatalf("%d archive files", len(files))
+			}
+			if !regexp.MustCompile(`^\d{8}T\d{6}\.\d+Z-[a-z0-9]+\.eml$`).MatchString(filepath.Base(files[0])) {
+				t.Errorf("file name %s is not <UTC time>-<id>.eml", filepath.Base(files[0]))
+			}
+			b, _ := os.ReadFile(files[0])
+			want := "X-Sender: <spammer@spam.test>\r\nX-Receiver: <bob@example.com>\r\nX-Receiver: <carol@example.com>\r\n"
+			if storeSCL {
+				want += "X-SCL: 9\r\n"
+			}
+			if !strings.HasPrefix(string(b), want) {
+				t.Errorf("archive head:\n%q\nwant prefix\n%q", string(b[:min(len(b), 200)]), want)
+			}
+			rest := string(b[len(want):])
+			if strings.HasPrefix(rest, "X-SCL") || !strings.Contains(rest, "casino jackpot") || !strings.Contains(rest, "Subject: test") {
+				t.Errorf("message after the head is not the message as received:\n%s", rest)
+			}
+			if len(s.messages(t, 0)) != 0 {
+				t.Error("archived message was relayed too")
+			}
+		})
+	}
+}
+
+func TestServeRelayDenied(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\naccepted_domains: [example.com]\n")
+	out := swaks(t, g.addr, "--to", "victim@elsewhere.test")
+	if !strings.Contains(out, "550 5.7.1 Relaying denied") {
+		t.Errorf("foreign domain:\n%s", out)
+	}
+	if g.metric(t, `sclgate_smtp_refusals_total{reason="relay_denied"}`) != 1 {
+		t.Error("relay_denied not counted")
+	}
+	if len(s.messages(t, 0)) != 0 {
+		t.Error("something was relayed")
+	}
+}
+
+func TestServeDownstreamRejectionsPassThrough(t *testing.T) {
+	s := startSink(t, "-f", "RCPT")
+	g := startGW(t, "downstream: smtp://"+s.addr+"\n")
+	out := swaks(t, g.addr, "--to", "bob@example.com")
+	// smtp-sink's own words, passed through as they are.
+	if !reply(out, "500 5.3.0 Error: command failed") {
+		t.Errorf("RCPT rejection not passed through:\n%s", out)
+	}
+	s4 := startSink(t, "-r", ".")
+	g4 := startGW(t, "downstream: smtp://"+s4.addr+"\n")
+	out = swaks(t, g4.addr, "--to", "bob@example.com")
+	if !reply(out, "450 4.3.0 Error: command failed") {
+		t.Errorf("DATA 4xx not passed through:\n%s", out)
+	}
+	if g4.metric(t, "sclgate_messages_relayed_total") != 0 || g4.metric(t, `sclgate_relay_failures_total{reason="data"}`) != 1 {
+		t.Error("metrics for a refused DATA")
+	}
+}
+
+func TestServeDownstreamFailuresGive451(t *testing.T) {
+	t.Run("down", func(t *testing.T) {
+		g := startGW(t, "downstream: smtp://"+freePort(t)+"\n") // nothing listens there
+		out := swaks(t, g.addr, "--to", "bob@example.com")
+		if !reply(out, "451 4.4.1") || reply(out, "250 2.0.0 OK") {
+			t.Errorf("downstream down:\n%s", out)
+		}
+		if g.metric(t, `sclgate_relay_failures_total{reason="connect"}`) != 1 {
+			t.Error("connect failure not counted")
+		}
+	})
+	t.Run("drops mid-DATA", func(t *testing.T) {
+		s := startSink(t, "-q", ".")
+		g := startGW(t, "downstream: smtp://"+s.addr+"\n")
+		out := swaks(t, g.addr, "--to", "bob@example.com")
+		if !reply(out, "451 4.4.2") || reply(out, "250 2.0.0 OK") {
+			t.Errorf("downstream dropped at the dot:\n%s", out)
+		}
+	})
+	t.Run("slower than the timeout", func(t *testing.T) {
+		s := startSink(t, "-w", "5")
+		g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  downstream_timeout: 1s\n")
+		out := swaks(t, g.addr, "--to", "bob@example.com")
+		if !reply(out, "451 ") || reply(out, "250 2.0.0 OK") {
+			t.Errorf("slow downstream:\n%s", out)
+		}
+		if g.metric(t, `sclgate_relay_failures_total{reason="timeout"}`) != 1 {
+			t.Error("timeout not counted")
+		}
+	})
+}
+
+func TestServeArchiveUnwritableGives451(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "not-a-dir")
+	os.WriteFile(blocker, []byte("x"), 0o644)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\narchive:\n  dir: %s\n",
+		s.addr, weightsFile(t, dir), dir+"/arch"))
+	// Break the archive after start: the directory becomes a file.
+	os.RemoveAll(filepath.Join(dir, "arch"))
+	os.WriteFile(filepath.Join(dir, "arch"), []byte("x"), 0o644)
+	out := swaks(t, g.addr, "--to", "bob@example.com", "--body", "casino jackpot")
+	if !reply(out, "451 4.3.0") || reply(out, "250 2.0.0 OK") {
+		t.Errorf("archive unwritable:\n%s", out)
+	}
+	if len(s.messages(t, 0)) != 0 {
+		t.Error("message relayed instead")
+	}
+	if g.metric(t, `sclgate_relay_failures_total{reason="archive"}`) != 1 {
+		t.Error("archive failure not counted")
+	}
+}
+
+func TestServeOversize(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  max_message_bytes: 2000\n")
+	out := swaks(t, g.addr, "--to", "bob@example.com", "--body", strings.Repeat("0123456789 ", 400))
+	if !strings.Contains(out, "250-SIZE 2000") || !reply(out, "552 ") {
+		t.Errorf("oversize:\n%s", out)
+	}
+	if len(s.messages(t, 0)) != 0 {
+		t.Error("oversize message relayed")
+	}
+}
+
+func TestServeStartTLSThenAuth(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\ntls:\n  cert_file: %s\n  key_file: %s\nauth:\n  users:\n    alice: %q\n",
+		s.addr, cert, key, hash))
+
+	// Without TLS no AUTH is offered.
+	out := swaks(t, g.addr, "--to", "bob@example.com", "--quit-after", "EHLO")
+	if strings.Contains(out, "AUTH") || !strings.Contains(out, "STARTTLS") {
+		t.Errorf("plain EHLO:\n%s", out)
+	}
+	// Wrong password.
+	out = swaks(t, g.addr, "--tls", "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "wrong", "--to", "x@elsewhere.test")
+	if !reply(out, "535 5.7.8") {
+		t.Errorf("bad password:\n%s", out)
+	}
+	// Authenticated clients may relay anywhere and are not filtered.
+	for _, mech := range []string{"PLAIN", "LOGIN"} {
+		out = swaks(t, g.addr, "--tls", "--auth", mech, "--auth-user", "alice", "--auth-password", "s3cret", "--to", "friend@elsewhere.test")
+		if !reply(out, "235 ") || !reply(out, "250 2.0.0 OK") {
+			t.Errorf("AUTH %s:\n%s", mech, out)
+		}
+	}
+	msgs := s.messages(t, 2)
+	if len(msgs) != 2 {
+		t.Fatalf("%d relayed", len(msgs))
+	}
+	for _, m := range msgs {
+		if v, _ := header(m, "X-SCL"); v != "-1" {
+			t.Errorf("authenticated mail X-SCL = %q", v)
+		}
+		if !strings.Contains(m, "with ESMTPSA") {
+			t.Errorf("Received does not say ESMTPSA:\n%s", m)
+		}
+	}
+}
+
+func TestServeProxyProtocol(t *testing.T) {
+	s := startSink(t)
+	proxyArgs := []string{"--proxy-version", "1", "--proxy-family", "TCP4", "--proxy-source", "203.0.113.7",
+		"--proxy-source-port", "40000", "--proxy-dest", "127.0.0.1", "--proxy-dest-port", "25"}
+
+	// From a listed balancer: the header's address is the client.
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nproxy_protocol: [127.0.0.1]\n")
+	out := swaks(t, g.addr, append([]string{"--to", "bob@example.com"}, proxyArgs...)...)
+	if !reply(out, "250 2.0.0 OK") {
+		t.Fatalf("via PROXY:\n%s", out)
+	}
+	msgs := s.messages(t, 1)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "Received: from client.test ([203.0.113.7])") {
+		t.Errorf("PROXY address not used:\n%v", msgs)
+	}
+
+	// From anyone else: not honoured.
+	s2 := startSink(t)
+	g2 := startGW(t, "downstream: smtp://"+s2.addr+"\nproxy_protocol: [192.0.2.1]\n")
+	out = swaks(t, g2.addr, append([]string{"--to", "bob@example.com"}, proxyArgs...)...)
+	if reply(out, "250 2.0.0 OK") {
+		// If a session went through at all, it must carry the real address.
+		for _, m := range s2.messages(t, 1) {
+			if strings.Contains(m, "203.0.113.7") {
+				t.Errorf("PROXY header honoured from an unlisted client:\n%s", m)
+			}
+		}
+	}
+	if len(s2.messages(t, 0)) != 0 && !strings.Contains(s2.messages(t, 1)[0], "[127.0.0.1]") {
+		t.Error("unlisted client's mail does not show its real address")
+	}
+}
+
+func TestServeMetricsCountExactly(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\n  gateway_action: reject\n", s.addr, weightsFile(t, dir)))
+	for i := 0; i < 3; i++ {
+		swaks(t, g.addr, "--to", "bob@example.com", "--body", "plain mail")
+	}
+	swaks(t, g.addr, "--to", "bob@example.com", "--body", "cheap watches")
+	swaks(t, g.addr, "--to", "bob@example.com", "--body", "casino jackpot")
+	swaks(t, g.addr, "--to", "x@elsewhere.test")
+	want := map[string]float64{
+		"sclgate_messages_scanned_total":                      5,
+		"sclgate_messages_relayed_total":                      4,
+		`sclgate_messages_scl_total{scl="0"}`:                 3,
+		`sclgate_messages_scl_total{scl="6"}`:                 1,
+		`sclgate_messages_scl_total{scl="9"}`:                 1,
+		`sclgate_messages_acted_upon_total{action="reject"}`:  1,
+		`sclgate_messages_acted_upon_total{action="archive"}`: 0,
+		`sclgate_smtp_refusals_total{reason="relay_denied"}`:  1,
+		"sclgate_scan_duration_seconds_count":                 5,
+		"sclgate_weights_entries":                             3,
+		"sclgate_sessions_active":                             0,
+	}
+	for series, v := range want {
+		if got := g.metric(t, series); got != v {
+			t.Errorf("%s = %v, want %v", series, got, v)
+		}
+	}
+	resp, err := http.Get("http://" + g.metrics + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("/healthz: %v %v", resp, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(b)) != "ok" {
+		t.Errorf("/healthz body %q", b)
+	}
+	for _, name := range []string{"sclgate_build_info{", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(scrape(t, g), name) {
+			t.Errorf("%s missing from /metrics", name)
+		}
+	}
+}
+
+func scrape(t *testing.T, g *gw) string {
+	resp, err := http.Get("http://" + g.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// smtpConn is a raw SMTP client for the signal tests, where one session
+// must span a reload or a shutdown.
+type smtpConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialSMTP(t *testing.T, addr string) *smtpConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &smtpConn{t: t, c: c, r: bufio.NewReader(c)}
+	s.expect("220")
+	s.cmd("EHLO client.test", "250")
+	return s
+}
+
+// expect reads one reply (all its lines) and checks its code.
+func (s *smtpConn) expect(code string) string {
+	s.t.Helper()
+	s.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var all string
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("reading reply: %v (so far %q)", err, all)
+		}
+		all += line
+		if len(line) < 4 || line[3] != '-' {
+			break
+		}
+	}
+	if !strings.HasPrefix(all, code) {
+		s.t.Fatalf("reply %q, want %s", all, code)
+	}
+	return all
+}
+
+func (s *smtpConn) cmd(line, code string) string {
+	s.t.Helper()
+	fmt.Fprintf(s.c, "%s\r\n", line)
+	return s.expect(code)
+}
+
+func (s *smtpConn) send(body, code string) string {
+	s.t.Helper()
+	s.cmd("MAIL FROM:<a@example.org>", "250")
+	s.cmd("RCPT TO:<bob@example.com>", "250")
+	s.cmd("DATA", "354")
+	fmt.Fprintf(s.c, "Subject: test\r\n\r\n%s\r\n.\r\n", body)
+	return s.expect(code)
+}
+
+func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	w := weightsFile(t, dir)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\n  gateway_action: reject\n", s.addr, w))
+	c := dialSMTP(t, g.addr)
+	c.send("cheap watches", "250") // SCL 6 < 7: relayed
+
+	cfg, _ := os.ReadFile(g.config)
+	os.WriteFile(g.config, bytes.Replace(cfg, []byte("gateway_action: reject"), []byte("gateway_action: reject\n  gateway_threshold: 5"), 1), 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog(t, "gateway_threshold=5")
+
+	c.send("cheap watches", "550 5.7.1 Message rejected as spam") // same session, new threshold
+	c.cmd("QUIT", "221")
+	if n := len(s.messages(t, 1)); n != 1 {
+		t.Errorf("%d relayed, want 1", n)
+	}
+}
+
+func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  shutdown_timeout: 10s\n")
+	idle := dialSMTP(t, g.addr)
+	c := dialSMTP(t, g.addr)
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<bob@example.com>", "250")
+	c.cmd("DATA", "354")
+	fmt.Fprintf(c.c, "Subject: in flight\r\n\r\nfirst half\r\n")
+
+	start := time.Now()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	g.waitLog(t, "shutting down")
+
+	// New connections are refused.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", g.addr, time.Second)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections after SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The idle session is closed.
+	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle.r.ReadString('\n'); err == nil {
+		// a 421 line is fine too; then EOF must follow
+		if _, err := idle.r.ReadString('\n'); err == nil {
+			t.Error("idle session not closed on SIGTERM")
+		}
+	}
+
+	// The message in flight completes.
+	fmt.Fprintf(c.c, "second half\r\n.\r\n")
+	c.expect("250")
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("sclgate did not exit within the bound")
+	}
+	if el := time.Since(start); el > 12*time.Second {
+		t.Errorf("exit took %v", el)
+	}
+	msgs := s.messages(t, 1)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "second half") {
+		t.Errorf("in-flight message not delivered whole: %v", msgs)
+	}
+}
+
+func TestServeCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("filter:\n  gateway_threshold: 8\n"), 0o644)
+	out, err := exec.Command(binary(t), "serve", "-check", "-config", good).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration OK") {
+		t.Errorf("good config: %v %s", err, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("filter:\n  gateway_treshold: 8\n"), 0o644)
+	out, err = exec.Command(binary(t), "serve", "-check", "-config", bad).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "gateway_treshold") {
+		t.Errorf("bad config: %v %s", err, out)
+	}
+}
+
+// selfSigned writes a throwaway certificate for 127.0.0.1.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"gw.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}

@@ -1,0 +1,933 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/metrics"
+)
+
+// receivedRE matches the Received field the proxy puts on top of a relayed
+// message for one recipient; group 1 is the transaction id.
+var receivedRE = regexp.MustCompile(`^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n` +
+	`\tby gw\.test \(sclgate\) with ESMTP id ([0-9A-F]{12})\r\n` +
+	`\tfor <bob@example\.com>; [^\r\n]+\r\n`)
+
+// Case 1: a relayed message gets X-SCL and X-SCL-Report on top, every
+// verdict field from outside is removed (folded ones with their
+// continuation lines), and every other byte arrives as it was sent.
+func TestRelayStampsAndStripsVerdictFields(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+
+	keepTop := "Received: from outside.example (outside.example [192.0.2.1])\r\n" +
+		"\tby mx.example.org; Mon, 23 Nov 2026 09:59:59 +0000\r\n"
+	in := keepTop +
+		"X-SCL: -1\r\n" +
+		"From: Alice <alice@example.org>\r\n" +
+		"X-SCL-Report: scl=0 classifier=none score=0\r\n" +
+		"\tclassifier_scl=0 forged=yes\r\n" +
+		"To: bob@example.com\r\n" +
+		"x-spam-flag: NO\r\n" +
+		"Subject: Lunch on Friday?\r\n" +
+		"X-MS-Exchange-Organization-SCL: -1\r\n" +
+		"X-SCL-Reportx: not a verdict field, kept\r\n" +
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
+		"Message-ID: <lunch-1@example.org>\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n" +
+		"\r\n" +
+		"Hi Bob,\r\n" +
+		"X-SCL: 1\r\n" +
+		"X-Spam-Flag: YES\r\n" +
+		"  indented, with trailing spaces  \t\r\n" +
+		".a line that starts with a dot\r\n" +
+		"..and one with two\r\n" +
+		"\r\n" +
+		"Alice\r\n"
+	wantRest := keepTop +
+		"From: Alice <alice@example.org>\r\n" +
+		"To: bob@example.com\r\n" +
+		"Subject: Lunch on Friday?\r\n" +
+		"X-SCL-Reportx: not a verdict field, kept\r\n" +
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
+		"Message-ID: <lunch-1@example.org>\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\n" +
+		"\r\n" +
+		"Hi Bob,\r\n" +
+		"X-SCL: 1\r\n" +
+		"X-Spam-Flag: YES\r\n" +
+		"  indented, with trailing spaces  \t\r\n" +
+		".a line that starts with a dot\r\n" +
+		"..and one with two\r\n" +
+		"\r\n" +
+		"Alice\r\n"
+
+	rc := ehloed(t, g.addr)
+	reply := rc.send("alice@example.org", []string{"bob@example.com"}, []byte(in))
+	m := regexp.MustCompile(`^250 2\.0\.0 OK: queued as ([0-9A-F]{12}) \(downstream: 2\.0\.0 Ok: queued as DSQ0001\)$`).FindStringSubmatch(reply)
+	if m == nil {
+		t.Fatalf("reply to DATA = %q, want 250 with the downstream's reply", reply)
+	}
+
+	got := ds.only()
+	if got.From != "alice@example.org" || !slices.Equal(got.To, []string{"bob@example.com"}) {
+		t.Errorf("downstream envelope = %q -> %q", got.From, got.To)
+	}
+	rm := receivedRE.FindSubmatchIndex(got.Data)
+	if rm == nil {
+		t.Fatalf("downstream message does not start with our Received field:\n%s", got.Data)
+	}
+	if id := string(got.Data[rm[2]:rm[3]]); id != m[1] {
+		t.Errorf("Received id %s, 250 reply id %s", id, m[1])
+	}
+	after := string(got.Data[rm[1]:])
+	wantStamp := "X-SCL: 0\r\nX-SCL-Report: scl=0 classifier=none score=0 classifier_scl=0\r\n"
+	if after != wantStamp+wantRest {
+		t.Errorf("downstream message after Received:\n got %q\nwant %q", after, wantStamp+wantRest)
+	}
+
+	wantMetric(t, "relayed", g.m.Relayed, 1)
+	wantMetric(t, "scanned", g.m.Scanned, 1)
+	wantMetric(t, `scl{"0"}`, g.m.SCL.WithLabelValues("0"), 1)
+	for _, r := range []string{metrics.FailConnect, metrics.FailRcpt, metrics.FailData, metrics.FailTimeout, metrics.FailNetwork} {
+		wantMetric(t, "relay_failures{"+r+"}", g.m.RelayFailures.WithLabelValues(r), 0)
+	}
+}
+
+// Case 2: X-Spam-Flag: YES only for SCL > store_threshold (default 5).
+func TestStoreThresholdSpamFlag(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: none}"})
+	rc := ehloed(t, g.addr)
+	cases := []struct {
+		phrase string
+		scl    string
+		flag   bool
+	}{
+		{"This has five points.", "5", false},
+		{"This has six points.", "6", true},
+		{spamPhrase, "9", true},
+		{hamPhrase, "0", false},
+	}
+	for i, c := range cases {
+		reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage(fmt.Sprintf("case %d", i), c.phrase))
+		if !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+			t.Fatalf("%s: reply %q", c.phrase, reply)
+		}
+	}
+	ds.waitIdle()
+	msgs := ds.messages()
+	if len(msgs) != len(cases) {
+		t.Fatalf("downstream got %d messages, want %d", len(msgs), len(cases))
+	}
+	for i, c := range cases {
+		data := msgs[i].Data
+		if got := fieldValues(data, "X-SCL"); !slices.Equal(got, []string{c.scl}) {
+			t.Errorf("%s: X-SCL = %q, want [%s]", c.phrase, got, c.scl)
+		}
+		flag := fieldValues(data, "X-Spam-Flag")
+		switch {
+		case c.flag && !slices.Equal(flag, []string{"YES"}):
+			t.Errorf("SCL %s: X-Spam-Flag = %q, want [YES]", c.scl, flag)
+		case !c.flag && len(flag) != 0:
+			t.Errorf("SCL %s: X-Spam-Flag = %q, want none", c.scl, flag)
+		}
+		if rep := fieldValues(data, "X-SCL-Report"); len(rep) != 1 || !strings.HasPrefix(rep[0], "scl="+c.scl+" ") {
+			t.Errorf("SCL %s: X-SCL-Report = %q", c.scl, rep)
+		}
+	}
+	wantMetric(t, "acted_upon{none}", g.m.ActedUpon.WithLabelValues("none"), 1) // only SCL 9 >= 7
+	wantMetric(t, "relayed", g.m.Relayed, 4)
+	wantMetric(t, `scl{"6"}`, g.m.SCL.WithLabelValues("6"), 1)
+}
+
+// Case 3: the gateway actions at SCL >= gateway_threshold.
+func TestGatewayActions(t *testing.T) {
+	spam := testMessage("spam", spamPhrase)
+	okRE := regexp.MustCompile(`^250 2\.0\.0 OK: accepted as [0-9A-F]{12}$`)
+
+	archiveCase := func(t *testing.T, storeSCL bool) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(),
+			YAML: fmt.Sprintf("filter: {gateway_action: archive}\narchive: {store_scl: %v}", storeSCL)})
+		rc := ehloed(t, g.addr)
+		reply := rc.send("alice@example.org", []string{"bob@example.com", "carol@example.com"}, spam)
+		if !okRE.MatchString(reply) {
+			t.Fatalf("reply %q, want 250 accepted", reply)
+		}
+		files := g.archived()
+		if len(files) != 1 || !strings.HasSuffix(files[0], ".eml") {
+			t.Fatalf("archive dir holds %q, want one .eml file", files)
+		}
+		got, err := os.ReadFile(filepath.Join(g.archiveDir, files[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := "X-Sender: <alice@example.org>\r\nX-Receiver: <bob@example.com>\r\nX-Receiver: <carol@example.com>\r\n"
+		if storeSCL {
+			head += "X-SCL: 9\r\n"
+		}
+		if want := head + string(spam); string(got) != want {
+			t.Errorf("archived file:\n got %q\nwant %q", got, want)
+		}
+		ds.nothing()
+		wantMetric(t, "acted_upon{archive}", g.m.ActedUpon.WithLabelValues("archive"), 1)
+		wantMetric(t, "archived", g.m.Archived, 1)
+		wantMetric(t, "relayed", g.m.Relayed, 0)
+	}
+	t.Run("archive", func(t *testing.T) { archiveCase(t, true) })
+	t.Run("archive_store_scl_false", func(t *testing.T) { archiveCase(t, false) })
+
+	t.Run("delete", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: delete}"})
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 2.0.0 ") {
+			t.Fatalf("reply %q, want 250", reply)
+		}
+		ds.nothing()
+		if files := g.archived(); len(files) != 0 {
+			t.Errorf("archive dir holds %q, want nothing", files)
+		}
+		wantMetric(t, "acted_upon{delete}", g.m.ActedUpon.WithLabelValues("delete"), 1)
+		wantMetric(t, "archived", g.m.Archived, 0)
+		wantMetric(t, "relayed", g.m.Relayed, 0)
+	})
+
+	t.Run("reject", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: reject}"})
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); reply != "550 5.7.1 Message rejected as spam by content filtering" {
+			t.Fatalf("reply %q", reply)
+		}
+		ds.nothing()
+		if files := g.archived(); len(files) != 0 {
+			t.Errorf("archive dir holds %q, want nothing", files)
+		}
+		wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 1)
+		// Below the threshold, on the same connection: relayed.
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("ham", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+			t.Fatalf("ham: reply %q", reply)
+		}
+		if got := fieldValues(ds.only().Data, "X-SCL"); !slices.Equal(got, []string{"0"}) {
+			t.Errorf("ham: X-SCL = %q", got)
+		}
+		wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 1)
+	})
+
+	t.Run("none", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: none}"})
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+			t.Fatalf("reply %q", reply)
+		}
+		data := ds.only().Data
+		if got := fieldValues(data, "X-SCL"); !slices.Equal(got, []string{"9"}) {
+			t.Errorf("X-SCL = %q, want [9]", got)
+		}
+		if got := fieldValues(data, "X-Spam-Flag"); !slices.Equal(got, []string{"YES"}) {
+			t.Errorf("X-Spam-Flag = %q, want [YES]", got)
+		}
+		if files := g.archived(); len(files) != 0 {
+			t.Errorf("archive dir holds %q, want nothing", files)
+		}
+		wantMetric(t, "acted_upon{none}", g.m.ActedUpon.WithLabelValues("none"), 1)
+		wantMetric(t, "relayed", g.m.Relayed, 1)
+		wantMetric(t, `scl{"9"}`, g.m.SCL.WithLabelValues("9"), 1)
+	})
+}
+
+// Case 4: exchange_scl_header stamps X-MS-Exchange-Organization-SCL (and
+// the one from outside is gone).
+func TestExchangeSCLHeader(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {exchange_scl_header: true, gateway_action: none}"})
+	rc := ehloed(t, g.addr)
+	for _, phrase := range []string{hamPhrase, spamPhrase} {
+		msg := append([]byte("X-MS-Exchange-Organization-SCL: -1\r\n"), testMessage("exch", phrase)...)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("reply %q", reply)
+		}
+	}
+	ds.waitIdle()
+	msgs := ds.messages()
+	if len(msgs) != 2 {
+		t.Fatalf("downstream got %d messages", len(msgs))
+	}
+	for i, want := range []string{"0", "9"} {
+		if got := fieldValues(msgs[i].Data, "X-MS-Exchange-Organization-SCL"); !slices.Equal(got, []string{want}) {
+			t.Errorf("message %d: X-MS-Exchange-Organization-SCL = %q, want [%s]", i, got, want)
+		}
+	}
+
+	// Off by default.
+	ds2 := startDownstream(t, false)
+	g2 := startGateway(t, gwSetup{Downstream: ds2.URL()})
+	rc2 := ehloed(t, g2.addr)
+	if reply := rc2.send("alice@example.org", []string{"bob@example.com"}, testMessage("plain", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("reply %q", reply)
+	}
+	if got := fieldValues(ds2.only().Data, "X-MS-Exchange-Organization-SCL"); len(got) != 0 {
+		t.Errorf("default config: X-MS-Exchange-Organization-SCL = %q, want none", got)
+	}
+}
+
+// Case 5: relaying denied for foreign domains; trusted clients relay
+// anywhere, unfiltered (SCL -1), unless filter_authenticated.
+func TestRelayingAndTrustedNetworks(t *testing.T) {
+	t.Run("denied", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL()})
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expect("RCPT TO:<someone@elsewhere.org>", "550 5.7.1 Relaying denied")
+		rc.expect("RCPT TO:<bob@sub.example.com>", "550 5.7.1 Relaying denied")
+		rc.expectCode("RCPT TO:<bob@EXAMPLE.com>", "250 ")
+		if reply := rc.data(testMessage("relay", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("DATA reply %q", reply)
+		}
+		got := ds.only()
+		if !slices.Equal(got.To, []string{"bob@EXAMPLE.com"}) {
+			t.Errorf("downstream recipients %q", got.To)
+		}
+		wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 2)
+	})
+
+	t.Run("trusted", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "trusted_networks: [127.0.0.0/8]\nfilter: {gateway_action: reject}"})
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<someone@elsewhere.org>", "250 ")
+		// A message that would score 9 is not filtered at all.
+		if reply := rc.data(testMessage("trusted", spamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+			t.Fatalf("DATA reply %q", reply)
+		}
+		got := ds.only()
+		if !slices.Equal(got.To, []string{"someone@elsewhere.org"}) {
+			t.Errorf("downstream recipients %q", got.To)
+		}
+		if v := fieldValues(got.Data, "X-SCL"); !slices.Equal(v, []string{"-1"}) {
+			t.Errorf("X-SCL = %q, want [-1]", v)
+		}
+		for _, f := range []string{"X-SCL-Report", "X-Spam-Flag"} {
+			if v := fieldValues(got.Data, f); len(v) != 0 {
+				t.Errorf("%s = %q, want none for unfiltered mail", f, v)
+			}
+		}
+		wantMetric(t, `scl{"-1"}`, g.m.SCL.WithLabelValues("-1"), 1)
+		wantMetric(t, "scanned", g.m.Scanned, 0)
+		wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 0)
+		wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 0)
+	})
+
+	t.Run("trusted_filter_authenticated", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(),
+			YAML: "trusted_networks: [127.0.0.0/8]\nfilter: {gateway_action: reject, filter_authenticated: true}"})
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"someone@elsewhere.org"}, testMessage("ham", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("ham: reply %q", reply)
+		}
+		got := ds.only()
+		if v := fieldValues(got.Data, "X-SCL"); !slices.Equal(v, []string{"0"}) {
+			t.Errorf("X-SCL = %q, want [0]", v)
+		}
+		if v := fieldValues(got.Data, "X-SCL-Report"); len(v) != 1 || !strings.HasPrefix(v[0], "scl=0 classifier=none") {
+			t.Errorf("X-SCL-Report = %q", v)
+		}
+		if reply := rc.send("alice@example.org", []string{"someone@elsewhere.org"}, testMessage("spam", spamPhrase)); reply != "550 5.7.1 Message rejected as spam by content filtering" {
+			t.Fatalf("spam: reply %q", reply)
+		}
+		wantMetric(t, "scanned", g.m.Scanned, 2)
+		wantMetric(t, `scl{"-1"}`, g.m.SCL.WithLabelValues("-1"), 0)
+		wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 1)
+	})
+}
+
+// Case 6: the downstream's per-recipient refusals reach the client as
+// they are; the message goes to the recipients it accepted.
+func TestPerRecipientDownstreamRejections(t *testing.T) {
+	ds := startDownstream(t, false)
+	ds.rejectRcpt("nobody@example.com", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<nobody@example.com>: Recipient address rejected: User unknown"})
+	ds.rejectRcpt("busy@example.com", &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "<busy@example.com>: Mailbox busy, try again later"})
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expect("RCPT TO:<nobody@example.com>", "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expect("RCPT TO:<busy@example.com>", "450 4.2.0 <busy@example.com>: Mailbox busy, try again later")
+	if reply := rc.data(testMessage("per-rcpt", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	got := ds.only()
+	if !slices.Equal(got.To, []string{"bob@example.com"}) {
+		t.Errorf("downstream recipients %q, want [bob@example.com]", got.To)
+	}
+	// One recipient: the Received field names it.
+	if !receivedRE.Match(got.Data) {
+		t.Errorf("Received field: %q", headerLines(got.Data)[:3])
+	}
+	wantMetric(t, "relay_failures{rcpt}", g.m.RelayFailures.WithLabelValues(metrics.FailRcpt), 2)
+	wantMetric(t, "relayed", g.m.Relayed, 1)
+}
+
+// Case 6, LMTP: one recipient per transaction; the second RCPT gets 452
+// 4.5.3 and the first still gets its message; per-recipient DATA answers
+// are passed on.
+func TestLMTPOneRecipientPerTransaction(t *testing.T) {
+	ds := startDownstream(t, true)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expect("RCPT TO:<carol@example.com>", "452 4.5.3 One recipient per transaction here, send the others again")
+	if reply := rc.data(testMessage("lmtp-1", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	// The client sends the rest in another transaction, same connection.
+	if reply := rc.send("alice@example.org", []string{"carol@example.com"}, testMessage("lmtp-2", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("second transaction: reply %q", reply)
+	}
+	ds.waitIdle()
+	msgs := ds.messages()
+	if len(msgs) != 2 || !slices.Equal(msgs[0].To, []string{"bob@example.com"}) || !slices.Equal(msgs[1].To, []string{"carol@example.com"}) {
+		var tos [][]string
+		for _, m := range msgs {
+			tos = append(tos, m.To)
+		}
+		t.Fatalf("downstream deliveries to %q, want [[bob] [carol]]", tos)
+	}
+	if v := fieldValues(msgs[0].Data, "X-SCL"); !slices.Equal(v, []string{"0"}) {
+		t.Errorf("X-SCL = %q", v)
+	}
+
+	// The LMTP server's per-recipient refusal after DATA is the answer.
+	ds.setDataErr(&smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"})
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	if reply := rc.data(testMessage("lmtp-3", hamPhrase)); reply != "552 5.2.2 <bob@example.com> Mailbox full" {
+		t.Fatalf("DATA reply %q, want the LMTP server's 552", reply)
+	}
+	wantMetric(t, "relayed", g.m.Relayed, 2)
+	wantMetric(t, "relay_failures{data}", g.m.RelayFailures.WithLabelValues(metrics.FailData), 1)
+}
+
+// Case 7: downstream failures never end in 250.
+func TestDownstreamFailures(t *testing.T) {
+	msg := testMessage("downstream failure", hamPhrase)
+
+	t.Run("down", func(t *testing.T) {
+		// A port nobody listens on.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := ln.Addr().String()
+		ln.Close()
+		g := startGateway(t, gwSetup{Downstream: "smtp://" + dead})
+		rc := ehloed(t, g.addr)
+		rc.expect("MAIL FROM:<alice@example.org>", "451 4.4.1 Downstream server unavailable, try again later")
+		// No transaction: RCPT is out of sequence.
+		rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+		wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 1)
+	})
+
+	t.Run("mail_refused", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		ds.mu.Lock()
+		ds.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address blocked"}
+		ds.mu.Unlock()
+		g := startGateway(t, gwSetup{Downstream: ds.URL()})
+		rc := ehloed(t, g.addr)
+		rc.expect("MAIL FROM:<alice@example.org>", "550 5.7.1 Sender address blocked")
+		rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+		ds.nothing()
+	})
+
+	t.Run("closes_mid_data", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		ds.setDataHook(func(c *smtp.Conn, r io.Reader) error {
+			io.ReadFull(r, make([]byte, 20))
+			c.Conn().Close()
+			return errors.New("gone")
+		})
+		g := startGateway(t, gwSetup{Downstream: ds.URL()})
+		rc := ehloed(t, g.addr)
+		reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg)
+		if !strings.HasPrefix(reply, "451 4.4.2 ") {
+			t.Fatalf("reply %q, want 451 4.4.2", reply)
+		}
+		ds.waitIdle()
+		if n := len(ds.messages()); n != 0 {
+			t.Errorf("downstream recorded %d messages", n)
+		}
+		wantMetric(t, "relayed", g.m.Relayed, 0)
+		wantMetric(t, "relay_failures{network}", g.m.RelayFailures.WithLabelValues(metrics.FailNetwork), 1)
+	})
+
+	t.Run("slow", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		ds.setDataHook(func(c *smtp.Conn, r io.Reader) error {
+			io.Copy(io.Discard, r)
+			select { // slower than downstream_timeout (1s); bounded
+			case <-ds.stop:
+			case <-time.After(1800 * time.Millisecond):
+			}
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "too late"}
+		})
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 1s}"})
+		rc := ehloed(t, g.addr)
+		reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg)
+		if reply != "451 4.4.2 Connection to downstream server lost, try again later" {
+			t.Fatalf("reply %q, want the 451 4.4.2 of a downstream timeout", reply)
+		}
+		wantMetric(t, "relay_failures{timeout}", g.m.RelayFailures.WithLabelValues(metrics.FailTimeout), 1)
+		wantMetric(t, "relayed", g.m.Relayed, 0)
+	})
+
+	for _, c := range []struct {
+		name string
+		err  *smtp.SMTPError
+		want string
+	}{
+		{"data_554", &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Message refused by downstream policy"},
+			"554 5.7.0 Message refused by downstream policy"},
+		{"data_451", &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Downstream queue full, try later"},
+			"451 4.3.0 Downstream queue full, try later"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ds := startDownstream(t, false)
+			ds.setDataErr(c.err)
+			g := startGateway(t, gwSetup{Downstream: ds.URL()})
+			rc := ehloed(t, g.addr)
+			if reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg); reply != c.want {
+				t.Fatalf("reply %q, want %q", reply, c.want)
+			}
+			ds.waitIdle()
+			if n := len(ds.messages()); n != 0 {
+				t.Errorf("downstream recorded %d messages", n)
+			}
+			wantMetric(t, "relay_failures{data}", g.m.RelayFailures.WithLabelValues(metrics.FailData), 1)
+			wantMetric(t, "relayed", g.m.Relayed, 0)
+			// The session goes on.
+			ds.setDataErr(nil)
+			if reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg); !strings.HasPrefix(reply, "250 ") {
+				t.Fatalf("next transaction: reply %q", reply)
+			}
+		})
+	}
+}
+
+// Case 7, a downstream that stops reading while the body is streamed to
+// it: downstream_timeout must still bound the transaction, and the client
+// must get 451, never a late 250.
+func TestDownstreamTimeoutWhileStreamingBody(t *testing.T) {
+	ds := startDownstream(t, false)
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	ds.setDataHook(func(c *smtp.Conn, r io.Reader) error {
+		started <- struct{}{}
+		select { // stop reading; bounded
+		case <-release:
+		case <-ds.stop:
+		case <-time.After(10 * time.Second):
+		}
+		io.Copy(io.Discard, r)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "late but delivered"}
+	})
+	// Trusted: no scoring, so the big message costs only the copying.
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "trusted_networks: [127.0.0.0/8]\nlimits: {downstream_timeout: 1s}"})
+
+	// Bigger than what the kernel buffers on loopback (sender up to 4 MiB,
+	// receiver ~128 KiB while the application does not read).
+	var big bytes.Buffer
+	big.Write(testMessage("big", hamPhrase))
+	line := strings.Repeat("0123456789", 99) + "\r\n"
+	for big.Len() < 10<<20 {
+		big.WriteString(line)
+	}
+
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA", "354 ")
+	rc.c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(rc.c, dotStuff(big.Bytes())); err != nil {
+		t.Fatalf("writing message: %v", err)
+	}
+	select {
+	case <-started:
+	case <-time.After(15 * time.Second):
+		t.Fatal("downstream never got DATA")
+	}
+	t0 := time.Now()
+	lines, err := rc.tryReply(3 * time.Second)
+	if err != nil {
+		t.Errorf("no reply %v after the downstream stopped reading, with downstream_timeout 1s: %v", time.Since(t0).Round(time.Millisecond), err)
+		close(release)
+		lines, err = rc.tryReply(ioTimeout)
+		if err != nil {
+			t.Fatalf("no reply at all: %v", err)
+		}
+		t.Logf("reply once the downstream resumed reading: %q", lines)
+	} else {
+		close(release)
+	}
+	if got := lines[len(lines)-1]; !strings.HasPrefix(got, "451 4.4.2 ") {
+		t.Errorf("reply %q, want 451 4.4.2", got)
+	}
+	wantMetric(t, "relay_failures{timeout}", g.m.RelayFailures.WithLabelValues(metrics.FailTimeout), 1)
+}
+
+// Case 8: an archive that cannot be written means 451, never 250, and
+// nothing relayed.
+func TestArchiveUnwritable(t *testing.T) {
+	spam := testMessage("spam", spamPhrase)
+	check := func(t *testing.T, g *testGateway, ds *fakeDownstream) {
+		t.Helper()
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); reply != "451 4.3.0 Temporary local problem, try again later" {
+			t.Fatalf("reply %q, want 451 4.3.0", reply)
+		}
+		ds.nothing()
+		wantMetric(t, "archived", g.m.Archived, 0)
+		wantMetric(t, "relay_failures{archive}", g.m.RelayFailures.WithLabelValues(metrics.FailArchive), 1)
+		wantMetric(t, "relayed", g.m.Relayed, 0)
+	}
+
+	t.Run("create_fails", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: archive}",
+			CreateTemp: func(dir, pattern string) (*os.File, error) {
+				return nil, &os.PathError{Op: "open", Path: filepath.Join(dir, pattern), Err: syscall.ENOSPC}
+			}})
+		check(t, g, ds)
+		if files := g.archived(); len(files) != 0 {
+			t.Errorf("archive dir holds %q", files)
+		}
+	})
+
+	t.Run("dir_replaced_by_file", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: archive}"})
+		// archive.dir now names a regular file: every write fails.
+		if err := os.Remove(g.archiveDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(g.archiveDir, []byte("not a directory\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		check(t, g, ds)
+	})
+
+	t.Run("no_store", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: archive}"})
+		p := g.policy("filter: {gateway_action: archive}")
+		p.Archive = nil
+		g.srv.SetPolicy(p)
+		rc := ehloed(t, g.addr)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); reply != "451 4.3.0 Temporary local problem, try again later" {
+			t.Fatalf("reply %q, want 451 4.3.0", reply)
+		}
+		ds.nothing()
+	})
+}
+
+// Case 9: max_message_bytes is advertised and enforced with 552.
+func TestOversizeMessage(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 1000}"})
+	rc := greeted(t, g.addr)
+	ehlo := rc.cmd("EHLO client.test")
+	found := false
+	for _, l := range ehlo {
+		if len(l) > 4 && l[4:] == "SIZE 1000" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("EHLO reply %q does not advertise SIZE 1000", ehlo)
+	}
+
+	// Declared too big: refused at MAIL, before the downstream is asked.
+	rc.expect("MAIL FROM:<alice@example.org> SIZE=5000", "552 5.3.4 Max message size exceeded")
+
+	// Undeclared and too big: 552 after the data.
+	var big bytes.Buffer
+	big.Write(testMessage("big", hamPhrase))
+	for big.Len() <= 3000 {
+		big.WriteString(strings.Repeat("x", 70) + "\r\n")
+	}
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, big.Bytes()); reply != "552 5.3.4 Maximum message size exceeded" {
+		t.Fatalf("reply %q, want 552 5.3.4", reply)
+	}
+	ds.nothing()
+	wantMetric(t, "refusals{size}", g.m.Rejected.WithLabelValues("size"), 1)
+	wantMetric(t, "relayed", g.m.Relayed, 0)
+
+	// The connection is still good for a message that fits.
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("small", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("small message: reply %q", reply)
+	}
+	ds.only()
+}
+
+// Case 10: SetPolicy applies from the next transaction on the same
+// connection; a transaction keeps the policy it started with.
+func TestSetPolicyNextTransactionSameConnection(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: reject, gateway_threshold: 8}"})
+	conn, err := net.DialTimeout("tcp", g.addr, ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := smtp.NewClient(conn)
+	c.CommandTimeout, c.SubmissionTimeout = ioTimeout, ioTimeout
+	t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	seven := func(subject string) io.Reader { return bytes.NewReader(testMessage(subject, "It has seven points.")) }
+	send := func(subject string) error {
+		return c.SendMail("alice@example.org", []string{"bob@example.com"}, seven(subject))
+	}
+	wantReject := func(err error, what string) {
+		t.Helper()
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) || se.Message != "Message rejected as spam by content filtering" {
+			t.Errorf("%s: err = %v, want 550 5.7.1 rejected", what, err)
+		}
+	}
+
+	if err := send("under threshold 8"); err != nil {
+		t.Fatalf("SCL 7 under threshold 8: %v", err)
+	}
+	g.srv.SetPolicy(g.policy("filter: {gateway_action: reject, gateway_threshold: 7}"))
+	wantReject(send("at threshold 7"), "after SetPolicy(threshold 7)")
+
+	// MAIL under threshold 7, SetPolicy(8) mid-transaction: this
+	// transaction keeps 7; the next one gets 8.
+	if err := c.Mail("alice@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	g.srv.SetPolicy(g.policy("filter: {gateway_action: reject, gateway_threshold: 8}"))
+	if err := c.Rcpt("bob@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(w, seven("policy of its MAIL"))
+	_, err = w.CloseWithResponse()
+	wantReject(err, "transaction begun under threshold 7")
+	if err := send("threshold 8 again"); err != nil {
+		t.Fatalf("after SetPolicy(threshold 8): %v", err)
+	}
+
+	ds.waitIdle()
+	if n := len(ds.messages()); n != 2 {
+		t.Errorf("downstream got %d messages, want 2", n)
+	}
+	wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 2)
+}
+
+// Case 11: Shutdown lets a transaction in flight finish with 250, refuses
+// new connections, closes idle sessions, and returns.
+func TestShutdownWithTransactionInFlight(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+
+	busy := ehloed(t, g.addr)
+	idle := ehloed(t, g.addr)
+	busy.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	busy.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	busy.expectCode("DATA", "354 ")
+	msg := testMessage("in flight", hamPhrase)
+	split := bytes.Index(msg, []byte("\r\n\r\n")) + 2
+	busy.write(string(msg[:split])) // the header, not the final dot
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- g.srv.Shutdown(ctx)
+	}()
+
+	// The idle session is closed.
+	if err := idle.expectClosed(3 * time.Second); err != nil {
+		t.Errorf("idle session: %v", err)
+	}
+	// New connections are refused (poll until the listener is gone).
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", g.addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		c.Close()
+		if strings.HasPrefix(string(b[:n]), "220 ") && time.Now().After(deadline) {
+			t.Fatalf("new connection greeted with %q 3s after Shutdown began", b[:n])
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still accepted 3s after Shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a transaction in flight", err)
+	default:
+	}
+
+	// The transaction completes.
+	busy.write(dotStuff(msg[split:]))
+	if l := busy.reply(); !strings.HasPrefix(l[len(l)-1], "250 2.0.0 OK: queued as ") {
+		t.Fatalf("in-flight transaction: reply %q, want 250", l)
+	}
+	if err := busy.expectClosed(3 * time.Second); err != nil {
+		t.Errorf("session after its last transaction: %v", err)
+	}
+	if got := ds.only(); !bytes.HasSuffix(got.Data, msg) {
+		t.Errorf("downstream got %q", got.Data)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Shutdown did not return after the last transaction ended")
+	}
+	wantMetric(t, "sessions_active", g.m.SessionsActive, 0)
+}
+
+// Case 11: a connection that has only been greeted (no EHLO yet) is idle
+// too: Shutdown must not wait for it until shutdown_timeout, and a client
+// that says EHLO after Shutdown began gets 421 and the connection closed
+// (RFC 5321 section 3.8).
+func TestShutdownClosesConnectionsBeforeEHLO(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	early := greeted(t, g.addr)  // says nothing after the greeting
+	talker := greeted(t, g.addr) // says EHLO after Shutdown began
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		done <- g.srv.Shutdown(ctx)
+	}()
+	// Give Shutdown a moment to start (bounded: we only need it begun).
+	deadline := time.Now().Add(2 * time.Second)
+	for !g.srv.isClosing() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+
+	// Either the connection is already gone, or EHLO gets 421 and then
+	// the connection is closed; never 250, never left open.
+	talker.c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(talker.c, "EHLO client.test\r\n")
+	if err := talker.expectClosed(time.Second); err != nil {
+		t.Errorf("EHLO during shutdown: %v", err)
+	}
+	if got := talker.seen; got != "" && !strings.HasPrefix(got, "421 ") {
+		t.Errorf("EHLO during shutdown: got %q, want 421 or nothing", got)
+	}
+	if err := early.expectClosed(time.Second); err != nil {
+		t.Errorf("greeted-only connection: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown = %v, want nil (nothing was in flight)", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
+
+// The X-SCL-Report the proxy stamps keeps every line within 78 octets,
+// also when a matched rule is not ASCII (it is then RFC 2047-encoded).
+func TestRelayReportHeaderLineLength(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: none}"})
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("offre", "Offre spéciale pour vous.")); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("reply %q", reply)
+	}
+	data := ds.only().Data
+	if v := fieldValues(data, "X-SCL"); !slices.Equal(v, []string{"9"}) {
+		t.Fatalf("X-SCL = %q, want [9]", v)
+	}
+	for _, l := range headerLines(data) {
+		if len(l) > 78 && !strings.HasPrefix(l, "Received:") {
+			t.Errorf("header line of %d octets: %q", len(l), l)
+		}
+		for i := 0; i < len(l); i++ {
+			if l[i] >= 0x80 && (strings.HasPrefix(l, "X-SCL-Report:") || strings.HasPrefix(l, "\t")) {
+				t.Errorf("non-ASCII in stamped field line %q", l)
+				break
+			}
+		}
+	}
+}
+
+// TestArchiveMessageThatLooksLikeAHead: a message whose own first header is
+// X-Receiver would read back with an envelope its sender chose. It is still
+// archived (250, nothing lost), with our Received field on top, and reads
+// back with the real envelope.
+func TestArchiveMessageThatLooksLikeAHead(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: archive}\narchive: {store_scl: false}"})
+	spam := append([]byte("X-Receiver: <attacker@evil.test>\r\nX-SCL: 0\r\n"), testMessage("spam", spamPhrase)...)
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 2.0.0 ") {
+		t.Fatalf("reply %q, want 250", reply)
+	}
+	files := g.archived()
+	if len(files) != 1 {
+		t.Fatalf("archive holds %q", files)
+	}
+	store, err := archive.Open(g.archiveDir, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	item, r, err := store.Open(strings.TrimSuffix(files[0], ".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	body, _ := io.ReadAll(r)
+	if len(item.Envelope.To) != 1 || item.Envelope.To[0] != "bob@example.com" || item.HasSCL {
+		t.Errorf("envelope read back %+v (scl %v): the message's own lines leaked into the head", item.Envelope, item.HasSCL)
+	}
+	if !bytes.HasPrefix(body, []byte("Received: from ")) || !bytes.HasSuffix(body, spam) {
+		t.Errorf("archived message:\n%q", body)
+	}
+}

@@ -1,0 +1,376 @@
+package weights
+
+// parse.go reads the XML file: encoding detection, the element structure
+// and the checks on each entry.
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	textunicode "golang.org/x/text/encoding/unicode"
+)
+
+// MaxTextLen is the longest Text an entry may have, in characters, as
+// Exchange allows.
+const MaxTextLen = 1000
+
+// maxPhraseBytes bounds the total size of a list's normalised phrases,
+// which is what the automaton's size follows: a real list of 50,000
+// entries has about 1 MiB, and a list at the bound compiles to some hundreds
+// of MiB. Without it a 64 MiB file of characters that NFKC expands
+// eighteenfold could exhaust memory.
+const maxPhraseBytes = 16 << 20
+
+// ParseError is one problem in a weight list file. Parse returns all the
+// problems it finds, joined with errors.Join; use errors.As to get the first,
+// or the Unwrap() []error method of the joined error to get each.
+type ParseError struct {
+	File  string // the file name given to Parse or Load
+	Line  int    // 1-based line of the problem (of the entry's start tag); 0 if not known
+	Entry int    // 1-based index of the CustomWeightEntry among all of them; 0 if not about one
+	Type  string // the entry's Type attribute as written, if it has one
+	Text  string // the entry's Text attribute as written, if it has one
+	Err   error
+}
+
+func (e *ParseError) Error() string {
+	var b strings.Builder
+	b.WriteString("weights: ")
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " line %d", e.Line)
+	}
+	if e.Entry > 0 {
+		fmt.Fprintf(&b, ": entry %d", e.Entry)
+		var attrs []string
+		if e.Type != "" {
+			attrs = append(attrs, fmt.Sprintf("Type=%q", e.Type))
+		}
+		if e.Text != "" {
+			attrs = append(attrs, fmt.Sprintf("Text=%q", shorten(e.Text, 60)))
+		}
+		if len(attrs) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(attrs, " "))
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// shorten cuts s to at most n runes, marking the cut, so that an over-long
+// Text does not make a 1,000-character log line.
+func shorten(s string, n int) string {
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j] + "…"
+		}
+		i++
+	}
+	return s
+}
+
+// Parse reads and compiles a weight list. name is the file name used in
+// error messages and returned by Source. A malformed list is an error as a
+// whole: on error the list is nil, and the error reports every bad entry
+// found.
+func Parse(name string, r io.Reader) (*List, error) {
+	raw, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
+	if err != nil {
+		return nil, &ParseError{File: name, Err: err}
+	}
+	if len(raw) > maxFileSize {
+		return nil, &ParseError{File: name, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
+	}
+	data, perr := toUTF8(raw)
+	if perr != nil {
+		perr.File = name
+		return nil, perr
+	}
+	p := &parser{name: name, data: data}
+	p.parse()
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	if p.phraseBytes > maxPhraseBytes {
+		return nil, &ParseError{File: name, Err: fmt.Errorf("the phrases come to %d MiB once normalised, more than the %d MiB a list may have",
+			p.phraseBytes>>20, maxPhraseBytes>>20)}
+	}
+	return &List{source: name, entries: p.entries, m: compile(p.entries, p.phrases)}, nil
+}
+
+var (
+	bomUTF8    = []byte{0xEF, 0xBB, 0xBF}
+	bomUTF16LE = []byte{0xFF, 0xFE}
+	bomUTF16BE = []byte{0xFE, 0xFF}
+)
+
+// toUTF8 returns the file's text as UTF-8, going by its byte order mark and
+// not by its XML declaration, which tools often leave saying UTF-16 after
+// saving as UTF-8, or the reverse. Without a mark the file must be UTF-8.
+func toUTF8(raw []byte) ([]byte, *ParseError) {
+	var e textunicode.Endianness
+	switch {
+	case bytes.HasPrefix(raw, bomUTF8):
+		raw = raw[len(bomUTF8):]
+		if err := checkUTF8(raw); err != nil {
+			err.Err = fmt.Errorf("invalid UTF-8 after a UTF-8 byte order mark (%w)", err.Err)
+			return nil, err
+		}
+		return raw, nil
+	case bytes.HasPrefix(raw, bomUTF16LE):
+		e = textunicode.LittleEndian
+	case bytes.HasPrefix(raw, bomUTF16BE):
+		e = textunicode.BigEndian
+	default:
+		if looksUTF16(raw) {
+			return nil, &ParseError{Line: 1, Err: errors.New("not UTF-8 or UTF-16 with BOM: looks like UTF-16 without a byte order mark; save it as \"Unicode\" (UTF-16 with BOM) or UTF-8")}
+		}
+		if err := checkUTF8(raw); err != nil {
+			err.Err = fmt.Errorf("not UTF-8 or UTF-16 with BOM (%w)", err.Err)
+			return nil, err
+		}
+		return raw, nil
+	}
+	raw = raw[2:]
+	if len(raw)%2 != 0 {
+		return nil, &ParseError{Err: errors.New("UTF-16 file has an odd number of bytes: truncated?")}
+	}
+	// Unpaired surrogates become U+FFFD; they can only be in the text of
+	// a phrase, where they do no harm.
+	out, err := textunicode.UTF16(e, textunicode.IgnoreBOM).NewDecoder().Bytes(raw)
+	if err != nil {
+		return nil, &ParseError{Err: fmt.Errorf("decoding UTF-16: %w", err)}
+	}
+	return out, nil
+}
+
+// checkUTF8 returns an error giving the line of the first byte of b that is
+// not valid UTF-8, if there is one.
+func checkUTF8(b []byte) *ParseError {
+	if utf8.Valid(b) {
+		return nil
+	}
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return &ParseError{
+				Line: 1 + bytes.Count(b[:i], []byte{'\n'}),
+				Err:  fmt.Errorf("invalid byte 0x%02X", b[i]),
+			}
+		}
+		i += size
+	}
+	return nil
+}
+
+// looksUTF16 reports whether b starts like UTF-16 text without a byte order
+// mark: "<" with a zero byte on either side.
+func looksUTF16(b []byte) bool {
+	return len(b) >= 2 && (b[0] == '<' && b[1] == 0 || b[0] == 0 && b[1] == '<')
+}
+
+// parser holds the state of one Parse.
+type parser struct {
+	name    string
+	data    []byte // the file as UTF-8
+	lines   []int  // offsets of the '\n's in data, built on first use
+	entries []Entry
+	phrases []string // normalised Text of each entry
+	// phraseBytes is the total length of phrases.
+	phraseBytes int
+	errs        []error
+	z           *normalizer
+}
+
+const (
+	rootName  = "CustomWeightEntries"
+	entryName = "CustomWeightEntry"
+)
+
+func (p *parser) parse() {
+	d := xml.NewDecoder(bytes.NewReader(p.data))
+	// The bytes are UTF-8 by now, whatever the declaration says.
+	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
+	p.z = newNormalizer()
+
+	var rootSeen, rootDone bool
+	n := 0 // entries seen, good or bad
+	for {
+		off := d.InputOffset()
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			p.syntaxError(err, off)
+			return
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case rootDone:
+				p.fail(off, 0, fmt.Errorf("element <%s> after the end of <%s>", t.Name.Local, rootName))
+				return
+			case !rootSeen:
+				if t.Name.Local != rootName {
+					p.fail(off, 0, fmt.Errorf("root element is <%s>, want <%s>", t.Name.Local, rootName))
+					return
+				}
+				rootSeen = true
+				continue
+			case t.Name.Local == entryName:
+				n++
+				p.entry(t, p.line(off), n)
+			}
+			// Whatever is inside a child of the root (nothing, for an
+			// entry) is of no interest; a later version of the format
+			// may add to it.
+			if err := d.Skip(); err != nil {
+				p.syntaxError(err, off)
+				return
+			}
+		case xml.EndElement:
+			rootDone = true // the only end tag Token can return here
+		case xml.CharData:
+			if i := bytes.IndexFunc(t, func(r rune) bool { return !unicode.IsSpace(r) }); i >= 0 && (!rootSeen || rootDone) {
+				p.fail(off+int64(i), 0, errors.New("text outside the root element"))
+				return
+			}
+		}
+	}
+	if !rootSeen {
+		p.fail(int64(len(p.data)), 0, fmt.Errorf("no <%s> element", rootName))
+	}
+}
+
+// line returns the 1-based line of byte offset off in p.data.
+func (p *parser) line(off int64) int {
+	if p.lines == nil {
+		p.lines = make([]int, 0, 64)
+		for i, c := range p.data {
+			if c == '\n' {
+				p.lines = append(p.lines, i)
+			}
+		}
+	}
+	return 1 + sort.SearchInts(p.lines, int(off))
+}
+
+func (p *parser) fail(off int64, entry int, err error) {
+	p.errs = append(p.errs, &ParseError{File: p.name, Line: p.line(off), Entry: entry, Err: err})
+}
+
+func (p *parser) syntaxError(err error, off int64) {
+	line := p.line(off)
+	var se *xml.SyntaxError
+	if errors.As(err, &se) {
+		line = se.Line
+		err = errors.New("XML syntax error: " + se.Msg)
+	}
+	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Err: err})
+}
+
+// entry checks one CustomWeightEntry and adds it, or its problems.
+func (p *parser) entry(t xml.StartElement, line, n int) {
+	var attr [3]*string // Type, Change, Text
+	names := [3]string{"Type", "Change", "Text"}
+	bad := func(err error) {
+		pe := &ParseError{File: p.name, Line: line, Entry: n, Err: err}
+		if attr[0] != nil {
+			pe.Type = *attr[0]
+		}
+		if attr[2] != nil {
+			pe.Text = *attr[2]
+		}
+		p.errs = append(p.errs, pe)
+	}
+	var dups []string
+	for i := range t.Attr {
+		a := &t.Attr[i]
+		for j, name := range names {
+			// Exchange writes these exactly so; a hand-edited file
+			// may not.
+			if strings.EqualFold(a.Name.Local, name) {
+				if attr[j] != nil {
+					dups = append(dups, name)
+				}
+				attr[j] = &a.Value
+			}
+		}
+	}
+	errsBefore := len(p.errs)
+	for _, name := range dups {
+		bad(fmt.Errorf("more than one %s attribute", name))
+	}
+	for j, name := range names {
+		if attr[j] == nil {
+			bad(fmt.Errorf("missing %s attribute", name))
+		}
+	}
+
+	e := Entry{Line: line}
+	if attr[0] != nil {
+		switch strings.ToUpper(strings.TrimSpace(*attr[0])) {
+		case "BODY":
+			e.Type = Body
+		case "SUBJECT":
+			e.Type = Subject
+		case "BOTH":
+			e.Type = Both
+		default:
+			bad(fmt.Errorf("unknown Type %q (want BODY, SUBJECT or BOTH)", *attr[0]))
+		}
+	}
+	if attr[1] != nil {
+		c := strings.TrimSpace(*attr[1])
+		switch strings.ToUpper(c) {
+		case "MIN":
+			e.Kind = Min
+		case "MAX":
+			e.Kind = Max
+		default:
+			// 32 bits is far more than an SCL of 0..9 needs, and
+			// keeps the sum of a whole list from overflowing.
+			v, err := strconv.ParseInt(c, 10, 32)
+			switch {
+			case errors.Is(err, strconv.ErrRange):
+				bad(fmt.Errorf("Change %q is out of range", *attr[1]))
+			case err != nil:
+				bad(fmt.Errorf("Change %q is not an integer, MIN or MAX", *attr[1]))
+			}
+			e.Change = int(v)
+		}
+	}
+	var phrase string
+	if attr[2] != nil {
+		e.Text = *attr[2]
+		switch n := utf8.RuneCountInString(e.Text); {
+		case strings.TrimFunc(e.Text, unicode.IsSpace) == "":
+			bad(errors.New("empty Text"))
+		case n > MaxTextLen:
+			bad(fmt.Errorf("Text is %d characters long, more than %d", n, MaxTextLen))
+		default:
+			phrase = normalizePhrase(p.z, e.Text)
+			if phrase == "" { // cannot happen, but must not reach the automaton
+				bad(errors.New("Text is empty once normalised"))
+			}
+		}
+	}
+	if len(p.errs) == errsBefore {
+		p.entries = append(p.entries, e)
+		p.phrases = append(p.phrases, phrase)
+		p.phraseBytes += len(phrase)
+	}
+}

@@ -1,0 +1,333 @@
+package weights
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// testdata is the project's shared test data for this package.
+var testdata = filepath.Join("..", "testdata", "weights")
+
+// sampleEntries are the entries of the sample files (utf8-nobom.xml etc.).
+var sampleEntries = []Entry{
+	{Type: Body, Kind: Delta, Change: 5, Text: "special offer", Line: 3},
+	{Type: Body, Kind: Delta, Change: -9, Text: "Verlängertes Angebot", Line: 4},
+	{Type: Subject, Kind: Min, Text: "EDIT:", Line: 5},
+	{Type: Both, Kind: Max, Text: "Offre spéciale", Line: 6},
+	{Type: Body, Kind: Delta, Change: 3, Text: "free", Line: 7},
+	{Type: Subject, Kind: Max, Text: "Straße", Line: 8},
+	{Type: Both, Kind: Delta, Change: -2, Text: "special offer", Line: 9},
+	{Type: Body, Kind: Delta, Change: 1, Text: "Лучшая цена", Line: 11},
+}
+
+func TestLoadSamples(t *testing.T) {
+	for _, name := range []string{
+		"utf16le-bom.xml", "utf16be-bom.xml", "utf8-bom.xml", "utf8-nobom.xml",
+		"decl-mismatch.xml", "decl-mismatch-utf16.xml",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(testdata, name)
+			l, err := Load(path)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if l.Source() != path {
+				t.Errorf("Source() = %q, want %q", l.Source(), path)
+			}
+			if l.Len() != len(sampleEntries) {
+				t.Fatalf("Len() = %d, want %d", l.Len(), len(sampleEntries))
+			}
+			for i, e := range l.Entries() {
+				if e != sampleEntries[i] {
+					t.Errorf("entry %d = %+v, want %+v", i+1, e, sampleEntries[i])
+				}
+			}
+			got := l.Match("EDIT: offre SPÉCIALE", "a Special Offer!")
+			want := []int{0, 2, 3, 6}
+			if !slices.Equal(got, pick(sampleEntries, want...)) {
+				t.Errorf("Match = %v, want entries %v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadNoNamespace(t *testing.T) {
+	l, err := Load(filepath.Join(testdata, "no-namespace.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Entry{
+		{Type: Body, Kind: Delta, Change: 2, Text: "cheap meds", Line: 4},
+		{Type: Subject, Kind: Delta, Change: -1, Text: "invoice", Line: 5},
+		{Type: Both, Kind: Delta, Change: 0, Text: "hello", Line: 6},
+	}
+	if got := l.Entries(); !slices.Equal(got, want) {
+		t.Errorf("Entries() = %+v, want %+v", got, want)
+	}
+}
+
+// wantErr is one expected *ParseError.
+type wantErr struct {
+	line, entry int
+	msg         string // a substring of Err
+}
+
+func TestLoadBroken(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		want []wantErr
+	}{
+		{"bad-type.xml", []wantErr{
+			{7, 5, `unknown Type "BODDY" (want BODY, SUBJECT or BOTH)`},
+			{9, 7, `unknown Type "HEADER"`},
+		}},
+		{"bad-change.xml", []wantErr{
+			{4, 2, `Change "five" is not an integer, MIN or MAX`},
+			{5, 3, `Change "" is not an integer, MIN or MAX`},
+			{6, 4, `Change "99999999999" is out of range`},
+			{7, 5, `Change "MAXIMUM" is not an integer, MIN or MAX`},
+			{8, 6, `missing Change attribute`},
+		}},
+		{"empty-text.xml", []wantErr{
+			{3, 1, "empty Text"},
+			{4, 2, "empty Text"},
+			{5, 3, "missing Text attribute"},
+			{6, 4, "empty Text"},
+		}},
+		{"long-text.xml", []wantErr{
+			{4, 2, "Text is 1001 characters long, more than 1000"},
+		}},
+		{"malformed.xml", []wantErr{
+			{7, 0, "XML syntax error: element <CustomWeightEntry> closed by </CustomWeightEntries>"},
+		}},
+		{"latin1.xml", []wantErr{
+			{4, 0, "not UTF-8 or UTF-16 with BOM (invalid byte 0xE4)"},
+		}},
+		{"bad-utf16-line.xml", []wantErr{
+			{9, 4, `unknown Type "BODDY"`},
+		}},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			path := filepath.Join(testdata, c.file)
+			l, err := Load(path)
+			if l != nil {
+				t.Errorf("Load returned a list with %d entries", l.Len())
+			}
+			checkErrs(t, err, path, c.want)
+		})
+	}
+}
+
+// checkErrs checks that err joins exactly the ParseErrors in want.
+func checkErrs(t *testing.T, err error, file string, want []wantErr) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := parseErrors(err)
+	if len(got) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, pe := range got {
+		w := want[i]
+		if pe.File != file || pe.Line != w.line || pe.Entry != w.entry || !strings.Contains(pe.Err.Error(), w.msg) {
+			t.Errorf("error %d: File %q Line %d Entry %d Err %q\nwant File %q Line %d Entry %d Err containing %q",
+				i+1, pe.File, pe.Line, pe.Entry, pe.Err, file, w.line, w.entry, w.msg)
+		}
+		if !strings.HasPrefix(pe.Error(), "weights: "+file) {
+			t.Errorf("error %d: %q does not start with the file name", i+1, pe.Error())
+		}
+	}
+}
+
+// parseErrors returns the *ParseErrors joined in err.
+func parseErrors(err error) []*ParseError {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	var out []*ParseError
+	for _, e := range errs {
+		var pe *ParseError
+		if errors.As(e, &pe) {
+			out = append(out, pe)
+		} else {
+			out = append(out, &ParseError{Err: e})
+		}
+	}
+	return out
+}
+
+func TestErrorMessage(t *testing.T) {
+	const doc = `<?xml version="1.0" encoding="UTF-16"?>
+<CustomWeightEntries xmlns="http://schemas.microsoft.com/2005/CustomWeight">
+  <CustomWeightEntry Type="BODY" Change="5" Text="a"/>
+  <CustomWeightEntry Type="BODY" Change="5" Text="b"/>
+  <CustomWeightEntry Type="BODY" Change="5" Text="c"/>
+  <CustomWeightEntry Type="BODY" Change="5" Text="d"/>
+  <CustomWeightEntry Type="BODDY" Change="5" Text="special offer"/>
+</CustomWeightEntries>`
+	_, err := Parse("/etc/sclgate/weights.xml", strings.NewReader(doc))
+	const want = `weights: /etc/sclgate/weights.xml line 7: entry 5 (Type="BODDY" Text="special offer"): unknown Type "BODDY" (want BODY, SUBJECT or BOTH)`
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+
+	// An over-long Text is cut in the message.
+	_, err = Load(filepath.Join(testdata, "long-text.xml"))
+	if err == nil || len(err.Error()) > 300 {
+		t.Errorf("long Text error is %d bytes: %v", len(err.Error()), err)
+	}
+}
+
+func TestParseInline(t *testing.T) {
+	const head = `<?xml version="1.0"?>` + "\n"
+	for _, c := range []struct {
+		name, doc string
+		entries   int
+		want      []wantErr
+	}{
+		{"empty list", head + `<CustomWeightEntries xmlns="http://schemas.microsoft.com/2005/CustomWeight"></CustomWeightEntries>`, 0, nil},
+		{"self-closing root", `<CustomWeightEntries/>`, 0, nil},
+		{"other namespace", `<x:CustomWeightEntries xmlns:x="urn:x"><x:CustomWeightEntry Type="BODY" Change="1" Text="a"/></x:CustomWeightEntries>`, 1, nil},
+		{"keywords any case, spaces", `<CustomWeightEntries><CustomWeightEntry Type=" both " Change=" Min " Text="a"/><CustomWeightEntry type="Body" change="-0" text="b"/></CustomWeightEntries>`, 2, nil},
+		{"entities", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="AT&amp;T &#x263A; &lt;b&gt;"/></CustomWeightEntries>`, 1, nil},
+		{"comments and PIs", head + `<!-- c --><?pi x?><CustomWeightEntries><!-- c --><CustomWeightEntry Type="BODY" Change="1" Text="a"/></CustomWeightEntries><!-- after -->`, 1, nil},
+		{"1000 characters", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("😀", 1000) + `"/></CustomWeightEntries>`, 1, nil},
+
+		{"empty file", ``, 0, []wantErr{{1, 0, "no <CustomWeightEntries> element"}}},
+		{"only declaration", head, 0, []wantErr{{2, 0, "no <CustomWeightEntries> element"}}},
+		{"wrong root", head + `<CustomWeights><CustomWeightEntry Type="BODY" Change="1" Text="a"/></CustomWeights>`, 0,
+			[]wantErr{{2, 0, "root element is <CustomWeights>, want <CustomWeightEntries>"}}},
+		{"unclosed root", head + "<CustomWeightEntries>\n", 0, []wantErr{{3, 0, "XML syntax error: unexpected EOF"}}},
+		{"second root", head + "<CustomWeightEntries/>\n<CustomWeightEntries/>", 0,
+			[]wantErr{{3, 0, "element <CustomWeightEntries> after the end of <CustomWeightEntries>"}}},
+		{"text outside", head + "junk\n<CustomWeightEntries/>", 0, []wantErr{{2, 0, "text outside the root element"}}},
+		{"missing everything", head + "<CustomWeightEntries>\n<CustomWeightEntry/>\n</CustomWeightEntries>", 0, []wantErr{
+			{3, 1, "missing Type attribute"}, {3, 1, "missing Change attribute"}, {3, 1, "missing Text attribute"},
+		}},
+		{"duplicate attribute", `<CustomWeightEntries><CustomWeightEntry Type="BODY" type="SUBJECT" Change="1" Text="a"/></CustomWeightEntries>`, 0,
+			[]wantErr{{1, 1, "more than one Type attribute"}}},
+		{"bad and good entries", head + `<CustomWeightEntries>
+<CustomWeightEntry Type="BODY" Change="1" Text="a"/>
+<CustomWeightEntry Type="BODY" Change="1.5" Text="b"/>
+<CustomWeightEntry Type="BODY" Change="++1" Text="c"/>
+<CustomWeightEntry Type="" Change="1" Text="d"/>
+</CustomWeightEntries>`, 0, []wantErr{
+			{4, 2, `Change "1.5" is not an integer`}, {5, 3, `Change "++1" is not an integer`}, {6, 4, `unknown Type ""`},
+		}},
+		{"bad entity", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a & b\"/>\n</CustomWeightEntries>", 0,
+			[]wantErr{{3, 0, "XML syntax error"}}},
+		{"UTF-16 without BOM", "<\x00C\x00/\x00>\x00", 0, []wantErr{{1, 0, "looks like UTF-16 without a byte order mark"}}},
+		{"UTF-16 odd length", "\xff\xfe<\x00C\x00/", 0, []wantErr{{0, 0, "odd number of bytes"}}},
+		{"bad UTF-8 after BOM", "\xef\xbb\xbf<CustomWeightEntries>\n\xff</CustomWeightEntries>", 0,
+			[]wantErr{{2, 0, "invalid UTF-8 after a UTF-8 byte order mark (invalid byte 0xFF)"}}},
+		{"XML 1.1", `<?xml version="1.1"?><CustomWeightEntries/>`, 0, []wantErr{{1, 0, `unsupported version "1.1"`}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := Parse("in.xml", strings.NewReader(c.doc))
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				if l.Len() != c.entries {
+					t.Errorf("Len() = %d, want %d", l.Len(), c.entries)
+				}
+				return
+			}
+			if l != nil {
+				t.Errorf("Parse returned a list with %d entries", l.Len())
+			}
+			checkErrs(t, err, "in.xml", c.want)
+		})
+	}
+}
+
+func TestParseTooBig(t *testing.T) {
+	r := io.MultiReader(strings.NewReader("<CustomWeightEntries>"), zeros{})
+	_, err := Parse("big.xml", r)
+	checkErrs(t, err, "big.xml", []wantErr{{0, 0, "file is larger than 64 MiB"}})
+}
+
+// zeros is an endless reader of spaces.
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	copy(b, bytes.Repeat([]byte{' '}, len(b)))
+	return len(b), nil
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.xml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load of a missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestAccessors(t *testing.T) {
+	var nilList *List
+	if nilList.Len() != 0 || nilList.Entries() != nil || nilList.Source() != "" || nilList.Match("free", "free") != nil {
+		t.Error("nil *List is not empty")
+	}
+	l, err := Load(filepath.Join(testdata, "utf8-nobom.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := l.Entries()
+	e[0].Text = "changed"
+	if l.Entries()[0].Text != "special offer" {
+		t.Error("Entries() shares its slice with the List")
+	}
+	for _, c := range []struct {
+		e    Entry
+		want string
+	}{
+		{Entry{Kind: Delta, Change: 5}, "5"},
+		{Entry{Kind: Delta, Change: -9}, "-9"},
+		{Entry{Kind: Delta}, "0"},
+		{Entry{Kind: Min}, "MIN"},
+		{Entry{Kind: Max}, "MAX"},
+	} {
+		if got := c.e.ChangeString(); got != c.want {
+			t.Errorf("%+v.ChangeString() = %q, want %q", c.e, got, c.want)
+		}
+	}
+	for typ, want := range map[Type]string{Body: "BODY", Subject: "SUBJECT", Both: "BOTH", 0: "Type(0)"} {
+		if typ.String() != want {
+			t.Errorf("Type %d String() = %q, want %q", int(typ), typ.String(), want)
+		}
+	}
+}
+
+func pick(es []Entry, idx ...int) []Entry {
+	var out []Entry
+	for _, i := range idx {
+		out = append(out, es[i])
+	}
+	return out
+}
+
+func TestParseTooManyPhraseBytes(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("slow") // 1.5 s, ten times that with -race
+	}
+	// U+FDFA is one character that NFKC makes 18, 33 bytes in UTF-8.
+	text := strings.Repeat("\ufdfa", MaxTextLen-10)
+	var b strings.Builder
+	b.WriteString("<CustomWeightEntries>\n")
+	for i := 0; i*len(normalizePhrase(newNormalizer(), text)) <= maxPhraseBytes; i++ {
+		fmt.Fprintf(&b, "<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"%06d %s\"/>\n", i, text)
+	}
+	b.WriteString("</CustomWeightEntries>\n")
+	_, err := Parse("huge.xml", strings.NewReader(b.String()))
+	checkErrs(t, err, "huge.xml", []wantErr{{0, 0, "more than the 16 MiB a list may have"}})
+}

@@ -1,0 +1,106 @@
+package weights
+
+// ref_test.go is the slow, obviously right matcher the fast one is checked
+// against: normalise each string whole with x/text, then strings.Index.
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+)
+
+// refNormalize is normalisation done the plain way: invalid bytes to
+// U+FFFD, NFKC, full case folding, white space runs to one space.
+func refNormalize(s string) string {
+	s = string([]rune(s))
+	s = norm.NFKC.String(s)
+	s = cases.Fold().String(s)
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) {
+			if !space {
+				b.WriteByte(' ')
+			}
+			space = true
+			continue
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func refPhrase(s string) string {
+	s = refNormalize(s)
+	s = strings.TrimPrefix(s, " ")
+	return strings.TrimSuffix(s, " ")
+}
+
+func refIsWord(r rune) bool {
+	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+}
+
+// refContains reports whether phrase p (normalised) occurs in text
+// (normalised) on word boundaries.
+func refContains(text, p string) bool {
+	if p == "" {
+		return false
+	}
+	first, _ := utf8.DecodeRuneInString(p)
+	last, _ := utf8.DecodeLastRuneInString(p)
+	for i := 0; i <= len(text); {
+		j := strings.Index(text[i:], p)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(p)
+		ok := true
+		if refIsWord(first) && start > 0 {
+			if r, _ := utf8.DecodeLastRuneInString(text[:start]); refIsWord(r) {
+				ok = false
+			}
+		}
+		if refIsWord(last) && end < len(text) {
+			if r, _ := utf8.DecodeRuneInString(text[end:]); refIsWord(r) {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+		i = start + 1
+	}
+	return false
+}
+
+// refMatch is List.Match done slowly.
+func refMatch(entries []Entry, subject, body string) []Entry {
+	ns, nb := refNormalize(subject), refNormalize(body)
+	var out []Entry
+	for _, e := range entries {
+		p := refPhrase(e.Text)
+		if e.Type != Body && refContains(ns, p) || e.Type != Subject && refContains(nb, p) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// newTestList compiles entries without going through XML.
+func newTestList(t testing.TB, entries []Entry) *List {
+	t.Helper()
+	z := newNormalizer()
+	phrases := make([]string, len(entries))
+	for i, e := range entries {
+		phrases[i] = normalizePhrase(z, e.Text)
+		if phrases[i] == "" {
+			t.Fatalf("entry %d: phrase %q is empty", i, e.Text)
+		}
+	}
+	return &List{source: "test", entries: entries, m: compile(entries, phrases)}
+}

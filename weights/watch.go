@@ -1,0 +1,222 @@
+package weights
+
+// watch.go keeps a list current while admins edit its file.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Watcher keeps the current List of one file and re-reads it when the file
+// changes on disk: written in place, or renamed over (editors, config
+// tools), or deleted (→ empty list, i.e. no rules) and re-created. A file
+// that fails to parse leaves the previous List in force and logs why.
+type Watcher struct {
+	path string
+	opts WatcherOptions
+	log  *slog.Logger
+	cur  atomic.Pointer[List]
+
+	reloadMu sync.Mutex  // one reload at a time, watcher or Reload
+	lastStat fs.FileInfo // of the file as last read; guarded by reloadMu
+
+	fsw       *fsnotify.Watcher
+	done      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// WatcherOptions configures a Watcher. The zero value is usable.
+type WatcherOptions struct {
+	// Logger gets reload results and watch problems; nil discards them.
+	Logger *slog.Logger
+	// Debounce is how long the file must be quiet after a change before it
+	// is re-read, so that a file being written is read once, complete.
+	// 0 means 200ms.
+	Debounce time.Duration
+	// OnReload, if set, is called after every reload attempt, from the
+	// watcher's goroutine or from Reload's caller: with the error, nil on
+	// success, and the list now in force (the new one, or on error the
+	// previous one). It must not call Close.
+	OnReload func(l *List, err error)
+}
+
+// NewWatcher loads path once and starts watching it. A missing file gives
+// an empty list and a warning, not an error, so that a list can be added
+// later; a broken file is an error, so that the caller can refuse to start.
+func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = 200 * time.Millisecond
+	}
+	w := &Watcher{
+		path:    path,
+		opts:    opts,
+		log:     opts.Logger,
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.log = w.log.With(slog.String("file", path))
+
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
+	}
+	// Watch the directory, not the file: a file watch is lost when the file
+	// is renamed over or deleted, which is how most tools save.
+	if err := fsw.Add(filepath.Dir(path)); err != nil {
+		fsw.Close()
+		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
+	}
+	w.fsw = fsw
+	// Watch first, then load, so that no change can fall in between.
+	if err := w.load(); err != nil {
+		fsw.Close()
+		return nil, err
+	}
+	go w.run()
+	return w, nil
+}
+
+// Current returns the list in force. It never blocks.
+func (w *Watcher) Current() *List { return w.cur.Load() }
+
+// Reload re-reads the file now, for SIGHUP. If the file does not parse, the
+// previous list stays in force and the error is returned.
+func (w *Watcher) Reload() error { return w.reload() }
+
+// Close stops watching. Current keeps returning the last list.
+func (w *Watcher) Close() error {
+	w.closeOnce.Do(func() {
+		close(w.done)
+		w.closeErr = w.fsw.Close()
+		<-w.stopped
+	})
+	return w.closeErr
+}
+
+// load is the first read, in NewWatcher.
+func (w *Watcher) load() error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	l, fi, err := w.read()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		w.log.Warn("weights: file does not exist; no custom weights until it is created")
+		l = &List{source: w.path}
+	case err != nil:
+		return err
+	default:
+		w.log.Info("weights: loaded", slog.Int("entries", l.Len()))
+	}
+	w.lastStat = fi
+	w.cur.Store(l)
+	return nil
+}
+
+func (w *Watcher) reload() error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	l, fi, err := w.read()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		w.log.Warn("weights: file removed; no custom weights until it is created again")
+		l, err = &List{source: w.path}, nil
+	case err != nil:
+		l = w.cur.Load()
+		w.log.Error("weights: reload failed; keeping the previous list",
+			slog.Int("entries", l.Len()), slog.Any("err", err))
+	default:
+		w.log.Info("weights: reloaded", slog.Int("entries", l.Len()))
+	}
+	w.lastStat = fi
+	w.cur.Store(l)
+	if w.opts.OnReload != nil {
+		w.opts.OnReload(l, err)
+	}
+	return err
+}
+
+// read loads the file and returns it with the FileInfo it was read from.
+func (w *Watcher) read() (*List, fs.FileInfo, error) {
+	f, err := os.Open(w.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("weights: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("weights: %w", err)
+	}
+	l, err := Parse(w.path, f)
+	return l, fi, err
+}
+
+// run turns fsnotify events into debounced reloads until Close.
+func (w *Watcher) run() {
+	defer close(w.stopped)
+	base := filepath.Base(w.path)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
+				continue
+			}
+			// Events for other names in the directory matter when
+			// the file is a symlink whose target was swapped (as
+			// Kubernetes updates ConfigMap volumes), which shows
+			// only as a change in what path resolves to.
+			if filepath.Base(ev.Name) != base && !w.statChanged() {
+				continue
+			}
+			timer.Reset(w.opts.Debounce)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			w.log.Warn("weights: watching the file", slog.Any("err", err))
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// Events were lost; one of them may have been ours.
+				timer.Reset(w.opts.Debounce)
+			}
+		case <-timer.C:
+			w.reload()
+		}
+	}
+}
+
+// statChanged reports whether path now resolves to a different file than
+// the one last read.
+func (w *Watcher) statChanged() bool {
+	fi, err := os.Stat(w.path)
+	w.reloadMu.Lock()
+	last := w.lastStat
+	w.reloadMu.Unlock()
+	switch {
+	case err != nil || last == nil:
+		return (err == nil) != (last != nil)
+	case !os.SameFile(fi, last):
+		return true
+	}
+	return fi.Size() != last.Size() || !fi.ModTime().Equal(last.ModTime())
+}

@@ -1,0 +1,259 @@
+package weights
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// listXML returns a weight list file with one BODY entry per phrase.
+func listXML(phrases ...string) string {
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<CustomWeightEntries>\n")
+	for _, p := range phrases {
+		fmt.Fprintf(&b, "  <CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=%q/>\n", p)
+	}
+	b.WriteString("</CustomWeightEntries>\n")
+	return b.String()
+}
+
+const brokenXML = "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODDY\" Change=\"1\" Text=\"x\"/>\n</CustomWeightEntries>\n"
+
+// reloads records OnReload calls.
+type reloads struct {
+	mu   sync.Mutex
+	ok   int
+	errs []error
+}
+
+func (r *reloads) on(_ *List, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.errs = append(r.errs, err)
+	} else {
+		r.ok++
+	}
+}
+
+func (r *reloads) failed() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.errs)
+}
+
+// lastErrLine returns the line of the last reload error, if it was a
+// ParseError.
+func (r *reloads) lastErrLine() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var pe *ParseError
+	if len(r.errs) == 0 || !errors.As(r.errs[len(r.errs)-1], &pe) {
+		return 0
+	}
+	return pe.Line
+}
+
+func (r *reloads) succeeded() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ok
+}
+
+// waitFor polls cond until it holds, failing the test after 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// matches reports whether w's current list matches body.
+func matches(w *Watcher, body string) bool { return len(w.Current().Match("", body)) > 0 }
+
+func newTestWatcher(t *testing.T, path string, r *reloads) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, OnReload: r.on})
+	if err != nil {
+		t.Fatalf("NewWatcher: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return w
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renameOver replaces path the way editors and config tools do: write a
+// temporary file next to it, then rename it over.
+func renameOver(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	writeFile(t, tmp, content)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatcherLifecycle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w := newTestWatcher(t, path, &r)
+	if w.Current().Len() != 1 || !matches(w, "alpha") {
+		t.Fatalf("initial list: %v", w.Current().Entries())
+	}
+
+	// Written in place.
+	writeFile(t, path, listXML("alpha", "beta"))
+	waitFor(t, "in-place write", func() bool { return matches(w, "beta") })
+
+	// Renamed over.
+	renameOver(t, path, listXML("gamma"))
+	waitFor(t, "rename-over", func() bool { return matches(w, "gamma") && !matches(w, "alpha") })
+
+	// A broken edit keeps the last good list, and OnReload hears of it.
+	writeFile(t, path, brokenXML)
+	waitFor(t, "failed reload", func() bool { return r.lastErrLine() == 2 })
+	if !matches(w, "gamma") {
+		t.Error("broken edit dropped the last good list")
+	}
+	if err := w.Reload(); err == nil {
+		t.Error("Reload of a broken file: no error")
+	}
+	if !matches(w, "gamma") {
+		t.Error("Reload of a broken file dropped the last good list")
+	}
+
+	// Fixed by renaming over.
+	renameOver(t, path, listXML("delta"))
+	waitFor(t, "fixed file", func() bool { return matches(w, "delta") })
+
+	// Deleted: no rules.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delete", func() bool { return w.Current().Len() == 0 })
+	if l := w.Current(); l == nil || l.Source() != path {
+		t.Errorf("list after delete: %#v", l)
+	}
+
+	// Re-created: rules back.
+	writeFile(t, path, listXML("epsilon"))
+	waitFor(t, "re-create", func() bool { return matches(w, "epsilon") })
+
+	// Other files in the directory are ignored.
+	ok, failed := r.succeeded(), r.failed()
+	writeFile(t, path+".bak", brokenXML)
+	if err := w.Reload(); err != nil { // and Reload works on demand
+		t.Errorf("Reload: %v", err)
+	}
+	if !matches(w, "epsilon") || r.failed() != failed || r.succeeded() <= ok {
+		t.Errorf("after Reload: list %v, %d failures, %d successes", w.Current().Entries(), r.failed(), r.succeeded())
+	}
+}
+
+func TestWatcherMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	var r reloads
+	w := newTestWatcher(t, path, &r)
+	if l := w.Current(); l == nil || l.Len() != 0 {
+		t.Fatalf("list of a missing file: %v", l)
+	}
+	renameOver(t, path, listXML("alpha"))
+	waitFor(t, "create", func() bool { return matches(w, "alpha") })
+}
+
+func TestWatcherBrokenAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, brokenXML)
+	w, err := NewWatcher(path, WatcherOptions{})
+	if err == nil {
+		w.Close()
+		t.Fatal("NewWatcher of a broken file: no error")
+	}
+	if pe := parseErrors(err); len(pe) != 1 || pe[0].File != path || pe[0].Line != 2 {
+		t.Errorf("error: %v", err)
+	}
+}
+
+func TestWatcherNoDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope", "weights.xml")
+	if w, err := NewWatcher(path, WatcherOptions{}); err == nil {
+		w.Close()
+		t.Fatal("NewWatcher in a missing directory: no error")
+	}
+}
+
+// TestWatcherSymlinkSwap updates the file the way Kubernetes updates a
+// mounted ConfigMap: the file is a symlink into a directory that is itself
+// a symlink, swapped by renaming a new one over it. No event names the
+// file.
+func TestWatcherSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	for v, p := range []string{"alpha", "beta"} {
+		d := filepath.Join(dir, fmt.Sprintf("..v%d", v))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(d, "weights.xml"), listXML(p))
+	}
+	symlink := func(target, name string) {
+		t.Helper()
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Skipf("symlinks: %v", err)
+		}
+	}
+	symlink("..v0", "..data")
+	symlink(filepath.Join("..data", "weights.xml"), "weights.xml")
+	var r reloads
+	w := newTestWatcher(t, filepath.Join(dir, "weights.xml"), &r)
+	if !matches(w, "alpha") {
+		t.Fatal("initial list")
+	}
+	symlink("..v1", "..data_tmp")
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "symlink swap", func() bool { return matches(w, "beta") })
+}
+
+func TestWatcherClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	w, err := NewWatcher(path, WatcherOptions{Debounce: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	// The last list stays readable, and Reload still works.
+	if !matches(w, "alpha") {
+		t.Error("list gone after Close")
+	}
+	writeFile(t, path, listXML("beta"))
+	if err := w.Reload(); err != nil || !matches(w, "beta") {
+		t.Errorf("Reload after Close: %v", err)
+	}
+}
