@@ -594,16 +594,15 @@ func TestServeProxyProtocol(t *testing.T) {
 	s2 := startSink(t)
 	g2 := startGW(t, "downstream: smtp://"+s2.addr+"\nproxy_protocol: [192.0.2.1]\n")
 	out = swaks(t, g2.addr, append([]string{"--to", "bob@example.com"}, proxyArgs...)...)
-	if reply(out, "250 2.0.0 OK") {
-		// If a session went through at all, it must carry the real address.
-		for _, m := range s2.messages(t, 1) {
-			if strings.Contains(m, "203.0.113.7") {
-				t.Errorf("PROXY header honoured from an unlisted client:\n%s", m)
-			}
-		}
+	// The PROXY line is just an unknown command to sclgate here: answered
+	// with an error, and the session goes on with the real address.
+	if !regexp.MustCompile(`(?m)^<\*\* 5\d\d 5\.5\.\d `).MatchString(out) {
+		t.Errorf("PROXY line from an unlisted client not refused as a command:\n%s", out)
 	}
-	if len(s2.messages(t, 0)) != 0 && !strings.Contains(s2.messages(t, 1)[0], "[127.0.0.1]") {
-		t.Error("unlisted client's mail does not show its real address")
+	for _, m := range s2.messages(t, 1) {
+		if strings.Contains(m, "203.0.113.7") || !strings.Contains(m, "([127.0.0.1])") {
+			t.Errorf("PROXY header honoured from an unlisted client:\n%s", m)
+		}
 	}
 }
 
@@ -825,4 +824,45 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+func TestServeConnectionLimits(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  max_connections_per_ip: 2\n")
+	a := dialSMTP(t, g.addr)
+	b := dialSMTP(t, g.addr)
+	c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "421 4.7.0 ") {
+		t.Errorf("third connection from one address: %q %v", line, err)
+	}
+	if g.metric(t, `sclgate_smtp_refusals_total{reason="too_many_connections"}`) != 1 {
+		t.Error("refusal not counted")
+	}
+	// A slot freed is a slot available again (once sclgate has closed
+	// its side of the connection).
+	a.cmd("QUIT", "221")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if strings.HasPrefix(line, "220 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never freed: %q", line)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.cmd("QUIT", "221")
 }
