@@ -31,18 +31,20 @@ func Default() []byte { return bytes.Clone(defaultYAML) }
 
 // Config is the whole configuration. Field comments are in default.yaml.
 type Config struct {
-	Listen          string   `yaml:"listen"`
-	Hostname        string   `yaml:"hostname"`
-	AcceptedDomains []string `yaml:"accepted_domains"`
-	TrustedNetworks []string `yaml:"trusted_networks"`
-	Downstream      string   `yaml:"downstream"`
-	ProxyProtocol   []string `yaml:"proxy_protocol"`
-	TLS             TLS      `yaml:"tls"`
-	Auth            Auth     `yaml:"auth"`
-	Limits          Limits   `yaml:"limits"`
-	Filter          Filter   `yaml:"filter"`
-	Archive         Archive  `yaml:"archive"`
-	Metrics         Metrics  `yaml:"metrics"`
+	Listen          string      `yaml:"listen"`
+	Hostname        string      `yaml:"hostname"`
+	AcceptedDomains []string    `yaml:"accepted_domains"`
+	TrustedNetworks []string    `yaml:"trusted_networks"`
+	Downstream      string      `yaml:"downstream"`
+	ProxyProtocol   []string    `yaml:"proxy_protocol"`
+	TLS             TLS         `yaml:"tls"`
+	Auth            Auth        `yaml:"auth"`
+	Limits          Limits      `yaml:"limits"`
+	Filter          Filter      `yaml:"filter"`
+	Archive         Archive     `yaml:"archive"`
+	Metrics         Metrics     `yaml:"metrics"`
+	Definitions     Definitions `yaml:"definitions"`
+	Updates         Updates     `yaml:"updates"`
 
 	// Source is the file this came from ("" for the embedded defaults).
 	Source string `yaml:"-"`
@@ -72,13 +74,15 @@ type Limits struct {
 }
 
 type Filter struct {
-	Classifier          string `yaml:"classifier"`
-	WeightsFile         string `yaml:"weights_file"`
-	GatewayThreshold    int    `yaml:"gateway_threshold"`
-	GatewayAction       string `yaml:"gateway_action"`
-	StoreThreshold      int    `yaml:"store_threshold"`
-	FilterAuthenticated bool   `yaml:"filter_authenticated"`
-	ExchangeSCLHeader   bool   `yaml:"exchange_scl_header"`
+	Classifier          string        `yaml:"classifier"`
+	ClassifierTimeout   time.Duration `yaml:"classifier_timeout"`
+	ClassifierFailure   string        `yaml:"classifier_failure"`
+	WeightsFile         string        `yaml:"weights_file"`
+	GatewayThreshold    int           `yaml:"gateway_threshold"`
+	GatewayAction       string        `yaml:"gateway_action"`
+	StoreThreshold      int           `yaml:"store_threshold"`
+	FilterAuthenticated bool          `yaml:"filter_authenticated"`
+	ExchangeSCLHeader   bool          `yaml:"exchange_scl_header"`
 }
 
 type Archive struct {
@@ -89,6 +93,23 @@ type Archive struct {
 type Metrics struct {
 	Listen string `yaml:"listen"`
 }
+
+type Definitions struct {
+	Dir string `yaml:"dir"`
+}
+
+type Updates struct {
+	Enabled     bool          `yaml:"enabled"`
+	Source      string        `yaml:"source"`
+	TrustedKeys []string      `yaml:"trusted_keys"`
+	Interval    time.Duration `yaml:"interval"`
+}
+
+// What filter.classifier_failure may say.
+const (
+	FailureFallback = "fallback"
+	FailureTempfail = "tempfail"
+)
 
 // Gateway actions.
 const (
@@ -163,6 +184,8 @@ var sectionNames = strings.NewReplacer(
 	"not found in type config.Auth", "is not a known key in section auth",
 	"not found in type config.Archive", "is not a known key in section archive",
 	"not found in type config.Metrics", "is not a known key in section metrics",
+	"not found in type config.Definitions", "is not a known key in section definitions",
+	"not found in type config.Updates", "is not a known key in section updates",
 	"time.Duration", "a duration (such as 30s or 5m)",
 )
 
@@ -224,6 +247,18 @@ func (c *Config) validate() error {
 	case ActionArchive, ActionDelete, ActionReject, ActionNone:
 	default:
 		bad("filter.gateway_action: %q is not archive, delete, reject or none", f.GatewayAction)
+	}
+	if f.ClassifierTimeout <= 0 {
+		bad("filter.classifier_timeout: must be a positive duration")
+	}
+	if f.ClassifierFailure != FailureFallback && f.ClassifierFailure != FailureTempfail {
+		bad("filter.classifier_failure: %q is not fallback or tempfail", f.ClassifierFailure)
+	}
+	if c.Updates.Interval < time.Minute {
+		bad("updates.interval: %v is shorter than a minute", c.Updates.Interval)
+	}
+	if c.Updates.Enabled && (c.Updates.Source == "" || len(c.Updates.TrustedKeys) == 0) {
+		bad("updates.enabled needs updates.source and updates.trusted_keys")
 	}
 	if f.GatewayAction == ActionArchive && c.Archive.Dir == "" {
 		bad("archive.dir: needed when filter.gateway_action is archive")

@@ -29,6 +29,10 @@ type Metrics struct {
 	WeightsReloads *prometheus.CounterVec // label result="ok|error"
 	Archived       prometheus.Counter
 	Rejected       *prometheus.CounterVec // label reason: SMTP-level refusals
+
+	ClassifierErrors *prometheus.CounterVec // label classifier
+	Definitions      *prometheus.GaugeVec   // label version: 1 for the version in use
+	UpdateChecks     *prometheus.CounterVec // label result
 }
 
 // Relay failure reasons (label values of sclgate_relay_failures_total).
@@ -93,6 +97,18 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Commands refused at the SMTP level, by reason: relay_denied, auth_failed, too_many_connections, size.",
 		}, []string{"reason"}),
 	}
+	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sclgate_classifier_errors_total",
+		Help: "Messages the classifier could not score (engine down, timeout, bad answer), by classifier; each was scored by the fallback or deferred with 451.",
+	}, []string{"classifier"})
+	m.Definitions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sclgate_definitions_info",
+		Help: "1 for the filter-definitions version in use (label version).",
+	}, []string{"version"})
+	m.UpdateChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sclgate_definitions_update_checks_total",
+		Help: "Automatic definition update checks, by result: current, installed, error.",
+	}, []string{"result"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "sclgate_build_info",
 		Help:        "Always 1; the labels tell which sclgate is running.",
@@ -102,6 +118,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 
 	reg.MustRegister(m.Scanned, m.SCL, m.ActedUpon, m.Relayed, m.RelayFailures, m.ScanDuration,
 		m.SessionsActive, m.WeightsEntries, m.WeightsReloads, m.Archived, m.Rejected, build,
+		m.ClassifierErrors, m.Definitions, m.UpdateChecks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Start every labelled series at 0 so that rate() and alerts work from

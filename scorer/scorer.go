@@ -31,6 +31,9 @@ type Classifier interface {
 type Verdict struct {
 	SCL   int     // 0..9
 	Score float64 // the classifier's own figure, e.g. a spam probability 0..1
+	// By names the classifier that actually answered when it is not the
+	// one asked (a Fallback stood in); empty otherwise.
+	By string
 }
 
 // None is the classifier that has no opinion: every message starts at SCL 0,
@@ -71,8 +74,12 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("scorer: classifier %s: %w", c.Name(), err)
 	}
+	name := c.Name()
+	if v.By != "" {
+		name = v.By
+	}
 	r := Result{
-		Classifier:    c.Name(),
+		Classifier:    name,
 		Score:         v.Score,
 		ClassifierSCL: clamp(v.SCL),
 	}

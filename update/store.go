@@ -1,0 +1,384 @@
+package update
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Names inside definitions.dir.
+const (
+	activeLink    = "active"
+	stateFile     = "state.json"
+	BundleFile    = "bundle.tar.gz"
+	SigFile       = "bundle.tar.gz.minisig"
+	installedFile = "installed.json"
+	// Keep is how many versions stay installed: the active one and the
+	// ones a rollback can go back to.
+	Keep = 3
+)
+
+// Sentinel errors.
+var (
+	ErrNoneInstalled = errors.New("no definitions installed (the built-in definitions are in use)")
+	ErrNoPrevious    = errors.New("no previous version to roll back to")
+	ErrBadVersion    = errors.New("bad version string")
+)
+
+// Store is one definitions.dir.
+type Store struct {
+	dir string
+}
+
+// Installed describes one installed version.
+type Installed struct {
+	Version     string    `json:"version"`
+	InstalledAt time.Time `json:"installed_at"`
+	Origin      string    `json:"origin"`  // the source URL, directory or file it came from
+	Created     time.Time `json:"created"` // when the definitions were built (manifest)
+	// RolledBack is set on a version a rollback left: further rollbacks
+	// go back past it, never forth to it. Activating it clears the mark.
+	RolledBack bool `json:"rolled_back,omitempty"`
+	Active     bool `json:"-"`
+}
+
+// State is what serve and "update detect" remember between runs.
+type State struct {
+	LastCheck       time.Time `json:"last_check"`
+	LastCheckResult string    `json:"last_check_result"`
+	LastCheckSource string    `json:"last_check_source,omitempty"`
+}
+
+// OpenStore opens (creating if need be) a definitions directory.
+func OpenStore(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("update: definitions.dir is not set")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// ValidVersion reports whether v is usable as a version: it names a
+// directory, so no separators, no dots-only, no leading dot, at most 64
+// characters of letters, digits, '.', '-', '_', '+'.
+func ValidVersion(v string) bool {
+	if v == "" || len(v) > 64 || v[0] == '.' || v == activeLink {
+		return false
+	}
+	for _, r := range v {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune(".-_+", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// CompareVersions orders version strings: runs of digits compare as
+// numbers, everything else as text, so "2026.11.9" < "2026.11.23" and
+// "1.10" > "1.9".
+func CompareVersions(a, b string) int {
+	for a != "" && b != "" {
+		ad, ar := leadingRun(a)
+		bd, br := leadingRun(b)
+		if isDigits(ad) && isDigits(bd) {
+			an, _ := strconv.ParseUint(strings.TrimLeft(ad, "0")+"0", 10, 64)
+			bn, _ := strconv.ParseUint(strings.TrimLeft(bd, "0")+"0", 10, 64)
+			if an != bn {
+				if an < bn {
+					return -1
+				}
+				return 1
+			}
+		} else if c := strings.Compare(ad, bd); c != 0 {
+			return c
+		}
+		a, b = ar, br
+	}
+	return strings.Compare(a, b)
+}
+
+func leadingRun(s string) (run, rest string) {
+	digit := s[0] >= '0' && s[0] <= '9'
+	i := 1
+	for i < len(s) && (s[i] >= '0' && s[i] <= '9') == digit {
+		i++
+	}
+	return s[:i], s[i:]
+}
+
+func isDigits(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
+
+// Active returns the active version, or ErrNoneInstalled.
+func (s *Store) Active() (string, error) {
+	target, err := os.Readlink(filepath.Join(s.dir, activeLink))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNoneInstalled
+	}
+	if err != nil {
+		return "", fmt.Errorf("update: %w", err)
+	}
+	v := filepath.Base(target)
+	if !ValidVersion(v) {
+		return "", fmt.Errorf("update: %s points to %q: %w", filepath.Join(s.dir, activeLink), target, ErrBadVersion)
+	}
+	return v, nil
+}
+
+// BundlePath is the bundle file of an installed version.
+func (s *Store) BundlePath(version string) string {
+	return filepath.Join(s.dir, version, BundleFile)
+}
+
+// List returns the installed versions, newest install first.
+func (s *Store) List() ([]Installed, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	active, _ := s.Active()
+	var out []Installed
+	for _, e := range ents {
+		if !e.IsDir() || !ValidVersion(e.Name()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.dir, e.Name(), installedFile))
+		if err != nil {
+			continue // not a complete install
+		}
+		var in Installed
+		if json.Unmarshal(b, &in) != nil || in.Version != e.Name() {
+			continue
+		}
+		in.Active = in.Version == active
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b Installed) int { return b.InstalledAt.Compare(a.InstalledAt) })
+	return out, nil
+}
+
+// Has reports whether version is installed.
+func (s *Store) Has(version string) bool {
+	_, err := os.Stat(filepath.Join(s.dir, version, installedFile))
+	return err == nil
+}
+
+// Install writes a verified bundle and its signature as version, then
+// makes it active. The caller has checked the signature and checksums;
+// Install only puts the bytes in place, durably and atomically.
+func (s *Store) Install(in Installed, bundle, sig []byte) error {
+	if !ValidVersion(in.Version) {
+		return fmt.Errorf("update: version %q: %w", in.Version, ErrBadVersion)
+	}
+	final := filepath.Join(s.dir, in.Version)
+	if !s.Has(in.Version) {
+		tmp := filepath.Join(s.dir, ".tmp-"+in.Version+"-"+randHex())
+		if err := os.Mkdir(tmp, 0o755); err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		meta, _ := json.MarshalIndent(in, "", "  ")
+		err := writeSynced(filepath.Join(tmp, BundleFile), bundle)
+		if err == nil {
+			err = writeSynced(filepath.Join(tmp, SigFile), sig)
+		}
+		if err == nil {
+			err = writeSynced(filepath.Join(tmp, installedFile), meta)
+		}
+		if err == nil {
+			err = syncDir(tmp)
+		}
+		if err == nil {
+			os.RemoveAll(final) // a half-made leftover without installed.json
+			err = os.Rename(tmp, final)
+		}
+		if err != nil {
+			os.RemoveAll(tmp)
+			return fmt.Errorf("update: install %s: %w", in.Version, err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("update: install %s: %w", in.Version, err)
+		}
+	}
+	return s.Activate(in.Version)
+}
+
+// Activate makes an installed version the active one: a new symlink is
+// renamed over "active", which is atomic.
+func (s *Store) Activate(version string) error {
+	if !ValidVersion(version) || !s.Has(version) {
+		return fmt.Errorf("update: version %q is not installed", version)
+	}
+	tmp := filepath.Join(s.dir, ".active-"+randHex())
+	if err := os.Symlink(version, tmp); err != nil {
+		return fmt.Errorf("update: activate %s: %w", version, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.dir, activeLink)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("update: activate %s: %w", version, err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("update: activate %s: %w", version, err)
+	}
+	return s.touchInstalled(version)
+}
+
+// touchInstalled records version as the most recently made active, so
+// that List's order is the order a rollback walks back through.
+func (s *Store) touchInstalled(version string) error {
+	p := filepath.Join(s.dir, version, installedFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	var in Installed
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("update: %s: %w", p, err)
+	}
+	in.InstalledAt = time.Now().UTC()
+	in.RolledBack = false
+	meta, _ := json.MarshalIndent(in, "", "  ")
+	return writeAtomic(p, meta)
+}
+
+// Rollback makes the version that was active before the current one
+// active again, and returns both.
+func (s *Store) Rollback() (from, to string, err error) {
+	from, err = s.Active()
+	if err != nil {
+		return "", "", err
+	}
+	list, err := s.List()
+	if err != nil {
+		return "", "", err
+	}
+	var prev *Installed
+	for i := range list {
+		// List is newest activation first: the first other version that
+		// was not itself rolled back from is the one before.
+		if in := &list[i]; in.Version != from && !in.RolledBack {
+			prev = in
+			break
+		}
+	}
+	if prev == nil {
+		return from, "", ErrNoPrevious
+	}
+	if err := s.markRolledBack(from); err != nil {
+		return "", "", err
+	}
+	if err := s.Activate(prev.Version); err != nil {
+		return "", "", err
+	}
+	return from, prev.Version, nil
+}
+
+func (s *Store) markRolledBack(version string) error {
+	p := filepath.Join(s.dir, version, installedFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	var in Installed
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("update: %s: %w", p, err)
+	}
+	in.RolledBack = true
+	meta, _ := json.MarshalIndent(in, "", "  ")
+	return writeAtomic(p, meta)
+}
+
+// Prune removes installed versions beyond the newest Keep (never the
+// active one) and leftovers of interrupted installs.
+func (s *Store) Prune() error {
+	list, err := s.List()
+	if err != nil {
+		return err
+	}
+	kept := 0
+	for _, in := range list {
+		if in.Active || kept < Keep {
+			kept++
+			continue
+		}
+		os.RemoveAll(filepath.Join(s.dir, in.Version))
+	}
+	ents, _ := os.ReadDir(s.dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), ".active-") {
+			os.RemoveAll(filepath.Join(s.dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// LoadState reads state.json; a missing file is the zero State.
+func (s *Store) LoadState() State {
+	var st State
+	if b, err := os.ReadFile(filepath.Join(s.dir, stateFile)); err == nil {
+		json.Unmarshal(b, &st)
+	}
+	return st
+}
+
+// SaveState writes state.json atomically.
+func (s *Store) SaveState(st State) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return writeAtomic(filepath.Join(s.dir, stateFile), b)
+}
+
+func randHex() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeAtomic replaces path with data: temp file, fsync, rename.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp-" + randHex()
+	if err := writeSynced(tmp, data); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,135 @@
+package update
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func install(t *testing.T, s *Store, v string) {
+	t.Helper()
+	if err := s.Install(Installed{Version: v, Origin: "test"}, []byte("bundle "+v), []byte("sig "+v)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // distinct install times
+}
+
+func active(t *testing.T, s *Store) string {
+	t.Helper()
+	v, err := s.Active()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestStoreInstallRollback(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Active(); !errors.Is(err, ErrNoneInstalled) {
+		t.Fatalf("empty store: %v", err)
+	}
+	install(t, s, "2026.01.1")
+	install(t, s, "2026.02.1")
+	install(t, s, "2026.03.1")
+	if v := active(t, s); v != "2026.03.1" {
+		t.Fatalf("active %s", v)
+	}
+	b, _ := os.ReadFile(s.BundlePath("2026.03.1"))
+	if string(b) != "bundle 2026.03.1" {
+		t.Errorf("bundle %q", b)
+	}
+
+	from, to, err := s.Rollback()
+	if err != nil || from != "2026.03.1" || to != "2026.02.1" || active(t, s) != "2026.02.1" {
+		t.Fatalf("rollback 1: %s → %s, %v", from, to, err)
+	}
+	from, to, err = s.Rollback()
+	if err != nil || from != "2026.02.1" || to != "2026.01.1" {
+		t.Fatalf("rollback 2: %s → %s, %v", from, to, err)
+	}
+	// Nothing before the first: never forth to a version rolled back from.
+	if _, _, err := s.Rollback(); !errors.Is(err, ErrNoPrevious) {
+		t.Fatalf("rollback 3: %v", err)
+	}
+	if active(t, s) != "2026.01.1" {
+		t.Fatal("failed rollback changed the active version")
+	}
+	// Re-activating a rolled-back version makes it a normal one again.
+	if err := s.Activate("2026.03.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, to, _ := s.Rollback(); to != "2026.01.1" {
+		t.Errorf("after re-activation, rollback to %s", to)
+	}
+}
+
+func TestStorePruneKeepsThree(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	for _, v := range []string{"1", "2", "3", "4", "5"} {
+		install(t, s, v)
+	}
+	os.Mkdir(filepath.Join(s.Dir(), ".tmp-6-abc"), 0o755) // an interrupted install
+	if err := s.Prune(); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := s.List()
+	var got []string
+	for _, in := range list {
+		got = append(got, in.Version)
+	}
+	if len(got) != Keep || got[0] != "5" || got[2] != "3" {
+		t.Errorf("kept %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), ".tmp-6-abc")); err == nil {
+		t.Error("leftover temp dir kept")
+	}
+}
+
+// A crash mid-install leaves a temp directory and the old active version:
+// the half-made version is neither listed nor activatable.
+func TestStoreHalfInstallInvisible(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "1")
+	os.Mkdir(filepath.Join(s.Dir(), "2"), 0o755)
+	os.WriteFile(filepath.Join(s.Dir(), "2", BundleFile), []byte("partial"), 0o644)
+	if s.Has("2") || s.Activate("2") == nil {
+		t.Error("half-installed version usable")
+	}
+	list, _ := s.List()
+	if len(list) != 1 || active(t, s) != "1" {
+		t.Errorf("list %v", list)
+	}
+	install(t, s, "2") // a retry completes it
+	if active(t, s) != "2" {
+		t.Error("retry did not install")
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{
+		{"2026.11.9", "2026.11.23", -1},
+		{"1.10", "1.9", 1},
+		{"1.0", "1.0", 0},
+		{"2026.11.23.0512", "2026.11.23.0511", 1},
+		{"1.0-rc1", "1.0-rc2", -1},
+		{"1.0", "1.0.1", -1},
+	}
+	for _, c := range cases {
+		if got := CompareVersions(c.a, c.b); got != c.want {
+			t.Errorf("CompareVersions(%s, %s) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "..", ".x", "a/b", "active", "x y"} {
+		if ValidVersion(bad) {
+			t.Errorf("ValidVersion(%q)", bad)
+		}
+	}
+}
