@@ -1,0 +1,5 @@
+package update
+
+import "syscall"
+
+var errNoSpace = syscall.ENOSPC

@@ -1,0 +1,90 @@
+package update
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+)
+
+// Publish adds bundles to the update source directory dir: each is checked
+// (it must read as a bundle), copied in under its conventional name and
+// signed with privKey; then index.json is rebuilt from every bundle in dir
+// and signed too. Every file is written to a temporary name and renamed, so
+// a client reading the directory meanwhile sees the old index or the new
+// one, and a bundle is in place before the index names it.
+func Publish(dir string, privKey []byte, password string, bundles []string) (*Index, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	for _, path := range bundles {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		b, err := defs.Read(bytesReader(data), defs.DefaultMaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %s: %w", path, err)
+		}
+		name := defs.FileName(b.Manifest.Version)
+		sig, err := defs.Sign(privKey, password, data, defs.TrustedComment(b.Manifest.Version, name, time.Now()))
+		if err != nil {
+			return nil, fmt.Errorf("publish: sign %s: %w", path, err)
+		}
+		if err := writeAtomic(filepath.Join(dir, name), data); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		if err := writeAtomic(filepath.Join(dir, name+".minisig"), sig); err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+	}
+
+	ix := &Index{Format: 1, Generated: time.Now().UTC().Truncate(time.Second)}
+	files, _ := filepath.Glob(filepath.Join(dir, "sclgate-defs-*.tar.gz"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		b, err := defs.Read(bytesReader(data), defs.DefaultMaxSize)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %s: %w", f, err)
+		}
+		if filepath.Base(f) != defs.FileName(b.Manifest.Version) {
+			continue // not ours, or renamed by hand
+		}
+		sum := sha256.Sum256(data)
+		ix.Versions = append(ix.Versions, Offer{
+			Version: b.Manifest.Version, File: filepath.Base(f), Size: int64(len(data)),
+			SHA256: hex.EncodeToString(sum[:]), Created: b.Manifest.Created, MinSclgate: b.Manifest.MinSclgate,
+		})
+	}
+	out, _ := json.MarshalIndent(ix, "", "  ")
+	ix, err := ParseIndex(out) // sorts newest first, and checks what we wrote
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	out, _ = json.MarshalIndent(ix, "", "  ")
+	out = append(out, '\n')
+	sig, err := defs.Sign(privKey, password, out, "sclgate-index generated="+ix.Generated.Format(time.RFC3339))
+	if err != nil {
+		return nil, fmt.Errorf("publish: sign index: %w", err)
+	}
+	// Signature first: a client that reads the new index with the old
+	// signature fails safe (bad signature) and retries later.
+	if err := writeAtomic(filepath.Join(dir, IndexFile+".minisig"), sig); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if err := writeAtomic(filepath.Join(dir, IndexFile), out); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	return ix, nil
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

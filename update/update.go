@@ -1,0 +1,365 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+)
+
+// Sentinel errors, besides defs' ErrBadSignature, ErrUnknownKey,
+// ErrChecksum and ErrFormat.
+var (
+	ErrDowngrade = errors.New("refused: the source offers only versions older than the one in use (a replayed or downgraded index)")
+	ErrOlder     = errors.New("refused: older than the version in use (use -force to install it anyway)")
+	ErrNoSuch    = errors.New("the source does not offer that version")
+)
+
+// Per-step time limits: a stuck source must not hang an update for hours
+// (IMF's did).
+const (
+	indexTimeout = 30 * time.Second
+	// A download may take long on a slow line, but not forever without
+	// progress: stallTimeout bounds the time without a single byte.
+	stallTimeout = 60 * time.Second
+)
+
+// Updater checks a source and installs what it offers.
+type Updater struct {
+	Store  *Store
+	Keys   [][]byte // trusted minisign public keys
+	Source Source   // nil: only InstallFile works
+	// Builtin is the version built into the binary, in use while none is
+	// installed.
+	Builtin string
+	// Progress, if set, is told how a download goes: bytes done of total
+	// (total -1 if unknown).
+	Progress func(done, total int64)
+	Log      *slog.Logger
+}
+
+// Detected is what Detect found.
+type Detected struct {
+	InUse     string // the version in use (installed, or Builtin)
+	Installed bool   // InUse is an installed version, not the built-in one
+	Newest    Offer  // the newest version the source offers
+	Available bool   // Newest should be installed
+}
+
+func (u *Updater) log() *slog.Logger {
+	if u.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return u.Log
+}
+
+func (u *Updater) inUse() (string, bool) {
+	if v, err := u.Store.Active(); err == nil {
+		return v, true
+	}
+	return u.Builtin, false
+}
+
+// Index fetches the source's index and checks its signature.
+func (u *Updater) Index(ctx context.Context) (*Index, error) {
+	if u.Source == nil {
+		return nil, errors.New("update: no source configured (updates.source or -source)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, indexTimeout)
+	defer cancel()
+	data, err := fetchSmall(ctx, u.Source, IndexFile, MaxIndexSize)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	sig, err := fetchSmall(ctx, u.Source, IndexFile+".minisig", 64<<10)
+	if err != nil {
+		return nil, fmt.Errorf("update: index signature: %w", err)
+	}
+	if _, _, err := defs.Verify(u.Keys, data, sig); err != nil {
+		return nil, fmt.Errorf("update: %s%s: %w", withSlash(u.Source.String()), IndexFile, err)
+	}
+	ix, err := ParseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("update: %s%s: %w", withSlash(u.Source.String()), IndexFile, err)
+	}
+	return ix, nil
+}
+
+// Detect compares what the source offers with what is in use, and
+// records the check in the store's state.
+func (u *Updater) Detect(ctx context.Context) (Detected, error) {
+	d, err := u.detect(ctx)
+	result := "current"
+	switch {
+	case err != nil:
+		result = "error: " + err.Error()
+	case d.Available:
+		result = "update available: " + d.Newest.Version
+	}
+	u.Store.SaveState(State{LastCheck: time.Now().UTC(), LastCheckResult: result, LastCheckSource: u.sourceName()})
+	return d, err
+}
+
+func (u *Updater) sourceName() string {
+	if u.Source == nil {
+		return ""
+	}
+	return u.Source.String()
+}
+
+func (u *Updater) detect(ctx context.Context) (Detected, error) {
+	var d Detected
+	d.InUse, d.Installed = u.inUse()
+	ix, err := u.Index(ctx)
+	if err != nil {
+		return d, err
+	}
+	if len(ix.Versions) == 0 {
+		return d, fmt.Errorf("update: %s offers no versions", u.Source)
+	}
+	d.Newest = ix.Versions[0]
+	if d.Installed && CompareVersions(d.Newest.Version, d.InUse) < 0 {
+		return d, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, d.Newest.Version, d.InUse, ErrDowngrade)
+	}
+	d.Available = CompareVersions(d.Newest.Version, d.InUse) > 0 && !u.rolledBack(d.Newest.Version)
+	return d, nil
+}
+
+// rolledBack: the admin rolled back from this version; automatic and
+// plain installs leave it alone (an explicit -version installs it).
+func (u *Updater) rolledBack(v string) bool {
+	list, _ := u.Store.List()
+	for _, in := range list {
+		if in.Version == v {
+			return in.RolledBack
+		}
+	}
+	return false
+}
+
+// Outcome says what Install did.
+type Outcome struct {
+	Version string
+	Already bool // that version was already in use: nothing done
+}
+
+// Install installs version (empty: the newest offered) from the source.
+func (u *Updater) Install(ctx context.Context, version string, force bool) (Outcome, error) {
+	ix, err := u.Index(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	inUse, installed := u.inUse()
+	if version == "" {
+		if len(ix.Versions) == 0 {
+			return Outcome{}, fmt.Errorf("update: %s offers no versions", u.Source)
+		}
+		version = ix.Versions[0].Version
+		if installed && CompareVersions(version, inUse) < 0 {
+			return Outcome{Version: inUse}, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, version, inUse, ErrDowngrade)
+		}
+	}
+	offer, ok := ix.Find(version)
+	if !ok {
+		return Outcome{}, fmt.Errorf("update: %s: version %s: %w", u.Source, version, ErrNoSuch)
+	}
+	if done, err := u.precheck(version, inUse, force); done || err != nil {
+		return Outcome{Version: version, Already: done}, err
+	}
+	data, err := u.download(ctx, offer)
+	if err != nil {
+		return Outcome{}, err
+	}
+	sig, err := fetchSmall(ctx, u.Source, offer.File+".minisig", 64<<10)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("update: signature of %s: %w", offer.File, err)
+	}
+	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, version)
+}
+
+// InstallFile installs a bundle from a local file (offline install), with
+// its signature from path+".minisig".
+func (u *Updater) InstallFile(path string, force bool) (Outcome, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("update: %w", err)
+	}
+	sig, err := os.ReadFile(path + ".minisig")
+	if err != nil {
+		return Outcome{}, fmt.Errorf("update: signature: %w (the bundle's .minisig must lie beside it)", err)
+	}
+	abs, _ := filepath.Abs(path)
+	return u.install(data, sig, path, abs, "")
+}
+
+// precheck: installing the version in use is a no-op; an older one needs
+// force.
+func (u *Updater) precheck(version, inUse string, force bool) (done bool, err error) {
+	if active, err := u.Store.Active(); err == nil && active == version {
+		return true, nil
+	}
+	if !force && CompareVersions(version, inUse) < 0 {
+		return false, fmt.Errorf("update: %s (in use: %s): %w", version, inUse, ErrOlder)
+	}
+	return false, nil
+}
+
+// install verifies data (signature, then every member's checksum) before
+// anything is written, then installs and activates it.
+func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (Outcome, error) {
+	b, keyID, _, err := defs.ReadVerified(data, sig, u.Keys, 0)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("update: %s: %w", name, err)
+	}
+	v := b.Manifest.Version
+	if wantVersion != "" && v != wantVersion {
+		return Outcome{}, fmt.Errorf("update: %s holds version %s, the index says %s: %w", name, v, wantVersion, defs.ErrBadSignature)
+	}
+	if wantVersion == "" { // a file: the same rules as from a source
+		inUse, _ := u.inUse()
+		if done, err := u.precheck(v, inUse, false); done || err != nil {
+			return Outcome{Version: v, Already: done}, err
+		}
+	}
+	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
+	if err := u.Store.Install(in, data, sig); err != nil {
+		return Outcome{}, err
+	}
+	u.Store.Prune()
+	u.log().Info("definitions installed and active", slog.String("version", v), slog.String("origin", origin), slog.String("key", keyID))
+	return Outcome{Version: v}, nil
+}
+
+// download fetches offer's bundle into definitions.dir/.download/, resuming
+// a partial file from an earlier (interrupted or cancelled) attempt, and
+// checks size and sha256 against the signed index.
+func (u *Updater) download(ctx context.Context, o Offer) ([]byte, error) {
+	dir := filepath.Join(u.Store.Dir(), ".download")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	part := filepath.Join(dir, o.File+".part")
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	defer f.Close()
+	have, _ := f.Seek(0, io.SeekEnd)
+	if have > o.Size {
+		f.Truncate(0)
+		have = 0
+	}
+	if have < o.Size {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		r, at, _, err := u.Source.Open(ctx, o.File, have)
+		if err != nil {
+			return nil, fmt.Errorf("update: download %s: %w", o.File, err)
+		}
+		defer r.Close()
+		if at != have { // the source started over
+			f.Truncate(0)
+			have = 0
+		}
+		f.Seek(have, io.SeekStart)
+		sr := &stallReader{r: r, cancel: cancel}
+		sr.arm()
+		defer sr.stop()
+		w := &progressWriter{w: f, done: have, total: o.Size, report: u.Progress}
+		_, err = io.Copy(w, io.LimitReader(sr, o.Size-have))
+		if err != nil {
+			return nil, fmt.Errorf("update: download %s: %w (partial download kept; run install again to resume)", o.File, err)
+		}
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("update: download %s: %w", o.File, diskHint(err))
+		}
+	}
+	data, err := os.ReadFile(part)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if int64(len(data)) != o.Size || hex.EncodeToString(sum[:]) != strings.ToLower(o.SHA256) {
+		os.Remove(part) // a bad partial must not be resumed
+		return nil, fmt.Errorf("update: %s: got %d bytes with sha256 %x, the index says %d bytes %s: %w",
+			o.File, len(data), sum, o.Size, o.SHA256, defs.ErrChecksum)
+	}
+	os.Remove(part)
+	return data, nil
+}
+
+func diskHint(err error) error {
+	if errors.Is(err, errNoSpace) {
+		return fmt.Errorf("%w: disk full, free space in definitions.dir and run install again", err)
+	}
+	return err
+}
+
+// stallReader cancels the download when no byte has come for
+// stallTimeout.
+type stallReader struct {
+	r      io.Reader
+	cancel func()
+	t      *time.Timer
+}
+
+func (s *stallReader) arm()  { s.t = time.AfterFunc(stallTimeout, s.cancel) }
+func (s *stallReader) stop() { s.t.Stop() }
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.t.Reset(stallTimeout)
+	}
+	return n, err
+}
+
+type progressWriter struct {
+	w           io.Writer
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	if p.report != nil {
+		p.report(p.done, p.total)
+	}
+	return n, diskHint(err)
+}
+
+func withSlash(s string) string {
+	if strings.HasSuffix(s, "/") {
+		return s
+	}
+	return s + "/"
+}
+
+// LoadKeys reads updates.trusted_keys: each entry is a minisign public key
+// line (base64) or the path of a .pub file.
+func LoadKeys(entries []string) ([][]byte, error) {
+	var keys [][]byte
+	for _, e := range entries {
+		e = strings.TrimSpace(e)
+		if strings.ContainsAny(e, "/\\") || strings.HasSuffix(e, ".pub") {
+			b, err := os.ReadFile(e)
+			if err != nil {
+				return nil, fmt.Errorf("update: trusted key: %w", err)
+			}
+			keys = append(keys, bytes.TrimSpace(b))
+			continue
+		}
+		keys = append(keys, []byte(e))
+	}
+	return keys, nil
+}

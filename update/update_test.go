@@ -1,0 +1,278 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+)
+
+type fixture struct {
+	t         *testing.T
+	pub, priv []byte
+	srcDir    string // published files
+	url       string // http://127.0.0.1:PORT/ serving srcDir
+	store     *Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pub, priv, err := defs.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, pub: pub, priv: priv, srcDir: t.TempDir()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(f.srcDir))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	f.url = "http://" + ln.Addr().String() + "/"
+	if f.store, err = OpenStore(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// bundle writes a bundle file for version and returns its path.
+func (f *fixture) bundle(version string) string {
+	f.t.Helper()
+	var buf bytes.Buffer
+	b := &defs.Bundle{
+		Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
+		Model:    append([]byte("model "+version), noise(50000)...), // incompressible: a real download size
+	}
+	if err := defs.Write(&buf, b); err != nil {
+		f.t.Fatal(err)
+	}
+	p := filepath.Join(f.t.TempDir(), defs.FileName(version))
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	return p
+}
+
+func (f *fixture) publish(versions ...string) {
+	f.t.Helper()
+	var paths []string
+	for _, v := range versions {
+		paths = append(paths, f.bundle(v))
+	}
+	if _, err := Publish(f.srcDir, f.priv, "", paths); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) updater() *Updater {
+	src, err := NewSource(f.url)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
+}
+
+func (f *fixture) active() string {
+	v, _ := f.store.Active()
+	return v
+}
+
+func TestPublishDetectInstallRollback(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	u := f.updater()
+	d, err := u.Detect(context.Background())
+	if err != nil || !d.Available || d.Newest.Version != "2026.10.1" || d.InUse != "2026.01.1" || d.Installed {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || out.Version != "2026.10.1" {
+		t.Fatalf("install: %+v %v", out, err)
+	}
+	if f.active() != "2026.10.1" {
+		t.Fatal("not active")
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || !out.Already {
+		t.Errorf("second install is not a no-op: %+v %v", out, err)
+	}
+	if d, _ := u.Detect(context.Background()); d.Available {
+		t.Errorf("up to date, yet available: %+v", d)
+	}
+	if st := f.store.LoadState(); st.LastCheckResult != "current" || st.LastCheck.IsZero() {
+		t.Errorf("state %+v", st)
+	}
+
+	f.publish("2026.11.1")
+	if d, _ := u.Detect(context.Background()); !d.Available || d.Newest.Version != "2026.11.1" {
+		t.Errorf("new version not detected: %+v", d)
+	}
+	u.Install(context.Background(), "", false)
+	if from, to, err := f.store.Rollback(); err != nil || from != "2026.11.1" || to != "2026.10.1" {
+		t.Fatalf("rollback %s → %s %v", from, to, err)
+	}
+	// After a rollback, the version rolled back from is not offered again.
+	if d, _ := u.Detect(context.Background()); d.Available {
+		t.Errorf("rolled-back version offered again: %+v", d)
+	}
+	// Older than in use: refused without -force.
+	if _, err := u.Install(context.Background(), "2026.10.1", false); err != nil {
+		t.Errorf("installing the active version: %v", err)
+	}
+	f.publish("2026.09.1")
+	if _, err := u.Install(context.Background(), "2026.09.1", false); !errors.Is(err, ErrOlder) {
+		t.Errorf("older without force: %v", err)
+	}
+	if _, err := u.Install(context.Background(), "2026.09.1", true); err != nil || f.active() != "2026.09.1" {
+		t.Errorf("older with force: %v", err)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	cases := []struct {
+		name   string
+		tamper func(f *fixture)
+		want   error
+		msg    string
+	}{
+		{"tampered bundle", func(f *fixture) {
+			p := filepath.Join(f.srcDir, defs.FileName("2026.10.1"))
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}, defs.ErrChecksum, "sclgate-defs-2026.10.1.tar.gz"},
+		{"tampered index", func(f *fixture) {
+			p := filepath.Join(f.srcDir, IndexFile)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(b, []byte(`"size"`), []byte(`"size" `), 1), 0o644)
+		}, defs.ErrBadSignature, "index.json"},
+		{"wrong key", func(f *fixture) {
+			_, other, _ := defs.GenerateKey("")
+			Publish(f.srcDir, other, "", nil)
+		}, defs.ErrUnknownKey, "not a trusted key"},
+		{"truncated download", func(f *fixture) {
+			p := filepath.Join(f.srcDir, defs.FileName("2026.10.1"))
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, b[:len(b)/2], 0o644)
+		}, defs.ErrChecksum, "bytes"},
+		{"unreachable", func(f *fixture) { f.url = "http://127.0.0.1:1/" }, ErrUnreachable, "127.0.0.1:1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.publish("2026.10.1")
+			c.tamper(f)
+			_, err := f.updater().Install(context.Background(), "", false)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("err = %v, want %v mentioning %q", err, c.want, c.msg)
+			}
+			if f.active() != "" {
+				t.Errorf("active version changed to %q", f.active())
+			}
+			list, _ := f.store.List()
+			if len(list) != 0 {
+				t.Errorf("installed: %v", list)
+			}
+		})
+	}
+}
+
+// An index that offers only older versions than the one installed (an old
+// index replayed, or a downgrade) is refused, and nothing changes.
+func TestDowngradeRefused(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	u := f.updater()
+	if _, err := u.Install(context.Background(), "", false); err != nil {
+		t.Fatal(err)
+	}
+	oldIndex := t.TempDir() // an attacker serves an older, validly signed index
+	g := &fixture{t: t, pub: f.pub, priv: f.priv, srcDir: oldIndex}
+	g.url = f.url
+	os.RemoveAll(filepath.Join(f.srcDir, defs.FileName("2026.11.1")))
+	os.RemoveAll(filepath.Join(f.srcDir, defs.FileName("2026.11.1")+".minisig"))
+	Publish(f.srcDir, f.priv, "", nil) // index now lists only 2026.10.1
+	if _, err := u.Detect(context.Background()); !errors.Is(err, ErrDowngrade) {
+		t.Errorf("detect: %v", err)
+	}
+	if _, err := u.Install(context.Background(), "", false); !errors.Is(err, ErrDowngrade) {
+		t.Errorf("install: %v", err)
+	}
+	if f.active() != "2026.11.1" {
+		t.Errorf("active %s", f.active())
+	}
+}
+
+// Offline: a bundle file with its .minisig beside it, no source at all.
+func TestInstallFile(t *testing.T) {
+	f := newFixture(t)
+	p := f.bundle("2026.10.1")
+	data, _ := os.ReadFile(p)
+	sig, _ := defs.Sign(f.priv, "", data, defs.TrustedComment("2026.10.1", p, time.Now()))
+	os.WriteFile(p+".minisig", sig, 0o644)
+	u := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Builtin: "1"}
+	if out, err := u.InstallFile(p, false); err != nil || out.Version != "2026.10.1" || f.active() != "2026.10.1" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	in, _ := f.store.List()
+	if len(in) != 1 || in[0].Origin != p {
+		t.Errorf("origin %+v", in)
+	}
+	os.Remove(p + ".minisig")
+	if _, err := u.InstallFile(p, false); err == nil || !strings.Contains(err.Error(), ".minisig") {
+		t.Errorf("missing signature: %v", err)
+	}
+}
+
+// A download cut off part-way resumes from where it stopped.
+func TestDownloadResumes(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	name := defs.FileName("2026.10.1")
+	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
+	os.MkdirAll(filepath.Join(f.store.Dir(), ".download"), 0o755)
+	os.WriteFile(filepath.Join(f.store.Dir(), ".download", name+".part"), full[:1000], 0o644)
+	var first int64 = -1
+	u := f.updater()
+	u.Progress = func(done, total int64) {
+		if first < 0 {
+			first = done
+		}
+	}
+	if _, err := u.Install(context.Background(), "", false); err != nil {
+		t.Fatal(err)
+	}
+	if first <= 1000 {
+		t.Errorf("download restarted from %d instead of resuming at 1000", first)
+	}
+	b, _ := os.ReadFile(f.store.BundlePath("2026.10.1"))
+	if !bytes.Equal(b, full) {
+		t.Error("installed bundle differs")
+	}
+}
+
+// A cancelled install (Ctrl-C) leaves nothing half-installed.
+func TestCancelLeavesNothing(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.updater().Install(ctx, "", false); err == nil {
+		t.Fatal("cancelled install succeeded")
+	}
+	if f.active() != "" {
+		t.Error("something active")
+	}
+}
+
+func noise(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
