@@ -7,6 +7,7 @@
 //	sclgate serve   [-config FILE] [-check]
 //	sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
 //	sclgate weights check FILE
+//	sclgate update  status|detect|install|rollback [-config FILE] ...
 //	sclgate version
 package main
 
@@ -38,6 +39,8 @@ Usage:
   sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
                                                score messages (stdin when none)
   sclgate weights check FILE                   validate a custom weight list
+  sclgate update  status|detect|install|rollback [-config FILE]
+                                               filter-definition updates
   sclgate version                              print the version
 
 Run "sclgate COMMAND -h" for a command's flags.
@@ -57,6 +60,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdScan(e, args[1:])
 	case "weights":
 		return cmdWeights(e, args[1:])
+	case "update":
+		return cmdUpdate(e, args[1:])
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sclgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/update"
+)
+
+// Exit codes of "update detect", which scripts rely on.
+const (
+	exitUpToDate        = 0
+	exitUpdateAvailable = 10
+	exitError           = 1
+)
+
+// cmdUpdate implements "sclgate update status|detect|install|rollback".
+func cmdUpdate(e env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(e.stderr, "usage: sclgate update status|detect|install|rollback [-config FILE] ...")
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("update "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
+	var source, version *string
+	var force *bool
+	if sub == "detect" || sub == "install" {
+		source = fs.String("source", "", "update `SOURCE`: https://..., http://... or a directory (default: updates.source)")
+	}
+	if sub == "install" {
+		version = fs.String("version", "", "install this `VERSION` (default: the newest offered)")
+		force = fs.Bool("force", false, "install even if older than the version in use")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitError
+	}
+	store, err := update.OpenStore(cfg.Definitions.Dir)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitError
+	}
+	u := &update.Updater{Store: store, Builtin: builtinVersion()}
+	if sub == "detect" || sub == "install" {
+		if u.Keys, err = update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return exitError
+		}
+		if len(u.Keys) == 0 {
+			fmt.Fprintln(e.stderr, "sclgate update: no updates.trusted_keys configured: nothing could be verified")
+			return exitError
+		}
+		src := cfg.Updates.Source
+		if *source != "" {
+			src = *source
+		}
+		if src != "" || sub == "detect" || fs.NArg() == 0 {
+			if u.Source, err = update.NewSource(src); err != nil {
+				fmt.Fprintln(e.stderr, err)
+				return exitError
+			}
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch sub {
+	case "status":
+		return updateStatus(e, cfg, store)
+	case "detect":
+		d, err := u.Detect(ctx)
+		if err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return exitError
+		}
+		fmt.Fprintf(e.stdout, "in use:  %s%s\noffered: %s (created %s) at %s\n", displayVersion(d.InUse), builtinNote(d.Installed),
+			d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)
+		if d.Available {
+			fmt.Fprintf(e.stdout, "update available: %s (run: sclgate update install)\n", d.Newest.Version)
+			return exitUpdateAvailable
+		}
+		fmt.Fprintln(e.stdout, "up to date")
+		return exitUpToDate
+	case "install":
+		u.Progress = newProgress(e)
+		var out update.Outcome
+		if fs.NArg() > 0 {
+			out, err = u.InstallFile(fs.Arg(0), *force)
+		} else {
+			out, err = u.Install(ctx, *version, *force)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintln(e.stderr, "\nsclgate update: cancelled; nothing was installed (run install again to resume the download)")
+				return exitError
+			}
+			fmt.Fprintln(e.stderr, err)
+			return exitError
+		}
+		if out.Already {
+			fmt.Fprintf(e.stdout, "%s is already installed and in use: nothing to do\n", out.Version)
+			return 0
+		}
+		fmt.Fprintf(e.stdout, "installed and activated %s; a running sclgate serve switches to it within seconds\n", out.Version)
+		return 0
+	case "rollback":
+		from, to, err := store.Rollback()
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
+			return exitError
+		}
+		fmt.Fprintf(e.stdout, "rolled back from %s to %s\n", from, to)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "sclgate update: unknown subcommand %q\n", sub)
+	return 2
+}
+
+func builtinNote(installed bool) string {
+	if installed {
+		return ""
+	}
+	return " (built in)"
+}
+
+func updateStatus(e env, cfg *config.Config, store *update.Store) int {
+	active, err := store.Active()
+	switch {
+	case errors.Is(err, update.ErrNoneInstalled):
+		fmt.Fprintf(e.stdout, "in use:     %s (built in; nothing installed in %s)\n", displayVersion(builtinVersion()), store.Dir())
+	case err != nil:
+		fmt.Fprintln(e.stderr, err)
+		return exitError
+	default:
+		fmt.Fprintf(e.stdout, "in use:     %s\n", active)
+	}
+	list, err := store.List()
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitError
+	}
+	for _, in := range list {
+		mark := " "
+		if in.Active {
+			mark = "*"
+		}
+		note := ""
+		if in.RolledBack {
+			note = " (rolled back from)"
+		}
+		fmt.Fprintf(e.stdout, "  %s %-20s installed %s from %s%s\n", mark, in.Version, in.InstalledAt.Format(time.RFC3339), in.Origin, note)
+	}
+	st := store.LoadState()
+	if st.LastCheck.IsZero() {
+		fmt.Fprintln(e.stdout, "last check: never")
+	} else {
+		fmt.Fprintf(e.stdout, "last check: %s at %s: %s\n", st.LastCheck.Format(time.RFC3339), st.LastCheckSource, st.LastCheckResult)
+	}
+	state := "disabled (updates.enabled: false)"
+	if cfg.Updates.Enabled {
+		state = fmt.Sprintf("enabled, every %s from %s", cfg.Updates.Interval, cfg.Updates.Source)
+	}
+	fmt.Fprintf(e.stdout, "automatic updates: %s\n", state)
+	return 0
+}
+
+// newProgress reports a download: a bar with rate and ETA on a terminal,
+// a log line every 10% otherwise.
+func newProgress(e env) func(done, total int64) {
+	tty := false
+	if f, ok := e.stderr.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	start := time.Now()
+	var last time.Time
+	lastTenth := int64(-1)
+	return func(done, total int64) {
+		now := time.Now()
+		rate := float64(done) / max(now.Sub(start).Seconds(), 0.001)
+		if tty {
+			if now.Sub(last) < 100*time.Millisecond && done != total {
+				return
+			}
+			last = now
+			eta := "?"
+			if total > 0 && rate > 0 {
+				eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+			}
+			pct := 0.0
+			if total > 0 {
+				pct = 100 * float64(done) / float64(total)
+			}
+			bar := int(pct / 5)
+			fmt.Fprintf(e.stderr, "\r[%-20s] %5.1f%% %s / %s  %s/s  ETA %s ", repeat('#', bar), pct, size(done), size(total), size(int64(rate)), eta)
+			if done == total {
+				fmt.Fprintln(e.stderr)
+			}
+			return
+		}
+		if total > 0 {
+			if tenth := 10 * done / total; tenth != lastTenth {
+				lastTenth = tenth
+				fmt.Fprintf(e.stderr, "download: %d%% (%s of %s, %s/s)\n", 10*tenth, size(done), size(total), size(int64(rate)))
+			}
+		}
+	}
+}
+
+func repeat(c byte, n int) string {
+	b := make([]byte, max(n, 0))
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// builtinVersion is the version of the definitions built into the binary,
+// "" while there are none (then any installed version is newer).
+func builtinVersion() string { return "" }
+
+func displayVersion(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}

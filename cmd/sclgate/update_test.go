@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/update"
+)
+
+// updateSetup publishes versions into a directory served over HTTP on
+// 127.0.0.1 and writes a config whose updates.source is that server.
+func updateSetup(t *testing.T, versions ...string) (configFile, srcDir, pubFile string, priv []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	pub, priv, err := defs.GenerateKey("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubFile = filepath.Join(dir, "publisher.pub")
+	os.WriteFile(pubFile, pub, 0o644)
+	srcDir = filepath.Join(dir, "src")
+	publishVersions(t, srcDir, priv, versions...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(srcDir))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	configFile = filepath.Join(dir, "sclgate.yaml")
+	os.WriteFile(configFile, []byte("definitions:\n  dir: "+filepath.Join(dir, "defs")+
+		"\nupdates:\n  source: http://"+ln.Addr().String()+"/\n  trusted_keys: ["+pubFile+"]\n"), 0o644)
+	return configFile, srcDir, pubFile, priv
+}
+
+func testBundle(t *testing.T, version string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	b := &defs.Bundle{Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
+		Model: []byte("model " + version)}
+	if err := defs.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), defs.FileName(version))
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	return p
+}
+
+func publishVersions(t *testing.T, srcDir string, priv []byte, versions ...string) {
+	t.Helper()
+	var paths []string
+	for _, v := range versions {
+		paths = append(paths, testBundle(t, v))
+	}
+	if _, err := update.Publish(srcDir, priv, "", paths); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUpdateDetectExitCodes(t *testing.T) {
+	cfg, src, _, priv := updateSetup(t, "2026.10.1")
+	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "update available: 2026.10.1") {
+		t.Fatalf("detect before install: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2026.10.1") {
+		t.Fatalf("install: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 0 || !strings.Contains(out, "up to date") {
+		t.Errorf("detect after install: %d %q", code, out)
+	}
+	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Errorf("install again: %d %q", code, out)
+	}
+	// A source that is down: exit 1 with the reason.
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg, "-source", "http://127.0.0.1:1/"); code != 1 || !strings.Contains(errOut, "unreachable") {
+		t.Errorf("unreachable: %d %q", code, errOut)
+	}
+	// Tampered index: exit 1, names the file.
+	ix := filepath.Join(src, "index.json")
+	b, _ := os.ReadFile(ix)
+	os.WriteFile(ix, append(b, ' '), 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "index.json") || !strings.Contains(errOut, "bad signature") {
+		t.Errorf("tampered index: %d %q", code, errOut)
+	}
+	publishVersions(t, src, priv, "2026.11.1")
+	sclgate(t, "", "update", "install", "-config", cfg)
+	code, out, _ := sclgate(t, "", "update", "status", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "in use:     2026.11.1") || !strings.Contains(out, "2026.10.1") || !strings.Contains(out, "automatic updates: disabled") {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2026.11.1 to 2026.10.1\n" {
+		t.Errorf("rollback: %d %q", code, out)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") {
+		t.Errorf("second rollback: %d %q", code, errOut)
+	}
+}
+
+func TestUpdateInstallOfflineFile(t *testing.T) {
+	cfg, _, _, priv := updateSetup(t)
+	p := testBundle(t, "2026.12.1")
+	data, _ := os.ReadFile(p)
+	sig, _ := defs.Sign(priv, "", data, defs.TrustedComment("2026.12.1", p, time.Now()))
+	os.WriteFile(p+".minisig", sig, 0o644)
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, p); code != 0 || !strings.Contains(out, "2026.12.1") {
+		t.Fatalf("offline install: %d %q %q", code, out, errOut)
+	}
+	// Signed by someone else: refused, naming the key.
+	_, other, _ := defs.GenerateKey("")
+	q := testBundle(t, "2026.12.2")
+	data, _ = os.ReadFile(q)
+	sig, _ = defs.Sign(other, "", data, defs.TrustedComment("2026.12.2", q, time.Now()))
+	os.WriteFile(q+".minisig", sig, 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, q); code != 1 || !strings.Contains(errOut, "not a trusted key") {
+		t.Errorf("foreign key: %d %q", code, errOut)
+	}
+}
