@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+command -v minisign >/dev/null 2>&1 || missing+=(minisign)
 { command -v smtp-sink || test -x /usr/sbin/smtp-sink; } >/dev/null 2>&1 || missing+=(postfix)
 
 if [ ${#missing[@]} -gt 0 ]; then

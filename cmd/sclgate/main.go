@@ -8,6 +8,7 @@
 //	sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
 //	sclgate weights check FILE
 //	sclgate update  status|detect|install|rollback [-config FILE] ...
+//	sclgate defs    keygen|sign|verify|info|publish|train|eval ...
 //	sclgate version
 package main
 
@@ -41,6 +42,8 @@ Usage:
   sclgate weights check FILE                   validate a custom weight list
   sclgate update  status|detect|install|rollback [-config FILE]
                                                filter-definition updates
+  sclgate defs    keygen|sign|verify|info|publish|train|eval
+                                               definitions bundles ("sclgate defs" for details)
   sclgate version                              print the version
 
 Run "sclgate COMMAND -h" for a command's flags.
@@ -62,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdWeights(e, args[1:])
 	case "update":
 		return cmdUpdate(e, args[1:])
+	case "defs":
+		return cmdDefs(e, args[1:])
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sclgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

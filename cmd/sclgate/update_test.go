@@ -122,3 +122,30 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 		t.Errorf("foreign key: %d %q", code, errOut)
 	}
 }
+
+// The publisher's path end to end through the CLI: keygen, publish into a
+// directory, and a gateway host that trusts the key and uses the directory
+// as its (offline) source.
+func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "release")
+	if code, _, errOut := sclgate(t, "", "defs", "keygen", "-nopass", "-out", key); code != 0 {
+		t.Fatalf("keygen: %s", errOut)
+	}
+	src := filepath.Join(dir, "site")
+	code, out, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2026.10.1"), testBundle(t, "2026.11.1"))
+	if code != 0 || !strings.Contains(out, "2 versions") {
+		t.Fatalf("publish: %d %q %q", code, out, errOut)
+	}
+	cfg := filepath.Join(dir, "sclgate.yaml")
+	os.WriteFile(cfg, []byte("definitions:\n  dir: "+filepath.Join(dir, "defs")+"\nupdates:\n  source: "+src+"\n  trusted_keys: ["+key+".pub]\n"), 0o644)
+	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "2026.11.1") {
+		t.Fatalf("detect: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
+		t.Fatalf("install: %q", errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2026.11.1") || !strings.Contains(out, src) {
+		t.Errorf("status:\n%s", out)
+	}
+}

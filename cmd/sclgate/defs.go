@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/sclgate/sclgate/defs"
+)
+
+const defsUsage = `Usage:
+  sclgate defs keygen -out NAME [-nopass]        write NAME.key and NAME.pub (minisign formats)
+  sclgate defs sign   -key NAME.key [-nopass] BUNDLE
+                                                 write BUNDLE.minisig
+  sclgate defs verify -pub NAME.pub [-pub ...] [-P KEY ...] [-sig FILE] BUNDLE
+                                                 check BUNDLE's signature and content
+  sclgate defs info   [-json] BUNDLE             print the manifest and calibration table
+  sclgate defs publish -key NAME.key [-nopass] -dir DIR BUNDLE...
+                                                 add bundles to an update source directory
+  sclgate defs train  ...                        build definitions from a corpus
+  sclgate defs eval   ...                        evaluate definitions on a corpus
+
+The secret key's password comes from SCLGATE_KEY_PASSWORD; -nopass means
+none (an unencrypted key, as minisign -G -W makes).
+`
+
+// passwordEnv holds the secret key's password for keygen and sign.
+const passwordEnv = "SCLGATE_KEY_PASSWORD"
+
+// cmdDefs implements "sclgate defs": definitions bundles.
+func cmdDefs(e env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, defsUsage)
+		return 2
+	}
+	switch args[0] {
+	case "keygen":
+		return defsKeygen(e, args[1:])
+	case "sign":
+		return defsSign(e, args[1:])
+	case "verify":
+		return defsVerify(e, args[1:])
+	case "info":
+		return defsInfo(e, args[1:])
+	case "publish":
+		return defsPublish(e, args[1:])
+	case "train":
+		return defsTrain(e, args[1:])
+	case "eval":
+		return defsEval(e, args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, defsUsage)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "sclgate defs: unknown command %q\n\n%s", args[0], defsUsage)
+	return 2
+}
+
+// defsKeygen implements "sclgate defs keygen -out NAME [-nopass]".
+func defsKeygen(e env, args []string) int {
+	fs := flag.NewFlagSet("defs keygen", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	out := fs.String("out", "", "write `NAME`.key (secret) and NAME.pub (public)")
+	nopass := fs.Bool("nopass", false, "leave the secret key unencrypted (for automation)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate defs keygen -out NAME [-nopass]")
+		fmt.Fprintf(e.stderr, "The password is taken from %s; -nopass stores the key unencrypted.\n", passwordEnv)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	keyPath, pubPath := *out+".key", *out+".pub"
+	for _, p := range []string{keyPath, pubPath} {
+		if _, err := os.Lstat(p); err == nil {
+			fmt.Fprintf(e.stderr, "sclgate defs keygen: %s exists: not overwriting it\n", p)
+			return 1
+		}
+	}
+	password := ""
+	if !*nopass {
+		var ok bool
+		if password, ok = os.LookupEnv(passwordEnv); !ok || password == "" {
+			// No terminal prompt: golang.org/x/term is not a dependency.
+			fmt.Fprintf(e.stderr, "sclgate defs keygen: the secret key needs a password: set %s, or use -nopass for an unencrypted key\n", passwordEnv)
+			return 2
+		}
+	}
+	pub, priv, err := defs.GenerateKey(password)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs keygen:", err)
+		return 1
+	}
+	if err := writeNewFile(keyPath, priv, 0o600); err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs keygen:", err)
+		return 1
+	}
+	if err := writeNewFile(pubPath, pub, 0o644); err != nil {
+		os.Remove(keyPath)
+		fmt.Fprintln(e.stderr, "sclgate defs keygen:", err)
+		return 1
+	}
+	id, _ := defs.PublicKeyID(pub)
+	kind := "encrypted"
+	if password == "" {
+		kind = "unencrypted"
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (secret key, %s: keep it safe) and %s (public key %s)\n", keyPath, kind, pubPath, id)
+	return 0
+}
+
+// writeNewFile creates path, which must not exist, with data.
+func writeNewFile(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, synced, then renamed over it.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// readCapped reads a whole file of at most max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
+	}
+	return data, nil
+}
+
+// defsSign implements "sclgate defs sign -key NAME.key [-nopass] BUNDLE".
+func defsSign(e env, args []string) int {
+	fs := flag.NewFlagSet("defs sign", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	keyFile := fs.String("key", "", "minisign secret key `FILE`")
+	nopass := fs.Bool("nopass", false, "the key has no password (ignore "+passwordEnv+")")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate defs sign -key NAME.key [-nopass] BUNDLE")
+		fmt.Fprintf(e.stderr, "Writes BUNDLE.minisig. An encrypted key's password is taken from %s.\n", passwordEnv)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *keyFile == "" || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	bundle := fs.Arg(0)
+	priv, err := readCapped(*keyFile, 64<<10)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
+		return 1
+	}
+	// Sign exactly the bytes that were checked, and only a bundle that
+	// every gateway will accept.
+	data, err := readCapped(bundle, defs.DefaultMaxSize)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
+		return 1
+	}
+	b, err := defs.Read(bytes.NewReader(data), defs.DefaultMaxSize)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: %v\n", bundle, err)
+		return 1
+	}
+	password := ""
+	if !*nopass {
+		password = os.Getenv(passwordEnv)
+	}
+	comment := defs.TrustedComment(b.Manifest.Version, bundle, time.Now())
+	sig, err := defs.Sign(priv, password, data, comment)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: %v\n", *keyFile, err)
+		if errors.Is(err, defs.ErrWrongPassword) && password == "" {
+			fmt.Fprintf(e.stderr, "sclgate defs sign: set %s to the key's password\n", passwordEnv)
+		}
+		return 1
+	}
+	if err := writeFileAtomic(bundle+".minisig", sig, 0o644); err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "wrote %s.minisig, trusted comment: %s\n", bundle, comment)
+	return 0
+}
+
+// defsVerify implements "sclgate defs verify -pub NAME.pub BUNDLE".
+func defsVerify(e env, args []string) int {
+	fs := flag.NewFlagSet("defs verify", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var keys [][]byte
+	var pubFiles []string
+	fs.Func("pub", "trusted public key `FILE` (minisign .pub; repeat for several)", func(s string) error {
+		pubFiles = append(pubFiles, s)
+		return nil
+	})
+	fs.Func("P", "trusted public `KEY` in base64, as minisign -P takes it (repeatable)", func(s string) error {
+		keys = append(keys, []byte(s))
+		return nil
+	})
+	sigFile := fs.String("sig", "", "signature `FILE` (default: BUNDLE.minisig)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate defs verify -pub NAME.pub [-pub ...] [-P KEY ...] [-sig FILE] BUNDLE")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(pubFiles)+len(keys) == 0 || fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	for _, p := range pubFiles {
+		k, err := readCapped(p, 64<<10)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate defs verify:", err)
+			return 1
+		}
+		keys = append(keys, k)
+	}
+	_, id, comment, err := defs.VerifyFile(fs.Arg(0), *sigFile, keys)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs verify:", err)
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "OK: signed by key %s, %s\n", id, printable(comment))
+	return 0
+}
+
+// defsInfo implements "sclgate defs info [-json] BUNDLE".
+func defsInfo(e env, args []string) int {
+	fs := flag.NewFlagSet("defs info", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	asJSON := fs.Bool("json", false, "print the manifest as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate defs info [-json] BUNDLE")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	path := fs.Arg(0)
+	b, err := defs.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs info:", err)
+		return 1
+	}
+	m := b.Manifest
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		enc.Encode(m)
+		return 0
+	}
+
+	w := e.stdout
+	minSclgate := m.MinSclgate
+	if minSclgate == "" {
+		minSclgate = "any"
+	}
+	fmt.Fprintf(w, "bundle:         %s\n", printable(path))
+	fmt.Fprintf(w, "format:         %d\n", m.FormatVersion)
+	fmt.Fprintf(w, "version:        %s\n", m.Version)
+	fmt.Fprintf(w, "created:        %s\n", m.Created.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "min sclgate:    %s\n", minSclgate)
+	for i, line := range strings.Split(printable(m.TrainingData), "\n") {
+		label := "training data:  "
+		if i > 0 {
+			label = strings.Repeat(" ", len(label))
+		}
+		fmt.Fprintf(w, "%s%s\n", label, line)
+	}
+	fmt.Fprintln(w, "members:")
+	fmt.Fprintf(w, "  %s  %d bytes  sha256 %s\n", defs.ModelName, len(b.Model), m.Members[defs.ModelName])
+
+	fmt.Fprintln(w, "calibration (of the calibration messages, those at or above each SCL's cut):")
+	if len(m.Calibration) == 0 {
+		fmt.Fprintln(w, "  none")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  SCL\tcut\tham FP rate\tspam catch rate\tham\tspam\t")
+		for _, r := range m.Calibration {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t\n", r.SCL, strconv.FormatFloat(r.Cut, 'g', 6, 64),
+				percent(r.HamRate), percent(r.SpamRate), r.Ham, r.Spam)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(w, "signature: not checked here; check it with: sclgate defs verify -pub KEY.pub %s\n", printable(path))
+	return 0
+}
+
+// percent formats a rate so that a small non-zero one does not read as 0.
+func percent(r float64) string {
+	switch {
+	case r == 0:
+		return "0%"
+	case r < 0.0001:
+		return "<0.01%"
+	}
+	return strconv.FormatFloat(100*r, 'f', 2, 64) + "%"
+}
+
+// printable replaces what could upset a terminal or mislead its reader
+// (control characters other than newline and tab, bidi controls, invalid
+// UTF-8) with U+FFFD.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || !unicode.IsControl(r) && !unicode.Is(unicode.Bidi_Control, r) {
+			return r
+		}
+		return unicode.ReplacementChar
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+}

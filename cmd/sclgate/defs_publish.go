@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/sclgate/sclgate/update"
+)
+
+// defsPublish implements "sclgate defs publish -key KEY -dir DIR BUNDLE...":
+// copy bundles into an update source directory, sign them, and rebuild and
+// sign its index.json. Serve DIR with any web server, bucket or share.
+func defsPublish(e env, args []string) int {
+	fs := flag.NewFlagSet("defs publish", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	keyFile := fs.String("key", "", "minisign secret key `FILE`")
+	dir := fs.String("dir", "", "the update source `DIR`ectory to write")
+	nopass := fs.Bool("nopass", false, "the key has no password (ignore "+passwordEnv+")")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate defs publish -key NAME.key [-nopass] -dir DIR BUNDLE...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *keyFile == "" || *dir == "" {
+		fs.Usage()
+		return 2
+	}
+	priv, err := readCapped(*keyFile, 64<<10)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs publish:", err)
+		return 1
+	}
+	password := ""
+	if !*nopass {
+		password = os.Getenv(passwordEnv)
+	}
+	ix, err := update.Publish(*dir, priv, password, fs.Args())
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs", err)
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "%s/index.json: %d versions\n", *dir, len(ix.Versions))
+	for _, o := range ix.Versions {
+		fmt.Fprintf(e.stdout, "  %-20s %s  %d bytes\n", o.Version, o.File, o.Size)
+	}
+	return 0
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+)
+
+// writeTestBundle writes a small valid bundle into dir and returns its path.
+func writeTestBundle(t *testing.T, dir string) string {
+	t.Helper()
+	b := &defs.Bundle{
+		Manifest: defs.Manifest{
+			Version:      "2026.11.1",
+			Created:      time.Date(2026, 11, 23, 5, 19, 43, 0, time.UTC),
+			TrainingData: "SpamAssassin public corpus, TRAIN split\n2,895 ham + 1,319 spam",
+		},
+		Model: []byte(strings.Repeat("a model ", 500)),
+	}
+	for scl := 1; scl <= 9; scl++ {
+		b.Manifest.Calibration = append(b.Manifest.Calibration, defs.CalRow{
+			SCL: scl, Cut: float64(scl) / 10, HamRate: 0.05 / float64(scl*scl), SpamRate: 1 - float64(scl)/20,
+			Ham: 1255 / scl / scl, Spam: 577 - 25*scl,
+		})
+	}
+	path := filepath.Join(dir, defs.FileName(b.Manifest.Version))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := defs.Write(f, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// unsetenv removes a variable for the test and restores it after.
+func unsetenv(t *testing.T, name string) {
+	t.Setenv(name, "")
+	os.Unsetenv(name)
+}
+
+// keygen makes an unencrypted key pair NAME.key/NAME.pub in dir.
+func keygen(t *testing.T, dir, name string) (base string) {
+	t.Helper()
+	base = filepath.Join(dir, name)
+	code, out, errOut := sclgate(t, "", "defs", "keygen", "-nopass", "-out", base)
+	if code != 0 || !strings.Contains(out, base+".key") {
+		t.Fatalf("keygen: exit %d\n%s%s", code, out, errOut)
+	}
+	return base
+}
+
+var okLine = regexp.MustCompile(`^OK: signed by key ([0-9A-F]{16}), sclgate-defs version=2026\.11\.1 file=sclgate-defs-2026\.11\.1\.tar\.gz timestamp=\d+\n$`)
+
+func TestDefsKeygenSignVerify(t *testing.T) {
+	dir := t.TempDir()
+	bundle := writeTestBundle(t, dir)
+	k := keygen(t, dir, "release")
+	if st, err := os.Stat(k + ".key"); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("secret key file: %v %v", st.Mode(), err)
+	}
+	pub, _ := os.ReadFile(k + ".pub")
+	id, err := defs.PublicKeyID(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// keygen never overwrites.
+	code, _, errOut := sclgate(t, "", "defs", "keygen", "-nopass", "-out", k)
+	if code != 1 || !strings.Contains(errOut, "exists") {
+		t.Errorf("keygen over existing files: %d %q", code, errOut)
+	}
+
+	code, out, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", bundle)
+	if code != 0 || !strings.Contains(out, "wrote "+bundle+".minisig") {
+		t.Fatalf("sign: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle)
+	if m := okLine.FindStringSubmatch(out); code != 0 || m == nil || m[1] != id {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
+	}
+	// The key as a base64 line, and among other keys.
+	other := keygen(t, dir, "other")
+	keyLine := strings.Split(strings.TrimSpace(string(pub)), "\n")[1]
+	code, out, _ = sclgate(t, "", "defs", "verify", "-pub", other+".pub", "-P", keyLine, bundle)
+	if code != 0 || !okLine.MatchString(out) {
+		t.Errorf("verify -P: %d %q", code, out)
+	}
+
+	// A key that is not trusted: both ids are named.
+	otherPub, _ := os.ReadFile(other + ".pub")
+	otherID, _ := defs.PublicKeyID(otherPub)
+	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", other+".pub", bundle)
+	if code != 1 || out != "" || !strings.Contains(errOut, "unknown signing key") || !strings.Contains(errOut, id) || !strings.Contains(errOut, otherID) {
+		t.Errorf("untrusted key: %d %q %q", code, out, errOut)
+	}
+
+	// A tampered bundle.
+	data, _ := os.ReadFile(bundle)
+	data[len(data)/2] ^= 1
+	os.WriteFile(bundle, data, 0o644)
+	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle)
+	if code != 1 || out != "" || !strings.Contains(errOut, "bad signature") || !strings.Contains(errOut, bundle) {
+		t.Errorf("tampered bundle: %d %q %q", code, out, errOut)
+	}
+	// sign refuses to sign it.
+	code, _, errOut = sclgate(t, "", "defs", "sign", "-key", k+".key", bundle)
+	if code != 1 || !strings.Contains(errOut, "malformed bundle") && !strings.Contains(errOut, "checksum mismatch") {
+		t.Errorf("sign of a broken bundle: %d %q", code, errOut)
+	}
+	data[len(data)/2] ^= 1
+	os.WriteFile(bundle, data, 0o644)
+
+	// A tampered trusted comment.
+	sig, _ := os.ReadFile(bundle + ".minisig")
+	os.WriteFile(bundle+".minisig", []byte(strings.Replace(string(sig), "version=2026.11.1", "version=2026.11.2", 1)), 0o644)
+	code, _, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle)
+	if code != 1 || !strings.Contains(errOut, "bad signature") {
+		t.Errorf("tampered comment: %d %q", code, errOut)
+	}
+	os.Remove(bundle + ".minisig")
+	code, _, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle)
+	if code != 1 || !strings.Contains(errOut, ".minisig") {
+		t.Errorf("missing signature: %d %q", code, errOut)
+	}
+}
+
+func TestDefsPasswords(t *testing.T) {
+	dir := t.TempDir()
+	unsetenv(t, passwordEnv)
+	code, _, errOut := sclgate(t, "", "defs", "keygen", "-out", filepath.Join(dir, "k"))
+	if code != 2 || !strings.Contains(errOut, passwordEnv) || !strings.Contains(errOut, "-nopass") {
+		t.Errorf("keygen without a password: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "k.key")); err == nil {
+		t.Error("keygen wrote a key anyway")
+	}
+
+	// An encrypted key (only its header matters: it is never decrypted
+	// without a password) and no password.
+	raw := make([]byte, 158)
+	copy(raw, "EdScB2")
+	enc := filepath.Join(dir, "enc.key")
+	os.WriteFile(enc, []byte("untrusted comment: minisign encrypted secret key\n"+base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600)
+	bundle := writeTestBundle(t, dir)
+	code, _, errOut = sclgate(t, "", "defs", "sign", "-key", enc, bundle)
+	if code != 1 || !strings.Contains(errOut, "wrong password") || !strings.Contains(errOut, "set "+passwordEnv) {
+		t.Errorf("sign with an encrypted key and no password: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(bundle + ".minisig"); err == nil {
+		t.Error("sign wrote a signature anyway")
+	}
+}
+
+func TestDefsInfo(t *testing.T) {
+	dir := t.TempDir()
+	bundle := writeTestBundle(t, dir)
+	code, out, errOut := sclgate(t, "", "defs", "info", bundle)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"version:        2026.11.1\n",
+		"created:        2026-11-23T05:19:43Z\n",
+		"training data:  SpamAssassin public corpus, TRAIN split\n                2,895 ham + 1,319 spam\n",
+		"  model.bin  4000 bytes  sha256 ",
+		"  SCL  cut  ham FP rate  spam catch rate   ham  spam\n",
+		"    1  0.1        5.00%           95.00%  1255   552\n",
+		"    5  0.5        0.20%           75.00%    50   452\n",
+		"    9  0.9        0.06%           55.00%    15   352\n",
+		"signature: not checked",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = sclgate(t, "", "defs", "info", "-json", bundle)
+	var m defs.Manifest
+	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil || m.Version != "2026.11.1" || len(m.Calibration) != 9 || m.Calibration[8].Spam != 352 {
+		t.Errorf("info -json: %d %v\n%s", code, err, out)
+	}
+	if !strings.Contains(out, `"ham_rate": 0.05,`) || !strings.Contains(out, `"model.bin": "`) {
+		t.Errorf("info -json field names:\n%s", out)
+	}
+
+	// A damaged bundle: the reason, and nothing on stdout.
+	data, _ := os.ReadFile(bundle)
+	os.WriteFile(bundle, data[:len(data)-20], 0o644)
+	code, out, errOut = sclgate(t, "", "defs", "info", bundle)
+	if code != 1 || out != "" || !strings.Contains(errOut, "malformed bundle") || !strings.Contains(errOut, "truncated") {
+		t.Errorf("truncated bundle: %d %q %q", code, out, errOut)
+	}
+}
+
+func TestDefsUsage(t *testing.T) {
+	if code, _, errOut := sclgate(t, "", "defs"); code != 2 || !strings.Contains(errOut, "defs keygen") {
+		t.Errorf("no subcommand: %d %q", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "nosuch"); code != 2 || !strings.Contains(errOut, `unknown command "nosuch"`) {
+		t.Errorf("unknown subcommand: %d %q", code, errOut)
+	}
+	for _, args := range [][]string{{"keygen"}, {"sign", "x"}, {"verify", "x"}, {"info"}, {"info", "-nope", "x"}} {
+		if code, _, _ := sclgate(t, "", append([]string{"defs"}, args...)...); code != 2 {
+			t.Errorf("defs %v: exit %d, want 2", args, code)
+		}
+	}
+	// train and eval belong to the model code; they are reached.
+	for _, sub := range []string{"train", "eval"} {
+		if _, _, errOut := sclgate(t, "", "defs", sub, "-h"); strings.Contains(errOut, "unknown command") {
+			t.Errorf("defs %s not dispatched: %q", sub, errOut)
+		}
+	}
+}
+
+// TestDefsMinisignInterop proves the formats are minisign's with the real
+// minisign tool: it verifies what sclgate signs, sclgate signs with a key
+// minisign made, and sclgate verifies what minisign signs with a key sclgate
+// made. It fails when minisign is not installed (scripts/test.sh installs it).
+func TestDefsMinisignInterop(t *testing.T) {
+	minisign, err := exec.LookPath("minisign")
+	if err != nil {
+		t.Fatal("minisign not found: install it (apt-get install minisign; scripts/test.sh does)")
+	}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command(minisign, args...)
+		cmd.Stdin = nil // never a terminal: minisign must not prompt
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	dir := t.TempDir()
+	bundle := writeTestBundle(t, dir)
+
+	// 1. sclgate keygen + sign, minisign -V (with -H: prehashed required).
+	k := keygen(t, dir, "sclgate")
+	if code, out, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", bundle); code != 0 {
+		t.Fatalf("sign: %d %s%s", code, out, errOut)
+	}
+	out, err := run("-V", "-H", "-p", k+".pub", "-m", bundle)
+	if err != nil || !strings.Contains(out, "Signature and comment signature verified") ||
+		!strings.Contains(out, "Trusted comment: sclgate-defs version=2026.11.1 file=sclgate-defs-2026.11.1.tar.gz timestamp=") {
+		t.Fatalf("minisign -V of sclgate's signature: %v\n%s", err, out)
+	}
+
+	// 2. minisign -G -W key, sclgate defs sign, both verify.
+	m := filepath.Join(dir, "mini")
+	if out, err := run("-G", "-W", "-p", m+".pub", "-s", m+".key"); err != nil {
+		t.Fatalf("minisign -G -W: %v\n%s", err, out)
+	}
+	if code, out, errOut := sclgate(t, "", "defs", "sign", "-key", m+".key", bundle); code != 0 {
+		t.Fatalf("sign with minisign's key: %d %s%s", code, out, errOut)
+	}
+	if out, err := run("-V", "-p", m+".pub", "-m", bundle); err != nil || !strings.Contains(out, "Signature and comment signature verified") {
+		t.Fatalf("minisign -V: %v\n%s", err, out)
+	}
+	if code, out, errOut := sclgate(t, "", "defs", "verify", "-pub", m+".pub", bundle); code != 0 || !okLine.MatchString(out) {
+		t.Fatalf("sclgate verify with minisign's key: %d %s%s", code, out, errOut)
+	}
+
+	// 3. minisign -S with sclgate's key; sclgate verifies it.
+	if out, err := run("-S", "-s", k+".key", "-m", bundle, "-t", "sclgate-defs version=2026.11.1 file=x timestamp=1"); err != nil {
+		t.Fatalf("minisign -S with sclgate's key: %v\n%s", err, out)
+	}
+	code, out, errOut := sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle)
+	if code != 0 || !strings.HasSuffix(out, ", sclgate-defs version=2026.11.1 file=x timestamp=1\n") {
+		t.Fatalf("sclgate verify of minisign's signature: %d %s%s", code, out, errOut)
+	}
+
+	// 4. Both reject a tampered bundle.
+	data, _ := os.ReadFile(bundle)
+	data[len(data)-10] ^= 1
+	os.WriteFile(bundle, data, 0o644)
+	if out, err := run("-V", "-p", k+".pub", "-m", bundle); err == nil {
+		t.Errorf("minisign -V accepted a tampered bundle:\n%s", out)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle); code != 1 || !strings.Contains(errOut, "bad signature") {
+		t.Errorf("sclgate verify of a tampered bundle: %d %q", code, errOut)
+	}
+}
