@@ -3,10 +3,11 @@ package weights
 // automaton.go finds every phrase of a list in one pass over normalised
 // text: an Aho-Corasick automaton over bytes.
 //
-// The petar-dambovaliev/aho-corasick package was tried first; its DFA for
-// 10,000 phrases is large, its iterator allocates per match, and its
-// whole-word option is ASCII-only. So the automaton is our own, laid out
-// for the common case:
+// The petar-dambovaliev/aho-corasick package was measured first: for
+// 10,000 phrases its DFA takes 89 MiB and scans about 95 MB/s before any
+// normalisation or boundary checks, its iterator allocates per match, and
+// its whole-word option is ASCII-only. So the automaton is our own, laid
+// out for the common case:
 //
 //   - Bytes are mapped to classes: one per byte value that occurs in some
 //     phrase, and two for all the others (ASCII word bytes, and the rest).
@@ -66,7 +67,8 @@ const (
 	idMask     = endWordBit - 1
 )
 
-// The two roots, by number and id: their rows are the first two.
+// The two roots, by number; theirs are the first two dense rows, so their
+// ids are 0 and stride.
 const (
 	root   = 0
 	inWord = 1
@@ -134,6 +136,9 @@ func newAutomaton(patterns []string) *automaton {
 		}
 		a.pats[i] = patInfo{len: int32(len(p)), flags: boundaryFlags(p)}
 	}
+	// Phrases are normalised, so valid UTF-8 without upper-case ASCII or
+	// control white space: far fewer than 254 byte values occur, and a
+	// class fits in a byte.
 	var word [256]bool // by class: is it ASCII word bytes
 	word[classOtherWord] = true
 	n := 2

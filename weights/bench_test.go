@@ -179,8 +179,8 @@ func BenchmarkParse10k(b *testing.B) {
 
 // TestCompileMemory reports the heap a compiled 10k and 50k list holds.
 func TestCompileMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow")
+	if testing.Short() || raceEnabled {
+		t.Skip("a measurement; slow, and meaningless with -race")
 	}
 	for _, n := range []int{10000, 50000} {
 		entries := benchEntries(n)

@@ -137,7 +137,7 @@ func TestMatchDeep(t *testing.T) {
 	for i, w := range words {
 		entries = append(entries, e(Type(1+i%3), w))
 	}
-	for i := range 3000 {
+	for i := range 1500 {
 		entries = append(entries, e(Body, fmt.Sprintf("w%dx%d", i%97, i)))
 	}
 	l := newTestList(t, entries)

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -18,8 +18,7 @@ import (
 	textunicode "golang.org/x/text/encoding/unicode"
 )
 
-// MaxTextLen is the longest Text an entry may have, in characters, as
-// Exchange allows.
+// MaxTextLen is the longest Text an entry may have, in characters (runes).
 const MaxTextLen = 1000
 
 // maxPhraseBytes bounds the total size of a list's normalised phrases,
@@ -82,9 +81,15 @@ func shorten(s string, n int) string {
 }
 
 // Parse reads and compiles a weight list. name is the file name used in
-// error messages and returned by Source. A malformed list is an error as a
-// whole: on error the list is nil, and the error reports every bad entry
-// found.
+// error messages and returned by Source.
+//
+// The file may be UTF-16 (either byte order) or UTF-8 with a byte order
+// mark, or UTF-8 without one; the mark decides, whatever the XML
+// declaration says. Files over 64 MiB are refused.
+//
+// A malformed list is an error as a whole: on error the list is nil, and
+// the error reports every bad entry found, as *ParseError values joined
+// with errors.Join.
 func Parse(name string, r io.Reader) (*List, error) {
 	raw, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
 	if err != nil {
@@ -265,7 +270,8 @@ func (p *parser) line(off int64) int {
 			}
 		}
 	}
-	return 1 + sort.SearchInts(p.lines, int(off))
+	i, _ := slices.BinarySearch(p.lines, int(off))
+	return 1 + i
 }
 
 func (p *parser) fail(off int64, entry int, err error) {

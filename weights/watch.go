@@ -44,10 +44,12 @@ type WatcherOptions struct {
 	// is re-read, so that a file being written is read once, complete.
 	// 0 means 200ms.
 	Debounce time.Duration
-	// OnReload, if set, is called after every reload attempt, from the
-	// watcher's goroutine or from Reload's caller: with the error, nil on
-	// success, and the list now in force (the new one, or on error the
-	// previous one). It must not call Close.
+	// OnReload, if set, is called after every reload attempt (not the
+	// first load, in NewWatcher: read Current for that), from the
+	// watcher's goroutine or from Reload's caller, one call at a time and
+	// in order: with the error, nil on success, and the list now in force
+	// (the new one, or on error the previous one). It must not call Reload
+	// or Close.
 	OnReload func(l *List, err error)
 }
 
@@ -167,7 +169,7 @@ func (w *Watcher) read() (*List, fs.FileInfo, error) {
 // run turns fsnotify events into debounced reloads until Close.
 func (w *Watcher) run() {
 	defer close(w.stopped)
-	base := filepath.Base(w.path)
+	dir, base := filepath.Dir(w.path), filepath.Base(w.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -181,6 +183,11 @@ func (w *Watcher) run() {
 			}
 			if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
 				continue
+			}
+			if filepath.Clean(ev.Name) == filepath.Clean(dir) {
+				// The directory itself went: its watch with it.
+				w.log.Warn("weights: the file's directory was removed or renamed; changes are no longer noticed until restart (SIGHUP still reloads)",
+					slog.String("dir", dir))
 			}
 			// Events for other names in the directory matter when
 			// the file is a symlink whose target was swapped (as

@@ -72,9 +72,9 @@ func (k Kind) String() string {
 	case Delta:
 		return "Delta"
 	case Min:
-		return "MIN"
+		return "Min"
 	case Max:
-		return "MAX"
+		return "Max"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
