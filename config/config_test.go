@@ -14,7 +14,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:2525" || c.Filter.GatewayThreshold != 7 || c.Filter.StoreThreshold != 5 ||
 		c.Filter.GatewayAction != ActionArchive || !c.Archive.StoreSCL || c.Metrics.Listen != "127.0.0.1:9325" ||
-		c.Limits.CommandTimeout != 5*time.Minute || c.Filter.Classifier != "none" {
+		c.Limits.CommandTimeout != 5*time.Minute || c.Filter.Classifier != "builtin" {
 		t.Errorf("defaults: %+v", c)
 	}
 	d, err := ParseDownstream(c.Downstream)

@@ -49,7 +49,10 @@ type Part struct {
 // recorded in Defects and the rest is kept.
 func Parse(raw []byte) *Message {
 	m := &Message{Raw: raw}
-	ent, err := message.Read(bytes.NewReader(raw))
+	// Mailbox files and many archives start each message with an mbox
+	// "From " line, which is not a header field: without this, the whole
+	// header would be unreadable.
+	ent, err := message.Read(bytes.NewReader(TrimMboxFrom(raw)))
 	if ent == nil {
 		// The header itself is unreadable. Score the bytes after the first
 		// blank line (or all of them) as plain text rather than nothing.

@@ -53,6 +53,10 @@ type Scorer struct {
 	// message so that a reloaded list applies to the next message. Nil, or a
 	// nil list, means no rules.
 	Weights func() *weights.List
+	// Definitions names the filter-definitions version the classifier
+	// comes from, for reports; empty when it has none (none, external
+	// engines without fallback).
+	Definitions string
 }
 
 // Result is a message's SCL with its explanation.
@@ -62,6 +66,7 @@ type Result struct {
 	Score         float64 // the classifier's own figure
 	ClassifierSCL int
 	Rules         []weights.Entry // matched entries, in file order
+	Definitions   string          // filter-definitions version, if any
 }
 
 // Score gives m its SCL.
@@ -82,6 +87,7 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 		Classifier:    name,
 		Score:         v.Score,
 		ClassifierSCL: clamp(v.SCL),
+		Definitions:   s.Definitions,
 	}
 	if s.Weights != nil {
 		r.Rules = s.Weights().Match(m.Subject, m.Text)
@@ -127,6 +133,9 @@ func (r Result) Report(maxLen int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scl=%d classifier=%s score=%s classifier_scl=%d",
 		r.SCL, r.Classifier, strconv.FormatFloat(r.Score, 'f', -1, 64), r.ClassifierSCL)
+	if r.Definitions != "" {
+		b.WriteString(" defs=" + r.Definitions)
+	}
 	for i, e := range r.Rules {
 		if i == 0 {
 			b.WriteString("; rules:")

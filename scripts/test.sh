@@ -15,6 +15,9 @@ missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v minisign >/dev/null 2>&1 || missing+=(minisign)
 { command -v smtp-sink || test -x /usr/sbin/smtp-sink; } >/dev/null 2>&1 || missing+=(postfix)
+{ command -v spamd || test -x /usr/sbin/spamd; } >/dev/null 2>&1 || missing+=(spamassassin)
+command -v spamc >/dev/null 2>&1 || missing+=(spamc)
+command -v rspamd >/dev/null 2>&1 || missing+=(rspamd)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2

@@ -176,7 +176,7 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	if done, err := u.precheck(version, inUse, force); done || err != nil {
 		return Outcome{Version: version, Already: done}, err
 	}
-	data, err := u.download(ctx, offer)
+	data, err := u.download(ctx, offer, false)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -243,7 +243,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (O
 // download fetches offer's bundle into definitions.dir/.download/, resuming
 // a partial file from an earlier (interrupted or cancelled) attempt, and
 // checks size and sha256 against the signed index.
-func (u *Updater) download(ctx context.Context, o Offer) ([]byte, error) {
+func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
 	dir := filepath.Join(u.Store.Dir(), ".download")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("update: %w", err)
@@ -291,6 +291,11 @@ func (u *Updater) download(ctx context.Context, o Offer) ([]byte, error) {
 	sum := sha256.Sum256(data)
 	if int64(len(data)) != o.Size || hex.EncodeToString(sum[:]) != strings.ToLower(o.SHA256) {
 		os.Remove(part) // a bad partial must not be resumed
+		if resumed := have > 0; resumed && !fresh {
+			// The partial file was not a prefix of this bundle (a stale
+			// or republished one): start over once, from byte 0.
+			return u.download(ctx, o, true)
+		}
 		return nil, fmt.Errorf("update: %s: got %d bytes with sha256 %x, the index says %d bytes %s: %w",
 			o.File, len(data), sum, o.Size, o.SHA256, defs.ErrChecksum)
 	}

@@ -276,3 +276,19 @@ func noise(n int) []byte {
 	rand.Read(b)
 	return b
 }
+
+// A partial file that is not a prefix of the bundle (stale, or from a
+// republished version) costs one fresh download, not a failed install.
+func TestDownloadBadPartialStartsOver(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	name := defs.FileName("2026.10.1")
+	os.MkdirAll(filepath.Join(f.store.Dir(), ".download"), 0o755)
+	os.WriteFile(filepath.Join(f.store.Dir(), ".download", name+".part"), bytes.Repeat([]byte{0xAA}, 1000), 0o644)
+	if _, err := f.updater().Install(context.Background(), "", false); err != nil {
+		t.Fatalf("install over a bad partial: %v", err)
+	}
+	if f.active() != "2026.10.1" {
+		t.Error("not active")
+	}
+}

@@ -191,6 +191,15 @@ func startGW(t *testing.T, yaml string) *gw {
 	if !strings.Contains(yaml, "hostname:") {
 		yaml += "\nhostname: gw.test\n"
 	}
+	// Most tests force SCLs with weight-list phrases and count exact
+	// figures: they score with the rules alone unless they say otherwise.
+	if !strings.Contains(yaml, "classifier:") {
+		if strings.Contains(yaml, "filter:\n") {
+			yaml = strings.Replace(yaml, "filter:\n", "filter:\n  classifier: none\n", 1)
+		} else {
+			yaml += "\nfilter:\n  classifier: none\n"
+		}
+	}
 	g.config = filepath.Join(g.dir, "sclgate.yaml")
 	if err := os.WriteFile(g.config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestScanJSON(t *testing.T) {
-	code, out, errOut := sclgate(t, "", "scan", "-json", "-weights", testWeights, "../../testdata/messages/plain.eml", "../../testdata/messages/html-qp-latin1.eml")
+	code, out, errOut := sclgate(t, "", "scan", "-json", "-classifier", "none", "-weights", testWeights, "../../testdata/messages/plain.eml", "../../testdata/messages/html-qp-latin1.eml")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -61,7 +61,7 @@ func TestScanJSON(t *testing.T) {
 }
 
 func TestScanStdinAndDir(t *testing.T) {
-	code, out, _ := sclgate(t, "Subject: x\r\n\r\na special offer\r\n", "scan", "-weights", testWeights)
+	code, out, _ := sclgate(t, "Subject: x\r\n\r\na special offer\r\n", "scan", "-classifier", "none", "-weights", testWeights)
 	if code != 0 || !strings.HasPrefix(out, "-: scl=3 ") {
 		t.Errorf("stdin: %d %q", code, out)
 	}
@@ -76,7 +76,7 @@ func TestScanUnreadableFileContinues(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.eml")
 	os.WriteFile(good, []byte("Subject: hi\r\n\r\nhello\r\n"), 0o644)
-	code, out, errOut := sclgate(t, "", "scan", filepath.Join(dir, "missing.eml"), good)
+	code, out, errOut := sclgate(t, "", "scan", "-classifier", "none", filepath.Join(dir, "missing.eml"), good)
 	if code != 1 || !strings.Contains(errOut, "missing.eml") || !strings.Contains(out, "good.eml: scl=0") {
 		t.Errorf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
@@ -99,5 +99,52 @@ func TestWeightsCheck(t *testing.T) {
 	code, _, errOut = sclgate(t, "", "weights", "check", "../../testdata/weights/bad-type.xml")
 	if code != 1 || !strings.Contains(errOut, "bad-type.xml line ") {
 		t.Errorf("bad file: %d %q", code, errOut)
+	}
+}
+
+// The default classifier is the built-in model: a spam sample scores high,
+// a personal note low, and -json gives the spam probability as score.
+func TestScanBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	ham := filepath.Join(dir, "ham.eml")
+	os.WriteFile(ham, []byte("From: Alice Example <alice@example.org>\r\nTo: bob@example.com\r\nSubject: Re: minutes of Tuesday's meeting\r\n"+
+		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <a1@example.org>\r\nIn-Reply-To: <b7@example.com>\r\n\r\n"+
+		"Hi Bob,\r\n\r\nthanks for the notes. I fixed the two typos in section 3 and pushed the patch to the\r\n"+
+		"branch; can you run the test suite again before Thursday? The build failed on the\r\nold compiler.\r\n\r\nAlice\r\n"), 0o644)
+	spam := filepath.Join(dir, "spam.eml")
+	os.WriteFile(spam, []byte("From: \"Best Deals\" <deals@cheap-pills.biz>\r\nTo: bob@example.com\r\nSubject: FREE!!! Lose weight FAST - 100% GUARANTEED\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<html><body><font color=red size=5><b>ACT NOW!</b></font><br>"+
+		"Click here to claim your FREE offer. Earn $$$ from home, no credit check, limited time only!!! "+
+		"<a href=\"http://203.0.113.9/remove.php\">Click here to be removed from our mailing list</a></body></html>\r\n"), 0o644)
+	code, out, errOut := sclgate(t, "", "scan", "-json", ham, spam)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rs []struct {
+		SCL         int     `json:"scl"`
+		Classifier  string  `json:"classifier"`
+		Score       float64 `json:"score"`
+		Definitions string  `json:"definitions"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r struct {
+			SCL         int     `json:"scl"`
+			Classifier  string  `json:"classifier"`
+			Score       float64 `json:"score"`
+			Definitions string  `json:"definitions"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	if len(rs) != 2 || rs[0].Classifier != "builtin" || rs[0].Definitions == "" {
+		t.Fatalf("results %+v", rs)
+	}
+	if rs[0].SCL >= 5 || rs[0].Score > 0.5 {
+		t.Errorf("ham scored SCL %d, p=%v", rs[0].SCL, rs[0].Score)
+	}
+	if rs[1].SCL < 7 || rs[1].Score < 0.9 {
+		t.Errorf("spam scored SCL %d, p=%v", rs[1].SCL, rs[1].Score)
 	}
 }

@@ -23,6 +23,7 @@ type scanResult struct {
 	Score         float64    `json:"score"`
 	ClassifierSCL int        `json:"classifier_scl"`
 	Rules         []scanRule `json:"rules"`
+	Definitions   string     `json:"definitions,omitempty"`
 	Defects       []string   `json:"defects,omitempty"`
 }
 
@@ -40,9 +41,10 @@ func cmdScan(e env, args []string) int {
 	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
 	classifierName := fs.String("classifier", "", "classifier `NAME` (default: filter.classifier)")
 	weightsFile := fs.String("weights", "", "custom weight list `FILE` (default: filter.weights_file)")
+	defsFile := fs.String("defs", "", "definitions bundle `FILE` (default: the built-in definitions)")
 	asJSON := fs.Bool("json", false, "one JSON object per message and line")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]")
+		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [FILE|DIR...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -58,7 +60,15 @@ func cmdScan(e env, args []string) int {
 	if *classifierName != "" {
 		name = *classifierName
 	}
-	c, err := scorer.NewClassifier(name)
+	d, err := definitionsFile(*defsFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate scan:", err)
+		return 2
+	}
+	cfg.Filter.Classifier = name
+	c, defsVersion, err := classifier(cfg, d, func(c string, err error) {
+		fmt.Fprintf(e.stderr, "sclgate scan: %s failed, scored by the built-in model: %v\n", c, err)
+	})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate scan:", err)
 		return 2
@@ -74,7 +84,7 @@ func cmdScan(e env, args []string) int {
 			return 2
 		}
 	}
-	s := &scorer.Scorer{Classifier: c, Weights: func() *weights.List { return list }}
+	s := &scorer.Scorer{Classifier: c, Weights: func() *weights.List { return list }, Definitions: defsVersion}
 
 	files, failed := expandArgs(e, fs.Args())
 	if len(fs.Args()) == 0 {
@@ -111,7 +121,7 @@ func cmdScan(e env, args []string) int {
 func toScanResult(file string, r scorer.Result, m *scorer.Message) scanResult {
 	out := scanResult{
 		File: file, SCL: r.SCL, Classifier: r.Classifier, Score: r.Score,
-		ClassifierSCL: r.ClassifierSCL, Rules: []scanRule{}, Defects: m.Defects,
+		ClassifierSCL: r.ClassifierSCL, Rules: []scanRule{}, Defects: m.Defects, Definitions: r.Definitions,
 	}
 	for _, en := range r.Rules {
 		out.Rules = append(out.Rules, scanRule{Type: en.Type.String(), Change: en.ChangeString(), Text: en.Text, Line: en.Line})

@@ -24,6 +24,7 @@ import (
 	"github.com/sclgate/sclgate/metrics"
 	"github.com/sclgate/sclgate/proxy"
 	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/update"
 	"github.com/sclgate/sclgate/weights"
 )
 
@@ -107,8 +108,17 @@ func checkFiles(cfg *config.Config) error {
 	if _, err := loadTLS(cfg); err != nil {
 		return err
 	}
-	if _, err := scorer.NewClassifier(cfg.Filter.Classifier); err != nil {
-		return fmt.Errorf("config: filter.classifier: %w", err)
+	d, err := loadDefinitions(cfg)
+	if err != nil && d == nil {
+		return err
+	}
+	if _, _, err := classifier(cfg, d, nil); err != nil {
+		return err
+	}
+	if cfg.Updates.Enabled {
+		if _, err := update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
+			return fmt.Errorf("config: updates.trusted_keys: %w", err)
+		}
 	}
 	return nil
 }
@@ -136,9 +146,12 @@ type gateway struct {
 	served  sync.WaitGroup
 	failed  chan error // the SMTP server stopped on its own
 
-	mu      sync.Mutex // guards watcher across reloads
+	mu      sync.Mutex // guards watcher and defs across reloads
 	watcher *weights.Watcher
 	wpath   string
+	defs    *definitions // the filter definitions in use
+
+	stop context.CancelFunc // ends the background loops (definitions, updates)
 }
 
 func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
@@ -146,6 +159,9 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	g := &gateway{log: log, metrics: metrics.New(reg, version), failed: make(chan error, 1)}
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.loadDefinitions(cfg); err != nil {
 		return nil, err
 	}
 	p, err := g.policy(cfg)
@@ -186,16 +202,69 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	if g.httpLn != nil {
 		attrs = append(attrs, slog.String("metrics", g.httpLn.Addr().String()))
 	}
+	attrs = append(attrs, slog.String("definitions", g.definitions().Version))
 	log.Info("sclgate serving", attrs...)
+
+	ctx, stop := context.WithCancel(context.Background())
+	g.stop = stop
+	go watchDefinitions(ctx, cfg.Definitions.Dir, g.definitions().Version, g.definitionsChanged)
+	if cfg.Updates.Enabled {
+		go autoUpdate(ctx, cfg, log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
+	}
 	return g, nil
+}
+
+// loadDefinitions loads the definitions in use and records them.
+func (g *gateway) loadDefinitions(cfg *config.Config) error {
+	d, err := loadDefinitions(cfg)
+	if d == nil {
+		return err
+	}
+	if err != nil {
+		g.log.Error("definitions", slog.Any("err", err))
+	}
+	g.mu.Lock()
+	g.defs = d
+	g.mu.Unlock()
+	g.metrics.Definitions.Reset()
+	g.metrics.Definitions.WithLabelValues(d.Version).Set(1)
+	return nil
+}
+
+func (g *gateway) definitions() *definitions {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.defs
+}
+
+// definitionsChanged switches to a newly activated version: transactions
+// in flight keep the policy (and model) they started with; new ones get
+// the new model. No restart, no dropped session.
+func (g *gateway) definitionsChanged() {
+	cfg := g.cfg()
+	old := g.definitions().Version
+	if err := g.loadDefinitions(cfg); err != nil {
+		g.log.Error("definitions changed but could not be loaded; keeping the ones in use", slog.Any("err", err))
+		return
+	}
+	p, err := g.policy(cfg)
+	if err != nil {
+		g.log.Error("definitions changed but the policy could not be rebuilt", slog.Any("err", err))
+		return
+	}
+	g.server.SetPolicy(p)
+	g.log.Info("definitions switched", slog.String("from", old), slog.String("to", g.definitions().Version), slog.String("origin", g.definitions().Origin))
 }
 
 // policy builds everything a transaction decides with from cfg, reusing the
 // weight list watcher when the file is the same.
 func (g *gateway) policy(cfg *config.Config) (*proxy.Policy, error) {
-	c, err := scorer.NewClassifier(cfg.Filter.Classifier)
+	c, defsVersion, err := classifier(cfg, g.definitions(), func(c string, err error) {
+		g.metrics.ClassifierErrors.WithLabelValues(c).Inc()
+		g.log.Warn("classifier failed", slog.String("classifier", c), slog.Any("err", err))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("config: filter.classifier: %w", err)
+		return nil, err
 	}
 	ds, err := config.ParseDownstream(cfg.Downstream)
 	if err != nil {
@@ -211,7 +280,7 @@ func (g *gateway) policy(cfg *config.Config) (*proxy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &scorer.Scorer{Classifier: c}
+	sc := &scorer.Scorer{Classifier: c, Definitions: defsVersion}
 	if w != nil {
 		sc.Weights = w.Current
 	}
@@ -305,6 +374,7 @@ func (g *gateway) reload(path string) error {
 func (g *gateway) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ShutdownTimeout)
 	defer cancel()
+	g.stop()
 	err := g.server.Shutdown(ctx)
 	if g.httpSrv != nil {
 		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)

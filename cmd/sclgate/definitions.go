@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/update"
+)
+
+// definitions are the filter definitions in use: the active version in
+// definitions.dir, or the ones built into the binary while none is.
+type definitions struct {
+	Version string
+	Origin  string // "built in" or the bundle's path
+	Model   *scorer.Model
+}
+
+// loadDefinitions loads the active installed version, falling back to the
+// built-in definitions, with the reason, when it cannot be read: a broken
+// install must never stop mail.
+func loadDefinitions(cfg *config.Config) (*definitions, error) {
+	if cfg.Definitions.Dir != "" {
+		store, err := update.OpenStore(cfg.Definitions.Dir)
+		if err != nil {
+			return builtinDefinitions(err)
+		}
+		v, err := store.Active()
+		if errors.Is(err, update.ErrNoneInstalled) {
+			return builtinDefinitions(nil)
+		}
+		if err != nil {
+			return builtinDefinitions(err)
+		}
+		path := store.BundlePath(v)
+		d, err := definitionsFrom(path, func() (*defs.Bundle, error) { return defs.ReadFile(path) })
+		if err != nil {
+			return builtinDefinitions(err)
+		}
+		return d, nil
+	}
+	return builtinDefinitions(nil)
+}
+
+// errBuiltinFallback wraps why the built-in definitions are in use
+// although a version is installed; the definitions are still usable.
+type errBuiltinFallback struct{ err error }
+
+func (e errBuiltinFallback) Error() string {
+	return "installed definitions unusable, using the built-in ones: " + e.err.Error()
+}
+func (e errBuiltinFallback) Unwrap() error { return e.err }
+
+func builtinDefinitions(why error) (*definitions, error) {
+	d, err := definitionsFrom("built in", func() (*defs.Bundle, error) {
+		return defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("built-in definitions: %w", err) // a build bug
+	}
+	if why != nil {
+		return d, errBuiltinFallback{why}
+	}
+	return d, nil
+}
+
+func definitionsFrom(origin string, read func() (*defs.Bundle, error)) (*definitions, error) {
+	b, err := read()
+	if err != nil {
+		return nil, err
+	}
+	m, err := scorer.LoadModel(b.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", origin, err)
+	}
+	return &definitions{Version: b.Manifest.Version, Origin: origin, Model: m}, nil
+}
+
+// definitionsFile loads a bundle file, or the built-in definitions when
+// path is empty (the -defs flags of scan and defs eval).
+func definitionsFile(path string) (*definitions, error) {
+	if path == "" {
+		return builtinDefinitions(nil)
+	}
+	return definitionsFrom(path, func() (*defs.Bundle, error) { return defs.ReadFile(path) })
+}
+
+func readlink(p string) string {
+	s, _ := os.Readlink(p)
+	return s
+}
+
+// classifier builds filter.classifier: none, builtin, or an external
+// engine with the built-in model as its fallback (classifier_failure:
+// fallback) or none (tempfail: the gateway answers 451).
+func classifier(cfg *config.Config, d *definitions, onError func(classifier string, err error)) (scorer.Classifier, string, error) {
+	var builtin scorer.Classifier
+	version := ""
+	if d != nil {
+		builtin, version = d.Model, d.Version
+	}
+	c, err := scorer.NewClassifier(cfg.Filter.Classifier, scorer.ClassifierOptions{
+		Builtin:  builtin,
+		Timeout:  cfg.Filter.ClassifierTimeout,
+		Fallback: cfg.Filter.ClassifierFailure == config.FailureFallback,
+		OnError:  onError,
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("config: filter.classifier: %w", err)
+	}
+	if c.Name() == "none" {
+		version = ""
+	}
+	return c, version, nil
+}
+
+// watchDefinitions polls definitions.dir/active (a symlink, switched by
+// rename) and calls onChange when the version in use changes. Polling
+// every two seconds costs one readlink and works on every file system,
+// where change notification on a symlink rename does not.
+func watchDefinitions(ctx context.Context, dir, current string, onChange func()) {
+	if dir == "" {
+		return
+	}
+	link := filepath.Join(dir, "active")
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	last := readlink(link)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if now := readlink(link); now != last {
+			last = now
+			onChange()
+		}
+	}
+}
+
+// autoUpdate checks updates.source every updates.interval (±10%, so a
+// fleet does not call at once) and installs new versions; the watcher
+// then switches to them. Failures are logged and counted, never fatal.
+func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count func(result string)) {
+	keys, err := update.LoadKeys(cfg.Updates.TrustedKeys)
+	if err != nil {
+		log.Error("automatic updates off", slog.Any("err", err))
+		return
+	}
+	src, err := update.NewSource(cfg.Updates.Source)
+	if err != nil {
+		log.Error("automatic updates off", slog.Any("err", err))
+		return
+	}
+	store, err := update.OpenStore(cfg.Definitions.Dir)
+	if err != nil {
+		log.Error("automatic updates off", slog.Any("err", err))
+		return
+	}
+	builtin, _ := builtinDefinitions(nil)
+	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Log: log}
+	for {
+		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(cfg.Updates.Interval))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cfg.Updates.Interval + jitter):
+		}
+		d, err := u.Detect(ctx)
+		switch {
+		case err != nil:
+			log.Warn("definitions update check failed", slog.String("source", src.String()), slog.Any("err", err))
+			count("error")
+		case !d.Available:
+			count("current")
+		default:
+			cctx, cancel := context.WithTimeout(ctx, time.Hour)
+			out, err := u.Install(cctx, d.Newest.Version, false)
+			cancel()
+			if err != nil {
+				log.Warn("definitions update failed", slog.String("version", d.Newest.Version), slog.Any("err", err))
+				count("error")
+				continue
+			}
+			log.Info("definitions updated", slog.String("version", out.Version))
+			count("installed")
+		}
+	}
+}

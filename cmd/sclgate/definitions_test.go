@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/update"
+)
+
+// builtinAs is the built-in bundle re-labelled as another version: a real,
+// loadable model for update tests.
+func builtinAs(t *testing.T, version string) string {
+	t.Helper()
+	b, err := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Manifest.Version = version
+	var buf bytes.Buffer
+	if err := defs.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), defs.FileName(version))
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	return p
+}
+
+// serveDir serves dir over HTTP on 127.0.0.1, through handler wrap if given.
+func serveDir(t *testing.T, dir string, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h http.Handler = http.FileServer(http.Dir(dir))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+// waitMetric polls /metrics until series has value want (bounded).
+func (g *gw) waitMetric(t *testing.T, series string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if strings.Contains(scrape(t, g), fmt.Sprintf("%s %v\n", series, want)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never became %v:\n%s", series, want, grepLines(scrape(t, g), "sclgate_definitions"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, _ := defs.GenerateKey("")
+	pubFile := filepath.Join(dir, "release.pub")
+	os.WriteFile(pubFile, pub, 0o644)
+	site := filepath.Join(dir, "site")
+	if _, err := update.Publish(site, priv, "", []string{builtinAs(t, "2027.01.1")}); err != nil {
+		t.Fatal(err)
+	}
+	url := serveDir(t, site, nil)
+
+	s := startSink(t)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  classifier: builtin\ndefinitions:\n  dir: %s\nupdates:\n  source: %s\n  trusted_keys: [%s]\n",
+		s.addr, filepath.Join(dir, "defs"), url, pubFile))
+	builtin, _ := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	g.waitMetric(t, `sclgate_definitions_info{version="`+builtin.Manifest.Version+`"}`, 1)
+
+	// A session opened before the switch and kept open across it.
+	c := dialSMTP(t, g.addr)
+	c.send("before the switch", "250")
+
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(binary(t), append(args, "-config", g.config)...)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := run("update", "detect"); code != 10 {
+		t.Fatalf("detect: %d %s", code, out)
+	}
+	if code, out := run("update", "install"); code != 0 {
+		t.Fatalf("install: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.01.1"}`, 1)
+	c.send("after the switch", "250") // same session: not dropped
+
+	update.Publish(site, priv, "", []string{builtinAs(t, "2027.02.1")})
+	if code, out := run("update", "install"); code != 0 {
+		t.Fatalf("install 2: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.02.1"}`, 1)
+	c.send("after the second switch", "250")
+
+	if code, out := run("update", "rollback"); code != 0 || !strings.Contains(out, "from 2027.02.1 to 2027.01.1") {
+		t.Fatalf("rollback: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.01.1"}`, 1)
+	c.send("after the rollback", "250")
+	c.cmd("QUIT", "221")
+
+	msgs := s.messages(t, 4)
+	wantDefs := map[string]string{
+		"before the switch":       "defs=" + builtin.Manifest.Version,
+		"after the switch":        "defs=2027.01.1",
+		"after the second switch": "defs=2027.02.1",
+		"after the rollback":      "defs=2027.01.1",
+	}
+	if len(msgs) != 4 {
+		t.Fatalf("%d messages relayed", len(msgs))
+	}
+	for _, m := range msgs {
+		for body, want := range wantDefs {
+			if strings.Contains(m, body+"\n") || strings.Contains(m, body+"\r\n") {
+				rep, _ := header(m, "X-SCL-Report")
+				if !strings.Contains(rep, want) || !strings.Contains(rep, "classifier=builtin") {
+					t.Errorf("%q: X-SCL-Report %q, want %s", body, rep, want)
+				}
+			}
+		}
+	}
+}
+
+// kill -9 in the middle of an install (here: mid-download, the longest
+// step) leaves the version that was active, working; a second install
+// completes.
+func TestUpdateKill9DuringInstall(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, _ := defs.GenerateKey("")
+	pubFile := filepath.Join(dir, "release.pub")
+	os.WriteFile(pubFile, pub, 0o644)
+	site := filepath.Join(dir, "site")
+	update.Publish(site, priv, "", []string{builtinAs(t, "2027.01.1")})
+	slow := make(chan struct{})
+	url := serveDir(t, site, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, ".tar.gz") {
+				select {
+				case <-slow: // released: serve normally
+				default: // send the first bytes, then hang
+					real, _ := os.ReadFile(filepath.Join(site, filepath.Base(r.URL.Path)))
+					w.Header().Set("Content-Length", fmt.Sprint(len(real)))
+					w.Write(real[:4096])
+					w.(http.Flusher).Flush()
+					<-r.Context().Done()
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	config := filepath.Join(dir, "sclgate.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("definitions:\n  dir: %s\nupdates:\n  source: %s\n  trusted_keys: [%s]\n", filepath.Join(dir, "defs"), url, pubFile)), 0o644)
+
+	cmd := exec.Command(binary(t), "update", "install", "-config", config)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(dir, "defs", ".download", defs.FileName("2027.01.1")+".part")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := os.Stat(part); err == nil && st.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("download never started: %s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	// Nothing half-installed: the built-in definitions are still in use.
+	code, status, _ := sclgate(t, "", "update", "status", "-config", config)
+	if code != 0 || !strings.Contains(status, "built in; nothing installed") {
+		t.Errorf("status after kill -9:\n%s", status)
+	}
+	if code, out, errOut := sclgate(t, "", "scan", "-config", config, "../../testdata/messages/plain.eml"); code != 0 || !strings.Contains(out, "classifier=builtin") {
+		t.Errorf("scan after kill -9: %d %s %s", code, out, errOut)
+	}
+	close(slow)
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", config); code != 0 || !strings.Contains(out, "2027.01.1") {
+		t.Fatalf("install after kill -9: %d %s %s", code, out, errOut)
+	}
+}

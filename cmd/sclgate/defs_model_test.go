@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"github.com/sclgate/sclgate/defs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// modelCorpus writes n generated ham and n spam messages (mbox "From "
+// line first, as corpora store them) and returns their directories.
+func modelCorpus(t *testing.T, n int) (hamDir, spamDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	hamDir, spamDir = filepath.Join(dir, "ham"), filepath.Join(dir, "spam")
+	hamWords := strings.Fields("meeting project report schedule review thanks patch build release kernel bug fix")
+	spamWords := strings.Fields("free money offer click now limited winner cash credit remove income deal")
+	for _, d := range []string{hamDir, spamDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(words []string, i, k int) string {
+		var b strings.Builder
+		for j := range k {
+			b.WriteString(words[(i*7+j*j)%len(words)] + " ")
+		}
+		return b.String()
+	}
+	for i := range n {
+		ham := fmt.Sprintf("From dev%d@lists.example.org  Mon Nov  4 10:00:00 2002\nFrom: Dev <dev%d@lists.example.org>\nTo: list@lists.example.org\n"+
+			"Subject: Re: %s\nIn-Reply-To: <%d@lists.example.org>\nContent-Type: text/plain\n\n%s\n", i, i, text(hamWords, i, 3), i, text(hamWords, i, 50))
+		spam := fmt.Sprintf("From x@y  Mon Nov  4 10:00:00 2002\nFrom: Deals <d%d@offers.example.net>\nTo: undisclosed-recipients:;\n"+
+			"Subject: %s!!!\nContent-Type: text/html\n\n<p>%s <a href=\"http://%d.example.net/\">CLICK</a></p>\n", i, strings.ToUpper(text(spamWords, i, 3)), text(spamWords, i, 40), i)
+		os.WriteFile(filepath.Join(hamDir, fmt.Sprintf("%03d.eml", i)), []byte(ham), 0o644)
+		os.WriteFile(filepath.Join(spamDir, fmt.Sprintf("%03d.eml", i)), []byte(spam), 0o644)
+	}
+	os.WriteFile(filepath.Join(hamDir, ".hidden"), []byte("not a message"), 0o644)
+	return hamDir, spamDir
+}
+
+func TestDefsTrainEval(t *testing.T) {
+	hamDir, spamDir := modelCorpus(t, 12)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "sclgate-defs-test.tar.gz")
+	code, out, errOut := sclgate(t, "", "defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", model, "-bits", "14", "-seed", "3", "-version", "t1")
+	if code != 0 {
+		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"trained on 12 ham + 12 spam", "calibration", "  9  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("train stdout lacks %q:\n%s", want, out)
+		}
+	}
+	// Not a terminal: plain log lines, no carriage returns.
+	if !strings.Contains(errOut, "defs train: read 12 ham and 12 spam messages") || strings.Contains(errOut, "\r") {
+		t.Errorf("train stderr:\n%q", errOut)
+	}
+	// Determinism is of the model: the bundle around it also records
+	// when it was made.
+	firstBundle, err := defs.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := firstBundle.Model
+	if code, _, _ := sclgate(t, "", "defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", model, "-bits", "14", "-seed", "3", "-version", "t1", "-workers", "2"); code != 0 {
+		t.Fatal("second train failed")
+	}
+	secondBundle, err := defs.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second := secondBundle.Model; !bytes.Equal(first, second) {
+		t.Error("same corpus and seed gave a different model file")
+	}
+
+	plot := filepath.Join(dir, "eval.svg")
+	code, out, errOut = sclgate(t, "", "defs", "eval", "-defs", model, "-ham", hamDir, "-spam", spamDir, "-json", "-plot", plot)
+	if code != 0 {
+		t.Fatalf("eval: exit %d\n%s%s", code, out, errOut)
+	}
+	var r evalResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("eval -json: %v\n%s", err, out)
+	}
+	if r.Ham != 12 || r.Spam != 12 || len(r.Thresholds) != 9 || r.AUC < 0.9 || r.MessagesPerSec <= 0 || r.Model.Version != "t1" {
+		t.Errorf("eval: %+v", r)
+	}
+	if th := r.Thresholds[0]; th.SCL != 1 || th.Ham != 12 || th.Spam != 12 || th.HamRate != 1 {
+		t.Errorf("SCL >= 1 row %+v", th)
+	}
+	svg, err := os.ReadFile(plot)
+	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("ROC")) {
+		t.Errorf("plot: %v %.100s", err, svg)
+	}
+
+	code, out, _ = sclgate(t, "", "defs", "eval", "-defs", model, "-ham", hamDir, "-spam", spamDir)
+	if code != 0 || !strings.Contains(out, "AUC: ") || !strings.Contains(out, "messages/s") || !strings.Contains(out, "ham false positives") {
+		t.Errorf("eval text: exit %d\n%s", code, out)
+	}
+}
+
+func TestDefsTrainEvalErrors(t *testing.T) {
+	hamDir, spamDir := modelCorpus(t, 6)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"defs", "train", "-ham", hamDir, "-o", filepath.Join(dir, "m")}, 2, "usage"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", filepath.Join(dir, "nope"), "-o", filepath.Join(dir, "m")}, 1, "nope"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-bits", "40"}, 1, "bits"},
+		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
+		{[]string{"defs", "eval", "-defs", "x"}, 2, "usage"},
+	} {
+		code, _, errOut := sclgate(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q\n%s", tc.args, code, tc.code, tc.want, errOut)
+		}
+	}
+}
