@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -259,6 +260,13 @@ func (c *Config) validate() error {
 	}
 	if c.Updates.Enabled && (c.Updates.Source == "" || len(c.Updates.TrustedKeys) == 0) {
 		bad("updates.enabled needs updates.source and updates.trusted_keys")
+	}
+	if d := c.Definitions.Dir; d != "" && f.WeightsFile != "" {
+		// Updates replace what is in definitions.dir; the admin's own
+		// list must never be among it.
+		if rel, err := filepath.Rel(d, f.WeightsFile); err == nil && !strings.HasPrefix(rel, "..") {
+			bad("filter.weights_file: %s is inside definitions.dir %s; keep the custom weight list outside it", f.WeightsFile, d)
+		}
 	}
 	if f.GatewayAction == ActionArchive && c.Archive.Dir == "" {
 		bad("archive.dir: needed when filter.gateway_action is archive")

@@ -59,6 +59,7 @@ func TestErrors(t *testing.T) {
 		{"limits:\n  command_timeout: -5s\n", "timeouts must be positive"},
 		{"auth:\n  users: {bob: x}\n", "auth.users needs tls"},
 		{"listen: [1\n", "x.yaml"},
+		{"definitions:\n  dir: /var/lib/sclgate/defs\nfilter:\n  weights_file: /var/lib/sclgate/defs/w.xml\n", "inside definitions.dir"},
 	}
 	for _, c := range cases {
 		_, err := Parse("x.yaml", []byte(c.yaml))

@@ -127,7 +127,7 @@ func classifier(cfg *config.Config, d *definitions, onError func(classifier stri
 // rename) and calls onChange when the version in use changes. Polling
 // every two seconds costs one readlink and works on every file system,
 // where change notification on a symlink rename does not.
-func watchDefinitions(ctx context.Context, dir, current string, onChange func()) {
+func watchDefinitions(ctx context.Context, dir string, onChange func()) {
 	if dir == "" {
 		return
 	}
@@ -148,9 +148,11 @@ func watchDefinitions(ctx context.Context, dir, current string, onChange func())
 	}
 }
 
-// autoUpdate checks updates.source every updates.interval (±10%, so a
-// fleet does not call at once) and installs new versions; the watcher
-// then switches to them. Failures are logged and counted, never fatal.
+// autoUpdate checks updates.source a few seconds after start (a gateway
+// back from downtime should not wait a whole interval) and then every
+// updates.interval (±10%, so a fleet does not call at once), and installs
+// new versions; the watcher then switches to them. Failures are logged
+// and counted, never fatal: mail flow does not depend on them.
 func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count func(result string)) {
 	keys, err := update.LoadKeys(cfg.Updates.TrustedKeys)
 	if err != nil {
@@ -169,13 +171,14 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 	}
 	builtin, _ := builtinDefinitions(nil)
 	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Log: log}
+	wait := time.Second + time.Duration(rand.Float64()*float64(4*time.Second))
 	for {
-		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(cfg.Updates.Interval))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(cfg.Updates.Interval + jitter):
+		case <-time.After(wait):
 		}
+		wait = cfg.Updates.Interval + time.Duration((rand.Float64()*0.2-0.1)*float64(cfg.Updates.Interval))
 		d, err := u.Detect(ctx)
 		switch {
 		case err != nil:

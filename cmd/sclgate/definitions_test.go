@@ -216,3 +216,30 @@ func TestUpdateKill9DuringInstall(t *testing.T) {
 		t.Fatalf("install after kill -9: %d %s %s", code, out, errOut)
 	}
 }
+
+// With updates.enabled, serve checks the source itself shortly after start,
+// installs the new version and switches to it; a check that fails is
+// counted and mail still flows.
+func TestServeAutomaticUpdates(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, _ := defs.GenerateKey("")
+	pubFile := filepath.Join(dir, "release.pub")
+	os.WriteFile(pubFile, pub, 0o644)
+	site := filepath.Join(dir, "site")
+	update.Publish(site, priv, "", []string{builtinAs(t, "2027.03.1")})
+	url := serveDir(t, site, nil)
+
+	s := startSink(t)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  classifier: builtin\ndefinitions:\n  dir: %s\nupdates:\n  enabled: true\n  interval: 1h\n  source: %s\n  trusted_keys: [%s]\n",
+		s.addr, filepath.Join(dir, "defs"), url, pubFile))
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.03.1"}`, 1)
+	g.waitMetric(t, `sclgate_definitions_update_checks_total{result="installed"}`, 1)
+
+	// A source that is down: counted as an error, mail unaffected.
+	bad := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  classifier: builtin\ndefinitions:\n  dir: %s\nupdates:\n  enabled: true\n  source: http://127.0.0.1:1/\n  trusted_keys: [%s]\n",
+		s.addr, filepath.Join(dir, "defs2"), pubFile))
+	bad.waitMetric(t, `sclgate_definitions_update_checks_total{result="error"}`, 1)
+	if out := swaks(t, bad.addr, "--to", "bob@example.com"); !reply(out, "250 2.0.0 OK") {
+		t.Errorf("mail while updates fail:\n%s", out)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/term"
+
 	"github.com/sclgate/sclgate/defs"
 )
 
@@ -30,8 +32,9 @@ const defsUsage = `Usage:
   sclgate defs train  ...                        build definitions from a corpus
   sclgate defs eval   ...                        evaluate definitions on a corpus
 
-The secret key's password comes from SCLGATE_KEY_PASSWORD; -nopass means
-none (an unencrypted key, as minisign -G -W makes).
+The secret key's password comes from SCLGATE_KEY_PASSWORD, or is asked for
+on the terminal; -nopass means none (an unencrypted key, as minisign -G -W
+makes).
 `
 
 // passwordEnv holds the secret key's password for keygen and sign.
@@ -95,7 +98,9 @@ func defsKeygen(e env, args []string) int {
 	if !*nopass {
 		var ok bool
 		if password, ok = os.LookupEnv(passwordEnv); !ok || password == "" {
-			// No terminal prompt: golang.org/x/term is not a dependency.
+			password, ok = promptPassword(e, "Password for the new secret key: ", true)
+		}
+		if !ok || password == "" {
 			fmt.Fprintf(e.stderr, "sclgate defs keygen: the secret key needs a password: set %s, or use -nopass for an unencrypted key\n", passwordEnv)
 			return 2
 		}
@@ -225,6 +230,9 @@ func defsSign(e env, args []string) int {
 	password := ""
 	if !*nopass {
 		password = os.Getenv(passwordEnv)
+		if password == "" && keyEncrypted(priv) {
+			password, _ = promptPassword(e, "Password for "+*keyFile+": ", false)
+		}
 	}
 	comment := defs.TrustedComment(b.Manifest.Version, bundle, time.Now())
 	sig, err := defs.Sign(priv, password, data, comment)
@@ -374,4 +382,37 @@ func printable(s string) string {
 		}
 		return unicode.ReplacementChar
 	}, strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// promptPassword asks for a password on the terminal without echo (twice
+// when confirm, as for a new key). ok is false when stdin is not a
+// terminal: automation must use SCLGATE_KEY_PASSWORD or -nopass.
+func promptPassword(e env, prompt string, confirm bool) (string, bool) {
+	f, isFile := e.stdin.(*os.File)
+	if !isFile || !term.IsTerminal(int(f.Fd())) {
+		return "", false
+	}
+	read := func(p string) (string, bool) {
+		fmt.Fprint(e.stderr, p)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		return string(b), err == nil
+	}
+	pw, ok := read(prompt)
+	if !ok || !confirm {
+		return pw, ok
+	}
+	again, ok := read("Again: ")
+	if !ok || again != pw {
+		fmt.Fprintln(e.stderr, "sclgate defs: the passwords differ")
+		return "", false
+	}
+	return pw, true
+}
+
+// keyEncrypted reports whether a minisign secret key file needs a
+// password: its key line starts "RWQAAEIy" unencrypted ("Ed", no KDF)
+// and "RWRTY0Iy" when scrypt-encrypted.
+func keyEncrypted(priv []byte) bool {
+	return !bytes.Contains(priv, []byte("RWQAAEIy"))
 }
