@@ -239,9 +239,14 @@ func size(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// builtinVersion is the version of the definitions built into the binary,
-// "" while there are none (then any installed version is newer).
-func builtinVersion() string { return "" }
+// builtinVersion is the version of the definitions built into the binary.
+func builtinVersion() string {
+	d, err := builtinDefinitions(nil)
+	if err != nil {
+		return "" // cannot happen in a correct build; "" sorts below any version
+	}
+	return d.Version
+}
 
 func displayVersion(v string) string {
 	if v == "" {

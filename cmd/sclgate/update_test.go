@@ -65,11 +65,11 @@ func publishVersions(t *testing.T, srcDir string, priv []byte, versions ...strin
 }
 
 func TestUpdateDetectExitCodes(t *testing.T) {
-	cfg, src, _, priv := updateSetup(t, "2026.10.1")
-	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "update available: 2026.10.1") {
+	cfg, src, _, priv := updateSetup(t, "2027.10.1")
+	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "update available: 2027.10.1") {
 		t.Fatalf("detect before install: %d %q %q", code, out, errOut)
 	}
-	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2026.10.1") {
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2027.10.1") {
 		t.Fatalf("install: %d %q %q", code, out, errOut)
 	}
 	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 0 || !strings.Contains(out, "up to date") {
@@ -89,13 +89,13 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "index.json") || !strings.Contains(errOut, "bad signature") {
 		t.Errorf("tampered index: %d %q", code, errOut)
 	}
-	publishVersions(t, src, priv, "2026.11.1")
+	publishVersions(t, src, priv, "2027.11.1")
 	sclgate(t, "", "update", "install", "-config", cfg)
 	code, out, _ := sclgate(t, "", "update", "status", "-config", cfg)
-	if code != 0 || !strings.Contains(out, "in use:     2026.11.1") || !strings.Contains(out, "2026.10.1") || !strings.Contains(out, "automatic updates: disabled") {
+	if code != 0 || !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, "2027.10.1") || !strings.Contains(out, "automatic updates: disabled") {
 		t.Errorf("status: %d\n%s", code, out)
 	}
-	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2026.11.1 to 2026.10.1\n" {
+	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.11.1 to 2027.10.1\n" {
 		t.Errorf("rollback: %d %q", code, out)
 	}
 	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") {
@@ -105,18 +105,18 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 
 func TestUpdateInstallOfflineFile(t *testing.T) {
 	cfg, _, _, priv := updateSetup(t)
-	p := testBundle(t, "2026.12.1")
+	p := testBundle(t, "2027.12.1")
 	data, _ := os.ReadFile(p)
-	sig, _ := defs.Sign(priv, "", data, defs.TrustedComment("2026.12.1", p, time.Now()))
+	sig, _ := defs.Sign(priv, "", data, defs.TrustedComment("2027.12.1", p, time.Now()))
 	os.WriteFile(p+".minisig", sig, 0o644)
-	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, p); code != 0 || !strings.Contains(out, "2026.12.1") {
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, p); code != 0 || !strings.Contains(out, "2027.12.1") {
 		t.Fatalf("offline install: %d %q %q", code, out, errOut)
 	}
 	// Signed by someone else: refused, naming the key.
 	_, other, _ := defs.GenerateKey("")
-	q := testBundle(t, "2026.12.2")
+	q := testBundle(t, "2027.12.2")
 	data, _ = os.ReadFile(q)
-	sig, _ = defs.Sign(other, "", data, defs.TrustedComment("2026.12.2", q, time.Now()))
+	sig, _ = defs.Sign(other, "", data, defs.TrustedComment("2027.12.2", q, time.Now()))
 	os.WriteFile(q+".minisig", sig, 0o644)
 	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, q); code != 1 || !strings.Contains(errOut, "not a trusted key") {
 		t.Errorf("foreign key: %d %q", code, errOut)
@@ -133,19 +133,19 @@ func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
 		t.Fatalf("keygen: %s", errOut)
 	}
 	src := filepath.Join(dir, "site")
-	code, out, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2026.10.1"), testBundle(t, "2026.11.1"))
+	code, out, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.10.1"), testBundle(t, "2027.11.1"))
 	if code != 0 || !strings.Contains(out, "2 versions") {
 		t.Fatalf("publish: %d %q %q", code, out, errOut)
 	}
 	cfg := filepath.Join(dir, "sclgate.yaml")
 	os.WriteFile(cfg, []byte("definitions:\n  dir: "+filepath.Join(dir, "defs")+"\nupdates:\n  source: "+src+"\n  trusted_keys: ["+key+".pub]\n"), 0o644)
-	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "2026.11.1") {
+	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "2027.11.1") {
 		t.Fatalf("detect: %d %q %q", code, out, errOut)
 	}
 	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
 		t.Fatalf("install: %q", errOut)
 	}
-	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2026.11.1") || !strings.Contains(out, src) {
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, src) {
 		t.Errorf("status:\n%s", out)
 	}
 }
