@@ -38,6 +38,7 @@ type Config struct {
 	TrustedNetworks []string    `yaml:"trusted_networks"`
 	Downstream      string      `yaml:"downstream"`
 	ProxyProtocol   []string    `yaml:"proxy_protocol"`
+	SMTP            SMTP        `yaml:"smtp"`
 	TLS             TLS         `yaml:"tls"`
 	Auth            Auth        `yaml:"auth"`
 	Limits          Limits      `yaml:"limits"`
@@ -54,6 +55,16 @@ type Config struct {
 	ProxyFrom []netip.Prefix `yaml:"-"`
 }
 
+type SMTP struct {
+	BareLF string `yaml:"bare_lf"`
+}
+
+// What smtp.bare_lf may say.
+const (
+	BareLFReject    = "reject"
+	BareLFNormalize = "normalize"
+)
+
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
@@ -66,6 +77,7 @@ type Auth struct {
 type Limits struct {
 	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
 	MaxRecipients       int           `yaml:"max_recipients"`
+	MaxHeaderBytes      int           `yaml:"max_header_bytes"`
 	MaxConnections      int           `yaml:"max_connections"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
@@ -182,6 +194,7 @@ var sectionNames = strings.NewReplacer(
 	"not found in type config.Filter", "is not a known key in section filter",
 	"not found in type config.Limits", "is not a known key in section limits",
 	"not found in type config.TLS", "is not a known key in section tls",
+	"not found in type config.SMTP", "is not a known key in section smtp",
 	"not found in type config.Auth", "is not a known key in section auth",
 	"not found in type config.Archive", "is not a known key in section archive",
 	"not found in type config.Metrics", "is not a known key in section metrics",
@@ -231,7 +244,10 @@ func (c *Config) validate() error {
 		}
 	}
 	l := c.Limits
-	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
+	if c.SMTP.BareLF != BareLFReject && c.SMTP.BareLF != BareLFNormalize {
+		bad("smtp.bare_lf: %q is not reject or normalize", c.SMTP.BareLF)
+	}
+	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxHeaderBytes <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
 		bad("limits: max_* must be positive")
 	}
 	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -40,10 +43,9 @@ func proxyListener(l net.Listener, from []netip.Prefix) net.Listener {
 // goroutine and Accept hands out only connections that passed.
 type limitListener struct {
 	net.Listener
-	total, perIP  int
-	greeting      string // the 421 line, with our host name
-	onRefuse      func()
-	onAcceptError func(error)
+	total, perIP int
+	greeting     string // the 421 line, with our host name
+	hooks        limitHooks
 
 	mu     sync.Mutex
 	n      int
@@ -57,11 +59,19 @@ type limitListener struct {
 	done  chan struct{}
 }
 
-func newLimitListener(l net.Listener, total, perIP int, hostname string, onRefuse func()) *limitListener {
+// limitHooks report what the listener did, for logs and metrics. All are
+// set before the listener starts; none may be nil.
+type limitHooks struct {
+	refused     func()      // over a connection cap
+	acceptError func(error) // accept failed (EMFILE...), retrying
+	http        func()      // a client spoke HTTP
+}
+
+func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks limitHooks) *limitListener {
 	ll := &limitListener{
 		Listener: l, total: total, perIP: perIP,
 		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
-		onRefuse: onRefuse,
+		hooks:    hooks,
 		byAddr:   map[netip.Addr]int{},
 		conns:    map[*limitConn]struct{}{},
 		ready:    make(chan net.Conn),
@@ -83,9 +93,7 @@ func (l *limitListener) acceptLoop() {
 			// EMFILE, ENFILE, ECONNABORTED...: out of descriptors now is
 			// not out of descriptors for good. Back off, don't spin, and
 			// never stop accepting while the process lives.
-			if l.onAcceptError != nil {
-				l.onAcceptError(err)
-			}
+			l.hooks.acceptError(err)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -135,9 +143,7 @@ func (l *limitListener) admit(c net.Conn) {
 }
 
 func (l *limitListener) refuse(c net.Conn) {
-	if l.onRefuse != nil {
-		l.onRefuse()
-	}
+	l.hooks.refused()
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Write([]byte(l.greeting))
 	c.Close()
@@ -191,6 +197,45 @@ type limitConn struct {
 	l    *limitListener
 	addr netip.Addr
 	once sync.Once
+
+	// The client's first line, until it is known not to be HTTP.
+	first   []byte
+	firstOK bool
+
+	// dotCR is set when the raw stream has a line that starts with "."
+	// and a bare CR: go-smtp's dot-unstuffing drops that CR, so the
+	// session could not see it in the data it gets. tail holds the last
+	// bytes read, for patterns across reads.
+	dotCR atomic.Bool
+	tail  [3]byte
+}
+
+// httpMethods are first lines of HTTP, not SMTP: a browser pointed at port
+// 25, or a cross-protocol attack that smuggles SMTP commands inside an
+// HTTP request. Postfix drops such clients (smtpd_forbidden_commands);
+// so does sclgate, before go-smtp answers any of the lines that follow.
+var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), []byte("HEAD "), []byte("PUT "), []byte("OPTIONS ")}
+
+func (c *limitConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.scanDotCR(p[:n])
+	}
+	if c.firstOK || n == 0 {
+		return n, err
+	}
+	c.first = append(c.first, p[:min(n, 16-len(c.first))]...)
+	for _, m := range httpMethods {
+		if len(c.first) >= len(m) && bytes.EqualFold(c.first[:len(m)], m) {
+			c.l.hooks.http()
+			c.Close()
+			return 0, io.EOF
+		}
+	}
+	if len(c.first) >= 16 || bytes.IndexByte(p[:n], '\n') >= 0 {
+		c.firstOK, c.first = true, nil
+	}
+	return n, err
 }
 
 func (c *limitConn) Close() error {
@@ -201,6 +246,18 @@ func (c *limitConn) Close() error {
 		c.l.release(c.addr)
 	})
 	return c.Conn.Close()
+}
+
+// scanDotCR looks for "\n.\r" followed by anything but "\n".
+func (c *limitConn) scanDotCR(b []byte) {
+	t := c.tail
+	for _, x := range b {
+		if t[0] == '\n' && t[1] == '.' && t[2] == '\r' && x != '\n' {
+			c.dotCR.Store(true)
+		}
+		t[0], t[1], t[2] = t[1], t[2], x
+	}
+	c.tail = t
 }
 
 // addrOf returns the IP of a net.Addr, unmapped from IPv4-in-IPv6.

@@ -88,13 +88,19 @@ func (s *Server) Policy() *Policy { return s.policy.Load() }
 func (s *Server) Serve(l net.Listener) error {
 	c := s.policy.Load().Config
 	l = proxyListener(l, c.ProxyFrom)
-	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), func() {
-		s.metrics.Rejected.WithLabelValues("too_many_connections").Inc()
+	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), limitHooks{
+		refused: func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
+		acceptError: func(err error) {
+			s.log.Error("accept failed; retrying", slog.Any("err", err))
+		},
+		http: func() {
+			s.log.Warn("client spoke HTTP to the SMTP port; disconnected")
+			s.metrics.Rejected.WithLabelValues("cross_protocol").Inc()
+		},
 	})
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ll)
 	s.mu.Unlock()
-	ll.onAcceptError = func(err error) { s.log.Error("accept failed; retrying", slog.Any("err", err)) }
 	err := s.smtp.Serve(ll)
 	if err == smtp.ErrServerClosed {
 		return nil
@@ -149,6 +155,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		conn:    c,
 		remote:  remote,
 		trusted: inPrefixes(remote, p.Config.Trusted),
+	}
+	if lc, ok := c.Conn().(*limitConn); ok {
+		sess.raw = lc // plaintext; under TLS the raw bytes are ciphertext
 	}
 	sess.log = s.log.With(slog.String("client", remote.String()), slog.String("helo", c.Hostname()))
 	s.mu.Lock()

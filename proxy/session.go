@@ -42,6 +42,8 @@ var (
 	errDataTimeout   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading message data, try again later"}
 	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 	errAuthBad       = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
+	errLineEnds      = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR, bare LF or NUL in data (lines must end in CRLF)"}
+	errHeaderTooBig  = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header too large"}
 )
 
 // session is one SMTP connection after EHLO.
@@ -52,6 +54,9 @@ type session struct {
 	remote  netip.Addr
 	trusted bool   // client address in trusted_networks
 	user    string // authenticated user, "" if none
+	// raw is the plaintext connection, for checks on the bytes before
+	// go-smtp's DATA reader changes them; nil under TLS.
+	raw *limitConn
 
 	// The transaction: set at MAIL, cleared by Reset.
 	inTxn atomic.Bool
@@ -110,6 +115,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.id = newID()
 	if from != "" && !validAddress(from) {
 		return errBadAddress
+	}
+	if s.raw != nil {
+		s.raw.dotCR.Store(false)
 	}
 	s.from = from
 	s.inTxn.Store(true)
@@ -175,6 +183,23 @@ func (s *session) Data(r io.Reader) error {
 		return errDataTimeout
 	}
 	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts), slog.Int("size", len(raw)))
+
+	// Before anything else looks at the bytes: nothing with bare line
+	// ends or NUL reaches the classifier, the archive or the downstream.
+	raw, err = checkLineEnds(raw, cfg.SMTP.BareLF == config.BareLFNormalize)
+	if err == nil && s.raw != nil && s.raw.dotCR.Load() {
+		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
+	}
+	if err != nil {
+		log.Warn("refused: " + err.Error() + " in data (SMTP smuggling protection)")
+		s.srv.metrics.Rejected.WithLabelValues("bare_line_end").Inc()
+		return errLineEnds
+	}
+	if headerSize(raw) > cfg.Limits.MaxHeaderBytes {
+		log.Warn("refused: header too large", slog.Int("limit", cfg.Limits.MaxHeaderBytes))
+		s.srv.metrics.Rejected.WithLabelValues("header_size").Inc()
+		return errHeaderTooBig
+	}
 
 	v, err := s.verdict(raw)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // was trained with and LoadModel refuses a model of another version: the same
 // bucket would mean something else. Bump it whenever what is extracted, or
 // how it is hashed, changes.
-const FeatureVersion = 1
+const FeatureVersion = 2
 
 // Feature extraction limits, so that scoring cost is bounded whatever arrives.
 const (
@@ -726,6 +726,8 @@ func (x *extractor) received(m *Message) {
 	fields := m.Header.FieldsByKey("Received")
 	kept, seen := 0, 0
 	fromDomSeen := false
+	var lastHost, lastHelo, lastWith string
+	lastNoRDNS, private := false, 0
 	for fields.Next() {
 		if seen++; seen > maxReceived {
 			break
@@ -740,6 +742,7 @@ func (x *extractor) received(m *Message) {
 			// A hop inside the sender's own network: its names say
 			// nothing about reputation.
 			x.flag(nsHeader, "rcvd.private")
+			private++
 			continue
 		}
 		if strings.Contains(lv, "may be forged") {
@@ -786,8 +789,25 @@ func (x *extractor) received(m *Message) {
 		if with != "" {
 			x.kv(nsHeader, "rcvd.with", with)
 		}
+		lastHost, lastHelo, lastWith = host, helo, with
+		lastNoRDNS = rdns == "" || rdns == "unknown"
 	}
 	x.bucket(nsHeader, "rcvd.n", kept)
+	// The chain's shape: how many fields in all (local hops included), how
+	// many inside the sender's network, and the originating hop (the
+	// oldest outside one), where spam's throw-away hosts show.
+	x.bucket(nsHeader, "rcvd.all", seen)
+	x.bucket(nsHeader, "rcvd.priv", private)
+	if kept > 1 {
+		if lastHost != "" && !isIPLiteral(lastHost) {
+			x.kv(nsHeader, "rcvdz.reg", regDomain(lastHost))
+		}
+		x.shapeKV(nsHeader, "rcvdz.helo", shape(lastHelo, 24))
+		x.kv(nsHeader, "rcvdz.with", lastWith)
+		if lastNoRDNS {
+			x.flag(nsHeader, "rcvdz.nordns")
+		}
+	}
 }
 
 // parseReceived picks the parts of a lower-cased Received field that it

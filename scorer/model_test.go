@@ -426,8 +426,8 @@ func TestFeaturesStable(t *testing.T) {
 			}
 		}
 	}
-	const want = 0xc883d6e3b320d02b
-	if sum != want || FeatureVersion != 1 {
+	const want = 0x87ccca03d0b81af1
+	if sum != want || FeatureVersion != 2 {
 		t.Errorf("feature hash sum %#x, want %#x (feature version %d)", sum, uint64(want), FeatureVersion)
 	}
 }
@@ -455,7 +455,7 @@ func TestFeatures(t *testing.T) {
 	for _, want := range []string{
 		"w:dear", "b:dear bob", "s:free", "t:free offer", "j:subj.allcaps",
 		"h:from.reg=example.com", "h:from.name=shop", "h:mid.fromdom", "h:date.badzone",
-		"h:date.skew=future.hour", "h:rcvd.n=1", "h:rcvd0.helo.mismatch", "h:rcvd.fromdom", "h:to.inbody.addr",
+		"h:date.skew=future.hour", "h:rcvd.n=1", "h:rcvd.all=2", "h:rcvd0.helo.mismatch", "h:rcvd.fromdom", "h:to.inbody.addr",
 		"u:host.ip", "u:userinfo", "u:port", "u:ext=exe", "u:reg=example.com", "u:fromdom.most", "x:html.only", "h:date.shape=Aa, 9 Aa 9 9:9:9 -9",
 	} {
 		if !strings.Contains(" "+got+" ", " "+want+" ") {
