@@ -78,6 +78,7 @@ type Limits struct {
 	MaxMessageBytes     int64         `yaml:"max_message_bytes"`
 	MaxRecipients       int           `yaml:"max_recipients"`
 	MaxHeaderBytes      int           `yaml:"max_header_bytes"`
+	MaxErrors           int           `yaml:"max_errors"`
 	MaxConnections      int           `yaml:"max_connections"`
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
@@ -247,7 +248,7 @@ func (c *Config) validate() error {
 	if c.SMTP.BareLF != BareLFReject && c.SMTP.BareLF != BareLFNormalize {
 		bad("smtp.bare_lf: %q is not reject or normalize", c.SMTP.BareLF)
 	}
-	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxHeaderBytes <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
+	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxHeaderBytes <= 0 || l.MaxErrors <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
 		bad("limits: max_* must be positive")
 	}
 	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {

@@ -41,6 +41,7 @@ var (
 	errFilter        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Content filter temporarily unavailable, try again later"}
 	errDataTimeout   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading message data, try again later"}
 	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
+	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
 	errAuthBad       = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
 	errLineEnds      = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR, bare LF or NUL in data (lines must end in CRLF)"}
 	errHeaderTooBig  = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header too large"}
@@ -54,6 +55,7 @@ type session struct {
 	remote  netip.Addr
 	trusted bool   // client address in trusted_networks
 	user    string // authenticated user, "" if none
+	errors  int    // refusals so far in this session (limits.max_errors)
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
@@ -107,7 +109,40 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism"}
 }
 
+// counted passes err (a refusal) through, and past limits.max_errors
+// answers 421 and ends the session: a client that keeps getting refusals
+// is probing (recipients, relay tricks), not sending mail.
+func (s *session) counted(err error) error {
+	var se *smtp.SMTPError
+	if err == nil || !errors.As(err, &se) || se.Code < 400 || se.Code == 421 {
+		return err
+	}
+	s.errors++
+	if s.errors < s.srv.policy.Load().Config.Limits.MaxErrors {
+		return err
+	}
+	s.log.Warn("too many errors; disconnecting", slog.Int("errors", s.errors))
+	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+	// go-smtp writes the 421 as soon as we return; the connection goes a
+	// moment later, which the client sees as the close that 421 announces.
+	conn := s.conn.Conn()
+	time.AfterFunc(200*time.Millisecond, func() { conn.Close() })
+	return errTooManyErrors
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.counted(s.mail(from, opts))
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return s.counted(s.rcpt(to, opts))
+}
+
+func (s *session) Data(r io.Reader) error {
+	return s.counted(s.data(r))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.isClosing() {
 		return errShuttingDown
 	}
@@ -133,7 +168,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if !validAddress(to) {
 		return errBadAddress
 	}
@@ -165,7 +200,7 @@ func (s *session) acceptedDomain(addr string) bool {
 	return false
 }
 
-func (s *session) Data(r io.Reader) error {
+func (s *session) data(r io.Reader) error {
 	cfg := s.p.Config
 	// go-smtp sets its read deadline per command line and not again during
 	// DATA: set the whole-message deadline ourselves.

@@ -158,3 +158,23 @@ func TestServeHeaderTooLarge(t *testing.T) {
 		t.Errorf("%d relayed", n)
 	}
 }
+
+func TestServeTooManyErrorsDisconnects(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  max_errors: 3\n")
+	c := dialSMTP(t, g.addr)
+	c.cmd("MAIL FROM:<a@example.org>", "250")
+	c.cmd("RCPT TO:<x@elsewhere.test>", "550")
+	c.cmd("RCPT TO:<y@elsewhere.test>", "550")
+	c.cmd("RCPT TO:<z@elsewhere.test>", "421 4.7.0")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if l, err := c.r.ReadString('\n'); err == nil {
+		fmt.Fprint(c.c, "NOOP\r\n")
+		if l2, err := c.r.ReadString('\n'); err == nil {
+			t.Errorf("connection still open after 421: %q %q", l, l2)
+		}
+	}
+	if got := g.metric(t, `sclgate_smtp_refusals_total{reason="too_many_errors"}`); got != 1 {
+		t.Errorf("too_many_errors = %v", got)
+	}
+}
