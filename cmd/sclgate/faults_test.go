@@ -121,3 +121,66 @@ func TestServeSIGKILLLosesNothingAccepted(t *testing.T) {
 		t.Error("no spam was archived before the kill: the test did not exercise the archive")
 	}
 }
+
+// SIGTERM while clients are sending: every transaction that got 250 is at
+// the downstream, the process exits within limits.shutdown_timeout, and
+// connections after the signal are refused (no 250 after shutdown began).
+func TestServeSIGTERMUnderLoad(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  max_connections_per_ip: 100\n  shutdown_timeout: 5s\n")
+	var mu sync.Mutex
+	var accepted []string
+	var afterSignal int
+	var signalled time.Time
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 300; i++ { // bounded
+				id := fmt.Sprintf("term-%d-%d", w, i)
+				start := time.Now()
+				ok := sendOne(g.addr, id, "hello")
+				mu.Lock()
+				if ok {
+					accepted = append(accepted, id)
+					if !signalled.IsZero() && start.After(signalled.Add(500*time.Millisecond)) {
+						afterSignal++ // a connection begun well after SIGTERM got 250
+					}
+				}
+				done := !signalled.IsZero() && time.Since(signalled) > 2*time.Second
+				mu.Unlock()
+				if done {
+					return
+				}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	signalled = time.Now()
+	mu.Unlock()
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+	case <-time.After(8 * time.Second):
+		t.Fatal("did not exit within the 5s bound (+3s slack)")
+	}
+	exitAfter := time.Since(signalled)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	at := strings.Join(s.messages(t, len(accepted)), "\n")
+	for _, id := range accepted {
+		if !strings.Contains(at, "Subject: "+id+"\n") && !strings.Contains(at, "Subject: "+id+"\r\n") {
+			t.Errorf("%s got 250 but is not at the downstream", id)
+		}
+	}
+	if afterSignal > 0 {
+		t.Errorf("%d connections begun after SIGTERM got 250", afterSignal)
+	}
+	if ee, ok := g.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ee.ExitStatus() != 0 {
+		t.Errorf("exit status %v", g.cmd.ProcessState)
+	}
+	t.Logf("%d accepted; exited %v after SIGTERM", len(accepted), exitAfter.Round(time.Millisecond))
+}
