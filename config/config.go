@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,8 +101,48 @@ type Filter struct {
 }
 
 type Archive struct {
-	Dir      string `yaml:"dir"`
-	StoreSCL bool   `yaml:"store_scl"`
+	Dir       string     `yaml:"dir"`
+	StoreSCL  bool       `yaml:"store_scl"`
+	Retention Days       `yaml:"retention"`
+	Web       ArchiveWeb `yaml:"web"`
+}
+
+type ArchiveWeb struct {
+	Listen string            `yaml:"listen"`
+	Users  map[string]string `yaml:"users"`
+}
+
+// Days is a duration that may also be written in days ("30d"), as
+// retention periods are; "0" is zero.
+type Days time.Duration
+
+func (d *Days) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDays(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Days(v)
+	return nil
+}
+
+// ParseDays parses "30d", "36h", "90m" or "0".
+func ParseDays(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" || s == "" {
+		return 0, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a number of days such as 30d", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 30d or 36h", s)
+	}
+	return d, nil
 }
 
 type Metrics struct {
@@ -198,6 +239,7 @@ var sectionNames = strings.NewReplacer(
 	"not found in type config.SMTP", "is not a known key in section smtp",
 	"not found in type config.Auth", "is not a known key in section auth",
 	"not found in type config.Archive", "is not a known key in section archive",
+	"not found in type config.ArchiveWeb", "is not a known key in section archive.web",
 	"not found in type config.Metrics", "is not a known key in section metrics",
 	"not found in type config.Definitions", "is not a known key in section definitions",
 	"not found in type config.Updates", "is not a known key in section updates",
@@ -277,6 +319,19 @@ func (c *Config) validate() error {
 	}
 	if c.Updates.Enabled && (c.Updates.Source == "" || len(c.Updates.TrustedKeys) == 0) {
 		bad("updates.enabled needs updates.source and updates.trusted_keys")
+	}
+	if c.Archive.Web.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Archive.Web.Listen); err != nil {
+			bad("archive.web.listen: %q: %v", c.Archive.Web.Listen, err)
+		}
+		if len(c.Archive.Web.Users) == 0 {
+			bad("archive.web.listen needs archive.web.users: the page requires a login")
+		}
+	}
+	for u, h := range c.Archive.Web.Users {
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			bad("archive.web.users.%s: not a bcrypt hash: %v", u, err)
+		}
 	}
 	if d := c.Definitions.Dir; d != "" && f.WeightsFile != "" {
 		// Updates replace what is in definitions.dir; the admin's own

@@ -59,6 +59,8 @@ func TestErrors(t *testing.T) {
 		{"limits:\n  command_timeout: -5s\n", "timeouts must be positive"},
 		{"auth:\n  users: {bob: x}\n", "auth.users needs tls"},
 		{"listen: [1\n", "x.yaml"},
+		{"archive:\n  retention: 30x\n", "not a duration such as 30d"},
+		{"archive:\n  web:\n    listen: 127.0.0.1:9326\n", "needs archive.web.users"},
 		{"definitions:\n  dir: /var/lib/sclgate/defs\nfilter:\n  weights_file: /var/lib/sclgate/defs/w.xml\n", "inside definitions.dir"},
 	}
 	for _, c := range cases {
@@ -81,5 +83,15 @@ func TestParseDownstream(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%s: %+v %v", in, got, err)
 		}
+	}
+}
+
+func TestRetentionDays(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("archive:\n  retention: 30d\n"))
+	if err != nil || time.Duration(c.Archive.Retention) != 30*24*time.Hour {
+		t.Errorf("30d: %v %v", c, err)
+	}
+	if d, err := ParseDays("36h"); err != nil || d != 36*time.Hour {
+		t.Errorf("36h: %v %v", d, err)
 	}
 }
