@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Move moves the message with the given ID into the subdirectory subdir
@@ -37,10 +39,10 @@ func (s *Store) Move(id, subdir string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	if err := syncDir(dstDir); err != nil {
+	if err := safeio.SyncDir(dstDir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", dstDir, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
 	}
 	return nil
@@ -55,7 +57,7 @@ func (s *Store) Delete(id string) error {
 	if err := os.Remove(s.path(id)); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
 	}
 	return nil

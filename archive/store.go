@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -61,24 +60,4 @@ func (s *Store) Dir() string { return s.dir }
 // path returns the file name of the message with the given (valid) ID.
 func (s *Store) path(id string) string {
 	return filepath.Join(s.dir, id+fileExt)
-}
-
-// syncDir fsyncs a directory, so that the names created, renamed or
-// removed in it survive a power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	// Some file systems (some FUSE and SMB mounts) cannot fsync a
-	// directory at all. There is nothing more we can do there, and failing
-	// every message for it would make the archive unusable on them.
-	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
-		err = nil
-	}
-	return err
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // ErrAmbiguous is wrapped by Write's error for a message whose first line
@@ -82,7 +84,7 @@ func (s *Store) Write(env Envelope, scl int, msg io.Reader) (id string, err erro
 	if err := os.Rename(tmp, final); err != nil {
 		return "", fmt.Errorf("archive: %w", err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := safeio.SyncDir(s.dir); err != nil {
 		// The caller will answer with a temporary failure, and the client
 		// will send the message again: take this copy back, so that it
 		// is not archived twice.

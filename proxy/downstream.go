@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Downstream is where accepted mail goes on to: the mailbox server.
@@ -231,7 +232,7 @@ func (t *maildirTxn) Data(ctx context.Context, msg io.Reader) (string, error) {
 		os.Remove(tmp)
 		return "", &downstreamError{op: "data", err: err}
 	}
-	if err := syncDir(filepath.Join(t.m.dir, "new")); err != nil {
+	if err := safeio.SyncDir(filepath.Join(t.m.dir, "new")); err != nil {
 		return "", &downstreamError{op: "data", err: err}
 	}
 	return "delivered to maildir as " + name, nil
@@ -258,13 +259,4 @@ func (t *maildirTxn) write(path string, msg io.Reader) error {
 		err = cerr
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

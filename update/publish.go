@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Publish adds bundles to the update source directory dir: each is checked
@@ -37,10 +38,10 @@ func Publish(dir string, privKey []byte, password string, bundles []string) (*In
 		if err != nil {
 			return nil, fmt.Errorf("publish: sign %s: %w", path, err)
 		}
-		if err := writeAtomic(filepath.Join(dir, name), data); err != nil {
+		if err := safeio.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
-		if err := writeAtomic(filepath.Join(dir, name+".minisig"), sig); err != nil {
+		if err := safeio.WriteFile(filepath.Join(dir, name+".minisig"), sig, 0o644); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 	}
@@ -78,10 +79,10 @@ func Publish(dir string, privKey []byte, password string, bundles []string) (*In
 	}
 	// Signature first: a client that reads the new index with the old
 	// signature fails safe (bad signature) and retries later.
-	if err := writeAtomic(filepath.Join(dir, IndexFile+".minisig"), sig); err != nil {
+	if err := safeio.WriteFile(filepath.Join(dir, IndexFile+".minisig"), sig, 0o644); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(dir, IndexFile), out); err != nil {
+	if err := safeio.WriteFile(filepath.Join(dir, IndexFile), out, 0o644); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	return ix, nil

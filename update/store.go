@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Names inside definitions.dir.
@@ -198,7 +200,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 			err = writeSynced(filepath.Join(tmp, installedFile), meta)
 		}
 		if err == nil {
-			err = syncDir(tmp)
+			err = safeio.SyncDir(tmp)
 		}
 		if err == nil {
 			os.RemoveAll(final) // a half-made leftover without installed.json
@@ -208,7 +210,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 			os.RemoveAll(tmp)
 			return fmt.Errorf("update: install %s: %w", in.Version, err)
 		}
-		if err := syncDir(s.dir); err != nil {
+		if err := safeio.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("update: install %s: %w", in.Version, err)
 		}
 	}
@@ -229,7 +231,7 @@ func (s *Store) Activate(version string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("update: activate %s: %w", version, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("update: activate %s: %w", version, err)
 	}
 	return s.touchInstalled(version)
@@ -250,7 +252,7 @@ func (s *Store) touchInstalled(version string) error {
 	in.InstalledAt = time.Now().UTC()
 	in.RolledBack = false
 	meta, _ := json.MarshalIndent(in, "", "  ")
-	return writeAtomic(p, meta)
+	return safeio.WriteFile(p, meta, 0o644)
 }
 
 // Rollback makes the version that was active before the current one
@@ -297,7 +299,7 @@ func (s *Store) markRolledBack(version string) error {
 	}
 	in.RolledBack = true
 	meta, _ := json.MarshalIndent(in, "", "  ")
-	return writeAtomic(p, meta)
+	return safeio.WriteFile(p, meta, 0o644)
 }
 
 // Prune removes installed versions beyond the newest Keep (never the
@@ -336,7 +338,7 @@ func (s *Store) LoadState() State {
 // SaveState writes state.json atomically.
 func (s *Store) SaveState(st State) error {
 	b, _ := json.MarshalIndent(st, "", "  ")
-	return writeAtomic(filepath.Join(s.dir, stateFile), b)
+	return safeio.WriteFile(filepath.Join(s.dir, stateFile), b, 0o644)
 }
 
 func randHex() string {
@@ -358,27 +360,4 @@ func writeSynced(path string, data []byte) error {
 		err = cerr
 	}
 	return err
-}
-
-// writeAtomic replaces path with data: temp file, fsync, rename.
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp-" + randHex()
-	if err := writeSynced(tmp, data); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

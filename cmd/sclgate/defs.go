@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/safeio"
 )
 
 const defsUsage = `Usage:
@@ -147,33 +147,6 @@ func writeNewFile(path string, data []byte, perm os.FileMode) error {
 	return err
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// directory, synced, then renamed over it.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
 // readCapped reads a whole file of at most max bytes.
 func readCapped(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
@@ -243,7 +216,7 @@ func defsSign(e env, args []string) int {
 		}
 		return 1
 	}
-	if err := writeFileAtomic(bundle+".minisig", sig, 0o644); err != nil {
+	if err := safeio.WriteFile(bundle+".minisig", sig, 0o644); err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
 		return 1
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
 )
 
@@ -202,7 +203,7 @@ func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData
 		})
 	}
 	if err == nil {
-		err = writeFileAtomic(out, bundle.Bytes(), 0o644)
+		err = safeio.WriteFile(out, bundle.Bytes(), 0o644)
 	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs train:", err)
@@ -362,7 +363,7 @@ func defsEval(e env, args []string) int {
 		r.Thresholds = append(r.Thresholds, row)
 	}
 	if *plot != "" {
-		if err := writeFileAtomic(*plot, evalSVG(&r, hz, sz), 0o644); err != nil {
+		if err := safeio.WriteFile(*plot, evalSVG(&r, hz, sz), 0o644); err != nil {
 			fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 			return 1
 		}
