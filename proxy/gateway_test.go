@@ -931,3 +931,39 @@ func TestArchiveMessageThatLooksLikeAHead(t *testing.T) {
 		t.Errorf("archived message:\n%q", body)
 	}
 }
+
+// A message larger than what is kept in memory is spooled to disk, and
+// still relayed byte for byte, scored, and archived whole.
+func TestLargeMessageSpooled(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000}"})
+	var body strings.Builder
+	for body.Len() < 5<<20 {
+		body.WriteString("a fairly ordinary line of text in a long message, line after line\r\n")
+	}
+	msg := []byte("From: a@example.org\r\nTo: bob@example.com\r\nSubject: big\r\n\r\n" + body.String())
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("a@example.org", []string{"bob@example.com"}, msg); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("reply %q", reply)
+	}
+	got := ds.messages()
+	if len(got) != 1 || !bytes.HasSuffix(got[0].Data, msg[bytes.Index(msg, []byte("\r\n\r\n")):]) {
+		t.Fatalf("large message not relayed intact (%d messages)", len(got))
+	}
+
+	// The archive path streams from the spool too.
+	g2 := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000}\nfilter: {gateway_action: archive}"})
+	spam := append(testMessage("spam", spamPhrase), []byte(body.String())...)
+	rc2 := ehloed(t, g2.addr)
+	if reply := rc2.send("a@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("archive reply %q", reply)
+	}
+	files := g2.archived()
+	if len(files) != 1 {
+		t.Fatalf("archived %v", files)
+	}
+	b, _ := os.ReadFile(filepath.Join(g2.archiveDir, files[0]))
+	if !bytes.HasSuffix(b, spam) {
+		t.Errorf("archived file is not the whole message (%d bytes)", len(b))
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 )
 
 // SMTP smuggling (SEC Consult 2023; CVE-2023-51764/5/6): go-smtp ends DATA
@@ -18,50 +19,70 @@ var (
 	errHdrSize = errors.New("header too large")
 )
 
-// checkLineEnds returns raw if every line ends in CRLF and there is no NUL.
-// With normalizeLF, bare LFs are turned into CRLF (a copy); bare CR and
-// NUL are refused whatever the setting, since no legitimate mail has them
-// and they are what smuggling needs.
+// dataFilter checks message data as it streams in: every CR must be
+// followed by LF, every LF preceded by CR, and no NUL. With normalizeLF a
+// bare LF is written out as CRLF; bare CR and NUL are refused whatever the
+// setting, since no legitimate mail has them and they are what smuggling
+// needs.
+type dataFilter struct {
+	normalizeLF bool
+	lastCR      bool // the previous byte was a CR
+	changed     bool // a bare LF was rewritten
+}
+
+// write checks p and writes it (rewritten if need be) to w.
+func (f *dataFilter) write(w io.Writer, p []byte) error {
+	if bytes.IndexByte(p, 0) >= 0 {
+		return errNUL
+	}
+	start := 0
+	for i, b := range p {
+		switch {
+		case f.lastCR && b != '\n':
+			return errBareCR
+		case b == '\n' && !f.lastCR:
+			if !f.normalizeLF {
+				return errBareLF
+			}
+			if _, err := w.Write(p[start:i]); err != nil {
+				return err
+			}
+			if _, err := w.Write([]byte("\r")); err != nil {
+				return err
+			}
+			start = i
+			f.changed = true
+		}
+		f.lastCR = b == '\r'
+	}
+	_, err := w.Write(p[start:])
+	return err
+}
+
+// close reports a CR left bare at the very end.
+func (f *dataFilter) close() error {
+	if f.lastCR {
+		return errBareCR
+	}
+	return nil
+}
+
+// checkLineEnds runs raw through a dataFilter: raw itself when every line
+// ends in CRLF, a rewritten copy when normalizeLF turned bare LFs into
+// CRLF, or the error.
 func checkLineEnds(raw []byte, normalizeLF bool) ([]byte, error) {
-	if bytes.IndexByte(raw, 0) >= 0 {
-		return nil, errNUL
+	f := dataFilter{normalizeLF: normalizeLF}
+	var out bytes.Buffer
+	if err := f.write(&out, raw); err != nil {
+		return nil, err
 	}
-	bareLF := false
-	for i := bytes.IndexByte(raw, '\r'); i >= 0; {
-		if i+1 >= len(raw) || raw[i+1] != '\n' {
-			return nil, errBareCR
-		}
-		j := bytes.IndexByte(raw[i+2:], '\r')
-		if j < 0 {
-			break
-		}
-		i += 2 + j
+	if err := f.close(); err != nil {
+		return nil, err
 	}
-	for i := bytes.IndexByte(raw, '\n'); i >= 0; {
-		if i == 0 || raw[i-1] != '\r' {
-			bareLF = true
-			break
-		}
-		j := bytes.IndexByte(raw[i+1:], '\n')
-		if j < 0 {
-			break
-		}
-		i += 1 + j
-	}
-	if !bareLF {
+	if !f.changed {
 		return raw, nil
 	}
-	if !normalizeLF {
-		return nil, errBareLF
-	}
-	out := make([]byte, 0, len(raw)+len(raw)/32)
-	for i, b := range raw {
-		if b == '\n' && (i == 0 || raw[i-1] != '\r') {
-			out = append(out, '\r')
-		}
-		out = append(out, b)
-	}
-	return out, nil
+	return out.Bytes(), nil
 }
 
 // headerSize returns the length of raw's header, up to and including the

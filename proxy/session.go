@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -205,38 +205,46 @@ func (s *session) data(r io.Reader) error {
 	// go-smtp sets its read deadline per command line and not again during
 	// DATA: set the whole-message deadline ourselves.
 	s.conn.Conn().SetReadDeadline(time.Now().Add(cfg.Limits.DataTimeout))
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) { // 552 message too big, from go-smtp
-			s.srv.metrics.Rejected.WithLabelValues("size").Inc()
-			return se
-		}
-		// A timeout or a dropped connection: the client gets no 250, so
-		// it still has the message.
-		s.log.Warn("reading message", slog.String("id", s.id), slog.Any("err", err))
-		return errDataTimeout
-	}
-	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts), slog.Int("size", len(raw)))
 
-	// Before anything else looks at the bytes: nothing with bare line
-	// ends or NUL reaches the classifier, the archive or the downstream.
-	raw, err = checkLineEnds(raw, cfg.SMTP.BareLF == config.BareLFNormalize)
+	// The message goes through the line-end filter into the spool as it
+	// arrives: nothing with bare line ends or NUL reaches the classifier,
+	// the archive or the downstream, and a large message sits on disk,
+	// not in memory.
+	sp := &spool{headCap: max(spoolHead, cfg.Limits.MaxHeaderBytes+1)}
+	defer sp.Close()
+	filter := dataFilter{normalizeLF: cfg.SMTP.BareLF == config.BareLFNormalize}
+	err := readData(r, &filter, sp)
 	if err == nil && s.raw != nil && s.raw.dotCR.Load() {
 		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
 	}
-	if err != nil {
+	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts), slog.Int64("size", sp.Size()))
+	var se *smtp.SMTPError
+	switch {
+	case err == nil:
+	case errors.Is(err, errBareCR), errors.Is(err, errBareLF), errors.Is(err, errNUL):
 		log.Warn("refused: " + err.Error() + " in data (SMTP smuggling protection)")
 		s.srv.metrics.Rejected.WithLabelValues("bare_line_end").Inc()
 		return errLineEnds
+	case errors.As(err, &se): // 552 message too big, from go-smtp
+		s.srv.metrics.Rejected.WithLabelValues("size").Inc()
+		return se
+	case errors.Is(err, errSpool):
+		log.Error("spooling the message failed; deferred", slog.Any("err", err))
+		return errInternal
+	default:
+		// A timeout or a dropped connection: the client gets no 250, so
+		// it still has the message.
+		log.Warn("reading message", slog.Any("err", err))
+		return errDataTimeout
 	}
+	raw := sp.head
 	if headerSize(raw) > cfg.Limits.MaxHeaderBytes {
 		log.Warn("refused: header too large", slog.Int("limit", cfg.Limits.MaxHeaderBytes))
 		s.srv.metrics.Rejected.WithLabelValues("header_size").Inc()
 		return errHeaderTooBig
 	}
 
-	v, err := s.verdict(raw)
+	v, err := s.verdict(sp)
 	if err != nil {
 		log.Error("content filter failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailClassifier).Inc()
@@ -249,7 +257,7 @@ func (s *session) data(r io.Reader) error {
 		acted := s.srv.metrics.ActedUpon.WithLabelValues(f.GatewayAction)
 		switch f.GatewayAction {
 		case config.ActionArchive:
-			return s.archive(log, raw, v.scl, acted)
+			return s.archive(log, sp, v.scl, acted)
 		case config.ActionDelete:
 			acted.Inc()
 			log.Info("deleted by gateway action", slog.String("report", v.report))
@@ -261,7 +269,35 @@ func (s *session) data(r io.Reader) error {
 		}
 		acted.Inc() // ActionNone: relay as usual.
 	}
-	return s.relay(log, raw, v)
+	return s.relay(log, sp, v)
+}
+
+// spoolHead is how much of a message is kept in memory; the rest goes to
+// a temporary file.
+const spoolHead = 1 << 20
+
+var errSpool = errors.New("spool")
+
+// readData copies the DATA stream through the filter into the spool.
+func readData(r io.Reader, f *dataFilter, sp *spool) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if ferr := f.write(sp, buf[:n]); ferr != nil {
+				if errors.Is(ferr, errBareCR) || errors.Is(ferr, errBareLF) || errors.Is(ferr, errNUL) {
+					return ferr // go-smtp discards the rest of the data
+				}
+				return fmt.Errorf("%w: %v", errSpool, ferr)
+			}
+		}
+		if err == io.EOF {
+			return f.close()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // verdict is a message's SCL and how it got it.
@@ -271,13 +307,16 @@ type verdict struct {
 	report string
 }
 
-func (s *session) verdict(raw []byte) (verdict, error) {
+func (s *session) verdict(sp *spool) (verdict, error) {
 	if s.unfiltered() {
 		s.srv.metrics.SCL.WithLabelValues("-1").Inc()
 		return verdict{scl: -1, report: "unfiltered: authenticated or trusted client"}, nil
 	}
 	start := time.Now()
-	m := scorer.Parse(raw)
+	m := scorer.Parse(sp.head)
+	if sp.Spooled() {
+		m = scorer.ParseReader(sp.Reader(), sp.head)
+	}
 	r, err := s.p.Scorer.Score(context.Background(), m)
 	if err != nil {
 		return verdict{}, err
@@ -288,20 +327,20 @@ func (s *session) verdict(raw []byte) (verdict, error) {
 	return verdict{scl: r.SCL, scored: true, report: r.Report(reportMax)}, nil
 }
 
-func (s *session) archive(log *slog.Logger, raw []byte, scl int, acted prometheus.Counter) error {
+func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus.Counter) error {
 	a := s.p.Archive
 	if a == nil {
 		log.Error("archive action without an archive store")
 		return errArchive
 	}
 	env := archive.Envelope{From: s.from, To: s.rcpts}
-	id, err := a.Write(env, scl, bytes.NewReader(raw))
+	id, err := a.Write(env, scl, sp.Reader())
 	if errors.Is(err, archive.ErrAmbiguous) {
 		// The message's own first line looks like an archive head line
 		// (X-Receiver: ...): stored as is, it would read back with an
 		// envelope its sender chose. Our Received field on top, as any
 		// relay would add, makes the boundary unambiguous.
-		id, err = a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), bytes.NewReader(raw)))
+		id, err = a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), sp.Reader()))
 	}
 	if err != nil {
 		log.Error("archive write failed; message deferred", slog.Any("err", err))
@@ -314,7 +353,7 @@ func (s *session) archive(log *slog.Logger, raw []byte, scl int, acted prometheu
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + s.id}
 }
 
-func (s *session) relay(log *slog.Logger, raw []byte, v verdict) error {
+func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 	cfg := s.p.Config
 	fields := []string{s.received()}
 	fields = append(fields, "X-SCL: "+strconv.Itoa(v.scl))
@@ -329,7 +368,7 @@ func (s *session) relay(log *slog.Logger, raw []byte, v verdict) error {
 	}
 	ctx, cancel := deadline(cfg.Limits.DownstreamTimeout)
 	defer cancel()
-	reply, err := s.ds.Data(ctx, stamp(raw, fields))
+	reply, err := s.ds.Data(ctx, io.MultiReader(stamp(sp.head, fields), sp.Rest()))
 	s.ds = nil // Data ends the downstream transaction, success or not
 	if err != nil {
 		log.Warn("relay failed", slog.Any("err", err))

@@ -17,7 +17,7 @@ import (
 const (
 	MaxDepth     = 20      // multipart nesting levels walked
 	MaxParts     = 500     // MIME parts walked per message
-	MaxPartBytes = 8 << 20 // decoded bytes read from one part
+	MaxPartBytes = 2 << 20 // decoded bytes of one text part read for scoring
 	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
 )
 
@@ -48,20 +48,34 @@ type Part struct {
 // Parse parses raw into a Message. It never fails: what cannot be read is
 // recorded in Defects and the rest is kept.
 func Parse(raw []byte) *Message {
-	m := &Message{Raw: raw}
+	return ParseReader(bytes.NewReader(raw), raw)
+}
+
+// ParseReader parses a message read from r, for messages too large to hold
+// in memory: head is the start of the same message (at least its header),
+// kept as Message.Raw for classifiers that send the raw bytes on (external
+// engines see the head only). Memory use is bounded by the part and text
+// limits whatever the message's size.
+func ParseReader(r io.Reader, head []byte) *Message {
+	m := &Message{Raw: head}
 	// Mailbox files and many archives start each message with an mbox
 	// "From " line, which is not a header field: without this, the whole
 	// header would be unreadable.
-	ent, err := message.Read(bytes.NewReader(TrimMboxFrom(raw)))
+	if bytes.HasPrefix(head, []byte("From ")) {
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			io.CopyN(io.Discard, r, int64(i+1))
+		}
+	}
+	ent, err := message.Read(r)
 	if ent == nil {
 		// The header itself is unreadable. Score the bytes after the first
 		// blank line (or all of them) as plain text rather than nothing.
 		m.defect("header: " + errString(err))
-		body := raw
-		if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-			body = raw[i+4:]
-		} else if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
-			body = raw[i+2:]
+		body := head
+		if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
+			body = head[i+4:]
+		} else if i := bytes.Index(head, []byte("\n\n")); i >= 0 {
+			body = head[i+2:]
 		}
 		m.Text = toUTF8(body)
 		return m

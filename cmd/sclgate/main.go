@@ -9,6 +9,7 @@
 //	sclgate weights check FILE
 //	sclgate update  status|detect|install|rollback [-config FILE] ...
 //	sclgate defs    keygen|sign|verify|info|publish|train|eval ...
+//	sclgate archive list|show|raw|release|delete|purge ...
 //	sclgate version
 package main
 
@@ -44,6 +45,8 @@ Usage:
                                                filter-definition updates
   sclgate defs    keygen|sign|verify|info|publish|train|eval
                                                definitions bundles ("sclgate defs" for details)
+  sclgate archive list|show|raw|release|delete|purge [-config FILE|-dir DIR] ...
+                                               the archive manager ("sclgate archive" for details)
   sclgate version                              print the version
 
 Run "sclgate COMMAND -h" for a command's flags.
@@ -67,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdUpdate(e, args[1:])
 	case "defs":
 		return cmdDefs(e, args[1:])
+	case "archive":
+		return cmdArchive(e, args[1:])
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sclgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

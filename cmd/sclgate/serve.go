@@ -208,6 +208,9 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	g.stop = stop
 	go watchDefinitions(ctx, cfg.Definitions.Dir, g.definitionsChanged)
+	if cfg.Archive.Retention > 0 {
+		go runRetention(ctx, cfg, log)
+	}
 	if cfg.Updates.Enabled {
 		go autoUpdate(ctx, cfg, log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
 	}

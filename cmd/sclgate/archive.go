@@ -1,0 +1,715 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/proxy"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/weights"
+)
+
+const archiveUsage = `usage: sclgate archive COMMAND [-config FILE | -dir DIR] ...
+
+Commands:
+  list    [-json] [-since 30d|2006-01-02] [-scl N] [-from S] [-to R] [-subject TEXT]
+                           archived messages, newest first
+  show    ID               envelope, headers, explanation and decoded text
+  raw     ID               the message exactly as received
+  release ID... [-to ADDR] [-downstream URL]
+                           resubmit downstream stamped X-SCL: -1, then move
+                           the file to released/
+  delete  ID...            remove messages
+  purge   -older-than 30d [-dry-run]
+                           remove messages received before then
+
+-config FILE is the file serve uses (archive.dir, downstream, filter);
+default: the embedded defaults. -dir DIR names the archive directory
+instead of archive.dir.
+`
+
+// releasedDir is the subdirectory released messages are moved to.
+const releasedDir = "released"
+
+// cmdArchive implements "sclgate archive": the archive manager.
+func cmdArchive(e env, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, archiveUsage)
+		return 2
+	}
+	switch args[0] {
+	case "list":
+		return archiveList(e, args[1:])
+	case "show":
+		return archiveShow(e, args[1:])
+	case "raw":
+		return archiveRaw(e, args[1:])
+	case "release":
+		return archiveRelease(e, args[1:])
+	case "delete":
+		return archiveDelete(e, args[1:])
+	case "purge":
+		return archivePurge(e, args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(e.stdout, archiveUsage)
+		return 0
+	}
+	fmt.Fprintf(e.stderr, "sclgate archive: unknown command %q\n\n%s", args[0], archiveUsage)
+	return 2
+}
+
+// archiveCmd is what every archive subcommand shares: its flags, the
+// configuration and the store.
+type archiveCmd struct {
+	e          env
+	name       string
+	fs         *flag.FlagSet
+	configFile *string
+	dir        *string
+	cfg        *config.Config
+	store      *archive.Store
+}
+
+func newArchiveCmd(e env, name, usage string) *archiveCmd {
+	c := &archiveCmd{e: e, name: name, fs: flag.NewFlagSet("archive "+name, flag.ContinueOnError)}
+	c.fs.SetOutput(e.stderr)
+	c.configFile = c.fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
+	c.dir = c.fs.String("dir", "", "archive `DIR` (default: archive.dir of the configuration)")
+	c.fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate archive "+name+" "+usage)
+		c.fs.PrintDefaults()
+	}
+	return c
+}
+
+// parse parses args leniently (flags may follow the IDs), loads the
+// configuration and opens the store. It returns the exit code to end with,
+// or -1 to go on.
+func (c *archiveCmd) parse(args []string) int {
+	if err := c.fs.Parse(reorderFlags(c.fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := config.Load(*c.configFile)
+	if err != nil {
+		fmt.Fprintln(c.e.stderr, err)
+		return 2
+	}
+	c.cfg = cfg
+	dir := cfg.Archive.Dir
+	if *c.dir != "" {
+		dir = *c.dir
+	}
+	if dir == "" {
+		c.errorf("no archive directory: set archive.dir or give -dir")
+		return 2
+	}
+	// Looking must not create: a mistyped directory is an error, not an
+	// empty archive.
+	if st, err := os.Stat(dir); err != nil {
+		c.errorf("%v", err)
+		return 1
+	} else if !st.IsDir() {
+		c.errorf("%s is not a directory", dir)
+		return 1
+	}
+	if c.store, err = archive.Open(dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
+		c.errorf("%v", err)
+		return 1
+	}
+	return -1
+}
+
+func (c *archiveCmd) errorf(format string, a ...any) {
+	fmt.Fprintf(c.e.stderr, "sclgate archive %s: %s\n", c.name, fmt.Sprintf(format, a...))
+}
+
+// reorderFlags moves the flags in args (and the values of those that take
+// one) before the other arguments, so that "release ID -to ADDR" works as
+// well as "release -to ADDR ID". "--" ends the flags as usual.
+func reorderFlags(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(flags, "--"), rest...)
+}
+
+// listEntry is one message in "archive list -json".
+type listEntry struct {
+	ID       string    `json:"id"`
+	Received time.Time `json:"received"`
+	SCL      *int      `json:"scl"` // null: the file has no X-SCL
+	From     string    `json:"from"`
+	To       []string  `json:"to"`
+	Subject  string    `json:"subject"`
+	Size     int64     `json:"size"`
+}
+
+func archiveList(e env, args []string) int {
+	c := newArchiveCmd(e, "list", "[-config FILE | -dir DIR] [-json] [-since 30d|2006-01-02] [-scl N] [-from S] [-to R] [-subject TEXT]")
+	asJSON := c.fs.Bool("json", false, "a JSON array")
+	since := c.fs.String("since", "", "only messages received within `AGE` (30d, 36h) or since a date (2006-01-02, local time)")
+	minSCL := c.fs.Int("scl", -2, "only messages with an archived SCL of at least `N`")
+	from := c.fs.String("from", "", "only envelope senders containing `S` (any case)")
+	to := c.fs.String("to", "", "only messages with a recipient containing `R` (any case)")
+	subject := c.fs.String("subject", "", "only subjects containing `TEXT` (any case, decoded)")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() > 0 {
+		c.fs.Usage()
+		return 2
+	}
+	var cutoff time.Time
+	if *since != "" {
+		t, err := parseSince(*since, time.Now())
+		if err != nil {
+			c.errorf("-since: %v", err)
+			return 2
+		}
+		cutoff = t
+	}
+
+	items, err := c.store.List()
+	var skipped *archive.SkippedError
+	switch {
+	case errors.As(err, &skipped):
+		for _, err := range skipped.Errs {
+			c.errorf("skipped: %v", err)
+		}
+	case err != nil:
+		c.errorf("%v", err)
+		return 1
+	}
+	entries := []listEntry{}
+	for _, it := range items {
+		if !cutoff.IsZero() && it.Received.Before(cutoff) {
+			continue
+		}
+		if *minSCL > -2 && (!it.HasSCL || it.SCL < *minSCL) {
+			continue
+		}
+		if *from != "" && !containsFold(it.Envelope.From, *from) {
+			continue
+		}
+		if *to != "" && !anyContainsFold(it.Envelope.To, *to) {
+			continue
+		}
+		subj, err := readSubject(c.store, it.ID)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // released or deleted meanwhile
+		} else if err != nil {
+			c.errorf("%s: %v", it.ID, err)
+		}
+		if *subject != "" && !containsFold(subj, *subject) {
+			continue
+		}
+		le := listEntry{ID: it.ID, Received: it.Received.UTC(), From: it.Envelope.From, To: it.Envelope.To, Subject: subj, Size: it.Size}
+		if it.HasSCL {
+			scl := it.SCL
+			le.SCL = &scl
+		}
+		entries = append(entries, le)
+	}
+
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		enc.Encode(entries)
+		return 0
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECEIVED\tSCL\tFROM\tTO\tSIZE\tSUBJECT")
+	for _, le := range entries {
+		scl := "-"
+		if le.SCL != nil {
+			scl = strconv.Itoa(*le.SCL)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t<%s>\t%s\t%d\t%s\n", le.ID, le.Received.Format("2006-01-02 15:04:05Z"), scl,
+			printLine(le.From), printLine(strings.Join(le.To, ",")), le.Size, printLine(le.Subject))
+	}
+	tw.Flush()
+	return 0
+}
+
+// parseSince turns "30d", "36h" or "2006-01-02" (local midnight) into the
+// earliest time to show.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
+		return t, nil
+	}
+	d, err := config.ParseDays(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an age such as 30d or 36h nor a date such as 2006-01-02", s)
+	}
+	return now.Add(-d), nil
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+func anyContainsFold(list []string, sub string) bool {
+	for _, s := range list {
+		if containsFold(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// printLine keeps what messages and envelopes say from driving the
+// terminal or breaking a line of output: see printable.
+func printLine(s string) string {
+	return printable(strings.NewReplacer("\r", " ", "\n", " ", "\t", " ").Replace(s))
+}
+
+// maxListHeader bounds how much of a message list reads to find its
+// subject.
+const maxListHeader = 256 << 10
+
+// readSubject returns the decoded subject of an archived message, reading
+// only its header.
+func readSubject(store *archive.Store, id string) (string, error) {
+	_, body, err := store.Open(id)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	hdr, err := readHeader(bufio.NewReader(io.LimitReader(body, maxListHeader)))
+	if err != nil {
+		return "", err
+	}
+	return scorer.Parse(hdr).Subject, nil
+}
+
+// readHeader reads up to and including the blank line that ends a header.
+func readHeader(r *bufio.Reader) ([]byte, error) {
+	var b bytes.Buffer
+	for {
+		line, err := r.ReadBytes('\n')
+		b.Write(line)
+		if len(bytes.TrimRight(line, "\r\n")) == 0 && len(line) > 0 {
+			return b.Bytes(), nil
+		}
+		if err == io.EOF {
+			return b.Bytes(), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readMessage reads an archived message whole.
+func readMessage(store *archive.Store, id string) (archive.Item, []byte, error) {
+	it, body, err := store.Open(id)
+	if err != nil {
+		return archive.Item{}, nil, err
+	}
+	defer body.Close()
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return archive.Item{}, nil, fmt.Errorf("archive: %s: %w", it.Path, err)
+	}
+	return it, raw, nil
+}
+
+func archiveShow(e env, args []string) int {
+	c := newArchiveCmd(e, "show", "[-config FILE | -dir DIR] ID...")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() == 0 {
+		c.fs.Usage()
+		return 2
+	}
+	s, err := c.scorer()
+	if err != nil {
+		c.errorf("%v", err)
+		return 2
+	}
+	code := 0
+	for i, id := range c.fs.Args() {
+		if i > 0 {
+			fmt.Fprintln(e.stdout, strings.Repeat("-", 72))
+		}
+		it, raw, err := readMessage(c.store, id)
+		if err != nil {
+			c.errorf("%v", err)
+			code = 1
+			continue
+		}
+		m := scorer.Parse(raw)
+		w := e.stdout
+		fmt.Fprintf(w, "ID:          %s\n", it.ID)
+		fmt.Fprintf(w, "File:        %s\n", it.Path)
+		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
+		for _, to := range it.Envelope.To {
+			fmt.Fprintf(w, "Recipient:   <%s>\n", printLine(to))
+		}
+		if it.HasSCL {
+			fmt.Fprintf(w, "SCL:         %d (archived)\n", it.SCL)
+		} else {
+			fmt.Fprintf(w, "SCL:         not archived (archive.store_scl was off)\n")
+		}
+		fmt.Fprintf(w, "Size:        %d bytes\n", it.Size)
+		fmt.Fprintf(w, "Subject:     %s\n", printLine(m.Subject))
+		r, err := s.Score(context.Background(), m)
+		if err != nil {
+			fmt.Fprintf(w, "X-SCL-Report: not available: %v\n", err)
+		} else {
+			fmt.Fprintf(w, "X-SCL-Report (computed now with the current configuration, not stored at archiving):\n  %s\n", printLine(r.Report(0)))
+		}
+		for _, d := range m.Defects {
+			fmt.Fprintf(w, "Defect:      %s\n", printLine(d))
+		}
+		hdr, _ := readHeader(bufio.NewReader(bytes.NewReader(raw)))
+		fmt.Fprintf(w, "\nHeader:\n%s", printableText(strings.TrimRight(string(hdr), "\r\n")))
+		fmt.Fprintf(w, "\n\nText:\n%s\n", printableText(strings.TrimRight(m.Text, "\r\n")))
+	}
+	return code
+}
+
+// printableText is printable for multi-line text.
+func printableText(s string) string {
+	return printable(strings.ReplaceAll(s, "\r\n", "\n"))
+}
+
+// scorer builds the scorer show explains with: the configured classifier
+// (with the installed definitions when there are any) and weight list.
+func (c *archiveCmd) scorer() (*scorer.Scorer, error) {
+	var d *definitions
+	var err error
+	if st, serr := os.Stat(c.cfg.Definitions.Dir); c.cfg.Definitions.Dir != "" && serr == nil && st.IsDir() {
+		d, err = loadDefinitions(c.cfg)
+		if d == nil {
+			return nil, err
+		}
+		if err != nil {
+			c.errorf("%v", err)
+		}
+	} else if d, err = builtinDefinitions(nil); err != nil {
+		return nil, err
+	}
+	cl, defsVersion, err := classifier(c.cfg, d, func(name string, err error) {
+		c.errorf("%s failed, scored by the built-in model: %v", name, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var list *weights.List
+	if wf := c.cfg.Filter.WeightsFile; wf != "" {
+		if list, err = weights.Load(wf); err != nil {
+			return nil, err
+		}
+	}
+	return &scorer.Scorer{Classifier: cl, Weights: func() *weights.List { return list }, Definitions: defsVersion}, nil
+}
+
+func archiveRaw(e env, args []string) int {
+	c := newArchiveCmd(e, "raw", "[-config FILE | -dir DIR] ID")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() != 1 {
+		c.fs.Usage()
+		return 2
+	}
+	_, body, err := c.store.Open(c.fs.Arg(0))
+	if err != nil {
+		c.errorf("%v", err)
+		return 1
+	}
+	defer body.Close()
+	if _, err := io.Copy(e.stdout, body); err != nil {
+		c.errorf("%v", err)
+		return 1
+	}
+	return 0
+}
+
+func archiveDelete(e env, args []string) int {
+	c := newArchiveCmd(e, "delete", "[-config FILE | -dir DIR] ID...")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() == 0 {
+		c.fs.Usage()
+		return 2
+	}
+	code := 0
+	for _, id := range c.fs.Args() {
+		if err := c.store.Delete(id); err != nil {
+			c.errorf("%v", err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(e.stdout, "deleted %s\n", id)
+	}
+	return code
+}
+
+func archivePurge(e env, args []string) int {
+	c := newArchiveCmd(e, "purge", "[-config FILE | -dir DIR] -older-than 30d [-dry-run]")
+	olderThan := c.fs.String("older-than", "", "remove messages received more than `AGE` ago (30d, 36h; default: archive.retention)")
+	dryRun := c.fs.Bool("dry-run", false, "only list what would be removed")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() > 0 {
+		c.fs.Usage()
+		return 2
+	}
+	age := time.Duration(c.cfg.Archive.Retention)
+	if *olderThan != "" {
+		d, err := config.ParseDays(*olderThan)
+		if err != nil {
+			c.errorf("-older-than: %v", err)
+			return 2
+		}
+		age = d
+	}
+	if age <= 0 {
+		c.errorf("give -older-than AGE (such as 30d); archive.retention is not set")
+		return 2
+	}
+	removed, err := purgeArchive(c.store, age, *dryRun, time.Now())
+	verb := "deleted"
+	if *dryRun {
+		verb = "would delete"
+	}
+	for _, it := range removed {
+		fmt.Fprintf(e.stdout, "%s %s (received %s)\n", verb, it.ID, it.Received.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(e.stdout, "%s %d message(s) received before %s\n", verb, len(removed), time.Now().Add(-age).UTC().Format(time.RFC3339))
+	if err != nil {
+		c.errorf("%v", err)
+		return 1
+	}
+	return 0
+}
+
+// stringList is a flag that may be repeated, each value also split at
+// commas.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, strings.Trim(s, "<>"))
+		}
+	}
+	return nil
+}
+
+func archiveRelease(e env, args []string) int {
+	c := newArchiveCmd(e, "release", "[-config FILE | -dir DIR] [-to ADDR] [-downstream URL] ID...")
+	var to stringList
+	c.fs.Var(&to, "to", "deliver to `ADDR` instead of the original recipients (repeatable, or comma-separated)")
+	dsURL := c.fs.String("downstream", "", "deliver to `URL` (smtp://host:port, lmtp://..., maildir:DIR) instead of the configured downstream")
+	if code := c.parse(args); code >= 0 {
+		return code
+	}
+	if c.fs.NArg() == 0 {
+		c.fs.Usage()
+		return 2
+	}
+	if *dsURL != "" {
+		c.cfg.Downstream = *dsURL
+	}
+	ds, err := config.ParseDownstream(c.cfg.Downstream)
+	if err != nil {
+		c.errorf("downstream: %v", err)
+		return 2
+	}
+	for _, a := range to {
+		if strings.ContainsAny(a, "\r\n<> \t") || !strings.Contains(a, "@") {
+			c.errorf("-to: %q is not an address", a)
+			return 2
+		}
+	}
+	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout)
+	code := 0
+	for _, id := range c.fs.Args() {
+		rcpts, reply, err := releaseOne(c, down, id, to, time.Now())
+		if err != nil {
+			c.errorf("%s: %v", id, err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(e.stdout, "released %s to %s via %s (%s); moved to %s/\n", id, strings.Join(rcpts, ","), c.cfg.Downstream, printLine(reply), releasedDir)
+	}
+	return code
+}
+
+// releaseOne delivers one archived message downstream and, once the
+// downstream has taken it, moves its file to released/. When delivery
+// fails, the file stays where it was.
+func releaseOne(c *archiveCmd, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
+	it, raw, err := readMessage(c.store, id)
+	if err != nil {
+		return nil, "", err
+	}
+	rcpts = it.Envelope.To
+	if len(to) > 0 {
+		rcpts = to
+	}
+	fields := []string{"X-SCL: -1"}
+	if c.cfg.Filter.ExchangeSCLHeader {
+		fields = append(fields, "X-MS-Exchange-Organization-SCL: -1")
+	}
+	fields = append(fields, "X-SCL-Released: "+now.Format(time.RFC1123Z))
+	msg := stampRelease(raw, fields)
+
+	timeout := c.cfg.Limits.DownstreamTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
+	defer cancel()
+	opts := &smtp.MailOptions{}
+	if has8bit(msg) {
+		opts.Body = smtp.Body8BitMIME
+	}
+	// LMTP takes one recipient per transaction (see package proxy).
+	groups := [][]string{rcpts}
+	if down.OneRecipient() {
+		groups = nil
+		for _, r := range rcpts {
+			groups = append(groups, []string{r})
+		}
+	}
+	var done []string
+	for _, g := range groups {
+		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg)
+		if err != nil {
+			if len(done) > 0 {
+				err = fmt.Errorf("%w (already delivered to %s; the file stays, so releasing it again sends them a second copy)", err, strings.Join(done, ","))
+			}
+			return nil, "", fmt.Errorf("not released, the file stays in the archive: %w", err)
+		}
+		done = append(done, g...)
+		reply = r
+	}
+	if err := c.store.Move(id, releasedDir); err != nil {
+		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (remove it by hand so it is not released twice): %w", releasedDir, err)
+	}
+	return rcpts, reply, nil
+}
+
+func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp.MailOptions, rcpts []string, msg []byte) (string, error) {
+	txn, err := down.Begin(ctx, from, opts)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range rcpts {
+		if err := txn.Rcpt(ctx, r, nil); err != nil {
+			txn.Abort()
+			return "", fmt.Errorf("<%s>: %w", r, err)
+		}
+	}
+	return txn.Data(ctx, bytes.NewReader(msg))
+}
+
+func has8bit(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// releaseDrop are the fields stampRelease removes from the header: the
+// verdict fields the gateway removes (see proxy's stamp), and an earlier
+// X-SCL-Released, which only sclgate may set.
+var releaseDrop = map[string]bool{
+	"x-scl": true, "x-scl-report": true, "x-spam-flag": true,
+	"x-ms-exchange-organization-scl": true, "x-scl-released": true,
+}
+
+// stampRelease returns raw with fields ("Name: value", no line end) on top
+// and every field named in releaseDrop removed from its header, folded
+// lines included; all other bytes are kept. The new fields end their lines
+// as the message's first line does (files IMF wrote may use bare LF).
+func stampRelease(raw []byte, fields []string) []byte {
+	eol := "\r\n"
+	if i := bytes.IndexByte(raw, '\n'); i >= 0 && (i == 0 || raw[i-1] != '\r') {
+		eol = "\n"
+	}
+	var out bytes.Buffer
+	out.Grow(len(raw) + 128)
+	for _, f := range fields {
+		out.WriteString(f + eol)
+	}
+	drop := false
+	pos := 0
+	for pos < len(raw) {
+		end := bytes.IndexByte(raw[pos:], '\n')
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += pos + 1
+		}
+		line := raw[pos:end]
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break // end of header
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			drop = false
+			if colon := bytes.IndexByte(line, ':'); colon >= 0 {
+				drop = releaseDrop[strings.ToLower(strings.TrimSpace(string(line[:colon])))]
+			}
+		}
+		if !drop {
+			out.Write(line)
+		}
+		pos = end
+	}
+	out.Write(raw[pos:])
+	return out.Bytes()
+}

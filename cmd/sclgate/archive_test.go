@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+)
+
+// archiveRun runs "sclgate archive ARGS" in-process.
+func archiveRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	code := cmdArchive(env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut}, args)
+	return code, out.String(), errOut.String()
+}
+
+// testArchive fills a fresh archive directory: spam (SCL 9, two
+// recipients, an encoded subject) received 2 days ago, ham (SCL 2) 40
+// days ago, and the IMF file 05-imf-lf.eml (SCL 6) dated 10 days ago.
+func testArchive(t *testing.T) (dir string, spam, ham, imf string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "arch")
+	now := time.Now()
+	write := func(at time.Time, env archive.Envelope, scl int, msg string) string {
+		st, err := archive.Open(dir, archive.Options{StoreSCL: true, Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := st.Write(env, scl, strings.NewReader(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	spam = write(now.Add(-48*time.Hour), archive.Envelope{From: "spammer@spam.test", To: []string{"bob@example.com", "carol@example.com"}}, 9,
+		"X-SCL: -1\r\nX-Spam-Flag: NO\r\nFrom: <spammer@spam.test>\r\nSubject: =?utf-8?q?Casino_n=C3=A4ight?=\r\nX-SCL-Report: all\r\n good\r\n\r\nwin the casino jackpot now\r\n")
+	ham = write(now.Add(-40*24*time.Hour), archive.Envelope{From: "", To: []string{"dave@example.com"}}, 2,
+		"Subject: minutes\r\n\r\nsee you tuesday\r\n")
+	b, err := os.ReadFile("../../testdata/archive/05-imf-lf.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	imf = "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"
+	p := filepath.Join(dir, imf+".eml")
+	if err := os.WriteFile(p, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-10 * 24 * time.Hour)
+	os.Chtimes(p, old, old)
+	return dir, spam, ham, imf
+}
+
+func TestArchiveListJSONAndFilters(t *testing.T) {
+	dir, spam, ham, imf := testArchive(t)
+	code, out, errOut := archiveRun(t, "list", "-dir", dir, "-json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var got []listEntry
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(got) != 3 || got[0].ID != spam || got[1].ID != imf || got[2].ID != ham {
+		t.Fatalf("want newest first spam, imf, ham:\n%s", out)
+	}
+	if s := got[0]; *s.SCL != 9 || s.From != "spammer@spam.test" || strings.Join(s.To, ",") != "bob@example.com,carol@example.com" ||
+		s.Subject != "Casino näight" || s.Size == 0 {
+		t.Errorf("spam entry %+v", s)
+	}
+	if i := got[1]; *i.SCL != 6 || i.From != "spammer@example.com" || len(i.To) != 2 || i.Subject != "Best prices" || i.Size != 253 {
+		t.Errorf("IMF entry %+v", i)
+	}
+	if got[2].From != "" {
+		t.Errorf("null sender: %+v", got[2])
+	}
+
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"-scl", "7"}, []string{spam}},
+		{[]string{"-scl", "6"}, []string{spam, imf}},
+		{[]string{"-since", "36h"}, nil},
+		{[]string{"-since", "3d"}, []string{spam}},
+		{[]string{"-since", time.Now().Add(-20 * 24 * time.Hour).Format("2006-01-02")}, []string{spam, imf}},
+		{[]string{"-from", "SPAM.test"}, []string{spam}},
+		{[]string{"-to", "carol@"}, []string{spam, imf}},
+		{[]string{"-subject", "casino NÄ"}, []string{spam}},
+		{[]string{"-subject", "prices", "-scl", "5"}, []string{imf}},
+	} {
+		code, out, errOut := archiveRun(t, append([]string{"list", "-json", "-dir", dir}, c.args...)...)
+		var got []listEntry
+		if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil {
+			t.Errorf("%v: exit %d %v %s", c.args, code, err, errOut)
+			continue
+		}
+		var ids []string
+		for _, g := range got {
+			ids = append(ids, g.ID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(c.want) {
+			t.Errorf("%v: got %v want %v", c.args, ids, c.want)
+		}
+	}
+
+	code, out, _ = archiveRun(t, "list", "-dir", dir)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") || !strings.HasPrefix(lines[1], spam) ||
+		!strings.Contains(lines[1], "bob@example.com,carol@example.com") || !strings.Contains(lines[1], "Casino näight") {
+		t.Errorf("table:\n%s", out)
+	}
+	if code, _, errOut := archiveRun(t, "list", "-dir", dir, "-since", "yesterday"); code != 2 || !strings.Contains(errOut, "yesterday") {
+		t.Errorf("bad -since: %d %s", code, errOut)
+	}
+	if code, _, errOut := archiveRun(t, "list", "-dir", filepath.Join(dir, "nosuch")); code != 1 || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("missing dir: %d %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nosuch")); err == nil {
+		t.Error("list created the directory it was given")
+	}
+}
+
+func TestArchiveShowAndRaw(t *testing.T) {
+	dir, spam, _, imf := testArchive(t)
+	w := weightsFile(t, t.TempDir())
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("filter:\n  classifier: none\n  weights_file: %s\narchive:\n  dir: %s\ndefinitions:\n  dir: \"\"\n", w, dir)), 0o644)
+	code, out, errOut := archiveRun(t, "show", "-config", cfg, spam)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"ID:          " + spam, "Sender:      <spammer@spam.test>", "Recipient:   <carol@example.com>",
+		"SCL:         9 (archived)", "Subject:     Casino näight", "computed now", `scl=9 classifier=none score=0 classifier_scl=0; rules: BODY MAX "casino jackpot"`,
+		"\nHeader:\nX-SCL: -1\nX-Spam-Flag: NO\n", "Text:\nwin the casino jackpot now\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = archiveRun(t, "show", "-config", cfg, imf)
+	if code != 0 || !strings.Contains(out, "SCL:         6 (archived)") || !strings.Contains(out, "Text:\nBuy now.") {
+		t.Errorf("IMF show: %d\n%s", code, out)
+	}
+	code, out, _ = archiveRun(t, "raw", "-dir", dir, imf)
+	b, _ := os.ReadFile("../../testdata/archive/05-imf-lf.eml")
+	if code != 0 || !strings.HasPrefix(out, "Received: from mx.example.com") || !strings.HasSuffix(string(b), out) || len(out) != 253 {
+		t.Errorf("raw: %d %q", code, out)
+	}
+	if code, _, errOut := archiveRun(t, "show", "-dir", dir, "../etc/passwd"); code != 1 || !strings.Contains(errOut, "invalid archive ID") {
+		t.Errorf("bad ID: %d %s", code, errOut)
+	}
+	if code, _, errOut := archiveRun(t, "raw", "-dir", dir, "nosuch"); code != 1 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("missing ID: %d %s", code, errOut)
+	}
+}
+
+// Release into a Maildir downstream, with -to after the ID.
+func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: maildir:%s\narchive:\n  dir: %s\nhostname: gw.test\n", md, dir)), 0o644)
+	code, out, errOut := archiveRun(t, "release", spam, "-config", cfg, "-to", "x@example.com")
+	if code != 0 || !strings.Contains(out, "released "+spam+" to x@example.com") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	files, _ := filepath.Glob(filepath.Join(md, "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("%d files in maildir", len(files))
+	}
+	b, _ := os.ReadFile(files[0])
+	m := string(b)
+	if !strings.HasPrefix(m, "Return-Path: <spammer@spam.test>\r\nDelivered-To: x@example.com\r\nX-SCL: -1\r\nX-SCL-Released: ") {
+		t.Errorf("delivered:\n%s", m)
+	}
+	if strings.Contains(m, "X-Spam-Flag") || strings.Contains(m, "X-SCL-Report") || strings.Count(m, "X-SCL:") != 1 || strings.Contains(m, " good\r\n") ||
+		!strings.HasSuffix(m, "From: <spammer@spam.test>\r\nSubject: =?utf-8?q?Casino_n=C3=A4ight?=\r\n\r\nwin the casino jackpot now\r\n") {
+		t.Errorf("stamping:\n%q", m)
+	}
+	if _, err := os.Stat(filepath.Join(dir, releasedDir, spam+".eml")); err != nil {
+		t.Errorf("not in released/: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err == nil {
+		t.Error("still in the archive")
+	}
+}
+
+func TestArchiveDeleteAndPurge(t *testing.T) {
+	dir, spam, ham, imf := testArchive(t)
+	code, out, _ := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d", "-dry-run")
+	if code != 0 || !strings.Contains(out, "would delete "+ham) || strings.Contains(out, imf) || !strings.Contains(out, "would delete 1 message") {
+		t.Errorf("dry run: %d\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ham+".eml")); err != nil {
+		t.Fatal("dry run removed it")
+	}
+	code, out, _ = archiveRun(t, "purge", "-older-than", "7d", "-dir", dir)
+	if code != 0 || !strings.Contains(out, "deleted "+ham) || !strings.Contains(out, "deleted "+imf) || strings.Contains(out, spam) {
+		t.Errorf("purge: %d\n%s", code, out)
+	}
+	if code, _, errOut := archiveRun(t, "purge", "-dir", dir); code != 2 || !strings.Contains(errOut, "-older-than") {
+		t.Errorf("no age: %d %s", code, errOut)
+	}
+	code, out, errOut := archiveRun(t, "delete", "-dir", dir, spam, "nosuch")
+	if code != 1 || !strings.Contains(out, "deleted "+spam) || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("delete: %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := archiveRun(t, "list", "-dir", dir, "-json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("left: %s", out)
+	}
+}
+
+func TestStampRelease(t *testing.T) {
+	in := "x-scl: 9\nSubject: hi\nX-SCL-Report: a\n\tb\nX-SCL-Released: forged\nTo: b@c\n\nX-SCL: body stays\n"
+	got := string(stampRelease([]byte(in), []string{"X-SCL: -1", "X-SCL-Released: now"}))
+	want := "X-SCL: -1\nX-SCL-Released: now\nSubject: hi\nTo: b@c\n\nX-SCL: body stays\n"
+	if got != want {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	// No header end at all, and a dropped field last.
+	got = string(stampRelease([]byte("A: 1\r\nX-Spam-Flag: YES"), []string{"X-SCL: -1"}))
+	if got != "X-SCL: -1\r\nA: 1\r\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestReorderFlags(t *testing.T) {
+	c := newArchiveCmd(env{stderr: io.Discard}, "x", "")
+	c.fs.Bool("dry-run", false, "")
+	got := reorderFlags(c.fs, []string{"a", "-dry-run", "b", "-dir", "D", "--config=F", "c", "--", "-x"})
+	if fmt.Sprint(got) != "[-dry-run -dir D --config=F -- a b c -x]" {
+		t.Errorf("%v", got)
+	}
+}
+
+func TestRunRetention(t *testing.T) {
+	dir, spam, ham, imf := testArchive(t)
+	defer func(a, b time.Duration) { retentionFirstRun, retentionInterval = a, b }(retentionFirstRun, retentionInterval)
+	retentionFirstRun, retentionInterval = 10*time.Millisecond, time.Hour
+	cfg, err := config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n  retention: 7d\n", dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var logs strings.Builder
+	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, e1 := os.Stat(filepath.Join(dir, ham+".eml"))
+		_, e2 := os.Stat(filepath.Join(dir, imf+".eml"))
+		if e1 != nil && e2 != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("retention did not purge")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Errorf("recent message purged: %v", err)
+	}
+}
+
+// ---- the real binary over an archive the real gateway wrote ----
+
+// archiveBin runs the built binary's "archive" command in dir.
+func archiveBin(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"archive"}, args...)...)
+	cmd.Dir = dir
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
+}
+
+func TestArchiveCLIOverGatewayArchive(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  weights_file: %s\n  gateway_action: archive\n", s.addr, weightsFile(t, dir)))
+	arch := filepath.Join(g.dir, "archive")
+	for i, subj := range []string{"first casino", "second casino", "third casino"} {
+		out := swaks(t, g.addr, "--to", "bob@example.com,carol@example.com", "--from", fmt.Sprintf("spammer%d@spam.test", i),
+			"--header", "Subject: "+subj, "--header", "X-SCL: -1", "--body", "win the casino jackpot now")
+		if !reply(out, "250 ") {
+			t.Fatalf("not archived:\n%s", out)
+		}
+	}
+	if msgs := s.messages(t, 0); len(msgs) != 0 {
+		t.Fatalf("spam was relayed: %d", len(msgs))
+	}
+
+	code, out, errOut := archiveBin(t, g.dir, "list", "-config", g.config, "-json")
+	var list []listEntry
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list) != 3 {
+		t.Fatalf("list: %d %v\n%s%s", code, err, out, errOut)
+	}
+	if list[0].From != "spammer2@spam.test" || list[0].Subject != "third casino" || *list[0].SCL != 9 ||
+		strings.Join(list[0].To, ",") != "bob@example.com,carol@example.com" {
+		t.Errorf("newest %+v", list[0])
+	}
+	first, second, third := list[2].ID, list[1].ID, list[0].ID
+
+	code, out, _ = archiveBin(t, g.dir, "list", "-config", g.config, "-subject", "second", "-scl", "9")
+	if code != 0 || !strings.Contains(out, second) || strings.Contains(out, first) || strings.Contains(out, third) {
+		t.Errorf("list -subject: %d\n%s", code, out)
+	}
+	code, out, _ = archiveBin(t, g.dir, "show", "-config", g.config, first)
+	if code != 0 || !strings.Contains(out, `BODY MAX "casino jackpot"`) || !strings.Contains(out, "computed now") ||
+		!strings.Contains(out, "Subject:     first casino") || !strings.Contains(out, "win the casino jackpot now") {
+		t.Errorf("show: %d\n%s", code, out)
+	}
+	code, out, _ = archiveBin(t, g.dir, "raw", "-config", g.config, first)
+	if code != 0 || !strings.HasPrefix(out, "Date: ") || !strings.Contains(out, "Subject: first casino\r\n") || !strings.Contains(out, "X-SCL: -1\r\n") {
+		t.Errorf("raw: %d\n%q", code, out)
+	}
+
+	// Release to the gateway's own downstream, the sink.
+	code, out, errOut = archiveBin(t, g.dir, "release", "-config", g.config, first)
+	if code != 0 || !strings.Contains(out, "released "+first) {
+		t.Fatalf("release: %d\n%s%s", code, out, errOut)
+	}
+	msgs := s.messages(t, 1)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages at the sink", len(msgs))
+	}
+	m := msgs[0]
+	if v, _ := header(m, "X-SCL"); v != "-1" {
+		t.Errorf("X-SCL %q\n%s", v, m)
+	}
+	if v, ok := header(m, "X-SCL-Released"); !ok {
+		t.Errorf("no X-SCL-Released\n%s", m)
+	} else if at, err := time.Parse(time.RFC1123Z, v); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("X-SCL-Released %q: %v", v, err)
+	}
+	if strings.Count(m, "X-SCL:") != 1 || !strings.Contains(m, "Subject: first casino") {
+		t.Errorf("stamping:\n%s", m)
+	}
+	if v, _ := header(m, "X-Mail-Args"); !strings.HasPrefix(v, "<spammer0@spam.test>") {
+		t.Errorf("sender %q", v)
+	}
+	if rcpts := sinkRcpts(m); fmt.Sprint(rcpts) != "[<bob@example.com> <carol@example.com>]" {
+		t.Errorf("recipients %v", rcpts)
+	}
+	if _, err := os.Stat(filepath.Join(arch, "released", first+".eml")); err != nil {
+		t.Errorf("not moved to released/: %v", err)
+	}
+
+	// Release failure: nothing listens on the downstream.
+	bad := filepath.Join(g.dir, "bad.yaml")
+	cfgText, _ := os.ReadFile(g.config)
+	os.WriteFile(bad, []byte(strings.Replace(string(cfgText), "smtp://"+s.addr, "smtp://"+freePort(t), 1)), 0o644)
+	code, out, errOut = archiveBin(t, g.dir, "release", "-config", bad, second, "-to", "x@example.com")
+	if code != 1 || !strings.Contains(errOut, second) || !strings.Contains(errOut, "connect") || !strings.Contains(errOut, "refused") ||
+		!strings.Contains(errOut, "file stays") || strings.Contains(out, "released") {
+		t.Errorf("failed release: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(arch, second+".eml")); err != nil {
+		t.Errorf("file gone after failed release: %v", err)
+	}
+
+	// Release with -to after the ID: only that recipient.
+	code, _, errOut = archiveBin(t, g.dir, "release", second, "-config", g.config, "-to", "x@example.com")
+	if code != 0 {
+		t.Fatalf("release -to: %d %s", code, errOut)
+	}
+	msgs = s.messages(t, 2)
+	var toX string
+	for _, mm := range msgs {
+		if strings.Contains(mm, "Subject: second casino") {
+			toX = mm
+		}
+	}
+	if rcpts := sinkRcpts(toX); fmt.Sprint(rcpts) != "[<x@example.com>]" {
+		t.Errorf("release -to:\n%s", toX)
+	}
+
+	// An archive file IMF wrote: listed and released.
+	imf := "{3F2504E0-4F89-11D3-9A0C-0305E82C3301}"
+	b, _ := os.ReadFile("../../testdata/archive/05-imf-lf.eml")
+	os.WriteFile(filepath.Join(arch, imf+".eml"), b, 0o640)
+	code, out, _ = archiveBin(t, g.dir, "list", "-config", g.config)
+	if code != 0 || !strings.Contains(out, imf) || !strings.Contains(out, "Best prices") || !strings.Contains(out, "<spammer@example.com>") {
+		t.Errorf("IMF list: %d\n%s", code, out)
+	}
+	code, _, errOut = archiveBin(t, g.dir, "release", "-config", g.config, imf)
+	if code != 0 {
+		t.Fatalf("IMF release: %d %s", code, errOut)
+	}
+	msgs = s.messages(t, 3)
+	var imfMsg string
+	for _, mm := range msgs {
+		if strings.Contains(mm, "Message-ID: <1@example.com>") {
+			imfMsg = mm
+		}
+	}
+	if v, _ := header(imfMsg, "X-SCL"); v != "-1" || fmt.Sprint(sinkRcpts(imfMsg)) != "[<bob@example.org> <carol@example.org>]" ||
+		!strings.Contains(imfMsg, "Buy now.") {
+		t.Errorf("IMF message at the sink:\n%s", imfMsg)
+	}
+	if _, err := os.Stat(filepath.Join(arch, "released", imf+".eml")); err != nil {
+		t.Errorf("IMF file not in released/: %v", err)
+	}
+
+	// Delete and purge through the binary.
+	code, out, _ = archiveBin(t, g.dir, "purge", "-config", g.config, "-older-than", "1h", "-dry-run")
+	if code != 0 || !strings.Contains(out, "would delete 0 message") {
+		t.Errorf("purge -dry-run: %d\n%s", code, out)
+	}
+	code, out, _ = archiveBin(t, g.dir, "delete", "-config", g.config, third)
+	if code != 0 || !strings.Contains(out, "deleted "+third) {
+		t.Errorf("delete: %d\n%s", code, out)
+	}
+	code, out, _ = archiveBin(t, g.dir, "list", "-config", g.config, "-json")
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list) != 0 {
+		t.Errorf("left after release, release, IMF release, delete: %s", out)
+	}
+	if n, _ := filepath.Glob(filepath.Join(arch, "released", "*.eml")); len(n) != 3 {
+		t.Errorf("%d in released/", len(n))
+	}
+}
+
+// sinkRcpts returns the envelope recipients smtp-sink recorded.
+func sinkRcpts(dump string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^X-Rcpt-Args: (\S+)`).FindAllStringSubmatch(dump, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}

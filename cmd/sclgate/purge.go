@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/config"
+)
+
+// purgeArchive deletes the archived messages received more than olderThan
+// before now (dryRun: only says which), and returns them. Only messages
+// directly in the archive directory count: what "archive release" moved to
+// released/ is left alone. Files List could not read are not touched; the
+// *archive.SkippedError naming them comes back with the messages removed,
+// joined with any deletion errors. A message someone else removed
+// meanwhile is not an error and not in removed.
+func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, now time.Time) (removed []archive.Item, err error) {
+	if olderThan <= 0 {
+		return nil, errors.New("archive purge: the age must be positive")
+	}
+	items, err := store.List()
+	var skipped *archive.SkippedError
+	if err != nil && !errors.As(err, &skipped) {
+		return nil, err
+	}
+	errs := []error{}
+	if skipped != nil {
+		errs = append(errs, skipped)
+	}
+	cutoff := now.Add(-olderThan)
+	for _, it := range items {
+		if !it.Received.Before(cutoff) {
+			continue
+		}
+		if !dryRun {
+			if err := store.Delete(it.ID); errors.Is(err, fs.ErrNotExist) {
+				continue
+			} else if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		removed = append(removed, it)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Retention timing; variables so tests can shorten them.
+var (
+	retentionFirstRun = 30 * time.Second // after serve starts
+	retentionInterval = 24 * time.Hour
+)
+
+// runRetention enforces archive.retention: it purges the archive shortly
+// after start and then once a day, until ctx ends. serve starts it as a
+// goroutine when archive.retention is positive. It also removes the
+// temporary files crashed writes left behind. Failures are logged, never
+// fatal: the next run tries again.
+func runRetention(ctx context.Context, cfg *config.Config, log *slog.Logger) {
+	keep := time.Duration(cfg.Archive.Retention)
+	if keep <= 0 || cfg.Archive.Dir == "" {
+		return
+	}
+	store, err := archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL})
+	if err != nil {
+		log.Error("archive retention off", slog.Any("err", err))
+		return
+	}
+	wait := retentionFirstRun
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = retentionInterval
+		removed, err := purgeArchive(store, keep, false, time.Now())
+		if err != nil {
+			log.Warn("archive purge", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)), slog.Any("err", err))
+		} else {
+			log.Info("archive purged", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)),
+				slog.String("older_than", keep.String()))
+		}
+		if _, err := store.CleanTemp(time.Hour); err != nil {
+			log.Warn("archive temporary files", slog.Any("err", err))
+		}
+	}
+}
