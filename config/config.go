@@ -324,6 +324,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.Archive.Web.Listen); err != nil {
 			bad("archive.web.listen: %q: %v", c.Archive.Web.Listen, err)
 		}
+		if c.Archive.Dir == "" {
+			bad("archive.web.listen needs archive.dir")
+		}
 		if len(c.Archive.Web.Users) == 0 {
 			bad("archive.web.listen needs archive.web.users: the page requires a login")
 		}

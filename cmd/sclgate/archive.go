@@ -578,7 +578,7 @@ func archiveRelease(e env, args []string) int {
 	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout)
 	code := 0
 	for _, id := range c.fs.Args() {
-		rcpts, reply, err := releaseOne(c, down, id, to, time.Now())
+		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, time.Now())
 		if err != nil {
 			c.errorf("%s: %v", id, err)
 			code = 1
@@ -592,8 +592,8 @@ func archiveRelease(e env, args []string) int {
 // releaseOne delivers one archived message downstream and, once the
 // downstream has taken it, moves its file to released/. When delivery
 // fails, the file stays where it was.
-func releaseOne(c *archiveCmd, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
-	it, raw, err := readMessage(c.store, id)
+func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
+	it, raw, err := readMessage(store, id)
 	if err != nil {
 		return nil, "", err
 	}
@@ -602,13 +602,13 @@ func releaseOne(c *archiveCmd, down proxy.Downstream, id string, to []string, no
 		rcpts = to
 	}
 	fields := []string{"X-SCL: -1"}
-	if c.cfg.Filter.ExchangeSCLHeader {
+	if cfg.Filter.ExchangeSCLHeader {
 		fields = append(fields, "X-MS-Exchange-Organization-SCL: -1")
 	}
 	fields = append(fields, "X-SCL-Released: "+now.Format(time.RFC1123Z))
 	msg := stampRelease(raw, fields)
 
-	timeout := c.cfg.Limits.DownstreamTimeout
+	timeout := cfg.Limits.DownstreamTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
 	defer cancel()
 	opts := &smtp.MailOptions{}
@@ -635,7 +635,7 @@ func releaseOne(c *archiveCmd, down proxy.Downstream, id string, to []string, no
 		done = append(done, g...)
 		reply = r
 	}
-	if err := c.store.Move(id, releasedDir); err != nil {
+	if err := store.Move(id, releasedDir); err != nil {
 		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (remove it by hand so it is not released twice): %w", releasedDir, err)
 	}
 	return rcpts, reply, nil

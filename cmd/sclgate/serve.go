@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/archive/web"
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/metrics"
 	"github.com/sclgate/sclgate/proxy"
@@ -143,6 +144,7 @@ type gateway struct {
 	smtpLn  net.Listener
 	httpSrv *http.Server
 	httpLn  net.Listener
+	webSrv  *http.Server // the archive manager's page, if archive.web.listen
 	served  sync.WaitGroup
 	failed  chan error // the SMTP server stopped on its own
 
@@ -190,6 +192,16 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 			g.httpSrv.Serve(g.httpLn)
 		}()
 	}
+	if cfg.Archive.Web.Listen != "" {
+		if err := g.startWeb(cfg); err != nil {
+			g.smtpLn.Close()
+			if g.httpLn != nil {
+				g.httpLn.Close()
+			}
+			g.closeWatcher()
+			return nil, err
+		}
+	}
 	g.served.Add(1)
 	go func() {
 		defer g.served.Done()
@@ -215,6 +227,52 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 		go autoUpdate(ctx, cfg, log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
 	}
 	return g, nil
+}
+
+// startWeb serves the archive manager's page on archive.web.listen. Its
+// Release button uses the same delivery as "sclgate archive release", and
+// its explanation scores the message with the policy in force.
+func (g *gateway) startWeb(cfg *config.Config) error {
+	store, err := archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL})
+	if err != nil {
+		return err
+	}
+	log := g.log.With(slog.String("component", "archive-web"))
+	release := func(ctx context.Context, id, to, user string) error {
+		c := g.cfg()
+		ds, err := config.ParseDownstream(c.Downstream)
+		if err != nil {
+			return err
+		}
+		var rcpts []string
+		if to != "" {
+			rcpts = []string{to}
+		}
+		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout)
+		_, _, err = releaseOne(store, c, down, id, rcpts, time.Now())
+		return err
+	}
+	ws := web.New(store, cfg.Archive.Web.Users, release, log)
+	ws.Explain = func(ctx context.Context, m *scorer.Message) (string, error) {
+		r, err := g.server.Policy().Scorer.Score(ctx, m)
+		if err != nil {
+			return "", err
+		}
+		return r.Report(0) + " (computed now)", nil
+	}
+	ln, err := net.Listen("tcp", cfg.Archive.Web.Listen)
+	if err != nil {
+		return err
+	}
+	g.webSrv = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	g.served.Add(1)
+	go func() {
+		defer g.served.Done()
+		g.webSrv.Serve(ln)
+	}()
+	log.Info("archive web page listening", slog.String("listen", ln.Addr().String()))
+	return nil
 }
 
 // loadDefinitions loads the definitions in use and records them.
@@ -363,8 +421,9 @@ func (g *gateway) reload(path string) error {
 	}
 	g.server.SetPolicy(p)
 	if old.Listen != cfg.Listen || old.Limits != cfg.Limits || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
+		old.Archive.Web.Listen != cfg.Archive.Web.Listen ||
 		fmt.Sprint(old.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
-		g.log.Warn("listen, limits, tls, proxy_protocol and metrics.listen changed: they take effect at the next restart" +
+		g.log.Warn("listen, limits, tls, proxy_protocol, metrics.listen and archive.web changed: they take effect at the next restart" +
 			" (limits.shutdown_timeout and downstream_timeout apply now)")
 	}
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
@@ -379,11 +438,13 @@ func (g *gateway) shutdown() error {
 	defer cancel()
 	g.stop()
 	err := g.server.Shutdown(ctx)
-	if g.httpSrv != nil {
-		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		g.httpSrv.Shutdown(hctx)
-		hcancel()
+	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	for _, srv := range []*http.Server{g.httpSrv, g.webSrv} {
+		if srv != nil {
+			srv.Shutdown(hctx)
+		}
 	}
+	hcancel()
 	g.served.Wait()
 	g.closeWatcher()
 	return err

@@ -1,0 +1,575 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/mail"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/scorer"
+)
+
+// maxHeaderRead bounds how much of a message the list reads to find its
+// Subject and From header: a header longer than this shows no subject.
+const maxHeaderRead = 64 << 10
+
+// headerInfo is what the list shows from a message's own header.
+type headerInfo struct {
+	Subject string
+	From    string
+}
+
+// headerCache remembers headerInfo by ID: archived files never change
+// under their name, so the list reads each header once.
+type headerCache struct {
+	mu sync.Mutex
+	m  map[string]headerInfo
+}
+
+func (c *headerCache) get(id string) (headerInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.m[id]
+	return h, ok
+}
+
+func (c *headerCache) put(id string, h headerInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= 50000 {
+		clear(c.m)
+	}
+	c.m[id] = h
+}
+
+func (c *headerCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
+func (s *Server) headerOf(id string) headerInfo {
+	if h, ok := s.headers.get(id); ok {
+		return h
+	}
+	_, rc, err := s.store.Open(id)
+	if err != nil {
+		return headerInfo{}
+	}
+	defer rc.Close()
+	h := readHeaderInfo(io.LimitReader(rc, maxHeaderRead))
+	s.headers.put(id, h)
+	return h
+}
+
+func readHeaderInfo(r io.Reader) headerInfo {
+	br := bufio.NewReader(r)
+	// go-message's header reader, like scorer.Parse, for the same subject.
+	hdr, err := readHeader(br)
+	if err != nil && hdr.Len() == 0 {
+		return headerInfo{}
+	}
+	mh := mail.Header{Header: hdr}
+	subj, err := mh.Subject()
+	if err != nil || !utf8.ValidString(subj) {
+		subj = hdr.Get("Subject")
+	}
+	from := hdr.Get("From")
+	if addrs, err := mh.AddressList("From"); err == nil && len(addrs) > 0 {
+		from = addrs[0].String()
+		if addrs[0].Name != "" {
+			from = addrs[0].Name + " <" + addrs[0].Address + ">"
+		}
+	}
+	return headerInfo{Subject: clean(subj, 200), From: clean(from, 120)}
+}
+
+func readHeader(br *bufio.Reader) (message.Header, error) {
+	e, err := message.Read(br)
+	if e == nil {
+		return message.Header{}, err
+	}
+	return e.Header, err
+}
+
+// clean makes untrusted header text fit for one table cell: valid UTF-8,
+// no control or bidirectional-override characters (which could make a
+// row read as something else), at most max runes. Escaping is left to
+// html/template.
+func clean(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		switch {
+		case r == '\t' || r == '\n' || r == '\r':
+			r = ' '
+		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r), r == '\u200b', r == '\ufeff':
+			continue
+		}
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// filter is the list's query.
+type filter struct {
+	SCL     string // minimum SCL, "" for any
+	From    string
+	To      string
+	Subject string
+	Since   string // YYYY-MM-DD, inclusive
+	Until   string // YYYY-MM-DD, inclusive
+
+	minSCL       int
+	since, until time.Time
+}
+
+const dateLayout = "2006-01-02"
+
+func parseFilter(q map[string][]string) (filter, []string) {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return strings.TrimSpace(clean(v[0], 200))
+		}
+		return ""
+	}
+	f := filter{SCL: get("scl"), From: get("from"), To: get("to"), Subject: get("subject"), Since: get("since"), Until: get("until"), minSCL: -1}
+	var problems []string
+	if f.SCL != "" {
+		n, err := strconv.Atoi(f.SCL)
+		if err != nil || n < 0 || n > 9 {
+			problems = append(problems, "SCL must be a number from 0 to 9; ignored.")
+			f.SCL = ""
+		} else {
+			f.minSCL = n
+		}
+	}
+	if f.Since != "" {
+		t, err := time.Parse(dateLayout, f.Since)
+		if err != nil {
+			problems = append(problems, "“Since” must be a date like 2026-11-23; ignored.")
+			f.Since = ""
+		}
+		f.since = t
+	}
+	if f.Until != "" {
+		t, err := time.Parse(dateLayout, f.Until)
+		if err != nil {
+			problems = append(problems, "“Until” must be a date like 2026-11-23; ignored.")
+			f.Until = ""
+		}
+		f.until = t.AddDate(0, 0, 1)
+	}
+	return f, problems
+}
+
+func containsFold(s, sub string) bool {
+	return sub == "" || strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+// matchEnvelope applies the filters that need only the archive head.
+func (f *filter) matchEnvelope(it archive.Item) bool {
+	if f.minSCL >= 0 && (!it.HasSCL || it.SCL < f.minSCL) {
+		return false
+	}
+	if !f.since.IsZero() && it.Received.Before(f.since) {
+		return false
+	}
+	if !f.until.IsZero() && !it.Received.Before(f.until) {
+		return false
+	}
+	if !containsFold(it.Envelope.From, f.From) {
+		return false
+	}
+	if f.To != "" {
+		found := false
+		for _, to := range it.Envelope.To {
+			if containsFold(to, f.To) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+type row struct {
+	ID       string
+	Received time.Time
+	SCL      string
+	SCLClass string
+	From     string
+	To       []string
+	Subject  string
+	Size     int64
+}
+
+type listData struct {
+	page
+	Filter   filter
+	Problems []string
+	Skipped  int
+	Done     string
+	DoneID   string
+	Rows     []row
+	Total    int // matching messages
+	All      int // messages in the archive
+	Capped   bool
+	Chart    chart
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
+	q := r.URL.Query()
+	f, problems := parseFilter(q)
+	items, err := s.store.List()
+	skipped := 0
+	var se *archive.SkippedError
+	switch {
+	case errors.As(err, &se):
+		skipped = len(se.Errs)
+		s.log.Warn("archive web: unreadable files in the archive", slog.Int("count", skipped), slog.Any("err", err))
+	case err != nil:
+		s.log.Error("archive web: list", slog.Any("err", err))
+		s.renderError(w, sess, http.StatusInternalServerError, "Cannot read the archive directory.")
+		return
+	}
+	d := listData{
+		page:     page{Title: "Archive", User: sess.user, CSRF: sess.csrf},
+		Filter:   f,
+		Problems: problems,
+		Skipped:  skipped,
+		All:      len(items),
+	}
+	if done := q.Get("done"); done == "released" || done == "deleted" {
+		d.Done = done
+		d.DoneID = clean(q.Get("id"), 255)
+	}
+	var matched []archive.Item
+	for _, it := range items {
+		if !f.matchEnvelope(it) {
+			continue
+		}
+		var h headerInfo
+		if f.Subject != "" || len(d.Rows) < MaxRows {
+			h = s.headerOf(it.ID)
+			if !containsFold(h.Subject, f.Subject) {
+				continue
+			}
+		}
+		matched = append(matched, it)
+		if len(d.Rows) < MaxRows {
+			d.Rows = append(d.Rows, makeRow(it, h))
+		}
+	}
+	d.Total = len(matched)
+	d.Capped = d.Total > len(d.Rows)
+	d.Chart = buildChart(matched, s.now())
+	s.render(w, http.StatusOK, "list.html", d)
+}
+
+func sclText(it archive.Item) (string, string) {
+	if !it.HasSCL {
+		return "–", "scl-none"
+	}
+	return strconv.Itoa(it.SCL), "scl" + strconv.Itoa(it.SCL)
+}
+
+func makeRow(it archive.Item, h headerInfo) row {
+	scl, class := sclText(it)
+	to := make([]string, 0, len(it.Envelope.To))
+	for i, a := range it.Envelope.To {
+		if i == 3 {
+			to = append(to, fmt.Sprintf("+%d more", len(it.Envelope.To)-3))
+			break
+		}
+		to = append(to, clean(a, 120))
+	}
+	from := clean(it.Envelope.From, 120)
+	if from == "" {
+		from = "<>"
+	}
+	return row{ID: it.ID, Received: it.Received, SCL: scl, SCLClass: class, From: from, To: to, Subject: h.Subject, Size: it.Size}
+}
+
+func fmtSize(v any) string {
+	var n int64
+	switch v := v.(type) {
+	case int:
+		n = int64(v)
+	case int64:
+		n = v
+	}
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// ---- message view ----
+
+type header struct{ Name, Value string }
+
+type viewData struct {
+	page
+	ID         string
+	Received   time.Time
+	SCL        string
+	SCLClass   string
+	From       string
+	To         []string
+	Size       int64
+	Headers    []header
+	Report     string // X-SCL-Report from the message itself
+	Explain    string // the scorer's explanation now
+	ExplainErr string
+	Defects    []string
+	Parts      []scorer.Part
+	Text       string
+	Truncated  bool
+	Partial    bool // the message was longer than the view reads
+}
+
+func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
+	id := r.PathValue("id")
+	if err := archive.ValidateID(id); err != nil {
+		s.renderError(w, sess, http.StatusBadRequest, "Invalid message ID.")
+		return
+	}
+	it, rc, err := s.store.Open(id)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			s.renderError(w, sess, http.StatusNotFound, "No such message (released or deleted meanwhile?).")
+			return
+		}
+		s.log.Warn("archive web: open", slog.String("archive_id", id), slog.Any("err", err))
+		s.renderError(w, sess, http.StatusNotFound, "Cannot read this message.")
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, maxViewRead+1))
+	rc.Close()
+	if err != nil {
+		s.renderError(w, sess, http.StatusInternalServerError, "Cannot read this message.")
+		return
+	}
+	d := viewData{
+		page:     page{Title: "Message", User: sess.user, CSRF: sess.csrf},
+		ID:       id,
+		Received: it.Received,
+		From:     clean(it.Envelope.From, 300),
+		Size:     it.Size,
+	}
+	d.SCL, d.SCLClass = sclText(it)
+	if d.From == "" {
+		d.From = "<>"
+	}
+	for _, a := range it.Envelope.To {
+		d.To = append(d.To, clean(a, 300))
+	}
+	if len(raw) > maxViewRead {
+		raw, d.Partial = raw[:maxViewRead], true
+	}
+	m := scorer.Parse(raw)
+	mh := mail.Header{Header: m.Header}
+	for _, name := range []string{"From", "To", "Cc", "Reply-To", "Date", "Subject", "Message-Id"} {
+		v := m.Header.Get(name)
+		if name == "Subject" {
+			v = m.Subject
+		} else if t, err := mh.Text(name); err == nil && name != "Date" && name != "Message-Id" {
+			v = t
+		}
+		if v != "" {
+			d.Headers = append(d.Headers, header{name, clean(v, 1000)})
+		}
+	}
+	d.Report = clean(m.Header.Get("X-SCL-Report"), 4000)
+	if s.Explain != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		rep, err := s.Explain(ctx, m)
+		cancel()
+		if err != nil {
+			d.ExplainErr = err.Error()
+		}
+		d.Explain = clean(rep, 4000)
+	}
+	for i, def := range m.Defects {
+		if i == 20 {
+			d.Defects = append(d.Defects, fmt.Sprintf("… and %d more", len(m.Defects)-20))
+			break
+		}
+		d.Defects = append(d.Defects, clean(def, 300))
+	}
+	for i, p := range m.Parts {
+		if i == 50 {
+			break
+		}
+		p.ContentType, p.Filename = clean(p.ContentType, 100), clean(p.Filename, 200)
+		d.Parts = append(d.Parts, p)
+	}
+	text := m.Text
+	if len(text) > MaxViewText {
+		cut := MaxViewText
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text, d.Truncated = text[:cut], true
+	}
+	d.Text = cleanText(text)
+	s.render(w, http.StatusOK, "view.html", d)
+}
+
+// cleanText keeps line breaks and tabs but drops other control and
+// bidi-override characters from the body text shown in <pre>.
+func cleanText(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case r == '\r':
+			return -1
+		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r):
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// ---- chart ----
+
+// chart is a stacked bar chart, rendered as inline SVG: one bar per day
+// over the last chartDays days, each split by SCL.
+type chart struct {
+	Width, Height int
+	Bars          []bar
+	Labels        []label
+	YTicks        []label
+	Legend        []legendEntry
+	Totals        []legendEntry
+	Max           int
+	Empty         bool
+}
+
+type bar struct {
+	X, Y, W, H int
+	Fill       string
+	Title      string
+}
+
+type label struct {
+	X, Y int
+	Text string
+}
+
+type legendEntry struct {
+	Name  string
+	Fill  string
+	Count int
+	X     int
+}
+
+const chartDays = 30
+
+// sclColors runs from green (likely ham) through yellow to red (spam);
+// index 10 is for files without an X-SCL line.
+var sclColors = [11]string{
+	"#1a9850", "#66bd63", "#a6d96a", "#d9ef8b", "#ffffbf",
+	"#fee08b", "#fdae61", "#f46d43", "#d73027", "#a50026", "#999999",
+}
+
+func sclName(i int) string {
+	if i == 10 {
+		return "no SCL"
+	}
+	return "SCL " + strconv.Itoa(i)
+}
+
+func buildChart(items []archive.Item, now time.Time) chart {
+	const (
+		left, top, bottom = 40, 10, 40
+		barW, gap         = 22, 4
+	)
+	c := chart{Width: left + chartDays*(barW+gap) + 10, Height: 240}
+	plotH := c.Height - top - bottom
+	end := now.UTC().Truncate(24 * time.Hour) // start of today
+	start := end.AddDate(0, 0, -(chartDays - 1))
+	var counts [chartDays][11]int
+	var totals [11]int
+	for _, it := range items {
+		k := 10
+		if it.HasSCL {
+			k = min(max(it.SCL, 0), 9)
+		}
+		totals[k]++
+		day := int(it.Received.UTC().Sub(start) / (24 * time.Hour))
+		if it.Received.Before(start) || day >= chartDays {
+			continue
+		}
+		counts[day][k]++
+	}
+	for d := range counts {
+		sum := 0
+		for _, n := range counts[d] {
+			sum += n
+		}
+		c.Max = max(c.Max, sum)
+	}
+	c.Empty = c.Max == 0
+	scale := func(n int) int { return (n*plotH + c.Max - 1) / max(c.Max, 1) }
+	for d := range counts {
+		x := left + d*(barW+gap)
+		day := start.AddDate(0, 0, d)
+		cum := 0
+		for k, n := range counts[d] {
+			if n == 0 {
+				continue
+			}
+			y0 := top + plotH - scale(cum+n)
+			y1 := top + plotH - scale(cum)
+			cum += n
+			c.Bars = append(c.Bars, bar{X: x, Y: y0, W: barW, H: max(y1-y0, 1), Fill: sclColors[k],
+				Title: fmt.Sprintf("%s: %d × %s", day.Format(dateLayout), n, sclName(k))})
+		}
+		if d%5 == 0 || d == chartDays-1 {
+			c.Labels = append(c.Labels, label{X: x + barW/2, Y: c.Height - bottom + 16, Text: day.Format("01-02")})
+		}
+	}
+	if c.Max > 0 {
+		for _, v := range []int{0, c.Max / 2, c.Max} {
+			c.YTicks = append(c.YTicks, label{X: left - 6, Y: top + plotH - scale(v) + 4, Text: strconv.Itoa(v)})
+		}
+	}
+	for k := range 11 {
+		e := legendEntry{Name: sclName(k), Fill: sclColors[k], Count: totals[k]}
+		c.Totals = append(c.Totals, e)
+		if k < 10 || totals[10] > 0 {
+			e.X = left + k*62
+			c.Legend = append(c.Legend, e)
+		}
+	}
+	return c
+}

@@ -1,0 +1,465 @@
+// Package web serves the archive manager's web page (archive.web.listen):
+// a filterable list of the archived messages with a chart of their SCL
+// distribution over time, a view of one message with its SCL explanation,
+// and release and delete buttons.
+//
+// The page is plain server-rendered HTML (html/template, embedded) and
+// works without any script: the Content-Security-Policy forbids script
+// altogether, so even a mistake in escaping could not run a hostile
+// message's script in an administrator's browser. Messages are only ever
+// shown as decoded text, never as their own HTML.
+//
+// Access needs a login (user names and bcrypt hashes from
+// archive.web.users); sessions live in memory, so a restart logs everybody
+// out. Every form that changes something carries a per-session CSRF token,
+// and every release and delete is logged with the user who did it.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/scorer"
+)
+
+// Limits and lifetimes.
+const (
+	// SessionTTL is how long a session lasts without use.
+	SessionTTL = 8 * time.Hour
+	// sessionMaxAge bounds a session however much it is used.
+	sessionMaxAge = 24 * time.Hour
+	// MaxRows is the most rows the list shows; the filters narrow it down.
+	MaxRows = 500
+	// MaxViewText is how much of a message's decoded text the view shows.
+	MaxViewText = 256 << 10
+	// maxViewRead is how much of a message the view reads and parses.
+	maxViewRead = 16 << 20
+	// maxForm bounds the body of a POST.
+	maxForm = 64 << 10
+	// maxSessions bounds the session table (logins are rate-limited by
+	// bcrypt's cost already; this keeps memory bounded regardless).
+	maxSessions = 10000
+)
+
+const (
+	sessionCookie = "sclgate_session"
+	loginCookie   = "sclgate_login" // CSRF token of the login form (double submit)
+)
+
+// ContentSecurityPolicy is sent with every response: no script at all.
+const ContentSecurityPolicy = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
+	"fmtTime": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"fmtSize": fmtSize,
+	"join":    strings.Join,
+}).ParseFS(templateFS, "templates/*.html"))
+
+// ReleaseFunc sends the archived message id downstream (to the given
+// address, or to its original recipients when to is "") and takes it out
+// of the archive. user is who asked, for the log.
+type ReleaseFunc func(ctx context.Context, id, to, user string) error
+
+// Server is the archive web page. It is an http.Handler.
+type Server struct {
+	store   *archive.Store
+	users   map[string]string // user → bcrypt hash
+	release ReleaseFunc
+	log     *slog.Logger
+	mux     *http.ServeMux
+
+	// Explain, when set, gives the SCL explanation shown in the message
+	// view for a message that carries no X-SCL-Report of its own (the
+	// gateway does not stamp the messages it archives): serve sets it to
+	// score the message again with the scorer in use. It gets the parsed
+	// message and returns a one-line report, as scorer.Result.Report.
+	Explain func(ctx context.Context, m *scorer.Message) (string, error)
+
+	// Now is the clock, for tests. nil means time.Now.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*session
+
+	headers headerCache
+}
+
+type session struct {
+	user    string
+	csrf    string
+	created time.Time
+	expires time.Time
+}
+
+// New returns the web page for store. users maps user names to bcrypt
+// hashes; release is called for the release button; log gets one line for
+// every login, release and delete.
+func New(store *archive.Store, users map[string]string, release ReleaseFunc, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		store:    store,
+		users:    users,
+		release:  release,
+		log:      log,
+		sessions: map[string]*session{},
+		mux:      http.NewServeMux(),
+	}
+	s.headers.m = map[string]headerInfo{}
+	s.mux.HandleFunc("GET /login", s.loginPage)
+	s.mux.HandleFunc("POST /login", s.login)
+	s.mux.HandleFunc("POST /logout", s.auth(s.logout))
+	s.mux.HandleFunc("GET /{$}", s.auth(s.list))
+	s.mux.HandleFunc("GET /message/{id}", s.auth(s.view))
+	s.mux.HandleFunc("POST /message/{id}/release", s.auth(s.releaseMsg))
+	s.mux.HandleFunc("POST /message/{id}/delete", s.auth(s.deleteMsg))
+	return s
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", ContentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	if r.TLS != nil {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// ---- sessions and login ----
+
+func randomToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, r *http.Request, name, value, path string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     path,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// current returns the session r belongs to, or nil.
+func (s *Server) current(r *http.Request) (string, *session) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return "", nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[c.Value]
+	if sess == nil {
+		return "", nil
+	}
+	if now.After(sess.expires) || now.Sub(sess.created) > sessionMaxAge {
+		delete(s.sessions, c.Value)
+		return "", nil
+	}
+	sess.expires = now.Add(SessionTTL)
+	return c.Value, sess
+}
+
+// auth lets only logged-in users through, and on POST only with the
+// session's CSRF token.
+func (s *Server) auth(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, sess := s.current(r)
+		if sess == nil {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				http.Error(w, "Forbidden: not logged in", http.StatusForbidden)
+				return
+			}
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "Bad request", http.StatusBadRequest)
+				return
+			}
+			if !sameOrigin(r) || !tokenEqual(r.PostForm.Get("csrf"), sess.csrf) {
+				s.log.Warn("archive web: CSRF check failed", slog.String("user", sess.user), slog.String("path", r.URL.Path), slog.String("remote", remoteIP(r)))
+				http.Error(w, "Forbidden: bad or missing CSRF token; reload the page and try again", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r, sess)
+	}
+}
+
+func tokenEqual(got, want string) bool {
+	return got != "" && want != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// sameOrigin rejects POSTs that a browser says come from another site:
+// Sec-Fetch-Site (sent by every current browser) must be same-origin, and
+// an Origin header, if it names a site, must name this one. With our
+// Referrer-Policy no-referrer, browsers send "Origin: null" on form posts,
+// so that proves nothing either way. Requests with neither header (curl)
+// are left to the token check, which every POST must pass anyway.
+func sameOrigin(r *http.Request) bool {
+	if sfs := r.Header.Get("Sec-Fetch-Site"); sfs != "" && sfs != "same-origin" && sfs != "none" {
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// safeNext keeps the redirect after login on this site.
+func safeNext(next string) string {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+		return "/"
+	}
+	return next
+}
+
+type loginData struct {
+	Title string
+	CSRF  string
+	Next  string
+	User  string
+	Error string
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	if _, sess := s.current(r); sess != nil {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
+	}
+	s.renderLogin(w, r, http.StatusOK, "", "")
+}
+
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, user, msg string) {
+	tok := randomToken()
+	s.setCookie(w, r, loginCookie, tok, "/login", 3600)
+	next := r.URL.Query().Get("next")
+	if r.Method == http.MethodPost {
+		next = r.PostForm.Get("next")
+	}
+	s.render(w, code, "login.html", loginData{Title: "Log in", CSRF: tok, Next: safeNext(next), User: user, Error: msg})
+}
+
+// dummyHash is compared against for unknown users, so that a login takes
+// as long whether or not the user exists.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "Bad request", http.StatusBadRequest)
+		return
+	}
+	c, err := r.Cookie(loginCookie)
+	if err != nil || !sameOrigin(r) || !tokenEqual(r.PostForm.Get("csrf"), c.Value) {
+		http.Error(w, "Forbidden: bad or missing CSRF token; reload the login page and try again", http.StatusForbidden)
+		return
+	}
+	user, pass := r.PostForm.Get("user"), r.PostForm.Get("password")
+	hash, known := s.users[user]
+	if !known {
+		hash = string(dummyHash)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pass)) != nil || !known {
+		s.log.Warn("archive web: login failed", slog.String("user", user), slog.String("remote", remoteIP(r)))
+		s.renderLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
+		return
+	}
+	tok := randomToken()
+	now := s.now()
+	s.mu.Lock()
+	if len(s.sessions) >= maxSessions {
+		s.pruneLocked(now)
+	}
+	s.sessions[tok] = &session{user: user, csrf: randomToken(), created: now, expires: now.Add(SessionTTL)}
+	s.mu.Unlock()
+	s.setCookie(w, r, sessionCookie, tok, "/", 0)
+	s.setCookie(w, r, loginCookie, "", "/login", -1)
+	s.log.Info("archive web: login", slog.String("user", user), slog.String("remote", remoteIP(r)))
+	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
+}
+
+// pruneLocked drops expired sessions and, if still full, the oldest.
+func (s *Server) pruneLocked(now time.Time) {
+	var oldestTok string
+	var oldest time.Time
+	for tok, sess := range s.sessions {
+		if now.After(sess.expires) || now.Sub(sess.created) > sessionMaxAge {
+			delete(s.sessions, tok)
+			continue
+		}
+		if oldestTok == "" || sess.created.Before(oldest) {
+			oldestTok, oldest = tok, sess.created
+		}
+	}
+	if len(s.sessions) >= maxSessions {
+		delete(s.sessions, oldestTok)
+	}
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {
+	if tok, _ := s.current(r); tok != "" {
+		s.mu.Lock()
+		delete(s.sessions, tok)
+		s.mu.Unlock()
+	}
+	s.setCookie(w, r, sessionCookie, "", "/", -1)
+	s.log.Info("archive web: logout", slog.String("user", sess.user))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// ---- release and delete ----
+
+func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *session) {
+	id := r.PathValue("id")
+	if err := archive.ValidateID(id); err != nil {
+		http.Error(w, "Bad request: invalid message ID", http.StatusBadRequest)
+		return
+	}
+	to := strings.TrimSpace(r.PostForm.Get("to"))
+	if to != "" && !plausibleAddress(to) {
+		s.renderError(w, sess, http.StatusBadRequest, "Not an email address: "+to)
+		return
+	}
+	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
+	if to != "" {
+		log = log.With(slog.String("to", to))
+	}
+	if s.release == nil {
+		log.Error("archive web: release failed", slog.String("err", "release is not configured"))
+		s.renderError(w, sess, http.StatusInternalServerError, "Release is not configured on this gateway.")
+		return
+	}
+	if err := s.release(r.Context(), id, to, sess.user); err != nil {
+		log.Error("archive web: release failed", slog.Any("err", err))
+		code := http.StatusBadGateway
+		if errors.Is(err, fs.ErrNotExist) {
+			code = http.StatusNotFound
+		}
+		s.renderError(w, sess, code, "Release failed: "+err.Error())
+		return
+	}
+	log.Info("archive web: released")
+	s.headers.forget(id)
+	http.Redirect(w, r, "/?done=released&id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session) {
+	id := r.PathValue("id")
+	if err := archive.ValidateID(id); err != nil {
+		http.Error(w, "Bad request: invalid message ID", http.StatusBadRequest)
+		return
+	}
+	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
+	if err := s.store.Delete(id); err != nil {
+		log.Error("archive web: delete failed", slog.Any("err", err))
+		code := http.StatusInternalServerError
+		if errors.Is(err, fs.ErrNotExist) {
+			code = http.StatusNotFound
+		}
+		s.renderError(w, sess, code, "Delete failed: "+err.Error())
+		return
+	}
+	log.Info("archive web: deleted")
+	s.headers.forget(id)
+	http.Redirect(w, r, "/?done=deleted&id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// plausibleAddress accepts local@domain without spaces, brackets or
+// control characters; the downstream has the final say.
+func plausibleAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || len(a) > 254 {
+		return false
+	}
+	for _, c := range a {
+		if c <= ' ' || c == 0x7f || strings.ContainsRune("<>(),;:\\\"[]", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- rendering ----
+
+type page struct {
+	Title string
+	User  string
+	CSRF  string
+}
+
+type errorData struct {
+	page
+	Message string
+}
+
+func (s *Server) renderError(w http.ResponseWriter, sess *session, code int, msg string) {
+	s.render(w, code, "error.html", errorData{page: page{Title: "Error", User: sess.user, CSRF: sess.csrf}, Message: msg})
+}
+
+func (s *Server) render(w http.ResponseWriter, code int, name string, data any) {
+	var b strings.Builder
+	if err := templates.ExecuteTemplate(&b, name, data); err != nil {
+		s.log.Error("archive web: template", slog.String("template", name), slog.Any("err", err))
+		http.Error(w, "Internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(b.String()))
+}

@@ -1,0 +1,573 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/html"
+
+	"github.com/sclgate/sclgate/archive"
+)
+
+const (
+	testUser = "admin"
+	testPass = "correct horse battery staple"
+)
+
+// testUsers returns archive.web.users with one user, hashed cheaply.
+func testUsers(t testing.TB) map[string]string {
+	h, err := bcrypt.GenerateFromPassword([]byte(testPass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{testUser: string(h)}
+}
+
+// logBuffer collects JSON log lines safely across goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// records returns the log records whose msg is msg.
+func (l *logBuffer) records(msg string) []map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type testMsg struct {
+	from string
+	to   []string
+	scl  int
+	age  time.Duration
+	raw  string
+}
+
+const (
+	hostileSubject = `<script>window.pwned=1</script> Hostile "quotes" & ampersands`
+	hostileText    = `Click <a href="javascript:window.pwned=3">here</a> <img src=x onerror="window.pwned=2"> <script>window.pwned=1</script></pre><script>window.pwned=4</script>`
+)
+
+func hostileMessage() string {
+	return "From: \"<script>window.pwned=5</script>\" <evil@spam.example>\r\n" +
+		"To: victim@example.org\r\n" +
+		"Subject: " + hostileSubject + "\r\n" +
+		"X-SCL-Report: scl=9 <b>bold</b>\r\n" +
+		"MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=XX\r\n\r\n" +
+		"--XX\r\nContent-Type: text/plain\r\n\r\n" + hostileText + "\r\n" +
+		"--XX\r\nContent-Type: text/html\r\n\r\n<html><body><script>window.pwned=6</script>" +
+		"<iframe src=\"javascript:parent.pwned=7\"></iframe><a href=\"javascript:alert(1)\">js link</a> HTML part text</body></html>\r\n" +
+		"--XX--\r\n"
+}
+
+func plainMessage(subject, body string) string {
+	return "From: Someone <someone@sender.example>\r\nTo: user@example.org\r\nSubject: " + subject +
+		"\r\nDate: Mon, 23 Nov 2026 05:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\n" + body + "\r\n"
+}
+
+// fixture is an archive with ordinary and hostile messages.
+type fixture struct {
+	store                                     *archive.Store
+	invoice, newsletter, hostile, big, broken string
+}
+
+func newFixture(t testing.TB) *fixture {
+	dir := t.TempDir()
+	now := time.Now()
+	var at time.Time
+	store, err := archive.Open(dir, archive.Options{StoreSCL: true, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(m testMsg) string {
+		at = now.Add(-m.age)
+		id, err := store.Write(archive.Envelope{From: m.from, To: m.to}, m.scl, strings.NewReader(m.raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	f := &fixture{store: store}
+	// Some volume over the last days, for the chart.
+	for i := range 40 {
+		write(testMsg{from: "bulk@news.example", to: []string{"user@example.org"}, scl: 5 + i%5, age: time.Duration(i%20)*24*time.Hour + time.Hour,
+			raw: plainMessage("Bulk offer number "+string(rune('A'+i%26)), "Buy now.")})
+	}
+	f.newsletter = write(testMsg{from: "news@shop.example", to: []string{"user@example.org"}, scl: 3, age: 30 * time.Minute,
+		raw: plainMessage("Weekly newsletter", "Our weekly news.")})
+	f.invoice = write(testMsg{from: "billing@supplier.example", to: []string{"accounts@example.org", "boss@example.org"}, scl: 8, age: 20 * time.Minute,
+		raw: plainMessage("Invoice 2026-117 for November", "Dear customer,\r\nplease find your invoice attached.\r\n")})
+	f.hostile = write(testMsg{from: "evil@spam.example", to: []string{"victim@example.org"}, scl: 9, age: 10 * time.Minute, raw: hostileMessage()})
+	f.big = write(testMsg{from: "big@spam.example", to: []string{"user@example.org"}, scl: 9, age: 5 * time.Minute,
+		raw: plainMessage("Ten megabytes", strings.Repeat("A very long line of spam text that goes on. ", 10<<20/44))})
+	f.broken = write(testMsg{from: "broken@spam.example", to: []string{"user@example.org"}, scl: 7, age: 2 * time.Minute,
+		raw: "Subject: =?utf-8?B?broken?=\r\nContent-Type: multipart/mixed; boundary=\"B\r\nContent-Transfer-Encoding: base64\r\n" +
+			"Bad header line without colon\r\n\r\n--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!notbase64\x00\x01\r\n--B\r\n--B"})
+	// A file that is not an archived message at all: List skips it.
+	if err := os.WriteFile(filepath.Join(dir, "garbage.eml"), []byte("\x00\x01 not a head\r\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// client is a browser-like client: a cookie jar and no redirect following.
+type client struct {
+	t    testing.TB
+	base string
+	c    *http.Client
+	csrf string
+}
+
+func newClient(t testing.TB, base string) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(req *http.Request) (*http.Response, string) {
+	c.t.Helper()
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := csrfRE.FindStringSubmatch(string(body)); m != nil {
+		c.csrf = m[1]
+	}
+	return resp, string(body)
+}
+
+func (c *client) get(path string) (*http.Response, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("GET", c.base+path, nil)
+	return c.do(req)
+}
+
+func (c *client) post(path string, form url.Values) (*http.Response, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (c *client) login(user, pass string) *http.Response {
+	c.t.Helper()
+	c.get("/login")
+	resp, _ := c.post("/login", url.Values{"csrf": {c.csrf}, "user": {user}, "password": {pass}, "next": {"/"}})
+	return resp
+}
+
+type releaseCall struct{ id, to, user string }
+
+type testServer struct {
+	*fixture
+	srv      *Server
+	ts       *httptest.Server
+	logs     *logBuffer
+	mu       sync.Mutex
+	released []releaseCall
+}
+
+func newTestServer(t *testing.T) *testServer {
+	f := newFixture(t)
+	s := &testServer{fixture: f, logs: &logBuffer{}}
+	release := func(ctx context.Context, id, to, user string) error {
+		s.mu.Lock()
+		s.released = append(s.released, releaseCall{id, to, user})
+		s.mu.Unlock()
+		return f.store.Move(id, "released")
+	}
+	s.srv = New(f.store, testUsers(t), release, slog.New(slog.NewJSONHandler(s.logs, nil)))
+	s.ts = httptest.NewServer(s.srv)
+	t.Cleanup(s.ts.Close)
+	return s
+}
+
+func TestLoginRequired(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	for _, path := range []string{"/", "/message/" + s.invoice, "/?scl=5"} {
+		resp, _ := c.get(path)
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+			t.Errorf("GET %s without login: %d %q, want 303 to /login", path, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	// POSTs without a session are refused outright, and do nothing.
+	for _, path := range []string{"/message/" + s.invoice + "/release", "/message/" + s.invoice + "/delete"} {
+		resp, _ := c.post(path, url.Values{"csrf": {"x"}})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST %s without login: %d, want 403", path, resp.StatusCode)
+		}
+	}
+	if _, err := s.store.Get(s.invoice); err != nil {
+		t.Errorf("message gone after unauthenticated POSTs: %v", err)
+	}
+	// A made-up session cookie is no session.
+	u, _ := url.Parse(s.ts.URL)
+	c.c.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "forged"}})
+	if resp, _ := c.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("forged session: %d, want 303", resp.StatusCode)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	if resp := c.login(testUser, "wrong"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bad password: %d, want 401", resp.StatusCode)
+	}
+	if resp := c.login("nobody", testPass); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unknown user: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := c.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after failed logins: GET / %d, want 303", resp.StatusCode)
+	}
+	if n := len(s.logs.records("archive web: login failed")); n != 2 {
+		t.Errorf("%d failed logins logged, want 2", n)
+	}
+	// Login without the login form's CSRF token is refused.
+	resp, _ := c.post("/login", url.Values{"user": {testUser}, "password": {testPass}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("login without CSRF token: %d, want 403", resp.StatusCode)
+	}
+	resp = c.login(testUser, testPass)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("good login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var sc *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookie {
+			sc = ck
+		}
+	}
+	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || len(sc.Value) < 43 {
+		t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, 32 random bytes", sc)
+	}
+	resp, body := c.get("/")
+	if resp.StatusCode != 200 || !strings.Contains(body, "Invoice 2026-117") {
+		t.Fatalf("list after login: %d", resp.StatusCode)
+	}
+	h := resp.Header
+	if h.Get("Content-Security-Policy") != ContentSecurityPolicy || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("security headers missing: %v", h)
+	}
+	if strings.Contains(strings.ToLower(body), "<script") {
+		t.Errorf("page has a script element")
+	}
+	// Logging out ends the session.
+	resp, _ = c.post("/logout", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := c.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after logout: %d, want 303", resp.StatusCode)
+	}
+	// Open redirects after login are not followed.
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example"} {
+		if got := safeNext(next); got != "/" {
+			t.Errorf("safeNext(%q) = %q", next, got)
+		}
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	s := newTestServer(t)
+	now := time.Now()
+	s.srv.Now = func() time.Time { return now }
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	if resp, _ := c.get("/"); resp.StatusCode != 200 {
+		t.Fatalf("GET / %d", resp.StatusCode)
+	}
+	now = now.Add(SessionTTL + time.Minute)
+	if resp, _ := c.get("/"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("expired session: %d, want 303", resp.StatusCode)
+	}
+}
+
+func TestCSRF(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	c.get("/message/" + s.invoice)
+	good := c.csrf
+	other := newClient(t, s.ts.URL)
+	other.login(testUser, testPass)
+	other.get("/")
+	for name, form := range map[string]url.Values{
+		"missing":           {},
+		"empty":             {"csrf": {""}},
+		"wrong":             {"csrf": {"AAAA" + good[4:]}},
+		"another session's": {"csrf": {other.csrf}},
+	} {
+		for _, action := range []string{"release", "delete"} {
+			resp, _ := c.post("/message/"+s.invoice+"/"+action, form)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s with %s token: %d, want 403", action, name, resp.StatusCode)
+			}
+		}
+	}
+	// A cross-site POST with the right token is refused on Origin too.
+	req, _ := http.NewRequest("POST", s.ts.URL+"/message/"+s.invoice+"/delete", strings.NewReader(url.Values{"csrf": {good}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, _ := c.do(req); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-origin POST: %d, want 403", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("POST", s.ts.URL+"/message/"+s.invoice+"/delete", strings.NewReader(url.Values{"csrf": {good}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if resp, _ := c.do(req); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d, want 403", resp.StatusCode)
+	}
+	if len(s.released) != 0 {
+		t.Errorf("release called: %v", s.released)
+	}
+	if _, err := s.store.Get(s.invoice); err != nil {
+		t.Errorf("message gone: %v", err)
+	}
+}
+
+func TestReleaseAndDelete(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	c.get("/message/" + s.invoice)
+
+	resp, _ := c.post("/message/"+s.invoice+"/release", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("release: %d", resp.StatusCode)
+	}
+	if len(s.released) != 1 || s.released[0] != (releaseCall{s.invoice, "", testUser}) {
+		t.Errorf("release calls %v", s.released)
+	}
+	if _, err := s.store.Get(s.invoice); err == nil {
+		t.Errorf("released message still in the archive")
+	}
+	_, body := c.get(resp.Header.Get("Location"))
+	if !strings.Contains(body, "released") || strings.Contains(body, "Invoice 2026-117") {
+		t.Errorf("list after release does not say released or still lists the message")
+	}
+	recs := s.logs.records("archive web: released")
+	if len(recs) != 1 || recs[0]["user"] != testUser || recs[0]["archive_id"] != s.invoice {
+		t.Errorf("release log: %v", recs)
+	}
+
+	// Release to another address.
+	resp, _ = c.post("/message/"+s.newsletter+"/release", url.Values{"csrf": {c.csrf}, "to": {"admin@example.org"}})
+	if resp.StatusCode != http.StatusSeeOther || s.released[1].to != "admin@example.org" {
+		t.Errorf("release to: %d %v", resp.StatusCode, s.released)
+	}
+	if resp, _ := c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}, "to": {"a@b>\r\nRCPT TO:<x@y"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("release to a bad address: %d, want 400", resp.StatusCode)
+	}
+
+	resp, _ = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	if _, err := s.store.Get(s.hostile); err == nil {
+		t.Errorf("deleted message still there")
+	}
+	recs = s.logs.records("archive web: deleted")
+	if len(recs) != 1 || recs[0]["user"] != testUser || recs[0]["archive_id"] != s.hostile {
+		t.Errorf("delete log: %v", recs)
+	}
+	// Deleting it again: 404, logged as failed.
+	if resp, _ := c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("second delete: %d, want 404", resp.StatusCode)
+	}
+	// IDs that reach outside the directory are refused.
+	for _, id := range []string{"..%2Fx", ".hidden", "%00"} {
+		if resp, _ := c.post("/message/"+id+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
+			t.Errorf("delete %s: %d", id, resp.StatusCode)
+		}
+	}
+	// A failing release is reported, and the message stays.
+	s.srv.release = func(context.Context, string, string, string) error { return errors.New("downstream said 451") }
+	resp, body = c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "downstream said 451") {
+		t.Errorf("failed release: %d", resp.StatusCode)
+	}
+	if recs := s.logs.records("archive web: release failed"); len(recs) != 1 || recs[0]["user"] != testUser {
+		t.Errorf("failed release log: %v", recs)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	count := func(body string) int { return strings.Count(body, `<td><a href="/message/`) }
+	_, all := c.get("/")
+	if n := count(all); n != 45 {
+		t.Errorf("unfiltered: %d rows, want 45", n)
+	}
+	if !strings.Contains(all, "1 file(s) in the archive directory could not be read") {
+		t.Errorf("skipped file not reported")
+	}
+	for _, tc := range []struct {
+		query string
+		want  int
+		has   string
+	}{
+		{"scl=8", 2 + 8 + 8 + 1, ""}, // invoice, hostile, big + bulk SCL 8 and 9
+		{"scl=8&subject=invoice", 1, "Invoice 2026-117"},
+		{"from=SUPPLIER", 1, "billing@supplier.example"},
+		{"to=boss@", 1, "Invoice"},
+		{"subject=newsletter&scl=4", 0, "No archived message matches"},
+		{"since=" + time.Now().UTC().AddDate(0, 0, -1).Format(dateLayout), -1, ""},
+		{"until=2000-01-01", 0, ""},
+		{"scl=banana", 45, "SCL must be a number"},
+	} {
+		_, body := c.get("/?" + tc.query)
+		if n := count(body); tc.want >= 0 && n != tc.want {
+			t.Errorf("%s: %d rows, want %d", tc.query, n, tc.want)
+		}
+		if tc.has != "" && !strings.Contains(body, tc.has) {
+			t.Errorf("%s: page lacks %q", tc.query, tc.has)
+		}
+	}
+}
+
+func TestHostileMessages(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+
+	start := time.Now()
+	resp, list := c.get("/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("list: %d", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("list took %v", d)
+	}
+	if len(list) > 2<<20 {
+		t.Errorf("list page is %d bytes", len(list))
+	}
+	for _, want := range []string{"Ten megabytes", "&lt;script&gt;window.pwned=1&lt;/script&gt; Hostile &#34;quotes&#34; &amp; ampersands", "broken@spam.example", "</table>"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("list lacks %q", want)
+		}
+	}
+	if strings.Contains(strings.ToLower(list), "<script") {
+		t.Errorf("list has a script element")
+	}
+
+	resp, view := c.get("/message/" + s.hostile)
+	if resp.StatusCode != 200 {
+		t.Fatalf("hostile view: %d", resp.StatusCode)
+	}
+	checkInert(t, "hostile view", view)
+	checkInert(t, "list", list)
+	for _, want := range []string{
+		"&lt;script&gt;window.pwned=1&lt;/script&gt;",
+		"&lt;a href=&#34;javascript:window.pwned=3&#34;&gt;",
+		"&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;",
+		"&lt;/pre&gt;&lt;script&gt;window.pwned=4",
+		"HTML part text",
+		"scl=9 &lt;b&gt;bold&lt;/b&gt;",
+	} {
+		if !strings.Contains(view, want) {
+			t.Errorf("hostile view lacks %q", want)
+		}
+	}
+
+	resp, view = c.get("/message/" + s.big)
+	if resp.StatusCode != 200 || !strings.Contains(view, "Text truncated to 256 KB") || len(view) > 1<<20 {
+		t.Errorf("big view: %d, %d bytes", resp.StatusCode, len(view))
+	}
+	resp, view = c.get("/message/" + s.broken)
+	if resp.StatusCode != 200 || !strings.Contains(view, "Defects") {
+		t.Errorf("broken view: %d", resp.StatusCode)
+	}
+	for _, id := range []string{"garbage", "no-such-id", ".hidden"} {
+		if resp, _ := c.get("/message/" + id); resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("view %s: %d", id, resp.StatusCode)
+		}
+	}
+}
+
+// checkInert parses page as a browser would and fails if anything in it
+// could run script or load something: script, iframe, object, embed or
+// img elements, on* attributes, javascript: URLs.
+func checkInert(t *testing.T, name, page string) {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n *html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode {
+			switch n.Data {
+			case "script", "iframe", "object", "embed", "img", "frame", "base", "meta":
+				if n.Data != "meta" || attr(n, "http-equiv") != "" {
+					t.Errorf("%s: has a <%s> element", name, n.Data)
+				}
+			}
+			for _, a := range n.Attr {
+				v := strings.ToLower(strings.TrimSpace(a.Val))
+				if strings.HasPrefix(strings.ToLower(a.Key), "on") || strings.HasPrefix(v, "javascript:") || strings.HasPrefix(v, "data:text/html") {
+					t.Errorf("%s: <%s %s=%q>", name, n.Data, a.Key, a.Val)
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(doc)
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func TestClean(t *testing.T) {
+	if got := clean("a\u202eb\x00c\td", 10); got != "abc d" {
+		t.Errorf("clean = %q", got)
+	}
+	if got := clean(strings.Repeat("x", 20), 5); got != "xxxxx…" {
+		t.Errorf("clean = %q", got)
+	}
+}
