@@ -148,3 +148,16 @@ func TestScanBuiltin(t *testing.T) {
 		t.Errorf("spam scored SCL %d, p=%v", rs[1].SCL, rs[1].Score)
 	}
 }
+
+// A directory of symlinks to messages (as scripts/corpus.sh lays out the
+// corpus) is scanned like one of files.
+func TestScanDirFollowsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	target, _ := filepath.Abs("../../testdata/messages/plain.eml")
+	os.Symlink(target, filepath.Join(dir, "link.eml"))
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling.eml"))
+	code, out, errOut := sclgate(t, "", "scan", "-classifier", "none", dir)
+	if code != 0 || !strings.Contains(out, "link.eml: scl=0") || strings.Contains(out, "dangling") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+}

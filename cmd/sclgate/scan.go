@@ -156,8 +156,15 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 		}
 		var names []string
 		for _, de := range ents {
+			// Regular files, and symlinks to them (corpus layouts and
+			// maildirs are often links).
+			p := filepath.Join(a, de.Name())
 			if de.Type().IsRegular() {
-				names = append(names, filepath.Join(a, de.Name()))
+				names = append(names, p)
+			} else if de.Type()&os.ModeSymlink != 0 {
+				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+					names = append(names, p)
+				}
 			}
 		}
 		sort.Strings(names)
