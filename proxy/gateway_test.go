@@ -936,7 +936,7 @@ func TestArchiveMessageThatLooksLikeAHead(t *testing.T) {
 // still relayed byte for byte, scored, and archived whole.
 func TestLargeMessageSpooled(t *testing.T) {
 	ds := startDownstream(t, false)
-	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000}"})
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000, downstream_timeout: 60s, data_timeout: 60s}"})
 	var body strings.Builder
 	for body.Len() < 5<<20 {
 		body.WriteString("a fairly ordinary line of text in a long message, line after line\r\n")
@@ -952,7 +952,7 @@ func TestLargeMessageSpooled(t *testing.T) {
 	}
 
 	// The archive path streams from the spool too.
-	g2 := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000}\nfilter: {gateway_action: archive}"})
+	g2 := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 20000000, downstream_timeout: 60s, data_timeout: 60s}\nfilter: {gateway_action: archive}"})
 	spam := append(testMessage("spam", spamPhrase), []byte(body.String())...)
 	rc2 := ehloed(t, g2.addr)
 	if reply := rc2.send("a@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 ") {
