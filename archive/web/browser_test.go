@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +197,30 @@ func (w *webdriver) str(script string) string {
 	return s
 }
 
+// waitText polls the text of the element css names until ok accepts it, and
+// returns the last text seen. A WebDriver click that submits a form does not
+// wait for the next page, so a check made at once may read the old page (or
+// none); this gives the browser up to 15 s, in 50 ms steps.
+func (w *webdriver) waitText(css string, ok func(string) bool) string {
+	w.t.Helper()
+	script := `var e = document.querySelector(` + strconv.Quote(css) + `); return e === null ? "\x00" : e.textContent`
+	var last string
+	for i := 0; i < 300; i++ {
+		var s string
+		if err := json.Unmarshal(w.exec(script), &s); err != nil {
+			w.t.Fatalf("%s: not a string: %v", css, err)
+		}
+		if s != "\x00" {
+			last = s
+			if ok(s) {
+				return s
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
+}
+
 func (w *webdriver) url() string {
 	w.t.Helper()
 	var s string
@@ -236,6 +261,16 @@ func (w *webdriver) noScriptRan(where string) {
 		w.t.Errorf("%s: %d script elements, %d frames/images, window.pwned unset: %v", where, r.Scripts, r.Frames, r.Clean)
 	}
 }
+
+func containsFn(sub string) func(string) bool {
+	return func(s string) bool { return strings.Contains(s, sub) }
+}
+
+func prefixFn(p string) func(string) bool {
+	return func(s string) bool { return strings.HasPrefix(s, p) }
+}
+
+func equalFn(want string) func(string) bool { return func(s string) bool { return s == want } }
 
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -327,13 +362,13 @@ func TestBrowser(t *testing.T) {
 	w.typeInto("input[name=user]", testUser)
 	w.typeInto("input[name=password]", "wrong password")
 	w.click("#login")
-	if got := w.str(`return document.querySelector('.err').textContent`); !strings.Contains(got, "Wrong user name or password") {
+	if got := w.waitText(".err", containsFn("Wrong user name or password")); !strings.Contains(got, "Wrong user name or password") {
 		t.Errorf("bad password: %q", got)
 	}
 	w.typeInto("input[name=user]", testUser)
 	w.typeInto("input[name=password]", testPass)
 	w.click("#login")
-	if got := w.str(`return document.querySelector('#count').textContent`); !strings.Contains(got, "45 of 45") {
+	if got := w.waitText("#count", containsFn("45 of 45")); !strings.Contains(got, "45 of 45") {
 		t.Fatalf("list after login: %q (url %s)", got, w.url())
 	}
 	w.noScriptRan("list")
@@ -342,7 +377,7 @@ func TestBrowser(t *testing.T) {
 	w.typeInto("input[name=scl]", "8")
 	w.typeInto("input[name=subject]", "invoice")
 	w.click("#apply")
-	if got := w.str(`return document.querySelector('#count').textContent`); !strings.HasPrefix(got, "1 of 45") {
+	if got := w.waitText("#count", prefixFn("1 of 45")); !strings.HasPrefix(got, "1 of 45") {
 		t.Fatalf("filtered count: %q", got)
 	}
 	if !strings.Contains(w.url(), "scl=8") {
@@ -351,7 +386,7 @@ func TestBrowser(t *testing.T) {
 
 	// Open the message.
 	w.click("#messages td.subj a")
-	if got := w.str(`return document.querySelector('#msgid').textContent`); got != f.invoice {
+	if got := w.waitText("#msgid", equalFn(f.invoice)); got != f.invoice {
 		t.Fatalf("opened %q, want %q", got, f.invoice)
 	}
 	if body := w.str(`return document.querySelector('#body').textContent`); !strings.Contains(body, "please find your invoice attached") {
@@ -375,7 +410,7 @@ func TestBrowser(t *testing.T) {
 		!bytes.Contains(got.data, []byte("Subject: Invoice 2026-117 for November")) {
 		t.Errorf("downstream got from %q to %v:\n%.300s", got.from, got.to, got.data)
 	}
-	if done := w.str(`return document.querySelector('#done').textContent`); !strings.Contains(done, f.invoice) || !strings.Contains(done, "released") {
+	if done := w.waitText("#done", containsFn("released")); !strings.Contains(done, f.invoice) || !strings.Contains(done, "released") {
 		t.Errorf("after release the page says %q", done)
 	}
 	if recs := logs.records("archive web: released"); len(recs) != 1 || recs[0]["user"] != testUser {
@@ -402,7 +437,7 @@ func TestBrowser(t *testing.T) {
 	// The big and the broken message open too.
 	for _, id := range []string{f.big, f.broken} {
 		w.navigate(ts.URL + "/message/" + id)
-		if got := w.str(`return document.querySelector('#msgid').textContent`); got != id {
+		if got := w.waitText("#msgid", equalFn(id)); got != id {
 			t.Errorf("view %s: got %q", id, got)
 		}
 		w.noScriptRan("message " + id)
@@ -410,7 +445,7 @@ func TestBrowser(t *testing.T) {
 
 	// The full list, for the README's screenshot.
 	w.navigate(ts.URL + "/")
-	if got := w.str(`return document.querySelector('#count').textContent`); !strings.HasPrefix(got, "44 of 44") {
+	if got := w.waitText("#count", prefixFn("44 of 44")); !strings.HasPrefix(got, "44 of 44") {
 		t.Errorf("list after release: %q", got)
 	}
 	w.noScriptRan("list")
