@@ -85,6 +85,7 @@ type Limits struct {
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
 	DataTimeout         time.Duration `yaml:"data_timeout"`
 	DownstreamTimeout   time.Duration `yaml:"downstream_timeout"`
+	DownstreamIdle      time.Duration `yaml:"downstream_idle"`
 	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
 }
 
@@ -295,6 +296,9 @@ func (c *Config) validate() error {
 	}
 	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {
 		bad("limits: timeouts must be positive durations such as 30s or 5m")
+	}
+	if l.DownstreamIdle < 0 {
+		bad("limits.downstream_idle: must be 0 (no reuse) or a positive duration such as 5s")
 	}
 	f := c.Filter
 	if f.GatewayThreshold < 1 || f.GatewayThreshold > 9 {

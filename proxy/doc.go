@@ -2,8 +2,9 @@
 //
 // The flow of one transaction:
 //
-//	MAIL  open the downstream transaction (dial, EHLO, MAIL) so that its
-//	      answers reach the client while the client is still connected
+//	MAIL  open the downstream transaction (MAIL, on a connection kept from
+//	      an earlier transaction or a new one) so that its answers reach
+//	      the client while the client is still connected
 //	RCPT  check the domain is ours (or the client trusted), then pass the
 //	      RCPT through: the client sees the downstream's own answer
 //	DATA  read the message, parse and score it once, then act:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -39,13 +40,34 @@ type Txn interface {
 	Abort()
 }
 
-// NewDownstream returns the downstream configured as d.
-func NewDownstream(d config.Downstream, hostname string, timeout time.Duration) Downstream {
+// NewDownstream returns the downstream configured as d. idle is how long
+// an SMTP or LMTP connection is kept open after a transaction, for the next
+// one (0: a new connection for every message).
+func NewDownstream(d config.Downstream, hostname string, timeout, idle time.Duration) Downstream {
 	if d.Scheme == "maildir" {
 		return &maildir{dir: d.Address, hostname: hostname}
 	}
-	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: hostname, timeout: timeout}
+	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: hostname, timeout: timeout, idle: idle}
 }
+
+// Connection reuse. Dialling, EHLO and QUIT cost the downstream and us more
+// than a small message does, so a connection whose transaction ended
+// cleanly (250 after DATA, or RSET answered) waits for the next one, from
+// any client session, as Postfix's smtp client does with its connection
+// cache. Reuse never risks a message: a cached connection the downstream
+// has dropped in the meantime fails at MAIL, before anything is committed,
+// and the transaction goes on over a fresh one.
+const (
+	// maxIdle bounds the connections kept open doing nothing.
+	maxIdle = 64
+	// maxConnAge retires a connection however busy (Postfix's
+	// smtp_connection_reuse_time_limit), so that a downstream restart or
+	// DNS change is followed.
+	maxConnAge = 5 * time.Minute
+	// staleRetries is how many cached connections Begin tries before it
+	// dials a new one.
+	staleRetries = 3
+)
 
 // smtpDownstream relays to an SMTP or LMTP server with go-smtp's client.
 type smtpDownstream struct {
@@ -53,11 +75,58 @@ type smtpDownstream struct {
 	lmtp          bool
 	hostname      string
 	timeout       time.Duration
+	idle          time.Duration
+
+	mu    sync.Mutex
+	cache []*dsConn // idle connections, the most recently used last
+}
+
+// dsConn is one downstream connection after EHLO.
+type dsConn struct {
+	c     *smtp.Client
+	conn  net.Conn
+	born  time.Time
+	timer *time.Timer // closes the connection when idle too long
 }
 
 func (d *smtpDownstream) OneRecipient() bool { return d.lmtp }
 
 func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.MailOptions) (Txn, error) {
+	for range staleRetries {
+		dc := d.take()
+		if dc == nil {
+			break
+		}
+		err := dc.mail(ctx, from, opts)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			return &smtpTxn{d: d, dc: dc}, nil
+		case errors.As(err, &se) && se.Code != 421:
+			// The downstream's answer to this sender, on a live
+			// connection: the client's answer too.
+			d.put(dc)
+			return nil, &downstreamError{op: "mail", err: err}
+		}
+		// Gone while idle (EOF, reset, or the downstream's 421 on its
+		// idle timeout): nothing is committed yet, so retire it and
+		// ask anew.
+		dc.close()
+	}
+	dc, err := d.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &smtpTxn{d: d, dc: dc}
+	if err := dc.mail(ctx, from, opts); err != nil {
+		t.Abort()
+		return nil, &downstreamError{op: "mail", err: err}
+	}
+	return t, nil
+}
+
+// dial opens a new connection and says EHLO (LHLO).
+func (d *smtpDownstream) dial(ctx context.Context) (*dsConn, error) {
 	dialer := net.Dialer{Timeout: d.timeout}
 	conn, err := dialer.DialContext(ctx, d.network, d.addr)
 	if err != nil {
@@ -71,16 +140,92 @@ func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.Mail
 	}
 	c.CommandTimeout = d.timeout
 	c.SubmissionTimeout = d.timeout
-	t := &smtpTxn{c: c, conn: conn, lmtp: d.lmtp}
+	dc := &dsConn{c: c, conn: conn, born: time.Now()}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	if err := c.Hello(d.hostname); err != nil {
-		t.Abort()
+		dc.close()
 		return nil, &downstreamError{op: "connect", err: err}
 	}
-	if err := c.Mail(from, mailOptions(c, opts)); err != nil {
-		t.Abort()
-		return nil, &downstreamError{op: "mail", err: err}
+	return dc, nil
+}
+
+// take returns a cached connection, or nil.
+func (d *smtpDownstream) take() *dsConn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := len(d.cache)
+	if n == 0 {
+		return nil
 	}
-	return t, nil
+	dc := d.cache[n-1]
+	d.cache[n-1] = nil
+	d.cache = d.cache[:n-1]
+	dc.timer.Stop() // if it already fired, expire finds nothing to close
+	return dc
+}
+
+// put caches a connection whose transaction ended cleanly, or closes it.
+func (d *smtpDownstream) put(dc *dsConn) {
+	if d.idle <= 0 || time.Since(dc.born) > maxConnAge {
+		dc.close()
+		return
+	}
+	d.mu.Lock()
+	if len(d.cache) >= maxIdle {
+		d.mu.Unlock()
+		dc.close()
+		return
+	}
+	dc.timer = time.AfterFunc(d.idle, func() { d.expire(dc) })
+	d.cache = append(d.cache, dc)
+	d.mu.Unlock()
+}
+
+// expire closes dc if it is still waiting in the cache.
+func (d *smtpDownstream) expire(dc *dsConn) {
+	d.mu.Lock()
+	found := false
+	for i, c := range d.cache {
+		if c == dc {
+			d.cache = append(d.cache[:i], d.cache[i+1:]...)
+			found = true
+			break
+		}
+	}
+	d.mu.Unlock()
+	if found {
+		dc.close()
+	}
+}
+
+// Close ends every cached connection (at shutdown).
+func (d *smtpDownstream) Close() error {
+	d.mu.Lock()
+	cache := d.cache
+	d.cache = nil
+	d.mu.Unlock()
+	for _, dc := range cache {
+		dc.timer.Stop()
+		dc.close()
+	}
+	return nil
+}
+
+// mail sends MAIL FROM, bounded by ctx.
+func (dc *dsConn) mail(ctx context.Context, from string, opts *smtp.MailOptions) error {
+	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
+	defer stop()
+	return dc.c.Mail(from, mailOptions(dc.c, opts))
+}
+
+// close QUITs politely, but never waits long for a downstream that is
+// going away.
+func (dc *dsConn) close() {
+	dc.c.CommandTimeout = 5 * time.Second
+	if err := dc.c.Quit(); err != nil {
+		dc.c.Close()
+	}
 }
 
 // mailOptions passes on the MAIL parameters the downstream understands.
@@ -100,15 +245,18 @@ func mailOptions(c *smtp.Client, in *smtp.MailOptions) *smtp.MailOptions {
 	return out
 }
 
+// smtpTxn is one transaction on a downstream connection. Its end (Data or
+// Abort) gives the connection back for reuse, or closes it.
 type smtpTxn struct {
-	c    *smtp.Client
-	conn net.Conn
-	lmtp bool
+	d    *smtpDownstream
+	dc   *dsConn // nil once the transaction has ended
 	rcpt []string
 }
 
 func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) error {
-	if err := t.c.Rcpt(to, nil); err != nil {
+	stop := context.AfterFunc(ctx, func() { t.dc.conn.Close() })
+	defer stop()
+	if err := t.dc.c.Rcpt(to, nil); err != nil {
 		return &downstreamError{op: "rcpt", err: err}
 	}
 	t.rcpt = append(t.rcpt, to)
@@ -116,25 +264,37 @@ func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) e
 }
 
 func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err error) {
-	defer t.quit()
+	dc := t.dc
+	t.dc = nil
 	// go-smtp's client has no deadline while it writes the body: a
 	// downstream that stops reading would hold this session for ever.
 	// ctx bounds the whole step; past it, cut the connection (any write
-	// or read in progress fails, and quit does not wait for a reply).
-	stop := context.AfterFunc(ctx, func() { t.conn.Close() })
+	// or read in progress fails, and close does not wait for a reply).
+	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer func() {
-		if !stop() && err != nil {
+		cut := !stop()
+		if cut && err != nil {
 			err = &downstreamError{op: "data", err: errors.Join(ctx.Err(), err)}
 		}
+		if err == nil && !cut {
+			t.d.put(dc)
+		} else {
+			dc.close()
+		}
 	}()
-	w, err := t.c.Data()
+	w, err := dc.c.Data()
 	if err != nil {
 		return "", &downstreamError{op: "data", err: err}
 	}
-	if _, err := io.Copy(w, msg); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	// Not io.Copy: msg is an io.MultiReader, whose WriteTo would
+	// allocate a buffer of its own for every message.
+	_, err = io.CopyBuffer(w, struct{ io.Reader }{msg}, *bp)
+	copyBufs.Put(bp)
+	if err != nil {
 		return "", &downstreamError{op: "data", err: err}
 	}
-	if t.lmtp {
+	if t.d.lmtp {
 		// One recipient per LMTP transaction (see the package doc): its
 		// one answer is the answer.
 		resp, err := w.CloseWithLMTPResponse()
@@ -153,6 +313,8 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	return resp.StatusText, nil
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 func lmtpFirst(err error) error {
 	var le smtp.LMTPDataError
 	if errors.As(err, &le) {
@@ -163,18 +325,22 @@ func lmtpFirst(err error) error {
 	return err
 }
 
-func (t *smtpTxn) quit() {
-	// QUIT politely, but never wait long for a downstream that is going away.
-	t.c.CommandTimeout = 5 * time.Second
-	if err := t.c.Quit(); err != nil {
-		t.c.Close()
-	}
-}
-
+// Abort ends the transaction with RSET; a connection that answers it is
+// reused.
 func (t *smtpTxn) Abort() {
-	t.c.CommandTimeout = 5 * time.Second
-	_ = t.c.Reset()
-	t.quit()
+	dc := t.dc
+	if dc == nil {
+		return
+	}
+	t.dc = nil
+	dc.c.CommandTimeout = 5 * time.Second
+	err := dc.c.Reset()
+	dc.c.CommandTimeout = t.d.timeout
+	if err != nil {
+		dc.close()
+		return
+	}
+	t.d.put(dc)
 }
 
 // downstreamError records which step failed; Unwrap gives the downstream's

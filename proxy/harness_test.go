@@ -165,7 +165,7 @@ func (g *testGateway) policy(yamlText string) *Policy {
 		Config:     cfg,
 		Scorer:     &scorer.Scorer{Classifier: scorer.None{}, Weights: func() *weights.List { return list }},
 		Archive:    store,
-		Downstream: NewDownstream(ds, Hostname(cfg), cfg.Limits.DownstreamTimeout),
+		Downstream: NewDownstream(ds, Hostname(cfg), cfg.Limits.DownstreamTimeout, cfg.Limits.DownstreamIdle),
 	}
 }
 
@@ -451,8 +451,9 @@ type fakeDownstream struct {
 	rcpts    []string // accepted RCPT TO addresses
 	dataSeen int      // Session.Data calls (i.e. DATA commands that got 354)
 	msgs     []dsMessage
-	active   int // sessions open now
-	sessions int // sessions ever
+	active   int // transactions open now (MAIL given, not yet ended)
+	sessions int // sessions (connections) ever
+	ended    int // sessions that have ended
 }
 
 // startDownstream starts a recording SMTP (or LMTP) server.
@@ -536,8 +537,9 @@ func (ds *fakeDownstream) counts() (mails, datas, sessions int) {
 	return len(ds.mails), ds.dataSeen, ds.sessions
 }
 
-// waitIdle waits (bounded) until no downstream session is open, so that
-// whatever the proxy was going to send has been sent.
+// waitIdle waits (bounded) until no downstream transaction is open, so
+// that whatever the proxy was going to send has been sent. (The proxy may
+// keep the connection itself open for its next message.)
 func (ds *fakeDownstream) waitIdle() {
 	ds.t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
@@ -549,7 +551,7 @@ func (ds *fakeDownstream) waitIdle() {
 			return
 		}
 		if time.Now().After(deadline) {
-			ds.t.Fatalf("downstream still has %d session(s) open after 3s", n)
+			ds.t.Fatalf("downstream still has %d transaction(s) open after 3s", n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -579,18 +581,17 @@ func (ds *fakeDownstream) nothing() {
 // NewSession implements smtp.Backend.
 func (ds *fakeDownstream) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	ds.mu.Lock()
-	ds.active++
 	ds.sessions++
 	ds.mu.Unlock()
 	return &fakeSession{ds: ds, c: c}, nil
 }
 
 type fakeSession struct {
-	ds     *fakeDownstream
-	c      *smtp.Conn
-	from   string
-	to     []string
-	closed bool
+	ds    *fakeDownstream
+	c     *smtp.Conn
+	from  string
+	to    []string
+	inTxn bool
 }
 
 func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
@@ -600,6 +601,10 @@ func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
 	ds.mails = append(ds.mails, from)
 	if ds.mailErr != nil {
 		return ds.mailErr
+	}
+	if !s.inTxn {
+		s.inTxn = true
+		ds.active++
 	}
 	s.from = from
 	return nil
@@ -639,17 +644,34 @@ func (s *fakeSession) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: text}
 }
 
-func (s *fakeSession) Reset() { s.from, s.to = "", nil }
-
-func (s *fakeSession) Logout() error {
+// endTxn marks the end of the transaction: after DATA's answer, at RSET,
+// and when the connection goes.
+func (s *fakeSession) endTxn() {
+	s.from, s.to = "", nil
 	ds := s.ds
 	ds.mu.Lock()
-	if !s.closed {
-		s.closed = true
+	if s.inTxn {
+		s.inTxn = false
 		ds.active--
 	}
 	ds.mu.Unlock()
+}
+
+func (s *fakeSession) Reset() { s.endTxn() }
+
+func (s *fakeSession) Logout() error {
+	s.endTxn()
+	s.ds.mu.Lock()
+	s.ds.ended++
+	s.ds.mu.Unlock()
 	return nil
+}
+
+// ends returns how many downstream sessions have ended.
+func (ds *fakeDownstream) ends() int {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.ended
 }
 
 // ---------------------------------------------------------------------------

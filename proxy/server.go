@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -131,6 +132,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
 		s.smtp.Close()
+	}
+	// The downstream connections kept for reuse: QUIT them.
+	if c, ok := s.policy.Load().Downstream.(io.Closer); ok {
+		c.Close()
 	}
 	return err
 }

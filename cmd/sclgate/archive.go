@@ -575,7 +575,7 @@ func archiveRelease(e env, args []string) int {
 			return 2
 		}
 	}
-	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout)
+	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
 	code := 0
 	for _, id := range c.fs.Args() {
 		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, time.Now())

@@ -248,7 +248,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		if to != "" {
 			rcpts = []string{to}
 		}
-		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout)
+		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
 		_, _, err = releaseOne(store, c, down, id, rcpts, time.Now())
 		return err
 	}
@@ -349,7 +349,7 @@ func (g *gateway) policy(cfg *config.Config) (*proxy.Policy, error) {
 		Config:     cfg,
 		Scorer:     sc,
 		Archive:    store,
-		Downstream: proxy.NewDownstream(ds, proxy.Hostname(cfg), cfg.Limits.DownstreamTimeout),
+		Downstream: proxy.NewDownstream(ds, proxy.Hostname(cfg), cfg.Limits.DownstreamTimeout, cfg.Limits.DownstreamIdle),
 	}, nil
 }
 
