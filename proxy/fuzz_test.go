@@ -26,6 +26,31 @@ func FuzzCheckLineEnds(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, normalize bool) {
 		out, err := checkLineEnds(in, normalize)
+		// The same verdict when the data arrives in two pieces.
+		for _, cut := range []int{1, len(in) / 2, len(in) - 1} {
+			if cut <= 0 || cut >= len(in) {
+				continue
+			}
+			f := dataFilter{normalizeLF: normalize}
+			var buf bytes.Buffer
+			err2 := f.write(&buf, in[:cut])
+			if err2 == nil {
+				err2 = f.write(&buf, in[cut:])
+			}
+			if err2 == nil {
+				err2 = f.close()
+			}
+			if (err == nil) != (err2 == nil) || (err == nil && !bytes.Equal(out, buf.Bytes())) {
+				t.Fatalf("%q cut at %d: %v / %q, whole: %v / %q", in, cut, err2, buf.Bytes(), err, out)
+			}
+		}
+		// Refused exactly when a line end is bare or a NUL is present
+		// (bare LF only without normalize).
+		bareCR := bytes.Count(in, []byte("\r")) != bytes.Count(in, []byte("\r\n"))
+		bareLF := bytes.Count(in, []byte("\n")) != bytes.Count(in, []byte("\r\n"))
+		if want := bytes.IndexByte(in, 0) >= 0 || bareCR || (bareLF && !normalize); want != (err != nil) {
+			t.Fatalf("%q normalize=%v: err %v, want refused=%v", in, normalize, err, want)
+		}
 		if err != nil {
 			return
 		}

@@ -248,16 +248,44 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// scanDotCR looks for "\n.\r" followed by anything but "\n".
+// scanDotCR looks for "\n.\r" followed by anything but "\n". It runs on
+// every byte a plaintext client sends, so it jumps from one "\n.\r" to the
+// next (bytes.Index) rather than look at each byte.
 func (c *limitConn) scanDotCR(b []byte) {
-	t := c.tail
-	for _, x := range b {
-		if t[0] == '\n' && t[1] == '.' && t[2] == '\r' && x != '\n' {
-			c.dotCR.Store(true)
-		}
-		t[0], t[1], t[2] = t[1], t[2], x
+	if len(b) == 0 {
+		return
 	}
-	c.tail = t
+	// A sequence across the previous read's end: the saved tail and the
+	// first bytes of this one.
+	var edge [6]byte
+	n := copy(edge[:], c.tail[:])
+	n += copy(edge[n:], b)
+	if hasDotCR(edge[:n]) || hasDotCR(b) {
+		c.dotCR.Store(true)
+	}
+	if len(b) >= 3 {
+		copy(c.tail[:], b[len(b)-3:])
+	} else {
+		copy(c.tail[:], edge[n-3:n])
+	}
+}
+
+var nlDotCR = []byte("\n.\r")
+
+// hasDotCR reports whether b holds "\n.\r" and a fourth byte that is not
+// "\n"; a "\n.\r" at the very end is left to the next read.
+func hasDotCR(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], nlDotCR)
+		if j < 0 {
+			return false
+		}
+		k := i + j + 3
+		if k < len(b) && b[k] != '\n' {
+			return true
+		}
+		i += j + 1
+	}
 }
 
 // addrOf returns the IP of a net.Addr, unmapped from IPv4-in-IPv6.

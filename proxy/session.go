@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -211,6 +212,7 @@ func (s *session) data(r io.Reader) error {
 	// the archive or the downstream, and a large message sits on disk,
 	// not in memory.
 	sp := &spool{headCap: max(spoolHead, cfg.Limits.MaxHeaderBytes+1)}
+	sp.head = getHead()
 	defer sp.Close()
 	filter := dataFilter{normalizeLF: cfg.SMTP.BareLF == config.BareLFNormalize}
 	err := readData(r, &filter, sp)
@@ -278,9 +280,15 @@ const spoolHead = 1 << 20
 
 var errSpool = errors.New("spool")
 
+// readBufPool holds readData's buffers: one per message in flight, not one
+// per message received.
+var readBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // readData copies the DATA stream through the filter into the spool.
 func readData(r io.Reader, f *dataFilter, sp *spool) error {
-	buf := make([]byte, 32<<10)
+	bp := readBufPool.Get().(*[]byte)
+	defer readBufPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {

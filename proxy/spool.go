@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"sync"
 )
 
 // spool holds one message as it arrives: its first headCap bytes in memory
@@ -64,8 +65,27 @@ func (sp *spool) Reader() io.Reader {
 	return io.MultiReader(bytes.NewReader(sp.head), sp.Rest())
 }
 
-// Close releases the temporary file.
+// headPool recycles spool heads (*[]byte, 64 KiB to 2 MiB of capacity):
+// most messages fit in one, and allocating it anew for each was the
+// gateway's largest source of garbage.
+var headPool sync.Pool
+
+// getHead returns an empty head buffer for a new spool.
+func getHead() []byte {
+	if p, ok := headPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 64<<10)
+}
+
+// Close releases the temporary file and the head buffer; nothing of the
+// spool may be used after it.
 func (sp *spool) Close() {
+	if h := sp.head; cap(h) >= 64<<10 && cap(h) <= 2<<20 {
+		h = h[:0]
+		headPool.Put(&h)
+	}
+	sp.head = nil
 	if sp.file != nil {
 		sp.file.Close()
 	}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 )
 
 // Model is the built-in statistical classifier: logistic regression over
@@ -69,20 +70,40 @@ func (m *Model) Verdict(z float64) Verdict {
 	return Verdict{SCL: sclOf(&m.cuts, z), Score: sigmoid(z)}
 }
 
+// logOddsBufs are LogOdds's scratch slices, reused across messages
+// (about 30 KB less garbage per 10 KB message).
+type logOddsBufs struct {
+	hs  [numViews][]uint64
+	buf []uint32
+}
+
+var logOddsPool = sync.Pool{New: func() any { return new(logOddsBufs) }}
+
 // LogOdds is the model's spam log-odds for msg, log(p/(1-p)): the figure
 // before the logistic function, which keeps its resolution where the
 // probability rounds to 0 or 1.
 func (m *Model) LogOdds(msg *Message) float64 {
+	pb := logOddsPool.Get().(*logOddsBufs)
+	defer func() {
+		if cap(pb.hs[viewBody]) <= 1<<16 {
+			logOddsPool.Put(pb)
+		}
+	}()
 	var x extractor
-	x.hs[viewBody] = make([]uint64, 0, 64+min(2*maxBodyTokens, len(msg.Text)/3))
-	x.hs[viewSubject] = make([]uint64, 0, 32)
-	x.hs[viewForm] = make([]uint64, 0, 256)
+	x.hs[viewBody] = growU64(pb.hs[viewBody], 64+min(2*maxBodyTokens, len(msg.Text)/3))
+	x.hs[viewSubject] = growU64(pb.hs[viewSubject], 32)
+	x.hs[viewForm] = growU64(pb.hs[viewForm], 256)
 	x.extract(msg)
+	pb.hs = x.hs
 	largest := 0
 	for _, hs := range x.hs {
 		largest = max(largest, len(hs))
 	}
-	buf := make([]uint32, 0, max(64, 2<<bits.Len(uint(largest))))
+	need := max(64, 2<<bits.Len(uint(largest)))
+	if cap(pb.buf) < need {
+		pb.buf = make([]uint32, 0, need)
+	}
+	buf := pb.buf[:0]
 	var z float64
 	for g := range x.hs {
 		var sum int64
@@ -94,6 +115,13 @@ func (m *Model) LogOdds(msg *Message) float64 {
 		}
 	}
 	return m.bias + z*m.scale
+}
+
+func growU64(s []uint64, n int) []uint64 {
+	if cap(s) < n {
+		return make([]uint64, 0, n)
+	}
+	return s[:0]
 }
 
 // bodyScale is the value of each body feature of a message with nb of them.
