@@ -8,6 +8,9 @@
 # scenario, and samples VmRSS every 100 ms to show when the peak happens.
 #
 # Usage: bench/memory.sh [A|B ...]     env: IDLE=5s, plus GOGC/GOMEMLIMIT passed to sclgate as given
+#   HEAP_PROFILE=1: run the pprof build of bench/pprof.sh instead (GW_BIN=that
+#   binary) and save a heap profile every second while the load runs; the
+#   largest (inuse_space) is summarised.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -23,7 +26,7 @@ mkdir -p "$RUNDIR"
 RES=$RUNDIR/results.txt
 write_config "$RUNDIR/sclgate.yaml" "$OUT/weights-1000.xml" 26214400
 machine_info | tee "$RUNDIR/machine.txt" >&2
-echo "GOGC=${GOGC:-unset} GOMEMLIMIT=${GOMEMLIMIT:-unset}" | tee -a "$RUNDIR/machine.txt" >&2
+echo "sclgate environment: ${GW_ENV:-(none)}; binary ${GW_BIN:-$BIN}" | tee -a "$RUNDIR/machine.txt" >&2
 
 # run NAME CONNS SIZE
 run() {
@@ -38,6 +41,12 @@ run() {
   (while kill -0 "$GW_PID" 2>/dev/null; do echo "$(date +%s.%N) $(proc_rss "$GW_PID")"; sleep 0.1; done) >"$RUNDIR/rss-$name.txt" &
   local sampler=$!
   STARTED_PIDS+=("$sampler")
+  local heaper=""
+  if [[ -n ${HEAP_PROFILE:-} ]]; then
+    (i=0; while kill -0 "$GW_PID" 2>/dev/null; do curl -s -o "$RUNDIR/heap-$name-$((i++)).pprof" "http://127.0.0.1:${PPROF_PORT:-35325}/debug/pprof/heap"; sleep 1; done) &
+    heaper=$!
+    STARTED_PIDS+=("$heaper")
+  fi
   local idle_rss=- rc=0
   timeout 600 "$OUT/memload" -addr "127.0.0.1:$GW_PORT" -conns "$conns" -size "$size" -idle "$IDLE" -from "$FROM" -to "$TO" \
     >"$RUNDIR/memload-$name.out" 2>&1 &
@@ -57,6 +66,7 @@ run() {
   got=$(sink_mesg "$RUNDIR/sink-$name.counters")
   stop_pid "$GW_PID"
   kill "$sampler" 2>/dev/null || true
+  [[ -n $heaper ]] && kill "$heaper" 2>/dev/null || true
   stop_pid "$SINK_PID"
   local peak_t
   peak_t=$(sort -k2 -n "$RUNDIR/rss-$name.txt" | tail -1 | awk '{ print $2 }')
@@ -73,3 +83,13 @@ for s in "${scen[@]}"; do
   esac
 done
 echo "results: $RES"
+if [[ -n ${HEAP_PROFILE:-} ]]; then
+  for s in "$RUNDIR"/heap-*-0.pprof; do
+    name=${s%-0.pprof}; name=${name##*/heap-}
+    best=$(for f in "$RUNDIR"/heap-"$name"-*.pprof; do
+      printf '%s %s\n' "$(go tool pprof -top -sample_index=inuse_space -nodecount=1 "$f" 2>/dev/null | sed -n 's/.*accounting for [^,]*, [^ ]* of \([0-9.]*\)\([kKMG]B\) total.*/\1 \2/p' | awk '{ m = ($2 == "GB") ? 1024 : ($2 == "MB") ? 1 : 1/1024; print $1 * m }')" "$f"
+    done | sort -n | tail -1 | cut -d' ' -f2)
+    echo "== $name: largest heap profile $best"
+    go tool pprof -top -sample_index=inuse_space -nodecount=15 "$best" 2>/dev/null | sed -n '/^Showing nodes/,$p'
+  done
+fi

@@ -41,7 +41,7 @@ fi
 printf '{"Replace":{"%s":"%s"}}\n' "$src/cmd/sclgate/zz_pprof_overlay.go" "$ROOT/bench/pprof/pprof_overlay.go" >"$P/overlay.json"
 (cd "$src" && go build -tags sclgatepprof -overlay "$P/overlay.json" -o "$P/sclgate-pprof" ./cmd/sclgate)
 BIN=$P/sclgate-pprof
-machine_info | tee "$P/machine.txt" >&2
+{ machine_info; echo "source tree: $src"; } | tee "$P/machine.txt" >&2
 [[ -f $OUT/weights-1000.xml ]] || "$ROOT/bench/gen-weights.sh" "$OUT/weights-1000.xml" 1000
 write_config "$P/sclgate.yaml"
 
@@ -77,9 +77,9 @@ echo "profiled window: $msgs messages relayed, sclgate CPU $(echo "$c1 - $c0" | 
   go tool pprof -top -sample_index=alloc_space -base "$P/allocs0.pprof" -nodecount=25 "$BIN" "$P/allocs1.pprof" 2>/dev/null
   if [[ -f $P/perf.data ]]; then
     echo "== perf: by DSO (user vs kernel) =="
-    perf report -i "$P/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+    perf report -i "$P/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15 || true
     echo "== perf: top symbols, self =="
-    perf report -i "$P/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -45
+    perf report -i "$P/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -45 || true
   fi
 } | tee "$P/report.txt"
 echo "profile files: $P (go tool pprof -http=127.0.0.1:8080 $BIN $P/cpu.pprof)"

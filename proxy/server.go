@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"net/netip"
 	"strings"
 	"sync"
@@ -50,6 +51,13 @@ type Server struct {
 	policy  atomic.Pointer[Policy]
 	smtp    *smtp.Server
 
+	// bigScans bounds how many spooled (large) messages are parsed and
+	// scored at once. Each takes megabytes of text while it is scored,
+	// and scoring is CPU-bound: beyond one per core, more at once only
+	// costs memory (100 concurrent 10 MB messages must not mean 100
+	// such texts).
+	bigScans chan struct{}
+
 	mu        sync.Mutex
 	sessions  map[*session]struct{}
 	listeners []*limitListener
@@ -60,7 +68,8 @@ type Server struct {
 // timeouts, TLS, PROXY protocol) are taken from p now and need a restart to
 // change; everything else follows SetPolicy.
 func New(p *Policy, o Options) *Server {
-	s := &Server{log: o.Logger, metrics: o.Metrics, sessions: map[*session]struct{}{}}
+	s := &Server{log: o.Logger, metrics: o.Metrics, sessions: map[*session]struct{}{},
+		bigScans: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -320,10 +320,16 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 		s.srv.metrics.SCL.WithLabelValues("-1").Inc()
 		return verdict{scl: -1, report: "unfiltered: authenticated or trusted client"}, nil
 	}
+	var m *scorer.Message
+	if sp.Spooled() {
+		s.srv.bigScans <- struct{}{}
+		defer func() { <-s.srv.bigScans }()
+	}
 	start := time.Now()
-	m := scorer.Parse(sp.head)
 	if sp.Spooled() {
 		m = scorer.ParseReader(sp.Reader(), sp.head)
+	} else {
+		m = scorer.Parse(sp.head)
 	}
 	r, err := s.p.Scorer.Score(context.Background(), m)
 	if err != nil {
