@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -286,11 +287,21 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	if err != nil {
 		return "", &downstreamError{op: "data", err: err}
 	}
+	// The data goes straight to the connection through dotStuffer (see
+	// there why); w then writes only the final "\r\n.\r\n".
+	bw := connWriters.Get().(*bufio.Writer)
+	bw.Reset(dc.conn)
+	ds := newDotStuffer(bw)
 	bp := copyBufs.Get().(*[]byte)
 	// Not io.Copy: msg is an io.MultiReader, whose WriteTo would
 	// allocate a buffer of its own for every message.
-	_, err = io.CopyBuffer(w, struct{ io.Reader }{msg}, *bp)
+	_, err = io.CopyBuffer(ds, struct{ io.Reader }{msg}, *bp)
+	if err == nil {
+		err = ds.Finish()
+	}
 	copyBufs.Put(bp)
+	bw.Reset(nil)
+	connWriters.Put(bw)
 	if err != nil {
 		return "", &downstreamError{op: "data", err: err}
 	}
@@ -313,7 +324,10 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	return resp.StatusText, nil
 }
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var (
+	copyBufs    = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	connWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
 
 func lmtpFirst(err error) error {
 	var le smtp.LMTPDataError
