@@ -211,7 +211,7 @@ func (s *session) data(r io.Reader) error {
 	// arrives: nothing with bare line ends or NUL reaches the classifier,
 	// the archive or the downstream, and a large message sits on disk,
 	// not in memory.
-	sp := &spool{headCap: max(spoolHead, cfg.Limits.MaxHeaderBytes+1)}
+	sp := &spool{headCap: cfg.Limits.MaxHeaderBytes + 1, memCap: spoolMem}
 	sp.head = getHead()
 	defer sp.Close()
 	filter := dataFilter{normalizeLF: cfg.SMTP.BareLF == config.BareLFNormalize}
@@ -274,9 +274,10 @@ func (s *session) data(r io.Reader) error {
 	return s.relay(log, sp, v)
 }
 
-// spoolHead is how much of a message is kept in memory; the rest goes to
-// a temporary file.
-const spoolHead = 1 << 20
+// spoolMem is how much of a message (header included) is kept in memory;
+// the rest goes to a temporary file. Most mail fits, and is never written
+// to disk.
+const spoolMem = 256 << 10
 
 var errSpool = errors.New("spool")
 

@@ -7,24 +7,57 @@ import (
 	"sync"
 )
 
-// spool holds one message as it arrives: its first headCap bytes in memory
-// (the header is always among them: max_header_bytes is checked there), the
-// rest in an unlinked temporary file. So a 10 MB message costs about a
-// megabyte of memory however many arrive at once, and nothing is left on
-// disk when the process dies.
+// spool holds one message as it arrives: its start in memory, the rest in
+// an unlinked temporary file. The memory part always holds the whole
+// header (up to headCap bytes, which is max_header_bytes+1, so that a
+// longer header shows as too long) and, past the header, up to memCap
+// bytes of the message in all. So a 10 MB message with an ordinary header
+// costs memCap of memory however many arrive at once, and nothing is left
+// on disk when the process dies.
 type spool struct {
 	headCap int
+	memCap  int
 	head    []byte
+	hdrEnd  int      // length of the header with its empty line; 0 until seen
 	file    *os.File // nil while everything fits in head
 	rest    int64    // bytes in file
+}
+
+// room is how many more bytes go to memory.
+func (sp *spool) room() int {
+	if sp.file != nil {
+		return 0 // spilling: the rest goes after what is on disk
+	}
+	if sp.hdrEnd == 0 {
+		return sp.headCap - len(sp.head)
+	}
+	return max(sp.memCap, sp.hdrEnd) - len(sp.head)
 }
 
 // Write implements io.Writer.
 func (sp *spool) Write(p []byte) (int, error) {
 	n := len(p)
-	if room := sp.headCap - len(sp.head); room > 0 {
+	for len(p) > 0 {
+		room := sp.room()
+		if room <= 0 {
+			break
+		}
 		k := min(room, len(p))
+		old := len(sp.head)
 		sp.head = append(sp.head, p[:k]...)
+		if sp.hdrEnd == 0 {
+			if old == 0 && bytes.HasPrefix(sp.head, crlf) {
+				sp.hdrEnd = 2 // no header at all
+			} else if i := bytes.Index(sp.head[max(0, old-3):], crlfcrlf); i >= 0 {
+				sp.hdrEnd = max(0, old-3) + i + 4
+			}
+			// The header ended in this piece: take back what went past
+			// the memory allowance, for the file.
+			if over := len(sp.head) - max(sp.memCap, sp.hdrEnd); sp.hdrEnd > 0 && over > 0 {
+				sp.head = sp.head[:len(sp.head)-over]
+				k -= over
+			}
+		}
 		p = p[k:]
 	}
 	if len(p) == 0 {
@@ -45,6 +78,8 @@ func (sp *spool) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 // Spooled reports whether part of the message is on disk.
 func (sp *spool) Spooled() bool { return sp.file != nil }
