@@ -103,15 +103,17 @@ func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.Mail
 		switch {
 		case err == nil:
 			return &smtpTxn{d: d, dc: dc}, nil
-		case errors.As(err, &se) && se.Code != 421:
-			// The downstream's answer to this sender, on a live
+		case errors.As(err, &se) && se.Code >= 500:
+			// The downstream refuses this sender, on a live
 			// connection: the client's answer too.
 			d.put(dc)
 			return nil, &downstreamError{op: "mail", err: err}
 		}
 		// Gone while idle (EOF, reset, or the downstream's 421 on its
-		// idle timeout): nothing is committed yet, so retire it and
-		// ask anew.
+		// idle timeout), or a 4xx that may be about this connection
+		// (Exchange limits messages per connection): nothing is
+		// committed yet, so retire it and ask over a new one, whose
+		// answer stands.
 		dc.close()
 	}
 	dc, err := d.dial(ctx)

@@ -443,6 +443,7 @@ type fakeDownstream struct {
 	// Behaviour, set by the test before use.
 	rcptErr   map[string]*smtp.SMTPError // per recipient
 	mailErr   *smtp.SMTPError
+	perConn   int                                   // > 0: MAIL after this many per connection gets 452 (Exchange's MaxMessagesPerConnection)
 	dataErr   *smtp.SMTPError                       // reject every DATA
 	dataHook  func(c *smtp.Conn, r io.Reader) error // replaces reading and recording
 	replyText string                                // 250 text for DATA
@@ -592,6 +593,7 @@ type fakeSession struct {
 	from  string
 	to    []string
 	inTxn bool
+	mails int // MAIL commands on this connection
 }
 
 func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
@@ -601,6 +603,10 @@ func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
 	ds.mails = append(ds.mails, from)
 	if ds.mailErr != nil {
 		return ds.mailErr
+	}
+	s.mails++
+	if ds.perConn > 0 && s.mails > ds.perConn {
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Too many messages on this connection"}
 	}
 	if !s.inTxn {
 		s.inTxn = true

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // Downstream connections are reused across messages and client sessions,
@@ -151,4 +153,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// A downstream that takes only so many messages per connection (Exchange's
+// MaxMessagesPerConnection) answers MAIL with a 4xx on a reused
+// connection: the transaction goes on over a new one. A 5xx on a reused
+// connection is the downstream's answer about the sender, passed on.
+func TestDownstreamPerConnectionLimit(t *testing.T) {
+	ds := startDownstream(t, false)
+	ds.mu.Lock()
+	ds.perConn = 2
+	ds.mu.Unlock()
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_idle: 30s}"})
+	rc := ehloed(t, g.addr)
+	for i := range 5 {
+		if got := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("limit", "two per connection")); !strings.HasPrefix(got, "250 ") {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	ds.waitIdle()
+	if _, _, sessions := ds.counts(); len(ds.messages()) != 5 || sessions != 3 {
+		t.Errorf("downstream got %d messages over %d connections, want 5 over 3", len(ds.messages()), sessions)
+	}
+
+	ds.mu.Lock()
+	ds.perConn = 0
+	ds.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender refused"}
+	ds.mu.Unlock()
+	rc.expectCode("MAIL FROM:<spammer@example.org>", "550 5.7.1")
+	if _, _, sessions := ds.counts(); sessions != 3 {
+		t.Errorf("a 5xx on a reused connection opened another (%d connections)", sessions)
+	}
 }
