@@ -299,7 +299,16 @@ func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
 			c := s[end]
 			if c < utf8.RuneSelf {
 				if isWordByte(c) {
-					count(rune(c))
+					// count, inlined: this loop sees every character
+					// of the body.
+					if c <= '9' {
+						digits++
+					} else {
+						letters++
+						if c <= 'Z' {
+							upper++
+						}
+					}
 					end++
 					continue
 				}
@@ -999,24 +1008,43 @@ func (x *extractor) recipientInBody(m *Message) {
 	}
 }
 
-// containsFold reports whether s contains sub, ASCII case-insensitively.
+// containsFold reports whether s contains sub, case-insensitively. It
+// jumps between the occurrences of sub's first byte, in either case, with
+// strings.IndexByte, and compares there with strings.EqualFold.
 func containsFold(s, sub string) bool {
 	if sub == "" {
 		return true
 	}
-	first := sub[0] | 0x20
-	isLetter := 'a' <= first && first <= 'z'
-	for i := 0; i+len(sub) <= len(s); i++ {
-		c := s[i]
-		if isLetter {
-			c |= 0x20
+	lo, up := sub[0], sub[0]
+	if l := sub[0] | 0x20; 'a' <= l && l <= 'z' {
+		lo, up = l, l&^0x20
+	}
+	n := len(sub)
+	nextLo, nextUp := -2, -2 // next position of each at or after i; -1: none left
+	next := func(c byte, i int) int {
+		if j := strings.IndexByte(s[i:], c); j >= 0 {
+			return i + j
 		}
-		if c != first && !(isLetter == false && c == sub[0]) {
-			continue
+		return -1
+	}
+	for i := 0; i+n <= len(s); {
+		if nextLo != -1 && nextLo < i {
+			nextLo = next(lo, i)
 		}
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if nextUp != -1 && nextUp < i {
+			nextUp = next(up, i)
+		}
+		j := nextLo
+		if j < 0 || (nextUp >= 0 && nextUp < j) {
+			j = nextUp
+		}
+		if j < 0 || j+n > len(s) {
+			return false
+		}
+		if strings.EqualFold(s[j:j+n], sub) {
 			return true
 		}
+		i = j + 1
 	}
 	return false
 }

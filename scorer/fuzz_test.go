@@ -56,3 +56,42 @@ func FuzzParseScore(f *testing.F) {
 		_ = r.Report(200)
 	})
 }
+
+// containsFoldRef is containsFold's byte-at-a-time definition.
+func containsFoldRef(s, sub string) bool {
+	if sub == "" {
+		return true
+	}
+	first := sub[0] | 0x20
+	isLetter := 'a' <= first && first <= 'z'
+	for i := 0; i+len(sub) <= len(s); i++ {
+		c := s[i]
+		if isLetter {
+			c |= 0x20
+		}
+		if c != first && !(!isLetter && c == sub[0]) {
+			continue
+		}
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func FuzzContainsFold(f *testing.F) {
+	f.Add("Dear Bob, hello bob@example.org", "bob@example.org")
+	f.Add("aAaAab", "AAB")
+	f.Add("x@y", "@y")
+	f.Fuzz(func(t *testing.T, s, sub string) {
+		if !utf8.ValidString(s) || !utf8.ValidString(sub) {
+			// The old loop also tried bytes equal to sub[0]|0x20 when
+			// sub[0] is not a letter, where EqualFold then matched two
+			// unrelated invalid bytes (both U+FFFD); not kept.
+			return
+		}
+		if got, want := containsFold(s, sub), containsFoldRef(s, sub); got != want {
+			t.Fatalf("containsFold(%q, %q) = %v, want %v", s, sub, got, want)
+		}
+	})
+}
