@@ -463,7 +463,9 @@ func startDownstream(t *testing.T, lmtp bool) *fakeDownstream {
 	return startDownstreamOn(t, lmtp, nil)
 }
 
-func startDownstreamOn(t *testing.T, lmtp bool, ln net.Listener) *fakeDownstream {
+// startDownstreamOn starts it on ln (nil: a new 127.0.0.1 port); configure
+// functions may change the server's settings before it serves.
+func startDownstreamOn(t *testing.T, lmtp bool, ln net.Listener, configure ...func(*smtp.Server)) *fakeDownstream {
 	t.Helper()
 	ds := &fakeDownstream{t: t, lmtp: lmtp, stop: make(chan struct{}), replyText: "Ok: queued as DSQ0001"}
 	srv := smtp.NewServer(ds)
@@ -473,6 +475,9 @@ func startDownstreamOn(t *testing.T, lmtp bool, ln net.Listener) *fakeDownstream
 	srv.WriteTimeout = 10 * time.Second
 	srv.MaxLineLength = 8000
 	srv.ErrorLog = log.New(io.Discard, "", 0)
+	for _, f := range configure {
+		f(srv)
+	}
 	ds.srv = srv
 	if ln == nil {
 		var err error

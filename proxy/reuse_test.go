@@ -92,12 +92,13 @@ func TestDownstreamDroppedIdleConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			tl := &trackingListener{Listener: ln}
-			ds := startDownstreamOn(t, false, tl)
+			var configure []func(*smtp.Server)
 			if how == "421" {
 				// go-smtp's server answers "421 Idle timeout" and
 				// closes when a client stays silent past ReadTimeout.
-				ds.srv.ReadTimeout = 300 * time.Millisecond
+				configure = append(configure, func(srv *smtp.Server) { srv.ReadTimeout = 300 * time.Millisecond })
 			}
+			ds := startDownstreamOn(t, false, tl, configure...)
 			g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_idle: 1m}"})
 			rc := ehloed(t, g.addr)
 			if got := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("dropped", "first")); !strings.HasPrefix(got, "250 ") {
