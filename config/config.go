@@ -84,6 +84,8 @@ type Limits struct {
 	MaxConnectionsPerIP int           `yaml:"max_connections_per_ip"`
 	CommandTimeout      time.Duration `yaml:"command_timeout"`
 	DataTimeout         time.Duration `yaml:"data_timeout"`
+	DataBlockTimeout    time.Duration `yaml:"data_block_timeout"`
+	MinDataRate         int           `yaml:"min_data_rate"`
 	DownstreamTimeout   time.Duration `yaml:"downstream_timeout"`
 	DownstreamIdle      time.Duration `yaml:"downstream_idle"`
 	ShutdownTimeout     time.Duration `yaml:"shutdown_timeout"`
@@ -296,6 +298,9 @@ func (c *Config) validate() error {
 	}
 	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {
 		bad("limits: timeouts must be positive durations such as 30s or 5m")
+	}
+	if l.DataBlockTimeout <= 0 || l.MinDataRate < 0 {
+		bad("limits: data_block_timeout must be a positive duration, min_data_rate 0 (off) or bytes per second")
 	}
 	if l.DownstreamIdle < 0 {
 		bad("limits.downstream_idle: must be 0 (no reuse) or a positive duration such as 5s")

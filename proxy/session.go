@@ -204,8 +204,10 @@ func (s *session) acceptedDomain(addr string) bool {
 func (s *session) data(r io.Reader) error {
 	cfg := s.p.Config
 	// go-smtp sets its read deadline per command line and not again during
-	// DATA: set the whole-message deadline ourselves.
-	s.conn.Conn().SetReadDeadline(time.Now().Add(cfg.Limits.DataTimeout))
+	// DATA: readData keeps it, from the whole-DATA deadline and the
+	// minimum data rate.
+	clock := newDataClock(cfg.Limits, time.Now())
+	conn := s.conn.Conn()
 
 	// The message goes through the line-end filter into the spool as it
 	// arrives: nothing with bare line ends or NUL reaches the classifier,
@@ -215,7 +217,7 @@ func (s *session) data(r io.Reader) error {
 	sp.head = getHead()
 	defer sp.Close()
 	filter := dataFilter{normalizeLF: cfg.SMTP.BareLF == config.BareLFNormalize}
-	err := readData(r, &filter, sp)
+	err := readData(r, &filter, sp, func(n int) { conn.SetReadDeadline(clock.next(n, time.Now())) })
 	if err == nil && s.raw != nil && s.raw.dotCR.Load() {
 		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
 	}
@@ -237,6 +239,9 @@ func (s *session) data(r io.Reader) error {
 		// A timeout or a dropped connection: the client gets no 250, so
 		// it still has the message.
 		log.Warn("reading message", slog.Any("err", err))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
+		}
 		return errDataTimeout
 	}
 	raw := sp.head
@@ -286,12 +291,18 @@ var errSpool = errors.New("spool")
 var readBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readData copies the DATA stream through the filter into the spool.
-func readData(r io.Reader, f *dataFilter, sp *spool) error {
+// Before each read it calls deadline with the bytes the last one brought.
+func readData(r io.Reader, f *dataFilter, sp *spool, deadline func(n int)) error {
 	bp := readBufPool.Get().(*[]byte)
 	defer readBufPool.Put(bp)
-	buf := *bp
+	// go-smtp's reader fills the whole buffer before it returns: in small
+	// pieces, so the data-rate deadline is kept up to date.
+	buf := (*bp)[:4096]
+	n := 0
 	for {
-		n, err := r.Read(buf)
+		deadline(n)
+		var err error
+		n, err = r.Read(buf)
 		if n > 0 {
 			if ferr := f.write(sp, buf[:n]); ferr != nil {
 				if errors.Is(ferr, errBareCR) || errors.Is(ferr, errBareLF) || errors.Is(ferr, errNUL) {
@@ -307,6 +318,44 @@ func readData(r io.Reader, f *dataFilter, sp *spool) error {
 			return err
 		}
 	}
+}
+
+// dataClock is the read deadline inside DATA, after Postfix's
+// smtpd_min_data_rate: the client starts with data_block_timeout of
+// credit; every read spends the time it took and earns
+// bytes/min_data_rate seconds, never more than data_block_timeout in hand;
+// and data_timeout bounds the whole. A slow but steady sender (at or above
+// the rate) is never cut off before data_timeout; a slowloris that trickles
+// a byte now and then is cut off once its credit is gone, at most about
+// data_block_timeout after it fell behind.
+type dataClock struct {
+	rate   float64 // bytes per second; 0: no rate, only the two timeouts
+	block  time.Duration
+	end    time.Time // start + data_timeout
+	credit time.Duration
+	last   time.Time
+}
+
+func newDataClock(l config.Limits, now time.Time) *dataClock {
+	return &dataClock{rate: float64(l.MinDataRate), block: l.DataBlockTimeout, end: now.Add(l.DataTimeout), credit: l.DataBlockTimeout, last: now}
+}
+
+// next accounts for a read of n bytes that ended now and returns the
+// deadline for the next one.
+func (c *dataClock) next(n int, now time.Time) time.Time {
+	if c.rate > 0 {
+		c.credit -= now.Sub(c.last)
+		c.credit += time.Duration(float64(n) / c.rate * float64(time.Second))
+		c.credit = min(c.credit, c.block)
+	} else {
+		c.credit = c.block // no rate: a block timeout per read
+	}
+	c.last = now
+	d := now.Add(c.credit)
+	if d.After(c.end) {
+		d = c.end
+	}
+	return d
 }
 
 // verdict is a message's SCL and how it got it.

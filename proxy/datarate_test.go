@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sclgate/sclgate/config"
+)
+
+func TestDataClock(t *testing.T) {
+	l := config.Limits{DataTimeout: 10 * time.Minute, DataBlockTimeout: 3 * time.Minute, MinDataRate: 500}
+	t0 := time.Unix(1e9, 0)
+	// Steady at 600 bytes/s, above the rate: the deadline stays 3
+	// minutes ahead until data_timeout bounds it.
+	c := newDataClock(l, t0)
+	now := t0
+	for i := 0; i < 500; i++ {
+		now = now.Add(time.Second)
+		d := c.next(600, now)
+		if want := min(now.Add(3*time.Minute).Unix(), t0.Add(10*time.Minute).Unix()); d.Unix() != want {
+			t.Fatalf("steady, %v in: deadline %v, want %v", now.Sub(t0), d.Sub(t0), time.Unix(want, 0).Sub(t0))
+		}
+	}
+	// A byte every 10 s: the credit runs out after about 3 minutes.
+	c = newDataClock(l, t0)
+	now = t0
+	for i := 0; ; i++ {
+		now = now.Add(10 * time.Second)
+		d := c.next(1, now)
+		if !d.After(now) {
+			if i < 16 || i > 18 {
+				t.Errorf("trickle cut off after %v, want about 3 minutes", now.Sub(t0))
+			}
+			break
+		}
+	}
+	// A burst earns slack, up to data_block_timeout: 1 MB at once, then
+	// silence — cut off 3 minutes later, not 33.
+	c = newDataClock(l, t0)
+	if d := c.next(1<<20, t0.Add(time.Second)); d.Sub(t0) != 3*time.Minute+time.Second {
+		t.Errorf("after a burst: deadline %v", d.Sub(t0))
+	}
+}
+
+// A slowloris that trickles its message is cut off with 451 4.4.2 once it
+// is data_block_timeout behind min_data_rate, long before data_timeout; a
+// slow but steady sender above the rate gets 250 though it takes longer
+// than data_block_timeout; and data_timeout bounds even a fast enough one.
+func TestDataRate(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 30s, data_block_timeout: 1500ms, min_data_rate: 1000}"})
+
+	start := func() *rawConn {
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc.expectCode("DATA", "354 ")
+		rc.write("Subject: slow\r\nFrom: alice@example.org\r\n\r\n")
+		return rc
+	}
+
+	t.Run("slowloris", func(t *testing.T) {
+		rc := start()
+		t0 := time.Now()
+		var reply []string
+		for i := 0; i < 100; i++ { // at most 30 s
+			rc.c.Write([]byte("x"))
+			if r, err := rc.tryReply(300 * time.Millisecond); err == nil {
+				reply = r
+				break
+			}
+		}
+		if len(reply) != 1 || !strings.HasPrefix(reply[0], "451 4.4.2 ") {
+			t.Fatalf("slowloris got %q after %v, want 451 4.4.2", reply, time.Since(t0))
+		}
+		if d := time.Since(t0); d > 10*time.Second {
+			t.Errorf("slowloris cut off after %v; data_block_timeout is 1.5s", d)
+		}
+		wantMetric(t, "refusals{data_timeout}", g.m.Rejected.WithLabelValues("data_timeout"), 1)
+	})
+
+	t.Run("slow but steady", func(t *testing.T) {
+		rc := start()
+		line := strings.Repeat("s", 98) + "\r\n"
+		t0 := time.Now()
+		// 4,000 bytes/s (4 times the minimum) for 3 s: twice
+		// data_block_timeout.
+		for time.Since(t0) < 3*time.Second {
+			rc.write(line)
+			time.Sleep(25 * time.Millisecond)
+		}
+		rc.write(".\r\n")
+		if r := rc.reply(); !strings.HasPrefix(r[0], "250 ") {
+			t.Fatalf("steady sender: %q", r)
+		}
+		ds.waitIdle()
+		if n := len(ds.messages()); n != 1 {
+			t.Errorf("downstream got %d messages, want 1", n)
+		}
+	})
+
+	t.Run("data_timeout", func(t *testing.T) {
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 2s, data_block_timeout: 1500ms, min_data_rate: 1000}"})
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc.expectCode("DATA", "354 ")
+		line := strings.Repeat("f", 98) + "\r\n"
+		t0 := time.Now()
+		var reply []string
+		for time.Since(t0) < 15*time.Second {
+			if _, err := rc.c.Write([]byte(line)); err != nil {
+				break
+			}
+			if r, err := rc.tryReply(25 * time.Millisecond); err == nil {
+				reply = r
+				break
+			}
+		}
+		if len(reply) != 1 || !strings.HasPrefix(reply[0], "451 4.4.2 ") {
+			t.Fatalf("past data_timeout: %q after %v, want 451 4.4.2", reply, time.Since(t0))
+		}
+		if d := time.Since(t0); d < 1500*time.Millisecond || d > 8*time.Second {
+			t.Errorf("cut off after %v; data_timeout is 2s", d)
+		}
+	})
+}
