@@ -109,6 +109,32 @@ func TestTrainDeterministic(t *testing.T) {
 	}
 }
 
+// TestTrainHamWeight: weighting ham in the loss pulls down the legitimate
+// messages that look like spam, which is what it is for.
+func TestTrainHamWeight(t *testing.T) {
+	ham, spam := builtinSample(28, 1)
+	// Four spam-looking messages labelled ham (newsletters a user asked for).
+	hard := spam[24:]
+	ham, spam = append(ham[:24], hard...), spam[:24]
+	score := func(w float64) float64 {
+		t.Helper()
+		o := builtinOpts
+		o.HamWeight = w
+		m, _, err := Train(context.Background(), ham, spam, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z float64
+		for _, raw := range hard {
+			z += m.LogOdds(Parse(raw))
+		}
+		return z / float64(len(hard))
+	}
+	if z1, z8 := score(1), score(8); !(z8 < z1-1) {
+		t.Errorf("mean log-odds of the spam-looking ham: %.2f with ham weight 1, %.2f with 8; want clearly lower", z1, z8)
+	}
+}
+
 func TestTrainReport(t *testing.T) {
 	ham, spam := builtinSample(24, 1)
 	var stages []string
@@ -151,6 +177,8 @@ func TestTrainErrors(t *testing.T) {
 		{"bits", ham, spam, TrainOptions{Folds: 2, Bits: 40}},
 		{"l2", ham, spam, TrainOptions{Folds: 2, L2: []float64{math.NaN()}}},
 		{"epochs", ham, spam, TrainOptions{Folds: 2, Epochs: []int{0}}},
+		{"ham weight", ham, spam, TrainOptions{Folds: 2, HamWeight: -1}},
+		{"ham weight NaN", ham, spam, TrainOptions{Folds: 2, HamWeight: math.NaN()}},
 	} {
 		if _, _, err := Train(context.Background(), tc.ham, tc.spam, tc.o); err == nil {
 			t.Errorf("%s: no error", tc.name)

@@ -25,6 +25,9 @@ type TrainOptions struct {
 	// largest). Defaults: DefaultL1, DefaultL2, DefaultEpochs.
 	L1, L2 []float64
 	Epochs []int
+	// HamWeight multiplies the loss of every ham message in training;
+	// default DefaultHamWeight. See Train for why.
+	HamWeight float64
 	// Workers trains folds in parallel; 1 (default) or 2. The result does
 	// not depend on it.
 	Workers int
@@ -38,6 +41,18 @@ var (
 	DefaultL2     = []float64{1, 4}
 	DefaultEpochs = []int{5, 10}
 )
+
+// DefaultHamWeight is the default TrainOptions.HamWeight: a ham message
+// counts as much as 8 spam in the loss. The cost of the two errors is not
+// symmetric (a lost invoice against one more junk mail), and the SCL that
+// matters is placed where at most 0.1% of ham is caught, so the loss should
+// be spent there: weighting ham pulls down the few legitimate messages that
+// look most like spam (newsletters, list posts), at the price of a less
+// confident score on spam that is caught anyway. Cross-validated on the
+// SpamAssassin TRAIN split (mean of 5 fold assignments), spam caught at 0.1%
+// of ham went from 93.0% (weight 1) to 93.2% (2), 95.3% (8), 95.1% (10) and
+// 94.7% (16); AUC did not move (0.9997).
+const DefaultHamWeight = 8
 
 // Fixed training parameters.
 const (
@@ -131,6 +146,12 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	}
 	o.Epochs = slices.Sorted(slices.Values(o.Epochs))
 	o.Workers = max(1, min(2, o.Workers))
+	if o.HamWeight == 0 {
+		o.HamWeight = DefaultHamWeight
+	}
+	if !(o.HamWeight > 0) || math.IsInf(o.HamWeight, 0) {
+		return nil, TrainReport{}, fmt.Errorf("train: bad ham weight %v", o.HamWeight)
+	}
 	if len(o.Version) > 255 {
 		return nil, TrainReport{}, errors.New("train: version longer than 255 bytes")
 	}
@@ -237,7 +258,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	)
 	err := parallel(ctx, o.Workers, len(tasks), func(t int, st *ftrl) error {
 		tk := tasks[t]
-		st.reset(bits, o.L1[tk.l1], o.L2[tk.l2])
+		st.reset(bits, o.L1[tk.l1], o.L2[tk.l2], o.HamWeight)
 		train, test := split(fold, tk.fold)
 		r := rand.New(rand.NewPCG(o.Seed, uint64(tk.fold)+1))
 		ep := 0
@@ -308,7 +329,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	foldBias := make([]float64, o.Folds)
 	done = 0
 	err = parallel(ctx, min(o.Workers, o.Folds), o.Folds, func(f int, st *ftrl) error {
-		st.reset(bits, o.L1[bestA], o.L2[bestB])
+		st.reset(bits, o.L1[bestA], o.L2[bestB], o.HamWeight)
 		train, _ := split(fold, f)
 		r := rand.New(rand.NewPCG(o.Seed, uint64(f)+1))
 		for range o.Epochs[bestE] {
@@ -470,12 +491,13 @@ feed:
 // fuses them into FMA instructions and rounds differently.
 type ftrl struct {
 	l1, l2 float64
+	hamW   float64 // a ham example's gradient is multiplied by this
 	z, n   []float64
 	bz, bn [numViews]float64
 	ws     []float64 // scratch: weights of the current view's features
 }
 
-func (f *ftrl) reset(bits uint8, l1, l2 float64) {
+func (f *ftrl) reset(bits uint8, l1, l2, hamW float64) {
 	size := 1 << bits
 	if len(f.z) != size {
 		f.z = make([]float64, size)
@@ -484,7 +506,7 @@ func (f *ftrl) reset(bits uint8, l1, l2 float64) {
 		clear(f.z)
 		clear(f.n)
 	}
-	f.l1, f.l2 = l1, l2
+	f.l1, f.l2, f.hamW = l1, l2, hamW
 	f.bz, f.bn = [numViews]float64{}, [numViews]float64{}
 }
 
@@ -538,6 +560,10 @@ func (f *ftrl) epoch(data []example, idx []int, r *rand.Rand) {
 			}
 			bw := f.biasWeight(v)
 			g := sigmoid(bw+float64(s*val)) - d.y
+			if d.y == 0 {
+				// A weighted example: its loss, hence its gradient, times hamW.
+				g = float64(g * f.hamW)
+			}
 			gi := float64(g * val)
 			g2 := float64(gi * gi)
 			for j, i := range ids {

@@ -123,8 +123,9 @@ func defsTrain(e env, args []string) int {
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
 	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 or 2; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
+	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V]")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +133,10 @@ func defsTrain(e env, args []string) int {
 	}
 	if len(hamDirs) == 0 || len(spamDirs) == 0 || *out == "" || fs.NArg() != 0 {
 		fs.Usage()
+		return 2
+	}
+	if !(*hamWeight > 0) || math.IsInf(*hamWeight, 0) {
+		fmt.Fprintf(e.stderr, "sclgate defs train: -ham-weight %v: must be a number above 0\n", *hamWeight)
 		return 2
 	}
 	p := newProgressLine(e.stderr)
@@ -148,8 +153,10 @@ func defsTrain(e env, args []string) int {
 			if v == "" {
 				v = time.Now().UTC().Format("2006.01.02.1504")
 			}
-			desc := fmt.Sprintf("%d ham from %s; %d spam from %s; seed %d", len(ham), strings.Join(hamDirs, ", "), len(spam), strings.Join(spamDirs, ", "), *seed)
-			return trainAndWrite(e, p, ham, spam, *out, desc, scorer.TrainOptions{Seed: *seed, Version: v, Workers: *workers, Bits: *bits})
+			desc := fmt.Sprintf("%d ham from %s; %d spam from %s; seed %d; ham weight %g",
+				len(ham), strings.Join(hamDirs, ", "), len(spam), strings.Join(spamDirs, ", "), *seed, *hamWeight)
+			return trainAndWrite(e, p, ham, spam, *out, desc,
+				scorer.TrainOptions{Seed: *seed, Version: v, Workers: *workers, Bits: *bits, HamWeight: *hamWeight})
 		}
 	}
 	fmt.Fprintln(e.stderr, "sclgate defs train:", err)

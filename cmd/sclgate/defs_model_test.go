@@ -115,6 +115,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", hamDir, "-o", filepath.Join(dir, "m")}, 2, "usage"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", filepath.Join(dir, "nope"), "-o", filepath.Join(dir, "m")}, 1, "nope"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-bits", "40"}, 1, "bits"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
 		{[]string{"defs", "eval", "-defs", "x"}, 2, "usage"},
 	} {
