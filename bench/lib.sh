@@ -81,7 +81,7 @@ sink_sess() { sink_counters "$1" | sed -n 's/.*sess=\([0-9]*\).*/\1/p'; }
 
 # write_config FILE [weights_file] [max_message_bytes]; env CLASSIFIER
 # (builtin), TRUSTED (a CIDR: its mail is relayed unfiltered, no parse or
-# score), WEIGHTS_OFF=1 (no weight list).
+# score), WEIGHTS_OFF=1 (no weight list), CLASSIFIER_TIMEOUT (10s).
 write_config() {
   local f=$1 w=${2:-$OUT/weights-1000.xml} mmb=${3:-26214400}
   [[ -n ${WEIGHTS_OFF:-} ]] && w=""
@@ -97,6 +97,8 @@ limits:
   max_connections_per_ip: 1000
 filter:
   classifier: ${CLASSIFIER:-builtin}
+  classifier_timeout: ${CLASSIFIER_TIMEOUT:-10s}
+  classifier_failure: fallback
   weights_file: "$w"
   gateway_action: none
 archive:

@@ -206,29 +206,7 @@ row 1 "sclgate scan (built-in)" "$(fsub "$t1" "$t0")" "$scan_cpu" "sclgate $scan
 # serve_path NUM LABEL CLASSIFIER ENGINE_PID ENGINE_NAME
 serve_path() {
   local num=$1 label=$2 cls=$3 epid=${4:-} ename=${5:-} tag=path$1
-  cat >"$RUN/$tag.yaml" <<EOF
-listen: 127.0.0.1:$GW_PORT
-hostname: bench.sclgate.test
-accepted_domains: [${TO#*@}]
-trusted_networks: []
-downstream: smtp://127.0.0.1:$SINK_PORT
-limits:
-  max_message_bytes: 26214400
-  max_connections: 2000
-  max_connections_per_ip: 1000
-filter:
-  classifier: $cls
-  classifier_timeout: 30s
-  classifier_failure: fallback
-  weights_file: ""
-  gateway_action: none
-archive:
-  dir: ""
-metrics:
-  listen: 127.0.0.1:$METRICS_PORT
-definitions:
-  dir: $OUT/definitions-none
-EOF
+  WEIGHTS_OFF=1 TRUSTED="" CLASSIFIER=$cls CLASSIFIER_TIMEOUT=30s write_config "$RUN/$tag.yaml"
   "$BIN" serve -config "$RUN/$tag.yaml" -check >&2 || die "$tag: config"
   start_sink "$RUN/$tag.sink" || die "$tag: smtp-sink"
   start_sclgate "$RUN/$tag.yaml" "$RUN/$tag.sclgate.log" || die "$tag: sclgate serve"

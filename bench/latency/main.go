@@ -7,15 +7,15 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sclgate/sclgate/bench/internal/smtpload"
 )
 
 func main() {
@@ -33,13 +33,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "latency: -addr must be on 127.0.0.1")
 		os.Exit(2)
 	}
-	body := makeBody(*size, *from, *to)
+	body := smtpload.Body(*size, *from, *to)
 
-	var pool chan *smtpConn
+	var pool chan *smtpload.Conn
 	if *reuse > 0 {
-		pool = make(chan *smtpConn, *reuse)
+		pool = make(chan *smtpload.Conn, *reuse)
 		for i := 0; i < *reuse; i++ {
-			c, err := dial(*addr)
+			c, err := smtpload.Dial(*addr, "latency.bench.test", 60*time.Second)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "latency:", err)
 				os.Exit(1)
@@ -71,28 +71,28 @@ func main() {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			var c *smtpConn
+			var c *smtpload.Conn
 			var err error
 			t0 := time.Now()
 			if pool != nil {
 				c = <-pool
 				t0 = time.Now() // queueing for a free connection is not the server's latency
-			} else if c, err = dial(*addr); err != nil {
+			} else if c, err = smtpload.Dial(*addr, "latency.bench.test", 60*time.Second); err != nil {
 				results[i].err = err
 				return
 			}
-			dot, err := c.send(*from, *to, body)
+			dot, err := c.Send(*from, *to, body)
 			results[i] = result{dot: dot, txn: time.Since(t0), err: err}
 			if pool != nil && err == nil {
 				pool <- c
 				return
 			}
 			if err == nil {
-				c.quit()
+				c.Quit()
 			}
-			c.close()
+			c.Close()
 			if pool != nil { // replace a broken pooled connection
-				if nc, err := dial(*addr); err == nil {
+				if nc, err := smtpload.Dial(*addr, "latency.bench.test", 60*time.Second); err == nil {
 					pool <- nc
 				}
 			}
@@ -103,8 +103,8 @@ func main() {
 	if pool != nil {
 		close(pool)
 		for c := range pool {
-			c.quit()
-			c.close()
+			c.Quit()
+			c.Close()
 		}
 	}
 
@@ -148,113 +148,3 @@ func pct(d []time.Duration, p int) int64 {
 	i = max(0, min(len(s)-1, i))
 	return s[i].Microseconds()
 }
-
-// makeBody is a message like smtp-source's: a few header fields, then
-// numbered lines of X up to size bytes, dot-stuffed and ending in ".".
-func makeBody(size int, from, to string) []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: sclgate bench special offer\r\nMessage-Id: <lat.%d@bench.test>\r\n\r\n", from, to, time.Now().UnixNano())
-	n := 0
-	for line := 1; n < size; line++ {
-		l := fmt.Sprintf("%d%s", line, strings.Repeat("X", 77))
-		if size-n < len(l) {
-			l = l[:size-n]
-		}
-		b.WriteString(l + "\r\n")
-		n += len(l)
-	}
-	b.WriteString(".\r\n")
-	return []byte(b.String())
-}
-
-type smtpConn struct {
-	c net.Conn
-	r *bufio.Reader
-	w *bufio.Writer
-}
-
-func dial(addr string) (*smtpConn, error) {
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	s := &smtpConn{c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	if err := s.expect(220); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("greeting: %w", err)
-	}
-	if err := s.cmd("EHLO latency.bench.test", 250); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("EHLO: %w", err)
-	}
-	return s, nil
-}
-
-// send runs one transaction and returns the time from the final "." to 250.
-func (s *smtpConn) send(from, to string, body []byte) (time.Duration, error) {
-	s.c.SetDeadline(time.Now().Add(60 * time.Second))
-	if err := s.cmd("MAIL FROM:<"+from+">", 250); err != nil {
-		return 0, fmt.Errorf("MAIL: %w", err)
-	}
-	if err := s.cmd("RCPT TO:<"+to+">", 250); err != nil {
-		return 0, fmt.Errorf("RCPT: %w", err)
-	}
-	if err := s.cmd("DATA", 354); err != nil {
-		return 0, fmt.Errorf("DATA: %w", err)
-	}
-	// The body up to the final dot line goes first; the clock starts when
-	// the dot line itself is written.
-	end := len(body) - len(".\r\n")
-	if _, err := s.w.Write(body[:end]); err != nil {
-		return 0, err
-	}
-	if err := s.w.Flush(); err != nil {
-		return 0, err
-	}
-	t := time.Now()
-	s.w.WriteString(".\r\n")
-	if err := s.w.Flush(); err != nil {
-		return 0, err
-	}
-	if err := s.expect(250); err != nil {
-		return 0, fmt.Errorf("end of DATA: %w", err)
-	}
-	return time.Since(t), nil
-}
-
-func (s *smtpConn) cmd(line string, want int) error {
-	s.w.WriteString(line + "\r\n")
-	if err := s.w.Flush(); err != nil {
-		return err
-	}
-	return s.expect(want)
-}
-
-// expect reads a (multi-line) reply and checks its code.
-func (s *smtpConn) expect(want int) error {
-	for {
-		line, err := s.r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if len(line) < 4 {
-			return fmt.Errorf("short reply %q", line)
-		}
-		var code int
-		fmt.Sscanf(line[:3], "%d", &code)
-		if code != want {
-			return fmt.Errorf("got %q, want %d", strings.TrimSpace(line), want)
-		}
-		if line[3] != '-' {
-			return nil
-		}
-	}
-}
-
-func (s *smtpConn) quit() {
-	s.c.SetDeadline(time.Now().Add(5 * time.Second))
-	s.cmd("QUIT", 221)
-}
-
-func (s *smtpConn) close() { s.c.Close() }
