@@ -20,16 +20,25 @@ var verdictFields = []string{"x-scl", "x-scl-report", "x-spam-flag", "x-ms-excha
 
 // stamp returns raw with fields (each "Name: value", folded, without the
 // final CRLF) put on top and every verdict field from outside removed.
-// All other bytes go out exactly as they came in; the body is not copied.
 func stamp(raw []byte, fields []string) io.Reader {
+	return Restamp(raw, fields, "\r\n", isVerdictField)
+}
+
+// Restamp returns raw with fields (each "Name: value", folded, without a
+// line end) put on top, each ended by eol, and every header field for
+// whose name (lower case) drop is true removed, its folded lines included.
+// All other bytes go out exactly as they came in; the body is not copied.
+// The gateway stamps relayed mail with it, and "archive release" stamps
+// released mail.
+func Restamp(raw []byte, fields []string, eol string, drop func(name string) bool) io.Reader {
 	var top bytes.Buffer
 	for _, f := range fields {
 		top.WriteString(f)
-		top.WriteString("\r\n")
+		top.WriteString(eol)
 	}
 	parts := []io.Reader{&top}
 
-	keepFrom, drop := 0, false
+	keepFrom, dropping := 0, false
 	for pos := 0; pos < len(raw); {
 		end := bytes.IndexByte(raw[pos:], '\n')
 		if end < 0 {
@@ -43,19 +52,22 @@ func stamp(raw []byte, fields []string) io.Reader {
 		}
 		if line[0] != ' ' && line[0] != '\t' {
 			// A new field: does it start a run to drop or to keep?
-			d := isVerdictField(line)
-			if d != drop {
+			d := false
+			if colon := bytes.IndexByte(line, ':'); colon >= 0 {
+				d = drop(strings.ToLower(strings.TrimSpace(string(line[:colon]))))
+			}
+			if d != dropping {
 				if d {
 					parts = append(parts, bytes.NewReader(raw[keepFrom:pos]))
 				} else {
 					keepFrom = pos
 				}
-				drop = d
+				dropping = d
 			}
 		}
 		pos = end
 	}
-	if !drop {
+	if !dropping {
 		parts = append(parts, bytes.NewReader(raw[keepFrom:]))
 	} else {
 		// The header ended (or the message did) inside a dropped field.
@@ -81,12 +93,9 @@ func headerEnd(raw []byte) int {
 	return len(raw)
 }
 
-func isVerdictField(line []byte) bool {
-	colon := bytes.IndexByte(line, ':')
-	if colon < 0 {
-		return false
-	}
-	name := strings.ToLower(strings.TrimSpace(string(line[:colon])))
+// isVerdictField says whether a field of this (lower-case) name is one only
+// sclgate may set.
+func isVerdictField(name string) bool {
 	for _, f := range verdictFields {
 		if name == f {
 			return true

@@ -683,33 +683,7 @@ func stampRelease(raw []byte, fields []string) []byte {
 	}
 	var out bytes.Buffer
 	out.Grow(len(raw) + 128)
-	for _, f := range fields {
-		out.WriteString(f + eol)
-	}
-	drop := false
-	pos := 0
-	for pos < len(raw) {
-		end := bytes.IndexByte(raw[pos:], '\n')
-		if end < 0 {
-			end = len(raw)
-		} else {
-			end += pos + 1
-		}
-		line := raw[pos:end]
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			break // end of header
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			drop = false
-			if colon := bytes.IndexByte(line, ':'); colon >= 0 {
-				drop = releaseDrop[strings.ToLower(strings.TrimSpace(string(line[:colon])))]
-			}
-		}
-		if !drop {
-			out.Write(line)
-		}
-		pos = end
-	}
-	out.Write(raw[pos:])
+	// Reading from memory into memory cannot fail.
+	out.ReadFrom(proxy.Restamp(raw, fields, eol, func(name string) bool { return releaseDrop[name] }))
 	return out.Bytes()
 }
