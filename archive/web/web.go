@@ -386,12 +386,8 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 		return
 	}
 	if err := s.release(r.Context(), id, to, sess.user); err != nil {
-		log.Error("archive web: release failed", slog.Any("err", err))
-		code := http.StatusBadGateway
-		if errors.Is(err, fs.ErrNotExist) {
-			code = http.StatusNotFound
-		}
-		s.renderError(w, sess, code, "Release failed: "+err.Error())
+		// Most release failures are the downstream's refusal or absence.
+		s.actionFailed(w, sess, log, "Release", http.StatusBadGateway, err)
 		return
 	}
 	log.Info("archive web: released")
@@ -407,17 +403,23 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 	}
 	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
 	if err := s.store.Delete(id); err != nil {
-		log.Error("archive web: delete failed", slog.Any("err", err))
-		code := http.StatusInternalServerError
-		if errors.Is(err, fs.ErrNotExist) {
-			code = http.StatusNotFound
-		}
-		s.renderError(w, sess, code, "Delete failed: "+err.Error())
+		s.actionFailed(w, sess, log, "Delete", http.StatusInternalServerError, err)
 		return
 	}
 	log.Info("archive web: deleted")
 	s.headers.forget(id)
 	http.Redirect(w, r, "/?done=deleted&id="+url.QueryEscape(id), http.StatusSeeOther)
+}
+
+// actionFailed logs a failed action on a message and shows the error page:
+// 404 when the message is gone (another admin, or expiry, got there first),
+// else code.
+func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error) {
+	log.Error("archive web: "+strings.ToLower(action)+" failed", slog.Any("err", err))
+	if errors.Is(err, fs.ErrNotExist) {
+		code = http.StatusNotFound
+	}
+	s.renderError(w, sess, code, action+" failed: "+err.Error())
 }
 
 // plausibleAddress accepts local@domain without spaces, brackets or
