@@ -14,7 +14,7 @@ import (
 // was trained with and LoadModel refuses a model of another version: the same
 // bucket would mean something else. Bump it whenever what is extracted, or
 // how it is hashed, changes.
-const FeatureVersion = 2
+const FeatureVersion = 3
 
 // Feature extraction limits, so that scoring cost is bounded whatever arrives.
 const (
@@ -760,11 +760,18 @@ func (x *extractor) received(m *Message) {
 		if helo == "" && ip == "" {
 			continue // "from userid 500 by host", "by host via ..."
 		}
-		prefix := "rcvd"
-		if kept == 0 {
-			prefix = "rcvd0" // the hop into the receiving system
+		if kept++; kept == 1 {
+			// The newest hop from outside is counted but not described.
+			// In a collected corpus it is the collector's own relay into
+			// their mailbox (the SpamAssassin corpus: one of its
+			// maintainers' relays), which names whoever collected the
+			// mail, not who sent it: a model that learned those names
+			// would be scored on them and be no better for it. At the
+			// gateway the same rule skips the sender's last hop; the
+			// client's address and HELO are the gateway's own to judge.
+			continue
 		}
-		kept++
+		const prefix = "rcvd"
 		host := rdns
 		switch {
 		case host == "" || host == "unknown":
