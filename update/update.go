@@ -45,7 +45,12 @@ type Updater struct {
 	// Progress, if set, is told how a download goes: bytes done of total
 	// (total -1 if unknown).
 	Progress func(done, total int64)
-	Log      *slog.Logger
+	// Usable, if set, is asked about every verified bundle before it is
+	// installed: one it refuses (a model this build cannot load, such as
+	// one of another feature set) is not installed, so an update never
+	// activates definitions the gateway would have to set aside.
+	Usable func(*defs.Bundle) error
+	Log    *slog.Logger
 }
 
 // Detected is what Detect found.
@@ -229,6 +234,11 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (O
 		inUse, _ := u.inUse()
 		if done, err := u.precheck(v, inUse, false); done || err != nil {
 			return Outcome{Version: v, Already: done}, err
+		}
+	}
+	if u.Usable != nil {
+		if err := u.Usable(b); err != nil {
+			return Outcome{}, fmt.Errorf("update: %s: version %s cannot be used by this build of sclgate: %w", name, v, err)
 		}
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}

@@ -85,6 +85,13 @@ func definitionsFrom(origin string, read func() (*defs.Bundle, error)) (*definit
 	return &definitions{Version: b.Manifest.Version, Origin: origin, Model: m}, nil
 }
 
+// modelLoads is update.Updater.Usable: a bundle is usable when this build
+// can load its model.
+func modelLoads(b *defs.Bundle) error {
+	_, err := scorer.LoadModel(b.Model)
+	return err
+}
+
 // definitionsFile loads a bundle file, or the built-in definitions when
 // path is empty (the -defs flags of scan and defs eval).
 func definitionsFile(path string) (*definitions, error) {
@@ -170,7 +177,7 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		return
 	}
 	builtin, _ := builtinDefinitions(nil)
-	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Log: log}
+	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Usable: modelLoads, Log: log}
 	wait := time.Second + time.Duration(rand.Float64()*float64(4*time.Second))
 	for {
 		select {

@@ -53,7 +53,7 @@ func cmdUpdate(e env, args []string) int {
 		fmt.Fprintln(e.stderr, err)
 		return exitError
 	}
-	u := &update.Updater{Store: store, Builtin: builtinVersion()}
+	u := &update.Updater{Store: store, Builtin: builtinVersion(), Usable: modelLoads}
 	if sub == "detect" || sub == "install" {
 		if u.Keys, err = update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
 			fmt.Fprintln(e.stderr, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	binenc "encoding/binary"
 	"net"
 	"net/http"
 	"os"
@@ -40,11 +41,21 @@ func updateSetup(t *testing.T, versions ...string) (configFile, srcDir, pubFile 
 	return configFile, srcDir, pubFile, priv
 }
 
+// testBundle writes an unsigned bundle of the built-in model as version.
 func testBundle(t *testing.T, version string) string {
+	t.Helper()
+	builtin, err := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundleWithModel(t, version, builtin.Model)
+}
+
+func bundleWithModel(t *testing.T, version string, model []byte) string {
 	t.Helper()
 	var buf bytes.Buffer
 	b := &defs.Bundle{Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
-		Model: []byte("model " + version)}
+		Model: model}
 	if err := defs.Write(&buf, b); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +131,22 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	os.WriteFile(q+".minisig", sig, 0o644)
 	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, q); code != 1 || !strings.Contains(errOut, "not a trusted key") {
 		t.Errorf("foreign key: %d %q", code, errOut)
+	}
+	// Signed and intact, but a model this build cannot load (here: of
+	// another feature set): refused before it is installed.
+	builtin, _ := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	model := bytes.Clone(builtin.Model)
+	binenc.LittleEndian.PutUint16(model[6:], binenc.LittleEndian.Uint16(model[6:])+1)
+	r := bundleWithModel(t, "2027.12.3", model)
+	data, _ = os.ReadFile(r)
+	sig, _ = defs.Sign(priv, "", data, defs.TrustedComment("2027.12.3", r, time.Now()))
+	os.WriteFile(r+".minisig", sig, 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, r); code != 1 ||
+		!strings.Contains(errOut, "version 2027.12.3 cannot be used by this build") || !strings.Contains(errOut, "feature set") {
+		t.Errorf("unloadable model: %d %q", code, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.12.1") || strings.Contains(out, "2027.12.3") {
+		t.Errorf("status after the refused install: %d\n%s", code, out)
 	}
 }
 
