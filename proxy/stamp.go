@@ -39,7 +39,8 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 	parts := []io.Reader{&top}
 
 	keepFrom, dropping := 0, false
-	for pos := 0; pos < len(raw); {
+	pos := 0 // ends at the blank line ending the header, or at len(raw)
+	for pos < len(raw) {
 		end := bytes.IndexByte(raw[pos:], '\n')
 		if end < 0 {
 			end = len(raw)
@@ -71,26 +72,9 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 		parts = append(parts, bytes.NewReader(raw[keepFrom:]))
 	} else {
 		// The header ended (or the message did) inside a dropped field.
-		rest := headerEnd(raw)
-		parts = append(parts, bytes.NewReader(raw[rest:]))
+		parts = append(parts, bytes.NewReader(raw[pos:]))
 	}
 	return io.MultiReader(parts...)
-}
-
-// headerEnd returns the offset of the blank line ending the header, or
-// len(raw) when there is none.
-func headerEnd(raw []byte) int {
-	for pos := 0; pos < len(raw); {
-		end := bytes.IndexByte(raw[pos:], '\n')
-		if end < 0 {
-			return len(raw)
-		}
-		if len(bytes.TrimRight(raw[pos:pos+end+1], "\r\n")) == 0 {
-			return pos
-		}
-		pos += end + 1
-	}
-	return len(raw)
 }
 
 // isVerdictField says whether a field of this (lower-case) name is one only

@@ -2,7 +2,6 @@ package scorer
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,24 +89,13 @@ func cvScores(data []example, seed uint64, l2 float64, epochs int, hamW float64)
 			nh++
 		}
 	}
-	rng := rand.New(rand.NewPCG(seed, 0x5c1a))
-	fold := make([]int, n)
-	for _, r := range [][2]int{{0, nh}, {nh, n}} {
-		idx := make([]int, r[1]-r[0])
-		for i := range idx {
-			idx[i] = r[0] + i
-		}
-		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		for k, i := range idx {
-			fold[i] = k % folds
-		}
-	}
+	fold := dealFolds(seed, nh, n, folds)
 	z := make([]float64, n)
 	st := new(ftrl)
 	for f := range folds {
 		st.reset(20, 0, l2, hamW)
 		train, test := split(fold, f)
-		r := rand.New(rand.NewPCG(seed, uint64(f)+1))
+		r := foldRand(seed, f)
 		for range epochs {
 			st.epoch(data, train, r)
 		}

@@ -766,9 +766,14 @@ func (x *extractor) received(m *Message) {
 			// their mailbox (the SpamAssassin corpus: one of its
 			// maintainers' relays), which names whoever collected the
 			// mail, not who sent it: a model that learned those names
-			// would be scored on them and be no better for it. At the
-			// gateway the same rule skips the sender's last hop; the
-			// client's address and HELO are the gateway's own to judge.
+			// would be scored on them and be no better for it. The
+			// gateway scores a message before adding its own Received
+			// field, so there the rule skips the newest field the client
+			// sent, which describes the hop before the client. Training
+			// and serving are thus not aligned hop for hop (corpus mail
+			// also carries its recipients' MX hop, gateway mail does not);
+			// what the model learns from the Received chain is its shape
+			// and the sending side's names, which both have.
 			continue
 		}
 		const prefix = "rcvd"

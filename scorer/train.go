@@ -215,20 +215,8 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	}
 	rep.ReadTime = time.Since(start)
 
-	// 2. Folds: each class shuffled and dealt round-robin, so every fold has
-	// its share of both.
-	rng := rand.New(rand.NewPCG(o.Seed, 0x5c1a))
-	fold := make([]int, n)
-	for _, r := range [][2]int{{0, len(ham)}, {len(ham), n}} {
-		idx := make([]int, r[1]-r[0])
-		for i := range idx {
-			idx[i] = r[0] + i
-		}
-		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
-		for k, i := range idx {
-			fold[i] = k % o.Folds
-		}
-	}
+	// 2. Folds.
+	fold := dealFolds(o.Seed, len(ham), n, o.Folds)
 
 	// 3. Cross-validation over the grid: for each (L1, L2) and fold, one
 	// run, with the held-out fold scored at each epoch checkpoint.
@@ -260,7 +248,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		tk := tasks[t]
 		st.reset(bits, o.L1[tk.l1], o.L2[tk.l2], o.HamWeight)
 		train, test := split(fold, tk.fold)
-		r := rand.New(rand.NewPCG(o.Seed, uint64(tk.fold)+1))
+		r := foldRand(o.Seed, tk.fold)
 		ep := 0
 		for e, upto := range o.Epochs {
 			for ; ep < upto; ep++ {
@@ -331,7 +319,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	err = parallel(ctx, min(o.Workers, o.Folds), o.Folds, func(f int, st *ftrl) error {
 		st.reset(bits, o.L1[bestA], o.L2[bestB], o.HamWeight)
 		train, _ := split(fold, f)
-		r := rand.New(rand.NewPCG(o.Seed, uint64(f)+1))
+		r := foldRand(o.Seed, f)
 		for range o.Epochs[bestE] {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -394,6 +382,30 @@ type example struct {
 	ids [numViews][]uint32 // distinct buckets, by view
 	y   float64            // 1 spam, 0 ham
 	v   float64            // value of each body feature (the others count 1)
+}
+
+// dealFolds assigns each of n examples (the first nHam ham, then spam) to
+// one of folds folds: each class shuffled with seed and dealt round-robin,
+// so every fold has its share of both.
+func dealFolds(seed uint64, nHam, n, folds int) []int {
+	rng := rand.New(rand.NewPCG(seed, 0x5c1a))
+	fold := make([]int, n)
+	for _, r := range [][2]int{{0, nHam}, {nHam, n}} {
+		idx := make([]int, r[1]-r[0])
+		for i := range idx {
+			idx[i] = r[0] + i
+		}
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		for k, i := range idx {
+			fold[i] = k % folds
+		}
+	}
+	return fold
+}
+
+// foldRand is the source of fold f's per-epoch shuffles.
+func foldRand(seed uint64, f int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, uint64(f)+1))
 }
 
 func split(fold []int, k int) (train, test []int) {

@@ -23,6 +23,9 @@ var (
 	ErrDowngrade = errors.New("refused: the source offers only versions older than the one in use (a replayed or downgraded index)")
 	ErrOlder     = errors.New("refused: older than the version in use (use -force to install it anyway)")
 	ErrNoSuch    = errors.New("the source does not offer that version")
+	// ErrUnusable: the bundle is genuine but this build cannot use it
+	// (Updater.Usable said no); a newer sclgate may.
+	ErrUnusable = errors.New("this build of sclgate cannot use it")
 )
 
 // Per-step time limits: a stuck source must not hang an update for hours
@@ -238,7 +241,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (O
 	}
 	if u.Usable != nil {
 		if err := u.Usable(b); err != nil {
-			return Outcome{}, fmt.Errorf("update: %s: version %s cannot be used by this build of sclgate: %w", name, v, err)
+			return Outcome{}, fmt.Errorf("update: %s: version %s: %w: %w", name, v, ErrUnusable, err)
 		}
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}

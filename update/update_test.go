@@ -292,3 +292,32 @@ func TestDownloadBadPartialStartsOver(t *testing.T) {
 		t.Error("not active")
 	}
 }
+
+// A genuine bundle that Usable refuses is not installed, from a source
+// either, and the version in use stays.
+func TestUnusableRefused(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	u := f.updater()
+	if _, err := u.Install(context.Background(), "", false); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("2026.11.1")
+	why := errors.New("model: built for feature set 9")
+	u.Usable = func(b *defs.Bundle) error {
+		if b.Manifest.Version == "2026.11.1" {
+			return why
+		}
+		return nil
+	}
+	_, err := u.Install(context.Background(), "", false)
+	if !errors.Is(err, ErrUnusable) || !errors.Is(err, why) || !strings.Contains(err.Error(), "2026.11.1") {
+		t.Errorf("install of an unusable bundle: %v", err)
+	}
+	if f.active() != "2026.10.1" {
+		t.Errorf("active %s after a refused install", f.active())
+	}
+	if vs, _ := f.store.List(); len(vs) != 1 {
+		t.Errorf("installed versions %v", vs)
+	}
+}

@@ -233,6 +233,12 @@ func TestStampRelease(t *testing.T) {
 	if got != "X-SCL: -1\r\nA: 1\r\n" {
 		t.Errorf("got %q", got)
 	}
+	// The header ends, without a final LF, just after a dropped field:
+	// what follows it is kept.
+	got = string(stampRelease([]byte("A: 1\r\nX-SCL: 1\r\n\r"), []string{"X-SCL: -1"}))
+	if got != "X-SCL: -1\r\nA: 1\r\n\r" {
+		t.Errorf("got %q", got)
+	}
 }
 
 func TestReorderFlags(t *testing.T) {

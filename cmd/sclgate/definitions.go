@@ -179,6 +179,9 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 	builtin, _ := builtinDefinitions(nil)
 	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Usable: modelLoads, Log: log}
 	wait := time.Second + time.Duration(rand.Float64()*float64(4*time.Second))
+	// Versions this build refused as unusable (another feature set): not
+	// downloaded again at every check, until a restart (an upgrade).
+	unusable := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -193,6 +196,10 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			count("error")
 		case !d.Available:
 			count("current")
+		case unusable[d.Newest.Version]:
+			log.Warn("definitions update skipped: this build of sclgate cannot use it; upgrade sclgate",
+				slog.String("version", d.Newest.Version))
+			count("error")
 		default:
 			cctx, cancel := context.WithTimeout(ctx, time.Hour)
 			out, err := u.Install(cctx, d.Newest.Version, false)
@@ -200,6 +207,9 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			if err != nil {
 				log.Warn("definitions update failed", slog.String("version", d.Newest.Version), slog.Any("err", err))
 				count("error")
+				if errors.Is(err, update.ErrUnusable) {
+					unusable[d.Newest.Version] = true
+				}
 				continue
 			}
 			log.Info("definitions updated", slog.String("version", out.Version))

@@ -142,7 +142,7 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	sig, _ = defs.Sign(priv, "", data, defs.TrustedComment("2027.12.3", r, time.Now()))
 	os.WriteFile(r+".minisig", sig, 0o644)
 	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, r); code != 1 ||
-		!strings.Contains(errOut, "version 2027.12.3 cannot be used by this build") || !strings.Contains(errOut, "feature set") {
+		!strings.Contains(errOut, "version 2027.12.3: this build of sclgate cannot use it") || !strings.Contains(errOut, "feature set") {
 		t.Errorf("unloadable model: %d %q", code, errOut)
 	}
 	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.12.1") || strings.Contains(out, "2027.12.3") {
