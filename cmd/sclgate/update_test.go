@@ -2,16 +2,20 @@ package main
 
 import (
 	"bytes"
+	"context"
 	binenc "encoding/binary"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/scorer"
 	"github.com/sclgate/sclgate/update"
 )
 
@@ -41,14 +45,30 @@ func updateSetup(t *testing.T, versions ...string) (configFile, srcDir, pubFile 
 	return configFile, srcDir, pubFile, priv
 }
 
-// testBundle writes an unsigned bundle of the built-in model as version.
+// smallModel is a real model, as small as one gets (2^10 weights), so
+// that the update tests move kilobytes, not the built-in model's 2 MB.
+var smallModel = sync.OnceValues(func() ([]byte, error) {
+	var ham, spam [][]byte
+	for i := range 4 {
+		ham = append(ham, fmt.Appendf(nil, "From: dev%d@lists.example.org\r\nSubject: patch review %d\r\n\r\nthe build passes, merging\r\n", i, i))
+		spam = append(spam, fmt.Appendf(nil, "From: deals%d@offers.example.net\r\nSubject: FREE MONEY %d\r\n\r\nclick here now\r\n", i, i))
+	}
+	m, _, err := scorer.Train(context.Background(), ham, spam,
+		scorer.TrainOptions{Bits: 10, Folds: 2, Epochs: []int{1}, L2: []float64{1}, Version: "small"})
+	if err != nil {
+		return nil, err
+	}
+	return m.MarshalBinary()
+})
+
+// testBundle writes an unsigned bundle of a small real model as version.
 func testBundle(t *testing.T, version string) string {
 	t.Helper()
-	builtin, err := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
+	model, err := smallModel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return bundleWithModel(t, version, builtin.Model)
+	return bundleWithModel(t, version, model)
 }
 
 func bundleWithModel(t *testing.T, version string, model []byte) string {
@@ -134,8 +154,8 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	}
 	// Signed and intact, but a model this build cannot load (here: of
 	// another feature set): refused before it is installed.
-	builtin, _ := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
-	model := bytes.Clone(builtin.Model)
+	small, _ := smallModel()
+	model := bytes.Clone(small)
 	binenc.LittleEndian.PutUint16(model[6:], binenc.LittleEndian.Uint16(model[6:])+1)
 	r := bundleWithModel(t, "2027.12.3", model)
 	data, _ = os.ReadFile(r)
