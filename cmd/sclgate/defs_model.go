@@ -123,6 +123,7 @@ func defsTrain(e env, args []string) int {
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
 	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 or 2; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
+	minSclgate := fs.String("min-sclgate", "", "record in the manifest that the bundle needs sclgate `V` or later (default: any)")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W]")
@@ -133,6 +134,10 @@ func defsTrain(e env, args []string) int {
 	}
 	if len(hamDirs) == 0 || len(spamDirs) == 0 || *out == "" || fs.NArg() != 0 {
 		fs.Usage()
+		return 2
+	}
+	if *version != "" && !defs.ValidVersion(*version) || *minSclgate != "" && !defs.ValidVersion(*minSclgate) {
+		fmt.Fprintln(e.stderr, `sclgate defs train: -version and -min-sclgate take 1 to 64 letters, digits and ". _ + -", beginning with a letter or digit`)
 		return 2
 	}
 	if !(*hamWeight > 0) || math.IsInf(*hamWeight, 0) {
@@ -155,7 +160,7 @@ func defsTrain(e env, args []string) int {
 			}
 			desc := fmt.Sprintf("%d ham from %s; %d spam from %s; seed %d; ham weight %g",
 				len(ham), strings.Join(hamDirs, ", "), len(spam), strings.Join(spamDirs, ", "), *seed, *hamWeight)
-			return trainAndWrite(e, p, ham, spam, *out, desc,
+			return trainAndWrite(e, p, ham, spam, *out, desc, *minSclgate,
 				scorer.TrainOptions{Seed: *seed, Version: v, Workers: *workers, Bits: *bits, HamWeight: *hamWeight})
 		}
 	}
@@ -163,7 +168,7 @@ func defsTrain(e env, args []string) int {
 	return 1
 }
 
-func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData string, opts scorer.TrainOptions) int {
+func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData, minSclgate string, opts scorer.TrainOptions) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	maxEpochs := slices.Max(scorer.DefaultEpochs)
@@ -205,6 +210,7 @@ func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData
 				Created:      time.Now().UTC().Truncate(time.Second),
 				TrainingData: fmt.Sprintf("%s; cross-validated AUC %.5f", trainingData, rep.Chosen.AUC),
 				Calibration:  manifestCalibration(m.Calibration()),
+				MinSclgate:   minSclgate,
 			},
 			Model: mb,
 		})

@@ -73,9 +73,15 @@ func testBundle(t *testing.T, version string) string {
 
 func bundleWithModel(t *testing.T, version string, model []byte) string {
 	t.Helper()
+	return bundleNeeding(t, version, model, "")
+}
+
+// bundleNeeding is bundleWithModel with the manifest's min_sclgate.
+func bundleNeeding(t *testing.T, version string, model []byte, minSclgate string) string {
+	t.Helper()
 	var buf bytes.Buffer
-	b := &defs.Bundle{Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
-		Model: model}
+	b := &defs.Bundle{Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test",
+		MinSclgate: minSclgate}, Model: model}
 	if err := defs.Write(&buf, b); err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +171,40 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 		!strings.Contains(errOut, "version 2027.12.3: this build of sclgate cannot use it") || !strings.Contains(errOut, "feature set") {
 		t.Errorf("unloadable model: %d %q", code, errOut)
 	}
-	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.12.1") || strings.Contains(out, "2027.12.3") {
-		t.Errorf("status after the refused install: %d\n%s", code, out)
+	// A bundle for a newer sclgate than this one: refused likewise.
+	r = bundleNeeding(t, "2027.12.4", small, "99.0")
+	data, _ = os.ReadFile(r)
+	sig, _ = defs.Sign(priv, "", data, defs.TrustedComment("2027.12.4", r, time.Now()))
+	os.WriteFile(r+".minisig", sig, 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, r); code != 1 ||
+		!strings.Contains(errOut, "it needs sclgate 99.0 or later, this is "+version) {
+		t.Errorf("min_sclgate: %d %q", code, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.12.1") ||
+		strings.Contains(out, "2027.12.3") || strings.Contains(out, "2027.12.4") {
+		t.Errorf("status after the refused installs: %d\n%s", code, out)
+	}
+}
+
+func TestVersionBefore(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"0.1.0", "0.2.0", true},
+		{"0.2.0", "0.1.0", false},
+		{"0.1.0", "0.1.0", false},
+		{"0.1.0-dev", "0.1.0", false}, // a development build counts as its release
+		{"0.1.0-dev", "0.1.1", true},
+		{"0.9", "0.10.2", true},
+		{"1.0", "1", false},
+		{"1", "1.0.1", true},
+		{"v2.0.0", "1.9", false},
+		{"0.1.0", "x", false}, // no numbers: nothing required
+	} {
+		if got := versionBefore(tc.a, tc.b); got != tc.want {
+			t.Errorf("versionBefore(%q, %q) = %v", tc.a, tc.b, got)
+		}
 	}
 }
 
