@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sclgate/sclgate/config"
@@ -101,50 +100,12 @@ func modelLoads(b *defs.Bundle) error {
 
 // newEnough checks the manifest's min_sclgate against this build's version.
 func newEnough(b *defs.Bundle) error {
-	if min := b.Manifest.MinSclgate; min != "" && versionBefore(version, min) {
+	// Runs of digits compare as numbers, so "0.10" is after "0.9", and a
+	// "-dev" build sorts after (counts as) its release.
+	if min := b.Manifest.MinSclgate; min != "" && update.CompareVersions(version, min) < 0 {
 		return fmt.Errorf("it needs sclgate %s or later, this is %s", min, version)
 	}
 	return nil
-}
-
-// versionBefore says whether version a is older than b, comparing their
-// dot-separated numbers ("0.10.2" is after "0.9"); what follows the numbers
-// ("-dev", "+build") is ignored, so a development build counts as the
-// release it leads to.
-func versionBefore(a, b string) bool {
-	na, nb := versionNumbers(a), versionNumbers(b)
-	for i := range max(len(na), len(nb)) {
-		var x, y int
-		if i < len(na) {
-			x = na[i]
-		}
-		if i < len(nb) {
-			y = nb[i]
-		}
-		if x != y {
-			return x < y
-		}
-	}
-	return false
-}
-
-func versionNumbers(v string) []int {
-	var out []int
-	for _, part := range strings.Split(strings.TrimPrefix(v, "v"), ".") {
-		n, digits := 0, 0
-		for digits < len(part) && part[digits] >= '0' && part[digits] <= '9' && n < 1e8 {
-			n = n*10 + int(part[digits]-'0')
-			digits++
-		}
-		if digits == 0 {
-			break
-		}
-		out = append(out, n)
-		if digits < len(part) {
-			break // "0-dev": the numbers end here
-		}
-	}
-	return out
 }
 
 // definitionsFile loads a bundle file, or the built-in definitions when

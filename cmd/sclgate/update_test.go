@@ -186,24 +186,25 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	}
 }
 
-func TestVersionBefore(t *testing.T) {
+func TestNewEnough(t *testing.T) {
+	defer func(v string) { version = v }(version)
+	version = "0.1.0-dev" // whatever this build is called
 	for _, tc := range []struct {
-		a, b string
+		min  string
 		want bool
 	}{
-		{"0.1.0", "0.2.0", true},
-		{"0.2.0", "0.1.0", false},
-		{"0.1.0", "0.1.0", false},
-		{"0.1.0-dev", "0.1.0", false}, // a development build counts as its release
-		{"0.1.0-dev", "0.1.1", true},
-		{"0.9", "0.10.2", true},
-		{"1.0", "1", false},
-		{"1", "1.0.1", true},
-		{"v2.0.0", "1.9", false},
-		{"0.1.0", "x", false}, // no numbers: nothing required
+		{"", true},
+		{"0.1.0-dev", true},
+		{"0.0.9", true},
+		{"0.1", true},
+		{"0.1.0", true}, // this -dev build counts as its release
+		{"0.1.1", false},
+		{"0.10", false},
+		{"1.0", false},
 	} {
-		if got := versionBefore(tc.a, tc.b); got != tc.want {
-			t.Errorf("versionBefore(%q, %q) = %v", tc.a, tc.b, got)
+		err := newEnough(&defs.Bundle{Manifest: defs.Manifest{MinSclgate: tc.min}})
+		if (err == nil) != tc.want {
+			t.Errorf("min_sclgate %q with sclgate %s: %v", tc.min, version, err)
 		}
 	}
 }
