@@ -45,6 +45,10 @@ type Updater struct {
 	// Builtin is the version built into the binary, in use while none is
 	// installed.
 	Builtin string
+	// Sclgate is this build's version: offers whose min_sclgate is newer
+	// are passed over by Detect and by Install of the newest (empty: none
+	// is).
+	Sclgate string
 	// Progress, if set, is told how a download goes: bytes done of total
 	// (total -1 if unknown).
 	Progress func(done, total int64)
@@ -60,8 +64,29 @@ type Updater struct {
 type Detected struct {
 	InUse     string // the version in use (installed, or Builtin)
 	Installed bool   // InUse is an installed version, not the built-in one
-	Newest    Offer  // the newest version the source offers
+	Newest    Offer  // the newest version the source offers that this build can use
 	Available bool   // Newest should be installed
+	// TooNew is the newest version offered when this build is too old for
+	// it (its min_sclgate), else empty.
+	TooNew Offer
+}
+
+// usable says whether this build is new enough for o.
+func (u *Updater) usable(o Offer) bool {
+	return u.Sclgate == "" || o.MinSclgate == "" || CompareVersions(u.Sclgate, o.MinSclgate) >= 0
+}
+
+// newest is the newest offer this build can use; TooNew as in Detected.
+func (u *Updater) newest(ix *Index) (newest Offer, ok bool, tooNew Offer) {
+	for _, o := range ix.Versions {
+		if u.usable(o) {
+			return o, true, tooNew
+		}
+		if tooNew.Version == "" {
+			tooNew = o
+		}
+	}
+	return Offer{}, false, tooNew
 }
 
 func (u *Updater) log() *slog.Logger {
@@ -135,11 +160,13 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	if len(ix.Versions) == 0 {
 		return d, fmt.Errorf("update: %s offers no versions", u.Source)
 	}
-	d.Newest = ix.Versions[0]
-	if d.Installed && CompareVersions(d.Newest.Version, d.InUse) < 0 {
-		return d, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, d.Newest.Version, d.InUse, ErrDowngrade)
+	// A replayed index is judged on all it offers, usable or not.
+	if top := ix.Versions[0]; d.Installed && CompareVersions(top.Version, d.InUse) < 0 {
+		return d, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, top.Version, d.InUse, ErrDowngrade)
 	}
-	d.Available = CompareVersions(d.Newest.Version, d.InUse) > 0 && !u.rolledBack(d.Newest.Version)
+	var ok bool
+	d.Newest, ok, d.TooNew = u.newest(ix)
+	d.Available = ok && CompareVersions(d.Newest.Version, d.InUse) > 0 && !u.rolledBack(d.Newest.Version)
 	return d, nil
 }
 
@@ -172,10 +199,15 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 		if len(ix.Versions) == 0 {
 			return Outcome{}, fmt.Errorf("update: %s offers no versions", u.Source)
 		}
-		version = ix.Versions[0].Version
-		if installed && CompareVersions(version, inUse) < 0 {
-			return Outcome{Version: inUse}, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, version, inUse, ErrDowngrade)
+		if top := ix.Versions[0].Version; installed && CompareVersions(top, inUse) < 0 {
+			return Outcome{Version: inUse}, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, top, inUse, ErrDowngrade)
 		}
+		o, ok, tooNew := u.newest(ix)
+		if !ok {
+			return Outcome{}, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
+				u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate, ErrUnusable)
+		}
+		version = o.Version
 	}
 	offer, ok := ix.Find(version)
 	if !ok {

@@ -48,10 +48,17 @@ func newFixture(t *testing.T) *fixture {
 // bundle writes a bundle file for version and returns its path.
 func (f *fixture) bundle(version string) string {
 	f.t.Helper()
+	return f.bundleNeeding(version, "")
+}
+
+// bundleNeeding is bundle with the manifest's min_sclgate.
+func (f *fixture) bundleNeeding(version, minSclgate string) string {
+	f.t.Helper()
 	var buf bytes.Buffer
 	b := &defs.Bundle{
-		Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
-		Model:    append([]byte("model "+version), noise(50000)...), // incompressible: a real download size
+		Manifest: defs.Manifest{Version: version, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test",
+			MinSclgate: minSclgate},
+		Model: append([]byte("model "+version), noise(50000)...), // incompressible: a real download size
 	}
 	if err := defs.Write(&buf, b); err != nil {
 		f.t.Fatal(err)
@@ -319,5 +326,45 @@ func TestUnusableRefused(t *testing.T) {
 	}
 	if vs, _ := f.store.List(); len(vs) != 1 {
 		t.Errorf("installed versions %v", vs)
+	}
+}
+
+// An offer for a newer sclgate is passed over, by Detect and by Install of
+// the newest, in favour of the newest this build can use.
+func TestTooNewPassedOver(t *testing.T) {
+	f := newFixture(t)
+	paths := []string{f.bundle("2026.10.1"), f.bundleNeeding("2026.11.1", "2.0")}
+	if _, err := Publish(f.srcDir, f.priv, "", paths); err != nil {
+		t.Fatal(err)
+	}
+	u := f.updater()
+	u.Sclgate = "1.4.0-dev"
+	d, err := u.Detect(context.Background())
+	if err != nil || !d.Available || d.Newest.Version != "2026.10.1" || d.TooNew.Version != "2026.11.1" || d.TooNew.MinSclgate != "2.0" {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || out.Version != "2026.10.1" {
+		t.Fatalf("install of the newest usable: %+v %v", out, err)
+	}
+	if d, err := u.Detect(context.Background()); err != nil || d.Available {
+		t.Errorf("after install: %+v %v", d, err)
+	}
+	// Only a too-new version offered: nothing to install, and why.
+	g := newFixture(t)
+	if _, err := Publish(g.srcDir, g.priv, "", []string{g.bundleNeeding("2026.11.1", "2.0")}); err != nil {
+		t.Fatal(err)
+	}
+	v := g.updater()
+	v.Sclgate = "1.4.0"
+	if d, err := v.Detect(context.Background()); err != nil || d.Available || d.Newest.Version != "" {
+		t.Errorf("detect, only too new: %+v %v", d, err)
+	}
+	if _, err := v.Install(context.Background(), "", false); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "needs sclgate 2.0") {
+		t.Errorf("install, only too new: %v", err)
+	}
+	// A new enough build takes it.
+	v.Sclgate = "2.0.1"
+	if d, err := v.Detect(context.Background()); err != nil || !d.Available || d.Newest.Version != "2026.11.1" {
+		t.Errorf("detect with sclgate 2.0.1: %+v %v", d, err)
 	}
 }

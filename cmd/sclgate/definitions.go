@@ -98,6 +98,10 @@ func modelLoads(b *defs.Bundle) error {
 	return err
 }
 
+// buildVersion is this build's version (for code where a local variable
+// named version hides the package's).
+func buildVersion() string { return version }
+
 // newEnough checks the manifest's min_sclgate against this build's version.
 func newEnough(b *defs.Bundle) error {
 	// Runs of digits compare as numbers, so "0.10" is after "0.9", and a
@@ -193,7 +197,7 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		return
 	}
 	builtin, _ := builtinDefinitions(nil)
-	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Usable: modelLoads, Log: log}
+	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Sclgate: version, Usable: modelLoads, Log: log}
 	wait := time.Second + time.Duration(rand.Float64()*float64(4*time.Second))
 	// Versions this build refused as unusable (another feature set): not
 	// downloaded again at every check, until a restart (an upgrade).

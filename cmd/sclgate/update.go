@@ -53,7 +53,7 @@ func cmdUpdate(e env, args []string) int {
 		fmt.Fprintln(e.stderr, err)
 		return exitError
 	}
-	u := &update.Updater{Store: store, Builtin: builtinVersion(), Usable: modelLoads}
+	u := &update.Updater{Store: store, Builtin: builtinVersion(), Sclgate: buildVersion(), Usable: modelLoads}
 	if sub == "detect" || sub == "install" {
 		if u.Keys, err = update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
 			fmt.Fprintln(e.stderr, err)
@@ -85,6 +85,13 @@ func cmdUpdate(e env, args []string) int {
 		if err != nil {
 			fmt.Fprintln(e.stderr, err)
 			return exitError
+		}
+		if d.TooNew.Version != "" {
+			fmt.Fprintf(e.stdout, "passed over: %s, which needs sclgate %s or later (this is %s)\n", d.TooNew.Version, d.TooNew.MinSclgate, buildVersion())
+		}
+		if d.Newest.Version == "" {
+			fmt.Fprintf(e.stdout, "in use:  %s%s\nup to date: nothing %s offers fits this sclgate\n", displayVersion(d.InUse), builtinNote(d.Installed), u.Source)
+			return exitUpToDate
 		}
 		fmt.Fprintf(e.stdout, "in use:  %s%s\noffered: %s (created %s) at %s\n", displayVersion(d.InUse), builtinNote(d.Installed),
 			d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)

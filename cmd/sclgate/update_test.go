@@ -235,3 +235,23 @@ func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
 		t.Errorf("status:\n%s", out)
 	}
 }
+
+// A version for a newer sclgate is passed over, and detect says so.
+func TestUpdateDetectPassesOverTooNew(t *testing.T) {
+	cfg, src, _, priv := updateSetup(t)
+	small, err := smallModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := update.Publish(src, priv, "", []string{bundleNeeding(t, "2027.9.9", small, "99.0")}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "passed over: 2027.9.9, which needs sclgate 99.0 or later (this is "+version+")") ||
+		!strings.Contains(out, "up to date") {
+		t.Errorf("detect: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 1 || !strings.Contains(errOut, "needs sclgate 99.0 or later") {
+		t.Errorf("install: %d %q", code, errOut)
+	}
+}
