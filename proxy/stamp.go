@@ -21,7 +21,7 @@ var verdictFields = []string{"x-scl", "x-scl-report", "x-spam-flag", "x-ms-excha
 // stamp returns raw with fields (each "Name: value", folded, without the
 // final CRLF) put on top and every verdict field from outside removed.
 func stamp(raw []byte, fields []string) io.Reader {
-	return Restamp(raw, fields, "\r\n", isVerdictField)
+	return Restamp(raw, fields, "\r\n", IsVerdictField)
 }
 
 // Restamp returns raw with fields (each "Name: value", folded, without a
@@ -77,9 +77,9 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 	return io.MultiReader(parts...)
 }
 
-// isVerdictField says whether a field of this (lower-case) name is one only
-// sclgate may set.
-func isVerdictField(name string) bool {
+// IsVerdictField says whether a field of this (lower-case) name is one only
+// sclgate may set: the gateway removes any that arrive from outside.
+func IsVerdictField(name string) bool {
 	for _, f := range verdictFields {
 		if name == f {
 			return true

@@ -46,8 +46,8 @@ type Updater struct {
 	// installed.
 	Builtin string
 	// Sclgate is this build's version: offers whose min_sclgate is newer
-	// are passed over by Detect and by Install of the newest (empty: none
-	// is).
+	// are passed over by Detect and by Install of the newest, and such a
+	// bundle is not installed (empty: min_sclgate is not checked).
 	Sclgate string
 	// Progress, if set, is told how a download goes: bytes done of total
 	// (total -1 if unknown).
@@ -71,9 +71,20 @@ type Detected struct {
 	TooNew Offer
 }
 
+// NewEnough says whether sclgate version sclgate meets minSclgate (a
+// manifest's or an index offer's min_sclgate; empty: any version does).
+// Runs of digits compare as numbers, so "0.10" is after "0.9", and a
+// "-dev" build counts as its release.
+func NewEnough(sclgate, minSclgate string) error {
+	if minSclgate != "" && CompareVersions(sclgate, minSclgate) < 0 {
+		return fmt.Errorf("it needs sclgate %s or later, this is %s", minSclgate, sclgate)
+	}
+	return nil
+}
+
 // usable says whether this build is new enough for o.
 func (u *Updater) usable(o Offer) bool {
-	return u.Sclgate == "" || o.MinSclgate == "" || CompareVersions(u.Sclgate, o.MinSclgate) >= 0
+	return u.Sclgate == "" || NewEnough(u.Sclgate, o.MinSclgate) == nil
 }
 
 // newest is the newest offer this build can use; TooNew as in Detected.
@@ -271,9 +282,17 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (O
 			return Outcome{Version: v, Already: done}, err
 		}
 	}
+	unusable := func(err error) (Outcome, error) {
+		return Outcome{}, fmt.Errorf("update: %s: version %s: %w: %w", name, v, ErrUnusable, err)
+	}
+	if u.Sclgate != "" {
+		if err := NewEnough(u.Sclgate, b.Manifest.MinSclgate); err != nil {
+			return unusable(err)
+		}
+	}
 	if u.Usable != nil {
 		if err := u.Usable(b); err != nil {
-			return Outcome{}, fmt.Errorf("update: %s: version %s: %w: %w", name, v, ErrUnusable, err)
+			return unusable(err)
 		}
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}

@@ -664,16 +664,15 @@ func has8bit(b []byte) bool {
 	return false
 }
 
-// releaseDrop are the fields stampRelease removes from the header: the
-// verdict fields the gateway removes (see proxy's stamp), and an earlier
-// X-SCL-Released, which only sclgate may set.
-var releaseDrop = map[string]bool{
-	"x-scl": true, "x-scl-report": true, "x-spam-flag": true,
-	"x-ms-exchange-organization-scl": true, "x-scl-released": true,
+// releaseDrop says whether stampRelease removes a field (lower-case name):
+// the verdict fields the gateway removes, and an earlier X-SCL-Released,
+// which only sclgate may set.
+func releaseDrop(name string) bool {
+	return proxy.IsVerdictField(name) || name == "x-scl-released"
 }
 
 // stampRelease returns raw with fields ("Name: value", no line end) on top
-// and every field named in releaseDrop removed from its header, folded
+// and every field releaseDrop names removed from its header, folded
 // lines included; all other bytes are kept. The new fields end their lines
 // as the message's first line does (files IMF wrote may use bare LF).
 func stampRelease(raw []byte, fields []string) []byte {
@@ -684,6 +683,6 @@ func stampRelease(raw []byte, fields []string) []byte {
 	var out bytes.Buffer
 	out.Grow(len(raw) + 128)
 	// Reading from memory into memory cannot fail.
-	out.ReadFrom(proxy.Restamp(raw, fields, eol, func(name string) bool { return releaseDrop[name] }))
+	out.ReadFrom(proxy.Restamp(raw, fields, eol, releaseDrop))
 	return out.Bytes()
 }

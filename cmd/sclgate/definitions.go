@@ -78,7 +78,7 @@ func definitionsFrom(origin string, read func() (*defs.Bundle, error)) (*definit
 	if err != nil {
 		return nil, err
 	}
-	if err := newEnough(b); err != nil {
+	if err := update.NewEnough(version, b.Manifest.MinSclgate); err != nil {
 		return nil, fmt.Errorf("%s: %w", origin, err)
 	}
 	m, err := scorer.LoadModel(b.Model)
@@ -89,11 +89,8 @@ func definitionsFrom(origin string, read func() (*defs.Bundle, error)) (*definit
 }
 
 // modelLoads is update.Updater.Usable: a bundle is usable when this build
-// is as new as its manifest's min_sclgate asks and can load its model.
+// can load its model (min_sclgate the Updater checks itself).
 func modelLoads(b *defs.Bundle) error {
-	if err := newEnough(b); err != nil {
-		return err
-	}
 	_, err := scorer.LoadModel(b.Model)
 	return err
 }
@@ -101,16 +98,6 @@ func modelLoads(b *defs.Bundle) error {
 // buildVersion is this build's version (for code where a local variable
 // named version hides the package's).
 func buildVersion() string { return version }
-
-// newEnough checks the manifest's min_sclgate against this build's version.
-func newEnough(b *defs.Bundle) error {
-	// Runs of digits compare as numbers, so "0.10" is after "0.9", and a
-	// "-dev" build sorts after (counts as) its release.
-	if min := b.Manifest.MinSclgate; min != "" && update.CompareVersions(version, min) < 0 {
-		return fmt.Errorf("it needs sclgate %s or later, this is %s", min, version)
-	}
-	return nil
-}
 
 // definitionsFile loads a bundle file, or the built-in definitions when
 // path is empty (the -defs flags of scan and defs eval).

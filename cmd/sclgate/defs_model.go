@@ -126,7 +126,7 @@ func defsTrain(e env, args []string) int {
 	minSclgate := fs.String("min-sclgate", "", "record in the manifest that the bundle needs sclgate `V` or later (default: any)")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W]")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -202,7 +202,7 @@ func TestNewEnough(t *testing.T) {
 		{"0.10", false},
 		{"1.0", false},
 	} {
-		err := newEnough(&defs.Bundle{Manifest: defs.Manifest{MinSclgate: tc.min}})
+		err := update.NewEnough(version, tc.min)
 		if (err == nil) != tc.want {
 			t.Errorf("min_sclgate %q with sclgate %s: %v", tc.min, version, err)
 		}
