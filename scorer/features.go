@@ -13,8 +13,12 @@ import (
 // FeatureVersion names the feature set below. A model records the version it
 // was trained with and LoadModel refuses a model of another version: the same
 // bucket would mean something else. Bump it whenever what is extracted, or
-// how it is hashed, changes.
-const FeatureVersion = 3
+// how it is hashed, changes, including what Parse reads as body text.
+//
+// Version 4 cuts CJK text into character pairs, and reads the body of
+// parts whose Content-Type does not parse, of multiparts whose boundary
+// never appears, and of HTML pages attached as application/octet-stream.
+const FeatureVersion = 4
 
 // Feature extraction limits, so that scoring cost is bounded whatever arrives.
 const (
@@ -276,7 +280,9 @@ func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
 		// A word: letters/digits, with single joiners between them.
 		start, end := i, i+n
 		letters, upper, digits := 0, 0, 0
+		wide := false // holds a character from U+2E80 on, where CJK starts
 		count := func(r rune) {
+			wide = wide || r >= 0x2e80
 			switch {
 			case '0' <= r && r <= '9':
 				digits++
@@ -327,10 +333,20 @@ func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
 		}
 		i = end
 		tok := s[start:end]
-		words++
 		if letters >= 3 && upper == letters {
 			caps++
 		}
+		if wide && hasCJK(tok) {
+			// Chinese and Japanese are written without spaces (and Korean
+			// often with few), so a run of them is a phrase, not a word:
+			// one token for it would be "<long>" or unique. It is cut into
+			// overlapping pairs of characters instead, the usual
+			// tokenisation for these scripts (Lucene's CJK analyzer, SA's
+			// Bayes); letters and digits mixed in are words of their own.
+			words += cjkTokens(tok, limit-words, func(t string) { emit(t, hashLower(hashStart(uni), t)) })
+			continue
+		}
+		words++
 		var h uint64
 		switch {
 		case len(tok) > 30:
@@ -348,6 +364,66 @@ func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
 		emit(tok, h)
 	}
 	return caps, words
+}
+
+// isCJK reports whether r is written without spaces between words: Han
+// ideographs, kana and Hangul.
+func isCJK(r rune) bool {
+	return r >= 0x2e80 && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) ||
+		unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r))
+}
+
+func hasCJK(tok string) bool {
+	for _, r := range tok {
+		if isCJK(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// cjkTokens cuts a word run holding CJK characters into tokens, at most
+// limit of them, and returns how many: each pair of adjacent CJK characters
+// (a lone one by itself), and each stretch of other letters and digits as
+// one word ("<long>" past 30 bytes, as elsewhere).
+func cjkTokens(tok string, limit int, put func(string)) int {
+	n := 0
+	for i := 0; i < len(tok) && n < limit; {
+		r, size := utf8.DecodeRuneInString(tok[i:])
+		cjk := isCJK(r)
+		j := i + size
+		for j < len(tok) {
+			r, size := utf8.DecodeRuneInString(tok[j:])
+			if isCJK(r) != cjk {
+				break
+			}
+			j += size
+		}
+		if !cjk {
+			t := tok[i:j]
+			if len(t) > 30 {
+				t = "<long>"
+			}
+			put(t)
+			n++
+			i = j
+			continue
+		}
+		// A CJK stretch tok[i:j]: its overlapping pairs.
+		_, first := utf8.DecodeRuneInString(tok[i:])
+		if i+first == j {
+			put(tok[i:j])
+			n++
+		}
+		for a := i; a+first < j && n < limit; {
+			_, second := utf8.DecodeRuneInString(tok[a+first:])
+			put(tok[a : a+first+second])
+			n++
+			a, first = a+first, second
+		}
+		i = j
+	}
+	return n
 }
 
 func (x *extractor) subjectShape(m *Message) {

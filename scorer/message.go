@@ -3,6 +3,7 @@ package scorer
 import (
 	"bytes"
 	"io"
+	"mime"
 	"strings"
 	"unicode/utf8"
 
@@ -118,6 +119,7 @@ type walker struct {
 }
 
 func (w *walker) walk(e *message.Entity, depth int) {
+	e = w.lenient(e)
 	if depth > MaxDepth {
 		w.m.defect("mime: nesting deeper than limit, rest skipped")
 		return
@@ -129,27 +131,150 @@ func (w *walker) walk(e *message.Entity, depth int) {
 		}
 		return
 	}
-	if mr := e.MultipartReader(); mr != nil {
-		for {
-			p, err := mr.NextPart()
-			if err == io.EOF {
-				return
-			}
-			if p == nil {
-				// A broken part header or boundary: what came before is kept.
-				w.m.defect("mime: " + errString(err))
-				return
-			}
-			if err != nil { // unknown charset or encoding: p is still usable
-				w.m.defect("mime: " + err.Error())
-			}
-			w.walk(p, depth+1)
-			if w.parts > MaxParts {
-				return
-			}
+	if mt, _, _ := e.Header.ContentType(); strings.HasPrefix(strings.ToLower(mt), "multipart/") {
+		// Keep the body until a first part is found: a multipart whose
+		// boundary never appears (spam declares "=Multipart Boundary" and
+		// writes "= Multipart Boundary") would otherwise be read as empty.
+		first := &firstBytes{src: e.Body}
+		e.Body = io.TeeReader(e.Body, first)
+		if mr := e.MultipartReader(); mr != nil {
+			w.multipart(mr, first, depth)
+			return
 		}
 	}
 	w.leaf(e, depth)
+}
+
+// multipart walks the parts of a multipart entity; first holds its body as
+// read so far, for when no part can be found in it.
+func (w *walker) multipart(mr message.MultipartReader, first *firstBytes, depth int) {
+	for found := false; ; found = true {
+		p, err := mr.NextPart()
+		if !found && (p == nil || err == io.EOF) {
+			// No boundary line at all: read the body as clients that show
+			// the source do, as text.
+			io.Copy(first, io.LimitReader(first.src, MaxPartBytes))
+			w.m.defect("mime: no part found, body read as text")
+			w.unsplit(first.buf)
+			return
+		}
+		first.buf, first.off = nil, true
+		if err == io.EOF {
+			return
+		}
+		if p == nil {
+			// A broken part header or boundary: what came before is kept.
+			w.m.defect("mime: " + errString(err))
+			return
+		}
+		if err != nil { // unknown charset or encoding: p is still usable
+			w.m.defect("mime: " + err.Error())
+		}
+		w.walk(p, depth+1)
+		if w.parts > MaxParts {
+			return
+		}
+	}
+}
+
+// firstBytes keeps what is written to it, up to MaxPartBytes, until off.
+type firstBytes struct {
+	src io.Reader // the body it copies, for reading the rest
+	buf []byte
+	off bool
+}
+
+func (f *firstBytes) Write(b []byte) (int, error) {
+	if !f.off {
+		f.buf = append(f.buf, b[:min(len(b), MaxPartBytes-len(f.buf))]...)
+	}
+	return len(b), nil
+}
+
+// unsplit adds the body of a multipart with no parts as one text part, an
+// HTML one if it holds HTML.
+func (w *walker) unsplit(body []byte) {
+	mediaType := "text/plain"
+	if i := bytes.Index(bytes.ToLower(body[:min(len(body), 8192)]), []byte("<html")); i >= 0 {
+		mediaType = "text/html"
+	}
+	w.m.Parts = append(w.m.Parts, Part{ContentType: mediaType, Size: len(body)})
+	if mediaType == "text/html" {
+		text, urls := htmlToText(toUTF8(body))
+		w.m.URLs = append(w.m.URLs, urls...)
+		w.addText(text)
+		return
+	}
+	w.addText(toUTF8(body))
+}
+
+// lenient returns e read as mail clients read it when its Content-Type
+// does not parse. Spam pads the field with empty parameters
+// ("text/html;;;;", "text/plain ; ; ;") that mime.ParseMediaType refuses;
+// go-message then takes the whole field for the media type, so the part
+// would be neither text nor multipart and its words would go unread, by
+// the model and by the admin's BODY phrase rules alike. Clients render such
+// a part by its type and whatever parameters make sense, and so do we,
+// recording the defect (which is itself a feature).
+func (w *walker) lenient(e *message.Entity) *message.Entity {
+	v := e.Header.Get("Content-Type")
+	if v == "" {
+		return e
+	}
+	if _, _, err := e.Header.ContentType(); err == nil {
+		return e
+	}
+	fixed := repairContentType(v)
+	if fixed == "" {
+		return e
+	}
+	w.m.defect("content-type: malformed, read as " + strings.SplitN(fixed, ";", 2)[0])
+	h := e.Header.Copy()
+	h.Set("Content-Type", fixed)
+	// go-message has already undone the transfer encoding of a part it
+	// took for a leaf (any media type not starting "multipart/"); doing it
+	// again would garble the text. Charset conversion, which needs the
+	// parameters, has not been done yet: New does it now.
+	if !strings.HasPrefix(v, "multipart/") {
+		h.Del("Content-Transfer-Encoding")
+	}
+	ne, err := message.New(h, e.Body)
+	if ne == nil {
+		return e
+	}
+	if err != nil { // unknown charset: ne is still usable
+		w.m.defect("mime: " + err.Error())
+	}
+	return ne
+}
+
+// repairContentType rebuilds a Content-Type field that does not parse from
+// its media type (the text before the first ';', if it is type/subtype)
+// and each parameter that parses on its own; "" if there is no media type.
+func repairContentType(v string) string {
+	segs := strings.Split(v, ";")
+	mt := strings.ToLower(strings.TrimSpace(segs[0]))
+	if t, sub, ok := strings.Cut(mt, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(mt, " \t\"") {
+		return ""
+	}
+	params := map[string]string{}
+	for _, seg := range segs[1:] {
+		if strings.TrimSpace(seg) == "" {
+			continue
+		}
+		// A quoted value may itself hold ';': keep what parses.
+		if _, p, err := mime.ParseMediaType("x/y;" + seg); err == nil {
+			for k, val := range p {
+				if _, dup := params[k]; !dup {
+					params[k] = val
+				}
+			}
+		}
+	}
+	if fixed := mime.FormatMediaType(mt, params); fixed != "" {
+		return fixed
+	}
+	return mime.FormatMediaType(mt, nil)
 }
 
 func (w *walker) leaf(e *message.Entity, depth int) {
@@ -164,6 +289,12 @@ func (w *walker) leaf(e *message.Entity, depth int) {
 		name = params["name"]
 	}
 	p := Part{ContentType: mediaType, Filename: name}
+	// An HTML page sent as a generic attachment is what the recipient sees
+	// on opening it, and spam sends its whole text that way with an empty
+	// body beside it: read it as the HTML it is.
+	if mediaType == "application/octet-stream" && hasHTMLExt(name) {
+		mediaType = "text/html"
+	}
 
 	var body []byte
 	if mediaType == "text/plain" || mediaType == "text/html" || mediaType == "message/rfc822" {
@@ -203,6 +334,11 @@ func (w *walker) leaf(e *message.Entity, depth int) {
 		}
 		w.walk(inner, depth+1)
 	}
+}
+
+func hasHTMLExt(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasSuffix(n, ".htm") || strings.HasSuffix(n, ".html")
 }
 
 func (w *walker) addText(s string) {

@@ -191,6 +191,72 @@ func TestParseBroken(t *testing.T) {
 	}
 }
 
+// TestParseEvasive reads the MIME tricks spam uses to hide its text from
+// filters the way mail clients read them.
+func TestParseEvasive(t *testing.T) {
+	// Content-Type fields padded with empty parameters, which
+	// mime.ParseMediaType refuses, on the multipart and on a base64 Big5
+	// HTML part; and a page sent as application/octet-stream "offer.htm".
+	m := Parse(testdata(t, "evasive-mime.eml"))
+	for _, want := range []string{"最新台灣工商名錄 only today", "Brand new premium promotion"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("text %q: %q not read", m.Text, want)
+		}
+	}
+	if !slices.Contains(m.Defects, "content-type: malformed, read as text/html") ||
+		!slices.Contains(m.Defects, "content-type: malformed, read as multipart/mixed") {
+		t.Errorf("defects %q", m.Defects)
+	}
+	if len(m.Parts) != 2 || m.Parts[0].ContentType != "text/html" || m.Parts[1].ContentType != "application/octet-stream" {
+		t.Errorf("parts %+v", m.Parts)
+	}
+
+	// A multipart whose declared boundary never appears: its body is read
+	// as text, not dropped.
+	m = Parse([]byte("Subject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=\"=Multipart Boundary 0925\"\r\n\r\n" +
+		"--= Multipart Boundary 0925\r\nContent-Type: text/html\r\n\r\n" +
+		"<html><body>cheap <b>meds</b> here</body></html>\r\n--= Multipart Boundary 0925--\r\n"))
+	if !strings.Contains(m.Text, "cheap meds here") || strings.Contains(m.Text, "<b>") {
+		t.Errorf("boundary-less multipart: text %q defects %q", m.Text, m.Defects)
+	}
+	if !slices.Contains(m.Defects, "mime: no part found, body read as text") {
+		t.Errorf("defects %q", m.Defects)
+	}
+
+	// Fields that do not parse for want of a media type stay as they are.
+	for _, v := range []string{"text", "/html;;", "text html;;", ";;;"} {
+		if got := repairContentType(v); got != "" {
+			t.Errorf("repairContentType(%q) = %q, want none", v, got)
+		}
+	}
+	if got := repairContentType(`Text/Plain;; charset="iso-8859-1"; ;name=a;b`); got != "text/plain; charset=iso-8859-1; name=a" {
+		t.Errorf("repairContentType = %q", got)
+	}
+}
+
+func TestCJKTokens(t *testing.T) {
+	for in, want := range map[string]string{
+		"最新台灣":       "最新 新台 台灣",
+		"中":          "中",
+		"abc中文def":   "abc 中文 def",
+		"a中b":        "a 中 b",
+		"这是测试ABC123": "这是 是测 测试 ABC123",
+		"しじみともも":     "しじ じみ みと とも もも",
+		"한국어":        "한국 국어",
+	} {
+		var got []string
+		n := cjkTokens(in, 100, func(tok string) { got = append(got, tok) })
+		if strings.Join(got, " ") != want || n != len(got) {
+			t.Errorf("cjkTokens(%q) = %d %q, want %q", in, n, got, want)
+		}
+	}
+	var got []string
+	if n := cjkTokens("一二三四五", 2, func(tok string) { got = append(got, tok) }); n != 2 || len(got) != 2 {
+		t.Errorf("limit 2: %d %q", n, got)
+	}
+}
+
 func TestParseLimits(t *testing.T) {
 	// Nesting far deeper than MaxDepth must stop, not recurse away.
 	var b strings.Builder

@@ -21,7 +21,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "0.1.0-dev"
+var version = "0.2.0-dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
