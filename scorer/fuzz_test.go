@@ -25,6 +25,7 @@ func FuzzParseScore(f *testing.F) {
 	}
 	f.Add([]byte("Subject: =?x?q?a?=\r\nContent-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n"))
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nfree"))
+	f.Add([]byte("Content-Type: multipart/mixed;; boundary=\"=B 1\";\r\n\r\n--= B 1\r\nContent-Type: text/plain;;;\r\n\r\n最新台灣abc한국어\r\n"))
 
 	xml := `<CustomWeightEntries>
 <CustomWeightEntry Type="BODY" Change="5" Text="special offer"/>
@@ -54,6 +55,14 @@ func FuzzParseScore(f *testing.F) {
 			t.Fatalf("SCL %d out of range", r.SCL)
 		}
 		_ = r.Report(200)
+		// The built-in model's features, CJK pairs included.
+		for _, ids := range featureBuckets(m, 12) {
+			for _, id := range ids {
+				if id >= 1<<12 {
+					t.Fatalf("bucket %d out of range", id)
+				}
+			}
+		}
 	})
 }
 
