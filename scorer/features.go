@@ -347,30 +347,40 @@ func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
 			continue
 		}
 		words++
-		var h uint64
-		switch {
-		case len(tok) > 30:
-			tok = "<long>"
-			h = hashLower(hashStart(uni), tok)
-		case letters == 0 && digits > 4:
-			tok = "<num" + smallNums[min(digits, 20)] + ">"
-			h = hashLower(hashStart(uni), tok)
-		case digits >= 3 && letters > 0 && len(tok) >= 8:
-			tok = "<id>"
-			h = hashLower(hashStart(uni), tok)
-		default:
-			h = hashLower(hashStart(uni), tok)
-		}
+		tok = wordShape(tok, letters, digits)
+		h := hashLower(hashStart(uni), tok)
 		emit(tok, h)
 	}
 	return caps, words
 }
 
+// wordShape is a word as a feature: itself, or its shape when it is long
+// (base64 debris), a long number or an id mixing letters and digits.
+func wordShape(tok string, letters, digits int) string {
+	switch {
+	case len(tok) > 30:
+		return "<long>"
+	case letters == 0 && digits > 4:
+		return "<num" + smallNums[min(digits, 20)] + ">"
+	case digits >= 3 && letters > 0 && len(tok) >= 8:
+		return "<id>"
+	}
+	return tok
+}
+
 // isCJK reports whether r is written without spaces between words: Han
-// ideographs, kana and Hangul.
+// ideographs, kana and Hangul, and the marks of the Common script used
+// inside their words (the long-vowel mark of メール, 々, 〆, 〇).
 func isCJK(r rune) bool {
-	return r >= 0x2e80 && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) ||
-		unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r))
+	if r < 0x2e80 {
+		return false
+	}
+	switch r {
+	case 0x30fc, 0xff70, 0x3005, 0x3006, 0x3007:
+		return true
+	}
+	return unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hiragana, r) ||
+		unicode.Is(unicode.Katakana, r) || unicode.Is(unicode.Hangul, r)
 }
 
 func hasCJK(tok string) bool {
@@ -385,7 +395,7 @@ func hasCJK(tok string) bool {
 // cjkTokens cuts a word run holding CJK characters into tokens, at most
 // limit of them, and returns how many: each pair of adjacent CJK characters
 // (a lone one by itself), and each stretch of other letters and digits as
-// one word ("<long>" past 30 bytes, as elsewhere).
+// one word, shaped as elsewhere (wordShape).
 func cjkTokens(tok string, limit int, put func(string)) int {
 	n := 0
 	for i := 0; i < len(tok) && n < limit; {
@@ -400,12 +410,22 @@ func cjkTokens(tok string, limit int, put func(string)) int {
 			j += size
 		}
 		if !cjk {
-			t := tok[i:j]
-			if len(t) > 30 {
-				t = "<long>"
+			// Letters and digits between CJK characters, shaped as any
+			// word is; a joiner ('.', '-', ...) next to a CJK character
+			// joins nothing.
+			t := strings.TrimFunc(tok[i:j], func(r rune) bool { return r < utf8.RuneSelf && isJoiner(byte(r)) })
+			if t != "" {
+				letters, digits := 0, 0
+				for _, r := range t {
+					if unicode.IsDigit(r) {
+						digits++
+					} else if !(r < utf8.RuneSelf && isJoiner(byte(r))) {
+						letters++
+					}
+				}
+				put(wordShape(t, letters, digits))
+				n++
 			}
-			put(t)
-			n++
 			i = j
 			continue
 		}

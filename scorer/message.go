@@ -131,11 +131,11 @@ func (w *walker) walk(e *message.Entity, depth int) {
 		}
 		return
 	}
-	if mt, _, _ := e.Header.ContentType(); strings.HasPrefix(strings.ToLower(mt), "multipart/") {
+	if mt, params, err := e.Header.ContentType(); err == nil && strings.HasPrefix(mt, "multipart/") {
 		// Keep the body until a first part is found: a multipart whose
 		// boundary never appears (spam declares "=Multipart Boundary" and
 		// writes "= Multipart Boundary") would otherwise be read as empty.
-		first := &firstBytes{src: e.Body}
+		first := &firstBytes{src: e.Body, boundary: params["boundary"]}
 		e.Body = io.TeeReader(e.Body, first)
 		if mr := e.MultipartReader(); mr != nil {
 			w.multipart(mr, first, depth)
@@ -151,12 +151,16 @@ func (w *walker) multipart(mr message.MultipartReader, first *firstBytes, depth 
 	for found := false; ; found = true {
 		p, err := mr.NextPart()
 		if !found && (p == nil || err == io.EOF) {
-			// No boundary line at all: read the body as clients that show
-			// the source do, as text.
 			io.Copy(first, io.LimitReader(first.src, MaxPartBytes))
-			w.m.defect("mime: no part found, body read as text")
-			w.unsplit(first.buf)
-			return
+			if !first.hasBoundary() {
+				// No boundary line at all: read the body as clients that
+				// show the source do, as text.
+				w.m.defect("mime: no part found, body read as text")
+				w.unsplit(first.buf)
+				return
+			}
+			// The boundary is there but its first part is broken (or there
+			// is none): the source is not text to read.
 		}
 		first.buf, first.off = nil, true
 		if err == io.EOF {
@@ -179,9 +183,29 @@ func (w *walker) multipart(mr message.MultipartReader, first *firstBytes, depth 
 
 // firstBytes keeps what is written to it, up to MaxPartBytes, until off.
 type firstBytes struct {
-	src io.Reader // the body it copies, for reading the rest
-	buf []byte
-	off bool
+	src      io.Reader // the body it copies, for reading the rest
+	boundary string
+	buf      []byte
+	off      bool
+}
+
+// hasBoundary reports whether buf holds a line starting with the
+// multipart's boundary delimiter.
+func (f *firstBytes) hasBoundary() bool {
+	if f.boundary == "" {
+		return false
+	}
+	delim := []byte("--" + f.boundary)
+	for rest := f.buf; ; {
+		i := bytes.Index(rest, delim)
+		if i < 0 {
+			return false
+		}
+		if i == 0 && len(rest) == len(f.buf) || i > 0 && rest[i-1] == '\n' {
+			return true
+		}
+		rest = rest[i+1:]
+	}
 }
 
 func (f *firstBytes) Write(b []byte) (int, error) {
@@ -250,19 +274,28 @@ func (w *walker) lenient(e *message.Entity) *message.Entity {
 
 // repairContentType rebuilds a Content-Type field that does not parse from
 // its media type (the text before the first ';', if it is type/subtype)
-// and each parameter that parses on its own; "" if there is no media type.
+// and its parameters: all of them if they parse together once the empty
+// ones are dropped (so RFC 2231 continuations still join), otherwise each
+// one that parses on its own; "" if there is no media type.
 func repairContentType(v string) string {
-	segs := strings.Split(v, ";")
+	segs := splitParams(v)
 	mt := strings.ToLower(strings.TrimSpace(segs[0]))
 	if t, sub, ok := strings.Cut(mt, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(mt, " \t\"") {
 		return ""
 	}
-	params := map[string]string{}
+	var kept []string
 	for _, seg := range segs[1:] {
-		if strings.TrimSpace(seg) == "" {
-			continue
+		if strings.TrimSpace(seg) != "" {
+			kept = append(kept, seg)
 		}
-		// A quoted value may itself hold ';': keep what parses.
+	}
+	if _, params, err := mime.ParseMediaType(mt + ";" + strings.Join(kept, ";")); err == nil && len(kept) > 0 {
+		if fixed := mime.FormatMediaType(mt, params); fixed != "" {
+			return fixed
+		}
+	}
+	params := map[string]string{}
+	for _, seg := range kept {
 		if _, p, err := mime.ParseMediaType("x/y;" + seg); err == nil {
 			for k, val := range p {
 				if _, dup := params[k]; !dup {
@@ -275,6 +308,25 @@ func repairContentType(v string) string {
 		return fixed
 	}
 	return mime.FormatMediaType(mt, nil)
+}
+
+// splitParams splits a header field value at each ';' outside a quoted
+// string.
+func splitParams(v string) []string {
+	var segs []string
+	start, quoted := 0, false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			segs = append(segs, v[start:i])
+			start = i + 1
+		}
+	}
+	return append(segs, v[start:])
 }
 
 func (w *walker) leaf(e *message.Entity, depth int) {

@@ -224,6 +224,27 @@ func TestParseEvasive(t *testing.T) {
 		t.Errorf("defects %q", m.Defects)
 	}
 
+	// The boundary is there but the first part's header is broken: the
+	// source is not read as text, and the real error is recorded.
+	m = Parse([]byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nthis is not a header\r\n\r\nhello\r\n--b--\r\n"))
+	if strings.Contains(m.Text, "--b") || slices.Contains(m.Defects, "mime: no part found, body read as text") || len(m.Defects) == 0 {
+		t.Errorf("broken first part: text %q defects %q", m.Text, m.Defects)
+	}
+	// An empty multipart is empty, not its preamble.
+	m = Parse([]byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\npreamble\r\n--b--\r\n"))
+	if m.Text != "" {
+		t.Errorf("empty multipart: text %q", m.Text)
+	}
+	// Padding around a quoted boundary holding ';', and a file name in RFC
+	// 2231 pieces.
+	m = Parse([]byte("Subject: x\r\nContent-Type: multipart/mixed;; boundary=\"a;b\";;\r\n\r\n" +
+		"--a;b\r\nContent-Type: application/octet-stream;; name*0=\"offer\"; name*1=\".htm\"\r\n\r\n" +
+		"<p>cheap meds</p>\r\n--a;b--\r\n"))
+	if !strings.Contains(m.Text, "cheap meds") || strings.Contains(m.Text, "<p>") {
+		t.Errorf("quoted boundary, RFC 2231 name: text %q defects %q parts %+v", m.Text, m.Defects, m.Parts)
+	}
+
 	// Fields that do not parse for want of a media type stay as they are.
 	for _, v := range []string{"text", "/html;;", "text html;;", ";;;"} {
 		if got := repairContentType(v); got != "" {
@@ -237,13 +258,17 @@ func TestParseEvasive(t *testing.T) {
 
 func TestCJKTokens(t *testing.T) {
 	for in, want := range map[string]string{
-		"最新台灣":       "最新 新台 台灣",
-		"中":          "中",
-		"abc中文def":   "abc 中文 def",
-		"a中b":        "a 中 b",
-		"这是测试ABC123": "这是 是测 测试 ABC123",
-		"しじみともも":     "しじ じみ みと とも もも",
-		"한국어":        "한국 국어",
+		"最新台灣":           "最新 新台 台灣",
+		"中":              "中",
+		"abc中文def":       "abc 中文 def",
+		"a中b":            "a 中 b",
+		"这是测试ABC123":     "这是 是测 测试 ABC123",
+		"しじみともも":         "しじ じみ みと とも もも",
+		"한국어":            "한국 국어",
+		"メール":            "メー ール",
+		"請致電13812345678": "請致 致電 <num11>",
+		"中.abc":          "中 abc",
+		"中abc-":          "中 abc",
 	} {
 		var got []string
 		n := cjkTokens(in, 100, func(tok string) { got = append(got, tok) })
