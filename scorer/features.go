@@ -20,6 +20,12 @@ import (
 // never appears, and of HTML pages attached as application/octet-stream.
 const FeatureVersion = 4
 
+// FeatureSetSince is the first sclgate release that extracts FeatureVersion.
+// Bundles trained by this build need it or later; defs train records it as
+// their min_sclgate so that older sclgates pass them over. Bump it with
+// FeatureVersion.
+const FeatureSetSince = "0.2.0"
+
 // Feature extraction limits, so that scoring cost is bounded whatever arrives.
 const (
 	maxBodyTokens    = 3000 // words of body text (subject not counted)

@@ -9,11 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/corpus.sh
 version="${1:-$(date -u +%Y.%m.%d.%H%M)}"
-# The oldest sclgate that extracts this model's feature set (4): older ones
-# pass the bundle over instead of downloading one they cannot load.
-min_sclgate=0.2.0
 out="corpus/sclgate-defs-$version.tar.gz"
-go run ./cmd/sclgate defs train -ham corpus/train/ham -spam corpus/train/spam -seed 1 -version "$version" -min-sclgate "$min_sclgate" -o "$out"
+go run ./cmd/sclgate defs train -ham corpus/train/ham -spam corpus/train/spam -seed 1 -version "$version" -o "$out"
 cp "$out" defs/builtin/sclgate-defs.tar.gz
 go run ./cmd/sclgate defs info defs/builtin/sclgate-defs.tar.gz
 go run ./cmd/sclgate defs eval -ham corpus/test/ham -spam corpus/test/spam -plot corpus/eval-test.svg

@@ -21,6 +21,7 @@ import (
 	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/update"
 )
 
 // dirList is a repeatable -ham/-spam flag: each value a directory (every
@@ -123,7 +124,7 @@ func defsTrain(e env, args []string) int {
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
 	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 or 2; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
-	minSclgate := fs.String("min-sclgate", "", "record in the manifest that the bundle needs sclgate `V` or later (default: any)")
+	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
@@ -136,8 +137,15 @@ func defsTrain(e env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	if *version != "" && !defs.ValidVersion(*version) || *minSclgate != "" && !defs.ValidVersion(*minSclgate) {
+	if *version != "" && !defs.ValidVersion(*version) || !defs.ValidVersion(*minSclgate) {
 		fmt.Fprintln(e.stderr, `sclgate defs train: -version and -min-sclgate take 1 to 64 letters, digits and ". _ + -", beginning with a letter or digit`)
+		return 2
+	}
+	if update.CompareVersions(*minSclgate, scorer.FeatureSetSince) < 0 {
+		// An older sclgate extracts other features and cannot load the
+		// model: it must pass the bundle over, not download it.
+		fmt.Fprintf(e.stderr, "sclgate defs train: -min-sclgate %s: this build's models (feature set %d) need sclgate %s or later\n",
+			*minSclgate, scorer.FeatureVersion, scorer.FeatureSetSince)
 		return 2
 	}
 	if !(*hamWeight > 0) || math.IsInf(*hamWeight, 0) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/scorer"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +48,7 @@ func TestDefsTrainEval(t *testing.T) {
 	hamDir, spamDir := modelCorpus(t, 12)
 	dir := t.TempDir()
 	model := filepath.Join(dir, "sclgate-defs-test.tar.gz")
-	code, out, errOut := sclgate(t, "", "defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", model, "-bits", "14", "-seed", "3", "-version", "t1", "-min-sclgate", "0.1")
+	code, out, errOut := sclgate(t, "", "defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", model, "-bits", "14", "-seed", "3", "-version", "t1", "-min-sclgate", "0.3")
 	if code != 0 {
 		t.Fatalf("train: exit %d\n%s%s", code, out, errOut)
 	}
@@ -67,7 +68,7 @@ func TestDefsTrainEval(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := firstBundle.Model
-	if m := firstBundle.Manifest; m.MinSclgate != "0.1" || !strings.Contains(m.TrainingData, "ham weight 8") {
+	if m := firstBundle.Manifest; m.MinSclgate != "0.3" || !strings.Contains(m.TrainingData, "ham weight 8") {
 		t.Errorf("manifest: min_sclgate %q, training data %q", m.MinSclgate, m.TrainingData)
 	}
 	if code, _, _ := sclgate(t, "", "defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", model, "-bits", "14", "-seed", "3", "-version", "t1", "-workers", "2"); code != 0 {
@@ -79,6 +80,11 @@ func TestDefsTrainEval(t *testing.T) {
 	}
 	if second := secondBundle.Model; !bytes.Equal(first, second) {
 		t.Error("same corpus and seed gave a different model file")
+	}
+	// Without -min-sclgate, the bundle needs the first sclgate of its
+	// feature set.
+	if got := secondBundle.Manifest.MinSclgate; got != scorer.FeatureSetSince {
+		t.Errorf("default min_sclgate %q, want %q", got, scorer.FeatureSetSince)
 	}
 
 	plot := filepath.Join(dir, "eval.svg")
@@ -120,6 +126,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-bits", "40"}, 1, "bits"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "0.1.9"}, 2, "-min-sclgate 0.1.9: this build's models (feature set"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-version", "../x"}, 2, "-version and"},
 		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
 		{[]string{"defs", "eval", "-defs", "x"}, 2, "usage"},
