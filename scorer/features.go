@@ -237,6 +237,8 @@ func isWordRune(r rune) bool {
 
 func isJoiner(c byte) bool { return c == '\'' || c == '-' || c == '.' || c == '_' }
 
+func isJoinerRune(r rune) bool { return r < utf8.RuneSelf && isJoiner(byte(r)) }
+
 // text adds the unigrams and bigrams of s and returns how many words of 3 or
 // more letters were all upper case, and how many words there were.
 func (x *extractor) text(uni, bi byte, s string, limit int) (caps, words int) {
@@ -419,13 +421,13 @@ func cjkTokens(tok string, limit int, put func(string)) int {
 			// Letters and digits between CJK characters, shaped as any
 			// word is; a joiner ('.', '-', ...) next to a CJK character
 			// joins nothing.
-			t := strings.TrimFunc(tok[i:j], func(r rune) bool { return r < utf8.RuneSelf && isJoiner(byte(r)) })
+			t := strings.TrimFunc(tok[i:j], isJoinerRune)
 			if t != "" {
 				letters, digits := 0, 0
 				for _, r := range t {
 					if unicode.IsDigit(r) {
 						digits++
-					} else if !(r < utf8.RuneSelf && isJoiner(byte(r))) {
+					} else if !isJoinerRune(r) {
 						letters++
 					}
 				}

@@ -119,7 +119,7 @@ type walker struct {
 }
 
 func (w *walker) walk(e *message.Entity, depth int) {
-	e = w.lenient(e)
+	e, ct := w.lenient(e)
 	if depth > MaxDepth {
 		w.m.defect("mime: nesting deeper than limit, rest skipped")
 		return
@@ -131,18 +131,25 @@ func (w *walker) walk(e *message.Entity, depth int) {
 		}
 		return
 	}
-	if mt, params, err := e.Header.ContentType(); err == nil && strings.HasPrefix(mt, "multipart/") {
+	if ct.err == nil && strings.HasPrefix(ct.mediaType, "multipart/") {
 		// Keep the body until a first part is found: a multipart whose
 		// boundary never appears (spam declares "=Multipart Boundary" and
 		// writes "= Multipart Boundary") would otherwise be read as empty.
-		first := &firstBytes{src: e.Body, boundary: params["boundary"]}
+		first := &firstBytes{src: e.Body, boundary: ct.params["boundary"]}
 		e.Body = io.TeeReader(e.Body, first)
 		if mr := e.MultipartReader(); mr != nil {
 			w.multipart(mr, first, depth)
 			return
 		}
 	}
-	w.leaf(e, depth)
+	w.leaf(e, ct, depth)
+}
+
+// contentType is an entity's Content-Type as parsed once for the walk.
+type contentType struct {
+	mediaType string // lower case; the raw field value if it did not parse
+	params    map[string]string
+	err       error
 }
 
 // multipart walks the parts of a multipart entity; first holds its body as
@@ -239,18 +246,18 @@ func (w *walker) unsplit(body []byte) {
 // would be neither text nor multipart and its words would go unread, by
 // the model and by the admin's BODY phrase rules alike. Clients render such
 // a part by its type and whatever parameters make sense, and so do we,
-// recording the defect (which is itself a feature).
-func (w *walker) lenient(e *message.Entity) *message.Entity {
+// recording the defect (which is itself a feature). It returns the entity
+// to walk and its Content-Type.
+func (w *walker) lenient(e *message.Entity) (*message.Entity, contentType) {
+	var ct contentType
+	ct.mediaType, ct.params, ct.err = e.Header.ContentType()
 	v := e.Header.Get("Content-Type")
-	if v == "" {
-		return e
-	}
-	if _, _, err := e.Header.ContentType(); err == nil {
-		return e
+	if v == "" || ct.err == nil {
+		return e, ct
 	}
 	fixed := repairContentType(v)
 	if fixed == "" {
-		return e
+		return e, ct
 	}
 	w.m.defect("content-type: malformed, read as " + strings.SplitN(fixed, ";", 2)[0])
 	h := e.Header.Copy()
@@ -264,12 +271,13 @@ func (w *walker) lenient(e *message.Entity) *message.Entity {
 	}
 	ne, err := message.New(h, e.Body)
 	if ne == nil {
-		return e
+		return e, ct
 	}
 	if err != nil { // unknown charset: ne is still usable
 		w.m.defect("mime: " + err.Error())
 	}
-	return ne
+	ct.mediaType, ct.params, ct.err = ne.Header.ContentType()
+	return ne, ct
 }
 
 // repairContentType rebuilds a Content-Type field that does not parse from
@@ -329,8 +337,8 @@ func splitParams(v string) []string {
 	return append(segs, v[start:])
 }
 
-func (w *walker) leaf(e *message.Entity, depth int) {
-	mediaType, params, _ := e.Header.ContentType()
+func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
+	mediaType, params := ct.mediaType, ct.params
 	if mediaType == "" {
 		mediaType = "text/plain" // RFC 2045 default
 	}
