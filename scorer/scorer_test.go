@@ -210,6 +210,13 @@ func TestParseEvasive(t *testing.T) {
 	if len(m.Parts) != 2 || m.Parts[0].ContentType != "text/html" || m.Parts[1].ContentType != "application/octet-stream" {
 		t.Errorf("parts %+v", m.Parts)
 	}
+	// The admin's BODY phrases see that text too.
+	s := &Scorer{Classifier: fixed(1), Weights: func() *weights.List {
+		return list(t, entry("BODY", "MAX", "台灣工商"), entry("BODY", "3", "premium promotion"))
+	}}
+	if r, err := s.Score(context.Background(), m); err != nil || r.SCL != 9 || len(r.Rules) != 2 {
+		t.Errorf("BODY rules on hidden text: SCL %d, rules %+v, %v", r.SCL, r.Rules, err)
+	}
 
 	// A multipart whose declared boundary never appears: its body is read
 	// as text, not dropped.

@@ -44,7 +44,15 @@ func TestMatch(t *testing.T) {
 		{"free after freedom", []Entry{e(Body, "free")}, "", "freedom is free", []int{0}},
 		{"accented neighbour", []Entry{e(Body, "free")}, "", "éfree freeé", nil},
 		{"combining mark after", []Entry{e(Body, "cafe")}, "", "cafe\u0301", nil},
-		{"cjk neighbour", []Entry{e(Body, "free")}, "", "免费free", nil},
+		// Ideographs and hiragana are words of their own (UAX #29); katakana
+		// and Hangul words stay whole.
+		{"ideograph neighbour", []Entry{e(Body, "free")}, "", "免费free送", []int{0}},
+		{"chinese inside a run", []Entry{e(Body, "台灣工商")}, "", "最新台灣工商名錄", []int{0}},
+		{"hiragana inside a run", []Entry{e(Body, "ください")}, "", "お電話くださいませ", []int{0}},
+		{"katakana word whole", []Entry{e(Body, "メール")}, "", "メールアドレス", nil},
+		{"katakana word", []Entry{e(Body, "メール")}, "", "無料メールを", []int{0}},
+		{"hangul word whole", []Entry{e(Body, "한국")}, "", "한국어", nil},
+		{"hangul word", []Entry{e(Body, "한국어")}, "", "한국어 텍스트", []int{0}},
 		{"phrase in longer phrase", []Entry{e(Body, "special offer")}, "", "a very special offer today", []int{0}},
 		{"phrase not at word start", []Entry{e(Body, "special offer")}, "", "especial offer", nil},
 		{"phrase not at word end", []Entry{e(Body, "special offer")}, "", "special offers", nil},

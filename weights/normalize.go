@@ -50,11 +50,20 @@ var asciiFold = func() (t [256]byte) {
 }()
 
 // isWord reports whether r is a word rune for boundary checks: a letter, a
-// digit, a mark or '_'. Marks count so that a phrase ending in "e" does not
-// match "é" spelt as e + combining acute.
+// digit, a mark or '_', but not a Han ideograph or hiragana. Marks count so
+// that a phrase ending in "e" does not match "é" spelt as e + combining
+// acute. Ideographs and hiragana do not because, as in Unicode's word
+// boundaries (UAX #29), each is a word of its own: Chinese and Japanese are
+// written without spaces, so a phrase in them matches inside a longer run
+// ("台灣工商" in "最新台灣工商名錄") and a word next to them has its
+// boundary there ("free" in "免费free"). Katakana and Hangul words stay
+// whole, as there.
 func isWord(r rune) bool {
 	if r < utf8.RuneSelf {
 		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_'
+	}
+	if r >= 0x2e80 && (0x3005 <= r && r <= 0x3007 || unicode.In(r, unicode.Han, unicode.Hiragana)) {
+		return false
 	}
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
 }

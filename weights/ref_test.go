@@ -42,6 +42,9 @@ func refPhrase(s string) string {
 }
 
 func refIsWord(r rune) bool {
+	if unicode.In(r, unicode.Han, unicode.Hiragana) || r == '々' || r == '〆' || r == '〇' {
+		return false // each a word of its own (UAX #29)
+	}
 	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
 }
 
