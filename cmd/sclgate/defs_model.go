@@ -141,7 +141,7 @@ func defsTrain(e env, args []string) int {
 		fmt.Fprintln(e.stderr, `sclgate defs train: -version and -min-sclgate take 1 to 64 letters, digits and ". _ + -", beginning with a letter or digit`)
 		return 2
 	}
-	if update.CompareVersions(*minSclgate, scorer.FeatureSetSince) < 0 {
+	if update.NewEnough(*minSclgate, scorer.FeatureSetSince) != nil {
 		// An older sclgate extracts other features and cannot load the
 		// model: it must pass the bundle over, not download it.
 		fmt.Fprintf(e.stderr, "sclgate defs train: -min-sclgate %s: this build's models (feature set %d) need sclgate %s or later\n",
