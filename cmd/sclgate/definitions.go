@@ -30,6 +30,12 @@ type definitions struct {
 // install must never stop mail.
 func loadDefinitions(cfg *config.Config) (*definitions, error) {
 	if cfg.Definitions.Dir != "" {
+		// Nothing installed yet: no directory to make (serve -check and
+		// scan change nothing on disk; the updater makes it when it
+		// installs).
+		if _, err := os.Stat(cfg.Definitions.Dir); errors.Is(err, os.ErrNotExist) {
+			return builtinDefinitions(nil)
+		}
 		store, err := update.OpenStore(cfg.Definitions.Dir)
 		if err != nil {
 			return builtinDefinitions(err)

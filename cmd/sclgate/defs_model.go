@@ -31,6 +31,59 @@ type dirList []string
 func (d *dirList) String() string     { return strings.Join(*d, ",") }
 func (d *dirList) Set(v string) error { *d = append(*d, v); return nil }
 
+// spreadDirs lets one -ham or -spam name several directories, as the
+// usage "-ham DIR..." reads and as a shell glob expands ("-ham
+// corpus/easy_ham corpus/hard_ham"): it repeats the flag before each
+// further argument that does not start with '-'. train and eval take no
+// other arguments, so nothing else is taken for a directory.
+func spreadDirs(args []string) []string {
+	var out []string
+	multi := false // the previous argument was a -ham/-spam value
+	flagName := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if multi && !strings.HasPrefix(a, "-") {
+			out = append(out, flagName, a)
+			continue
+		}
+		multi = false
+		out = append(out, a)
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "ham" && name != "spam" {
+			continue
+		}
+		flagName = "-" + name
+		if !hasValue {
+			if i+1 == len(args) {
+				break
+			}
+			i++
+			out = append(out, args[i])
+		}
+		multi = true
+	}
+	return out
+}
+
+// corpusFlagsMissing says what is wrong with train's and eval's corpus
+// arguments, or "".
+func corpusFlagsMissing(ham, spam dirList, rest []string) string {
+	switch {
+	case len(ham) == 0 && len(spam) == 0:
+		return "-ham DIR and -spam DIR are required"
+	case len(ham) == 0:
+		return "-ham DIR is required"
+	case len(spam) == 0:
+		return "-spam DIR is required"
+	case len(rest) != 0:
+		return fmt.Sprintf("unexpected argument %q (directories go after -ham or -spam)", rest[0])
+	}
+	return ""
+}
+
 // readCorpus reads every message of the directories and files in paths,
 // each directory in file-name order. Dot files are skipped.
 func readCorpus(paths []string) (msgs [][]byte, bytes int64, err error) {
@@ -117,8 +170,8 @@ func defsTrain(e env, args []string) int {
 	fs := flag.NewFlagSet("defs train", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var hamDirs, spamDirs dirList
-	fs.Var(&hamDirs, "ham", "`DIR` (or file) of legitimate messages, one message per file; repeatable")
-	fs.Var(&spamDirs, "spam", "`DIR` (or file) of spam, one message per file; repeatable")
+	fs.Var(&hamDirs, "ham", "`DIR` (or file) of legitimate messages, one message per file; repeatable, or several after one -ham")
+	fs.Var(&spamDirs, "spam", "`DIR` (or file) of spam, one message per file; repeatable, or several after one -spam")
 	out := fs.String("o", "", "write the definitions bundle to `FILE` (e.g. sclgate-defs-VERSION.tar.gz)")
 	seed := fs.Uint64("seed", 1, "seed of the cross-validation folds and shuffles")
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
@@ -127,13 +180,17 @@ func defsTrain(e env, args []string) int {
 	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR... -spam DIR... -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(spreadDirs(args)); err != nil {
 		return 2
 	}
-	if len(hamDirs) == 0 || len(spamDirs) == 0 || *out == "" || fs.NArg() != 0 {
+	if msg := corpusFlagsMissing(hamDirs, spamDirs, fs.Args()); msg != "" || *out == "" {
+		if msg == "" {
+			msg = "-o FILE is required"
+		}
+		fmt.Fprintln(e.stderr, "sclgate defs train:", msg)
 		fs.Usage()
 		return 2
 	}
@@ -304,18 +361,19 @@ func defsEval(e env, args []string) int {
 	fs.SetOutput(e.stderr)
 	var hamDirs, spamDirs dirList
 	defsFile := fs.String("defs", "", "definitions bundle `FILE` (default: the built-in definitions)")
-	fs.Var(&hamDirs, "ham", "`DIR` (or file) of legitimate messages; repeatable")
-	fs.Var(&spamDirs, "spam", "`DIR` (or file) of spam; repeatable")
+	fs.Var(&hamDirs, "ham", "`DIR` (or file) of legitimate messages; repeatable, or several after one -ham")
+	fs.Var(&spamDirs, "spam", "`DIR` (or file) of spam; repeatable, or several after one -spam")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	plot := fs.String("plot", "", "write an SVG chart (SCL histogram, ROC curve) to `FILE.svg`")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs eval [-defs FILE] -ham DIR [-ham DIR...] -spam DIR [-spam DIR...] [-json] [-plot FILE.svg]")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs eval [-defs FILE] -ham DIR... -spam DIR... [-json] [-plot FILE.svg]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(spreadDirs(args)); err != nil {
 		return 2
 	}
-	if len(hamDirs) == 0 || len(spamDirs) == 0 || fs.NArg() != 0 {
+	if msg := corpusFlagsMissing(hamDirs, spamDirs, fs.Args()); msg != "" {
+		fmt.Fprintln(e.stderr, "sclgate defs eval:", msg)
 		fs.Usage()
 		return 2
 	}

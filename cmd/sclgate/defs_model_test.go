@@ -113,6 +113,37 @@ func TestDefsTrainEval(t *testing.T) {
 	}
 }
 
+// One -ham or -spam may name several directories, as the usage "-ham
+// DIR..." reads: the counts are those of both.
+func TestDefsEvalSeveralDirsAfterOneFlag(t *testing.T) {
+	hamA, spamA := modelCorpus(t, 3)
+	hamB, spamB := modelCorpus(t, 4)
+	code, out, errOut := sclgate(t, "", "defs", "eval", "-json", "-ham", hamA, hamB, "-spam", spamA, spamB)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	var r struct{ Ham, Spam int }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Ham != 7 || r.Spam != 7 {
+		t.Errorf("counts %+v (%v), want 7 ham and 7 spam:\n%s", r, err, out)
+	}
+}
+
+func TestSpreadDirs(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"-ham a b -spam c", "-ham a -ham b -spam c"},
+		{"--ham=a b c -json", "--ham=a -ham b -ham c -json"},
+		{"-spam a -ham b -plot x.svg", "-spam a -ham b -plot x.svg"},
+		{"-defs d -ham -odd b", "-defs d -ham -odd -ham b"},
+		{"-ham a -- b", "-ham a -- b"},
+		{"-json a b", "-json a b"},
+		{"-ham", "-ham"},
+	} {
+		if got := strings.Join(spreadDirs(strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("spreadDirs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestDefsTrainEvalErrors(t *testing.T) {
 	hamDir, spamDir := modelCorpus(t, 6)
 	dir := t.TempDir()
@@ -129,7 +160,11 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "0.1.9"}, 2, "-min-sclgate 0.1.9: this build's models (feature set"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-version", "../x"}, 2, "-version and"},
 		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
-		{[]string{"defs", "eval", "-defs", "x"}, 2, "usage"},
+		{[]string{"defs", "eval", "-defs", "x"}, 2, "-ham DIR and -spam DIR are required"},
+		{[]string{"defs", "eval", "-spam", spamDir}, 2, "-ham DIR is required"},
+		{[]string{"defs", "train", "-ham", hamDir, "-o", filepath.Join(dir, "m")}, 2, "-spam DIR is required"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir}, 2, "-o FILE is required"},
+		{[]string{"defs", "eval", "-json", "-ham", hamDir, "-spam", spamDir, "--", "x"}, 2, `unexpected argument "x"`},
 	} {
 		code, _, errOut := sclgate(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {

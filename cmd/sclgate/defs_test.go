@@ -196,6 +196,13 @@ func TestDefsInfo(t *testing.T) {
 		t.Errorf("info -json field names:\n%s", out)
 	}
 
+	// No bundle: the built-in definitions, with their calibration table.
+	code, out, errOut = sclgate(t, "", "defs", "info")
+	if code != 0 || !strings.Contains(out, "bundle:         built in\n") || !strings.Contains(out, "version:        "+builtinVersion()+"\n") ||
+		!strings.Contains(out, "spam catch rate") || !strings.Contains(out, "signature: none needed") {
+		t.Errorf("info without a bundle: %d %q\n%s", code, errOut, out)
+	}
+
 	// A damaged bundle: the reason, and nothing on stdout.
 	data, _ := os.ReadFile(bundle)
 	os.WriteFile(bundle, data[:len(data)-20], 0o644)
@@ -212,7 +219,7 @@ func TestDefsUsage(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "defs", "nosuch"); code != 2 || !strings.Contains(errOut, `unknown command "nosuch"`) {
 		t.Errorf("unknown subcommand: %d %q", code, errOut)
 	}
-	for _, args := range [][]string{{"keygen"}, {"sign", "x"}, {"verify", "x"}, {"info"}, {"info", "-nope", "x"}} {
+	for _, args := range [][]string{{"keygen"}, {"sign", "x"}, {"verify", "x"}, {"info", "a", "b"}, {"info", "-nope", "x"}} {
 		if code, _, _ := sclgate(t, "", append([]string{"defs"}, args...)...); code != 2 {
 			t.Errorf("defs %v: exit %d, want 2", args, code)
 		}
