@@ -49,11 +49,14 @@ func (s *Store) Move(id, subdir string) error {
 }
 
 // Delete removes the message with the given ID. If there is no such
-// message, the error wraps fs.ErrNotExist.
+// message, the error wraps fs.ErrNotExist; if it is being released, the
+// error wraps ErrBusy (see Lock).
 func (s *Store) Delete(id string) error {
-	if err := ValidateID(id); err != nil {
+	unlock, err := s.Lock(id)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if err := os.Remove(s.path(id)); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}

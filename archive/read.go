@@ -63,7 +63,7 @@ func (s *Store) open(id string) (Item, *os.File, int64, error) {
 		return Item{}, nil, 0, err
 	}
 	path := s.path(id)
-	f, err := os.Open(path)
+	f, err := openNoBlock(path)
 	if err != nil {
 		return Item{}, nil, 0, fmt.Errorf("archive: %w", err)
 	}

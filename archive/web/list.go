@@ -345,7 +345,7 @@ type viewData struct {
 	To         []string
 	Size       int64
 	Headers    []header
-	Report     string // X-SCL-Report from the message itself
+	Report     string // an X-SCL-Report in the message: not ours (archived mail is not stamped), shown as foreign
 	Explain    string // the scorer's explanation now
 	ExplainErr string
 	Defects    []string

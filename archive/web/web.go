@@ -70,6 +70,9 @@ var templateFS embed.FS
 
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"fmtTime": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	// msgPath is the page of message id: escaped as a path segment, since
+	// a file name from elsewhere (IMF's, or copied in) may hold '?' or '#'.
+	"msgPath": func(id string) string { return "/message/" + url.PathEscape(id) },
 	"fmtSize": fmtSize,
 	"join":    strings.Join,
 }).ParseFS(templateFS, "templates/*.html"))
@@ -88,9 +91,9 @@ type Server struct {
 	mux     *http.ServeMux
 
 	// Explain, when set, gives the SCL explanation shown in the message
-	// view for a message that carries no X-SCL-Report of its own (the
-	// gateway does not stamp the messages it archives): serve sets it to
-	// score the message again with the scorer in use. It gets the parsed
+	// view. The gateway does not stamp the messages it archives, so an
+	// X-SCL-Report in one came from its sender and is shown only as such:
+	// serve sets Explain to score the message again with the scorer in use. It gets the parsed
 	// message and returns a one-line report, as scorer.Result.Report.
 	Explain func(ctx context.Context, m *scorer.Message) (string, error)
 
@@ -261,9 +264,20 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// safeNext keeps the redirect after login on this site.
+// safeNext keeps the redirect after login on this site: a path of ours,
+// which never holds a raw space, control character or backslash, since
+// browsers drop tabs and newlines and read '\\' as '/' ("/\t/evil.test"
+// would become "//evil.test", another site).
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c <= ' ' || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
 		return "/"
 	}
 	return next
@@ -413,11 +427,14 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 
 // actionFailed logs a failed action on a message and shows the error page:
 // 404 when the message is gone (another admin, or expiry, got there first),
-// else code.
+// 409 when another release or delete of it is under way, else code.
 func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error) {
 	log.Error("archive web: "+strings.ToLower(action)+" failed", slog.Any("err", err))
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		code = http.StatusNotFound
+	case errors.Is(err, archive.ErrBusy):
+		code = http.StatusConflict
 	}
 	s.renderError(w, sess, code, action+" failed: "+err.Error())
 }

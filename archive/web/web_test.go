@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -287,6 +288,11 @@ func TestLogin(t *testing.T) {
 	if strings.Contains(strings.ToLower(body), "<script") {
 		t.Errorf("page has a script element")
 	}
+	// A logged-in visit to the login page goes to next, but only on this
+	// site: a tab in next ("/\t/evil" is "//evil" to a browser) goes home.
+	if resp, _ := c.get("/login?next=%2F%09%2Fevil.example%2F"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("login?next with a tab: %d to %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
+	}
 	// Logging out ends the session.
 	resp, _ = c.post("/logout", url.Values{"csrf": {c.csrf}})
 	if resp.StatusCode != http.StatusSeeOther {
@@ -296,11 +302,18 @@ func TestLogin(t *testing.T) {
 		t.Errorf("after logout: %d, want 303", resp.StatusCode)
 	}
 	// Open redirects after login are not followed.
-	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example"} {
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example",
+		"/\t/evil.example/", "/\n/evil.example", "/\r/evil.example", "/ /evil.example", "/\x00/evil.example", "/\x7f/evil.example"} {
 		if got := safeNext(next); got != "/" {
 			t.Errorf("safeNext(%q) = %q", next, got)
 		}
 	}
+	for _, next := range []string{"/", "/message/20261123T101500Z-abc", "/?scl=9&q=x%20y"} {
+		if got := safeNext(next); got != next {
+			t.Errorf("safeNext(%q) = %q, want it kept", next, got)
+		}
+	}
+
 }
 
 func TestSessionExpiry(t *testing.T) {
@@ -500,7 +513,7 @@ func TestHostileMessages(t *testing.T) {
 		"&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;",
 		"&lt;/pre&gt;&lt;script&gt;window.pwned=4",
 		"HTML part text",
-		"scl=9 &lt;b&gt;bold&lt;/b&gt;",
+		"this gateway did not write it (it archives mail unstamped), so its sender or an earlier hop did: <code>scl=9 &lt;b&gt;bold&lt;/b&gt;",
 	} {
 		if !strings.Contains(view, want) {
 			t.Errorf("hostile view lacks %q", want)
@@ -569,5 +582,40 @@ func TestClean(t *testing.T) {
 	}
 	if got := clean(strings.Repeat("x", 20), 5); got != "xxxxx…" {
 		t.Errorf("clean = %q", got)
+	}
+}
+
+// Files from elsewhere (IMF's names, or copied in) may have '?' or '#' in
+// their names: the page's links and forms escape them, so such messages
+// can be viewed and deleted like any other.
+func TestOddFileNames(t *testing.T) {
+	s := newTestServer(t)
+	dir := s.store.Dir()
+	for _, name := range []string{"a?b", "c#d", "e%20f"} {
+		msg := "X-Sender: <x@spam.example>\r\nX-Receiver: <user@example.org>\r\nX-SCL: 8\r\nSubject: odd " + name + "\r\n\r\nbody\r\n"
+		if err := os.WriteFile(filepath.Join(dir, name+".eml"), []byte(msg), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	_, list := c.get("/")
+	for _, name := range []string{"a?b", "c#d", "e%20f"} {
+		href := "/message/" + url.PathEscape(name)
+		if !strings.Contains(list, `href="`+href+`"`) {
+			t.Errorf("list has no link %q for %q", href, name)
+			continue
+		}
+		resp, view := c.get(href)
+		if resp.StatusCode != 200 || !strings.Contains(view, "odd "+name) || !strings.Contains(view, `action="`+href+`/delete"`) {
+			t.Errorf("view of %q: %d", name, resp.StatusCode)
+			continue
+		}
+		if resp, _ := c.post(href+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("delete %q: %d", name, resp.StatusCode)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name+".eml")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%q not deleted: %v", name, err)
+		}
 	}
 }

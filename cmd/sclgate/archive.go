@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -593,6 +594,23 @@ func archiveRelease(e env, args []string) int {
 // downstream has taken it, moves its file to released/. When delivery
 // fails, the file stays where it was.
 func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
+	// Held from before reading until the file is in released/: a second
+	// release of the same message fails instead of delivering it again.
+	unlock, err := store.Lock(id)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(filepath.Join(store.Dir(), releasedDir, id+".eml")); serr == nil {
+			return nil, "", fmt.Errorf("%s: already released (it is in %s/)", id, releasedDir)
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	defer unlock()
+	// IMF's file names are not unique: settle that the move will work
+	// before anything is delivered.
+	if _, err := os.Lstat(filepath.Join(store.Dir(), releasedDir, id+".eml")); err == nil {
+		return nil, "", fmt.Errorf("not released, the file stays in the archive: %s/%s.eml already exists (rename or remove one of them first)", releasedDir, id)
+	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
 		return nil, "", err

@@ -196,6 +196,52 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	}
 }
 
+// Two releases of one message at once (a double click, two admins, the
+// CLI and the web page) deliver it once: the second is told another
+// release is under way, or that it is released, and changes nothing.
+func TestArchiveReleaseTwiceAtOnce(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	s := startSink(t, "-w", "2") // 2 s before answering DATA: the releases overlap
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\n", s.addr, dir)), 0o644)
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			code, out, errOut := archiveBin(t, t.TempDir(), "release", "-config", cfg, spam)
+			results <- result{code, out, errOut}
+		}()
+		time.Sleep(200 * time.Millisecond)
+	}
+	var ok, refused int
+	for range 2 {
+		r := <-results
+		switch {
+		case r.code == 0 && strings.Contains(r.out, "released "+spam):
+			ok++
+		case r.code == 1 && (strings.Contains(r.errOut, "under way") || strings.Contains(r.errOut, "already released")):
+			refused++
+		default:
+			t.Errorf("release: exit %d\n%s%s", r.code, r.out, r.errOut)
+		}
+	}
+	if ok != 1 || refused != 1 {
+		t.Errorf("%d releases succeeded and %d were refused, want 1 and 1", ok, refused)
+	}
+	time.Sleep(time.Second) // a second delivery, if any, would have reached the sink by now
+	if msgs := s.messages(t, 1); len(msgs) != 1 {
+		t.Errorf("the sink got %d copies, want 1", len(msgs))
+	}
+	// And afterwards: already released, nothing sent.
+	code, _, errOut := archiveBin(t, t.TempDir(), "release", "-config", cfg, spam)
+	if code != 1 || !strings.Contains(errOut, "already released") {
+		t.Errorf("release after release: %d %s", code, errOut)
+	}
+}
+
 func TestArchiveDeleteAndPurge(t *testing.T) {
 	dir, spam, ham, imf := testArchive(t)
 	code, out, _ := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d", "-dry-run")
