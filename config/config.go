@@ -348,7 +348,7 @@ func (c *Config) validate() error {
 	if d := c.Definitions.Dir; d != "" && f.WeightsFile != "" {
 		// Updates replace what is in definitions.dir; the admin's own
 		// list must never be among it.
-		if rel, err := filepath.Rel(d, f.WeightsFile); err == nil && !strings.HasPrefix(rel, "..") {
+		if inside(d, f.WeightsFile) {
 			bad("filter.weights_file: %s is inside definitions.dir %s; keep the custom weight list outside it", f.WeightsFile, d)
 		}
 	}
@@ -409,4 +409,32 @@ func ParseDownstream(s string) (Downstream, error) {
 		return Downstream{Scheme: scheme, Network: "tcp", Address: u.Host}, nil
 	}
 	return Downstream{}, fmt.Errorf("%q: unknown scheme %q (want smtp, lmtp or maildir)", s, scheme)
+}
+
+// inside says whether file is dir or under it, comparing absolute paths
+// with symbolic links resolved as far as they exist (one path may be
+// relative and the other not, or reach the same place through a link).
+func inside(dir, file string) bool {
+	resolve := func(p string) string {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return filepath.Clean(p)
+		}
+		// Resolve the longest existing prefix: the file itself may not
+		// exist yet.
+		rest := ""
+		for q := p; ; {
+			if r, err := filepath.EvalSymlinks(q); err == nil {
+				return filepath.Join(r, rest)
+			}
+			parent := filepath.Dir(q)
+			if parent == q {
+				return p
+			}
+			rest = filepath.Join(filepath.Base(q), rest)
+			q = parent
+		}
+	}
+	rel, err := filepath.Rel(resolve(dir), resolve(file))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

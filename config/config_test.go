@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -93,5 +95,33 @@ func TestRetentionDays(t *testing.T) {
 	}
 	if d, err := ParseDays("36h"); err != nil || d != 36*time.Hour {
 		t.Errorf("36h: %v %v", d, err)
+	}
+}
+
+// The weight list may not live in definitions.dir however the two paths
+// are written: one relative and one absolute, or through a symbolic link.
+func TestWeightsOutsideDefinitions(t *testing.T) {
+	dir := t.TempDir()
+	defs := filepath.Join(dir, "defs")
+	os.Mkdir(defs, 0o755)
+	os.Symlink(defs, filepath.Join(dir, "link"))
+	t.Chdir(dir)
+	for _, tc := range []struct {
+		defsDir, weights string
+		inside           bool
+	}{
+		{"defs", filepath.Join(defs, "w.xml"), true},
+		{defs, "defs/w.xml", true},
+		{defs, filepath.Join(dir, "link", "w.xml"), true},
+		{"link", "defs/sub/w.xml", true},
+		{defs, filepath.Join(dir, "defs2", "w.xml"), false},
+		{defs, filepath.Join(dir, "w.xml"), false},
+		{"defs", "..defs/w.xml", false},
+	} {
+		y := "definitions:\n  dir: " + tc.defsDir + "\nfilter:\n  weights_file: " + tc.weights + "\n"
+		_, err := Parse("x.yaml", []byte(y))
+		if got := err != nil && strings.Contains(err.Error(), "inside definitions.dir"); got != tc.inside {
+			t.Errorf("dir %s, weights %s: err %v, want inside=%v", tc.defsDir, tc.weights, err, tc.inside)
+		}
 	}
 }

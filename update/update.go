@@ -197,10 +197,28 @@ func (u *Updater) rolledBack(v string) bool {
 type Outcome struct {
 	Version string
 	Already bool // that version was already in use: nothing done
+	// UpToDate: a plain install (no version asked for) found nothing to
+	// do, as Detect would say: Note says why, Version is the one in use.
+	UpToDate bool
+	Note     string
 }
 
 // Install installs version (empty: the newest offered) from the source.
+// Installs and rollbacks take turns (see Store.Lock): a second install of
+// the same version waits for the first and then has nothing to do.
+//
+// A plain install (version empty) does what Detect says: nothing when the
+// newest offer is not newer than the version in use (the built-in
+// definitions may be newer than anything published) or was rolled back
+// from by the admin, so that an update timer neither fails nor undoes a
+// rollback. An explicit version is installed as asked (older ones need
+// force).
 func (u *Updater) Install(ctx context.Context, version string, force bool) (Outcome, error) {
+	unlock, err := u.Store.Lock(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer unlock()
 	ix, err := u.Index(ctx)
 	if err != nil {
 		return Outcome{}, err
@@ -215,8 +233,16 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 		}
 		o, ok, tooNew := u.newest(ix)
 		if !ok {
-			return Outcome{}, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
-				u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate, ErrUnusable)
+			return Outcome{Version: inUse, UpToDate: true,
+				Note: fmt.Sprintf("nothing %s offers fits this sclgate (%s needs sclgate %s or later, this is %s)", u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate)}, nil
+		}
+		switch {
+		case CompareVersions(o.Version, inUse) < 0:
+			return Outcome{Version: inUse, UpToDate: true,
+				Note: fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", o.Version, inUse)}, nil
+		case o.Version != inUse && u.rolledBack(o.Version):
+			return Outcome{Version: inUse, UpToDate: true,
+				Note: fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)}, nil
 		}
 		version = o.Version
 	}
@@ -235,12 +261,18 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	if err != nil {
 		return Outcome{}, fmt.Errorf("update: signature of %s: %w", offer.File, err)
 	}
-	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, version)
+	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, version, force)
 }
 
 // InstallFile installs a bundle from a local file (offline install), with
-// its signature from path+".minisig".
+// its signature from path+".minisig". An older version than the one in
+// use needs force, as from a source.
 func (u *Updater) InstallFile(path string, force bool) (Outcome, error) {
+	unlock, err := u.Store.Lock(context.Background())
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer unlock()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("update: %w", err)
@@ -250,7 +282,7 @@ func (u *Updater) InstallFile(path string, force bool) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("update: signature: %w (the bundle's .minisig must lie beside it)", err)
 	}
 	abs, _ := filepath.Abs(path)
-	return u.install(data, sig, path, abs, "")
+	return u.install(data, sig, path, abs, "", force)
 }
 
 // precheck: installing the version in use is a no-op; an older one needs
@@ -267,7 +299,7 @@ func (u *Updater) precheck(version, inUse string, force bool) (done bool, err er
 
 // install verifies data (signature, then every member's checksum) before
 // anything is written, then installs and activates it.
-func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (Outcome, error) {
+func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, force bool) (Outcome, error) {
 	b, keyID, _, err := defs.ReadVerified(data, sig, u.Keys, 0)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("update: %s: %w", name, err)
@@ -278,7 +310,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string) (O
 	}
 	if wantVersion == "" { // a file: the same rules as from a source
 		inUse, _ := u.inUse()
-		if done, err := u.precheck(v, inUse, false); done || err != nil {
+		if done, err := u.precheck(v, inUse, force); done || err != nil {
 			return Outcome{Version: v, Already: done}, err
 		}
 	}
@@ -415,20 +447,26 @@ func withSlash(s string) string {
 }
 
 // LoadKeys reads updates.trusted_keys: each entry is a minisign public key
-// line (base64) or the path of a .pub file.
+// (its base64 line, or the whole .pub text) or the path of a .pub file.
+// An entry that parses as a key is one: base64 holds '/' more often than
+// not, so the look of an entry cannot tell a key line from a path.
 func LoadKeys(entries []string) ([][]byte, error) {
 	var keys [][]byte
-	for _, e := range entries {
+	for i, e := range entries {
 		e = strings.TrimSpace(e)
-		if strings.ContainsAny(e, "/\\") || strings.HasSuffix(e, ".pub") {
-			b, err := os.ReadFile(e)
-			if err != nil {
-				return nil, fmt.Errorf("update: trusted key: %w", err)
-			}
-			keys = append(keys, bytes.TrimSpace(b))
+		if _, err := defs.PublicKeyID([]byte(e)); err == nil {
+			keys = append(keys, []byte(e))
 			continue
 		}
-		keys = append(keys, []byte(e))
+		b, err := os.ReadFile(e)
+		if err != nil {
+			return nil, fmt.Errorf("update: trusted key %d: neither a minisign public key nor a readable .pub file: %w", i+1, err)
+		}
+		b = bytes.TrimSpace(b)
+		if _, err := defs.PublicKeyID(b); err != nil {
+			return nil, fmt.Errorf("update: trusted key %d: %s: not a minisign public key file (%v)", i+1, e, err)
+		}
+		keys = append(keys, b)
 	}
 	return keys, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,9 +125,13 @@ func TestPublishDetectInstallRollback(t *testing.T) {
 	if from, to, err := f.store.Rollback(); err != nil || from != "2026.11.1" || to != "2026.10.1" {
 		t.Fatalf("rollback %s → %s %v", from, to, err)
 	}
-	// After a rollback, the version rolled back from is not offered again.
+	// After a rollback, the version rolled back from is not offered again,
+	// and a plain install (the update timer's) does not undo the rollback.
 	if d, _ := u.Detect(context.Background()); d.Available {
 		t.Errorf("rolled-back version offered again: %+v", d)
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back from") || f.active() != "2026.10.1" {
+		t.Errorf("plain install after a rollback: %+v %v, active %s", out, err, f.active())
 	}
 	// Older than in use: refused without -force.
 	if _, err := u.Install(context.Background(), "2026.10.1", false); err != nil {
@@ -231,10 +236,94 @@ func TestInstallFile(t *testing.T) {
 	if len(in) != 1 || in[0].Origin != p {
 		t.Errorf("origin %+v", in)
 	}
+	// An older file needs -force, as from a source; with it, it installs.
+	older := f.bundle("2026.09.1")
+	data, _ = os.ReadFile(older)
+	sig, _ = defs.Sign(f.priv, "", data, defs.TrustedComment("2026.09.1", older, time.Now()))
+	os.WriteFile(older+".minisig", sig, 0o644)
+	if _, err := u.InstallFile(older, false); !errors.Is(err, ErrOlder) {
+		t.Errorf("older file without force: %v", err)
+	}
+	if out, err := u.InstallFile(older, true); err != nil || out.Version != "2026.09.1" || f.active() != "2026.09.1" {
+		t.Errorf("older file with force: %+v %v", out, err)
+	}
 	os.Remove(p + ".minisig")
 	if _, err := u.InstallFile(p, false); err == nil || !strings.Contains(err.Error(), ".minisig") {
 		t.Errorf("missing signature: %v", err)
 	}
+}
+
+// The built-in definitions may be newer than anything published (just
+// after an upgrade): a plain install is then up to date, as detect says,
+// not a refusal.
+func TestInstallWhenBuiltinIsNewer(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	u := f.updater()
+	u.Builtin = "2026.12.1"
+	if d, err := u.Detect(context.Background()); err != nil || d.Available {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	out, err := u.Install(context.Background(), "", false)
+	if err != nil || !out.UpToDate || out.Version != "2026.12.1" || !strings.Contains(out.Note, "older than 2026.12.1 in use") {
+		t.Errorf("install: %+v %v", out, err)
+	}
+	if _, err := f.store.Active(); !errors.Is(err, ErrNoneInstalled) {
+		t.Errorf("something was installed: %v", err)
+	}
+}
+
+// Installs in several processes at once (serve's updater, the timer, an
+// admin) take turns: every one ends well, and the active version is whole.
+func TestConcurrentInstalls(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each its own Store and Updater, as separate processes have.
+			st, err := OpenStore(f.store.Dir())
+			if err != nil {
+				errs <- err
+				return
+			}
+			u := f.updater()
+			u.Store = st
+			version := "2026.11.1"
+			if i%2 == 1 {
+				version = "" // the newest: the same one
+			}
+			if _, err := u.Install(context.Background(), version, false); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("install: %v", err)
+	}
+	if f.active() != "2026.11.1" {
+		t.Fatalf("active %q", f.active())
+	}
+	if _, err := os.Stat(f.store.BundlePath("2026.11.1")); err != nil {
+		t.Errorf("active version without its bundle: %v", err)
+	}
+	// A lock held elsewhere makes a rollback or install wait, and a
+	// cancelled wait says what it waited for.
+	unlock, err := f.store.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := f.updater().Install(ctx, "2026.10.1", true); err == nil || !strings.Contains(err.Error(), "waiting for another install or rollback") {
+		t.Errorf("install while locked: %v", err)
+	}
+	unlock()
 }
 
 // A download cut off part-way resumes from where it stopped.
@@ -359,8 +448,13 @@ func TestTooNewPassedOver(t *testing.T) {
 	if d, err := v.Detect(context.Background()); err != nil || d.Available || d.Newest.Version != "" {
 		t.Errorf("detect, only too new: %+v %v", d, err)
 	}
-	if _, err := v.Install(context.Background(), "", false); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "needs sclgate 2.0") {
-		t.Errorf("install, only too new: %v", err)
+	// A plain install agrees with detect: up to date, not an error (an
+	// update timer would otherwise fail at every run).
+	if out, err := v.Install(context.Background(), "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "needs sclgate 2.0") {
+		t.Errorf("install, only too new: %+v %v", out, err)
+	}
+	if _, err := v.Install(context.Background(), "2026.11.1", false); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "needs sclgate 2.0") {
+		t.Errorf("install -version of a too new one: %v", err)
 	}
 	// A new enough build takes it.
 	v.Sclgate = "2.0.1"

@@ -40,8 +40,18 @@ func cmdUpdate(e env, args []string) int {
 		version = fs.String("version", "", "install this `VERSION` (default: the newest offered)")
 		force = fs.Bool("force", false, "install even if older than the version in use")
 	}
+	// detect's exit codes are a contract with scripts (0 up to date, 10
+	// update available, 1 error): a usage error is an error there too.
+	usageExit := 2
+	if sub == "detect" {
+		usageExit = exitError
+	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return usageExit
+	}
+	if maxArgs := map[bool]int{true: 1, false: 0}[sub == "install"]; fs.NArg() > maxArgs {
+		fmt.Fprintf(e.stderr, "sclgate update %s: unexpected argument %q\n", sub, fs.Arg(maxArgs))
+		return usageExit
 	}
 	cfg, err := config.Load(*configFile)
 	if err != nil {
@@ -121,9 +131,19 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintf(e.stdout, "%s is already installed and in use: nothing to do\n", out.Version)
 			return 0
 		}
+		if out.UpToDate {
+			fmt.Fprintf(e.stdout, "up to date: %s; nothing to do\n", out.Note)
+			return 0
+		}
 		fmt.Fprintf(e.stdout, "installed and activated %s; a running sclgate serve switches to it within seconds\n", out.Version)
 		return 0
 	case "rollback":
+		unlock, err := store.Lock(ctx)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
+			return exitError
+		}
+		defer unlock()
 		from, to, err := store.Rollback()
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)

@@ -251,7 +251,21 @@ func TestUpdateDetectPassesOverTooNew(t *testing.T) {
 		!strings.Contains(out, "up to date") {
 		t.Errorf("detect: %d %q %q", code, out, errOut)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 1 || !strings.Contains(errOut, "needs sclgate 99.0 or later") {
-		t.Errorf("install: %d %q", code, errOut)
+	// A plain install agrees: nothing to do (exit 0), and why.
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "up to date: nothing") || !strings.Contains(out, "needs sclgate 99.0 or later") {
+		t.Errorf("install: %d %q %q", code, out, errOut)
+	}
+	// Asked for by name, it is refused.
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.9.9"); code != 1 || !strings.Contains(errOut, "needs sclgate 99.0 or later") {
+		t.Errorf("install -version: %d %q", code, errOut)
+	}
+	// detect's codes are 0, 10 and 1 only: a usage error is 1.
+	for _, args := range [][]string{{"detect", "-bogus"}, {"detect", "-config", cfg, "extra"}} {
+		if code, _, errOut := sclgate(t, "", append([]string{"update"}, args...)...); code != 1 {
+			t.Errorf("update %v: exit %d, want 1 (%s)", args, code, errOut)
+		}
+	}
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "a.tar.gz", "b.tar.gz"); code != 2 || !strings.Contains(errOut, `unexpected argument "b.tar.gz"`) {
+		t.Errorf("install with two files: %d %q", code, errOut)
 	}
 }

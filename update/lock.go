@@ -1,0 +1,46 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// lockFile is the file in definitions.dir whose flock(2) serialises the
+// changes to the store: installs, rollbacks and prunes from serve's
+// automatic updater, the update timer and an admin's command may run at
+// the same moment, and without it one's Prune could remove another's
+// half-made version, or one's Install a version the other just activated.
+const lockFile = ".lock"
+
+// Lock waits until no other process (or goroutine) changes the store,
+// polling until ctx ends, and returns the function that lets go. The
+// kernel drops the lock when its holder dies, so a killed install leaves
+// nothing stale behind.
+func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
+	path := filepath.Join(s.dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("update: lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("update: lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("update: waiting for another install or rollback in %s to end: %w", s.dir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
