@@ -85,7 +85,7 @@ type ReleaseFunc func(ctx context.Context, id, to, user string) error
 // Server is the archive web page. It is an http.Handler.
 type Server struct {
 	store   *archive.Store
-	users   map[string]string // user → bcrypt hash
+	users   map[string]string // user → bcrypt hash; guarded by mu (SetUsers)
 	release ReleaseFunc
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -108,9 +108,25 @@ type Server struct {
 
 type session struct {
 	user    string
+	hash    string // the user's password hash at login: a changed one ends the session
 	csrf    string
 	created time.Time
 	expires time.Time
+}
+
+// SetUsers replaces the users (archive.web.users, on SIGHUP). Sessions of
+// users no longer listed, or whose password hash changed, end at once:
+// removing a user, or changing a password, locks them out without a
+// restart.
+func (s *Server) SetUsers(users map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users = users
+	for tok, sess := range s.sessions {
+		if h, ok := users[sess.user]; !ok || h != sess.hash {
+			delete(s.sessions, tok)
+		}
+	}
 }
 
 // New returns the web page for store. users maps user names to bcrypt
@@ -325,7 +341,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass := r.PostForm.Get("user"), r.PostForm.Get("password")
+	s.mu.Lock()
 	hash, known := s.users[user]
+	s.mu.Unlock()
 	if !known {
 		hash = string(dummyHash)
 	}
@@ -340,7 +358,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if len(s.sessions) >= maxSessions {
 		s.pruneLocked(now)
 	}
-	s.sessions[tok] = &session{user: user, csrf: randomToken(), created: now, expires: now.Add(SessionTTL)}
+	s.sessions[tok] = &session{user: user, hash: hash, csrf: randomToken(), created: now, expires: now.Add(SessionTTL)}
 	s.mu.Unlock()
 	s.setCookie(w, r, sessionCookie, tok, "/", 0)
 	s.setCookie(w, r, loginCookie, "", "/login", -1)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -617,5 +618,41 @@ func TestOddFileNames(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name+".eml")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%q not deleted: %v", name, err)
 		}
+	}
+}
+
+// SetUsers (SIGHUP) applies at once: a removed user's session ends and
+// they can no longer log in, a changed password ends the sessions opened
+// with the old one, and a new user can log in.
+func TestSetUsers(t *testing.T) {
+	s := newTestServer(t)
+	users := testUsers(t)
+	s.srv.SetUsers(users)
+	admin := newClient(t, s.ts.URL)
+	admin.login(testUser, testPass)
+	other := newClient(t, s.ts.URL)
+	h, _ := bcrypt.GenerateFromPassword([]byte("other pass"), bcrypt.MinCost)
+	users = maps.Clone(users)
+	users["other"] = string(h)
+	s.srv.SetUsers(users)
+	if resp := other.login("other", "other pass"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("new user's login: %d", resp.StatusCode)
+	}
+	if resp, _ := admin.get("/"); resp.StatusCode != 200 {
+		t.Errorf("unchanged user's session ended: %d", resp.StatusCode)
+	}
+	// other removed, admin's password changed.
+	h2, _ := bcrypt.GenerateFromPassword([]byte("new pass"), bcrypt.MinCost)
+	s.srv.SetUsers(map[string]string{testUser: string(h2)})
+	for name, c := range map[string]*client{"removed user": other, "changed password": admin} {
+		if resp, _ := c.get("/"); resp.StatusCode != http.StatusSeeOther {
+			t.Errorf("%s: session still works: %d", name, resp.StatusCode)
+		}
+	}
+	if resp := newClient(t, s.ts.URL).login("other", "other pass"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("removed user's login: %d", resp.StatusCode)
+	}
+	if resp := newClient(t, s.ts.URL).login(testUser, "new pass"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("new password's login: %d", resp.StatusCode)
 	}
 }

@@ -242,4 +242,13 @@ func TestServeAutomaticUpdates(t *testing.T) {
 	if out := swaks(t, bad.addr, "--to", "bob@example.com"); !reply(out, "250 2.0.0 OK") {
 		t.Errorf("mail while updates fail:\n%s", out)
 	}
+
+	// SIGHUP applies updates.*: pointed at the working source, the
+	// updater starts over on it and installs.
+	cfg, _ := os.ReadFile(bad.config)
+	os.WriteFile(bad.config, bytes.Replace(cfg, []byte("http://127.0.0.1:1/"), []byte(url), 1), 0o644)
+	bad.cmd.Process.Signal(syscall.SIGHUP)
+	bad.waitLog(t, "automatic updates restarted on the new settings")
+	bad.waitMetric(t, `sclgate_definitions_update_checks_total{result="installed"}`, 1)
+	bad.waitMetric(t, `sclgate_definitions_info{version="2027.03.1"}`, 1)
 }

@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -153,7 +155,8 @@ type gateway struct {
 	wpath   string
 	defs    *definitions // the filter definitions in use
 
-	stop context.CancelFunc // ends the background loops (definitions, updates)
+	stop context.CancelFunc // ends the background loops (definitions, retention, updates); guarded by mu
+	web  *web.Server        // the archive manager's page, if archive.web.listen
 }
 
 func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
@@ -217,16 +220,41 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	attrs = append(attrs, slog.String("definitions", g.definitions().Version))
 	log.Info("sclgate serving", attrs...)
 
+	g.startBackground(cfg)
+	return g, nil
+}
+
+// startBackground starts the loops that run beside the SMTP server on
+// cfg's settings: the definitions watcher, archive retention and automatic
+// updates. A reload that changes their settings stops them and starts
+// them again (see reload).
+func (g *gateway) startBackground(cfg *config.Config) {
 	ctx, stop := context.WithCancel(context.Background())
+	g.mu.Lock()
 	g.stop = stop
+	g.mu.Unlock()
 	go watchDefinitions(ctx, cfg.Definitions.Dir, g.definitionsChanged)
 	if cfg.Archive.Retention > 0 {
-		go runRetention(ctx, cfg, log)
+		go runRetention(ctx, cfg, g.log)
 	}
 	if cfg.Updates.Enabled {
-		go autoUpdate(ctx, cfg, log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
+		go autoUpdate(ctx, cfg, g.log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
 	}
-	return g, nil
+}
+
+// stopBackground ends the loops startBackground started.
+func (g *gateway) stopBackground() {
+	g.mu.Lock()
+	stop := g.stop
+	g.mu.Unlock()
+	stop()
+}
+
+// backgroundChanged says whether a reload from old to cfg changes what the
+// background loops run on.
+func backgroundChanged(old, cfg *config.Config) bool {
+	return !reflect.DeepEqual(old.Updates, cfg.Updates) || old.Definitions != cfg.Definitions ||
+		old.Archive.Dir != cfg.Archive.Dir || old.Archive.Retention != cfg.Archive.Retention || old.Archive.StoreSCL != cfg.Archive.StoreSCL
 }
 
 // startWeb serves the archive manager's page on archive.web.listen. Its
@@ -253,6 +281,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
+	g.web = ws
 	ws.Explain = func(ctx context.Context, m *scorer.Message) (string, error) {
 		r, err := g.server.Policy().Scorer.Score(ctx, m)
 		if err != nil {
@@ -415,16 +444,33 @@ func (g *gateway) reload(path string) error {
 		return err
 	}
 	old := g.cfg()
+	if old.Definitions != cfg.Definitions {
+		// Score with what the new definitions.dir holds, as a start
+		// would.
+		if err := g.loadDefinitions(cfg); err != nil {
+			return err
+		}
+	}
 	p, err := g.policy(cfg)
 	if err != nil {
 		return err
 	}
 	g.server.SetPolicy(p)
 	if old.Listen != cfg.Listen || old.Limits != cfg.Limits || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
-		old.Archive.Web.Listen != cfg.Archive.Web.Listen ||
+		old.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && old.Archive.Dir != cfg.Archive.Dir ||
 		fmt.Sprint(old.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
-		g.log.Warn("listen, limits, tls, proxy_protocol, metrics.listen and archive.web changed: they take effect at the next restart" +
+		g.log.Warn("listen, limits, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
 			" (limits.shutdown_timeout and downstream_timeout apply now)")
+	}
+	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
+		g.web.SetUsers(cfg.Archive.Web.Users)
+		g.log.Info("archive web: users changed; sessions of removed users and changed passwords ended", slog.Int("users", len(cfg.Archive.Web.Users)))
+	}
+	if backgroundChanged(old, cfg) {
+		g.stopBackground()
+		g.startBackground(cfg)
+		g.log.Info("definitions watcher, archive retention and automatic updates restarted on the new settings",
+			slog.Bool("updates", cfg.Updates.Enabled), slog.String("definitions_dir", cfg.Definitions.Dir))
 	}
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
@@ -436,7 +482,7 @@ func (g *gateway) reload(path string) error {
 func (g *gateway) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ShutdownTimeout)
 	defer cancel()
-	g.stop()
+	g.stopBackground()
 	err := g.server.Shutdown(ctx)
 	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	for _, srv := range []*http.Server{g.httpSrv, g.webSrv} {
