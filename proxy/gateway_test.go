@@ -253,7 +253,55 @@ func TestGatewayActions(t *testing.T) {
 		wantMetric(t, "acted_upon{none}", g.m.ActedUpon.WithLabelValues("none"), 1)
 		wantMetric(t, "relayed", g.m.Relayed, 1)
 		wantMetric(t, `scl{"9"}`, g.m.SCL.WithLabelValues("9"), 1)
+
+		// Refused downstream (the client will retry): not counted as
+		// acted upon, as a failed archive write is not.
+		ds.setDataErr(&smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "Try later"})
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "450 ") {
+			t.Fatalf("reply %q", reply)
+		}
+		wantMetric(t, "acted_upon{none} after a refused relay", g.m.ActedUpon.WithLabelValues("none"), 1)
 	})
+}
+
+// LMTP takes one recipient per transaction: a message to more recipients
+// than limits.max_errors goes through in as many transactions, and the
+// 452s that say so are not refusals that end the session.
+func TestLMTPManyRecipientsNotErrors(t *testing.T) {
+	ds := startDownstream(t, true)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
+	rc := ehloed(t, g.addr)
+	var rcpts []string
+	for i := range 6 {
+		rcpts = append(rcpts, fmt.Sprintf("user%d@example.com", i))
+	}
+	for len(rcpts) > 0 {
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<"+rcpts[0]+">", "250 ")
+		for _, r := range rcpts[1:] {
+			rc.expectCode("RCPT TO:<"+r+">", "452 4.5.3 ")
+		}
+		if reply := rc.data(testMessage("many", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+			t.Fatalf("DATA reply %q with %d recipients left", reply, len(rcpts))
+		}
+		rcpts = rcpts[1:]
+	}
+	wantMetric(t, "relayed", g.m.Relayed, 6)
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 0)
+}
+
+// A downstream's 421 (it is closing its connection) reaches the client as
+// a 451: the client's own session goes on, so it must not read 421.
+func TestDownstream421Becomes451(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	ds.setDataErr(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down"})
+	rc := ehloed(t, g.addr)
+	reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("421", hamPhrase))
+	if !strings.HasPrefix(reply, "451 4.4.2 Downstream closed the connection, try again later (downstream: 421 Shutting down)") {
+		t.Fatalf("reply %q", reply)
+	}
+	rc.expectCode("NOOP", "250 ")
 }
 
 // Case 4: exchange_scl_header stamps X-MS-Exchange-Organization-SCL (and

@@ -118,6 +118,11 @@ func (s *session) counted(err error) error {
 	if err == nil || !errors.As(err, &se) || se.Code < 400 || se.Code == 421 {
 		return err
 	}
+	if err == errOneRecipient {
+		// LMTP's one recipient per transaction: how a message to many
+		// recipients goes through here, not a refusal.
+		return err
+	}
 	s.errors++
 	if s.errors < s.srv.policy.Load().Config.Limits.MaxErrors {
 		return err
@@ -274,7 +279,13 @@ func (s *session) data(r io.Reader) error {
 			log.Info("rejected by gateway action", slog.String("report", v.report))
 			return errRejectedSpam
 		}
-		acted.Inc() // ActionNone: relay as usual.
+		// ActionNone: relay as usual, and count it once the downstream
+		// took it, as archive counts once the file is written.
+		err := s.relay(log, sp, v)
+		if se, ok := err.(*smtp.SMTPError); ok && se.Code == 250 {
+			acted.Inc()
+		}
+		return err
 	}
 	return s.relay(log, sp, v)
 }
@@ -457,6 +468,13 @@ func (s *session) downstreamFailed(step string, err error) error {
 			reason = metrics.FailData
 		}
 		s.srv.metrics.RelayFailures.WithLabelValues(reason).Inc()
+		if se.Code == 421 {
+			// The downstream closing its connection is not this session
+			// ending: passed on as it is, the client would read a 421 as
+			// sclgate closing, yet be answered afterwards.
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+				Message: "Downstream closed the connection, try again later (downstream: 421 " + truncate(se.Message, 200) + ")"}
+		}
 		return se
 	}
 	s.log.Warn("downstream failed", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))

@@ -92,14 +92,11 @@ func IsVerdictField(name string) bool {
 // characters (RFC 5322 section 2.1.1), encoding non-ASCII as RFC 2047 words
 // since sclgate does not know the downstream takes SMTPUTF8.
 func foldHeader(name, value string) string {
-	if !isASCII(value) {
-		value = mime.QEncoding.Encode("utf-8", value)
-	}
 	var b strings.Builder
 	b.WriteString(name)
 	b.WriteString(":")
 	lineLen := b.Len()
-	for _, w := range strings.Fields(value) {
+	for _, w := range encodeWords(value) {
 		// Fold before any word that would pass column 78, the first one
 		// too (an RFC 2047 word is up to 75 octets), unless the line
 		// holds nothing yet but the fold's tab.
@@ -114,6 +111,30 @@ func foldHeader(name, value string) string {
 		lineLen += len(w)
 	}
 	return b.String()
+}
+
+// encodeWords splits value into words at white space, each run of
+// non-ASCII words made into RFC 2047 encoded words (the spaces inside the
+// run encoded too, since a decoder drops white space between encoded
+// words): the rest of the value stays readable as it is.
+func encodeWords(value string) []string {
+	var out, run []string
+	flush := func() {
+		if len(run) > 0 {
+			out = append(out, strings.Fields(mime.QEncoding.Encode("utf-8", strings.Join(run, " ")))...)
+			run = run[:0]
+		}
+	}
+	for _, w := range strings.Fields(value) {
+		if isASCII(w) {
+			flush()
+			out = append(out, w)
+		} else {
+			run = append(run, w)
+		}
+	}
+	flush()
+	return out
 }
 
 func isASCII(s string) bool {

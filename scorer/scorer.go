@@ -1,8 +1,10 @@
 package scorer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -125,8 +127,22 @@ func clamp(n int) int {
 	return max(MinSCL, min(MaxSCL, n))
 }
 
+// ruleWeight orders rules in a report: MIN, then MAX, then by |Change|.
+func ruleWeight(e weights.Entry) int {
+	switch e.Kind {
+	case weights.Min:
+		return 1 << 31
+	case weights.Max:
+		return 1<<31 - 1
+	}
+	if e.Change < 0 {
+		return -e.Change
+	}
+	return e.Change
+}
+
 // Report is a one-line explanation of r, for the X-SCL-Report header and
-// logs: the classifier and its figure, then each matched entry. The line is
+// logs: the classifier and its figure, then each matched entry, weightiest first. The line is
 // cut to at most maxLen bytes (0: no limit), ending in "..." when cut, so
 // a message matching thousands of entries cannot grow a huge header.
 func (r Result) Report(maxLen int) string {
@@ -136,7 +152,12 @@ func (r Result) Report(maxLen int) string {
 	if r.Definitions != "" {
 		b.WriteString(" defs=" + r.Definitions)
 	}
-	for i, e := range r.Rules {
+	// Weightiest first (MIN, MAX, then by size of change), so that a cut
+	// at maxLen drops the entries that changed least, never the one that
+	// decided the SCL.
+	rules := slices.Clone(r.Rules)
+	slices.SortStableFunc(rules, func(a, b weights.Entry) int { return cmp.Compare(ruleWeight(b), ruleWeight(a)) })
+	for i, e := range rules {
 		if i == 0 {
 			b.WriteString("; rules:")
 		} else {

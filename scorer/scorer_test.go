@@ -3,6 +3,7 @@ package scorer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -326,11 +327,28 @@ func TestReport(t *testing.T) {
 	l := list(t, entry("BODY", "5", "special offer"), entry("SUBJECT", "MIN", "EDIT:"))
 	s := &Scorer{Classifier: fixed(3), Weights: func() *weights.List { return l }}
 	r, _ := s.Score(context.Background(), Parse(msg("EDIT: x", "special offer")))
-	want := `scl=0 classifier=fixed score=0.3333333333333333 classifier_scl=3; rules: BODY 5 "special offer", SUBJECT MIN "EDIT:"`
+	want := `scl=0 classifier=fixed score=0.3333333333333333 classifier_scl=3; rules: SUBJECT MIN "EDIT:", BODY 5 "special offer"`
 	if got := r.Report(0); got != want {
 		t.Errorf("Report =\n%s\nwant\n%s", got, want)
 	}
 	if got := r.Report(40); len(got) > 40 || !strings.HasSuffix(got, "...") {
 		t.Errorf("Report(40) = %q", got)
+	}
+
+	// Many zero-weight matches before the one that decided: a cut report
+	// keeps the deciding one (weightiest first; equal ones in file order).
+	var es []string
+	var body strings.Builder
+	for i := range 150 {
+		es = append(es, entry("BODY", "0", fmt.Sprintf("wordnumber%d", i)))
+		fmt.Fprintf(&body, "wordnumber%d ", i)
+	}
+	es = append(es, entry("BODY", "1", "decisive phrase"), entry("BODY", "-1", "minor phrase"))
+	body.WriteString("decisive phrase minor phrase")
+	l = list(t, es...)
+	r, _ = s.Score(context.Background(), Parse(msg("x", body.String())))
+	got := r.Report(900)
+	if !strings.Contains(got, `rules: BODY 1 "decisive phrase", BODY -1 "minor phrase", BODY 0 "wordnumber0", BODY 0 "wordnumber1",`) || len(got) > 900 {
+		t.Errorf("Report(900) = %q", got)
 	}
 }
