@@ -112,7 +112,7 @@ func Parse(name string, r io.Reader) (*List, error) {
 		return nil, &ParseError{File: name, Err: fmt.Errorf("the phrases come to %d MiB once normalised, more than the %d MiB a list may have",
 			p.phraseBytes>>20, maxPhraseBytes>>20)}
 	}
-	return &List{source: name, entries: p.entries, m: compile(p.entries, p.phrases)}, nil
+	return &List{source: name, entries: p.entries, m: compile(p.entries, p.phrases), ignored: p.ignored}, nil
 }
 
 var (
@@ -196,6 +196,7 @@ type parser struct {
 	// phraseBytes is the total length of phrases.
 	phraseBytes int
 	errs        []error
+	ignored     []string // elements passed over, for Ignored
 	z           *normalizer
 }
 
@@ -219,7 +220,14 @@ func (p *parser) parse() {
 			break
 		}
 		if err != nil {
-			p.syntaxError(err, off)
+			// The token that failed starts after the white space that
+			// ended the last one: if it is an entry, name it.
+			start := off + int64(len(p.data[off:])-len(bytes.TrimLeftFunc(p.data[off:], unicode.IsSpace)))
+			entry := 0
+			if rootSeen && bytes.HasPrefix(p.data[start:], []byte("<"+entryName)) {
+				entry = n + 1
+			}
+			p.syntaxError(err, start, entry, "")
 			return
 		}
 		switch t := tok.(type) {
@@ -235,15 +243,25 @@ func (p *parser) parse() {
 				}
 				rootSeen = true
 				continue
-			case t.Name.Local == entryName:
+			case strings.EqualFold(t.Name.Local, entryName):
+				// Any case, as for the attribute names.
 				n++
 				p.entry(t, p.line(off), n)
+			default:
+				p.ignored = append(p.ignored, fmt.Sprintf("line %d: element <%s> is not <%s>; it is ignored",
+					p.line(off), t.Name.Local, entryName))
 			}
 			// Whatever is inside a child of the root (nothing, for an
 			// entry) is of no interest; a later version of the format
 			// may add to it.
 			if err := d.Skip(); err != nil {
-				p.syntaxError(err, off)
+				if t.Name.Local == entryName {
+					// Almost always an entry ended with ">" instead of
+					// "/>": the parser notices only where the root ends.
+					p.syntaxError(err, off, n, " (is this entry closed? write it <"+entryName+" .../>)")
+				} else {
+					p.syntaxError(err, off, 0, "")
+				}
 				return
 			}
 		case xml.EndElement:
@@ -278,14 +296,25 @@ func (p *parser) fail(off int64, entry int, err error) {
 	p.errs = append(p.errs, &ParseError{File: p.name, Line: p.line(off), Entry: entry, Err: err})
 }
 
-func (p *parser) syntaxError(err error, off int64) {
+// syntaxError records an XML syntax error. off is where the element in
+// which it happened starts, and entry its number if it is an entry: the
+// error is reported there, since the parser often notices only lines
+// later (an unclosed entry at the root's end tag), and the line where it
+// noticed is added when it differs.
+func (p *parser) syntaxError(err error, off int64, entry int, hint string) {
 	line := p.line(off)
 	var se *xml.SyntaxError
 	if errors.As(err, &se) {
-		line = se.Line
-		err = errors.New("XML syntax error: " + se.Msg)
+		msg := "XML syntax error: " + se.Msg
+		switch {
+		case se.Line < line:
+			line = se.Line
+		case se.Line > line:
+			msg += fmt.Sprintf(" (noticed at line %d)", se.Line)
+		}
+		err = errors.New(msg + hint)
 	}
-	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Err: err})
+	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Entry: entry, Err: err})
 }
 
 // entry checks one CustomWeightEntry and adds it, or its problems.

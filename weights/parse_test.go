@@ -105,7 +105,7 @@ func TestLoadBroken(t *testing.T) {
 			{4, 2, "Text is 1001 characters long, more than 1000"},
 		}},
 		{"malformed.xml", []wantErr{
-			{7, 0, "XML syntax error: element <CustomWeightEntry> closed by </CustomWeightEntries>"},
+			{5, 3, "XML syntax error: element <CustomWeightEntry> closed by </CustomWeightEntries> (noticed at line 7) (is this entry closed? write it <CustomWeightEntry .../>)"},
 		}},
 		{"latin1.xml", []wantErr{
 			{4, 0, "not UTF-8 or UTF-16 with BOM (invalid byte 0xE4)"},
@@ -200,6 +200,7 @@ func TestParseInline(t *testing.T) {
 		{"self-closing root", `<CustomWeightEntries/>`, 0, nil},
 		{"other namespace", `<x:CustomWeightEntries xmlns:x="urn:x"><x:CustomWeightEntry Type="BODY" Change="1" Text="a"/></x:CustomWeightEntries>`, 1, nil},
 		{"keywords any case, spaces", `<CustomWeightEntries><CustomWeightEntry Type=" both " Change=" Min " Text="a"/><CustomWeightEntry type="Body" change="-0" text="b"/></CustomWeightEntries>`, 2, nil},
+		{"entry element in any case", `<CustomWeightEntries><customweightentry Type="BODY" Change="1" Text="a"/></CustomWeightEntries>`, 1, nil},
 		{"entities", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="AT&amp;T &#x263A; &lt;b&gt;"/></CustomWeightEntries>`, 1, nil},
 		{"comments and PIs", head + `<!-- c --><?pi x?><CustomWeightEntries><!-- c --><CustomWeightEntry Type="BODY" Change="1" Text="a"/></CustomWeightEntries><!-- after -->`, 1, nil},
 		{"1000 characters", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("😀", 1000) + `"/></CustomWeightEntries>`, 1, nil},
@@ -226,7 +227,9 @@ func TestParseInline(t *testing.T) {
 			{4, 2, `Change "1.5" is not an integer`}, {5, 3, `Change "++1" is not an integer`}, {6, 4, `unknown Type ""`},
 		}},
 		{"bad entity", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a & b\"/>\n</CustomWeightEntries>", 0,
-			[]wantErr{{3, 0, "XML syntax error"}}},
+			[]wantErr{{3, 1, "XML syntax error"}}},
+		{"unterminated quote", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<CustomWeightEntry Type=\"BODY\" Change=\"2\" Text=\"open/>\n<CustomWeightEntry Type=\"BODY\" Change=\"3\" Text=\"c\"/>\n</CustomWeightEntries>", 0,
+			[]wantErr{{4, 2, "XML syntax error: unescaped < inside quoted string (noticed at line 5)"}}},
 		{"UTF-16 without BOM", "<\x00C\x00/\x00>\x00", 0, []wantErr{{1, 0, "looks like UTF-16 without a byte order mark"}}},
 		{"UTF-16 odd length", "\xff\xfe<\x00C\x00/", 0, []wantErr{{0, 0, "odd number of bytes"}}},
 		{"bad UTF-8 after BOM", "\xef\xbb\xbf<CustomWeightEntries>\n\xff</CustomWeightEntries>", 0,
@@ -331,4 +334,16 @@ func TestParseTooManyPhraseBytes(t *testing.T) {
 	b.WriteString("</CustomWeightEntries>\n")
 	_, err := Parse("huge.xml", strings.NewReader(b.String()))
 	checkErrs(t, err, "huge.xml", []wantErr{{0, 0, "more than the 16 MiB a list may have"}})
+}
+
+// Elements that are not entries are passed over (a later format may add
+// some) but named, so that a misspelt entry does not vanish unseen.
+func TestIgnoredElements(t *testing.T) {
+	l, err := Parse("in.xml", strings.NewReader("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<CustomWeigthEntry Type=\"BODY\" Change=\"MAX\" Text=\"casino\"/>\n</CustomWeightEntries>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || got[0] != "line 3: element <CustomWeigthEntry> is not <CustomWeightEntry>; it is ignored" {
+		t.Errorf("%d entries, ignored %q", l.Len(), got)
+	}
 }

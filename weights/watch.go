@@ -109,6 +109,14 @@ func (w *Watcher) Close() error {
 	return w.closeErr
 }
 
+// warnIgnored logs the elements l's file holds that are not entries (a
+// misspelt entry is a rule lost).
+func (w *Watcher) warnIgnored(l *List) {
+	for _, msg := range l.Ignored() {
+		w.log.Warn("weights: "+msg, slog.String("file", w.path))
+	}
+}
+
 // load is the first read, in NewWatcher.
 func (w *Watcher) load() error {
 	w.reloadMu.Lock()
@@ -122,6 +130,7 @@ func (w *Watcher) load() error {
 		return err
 	default:
 		w.log.Info("weights: loaded", slog.Int("entries", l.Len()))
+		w.warnIgnored(l)
 	}
 	w.lastStat = fi
 	w.cur.Store(l)
@@ -142,6 +151,7 @@ func (w *Watcher) reload() error {
 			slog.Int("entries", l.Len()), slog.Any("err", err))
 	default:
 		w.log.Info("weights: reloaded", slog.Int("entries", l.Len()))
+		w.warnIgnored(l)
 	}
 	w.lastStat = fi
 	w.cur.Store(l)

@@ -106,6 +106,19 @@ type List struct {
 	source  string
 	entries []Entry
 	m       *matcher // nil when there are no entries
+	ignored []string
+}
+
+// Ignored says which child elements of the root other than entries the
+// file holds ("line 4: element <CustomWeigthEntry> is not
+// <CustomWeightEntry>; it is ignored"): a later version of the format may
+// add elements, so they are no error, but a misspelt entry is a rule
+// lost, which "weights check" and serve's log show.
+func (l *List) Ignored() []string {
+	if l == nil {
+		return nil
+	}
+	return slices.Clone(l.ignored)
 }
 
 // Len returns the number of entries.

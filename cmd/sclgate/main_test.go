@@ -100,6 +100,13 @@ func TestWeightsCheck(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "bad-type.xml line ") {
 		t.Errorf("bad file: %d %q", code, errOut)
 	}
+	// A misspelt entry element is passed over, but named.
+	typo := filepath.Join(t.TempDir(), "typo.xml")
+	os.WriteFile(typo, []byte(`<CustomWeightEntries><CustomWeigthEntry Type="BODY" Change="MAX" Text="casino"/></CustomWeightEntries>`), 0o644)
+	code, out, errOut = sclgate(t, "", "weights", "check", typo)
+	if code != 0 || !strings.Contains(out, ": 0 entries") || !strings.Contains(errOut, "typo.xml line 1: element <CustomWeigthEntry> is not <CustomWeightEntry>; it is ignored") {
+		t.Errorf("misspelt entry: %d %q %q", code, out, errOut)
+	}
 }
 
 // The default classifier is the built-in model: a spam sample scores high,

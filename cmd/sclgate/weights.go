@@ -36,6 +36,9 @@ func cmdWeights(e env, args []string) int {
 	for _, en := range l.Entries() {
 		n[key{en.Type, en.Kind}]++
 	}
+	for _, w := range l.Ignored() {
+		fmt.Fprintf(e.stderr, "weights: %s %s\n", fs.Arg(0), w)
+	}
 	fmt.Fprintf(e.stdout, "%s: %d entries\n", fs.Arg(0), l.Len())
 	for _, t := range []weights.Type{weights.Body, weights.Subject, weights.Both} {
 		d, mn, mx := n[key{t, weights.Delta}], n[key{t, weights.Min}], n[key{t, weights.Max}]
