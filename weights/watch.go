@@ -30,6 +30,7 @@ type Watcher struct {
 	lastStat fs.FileInfo // of the file as last read; guarded by reloadMu
 
 	fsw       *fsnotify.Watcher
+	targetDir string // the directory of path's symlink target, if elsewhere and watched; run's alone
 	done      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -83,6 +84,7 @@ func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
 	}
 	w.fsw = fsw
+	w.watchTarget()
 	// Watch first, then load, so that no change can fall in between.
 	if err := w.load(); err != nil {
 		fsw.Close()
@@ -218,7 +220,40 @@ func (w *Watcher) run() {
 			}
 		case <-timer.C:
 			w.reload()
+			w.watchTarget() // the link may point elsewhere now
 		}
+	}
+}
+
+// watchTarget also watches the directory of the file path leads to when
+// path is a symbolic link into another directory (a list kept in a
+// repository checkout, linked from /etc): edits there show up only in
+// that directory. Events there go through statChanged, like those for
+// other names next to path.
+func (w *Watcher) watchTarget() {
+	dir := filepath.Dir(w.path)
+	target := ""
+	if real, err := filepath.EvalSymlinks(w.path); err == nil {
+		if realDir := filepath.Dir(real); realDir != dir {
+			if rd, err := filepath.EvalSymlinks(dir); err != nil || rd != realDir {
+				target = realDir
+			}
+		}
+	}
+	if target == w.targetDir {
+		return
+	}
+	if w.targetDir != "" {
+		w.fsw.Remove(w.targetDir)
+	}
+	w.targetDir = ""
+	if target != "" {
+		if err := w.fsw.Add(target); err != nil {
+			w.log.Warn("weights: watching the symbolic link's target directory; changes there are noticed only on SIGHUP",
+				slog.String("dir", target), slog.Any("err", err))
+			return
+		}
+		w.targetDir = target
 	}
 }
 

@@ -235,6 +235,54 @@ func TestWatcherSymlinkSwap(t *testing.T) {
 	waitFor(t, "symlink swap", func() bool { return matches(w, "beta") })
 }
 
+// A list linked from another directory (/etc/sclgate/weights.xml ->
+// /srv/repo/weights.xml): edits to the target, in place or by rename, are
+// noticed, and so is pointing the link at a target in a third directory.
+func TestWatcherSymlinkToOtherDirectory(t *testing.T) {
+	etc, repo, other := t.TempDir(), t.TempDir(), t.TempDir()
+	target := filepath.Join(repo, "real.xml")
+	writeFile(t, target, listXML("alpha"))
+	link := filepath.Join(etc, "weights.xml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("symlinks: %v", err)
+	}
+	var r reloads
+	w := newTestWatcher(t, link, &r)
+	if !matches(w, "alpha") {
+		t.Fatal("initial list")
+	}
+	// In place, a longer file (size changes).
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(listXML("bravo", "longer"))
+	f.Close()
+	waitFor(t, "edit of the target in place", func() bool { return matches(w, "bravo") })
+	// Saved by rename, as editors do.
+	writeFile(t, target+".tmp", listXML("charlie"))
+	if err := os.Rename(target+".tmp", target); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "target renamed over", func() bool { return matches(w, "charlie") })
+	// The link now points into a third directory, whose edits count next.
+	third := filepath.Join(other, "third.xml")
+	writeFile(t, third, listXML("delta"))
+	os.Remove(link + ".new")
+	if err := os.Symlink(third, link+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "link pointed elsewhere", func() bool { return matches(w, "delta") })
+	writeFile(t, third+".tmp", listXML("echo"))
+	if err := os.Rename(third+".tmp", third); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "edit in the new target's directory", func() bool { return matches(w, "echo") })
+}
+
 func TestWatcherClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "weights.xml")
 	writeFile(t, path, listXML("alpha"))
