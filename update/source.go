@@ -78,7 +78,7 @@ func (h *httpSource) Open(ctx context.Context, name string, offset int64) (io.Re
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %s: %v", ErrUnreachable, u, err)
+		return nil, 0, 0, fmt.Errorf("%w: %s: %w", ErrUnreachable, u, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -107,7 +107,7 @@ func (d dirSource) String() string { return string(d) }
 func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, int64, error) {
 	f, err := os.Open(filepath.Join(string(d), name))
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return nil, 0, 0, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -131,7 +131,7 @@ func fetchSmall(ctx context.Context, src Source, name string, max int64) ([]byte
 	defer r.Close()
 	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, name, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, name, err)
 	}
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("update: %s from %s is larger than %d bytes", name, src, max)

@@ -2,6 +2,7 @@ package update
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -57,7 +58,10 @@ type Updater struct {
 	// one of another feature set) is not installed, so an update never
 	// activates definitions the gateway would have to set aside.
 	Usable func(*defs.Bundle) error
-	Log    *slog.Logger
+	// StallTimeout bounds the time a download may go without a byte
+	// (0: stallTimeout).
+	StallTimeout time.Duration
+	Log          *slog.Logger
 }
 
 // Detected is what Detect found.
@@ -356,8 +360,9 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 		have = 0
 	}
 	if have < o.Size {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		ctx, cancelCause := context.WithCancelCause(ctx)
+		defer cancelCause(nil)
+		cancel := func() { cancelCause(errStalled) }
 		r, at, _, err := u.Source.Open(ctx, o.File, have)
 		if err != nil {
 			return nil, fmt.Errorf("update: download %s: %w", o.File, err)
@@ -368,11 +373,14 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 			have = 0
 		}
 		f.Seek(have, io.SeekStart)
-		sr := &stallReader{r: r, cancel: cancel}
+		sr := &stallReader{r: r, cancel: cancel, d: cmp.Or(u.StallTimeout, stallTimeout)}
 		sr.arm()
 		defer sr.stop()
 		w := &progressWriter{w: f, done: have, total: o.Size, report: u.Progress}
 		_, err = io.Copy(w, io.LimitReader(sr, o.Size-have))
+		if errors.Is(context.Cause(ctx), errStalled) {
+			err = fmt.Errorf("%w: nothing came for %v", errStalled, sr.d)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("update: download %s: %w (partial download kept; run install again to resume)", o.File, err)
 		}
@@ -406,20 +414,24 @@ func diskHint(err error) error {
 	return err
 }
 
+// errStalled: the download was cut off by its stall timeout.
+var errStalled = errors.New("the source stopped sending (stalled)")
+
 // stallReader cancels the download when no byte has come for
 // stallTimeout.
 type stallReader struct {
 	r      io.Reader
 	cancel func()
+	d      time.Duration
 	t      *time.Timer
 }
 
-func (s *stallReader) arm()  { s.t = time.AfterFunc(stallTimeout, s.cancel) }
+func (s *stallReader) arm()  { s.t = time.AfterFunc(s.d, s.cancel) }
 func (s *stallReader) stop() { s.t.Stop() }
 func (s *stallReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if n > 0 {
-		s.t.Reset(stallTimeout)
+		s.t.Reset(s.d)
 	}
 	return n, err
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -350,6 +352,46 @@ func TestDownloadResumes(t *testing.T) {
 	b, _ := os.ReadFile(f.store.BundlePath("2026.10.1"))
 	if !bytes.Equal(b, full) {
 		t.Error("installed bundle differs")
+	}
+}
+
+// A source that stops sending mid-download is given up after the stall
+// timeout, and the error says so (not just "context canceled"); the part
+// that came is kept for the next run.
+func TestDownloadStalls(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	name := defs.FileName("2026.10.1")
+	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
+	files := http.FileServer(http.Dir(f.srcDir))
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, name) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
+		w.Write(full[:5000])
+		w.(http.Flusher).Flush()
+		select { // then nothing, until the test ends
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	src, err := NewSource(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1", StallTimeout: 300 * time.Millisecond}
+	_, err = u.Install(context.Background(), "", false)
+	if err == nil || !strings.Contains(err.Error(), "the source stopped sending (stalled): nothing came for 300ms") ||
+		!strings.Contains(err.Error(), "run install again to resume") {
+		t.Fatalf("install from a stalled source: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(f.store.Dir(), ".download", name+".part")); err != nil || st.Size() != 5000 {
+		t.Errorf("partial download: %v %v", st, err)
 	}
 }
 

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/update"
 )
 
@@ -94,6 +97,7 @@ func cmdUpdate(e env, args []string) int {
 		d, err := u.Detect(ctx)
 		if err != nil {
 			fmt.Fprintln(e.stderr, err)
+			printHint(e, err)
 			return exitError
 		}
 		if d.TooNew.Version != "" {
@@ -125,6 +129,7 @@ func cmdUpdate(e env, args []string) int {
 				return exitError
 			}
 			fmt.Fprintln(e.stderr, err)
+			printHint(e, err)
 			return exitError
 		}
 		if out.Already {
@@ -280,4 +285,33 @@ func displayVersion(v string) string {
 		return "none"
 	}
 	return v
+}
+
+// printHint says what to do about an update error, when the error itself
+// does not: nothing was installed, and the active version is unchanged.
+func printHint(e env, err error) {
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+		dnsErr           *net.DNSError
+	)
+	hint := ""
+	switch {
+	case errors.Is(err, defs.ErrUnknownKey):
+		hint = "if the publisher has a new key, check it with them and add its .pub to updates.trusted_keys; otherwise this source is not your publisher's"
+	case errors.Is(err, defs.ErrBadSignature):
+		hint = "the file was changed after it was signed, or the signature is not its own: do not use it; fetch both again from the publisher, and tell them if it persists"
+	case errors.Is(err, defs.ErrChecksum):
+		hint = "the download was damaged on the way or the source's copy differs from what it signed: run install again (it starts over); if it persists, tell the publisher"
+	case errors.As(err, &unknownAuthority), errors.As(err, &invalid):
+		hint = "the source's TLS certificate is not trusted here: have it fixed, or add its CA to this machine's trust store (or point SSL_CERT_FILE at it)"
+	case errors.As(err, &hostname):
+		hint = "the source's TLS certificate is for another name: use the name it was issued for in updates.source, or have the certificate fixed"
+	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
+		hint = "check updates.source (or -source) and that this machine can reach it"
+	}
+	if hint != "" {
+		fmt.Fprintln(e.stderr, "what to do: "+hint+". Nothing was installed; the definitions in use are unchanged.")
+	}
 }

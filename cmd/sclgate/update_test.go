@@ -116,14 +116,16 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 		t.Errorf("install again: %d %q", code, out)
 	}
 	// A source that is down: exit 1 with the reason.
-	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg, "-source", "http://127.0.0.1:1/"); code != 1 || !strings.Contains(errOut, "unreachable") {
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg, "-source", "http://127.0.0.1:1/"); code != 1 || !strings.Contains(errOut, "unreachable") ||
+		!strings.Contains(errOut, "what to do: check updates.source (or -source) and that this machine can reach it") {
 		t.Errorf("unreachable: %d %q", code, errOut)
 	}
 	// Tampered index: exit 1, names the file.
 	ix := filepath.Join(src, "index.json")
 	b, _ := os.ReadFile(ix)
 	os.WriteFile(ix, append(b, ' '), 0o644)
-	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "index.json") || !strings.Contains(errOut, "bad signature") {
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "index.json") || !strings.Contains(errOut, "bad signature") ||
+		!strings.Contains(errOut, "what to do: the file was changed after it was signed") {
 		t.Errorf("tampered index: %d %q", code, errOut)
 	}
 	publishVersions(t, src, priv, "2027.11.1")
@@ -155,7 +157,8 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	data, _ = os.ReadFile(q)
 	sig, _ = defs.Sign(other, "", data, defs.TrustedComment("2027.12.2", q, time.Now()))
 	os.WriteFile(q+".minisig", sig, 0o644)
-	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, q); code != 1 || !strings.Contains(errOut, "not a trusted key") {
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, q); code != 1 || !strings.Contains(errOut, "not a trusted key") ||
+		!strings.Contains(errOut, "add its .pub to updates.trusted_keys") || !strings.Contains(errOut, "the definitions in use are unchanged") {
 		t.Errorf("foreign key: %d %q", code, errOut)
 	}
 	// Signed and intact, but a model this build cannot load (here: of
