@@ -33,6 +33,15 @@ func TestMatch(t *testing.T) {
 		{"kelvin sign", []Entry{e(Body, "k")}, "", "5 \u212A", []int{0}},
 		{"cyrillic", []Entry{e(Body, "Лучшая цена")}, "", "ЛУЧШАЯ ЦЕНА здесь", []int{0}},
 
+		// Invisible characters do not split a phrase, in the text or in
+		// the phrase.
+		{"soft hyphen", []Entry{e(Body, "Verlängertes Angebot")}, "", "Verlän\u00adgertes Angebot", []int{0}},
+		{"zero-width space", []Entry{e(Body, "viagra")}, "", "vi\u200bag\u200cra\u200d!", []int{0}},
+		{"word joiner and BOM", []Entry{e(Subject, "free")}, "fr\u2060e\ufeffe", "", []int{0}},
+		{"bidi controls", []Entry{e(Body, "casino")}, "", "\u202ecasino\u202c", []int{0}},
+		{"soft hyphen in the phrase", []Entry{e(Body, "Ver\u00adlängert")}, "", "verlängert", []int{0}},
+		{"ignorable is no boundary", []Entry{e(Body, "free")}, "", "free\u200bdom", nil},
+
 		// Word boundaries.
 		{"free alone", []Entry{e(Body, "free")}, "", "free", []int{0}},
 		{"FREE money", []Entry{e(Body, "free")}, "", "FREE money", []int{0}},

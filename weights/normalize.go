@@ -1,8 +1,8 @@
 package weights
 
 // normalize.go puts phrases and message text into the one form they are
-// compared in: NFKC, then Unicode full case folding, then every run of white
-// space as a single ' '.
+// compared in: invisible characters removed (see isIgnorable), NFKC, then
+// Unicode full case folding, then every run of white space as a single ' '.
 //
 // Doing that with x/text costs far more than scanning the result, so most
 // text takes a fast path. Call a rune "simple" if NFKC leaves it alone and
@@ -95,7 +95,7 @@ var loadFoldTables = sync.OnceValue(func() *foldTables {
 		p := norm.NFKC.PropertiesString(s)
 		e := &t.two[r]
 		switch {
-		case p.CCC() != 0 || !p.BoundaryBefore():
+		case p.CCC() != 0 || !p.BoundaryBefore() || isIgnorable(r): // ignorable: the slow path drops it
 		case unicode.IsSpace(r):
 			e.n = spaceFold
 		case norm.NFKC.IsNormalString(s):
@@ -108,7 +108,7 @@ var loadFoldTables = sync.OnceValue(func() *foldTables {
 	for r := rune(0x800); r < 0x10000; r++ {
 		b := utf8.AppendRune(buf[:0], r)
 		p := norm.NFKC.Properties(b)
-		if !utf8.ValidRune(r) || unicode.IsSpace(r) || p.CCC() != 0 || !p.BoundaryBefore() || !norm.NFKC.IsNormal(b) {
+		if !utf8.ValidRune(r) || unicode.IsSpace(r) || p.CCC() != 0 || !p.BoundaryBefore() || !norm.NFKC.IsNormal(b) || isIgnorable(r) {
 			continue
 		}
 		if n, _ := fold.Span(b, true); n == len(b) { // folds to itself
@@ -279,12 +279,17 @@ func appendASCII(dst []byte, s string, space bool) ([]byte, bool) {
 // appendSlow appends the normalised form of piece, a piece of text cut at
 // normalisation boundaries, going through NFKC and full case folding.
 func (z *normalizer) appendSlow(dst []byte, piece string, space bool) ([]byte, bool) {
-	if utf8.ValidString(piece) {
+	if utf8.ValidString(piece) && !hasIgnorable(piece) {
 		z.nfkc = norm.NFKC.AppendString(z.nfkc[:0], piece)
 	} else {
+		// Invalid bytes become U+FFFD; invisible characters go, before
+		// NFKC, so that what they separated composes as if they had
+		// never been there.
 		z.valid = z.valid[:0]
 		for _, r := range piece {
-			z.valid = utf8.AppendRune(z.valid, r)
+			if !isIgnorable(r) {
+				z.valid = utf8.AppendRune(z.valid, r)
+			}
 		}
 		z.nfkc = norm.NFKC.Append(z.nfkc[:0], z.valid...)
 	}

@@ -14,9 +14,10 @@ import (
 )
 
 // refNormalize is normalisation done the plain way: invalid bytes to
-// U+FFFD, NFKC, full case folding, white space runs to one space.
+// U+FFFD, invisible characters dropped, NFKC, full case folding, white
+// space runs to one space.
 func refNormalize(s string) string {
-	s = string([]rune(s))
+	s = refDrop(s)
 	s = norm.NFKC.String(s)
 	s = cases.Fold().String(s)
 	var b strings.Builder
@@ -33,6 +34,24 @@ func refNormalize(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// refIgnorable is isIgnorable's set, written out as a table.
+var refIgnorable = &unicode.RangeTable{R16: []unicode.Range16{
+	{0x00AD, 0x00AD, 1}, {0x034F, 0x034F, 1}, {0x061C, 0x061C, 1}, {0x115F, 0x1160, 1}, {0x17B4, 0x17B5, 1},
+	{0x180E, 0x180E, 1}, {0x200B, 0x200F, 1}, {0x202A, 0x202E, 1}, {0x2060, 0x2064, 1}, {0x2066, 0x206F, 1},
+	{0x3164, 0x3164, 1}, {0xFEFF, 0xFEFF, 1}, {0xFFA0, 0xFFA0, 1},
+}}
+
+// refDrop removes the characters in refIgnorable (after invalid bytes
+// became U+FFFD, as they do for Match).
+func refDrop(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.Is(refIgnorable, r) {
+			return -1
+		}
+		return r
+	}, string([]rune(s)))
 }
 
 func refPhrase(s string) string {
