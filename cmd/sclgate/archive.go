@@ -99,6 +99,16 @@ func newArchiveCmd(e env, name, usage string) *archiveCmd {
 	return c
 }
 
+// ids are the message IDs given, a file name's ".eml" taken off: an ID
+// copied from ls works too.
+func (c *archiveCmd) ids() []string {
+	var ids []string
+	for _, a := range c.fs.Args() {
+		ids = append(ids, strings.TrimSuffix(a, ".eml"))
+	}
+	return ids
+}
+
 // parse parses args leniently (flags may follow the IDs), loads the
 // configuration and opens the store. It returns the exit code to end with,
 // or -1 to go on.
@@ -375,7 +385,7 @@ func archiveShow(e env, args []string) int {
 		return 2
 	}
 	code := 0
-	for i, id := range c.fs.Args() {
+	for i, id := range c.ids() {
 		if i > 0 {
 			fmt.Fprintln(e.stdout, strings.Repeat("-", 72))
 		}
@@ -462,7 +472,7 @@ func archiveRaw(e env, args []string) int {
 		c.fs.Usage()
 		return 2
 	}
-	_, body, err := c.store.Open(c.fs.Arg(0))
+	_, body, err := c.store.Open(c.ids()[0])
 	if err != nil {
 		c.errorf("%v", err)
 		return 1
@@ -485,7 +495,7 @@ func archiveDelete(e env, args []string) int {
 		return 2
 	}
 	code := 0
-	for _, id := range c.fs.Args() {
+	for _, id := range c.ids() {
 		if err := c.store.Delete(id); err != nil {
 			c.errorf("%v", err)
 			code = 1
@@ -578,7 +588,7 @@ func archiveRelease(e env, args []string) int {
 	}
 	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
 	code := 0
-	for _, id := range c.fs.Args() {
+	for _, id := range c.ids() {
 		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, time.Now())
 		if err != nil {
 			c.errorf("%s: %v", id, err)

@@ -258,7 +258,8 @@ func TestArchiveDeleteAndPurge(t *testing.T) {
 	if code, _, errOut := archiveRun(t, "purge", "-dir", dir); code != 2 || !strings.Contains(errOut, "-older-than") {
 		t.Errorf("no age: %d %s", code, errOut)
 	}
-	code, out, errOut := archiveRun(t, "delete", "-dir", dir, spam, "nosuch")
+	// An ID as ls shows it (with .eml) works too.
+	code, out, errOut := archiveRun(t, "delete", "-dir", dir, spam+".eml", "nosuch")
 	if code != 1 || !strings.Contains(out, "deleted "+spam) || !strings.Contains(errOut, "nosuch") {
 		t.Errorf("delete: %d %s %s", code, out, errOut)
 	}
