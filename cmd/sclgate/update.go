@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -193,13 +194,23 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 		if in.RolledBack {
 			note = " (rolled back from)"
 		}
-		fmt.Fprintf(e.stdout, "  %s %-20s installed %s from %s%s\n", mark, in.Version, in.InstalledAt.Format(time.RFC3339), in.Origin, note)
+		built := ""
+		if !in.Created.IsZero() {
+			built = " built " + in.Created.UTC().Format(time.DateOnly) + ","
+		}
+		// InstalledAt moves with every activation (install or rollback):
+		// it orders the versions for rollback.
+		fmt.Fprintf(e.stdout, "  %s %-20s%s last made active %s, from %s%s\n", mark, in.Version, built, in.InstalledAt.Format(time.RFC3339), in.Origin, note)
 	}
 	st := store.LoadState()
 	if st.LastCheck.IsZero() {
 		fmt.Fprintln(e.stdout, "last check: never")
 	} else {
-		fmt.Fprintf(e.stdout, "last check: %s at %s: %s\n", st.LastCheck.Format(time.RFC3339), st.LastCheckSource, st.LastCheckResult)
+		result := st.LastCheckResult
+		if v, ok := strings.CutPrefix(result, "update available: "); ok && v == active {
+			result += " (installed since)"
+		}
+		fmt.Fprintf(e.stdout, "last check: %s at %s: %s\n", st.LastCheck.Format(time.RFC3339), st.LastCheckSource, result)
 	}
 	state := "disabled (updates.enabled: false)"
 	if cfg.Updates.Enabled {

@@ -129,9 +129,13 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 		t.Errorf("tampered index: %d %q", code, errOut)
 	}
 	publishVersions(t, src, priv, "2027.11.1")
+	if code, _, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 {
+		t.Errorf("detect of 2027.11.1: %d", code)
+	}
 	sclgate(t, "", "update", "install", "-config", cfg)
 	code, out, _ := sclgate(t, "", "update", "status", "-config", cfg)
-	if code != 0 || !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, "2027.10.1") || !strings.Contains(out, "automatic updates: disabled") {
+	if code != 0 || !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, "2027.10.1") || !strings.Contains(out, "automatic updates: disabled") ||
+		!strings.Contains(out, "update available: 2027.11.1 (installed since)") || !strings.Contains(out, " built 20") || !strings.Contains(out, "last made active ") {
 		t.Errorf("status: %d\n%s", code, out)
 	}
 	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.11.1 to 2027.10.1\n" {
