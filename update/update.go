@@ -257,6 +257,12 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	if done, err := u.precheck(version, inUse, force); done || err != nil {
 		return Outcome{Version: version, Already: done}, err
 	}
+	if !u.usable(offer) {
+		// The signed index says so already: no need to download it to
+		// refuse it (the bundle's own manifest is checked again below).
+		return Outcome{}, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
+			u.Source, offer.Version, offer.MinSclgate, u.Sclgate, ErrUnusable)
+	}
 	data, err := u.download(ctx, offer, false)
 	if err != nil {
 		return Outcome{}, err

@@ -498,6 +498,10 @@ func TestTooNewPassedOver(t *testing.T) {
 	if _, err := v.Install(context.Background(), "2026.11.1", false); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "needs sclgate 2.0") {
 		t.Errorf("install -version of a too new one: %v", err)
 	}
+	// Refused from the signed index, before any download.
+	if ents, _ := os.ReadDir(filepath.Join(g.store.Dir(), ".download")); len(ents) != 0 {
+		t.Errorf("a refused version was downloaded: %v", ents)
+	}
 	// A new enough build takes it.
 	v.Sclgate = "2.0.1"
 	if d, err := v.Detect(context.Background()); err != nil || !d.Available || d.Newest.Version != "2026.11.1" {
