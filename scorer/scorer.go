@@ -127,18 +127,19 @@ func clamp(n int) int {
 	return max(MinSCL, min(MaxSCL, n))
 }
 
-// ruleWeight orders rules in a report: MIN, then MAX, then by |Change|.
-func ruleWeight(e weights.Entry) int {
+// ruleWeight orders rules in a report: MIN, then MAX, then by |Change|
+// (at most 2^31: Change is an int32 in the file).
+func ruleWeight(e weights.Entry) int64 {
 	switch e.Kind {
 	case weights.Min:
-		return 1 << 31
+		return 1 << 33
 	case weights.Max:
-		return 1<<31 - 1
+		return 1 << 32
 	}
-	if e.Change < 0 {
-		return -e.Change
+	if c := int64(e.Change); c < 0 {
+		return -c
 	}
-	return e.Change
+	return int64(e.Change)
 }
 
 // Report is a one-line explanation of r, for the X-SCL-Report header and

@@ -21,13 +21,18 @@ const lockFile = ".lock"
 // polling until ctx ends, and returns the function that lets go. The
 // kernel drops the lock when its holder dies, so a killed install leaves
 // nothing stale behind.
-func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
+//
+// waiting, if not nil, is called once if the lock is held by someone else,
+// so that a command can say why it does not go on.
+func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err error) {
 	path := filepath.Join(s.dir, lockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// Read-only: flock needs no more, and a .lock that root made first
+	// (sudo sclgate update rollback) stays usable by the sclgate user.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("update: lock %s: %w", path, err)
 	}
-	for {
+	for told := false; ; {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return func() { f.Close() }, nil
@@ -36,6 +41,10 @@ func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 			f.Close()
 			return nil, fmt.Errorf("update: lock %s: %w", path, err)
 		}
+		if !told && waiting != nil {
+			waiting()
+		}
+		told = true
 		select {
 		case <-ctx.Done():
 			f.Close()

@@ -58,6 +58,9 @@ type Updater struct {
 	// one of another feature set) is not installed, so an update never
 	// activates definitions the gateway would have to set aside.
 	Usable func(*defs.Bundle) error
+	// Waiting, if set, is called when an install has to wait for another
+	// install or rollback to finish (see Store.Lock).
+	Waiting func()
 	// StallTimeout bounds the time a download may go without a byte
 	// (0: stallTimeout).
 	StallTimeout time.Duration
@@ -218,7 +221,7 @@ type Outcome struct {
 // rollback. An explicit version is installed as asked (older ones need
 // force).
 func (u *Updater) Install(ctx context.Context, version string, force bool) (Outcome, error) {
-	unlock, err := u.Store.Lock(ctx)
+	unlock, err := u.Store.Lock(ctx, u.Waiting)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -277,8 +280,8 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 // InstallFile installs a bundle from a local file (offline install), with
 // its signature from path+".minisig". An older version than the one in
 // use needs force, as from a source.
-func (u *Updater) InstallFile(path string, force bool) (Outcome, error) {
-	unlock, err := u.Store.Lock(context.Background())
+func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Outcome, error) {
+	unlock, err := u.Store.Lock(ctx, u.Waiting)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -231,7 +231,7 @@ func TestInstallFile(t *testing.T) {
 	sig, _ := defs.Sign(f.priv, "", data, defs.TrustedComment("2026.10.1", p, time.Now()))
 	os.WriteFile(p+".minisig", sig, 0o644)
 	u := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Builtin: "1"}
-	if out, err := u.InstallFile(p, false); err != nil || out.Version != "2026.10.1" || f.active() != "2026.10.1" {
+	if out, err := u.InstallFile(context.Background(), p, false); err != nil || out.Version != "2026.10.1" || f.active() != "2026.10.1" {
 		t.Fatalf("%+v %v", out, err)
 	}
 	in, _ := f.store.List()
@@ -243,14 +243,14 @@ func TestInstallFile(t *testing.T) {
 	data, _ = os.ReadFile(older)
 	sig, _ = defs.Sign(f.priv, "", data, defs.TrustedComment("2026.09.1", older, time.Now()))
 	os.WriteFile(older+".minisig", sig, 0o644)
-	if _, err := u.InstallFile(older, false); !errors.Is(err, ErrOlder) {
+	if _, err := u.InstallFile(context.Background(), older, false); !errors.Is(err, ErrOlder) {
 		t.Errorf("older file without force: %v", err)
 	}
-	if out, err := u.InstallFile(older, true); err != nil || out.Version != "2026.09.1" || f.active() != "2026.09.1" {
+	if out, err := u.InstallFile(context.Background(), older, true); err != nil || out.Version != "2026.09.1" || f.active() != "2026.09.1" {
 		t.Errorf("older file with force: %+v %v", out, err)
 	}
 	os.Remove(p + ".minisig")
-	if _, err := u.InstallFile(p, false); err == nil || !strings.Contains(err.Error(), ".minisig") {
+	if _, err := u.InstallFile(context.Background(), p, false); err == nil || !strings.Contains(err.Error(), ".minisig") {
 		t.Errorf("missing signature: %v", err)
 	}
 }
@@ -316,14 +316,23 @@ func TestConcurrentInstalls(t *testing.T) {
 	}
 	// A lock held elsewhere makes a rollback or install wait, and a
 	// cancelled wait says what it waited for.
-	unlock, err := f.store.Lock(context.Background())
+	unlock, err := f.store.Lock(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := f.updater().Install(ctx, "2026.10.1", true); err == nil || !strings.Contains(err.Error(), "waiting for another install or rollback") {
-		t.Errorf("install while locked: %v", err)
+	u := f.updater()
+	told := 0
+	u.Waiting = func() { told++ }
+	if _, err := u.Install(ctx, "2026.10.1", true); err == nil || !strings.Contains(err.Error(), "waiting for another install or rollback") || told != 1 {
+		t.Errorf("install while locked: %v, told %d times it waits", err, told)
+	}
+	// An offline install waits the same way, and gives up with its ctx.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if _, err := u.InstallFile(ctx2, "no-such-file", false); err == nil || !strings.Contains(err.Error(), "waiting for another install or rollback") {
+		t.Errorf("install of a file while locked: %v", err)
 	}
 	unlock()
 }

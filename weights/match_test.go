@@ -38,6 +38,7 @@ func TestMatch(t *testing.T) {
 		{"soft hyphen", []Entry{e(Body, "Verlängertes Angebot")}, "", "Verlän\u00adgertes Angebot", []int{0}},
 		{"zero-width space", []Entry{e(Body, "viagra")}, "", "vi\u200bag\u200cra\u200d!", []int{0}},
 		{"word joiner and BOM", []Entry{e(Subject, "free")}, "fr\u2060e\ufeffe", "", []int{0}},
+		{"tag characters", []Entry{e(Body, "viagra")}, "", "vi\U000E0020agra", []int{0}},
 		{"bidi controls", []Entry{e(Body, "casino")}, "", "\u202ecasino\u202c", []int{0}},
 		{"soft hyphen in the phrase", []Entry{e(Body, "Ver\u00adlängert")}, "", "verlängert", []int{0}},
 		{"ignorable is no boundary", []Entry{e(Body, "free")}, "", "free\u200bdom", nil},

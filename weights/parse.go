@@ -224,7 +224,7 @@ func (p *parser) parse() {
 			// ended the last one: if it is an entry, name it.
 			start := off + int64(len(p.data[off:])-len(bytes.TrimLeftFunc(p.data[off:], unicode.IsSpace)))
 			entry := 0
-			if rootSeen && bytes.HasPrefix(p.data[start:], []byte("<"+entryName)) {
+			if rest := p.data[start:]; rootSeen && len(rest) > len(entryName) && bytes.EqualFold(rest[:1+len(entryName)], []byte("<"+entryName)) {
 				entry = n + 1
 			}
 			p.syntaxError(err, start, entry, "")
@@ -237,7 +237,7 @@ func (p *parser) parse() {
 				p.fail(off, 0, fmt.Errorf("element <%s> after the end of <%s>", t.Name.Local, rootName))
 				return
 			case !rootSeen:
-				if t.Name.Local != rootName {
+				if !strings.EqualFold(t.Name.Local, rootName) {
 					p.fail(off, 0, fmt.Errorf("root element is <%s>, want <%s>", t.Name.Local, rootName))
 					return
 				}
@@ -255,7 +255,7 @@ func (p *parser) parse() {
 			// entry) is of no interest; a later version of the format
 			// may add to it.
 			if err := d.Skip(); err != nil {
-				if t.Name.Local == entryName {
+				if strings.EqualFold(t.Name.Local, entryName) {
 					// Almost always an entry ended with ">" instead of
 					// "/>": the parser notices only where the root ends.
 					p.syntaxError(err, off, n, " (is this entry closed? write it <"+entryName+" .../>)")
@@ -398,8 +398,12 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 			bad(fmt.Errorf("Text is %d characters long, more than %d", n, MaxTextLen))
 		default:
 			phrase = normalizePhrase(p.z, e.Text)
-			if phrase == "" { // cannot happen, but must not reach the automaton
-				bad(errors.New("Text is empty once normalised"))
+			if phrase == "" && len(p.errs) == errsBefore {
+				// Only characters that show as nothing, which matching
+				// leaves out: it can never match. Lists that had such a
+				// rule load as before, without it, and say so.
+				p.ignored = append(p.ignored, fmt.Sprintf("line %d: entry %d: Text %+q is only characters that show as nothing, which matching leaves out; it can never match and is ignored", line, n, e.Text))
+				return
 			}
 		}
 	}

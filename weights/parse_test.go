@@ -201,6 +201,9 @@ func TestParseInline(t *testing.T) {
 		{"other namespace", `<x:CustomWeightEntries xmlns:x="urn:x"><x:CustomWeightEntry Type="BODY" Change="1" Text="a"/></x:CustomWeightEntries>`, 1, nil},
 		{"keywords any case, spaces", `<CustomWeightEntries><CustomWeightEntry Type=" both " Change=" Min " Text="a"/><CustomWeightEntry type="Body" change="-0" text="b"/></CustomWeightEntries>`, 2, nil},
 		{"entry element in any case", `<CustomWeightEntries><customweightentry Type="BODY" Change="1" Text="a"/></CustomWeightEntries>`, 1, nil},
+		{"root element in any case", `<customweightentries><CUSTOMWEIGHTENTRY Type="BODY" Change="1" Text="a"/></customweightentries>`, 1, nil},
+		{"unclosed entry in another case", head + "<CustomWeightEntries>\n<customweightentry Type=\"BODY\" Change=\"1\" Text=\"a\">\n</CustomWeightEntries>", 0,
+			[]wantErr{{3, 1, "(is this entry closed? write it <CustomWeightEntry .../>)"}}},
 		{"entities", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="AT&amp;T &#x263A; &lt;b&gt;"/></CustomWeightEntries>`, 1, nil},
 		{"comments and PIs", head + `<!-- c --><?pi x?><CustomWeightEntries><!-- c --><CustomWeightEntry Type="BODY" Change="1" Text="a"/></CustomWeightEntries><!-- after -->`, 1, nil},
 		{"1000 characters", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("😀", 1000) + `"/></CustomWeightEntries>`, 1, nil},
@@ -344,6 +347,15 @@ func TestIgnoredElements(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || got[0] != "line 3: element <CustomWeigthEntry> is not <CustomWeightEntry>; it is ignored" {
+		t.Errorf("%d entries, ignored %q", l.Len(), got)
+	}
+	// An entry of only invisible characters can never match (matching
+	// leaves them out): the list still loads, without it, and says so.
+	l, err = Parse("in.xml", strings.NewReader("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#x200B;\"/>\n<CustomWeightEntry Type=\"BODY\" Change=\"2\" Text=\"b\"/>\n</CustomWeightEntries>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || !strings.Contains(got[0], `line 2: entry 1: Text "\u200b" is only characters that show as nothing`) {
 		t.Errorf("%d entries, ignored %q", l.Len(), got)
 	}
 }

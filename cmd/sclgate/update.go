@@ -118,9 +118,10 @@ func cmdUpdate(e env, args []string) int {
 		return exitUpToDate
 	case "install":
 		u.Progress = newProgress(e)
+		u.Waiting = waitingNote(e, store)
 		var out update.Outcome
 		if fs.NArg() > 0 {
-			out, err = u.InstallFile(fs.Arg(0), *force)
+			out, err = u.InstallFile(ctx, fs.Arg(0), *force)
 		} else {
 			out, err = u.Install(ctx, *version, *force)
 		}
@@ -144,7 +145,7 @@ func cmdUpdate(e env, args []string) int {
 		fmt.Fprintf(e.stdout, "installed and activated %s; a running sclgate serve switches to it within seconds\n", out.Version)
 		return 0
 	case "rollback":
-		unlock, err := store.Lock(ctx)
+		unlock, err := store.Lock(ctx, waitingNote(e, store))
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
 			return exitError
@@ -324,5 +325,13 @@ func printHint(e env, err error) {
 	}
 	if hint != "" {
 		fmt.Fprintln(e.stderr, "what to do: "+hint+". Nothing was installed; the definitions in use are unchanged.")
+	}
+}
+
+// waitingNote tells the admin why a command does not go on: another
+// install or rollback (serve's updater, the timer) holds the store.
+func waitingNote(e env, store *update.Store) func() {
+	return func() {
+		fmt.Fprintf(e.stderr, "sclgate update: waiting for another install or rollback in %s to finish (Ctrl-C gives up)\n", store.Dir())
 	}
 }
