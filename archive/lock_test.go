@@ -83,4 +83,8 @@ func TestFIFODoesNotHang(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("List, Get or Lock blocked on a FIFO")
 	}
+	// It cannot be locked, but it can be deleted.
+	if err := s.Delete("fifo"); err != nil {
+		t.Errorf("Delete of a FIFO: %v", err)
+	}
 }

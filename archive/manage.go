@@ -53,10 +53,14 @@ func (s *Store) Move(id, subdir string) error {
 // error wraps ErrBusy (see Lock).
 func (s *Store) Delete(id string) error {
 	unlock, err := s.Lock(id)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrBusy), errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrInvalidID):
 		return err
+	case err == nil:
+		defer unlock()
 	}
-	defer unlock()
+	// Else the file cannot be locked (a FIFO, or unreadable): nothing
+	// can release it either, so it is removed without the lock.
 	if err := os.Remove(s.path(id)); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}

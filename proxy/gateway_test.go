@@ -288,6 +288,17 @@ func TestLMTPManyRecipientsNotErrors(t *testing.T) {
 	}
 	wantMetric(t, "relayed", g.m.Relayed, 6)
 	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 0)
+
+	// Past max_recipients deferred ones in one transaction, they count:
+	// a client cannot send RCPTs forever.
+	g2 := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3, max_recipients: 4}"})
+	rc = ehloed(t, g2.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<user0@example.com>", "250 ")
+	for i := 1; i <= 4+2; i++ {
+		rc.expectCode(fmt.Sprintf("RCPT TO:<user%d@example.com>", i), "452 4.5.3 ")
+	}
+	rc.expectCode("RCPT TO:<user9@example.com>", "421 ")
 }
 
 // A downstream's 421 (it is closing its connection) reaches the client as

@@ -50,13 +50,14 @@ var (
 
 // session is one SMTP connection after EHLO.
 type session struct {
-	srv     *Server
-	conn    *smtp.Conn
-	log     *slog.Logger
-	remote  netip.Addr
-	trusted bool   // client address in trusted_networks
-	user    string // authenticated user, "" if none
-	errors  int    // refusals so far in this session (limits.max_errors)
+	srv      *Server
+	conn     *smtp.Conn
+	log      *slog.Logger
+	remote   netip.Addr
+	trusted  bool   // client address in trusted_networks
+	user     string // authenticated user, "" if none
+	errors   int    // refusals so far in this session (limits.max_errors)
+	deferred int    // LMTP: recipients of this transaction told to come again (452), not counted as refusals
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
@@ -120,8 +121,12 @@ func (s *session) counted(err error) error {
 	}
 	if err == errOneRecipient {
 		// LMTP's one recipient per transaction: how a message to many
-		// recipients goes through here, not a refusal.
-		return err
+		// recipients goes through here, not a refusal, up to
+		// max_recipients of them per transaction (past that, a client
+		// is only making noise).
+		if s.deferred++; s.deferred <= s.srv.policy.Load().Config.Limits.MaxRecipients {
+			return err
+		}
 	}
 	s.errors++
 	if s.errors < s.srv.policy.Load().Config.Limits.MaxErrors {
@@ -161,6 +166,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		s.raw.dotCR.Store(false)
 	}
 	s.from = from
+	s.deferred = 0
 	s.inTxn.Store(true)
 
 	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)

@@ -247,6 +247,9 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 		case CompareVersions(o.Version, inUse) < 0:
 			return Outcome{Version: inUse, UpToDate: true,
 				Note: fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", o.Version, inUse)}, nil
+		case !installed && CompareVersions(o.Version, inUse) == 0:
+			return Outcome{Version: inUse, UpToDate: true,
+				Note: fmt.Sprintf("the newest version offered, %s, is the built-in one in use", o.Version)}, nil
 		case o.Version != inUse && u.rolledBack(o.Version):
 			return Outcome{Version: inUse, UpToDate: true,
 				Note: fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)}, nil

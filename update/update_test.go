@@ -273,6 +273,17 @@ func TestInstallWhenBuiltinIsNewer(t *testing.T) {
 	if _, err := f.store.Active(); !errors.Is(err, ErrNoneInstalled) {
 		t.Errorf("something was installed: %v", err)
 	}
+	// The same version as the built-in one: up to date too, as detect says.
+	u.Builtin = "2026.10.1"
+	if d, err := u.Detect(context.Background()); err != nil || d.Available {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "is the built-in one in use") {
+		t.Errorf("install of the built-in version: %+v %v", out, err)
+	}
+	if _, err := f.store.Active(); !errors.Is(err, ErrNoneInstalled) {
+		t.Errorf("something was installed: %v", err)
+	}
 }
 
 // Installs in several processes at once (serve's updater, the timer, an

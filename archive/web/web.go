@@ -355,6 +355,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	tok := randomToken()
 	now := s.now()
 	s.mu.Lock()
+	if s.users[user] != hash {
+		// SetUsers ran while bcrypt did: the user was removed, or the
+		// password changed. No session from what is no longer true.
+		s.mu.Unlock()
+		s.renderLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
+		return
+	}
 	if len(s.sessions) >= maxSessions {
 		s.pruneLocked(now)
 	}

@@ -600,6 +600,13 @@ func archiveRelease(e env, args []string) int {
 	return code
 }
 
+// errAlreadyReleased: the message is in released/ already. It is gone
+// from the archive (fs.ErrNotExist: the web page answers 404).
+type errAlreadyReleased struct{}
+
+func (errAlreadyReleased) Error() string        { return "already released (it is in " + releasedDir + "/)" }
+func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExist }
+
 // releaseOne delivers one archived message downstream and, once the
 // downstream has taken it, moves its file to released/. When delivery
 // fails, the file stays where it was.
@@ -609,7 +616,7 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	unlock, err := store.Lock(id)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Lstat(filepath.Join(store.Dir(), releasedDir, id+".eml")); serr == nil {
-			return nil, "", fmt.Errorf("%s: already released (it is in %s/)", id, releasedDir)
+			return nil, "", errAlreadyReleased{}
 		}
 	}
 	if err != nil {

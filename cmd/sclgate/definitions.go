@@ -144,17 +144,17 @@ func classifier(cfg *config.Config, d *definitions, onError func(classifier stri
 }
 
 // watchDefinitions polls definitions.dir/active (a symlink, switched by
-// rename) and calls onChange when the version in use changes. Polling
+// rename) and calls onChange when its target differs from last, the one
+// the definitions in use were loaded from. Polling
 // every two seconds costs one readlink and works on every file system,
 // where change notification on a symlink rename does not.
-func watchDefinitions(ctx context.Context, dir string, onChange func()) {
+func watchDefinitions(ctx context.Context, dir, last string, onChange func()) {
 	if dir == "" {
 		return
 	}
 	link := filepath.Join(dir, "active")
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	last := readlink(link)
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +204,8 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		wait = cfg.Updates.Interval + time.Duration((rand.Float64()*0.2-0.1)*float64(cfg.Updates.Interval))
 		d, err := u.Detect(ctx)
 		switch {
+		case ctx.Err() != nil:
+			return // stopped (shutdown, or a reload with new settings): not a failed check
 		case err != nil:
 			log.Warn("definitions update check failed", slog.String("source", src.String()), slog.Any("err", err))
 			count("error")
@@ -217,6 +219,9 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			cctx, cancel := context.WithTimeout(ctx, time.Hour)
 			out, err := u.Install(cctx, d.Newest.Version, false)
 			cancel()
+			if ctx.Err() != nil {
+				return
+			}
 			if err != nil {
 				log.Warn("definitions update failed", slog.String("version", d.Newest.Version), slog.Any("err", err))
 				count("error")

@@ -129,6 +129,18 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 	c.send("after the rollback", "250")
 	c.cmd("QUIT", "221")
 
+	// An install followed at once by a reload that restarts the
+	// background loops (here: a new updates.interval): the switch is not
+	// lost between the old watcher and the new one.
+	if code, out := run("update", "install", "-version", "2027.02.1"); code != 0 {
+		t.Fatalf("install -version: %d %s", code, out)
+	}
+	cfg, _ := os.ReadFile(g.config)
+	os.WriteFile(g.config, bytes.Replace(cfg, []byte("updates:\n"), []byte("updates:\n  interval: 2h\n"), 1), 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog(t, "restarted on the new settings")
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.02.1"}`, 1)
+
 	msgs := s.messages(t, 4)
 	wantDefs := map[string]string{
 		"before the switch":       "defs=" + builtin.Manifest.Version,

@@ -150,12 +150,18 @@ type gateway struct {
 	served  sync.WaitGroup
 	failed  chan error // the SMTP server stopped on its own
 
-	mu      sync.Mutex // guards watcher and defs across reloads
-	watcher *weights.Watcher
-	wpath   string
-	defs    *definitions // the filter definitions in use
+	// reloadMu makes a SIGHUP reload and a definitions switch take
+	// turns: each builds the next policy from what the other left.
+	reloadMu sync.Mutex
 
-	stop context.CancelFunc // ends the background loops (definitions, retention, updates); guarded by mu
+	mu       sync.Mutex // guards the fields below
+	watcher  *weights.Watcher
+	wpath    string
+	defs     *definitions // the filter definitions in use
+	defsLink string       // definitions.dir/active's target when defs were loaded
+
+	stop context.CancelFunc // ends the background loops (definitions, retention, updates)
+	bg   *sync.WaitGroup    // the background loops, for stopBackground to wait on
 	web  *web.Server        // the archive manager's page, if archive.web.listen
 }
 
@@ -166,10 +172,12 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := g.loadDefinitions(cfg); err != nil {
+	d, link, err := g.readDefinitions(cfg)
+	if err != nil {
 		return nil, err
 	}
-	p, err := g.policy(cfg)
+	g.setDefinitions(d, link)
+	p, err := g.policy(cfg, d)
 	if err != nil {
 		return nil, err
 	}
@@ -230,24 +238,34 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 // them again (see reload).
 func (g *gateway) startBackground(cfg *config.Config) {
 	ctx, stop := context.WithCancel(context.Background())
+	wg := new(sync.WaitGroup)
 	g.mu.Lock()
-	g.stop = stop
+	g.stop, g.bg = stop, wg
+	// The watcher starts from the version in use, not from what the link
+	// says now: a switch made just before (install, then reload) is
+	// still noticed.
+	link := g.defsLink
 	g.mu.Unlock()
-	go watchDefinitions(ctx, cfg.Definitions.Dir, g.definitionsChanged)
+	wg.Go(func() { watchDefinitions(ctx, cfg.Definitions.Dir, link, g.definitionsChanged) })
 	if cfg.Archive.Retention > 0 {
-		go runRetention(ctx, cfg, g.log)
+		wg.Go(func() { runRetention(ctx, cfg, g.log) })
 	}
 	if cfg.Updates.Enabled {
-		go autoUpdate(ctx, cfg, g.log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
+		wg.Go(func() {
+			autoUpdate(ctx, cfg, g.log, func(result string) { g.metrics.UpdateChecks.WithLabelValues(result).Inc() })
+		})
 	}
 }
 
-// stopBackground ends the loops startBackground started.
+// stopBackground ends the loops startBackground started and waits for
+// them. It must not be called with reloadMu held: the definitions watcher
+// may be waiting for it.
 func (g *gateway) stopBackground() {
 	g.mu.Lock()
-	stop := g.stop
+	stop, wg := g.stop, g.bg
 	g.mu.Unlock()
 	stop()
+	wg.Wait()
 }
 
 // backgroundChanged says whether a reload from old to cfg changes what the
@@ -304,21 +322,31 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 	return nil
 }
 
-// loadDefinitions loads the definitions in use and records them.
-func (g *gateway) loadDefinitions(cfg *config.Config) error {
+// readDefinitions loads the definitions cfg says to use, with the target
+// of definitions.dir/active as it was just before: a fallback to the
+// built-in ones is logged, and is no error.
+func (g *gateway) readDefinitions(cfg *config.Config) (*definitions, string, error) {
+	link := ""
+	if cfg.Definitions.Dir != "" {
+		link = readlink(filepath.Join(cfg.Definitions.Dir, "active"))
+	}
 	d, err := loadDefinitions(cfg)
 	if d == nil {
-		return err
+		return nil, "", err
 	}
 	if err != nil {
 		g.log.Error("definitions", slog.Any("err", err))
 	}
+	return d, link, nil
+}
+
+// setDefinitions records d as the definitions in use.
+func (g *gateway) setDefinitions(d *definitions, link string) {
 	g.mu.Lock()
-	g.defs = d
+	g.defs, g.defsLink = d, link
 	g.mu.Unlock()
 	g.metrics.Definitions.Reset()
 	g.metrics.Definitions.WithLabelValues(d.Version).Set(1)
-	return nil
 }
 
 func (g *gateway) definitions() *definitions {
@@ -331,25 +359,29 @@ func (g *gateway) definitions() *definitions {
 // in flight keep the policy (and model) they started with; new ones get
 // the new model. No restart, no dropped session.
 func (g *gateway) definitionsChanged() {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	cfg := g.cfg()
 	old := g.definitions().Version
-	if err := g.loadDefinitions(cfg); err != nil {
+	d, link, err := g.readDefinitions(cfg)
+	if err != nil {
 		g.log.Error("definitions changed but could not be loaded; keeping the ones in use", slog.Any("err", err))
 		return
 	}
-	p, err := g.policy(cfg)
+	p, err := g.policy(cfg, d)
 	if err != nil {
 		g.log.Error("definitions changed but the policy could not be rebuilt", slog.Any("err", err))
 		return
 	}
+	g.setDefinitions(d, link)
 	g.server.SetPolicy(p)
-	g.log.Info("definitions switched", slog.String("from", old), slog.String("to", g.definitions().Version), slog.String("origin", g.definitions().Origin))
+	g.log.Info("definitions switched", slog.String("from", old), slog.String("to", d.Version), slog.String("origin", d.Origin))
 }
 
 // policy builds everything a transaction decides with from cfg, reusing the
 // weight list watcher when the file is the same.
-func (g *gateway) policy(cfg *config.Config) (*proxy.Policy, error) {
-	c, defsVersion, err := classifier(cfg, g.definitions(), func(c string, err error) {
+func (g *gateway) policy(cfg *config.Config, d *definitions) (*proxy.Policy, error) {
+	c, defsVersion, err := classifier(cfg, d, func(c string, err error) {
 		g.metrics.ClassifierErrors.WithLabelValues(c).Inc()
 		g.log.Warn("classifier failed", slog.String("classifier", c), slog.Any("err", err))
 	})
@@ -444,17 +476,44 @@ func (g *gateway) reload(path string) error {
 		return err
 	}
 	old := g.cfg()
+	restart := backgroundChanged(old, cfg)
+	if restart {
+		// Before reloadMu: the definitions watcher may be waiting for it.
+		g.stopBackground()
+	}
+	err = g.apply(old, cfg)
+	switch {
+	case restart && err != nil:
+		g.startBackground(old)
+	case restart:
+		g.startBackground(cfg)
+		g.log.Info("definitions watcher, archive retention and automatic updates restarted on the new settings",
+			slog.Bool("updates", cfg.Updates.Enabled), slog.String("definitions_dir", cfg.Definitions.Dir))
+	}
+	return err
+}
+
+// apply puts cfg in force in place of old, or nothing when it fails.
+func (g *gateway) apply(old, cfg *config.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	d := g.definitions()
+	g.mu.Lock()
+	link := g.defsLink
+	g.mu.Unlock()
 	if old.Definitions != cfg.Definitions {
 		// Score with what the new definitions.dir holds, as a start
-		// would.
-		if err := g.loadDefinitions(cfg); err != nil {
+		// would; kept only if the whole configuration loads.
+		var err error
+		if d, link, err = g.readDefinitions(cfg); err != nil {
 			return err
 		}
 	}
-	p, err := g.policy(cfg)
+	p, err := g.policy(cfg, d)
 	if err != nil {
 		return err
 	}
+	g.setDefinitions(d, link)
 	g.server.SetPolicy(p)
 	if old.Listen != cfg.Listen || old.Limits != cfg.Limits || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
 		old.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && old.Archive.Dir != cfg.Archive.Dir ||
@@ -465,12 +524,6 @@ func (g *gateway) reload(path string) error {
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
 		g.log.Info("archive web: users changed; sessions of removed users and changed passwords ended", slog.Int("users", len(cfg.Archive.Web.Users)))
-	}
-	if backgroundChanged(old, cfg) {
-		g.stopBackground()
-		g.startBackground(cfg)
-		g.log.Info("definitions watcher, archive retention and automatic updates restarted on the new settings",
-			slog.Bool("updates", cfg.Updates.Enabled), slog.String("definitions_dir", cfg.Definitions.Dir))
 	}
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
