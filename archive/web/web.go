@@ -74,6 +74,14 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	// a file name from elsewhere (IMF's, or copied in) may hold '?' or '#'.
 	"msgPath": func(id string) string { return "/message/" + url.PathEscape(id) },
 	"fmtSize": fmtSize,
+	// partSize is a part's size as the scorer read it: capped, so a part
+	// at the cap may be larger.
+	"partSize": func(n int) string {
+		if n >= scorer.MaxPartBytes {
+			return "at least " + fmtSize(int64(n))
+		}
+		return fmtSize(int64(n))
+	},
 	"join":    strings.Join,
 }).ParseFS(templateFS, "templates/*.html"))
 

@@ -522,7 +522,7 @@ func TestHostileMessages(t *testing.T) {
 	}
 
 	resp, view = c.get("/message/" + s.big)
-	if resp.StatusCode != 200 || !strings.Contains(view, "Text truncated to 256 KB") || len(view) > 1<<20 {
+	if resp.StatusCode != 200 || !strings.Contains(view, "Text truncated to 256 KB") || len(view) > 1<<20 || !strings.Contains(view, "text/plain, at least 2.0 MB") {
 		t.Errorf("big view: %d, %d bytes", resp.StatusCode, len(view))
 	}
 	resp, view = c.get("/message/" + s.broken)
