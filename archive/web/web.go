@@ -82,7 +82,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return fmtSize(int64(n))
 	},
-	"join":    strings.Join,
+	"join": strings.Join,
 }).ParseFS(templateFS, "templates/*.html"))
 
 // ReleaseFunc sends the archived message id downstream (to the given
