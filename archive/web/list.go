@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"errors"
@@ -84,10 +85,10 @@ func readHeaderInfo(r io.Reader) headerInfo {
 		return headerInfo{}
 	}
 	mh := mail.Header{Header: hdr}
-	subj, err := mh.Subject()
-	if err != nil || !utf8.ValidString(subj) {
-		subj = hdr.Get("Subject")
-	}
+	// The subject as scorer.Parse decodes it (raw 8-bit text read in the
+	// charset it most likely is), as "sclgate archive list" and the
+	// message view show it.
+	subj := scorer.Parse(headerBytes(hdr)).Subject
 	from := hdr.Get("From")
 	if addrs, err := mh.AddressList("From"); err == nil && len(addrs) > 0 {
 		from = addrs[0].String()
@@ -96,6 +97,21 @@ func readHeaderInfo(r io.Reader) headerInfo {
 		}
 	}
 	return headerInfo{Subject: clean(subj, 200), From: clean(from, 120)}
+}
+
+// headerBytes is hdr written out again, followed by the blank line.
+func headerBytes(hdr message.Header) []byte {
+	var b bytes.Buffer
+	fields := hdr.Fields()
+	for fields.Next() {
+		raw, err := fields.Raw()
+		if err != nil {
+			continue
+		}
+		b.Write(raw)
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
 }
 
 func readHeader(br *bufio.Reader) (message.Header, error) {

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/scorer"
 )
 
 const (
@@ -654,5 +655,20 @@ func TestSetUsers(t *testing.T) {
 	}
 	if resp := newClient(t, s.ts.URL).login(testUser, "new pass"); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("new password's login: %d", resp.StatusCode)
+	}
+}
+
+// The list shows a subject as the message view and "sclgate archive list"
+// do (scorer.Parse's decoding), raw 8-bit text included.
+func TestListSubjectDecodedAsParse(t *testing.T) {
+	for _, raw := range []string{
+		"Subject: Caf\xe9 cr\xe8me\r\nFrom: a@b\r\n\r\nx\r\n",
+		"Subject: =?utf-8?q?Casino_n=C3=A4ight?=\r\n\r\nx\r\n",
+		"From: a@b\r\nSubject: folded\r\n  line\r\n\r\nx\r\n",
+	} {
+		want := scorer.Parse([]byte(raw)).Subject
+		if got := readHeaderInfo(strings.NewReader(raw)).Subject; got != clean(want, 200) || want == "" {
+			t.Errorf("%q: list subject %q, parse %q", raw, got, want)
+		}
 	}
 }
