@@ -149,11 +149,35 @@ func toUTF8(raw []byte) ([]byte, *ParseError) {
 		return raw, nil
 	}
 	raw = raw[2:]
-	if len(raw)%2 != 0 {
-		return nil, &ParseError{Err: errors.New("UTF-16 file has an odd number of bytes: truncated?")}
+	// Checked as UTF-8 is: the line of the first code unit that is not
+	// valid UTF-16 (an unpaired surrogate would otherwise become U+FFFD
+	// in a phrase, silently).
+	unit := func(i int) uint16 {
+		if e == textunicode.LittleEndian {
+			return uint16(raw[i]) | uint16(raw[i+1])<<8
+		}
+		return uint16(raw[i])<<8 | uint16(raw[i+1])
 	}
-	// Unpaired surrogates become U+FFFD; they can only be in the text of
-	// a phrase, where they do no harm.
+	line := 1
+	for i := 0; i+1 < len(raw); i += 2 {
+		switch u := unit(i); {
+		case u == '\n':
+			line++
+		case 0xD800 <= u && u <= 0xDBFF:
+			if i+3 < len(raw) {
+				if next := unit(i + 2); 0xDC00 <= next && next <= 0xDFFF {
+					i += 2
+					continue
+				}
+			}
+			return nil, &ParseError{Line: line, Err: fmt.Errorf("invalid UTF-16: unpaired surrogate 0x%04X", u)}
+		case 0xDC00 <= u && u <= 0xDFFF:
+			return nil, &ParseError{Line: line, Err: fmt.Errorf("invalid UTF-16: unpaired surrogate 0x%04X", u)}
+		}
+	}
+	if len(raw)%2 != 0 {
+		return nil, &ParseError{Line: line, Err: errors.New("UTF-16 file has an odd number of bytes: truncated?")}
+	}
 	out, err := textunicode.UTF16(e, textunicode.IgnoreBOM).NewDecoder().Bytes(raw)
 	if err != nil {
 		return nil, &ParseError{Err: fmt.Errorf("decoding UTF-16: %w", err)}

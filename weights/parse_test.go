@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // testdata is the project's shared test data for this package.
@@ -234,7 +235,9 @@ func TestParseInline(t *testing.T) {
 		{"unterminated quote", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<CustomWeightEntry Type=\"BODY\" Change=\"2\" Text=\"open/>\n<CustomWeightEntry Type=\"BODY\" Change=\"3\" Text=\"c\"/>\n</CustomWeightEntries>", 0,
 			[]wantErr{{4, 2, "XML syntax error: unescaped < inside quoted string (noticed at line 5)"}}},
 		{"UTF-16 without BOM", "<\x00C\x00/\x00>\x00", 0, []wantErr{{1, 0, "looks like UTF-16 without a byte order mark"}}},
-		{"UTF-16 odd length", "\xff\xfe<\x00C\x00/", 0, []wantErr{{0, 0, "odd number of bytes"}}},
+		{"UTF-16 odd length", "\xff\xfe<\x00C\x00/", 0, []wantErr{{1, 0, "odd number of bytes"}}},
+		{"UTF-16 unpaired surrogate", "\xff\xfe<\x00\n\x00a\x00\x00\xd8b\x00", 0, []wantErr{{2, 0, "invalid UTF-16: unpaired surrogate 0xD800"}}},
+		{"UTF-16 lone low surrogate", "\xfe\xff\x00<\xdc\x00", 0, []wantErr{{1, 0, "invalid UTF-16: unpaired surrogate 0xDC00"}}},
 		{"bad UTF-8 after BOM", "\xef\xbb\xbf<CustomWeightEntries>\n\xff</CustomWeightEntries>", 0,
 			[]wantErr{{2, 0, "invalid UTF-8 after a UTF-8 byte order mark (invalid byte 0xFF)"}}},
 		{"XML 1.1", `<?xml version="1.1"?><CustomWeightEntries/>`, 0, []wantErr{{1, 0, `unsupported version "1.1"`}}},
@@ -357,5 +360,18 @@ func TestIgnoredElements(t *testing.T) {
 	}
 	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || !strings.Contains(got[0], `line 2: entry 1: Text "\u200b" is only characters that show as nothing`) {
 		t.Errorf("%d entries, ignored %q", l.Len(), got)
+	}
+}
+
+// Surrogate pairs (characters beyond U+FFFF) in UTF-16 are valid.
+func TestUTF16SurrogatePair(t *testing.T) {
+	doc := "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"win 😀 now\"/>\n</CustomWeightEntries>"
+	b := []byte{0xff, 0xfe}
+	for _, u := range utf16.Encode([]rune(doc)) {
+		b = append(b, byte(u), byte(u>>8))
+	}
+	l, err := Parse("u16.xml", bytes.NewReader(b))
+	if err != nil || l.Len() != 1 || len(l.Match("", "WIN 😀 NOW")) != 1 {
+		t.Fatalf("%v", err)
 	}
 }
