@@ -163,8 +163,10 @@ func TestScanDirFollowsSymlinks(t *testing.T) {
 	target, _ := filepath.Abs("../../testdata/messages/plain.eml")
 	os.Symlink(target, filepath.Join(dir, "link.eml"))
 	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling.eml"))
+	// The link is followed; the dangling one is reported like an
+	// unreadable file (exit 1), and the others are still scanned.
 	code, out, errOut := sclgate(t, "", "scan", "-classifier", "none", dir)
-	if code != 0 || !strings.Contains(out, "link.eml: scl=0") || strings.Contains(out, "dangling") {
+	if code != 1 || !strings.Contains(out, "link.eml: scl=0") || strings.Contains(out, "dangling") || !strings.Contains(errOut, "dangling.eml") {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}
 }

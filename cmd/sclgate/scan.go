@@ -162,7 +162,13 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 			if de.Type().IsRegular() {
 				names = append(names, p)
 			} else if de.Type()&os.ModeSymlink != 0 {
-				if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+				switch st, err := os.Stat(p); {
+				case err != nil:
+					// A dangling link is a message that is not there:
+					// said, like an unreadable file.
+					fmt.Fprintln(e.stderr, "sclgate scan:", err)
+					failed = true
+				case st.Mode().IsRegular():
 					names = append(names, p)
 				}
 			}
