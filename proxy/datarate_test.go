@@ -126,3 +126,76 @@ func TestDataRate(t *testing.T) {
 		}
 	})
 }
+
+// BDAT (CHUNKING, which go-smtp always offers) keeps the same clock: a
+// client that stalls inside a chunk, or trickles tiny chunks, gets the
+// temporary 451 4.4.2, never go-smtp's permanent 554 with the socket
+// error's text, and nothing is delivered.
+func TestDataRateBDAT(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 4s, data_block_timeout: 1s, min_data_rate: 1000}"})
+	start := func() *rawConn {
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		return rc
+	}
+
+	t.Run("stall inside a chunk", func(t *testing.T) {
+		rc := start()
+		rc.write("BDAT 10000\r\nSubject: stall\r\n\r\n" + strings.Repeat("x", 80))
+		got, err := rc.tryReply(10 * time.Second)
+		if err != nil || len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "451 4.4.2 ") {
+			t.Fatalf("reply %q, %v; want 451 4.4.2", got, err)
+		}
+	})
+
+	t.Run("trickled chunks", func(t *testing.T) {
+		rc := start()
+		rc.write("BDAT 30\r\nSubject: trickle\r\n\r\n" + strings.Repeat("y", 10))
+		if got := rc.reply(); !strings.HasPrefix(got[len(got)-1], "250 ") {
+			t.Fatalf("first chunk: %q", got)
+		}
+		var last []string
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			time.Sleep(700 * time.Millisecond)
+			rc.write("BDAT 1\r\nz")
+			got, err := rc.tryReply(5 * time.Second)
+			if err != nil {
+				break // closed
+			}
+			last = got
+			if !strings.HasPrefix(got[len(got)-1], "250 ") {
+				break
+			}
+		}
+		// Cut between two chunks: the connection is closed with a 421
+		// (go-smtp's, for a failed command read); cut inside one: 451.
+		if len(last) == 0 || !strings.HasPrefix(last[len(last)-1], "451 4.4.2 ") && !strings.HasPrefix(last[len(last)-1], "421 ") {
+			t.Fatalf("trickle: last reply %q, want 451 4.4.2 or 421 within data_timeout", last)
+		}
+	})
+	time.Sleep(200 * time.Millisecond)
+	if n := len(ds.messages()); n != 0 {
+		t.Errorf("%d messages delivered", n)
+	}
+	wantMetric(t, "refusals{data_timeout}", g.m.Rejected.WithLabelValues("data_timeout"), 2)
+}
+
+// A line over the limit inside DATA is refused for good (500 5.5.6), not
+// with a temporary "timeout": the same message would fail again.
+func TestDataLineTooLong(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA", "354 ")
+	rc.write("Subject: long\r\n\r\n" + strings.Repeat("x", 9000) + "\r\n.\r\n")
+	got, err := rc.tryReply(5 * time.Second)
+	if err != nil || len(got) == 0 || !strings.HasPrefix(got[0], "500 5.5.6 Line too long") {
+		t.Fatalf("reply %q, %v", got, err)
+	}
+	wantMetric(t, "refusals{line_length}", g.m.Rejected.WithLabelValues("line_length"), 1)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,6 +209,13 @@ type limitConn struct {
 	// bytes read, for patterns across reads.
 	dotCR atomic.Bool
 	tail  [3]byte
+
+	// forced is set by a BDAT transaction whose data clock ran out: it
+	// moves the read deadline to now, and the read that then fails (go-smtp
+	// copying a chunk) returns errDataTimeout, which go-smtp answers as it
+	// is (451 4.4.2), instead of the timeout, which it would answer with
+	// a permanent 554 and the socket error's text.
+	forced atomic.Bool
 }
 
 // httpMethods are first lines of HTTP, not SMTP: a browser pointed at port
@@ -218,6 +226,9 @@ var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), 
 
 func (c *limitConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.forced.CompareAndSwap(true, false) {
+		return n, errDataTimeout
+	}
 	if n > 0 {
 		c.scanDotCR(p[:n])
 	}

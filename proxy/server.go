@@ -173,6 +173,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if lc, ok := c.Conn().(*limitConn); ok {
 		sess.raw = lc // plaintext; under TLS the raw bytes are ciphertext
 	}
+	if lc, ok := baseConn(c.Conn()).(*limitConn); ok {
+		sess.lc = lc
+	}
 	sess.log = s.log.With(slog.String("client", remote.String()), slog.String("helo", c.Hostname()))
 	s.mu.Lock()
 	if s.closing {

@@ -41,6 +41,7 @@ var (
 	errArchive       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
 	errFilter        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Content filter temporarily unavailable, try again later"}
 	errDataTimeout   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading message data, try again later"}
+	errLineTooLong   = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long: the limit is " + strconv.Itoa(MaxLineLength-2) + " octets, line end not counted"}
 	errShuttingDown  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
 	errTooManyErrors = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
 	errAuthBad       = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
@@ -61,6 +62,7 @@ type session struct {
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
+	lc  *limitConn // the client connection under TLS or not (BDAT timeouts)
 
 	// The transaction: set at MAIL, cleared by Reset.
 	inTxn atomic.Bool
@@ -167,6 +169,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from = from
 	s.deferred = 0
+	if s.lc != nil {
+		s.lc.forced.Store(false)
+	}
 	s.inTxn.Store(true)
 
 	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)
@@ -228,11 +233,53 @@ func (s *session) data(r io.Reader) error {
 	sp.head = getHead()
 	defer sp.Close()
 	filter := dataFilter{normalizeLF: cfg.SMTP.BareLF == config.BareLFNormalize}
-	err := readData(r, &filter, sp, func(n int) { conn.SetReadDeadline(clock.next(n, time.Now())) })
+	setDeadline := func(n int) { conn.SetReadDeadline(clock.next(n, time.Now())) }
+	var timedOut atomic.Bool
+	stop := func() {}
+	if pr, ok := r.(*io.PipeReader); ok {
+		// BDAT: go-smtp copies each chunk from the connection into this
+		// pipe in its own goroutine, and turns a read error there into
+		// its permanent 554 with the error's text, and resets the read
+		// deadline between chunks. So the same clock runs a timer here
+		// instead: when it fires, the pipe is closed, and go-smtp answers
+		// the chunk in progress, or the next, with the error given.
+		var t *time.Timer
+		setDeadline = func(n int) {
+			d := time.Until(clock.next(n, time.Now()))
+			if t == nil {
+				t = time.AfterFunc(d, func() {
+					timedOut.Store(true)
+					// Waiting for the next chunk: the next BDAT is answered
+					// with this. Inside a chunk: the read is cut now.
+					pr.CloseWithError(errDataTimeout)
+					if s.lc != nil {
+						s.lc.forced.Store(true)
+						conn.SetReadDeadline(time.Now())
+					}
+				})
+			} else {
+				t.Reset(d)
+			}
+		}
+		stop = func() {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+	// Taken before reading: under BDAT, go-smtp resets the transaction
+	// (Reset) as soon as it has answered a failed chunk, while this
+	// goroutine may still be on its way out.
+	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts))
+	err := readData(r, &filter, sp, setDeadline)
+	stop() // read: what follows (scoring, relay) has its own deadlines
+	if err != nil && timedOut.Load() {
+		err = os.ErrDeadlineExceeded
+	}
 	if err == nil && s.raw != nil && s.raw.dotCR.Load() {
 		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
 	}
-	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts), slog.Int64("size", sp.Size()))
+	log = log.With(slog.Int64("size", sp.Size()))
 	var se *smtp.SMTPError
 	switch {
 	case err == nil:
@@ -243,6 +290,12 @@ func (s *session) data(r io.Reader) error {
 	case errors.As(err, &se): // 552 message too big, from go-smtp
 		s.srv.metrics.Rejected.WithLabelValues("size").Inc()
 		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		// Permanent: the same message would fail again. go-smtp then
+		// closes the connection, whose stream it can no longer follow.
+		log.Warn("refused: line too long in data", slog.Int("limit", MaxLineLength-2))
+		s.srv.metrics.Rejected.WithLabelValues("line_length").Inc()
+		return errLineTooLong
 	case errors.Is(err, errSpool):
 		log.Error("spooling the message failed; deferred", slog.Any("err", err))
 		return errInternal
