@@ -92,7 +92,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		if err := checkPassword(users, user, pass); err != nil {
 			s.log.Warn("auth failed", slog.String("user", user))
 			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
-			return errAuthBad
+			// A refusal like any other for limits.max_errors: password
+			// guessing in one session ends with 421 and a close.
+			return s.counted(errAuthBad)
 		}
 		s.user = user
 		s.log = s.log.With(slog.String("user", user))

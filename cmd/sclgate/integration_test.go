@@ -11,8 +11,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -727,6 +729,34 @@ func (s *smtpConn) send(body, code string) string {
 	s.cmd("DATA", "354")
 	fmt.Fprintf(s.c, "Subject: test\r\n\r\n%s\r\n.\r\n", body)
 	return s.expect(code)
+}
+
+// Failed AUTHs count toward limits.max_errors like other refusals:
+// password guessing in one session ends with 421 and a close.
+func TestServeAuthGuessingDisconnects(t *testing.T) {
+	s := startSink(t)
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir)
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\ntls:\n  cert_file: %s\n  key_file: %s\nauth:\n  users:\n    alice: %q\nlimits:\n  max_errors: 3\n",
+		s.addr, cert, key, hash))
+	c := dialSMTP(t, g.addr)
+	c.cmd("STARTTLS", "220")
+	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.c, c.r = tc, bufio.NewReader(tc)
+	c.cmd("EHLO client.test", "250")
+	wrong := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong"))
+	c.cmd(wrong, "535 5.7.8")
+	c.cmd(wrong, "535 5.7.8")
+	c.cmd(wrong, "421 4.7.0")
+	if err := c.c.SetReadDeadline(time.Now().Add(5 * time.Second)); err == nil {
+		if _, err := c.r.ReadByte(); err == nil {
+			t.Error("connection still open after 421")
+		}
+	}
 }
 
 func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
