@@ -46,6 +46,7 @@ type limitListener struct {
 	net.Listener
 	total, perIP int
 	greeting     string // the 421 line, with our host name
+	shutting     string // the 421 line for connections that come during a shutdown
 	hooks        limitHooks
 
 	mu     sync.Mutex
@@ -72,6 +73,7 @@ func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks l
 	ll := &limitListener{
 		Listener: l, total: total, perIP: perIP,
 		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
+		shutting: "421 4.3.2 " + hostname + " Service shutting down, try again later\r\n",
 		hooks:    hooks,
 		byAddr:   map[netip.Addr]int{},
 		conns:    map[*limitConn]struct{}{},
@@ -133,6 +135,10 @@ func (l *limitListener) admit(c net.Conn) {
 	}
 	l.mu.Unlock()
 	if shut {
+		// Shutting down: told so, as a 421 says, rather than refused
+		// by the kernel.
+		lc.SetWriteDeadline(time.Now().Add(time.Second))
+		lc.Write([]byte(l.shutting))
 		lc.Close()
 		return
 	}
@@ -182,13 +188,31 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ready:
 		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
 	case err := <-l.errc:
 		l.errc <- err // every later Accept fails the same way
 		return nil, err
 	}
 }
 
+// Close stops handing out connections. During a shutdown (see shutdown)
+// the socket stays open, and every connection that comes meanwhile is
+// answered 421 4.3.2 and closed, until closeSocket; otherwise it closes
+// the socket too.
 func (l *limitListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	l.mu.Lock()
+	shut := l.shut
+	l.mu.Unlock()
+	if shut {
+		return nil
+	}
+	return l.Listener.Close()
+}
+
+// closeSocket closes the listening socket, at the end of a shutdown.
+func (l *limitListener) closeSocket() error {
 	l.once.Do(func() { close(l.done) })
 	return l.Listener.Close()
 }

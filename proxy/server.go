@@ -142,6 +142,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		s.smtp.Close()
 	}
+	// Until here, newcomers were told 421 4.3.2 (see limitListener.Close).
+	for _, ll := range listeners {
+		ll.closeSocket()
+	}
 	// The downstream connections kept for reuse: QUIT them.
 	if c, ok := s.policy.Load().Downstream.(io.Closer); ok {
 		c.Close()

@@ -793,16 +793,21 @@ func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	g.waitLog(t, "shutting down")
 
-	// New connections are refused.
+	// New connections get 421 4.3.2 while the transaction finishes.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		conn, err := net.DialTimeout("tcp", g.addr, time.Second)
 		if err != nil {
+			t.Fatalf("new connection refused by the kernel after SIGTERM: %v", err)
+		}
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if strings.HasPrefix(line, "421 4.3.2 ") {
 			break
 		}
-		conn.Close()
 		if time.Now().After(deadline) {
-			t.Fatal("still accepting connections after SIGTERM")
+			t.Fatalf("new connection greeted with %q after SIGTERM", line)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
