@@ -18,6 +18,7 @@ import (
 
 	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/safeio"
+	"github.com/sclgate/sclgate/scorer"
 )
 
 const defsUsage = `Usage:
@@ -259,9 +260,16 @@ func defsVerify(e env, args []string) int {
 		}
 		keys = append(keys, k)
 	}
-	_, id, comment, err := defs.VerifyFile(fs.Arg(0), *sigFile, keys)
+	b, id, comment, err := defs.VerifyFile(fs.Arg(0), *sigFile, keys)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs verify:", err)
+		return 1
+	}
+	// The signature is the publisher's word; the content must also be
+	// usable: a model this build loads, whose calibration is the table
+	// the manifest shows.
+	if err := checkContent(b); err != nil {
+		fmt.Fprintf(e.stderr, "sclgate defs verify: %s: signed by key %s, but %v\n", printable(fs.Arg(0)), id, err)
 		return 1
 	}
 	fmt.Fprintf(e.stdout, "OK: signed by key %s, %s\n", id, printable(comment))
@@ -332,7 +340,7 @@ func defsInfo(e env, args []string) int {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "  SCL\tcut\tham FP rate\tspam catch rate\tham\tspam\t")
 		for _, r := range m.Calibration {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t\n", r.SCL, strconv.FormatFloat(r.Cut, 'g', 6, 64),
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t\n", r.SCL, formatProb(r.Cut),
 				percent(r.HamRate), percent(r.SpamRate), r.Ham, r.Spam)
 		}
 		tw.Flush()
@@ -399,4 +407,27 @@ func promptPassword(e env, prompt string, confirm bool) (string, bool) {
 // and "RWRTY0Iy" when scrypt-encrypted.
 func keyEncrypted(priv []byte) bool {
 	return !bytes.Contains(priv, []byte("RWQAAEIy"))
+}
+
+// checkContent checks what a signature cannot: that the model loads in this
+// build and that the manifest's calibration table (what defs info shows)
+// is the model's own (what scoring uses).
+func checkContent(b *defs.Bundle) error {
+	m, err := scorer.LoadModel(b.Model)
+	if err != nil {
+		return fmt.Errorf("its model does not load: %w", err)
+	}
+	rows := m.Calibration().Rows
+	if len(b.Manifest.Calibration) == 0 {
+		return nil // the manifest shows no table: it claims nothing
+	}
+	if len(b.Manifest.Calibration) != len(rows) {
+		return fmt.Errorf("the manifest has %d calibration rows, the model %d", len(b.Manifest.Calibration), len(rows))
+	}
+	for i, r := range b.Manifest.Calibration {
+		if mr := rows[i]; r.SCL != mr.SCL || r.Cut != mr.Cut || r.Ham != mr.Ham || r.Spam != mr.Spam {
+			return fmt.Errorf("the manifest's calibration for SCL %d (cut %v) is not the model's (cut %v)", r.SCL, r.Cut, mr.Cut)
+		}
+	}
+	return nil
 }

@@ -211,6 +211,9 @@ func defsTrain(e env, args []string) int {
 	}
 	p := newProgressLine(e.stderr)
 	start := time.Now()
+	// The same directories in any order are the same data: the same model.
+	slices.Sort(hamDirs)
+	slices.Sort(spamDirs)
 	ham, hamBytes, err := readCorpus(hamDirs)
 	if err == nil {
 		var spamBytes int64

@@ -113,6 +113,28 @@ func TestDefsTrainEval(t *testing.T) {
 	}
 }
 
+// The same directories given in another order train the same model.
+func TestDefsTrainDirOrder(t *testing.T) {
+	hamA, spamA := modelCorpus(t, 4)
+	hamB, spamB := modelCorpus(t, 5)
+	dir := t.TempDir()
+	var models [][]byte
+	for i, args := range [][]string{{"-ham", hamA, hamB, "-spam", spamA, spamB}, {"-spam", spamB, spamA, "-ham", hamB, hamA}} {
+		out := filepath.Join(dir, fmt.Sprintf("m%d.tar.gz", i))
+		if code, _, errOut := sclgate(t, "", append([]string{"defs", "train", "-bits", "12", "-version", "t", "-o", out}, args...)...); code != 0 {
+			t.Fatalf("train: %d %s", code, errOut)
+		}
+		b, err := defs.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		models = append(models, b.Model)
+	}
+	if !bytes.Equal(models[0], models[1]) {
+		t.Error("the same directories in another order gave another model")
+	}
+}
+
 // One -ham or -spam may name several directories, as the usage "-ham
 // DIR..." reads: the counts are those of both.
 func TestDefsEvalSeveralDirsAfterOneFlag(t *testing.T) {

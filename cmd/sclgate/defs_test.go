@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -12,24 +13,48 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/scorer"
 )
 
-// writeTestBundle writes a small valid bundle into dir and returns its path.
+// writeTestBundle writes a small valid bundle into dir and returns its
+// path: a real (tiny) model, and its own calibration in the manifest.
 func writeTestBundle(t *testing.T, dir string) string {
 	t.Helper()
+	return writeBundle(t, dir, false)
+}
+
+// writeBundle is writeTestBundle; with fakeTable the manifest shows a made-up
+// calibration table with round figures instead, for the tests of defs
+// info's layout (defs verify refuses such a bundle).
+func writeBundle(t *testing.T, dir string, fakeTable bool) string {
+	t.Helper()
+	model, err := smallModel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := &defs.Bundle{
 		Manifest: defs.Manifest{
 			Version:      "2026.11.1",
 			Created:      time.Date(2026, 11, 23, 5, 19, 43, 0, time.UTC),
 			TrainingData: "SpamAssassin public corpus, TRAIN split\n2,895 ham + 1,319 spam",
 		},
-		Model: []byte(strings.Repeat("a model ", 500)),
+		Model: model,
 	}
-	for scl := 1; scl <= 9; scl++ {
-		b.Manifest.Calibration = append(b.Manifest.Calibration, defs.CalRow{
-			SCL: scl, Cut: float64(scl) / 10, HamRate: 0.05 / float64(scl*scl), SpamRate: 1 - float64(scl)/20,
-			Ham: 1255 / scl / scl, Spam: 577 - 25*scl,
-		})
+	if fakeTable {
+		for scl := 1; scl <= 9; scl++ {
+			b.Manifest.Calibration = append(b.Manifest.Calibration, defs.CalRow{
+				SCL: scl, Cut: float64(scl) / 10, HamRate: 0.05 / float64(scl*scl), SpamRate: 1 - float64(scl)/20,
+				Ham: 1255 / scl / scl, Spam: 577 - 25*scl,
+			})
+		}
+	} else {
+		m, err := scorer.LoadModel(model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range m.Calibration().Rows {
+			b.Manifest.Calibration = append(b.Manifest.Calibration, defs.CalRow{SCL: r.SCL, Cut: r.Cut, HamRate: r.HamRate, SpamRate: r.SpamRate, Ham: r.Ham, Spam: r.Spam})
+		}
 	}
 	path := filepath.Join(dir, defs.FileName(b.Manifest.Version))
 	f, err := os.Create(path)
@@ -99,6 +124,29 @@ func TestDefsKeygenSignVerify(t *testing.T) {
 		t.Errorf("verify -P: %d %q", code, out)
 	}
 
+	// Signed, but its content is not usable: a manifest whose table is not
+	// the model's, or a model this build cannot load. verify says so.
+	fakeDir := t.TempDir()
+	fake := writeBundle(t, fakeDir, true)
+	sclgate(t, "", "defs", "sign", "-key", k+".key", fake)
+	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", fake)
+	if code != 1 || out != "" || !strings.Contains(errOut, "signed by key "+id+", but the manifest's calibration for SCL 1") {
+		t.Errorf("manifest table not the model's: %d %q %q", code, out, errOut)
+	}
+	var nb bytes.Buffer
+	if err := defs.Write(&nb, &defs.Bundle{Manifest: defs.Manifest{Version: "2026.11.2", Created: time.Now(), TrainingData: "x"}, Model: []byte("not a model")}); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(fakeDir, "junk.tar.gz")
+	os.WriteFile(junk, nb.Bytes(), 0o644)
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", junk); code != 0 {
+		t.Fatalf("sign of a bundle with a junk model: %d %q", code, errOut)
+	}
+	code, _, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", junk)
+	if code != 1 || !strings.Contains(errOut, "but its model does not load") {
+		t.Errorf("unloadable model: %d %q", code, errOut)
+	}
+
 	// A key that is not trusted: both ids are named.
 	otherPub, _ := os.ReadFile(other + ".pub")
 	otherID, _ := defs.PublicKeyID(otherPub)
@@ -166,7 +214,7 @@ func TestDefsPasswords(t *testing.T) {
 
 func TestDefsInfo(t *testing.T) {
 	dir := t.TempDir()
-	bundle := writeTestBundle(t, dir)
+	bundle := writeBundle(t, dir, true)
 	code, out, errOut := sclgate(t, "", "defs", "info", bundle)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -175,11 +223,11 @@ func TestDefsInfo(t *testing.T) {
 		"version:        2026.11.1\n",
 		"created:        2026-11-23T05:19:43Z\n",
 		"training data:  SpamAssassin public corpus, TRAIN split\n                2,895 ham + 1,319 spam\n",
-		"  model.bin  4000 bytes  sha256 ",
-		"  SCL  cut  ham FP rate  spam catch rate   ham  spam\n",
-		"    1  0.1        5.00%           95.00%  1255   552\n",
-		"    5  0.5        0.20%           75.00%    50   452\n",
-		"    9  0.9        0.06%           55.00%    15   352\n",
+		"  model.bin  ",
+		"  SCL     cut  ham FP rate  spam catch rate   ham  spam\n",
+		"    1  0.1000        5.00%           95.00%  1255   552\n",
+		"    5  0.5000        0.20%           75.00%    50   452\n",
+		"    9  0.9000        0.06%           55.00%    15   352\n",
 		"signature: not checked",
 	} {
 		if !strings.Contains(out, want) {

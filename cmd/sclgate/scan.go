@@ -67,6 +67,10 @@ func cmdScan(e env, args []string) int {
 	}
 	cfg.Filter.Classifier = name
 	c, defsVersion, err := classifier(cfg, d, func(c string, err error) {
+		if cfg.Filter.ClassifierFailure == config.FailureTempfail {
+			fmt.Fprintf(e.stderr, "sclgate scan: %s failed (classifier_failure: tempfail, so not scored): %v\n", c, err)
+			return
+		}
 		fmt.Fprintf(e.stderr, "sclgate scan: %s failed, scored by the built-in model: %v\n", c, err)
 	})
 	if err != nil {
