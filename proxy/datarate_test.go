@@ -52,9 +52,7 @@ func TestDataRate(t *testing.T) {
 	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 30s, data_block_timeout: 1500ms, min_data_rate: 1000}"})
 
 	start := func() *rawConn {
-		rc := ehloed(t, g.addr)
-		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc := addressed(t, g.addr)
 		rc.expectCode("DATA", "354 ")
 		rc.write("Subject: slow\r\nFrom: alice@example.org\r\n\r\n")
 		return rc
@@ -102,9 +100,7 @@ func TestDataRate(t *testing.T) {
 
 	t.Run("data_timeout", func(t *testing.T) {
 		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 2s, data_block_timeout: 1500ms, min_data_rate: 1000}"})
-		rc := ehloed(t, g.addr)
-		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc := addressed(t, g.addr)
 		rc.expectCode("DATA", "354 ")
 		line := strings.Repeat("f", 98) + "\r\n"
 		t0 := time.Now()
@@ -134,12 +130,7 @@ func TestDataRate(t *testing.T) {
 func TestDataRateBDAT(t *testing.T) {
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 4s, data_block_timeout: 1s, min_data_rate: 1000}"})
-	start := func() *rawConn {
-		rc := ehloed(t, g.addr)
-		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-		return rc
-	}
+	start := func() *rawConn { return addressed(t, g.addr) }
 
 	t.Run("stall inside a chunk", func(t *testing.T) {
 		rc := start()
@@ -188,9 +179,7 @@ func TestDataRateBDAT(t *testing.T) {
 func TestDataLineTooLong(t *testing.T) {
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL()})
-	rc := ehloed(t, g.addr)
-	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc := addressed(t, g.addr)
 	rc.expectCode("DATA", "354 ")
 	rc.write("Subject: long\r\n\r\n" + strings.Repeat("x", 9000) + "\r\n.\r\n")
 	got, err := rc.tryReply(5 * time.Second)

@@ -293,6 +293,16 @@ func ehloed(t *testing.T, addr string) *rawConn {
 	return rc
 }
 
+// addressed is ehloed with MAIL from alice@example.org and RCPT to
+// bob@example.com accepted: a transaction ready for its data.
+func addressed(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	rc := ehloed(t, addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	return rc
+}
+
 func (rc *rawConn) write(s string) {
 	rc.t.Helper()
 	rc.c.SetWriteDeadline(time.Now().Add(ioTimeout))

@@ -549,13 +549,20 @@ func TestServeOversize(t *testing.T) {
 	}
 }
 
-func TestServeStartTLSThenAuth(t *testing.T) {
+// startAuthGW starts a gateway with STARTTLS (a throwaway certificate) and
+// the user alice, password s3cret, relaying to a new smtp-sink; extra is
+// more YAML.
+func startAuthGW(t *testing.T, extra string) (*gw, *sink) {
+	t.Helper()
 	s := startSink(t)
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
+	cert, key := selfSigned(t, t.TempDir())
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\ntls:\n  cert_file: %s\n  key_file: %s\nauth:\n  users:\n    alice: %q\n",
-		s.addr, cert, key, hash))
+	return startGW(t, fmt.Sprintf("downstream: smtp://%s\ntls:\n  cert_file: %s\n  key_file: %s\nauth:\n  users:\n    alice: %q\n%s",
+		s.addr, cert, key, hash, extra)), s
+}
+
+func TestServeStartTLSThenAuth(t *testing.T) {
+	g, s := startAuthGW(t, "")
 
 	// Without TLS no AUTH is offered.
 	out := swaks(t, g.addr, "--to", "bob@example.com", "--quit-after", "EHLO")
@@ -734,12 +741,7 @@ func (s *smtpConn) send(body, code string) string {
 // Failed AUTHs count toward limits.max_errors like other refusals:
 // password guessing in one session ends with 421 and a close.
 func TestServeAuthGuessingDisconnects(t *testing.T) {
-	s := startSink(t)
-	dir := t.TempDir()
-	cert, key := selfSigned(t, dir)
-	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\ntls:\n  cert_file: %s\n  key_file: %s\nauth:\n  users:\n    alice: %q\nlimits:\n  max_errors: 3\n",
-		s.addr, cert, key, hash))
+	g, _ := startAuthGW(t, "limits:\n  max_errors: 3\n")
 	c := dialSMTP(t, g.addr)
 	c.cmd("STARTTLS", "220")
 	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
