@@ -188,3 +188,29 @@ func TestDataLineTooLong(t *testing.T) {
 	}
 	wantMetric(t, "refusals{line_length}", g.m.Rejected.WithLabelValues("line_length"), 1)
 }
+
+// A command line the client does not finish within command_timeout ends
+// the session: go-smtp would otherwise run the part received as a whole
+// command and wait again, so that a client trickling a command held the
+// session for several timeouts. An idle client still gets go-smtp's 421.
+func TestCommandTimeoutCutsPartialLine(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {command_timeout: 1s}"})
+
+	rc := ehloed(t, g.addr)
+	rc.write("MAIL FROM:<alice@exam")
+	start := time.Now()
+	if got, err := rc.tryReply(5 * time.Second); err == nil {
+		t.Errorf("a partial command was answered: %q", got)
+	}
+	if el := time.Since(start); el > 4*time.Second {
+		t.Errorf("closed after %v", el)
+	}
+	wantMetric(t, "refusals{command_timeout}", g.m.Rejected.WithLabelValues("command_timeout"), 1)
+
+	idle := ehloed(t, g.addr)
+	got, err := idle.tryReply(5 * time.Second)
+	if err != nil || len(got) == 0 || !strings.HasPrefix(got[0], "421 4.4.2") {
+		t.Errorf("idle client: %q, %v; want go-smtp's 421 4.4.2", got, err)
+	}
+}

@@ -67,6 +67,7 @@ type limitHooks struct {
 	refused     func()      // over a connection cap
 	acceptError func(error) // accept failed (EMFILE...), retrying
 	http        func()      // a client spoke HTTP
+	cutCommand  func()      // a command line was cut by the command timeout
 }
 
 func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks limitHooks) *limitListener {
@@ -240,6 +241,17 @@ type limitConn struct {
 	// is (451 4.4.2), instead of the timeout, which it would answer with
 	// a permanent 554 and the socket error's text.
 	forced atomic.Bool
+
+	// partial: the bytes read so far end inside a line. When the command
+	// timeout cuts such a line, bufio hands go-smtp the part as a whole
+	// line, and go-smtp runs it (a client trickling a command would be
+	// answered piece by piece and hold the session for several timeouts):
+	// the connection is closed instead. Not inside DATA (inData), whose
+	// deadlines the session keeps and answers, nor under TLS (noGuard),
+	// where these bytes are ciphertext.
+	partial bool
+	inData  atomic.Bool
+	noGuard atomic.Bool
 }
 
 // httpMethods are first lines of HTTP, not SMTP: a browser pointed at port
@@ -250,8 +262,18 @@ var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), 
 
 func (c *limitConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.forced.CompareAndSwap(true, false) {
-		return n, errDataTimeout
+	if n > 0 {
+		c.partial = p[n-1] != '\n'
+	}
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if c.forced.CompareAndSwap(true, false) {
+			return n, errDataTimeout
+		}
+		if c.partial && !c.inData.Load() && !c.noGuard.Load() {
+			c.l.hooks.cutCommand()
+			c.Close()
+			return n, net.ErrClosed
+		}
 	}
 	if n > 0 {
 		c.scanDotCR(p[:n])

@@ -107,6 +107,10 @@ func (s *Server) Serve(l net.Listener) error {
 			s.log.Warn("client spoke HTTP to the SMTP port; disconnected")
 			s.metrics.Rejected.WithLabelValues("cross_protocol").Inc()
 		},
+		cutCommand: func() {
+			s.log.Warn("command not finished within limits.command_timeout; disconnected")
+			s.metrics.Rejected.WithLabelValues("command_timeout").Inc()
+		},
 	})
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ll)
@@ -179,6 +183,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if lc, ok := baseConn(c.Conn()).(*limitConn); ok {
 		sess.lc = lc
+		if sess.raw == nil {
+			lc.noGuard.Store(true) // TLS: the bytes limitConn sees are ciphertext
+		}
 	}
 	sess.log = s.log.With(slog.String("client", remote.String()), slog.String("helo", c.Hostname()))
 	s.mu.Lock()

@@ -221,6 +221,11 @@ func (s *session) acceptedDomain(addr string) bool {
 
 func (s *session) data(r io.Reader) error {
 	cfg := s.p.Config
+	if s.lc != nil {
+		// Until Reset: go-smtp may still read (and discard) the rest of
+		// the data after this returns, with the deadline set here.
+		s.lc.inData.Store(true)
+	}
 	// go-smtp sets its read deadline per command line and not again during
 	// DATA: readData keeps it, from the whole-DATA deadline and the
 	// minimum data rate.
@@ -558,6 +563,9 @@ func (s *session) downstreamFailed(step string, err error) error {
 // Reset ends the transaction. go-smtp calls it after DATA's answer is
 // written, on RSET, and at the end of the session.
 func (s *session) Reset() {
+	if s.lc != nil {
+		s.lc.inData.Store(false)
+	}
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil
