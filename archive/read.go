@@ -106,9 +106,11 @@ func readItem(f *os.File, id, path string) (Item, int64, error) {
 
 // SkippedError is the error List returns, together with the messages it
 // could read, when some files in the directory could not be read or did
-// not hold an archived message. Errs has one error per such file.
+// not hold an archived message. Errs has one error per such file, and IDs
+// its name without ".eml", in the same order.
 type SkippedError struct {
 	Errs []error
+	IDs  []string
 }
 
 func (e *SkippedError) Error() string {
@@ -140,6 +142,7 @@ func (s *Store) List() ([]Item, error) {
 	}
 	items := []Item{}
 	var skipped []error
+	var skippedIDs []string
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, fileExt)
@@ -152,6 +155,7 @@ func (s *Store) List() ([]Item, error) {
 			continue
 		case err != nil:
 			skipped = append(skipped, err)
+			skippedIDs = append(skippedIDs, id)
 			continue
 		}
 		items = append(items, it)
@@ -164,7 +168,7 @@ func (s *Store) List() ([]Item, error) {
 		return a.ID > b.ID
 	})
 	if len(skipped) > 0 {
-		return items, &SkippedError{Errs: skipped}
+		return items, &SkippedError{Errs: skipped, IDs: skippedIDs}
 	}
 	return items, nil
 }

@@ -242,6 +242,32 @@ func TestArchiveReleaseTwiceAtOnce(t *testing.T) {
 	}
 }
 
+// A file in the archive that holds no readable archived message expires
+// by its age like the others; a young one is reported (exit 1) and kept.
+func TestArchivePurgeExpiresUnreadableFiles(t *testing.T) {
+	dir, _, ham, _ := testArchive(t)
+	old, young := filepath.Join(dir, "junk-old.eml"), filepath.Join(dir, "junk-young.eml")
+	os.WriteFile(old, []byte("\x00 not a head\r\n"), 0o640)
+	os.WriteFile(young, []byte("\x00 not a head\r\n"), 0o640)
+	long := time.Now().Add(-60 * 24 * time.Hour)
+	os.Chtimes(old, long, long)
+	code, out, errOut := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d")
+	if code != 1 || !strings.Contains(out, "deleted junk-old ") || !strings.Contains(out, "deleted "+ham) || !strings.Contains(errOut, "junk-young.eml") {
+		t.Errorf("purge: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("the old unreadable file is still there")
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("the young one was removed: %v", err)
+	}
+	// Once it is old enough too, purge is clean.
+	os.Chtimes(young, long, long)
+	if code, out, errOut := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d"); code != 0 || !strings.Contains(out, "deleted junk-young ") {
+		t.Errorf("second purge: %d\n%s%s", code, out, errOut)
+	}
+}
+
 func TestArchiveDeleteAndPurge(t *testing.T) {
 	dir, spam, ham, imf := testArchive(t)
 	code, out, _ := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d", "-dry-run")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sclgate/sclgate/archive"
@@ -28,10 +30,25 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 		return nil, err
 	}
 	errs := []error{}
-	if skipped != nil {
-		errs = append(errs, skipped)
-	}
 	cutoff := now.Add(-olderThan)
+	if skipped != nil {
+		// A file that is no readable archived message (damaged, foreign,
+		// unreadable) expires by its modification time like the others,
+		// instead of failing every purge forever; younger ones are
+		// reported.
+		var left []error
+		for i, id := range skipped.IDs {
+			fi, err := os.Lstat(filepath.Join(store.Dir(), id+".eml"))
+			if err != nil || !fi.ModTime().Before(cutoff) {
+				left = append(left, skipped.Errs[i])
+				continue
+			}
+			items = append(items, archive.Item{ID: id, Path: filepath.Join(store.Dir(), id+".eml"), Received: fi.ModTime().UTC()})
+		}
+		if len(left) > 0 {
+			errs = append(errs, &archive.SkippedError{Errs: left})
+		}
+	}
 	for _, it := range items {
 		if !it.Received.Before(cutoff) {
 			continue
