@@ -813,8 +813,8 @@ func TestSetPolicyNextTransactionSameConnection(t *testing.T) {
 	wantMetric(t, "acted_upon{reject}", g.m.ActedUpon.WithLabelValues("reject"), 2)
 }
 
-// Case 11: Shutdown lets a transaction in flight finish with 250, refuses
-// new connections, closes idle sessions, and returns.
+// Case 11: Shutdown lets a transaction in flight finish with 250, answers
+// new connections 421 4.3.2 meanwhile, closes idle sessions, and returns.
 func TestShutdownWithTransactionInFlight(t *testing.T) {
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL()})

@@ -613,9 +613,10 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
+	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
 	unlock, err := store.Lock(id)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Lstat(filepath.Join(store.Dir(), releasedDir, id+".eml")); serr == nil {
+		if _, serr := os.Lstat(released); serr == nil {
 			return nil, "", errAlreadyReleased{}
 		}
 	}
@@ -625,7 +626,7 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	defer unlock()
 	// IMF's file names are not unique: settle that the move will work
 	// before anything is delivered.
-	if _, err := os.Lstat(filepath.Join(store.Dir(), releasedDir, id+".eml")); err == nil {
+	if _, err := os.Lstat(released); err == nil {
 		return nil, "", fmt.Errorf("not released, the file stays in the archive: %s/%s.eml already exists (rename or remove one of them first)", releasedDir, id)
 	}
 	it, raw, err := readMessage(store, id)

@@ -38,12 +38,13 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 		// reported.
 		var left []error
 		for i, id := range skipped.IDs {
-			fi, err := os.Lstat(filepath.Join(store.Dir(), id+".eml"))
+			path := filepath.Join(store.Dir(), id+".eml")
+			fi, err := os.Lstat(path)
 			if err != nil || !fi.ModTime().Before(cutoff) {
 				left = append(left, skipped.Errs[i])
 				continue
 			}
-			items = append(items, archive.Item{ID: id, Path: filepath.Join(store.Dir(), id+".eml"), Received: fi.ModTime().UTC()})
+			items = append(items, archive.Item{ID: id, Path: path, Received: fi.ModTime().UTC()})
 		}
 		if len(left) > 0 {
 			errs = append(errs, &archive.SkippedError{Errs: left})
