@@ -505,3 +505,50 @@ func TestFeatures(t *testing.T) {
 func crcLE(body []byte) []byte {
 	return binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(body))
 }
+
+// An explanation accounts for the whole verdict: every feature's log-odds
+// plus the model's bias is the message's log-odds, so what scan -explain
+// lists is the model's own arithmetic, not an estimate.
+func TestExplainAddsUp(t *testing.T) {
+	m := testModel(t)
+	ham, spam := builtinSample(5, 5)
+	for _, raw := range append(ham, spam...) {
+		msg := Parse(raw)
+		all := m.Explain(msg, -1)
+		sum := m.bias
+		for i, c := range all {
+			sum += c.Weight
+			if i > 0 && math.Abs(c.Weight) > math.Abs(all[i-1].Weight) {
+				t.Fatalf("not weightiest first at %d: %+v", i, all[i-1:i+1])
+			}
+		}
+		if z := m.LogOdds(msg); math.Abs(sum-z) > 1e-9*max(1, math.Abs(z)) {
+			t.Errorf("features and bias add to %v, LogOdds is %v", sum, z)
+		}
+	}
+}
+
+// Scorer.Explain explains only verdicts the built-in model gave: itself,
+// or standing in for a failed engine.
+func TestScorerExplain(t *testing.T) {
+	m := testModel(t)
+	_, spam := builtinSample(1, 3)
+	msg := Parse(spam[0])
+	ctx := context.Background()
+	down := &Fallback{Primary: failing{}, Secondary: m}
+	up := &Fallback{Primary: None{}, Secondary: m}
+	for _, c := range []struct {
+		name string
+		cl   Classifier
+		want int
+	}{{"builtin", m, 3}, {"fallback used", down, 3}, {"engine answered", up, 0}, {"none", None{}, 0}} {
+		s := &Scorer{Classifier: c.cl}
+		r, err := s.Score(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Explain(msg, r, 3); len(got) != c.want {
+			t.Errorf("%s: %d features, want %d", c.name, len(got), c.want)
+		}
+	}
+}

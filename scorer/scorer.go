@@ -98,6 +98,32 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 	return r, nil
 }
 
+// Explainer is a classifier that can say which features of a message
+// moved its verdict most: the built-in model does, external engines do not.
+type Explainer interface {
+	// Explain returns at most n of m's features, weightiest first.
+	Explain(m *Message, n int) []Contribution
+}
+
+// Explain returns the n features of m that weighed most in r, the result
+// Score gave it, when the classifier that answered can tell (the built-in
+// model, or the built-in model standing in for a failed engine); nil
+// otherwise. It repeats the feature extraction with names, so it is for
+// admins' questions (scan -explain, archive show), not for every message.
+func (s *Scorer) Explain(m *Message, r Result, n int) []Contribution {
+	c := s.Classifier
+	if f, ok := c.(*Fallback); ok {
+		c = f.Primary
+		if r.Classifier != f.Name() {
+			c = f.Secondary
+		}
+	}
+	if e, ok := c.(Explainer); ok && n > 0 {
+		return e.Explain(m, n)
+	}
+	return nil
+}
+
 // Combine applies matched weight entries to a classifier SCL: MIN wins over
 // everything (including MAX, so an admin's allow-list phrase is never
 // overridden by a block-list one), then MAX, then the clamped sum.

@@ -416,6 +416,10 @@ func archiveShow(e env, args []string) int {
 			fmt.Fprintf(w, "X-SCL-Report: not available: %v\n", err)
 		} else {
 			fmt.Fprintf(w, "X-SCL-Report (computed now with the current configuration, not stored at archiving):\n  %s\n", printLine(r.Report(0)))
+			if fs := s.Explain(m, r, showFeatures); len(fs) > 0 {
+				fmt.Fprintf(w, "Features that weighed most (log-odds; positive is spam):\n")
+				writeFeatures(w, fs)
+			}
 		}
 		for _, d := range m.Defects {
 			fmt.Fprintf(w, "Defect:      %s\n", printLine(d))
@@ -426,6 +430,10 @@ func archiveShow(e env, args []string) int {
 	}
 	return code
 }
+
+// showFeatures is how many of the built-in model's features archive show
+// and the web page list.
+const showFeatures = 10
 
 // printableText is printable for multi-line text.
 func printableText(s string) string {

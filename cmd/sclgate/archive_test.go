@@ -148,6 +148,17 @@ func TestArchiveShowAndRaw(t *testing.T) {
 			t.Errorf("show lacks %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(out, "Features that weighed most") {
+		t.Errorf("show explains a verdict of classifier none:\n%s", out)
+	}
+	// With the built-in model, show lists the features that weighed most.
+	cfgB := filepath.Join(t.TempDir(), "b.yaml")
+	os.WriteFile(cfgB, []byte(fmt.Sprintf("archive:\n  dir: %s\ndefinitions:\n  dir: \"\"\n", dir)), 0o644)
+	code, out, errOut = archiveRun(t, "show", "-config", cfgB, spam)
+	if i := strings.Index(out, "Features that weighed most (log-odds; positive is spam):\n"); code != 0 || i < 0 ||
+		strings.Count(out[i:strings.Index(out, "\nHeader:")], "\n") != 1+showFeatures {
+		t.Errorf("builtin show: %d %s\n%s", code, errOut, out)
+	}
 	code, out, _ = archiveRun(t, "show", "-config", cfg, imf)
 	if code != 0 || !strings.Contains(out, "SCL:         6 (archived)") || !strings.Contains(out, "Text:\nBuy now.") {
 		t.Errorf("IMF show: %d\n%s", code, out)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,6 +155,51 @@ func TestScanBuiltin(t *testing.T) {
 	}
 	if rs[1].SCL < 7 || rs[1].Score < 0.9 {
 		t.Errorf("spam scored SCL %d, p=%v", rs[1].SCL, rs[1].Score)
+	}
+}
+
+// scan -explain lists the built-in model's weightiest features under each
+// verdict (text) or as "features" (JSON); a verdict the model did not give
+// has none, and a negative count is a usage error.
+func TestScanExplain(t *testing.T) {
+	msg := "../../testdata/messages/plain.eml"
+	code, out, errOut := sclgate(t, "", "scan", "-explain", "4", msg)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], msg+": scl=") {
+		t.Fatalf("exit %d, %q, %s", code, out, errOut)
+	}
+	prev := math.Inf(1)
+	for _, l := range lines[1:] {
+		var w float64
+		var name string
+		if _, err := fmt.Sscanf(l, "%g %s", &w, &name); err != nil || !strings.HasPrefix(l, "  ") || name == "" {
+			t.Fatalf("feature line %q: %v", l, err)
+		}
+		if math.Abs(w) > prev+0.005 {
+			t.Errorf("not weightiest first: %q", out)
+		}
+		prev = math.Abs(w)
+	}
+
+	code, out, _ = sclgate(t, "", "scan", "-json", "-explain", "3", msg)
+	var r scanResult
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.Features) != 3 || r.Features[0].Feature == "" {
+		t.Fatalf("json: %d %v %q", code, err, out)
+	}
+	// Without -explain the key is absent, as before.
+	if _, out, _ = sclgate(t, "", "scan", "-json", msg); strings.Contains(out, "features") {
+		t.Errorf("features without -explain: %s", out)
+	}
+	// The built-in model standing in for a dead spamd is explained.
+	code, out, errOut = sclgate(t, "", "scan", "-json", "-explain", "2", "-classifier", "spamd://127.0.0.1:1", msg)
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.Features) != 2 || !strings.Contains(errOut, "scored by the built-in model") {
+		t.Errorf("fallback: %d %v %q %s", code, err, out, errOut)
+	}
+	if _, out, _ = sclgate(t, "", "scan", "-explain", "3", "-classifier", "none", msg); strings.Count(out, "\n") != 1 {
+		t.Errorf("none explained: %q", out)
+	}
+	if code, _, errOut = sclgate(t, "", "scan", "-explain", "-1", msg); code != 2 || !strings.Contains(errOut, "-explain") {
+		t.Errorf("-explain -1: %d %s", code, errOut)
 	}
 }
 

@@ -25,6 +25,13 @@ type scanResult struct {
 	Rules         []scanRule `json:"rules"`
 	Definitions   string     `json:"definitions,omitempty"`
 	Defects       []string   `json:"defects,omitempty"`
+	// Features: with -explain, the model features that weighed most.
+	Features []scanFeature `json:"features,omitempty"`
+}
+
+type scanFeature struct {
+	Feature string  `json:"feature"`
+	LogOdds float64 `json:"log_odds"`
 }
 
 type scanRule struct {
@@ -43,11 +50,16 @@ func cmdScan(e env, args []string) int {
 	weightsFile := fs.String("weights", "", "custom weight list `FILE` (default: filter.weights_file)")
 	defsFile := fs.String("defs", "", "definitions bundle `FILE` (default: the built-in definitions)")
 	asJSON := fs.Bool("json", false, "one JSON object per message and line")
+	explain := fs.Int("explain", 0, "also list the `N` features of the built-in model that weighed most in each verdict")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [FILE|DIR...]")
+		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [-explain N] [FILE|DIR...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *explain < 0 {
+		fmt.Fprintln(e.stderr, "sclgate scan: -explain: want a number of features, 0 or more")
 		return 2
 	}
 
@@ -110,10 +122,12 @@ func cmdScan(e env, args []string) int {
 			failed = true
 			continue
 		}
+		features := s.Explain(m, r, *explain)
 		if *asJSON {
-			enc.Encode(toScanResult(f, r, m))
+			enc.Encode(toScanResult(f, r, m, features))
 		} else {
 			fmt.Fprintf(e.stdout, "%s: %s\n", f, r.Report(0))
+			writeFeatures(e.stdout, features)
 		}
 	}
 	if failed {
@@ -122,13 +136,24 @@ func cmdScan(e env, args []string) int {
 	return 0
 }
 
-func toScanResult(file string, r scorer.Result, m *scorer.Message) scanResult {
+// writeFeatures lists an explanation, one feature a line, indented under
+// the message's line: its log-odds, then its name.
+func writeFeatures(w io.Writer, fs []scorer.Contribution) {
+	for _, c := range fs {
+		fmt.Fprintf(w, "  %+7.2f  %s\n", c.Weight, printLine(c.Feature))
+	}
+}
+
+func toScanResult(file string, r scorer.Result, m *scorer.Message, features []scorer.Contribution) scanResult {
 	out := scanResult{
 		File: file, SCL: r.SCL, Classifier: r.Classifier, Score: r.Score,
 		ClassifierSCL: r.ClassifierSCL, Rules: []scanRule{}, Defects: m.Defects, Definitions: r.Definitions,
 	}
 	for _, en := range r.Rules {
 		out.Rules = append(out.Rules, scanRule{Type: en.Type.String(), Change: en.ChangeString(), Text: en.Text, Line: en.Line})
+	}
+	for _, c := range features {
+		out.Features = append(out.Features, scanFeature{Feature: c.Feature, LogOdds: c.Weight})
 	}
 	return out
 }

@@ -305,7 +305,17 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		if err != nil {
 			return "", err
 		}
-		return r.Report(0) + " (computed now)", nil
+		rep := r.Report(0) + " (computed now)"
+		if fs := g.server.Policy().Scorer.Explain(m, r, showFeatures); len(fs) > 0 {
+			rep += "; features:"
+			for i, c := range fs {
+				if i > 0 {
+					rep += ","
+				}
+				rep += fmt.Sprintf(" %+.2f %s", c.Weight, c.Feature)
+			}
+		}
+		return rep, nil
 	}
 	ln, err := net.Listen("tcp", cfg.Archive.Web.Listen)
 	if err != nil {
