@@ -835,9 +835,12 @@ func TestShutdownWithTransactionInFlight(t *testing.T) {
 		done <- g.srv.Shutdown(ctx)
 	}()
 
-	// The idle session is closed.
+	// The idle session is told 421 4.3.2 and closed (RFC 5321 section 3.8).
 	if err := idle.expectClosed(3 * time.Second); err != nil {
 		t.Errorf("idle session: %v", err)
+	}
+	if !strings.HasPrefix(idle.seen, "421 4.3.2 ") || strings.Count(idle.seen, "\n") != 1 {
+		t.Errorf("idle session got %q before the close, want one 421 4.3.2 line", idle.seen)
 	}
 	// New connections are told 421 4.3.2 while the transaction finishes
 	// (poll until the first shutdown answer: Shutdown runs concurrently).
@@ -872,6 +875,9 @@ func TestShutdownWithTransactionInFlight(t *testing.T) {
 	}
 	if err := busy.expectClosed(3 * time.Second); err != nil {
 		t.Errorf("session after its last transaction: %v", err)
+	}
+	if !strings.HasPrefix(busy.seen, "421 4.3.2 ") {
+		t.Errorf("session after its last transaction got %q before the close, want 421 4.3.2", busy.seen)
 	}
 	if got := ds.only(); !bytes.HasSuffix(got.Data, msg) {
 		t.Errorf("downstream got %q", got.Data)
@@ -926,6 +932,9 @@ func TestShutdownClosesConnectionsBeforeEHLO(t *testing.T) {
 	}
 	if err := early.expectClosed(time.Second); err != nil {
 		t.Errorf("greeted-only connection: %v", err)
+	}
+	if !strings.HasPrefix(early.seen, "421 4.3.2 ") {
+		t.Errorf("greeted-only connection got %q, want 421 4.3.2", early.seen)
 	}
 	select {
 	case err := <-done:

@@ -158,8 +158,10 @@ func (l *limitListener) refuse(c net.Conn) {
 }
 
 // shutdown admits no more connections and closes every connection for
-// which keep returns false.
-func (l *limitListener) shutdown(keep func(net.Conn) bool) {
+// which keep returns false, after bye (which may be nil) has had its
+// chance to say goodbye on it. The goodbyes are said in parallel, so a
+// client that reads nothing delays the rest by its write deadline at most.
+func (l *limitListener) shutdown(keep func(net.Conn) bool, bye func(*limitConn)) {
 	l.mu.Lock()
 	l.shut = true
 	var idle []*limitConn
@@ -169,9 +171,18 @@ func (l *limitListener) shutdown(keep func(net.Conn) bool) {
 		}
 	}
 	l.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range idle {
-		c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if bye != nil {
+				bye(c)
+			}
+			c.Close()
+		}()
 	}
+	wg.Wait()
 }
 
 func (l *limitListener) release(addr netip.Addr) {

@@ -129,18 +129,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	busy := map[net.Conn]bool{}
+	idle := map[net.Conn]net.Conn{} // listener's connection → the session's, TLS or not
 	for sess := range s.sessions {
+		c := sess.conn.Conn()
 		if sess.inTxn.Load() {
-			busy[baseConn(sess.conn.Conn())] = true
+			busy[baseConn(c)] = true
+		} else {
+			idle[baseConn(c)] = c
 		}
 	}
 	listeners := s.listeners
 	s.mu.Unlock()
 	// Close every connection not in a transaction, including those
 	// that have no session yet (greeted, no EHLO): go-smtp's Shutdown
-	// would wait for them until ctx is done.
+	// would wait for them until ctx is done. Each is told why first, as
+	// RFC 5321 section 3.8 asks of a server shut down from outside: a
+	// 421, which a client takes as "try again later", not as a failure.
 	for _, ll := range listeners {
-		ll.shutdown(func(c net.Conn) bool { return busy[c] })
+		ll.shutdown(func(c net.Conn) bool { return busy[c] }, func(c *limitConn) {
+			w, ok := idle[c]
+			if !ok {
+				if c.noGuard.Load() {
+					return // TLS begun and no session yet: no plaintext line fits
+				}
+				w = c
+			}
+			w.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(w, ll.shutting)
+		})
 	}
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {

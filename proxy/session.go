@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -571,15 +572,24 @@ func (s *session) Reset() {
 		s.ds = nil
 	}
 	s.from, s.rcpts, s.p = "", nil, nil
-	s.inTxn.Store(false)
-	if s.srv.isClosing() {
+	wasTxn := s.inTxn.Swap(false)
+	if wasTxn && s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
-		// this session is done.
-		s.conn.Conn().Close()
+		// this session is done, and says so (RFC 5321 section 3.8).
+		c := s.conn.Conn()
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "421 4.3.2 "+Hostname(s.srv.policy.Load().Config)+" Service shutting down, try again later\r\n")
+		c.Close()
 	}
 }
 
 func (s *session) Logout() error {
+	if _, ok := s.conn.Conn().(*tls.Conn); ok && s.lc != nil {
+		// STARTTLS ends a session (go-smtp logs it out and starts a new
+		// one at the next EHLO): from here the client's bytes are
+		// ciphertext, also before that EHLO.
+		s.lc.noGuard.Store(true)
+	}
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil

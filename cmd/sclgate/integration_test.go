@@ -16,6 +16,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -813,18 +814,14 @@ func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The idle session is closed.
-	idle.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := idle.r.ReadString('\n'); err == nil {
-		// a 421 line is fine too; then EOF must follow
-		if _, err := idle.r.ReadString('\n'); err == nil {
-			t.Error("idle session not closed on SIGTERM")
-		}
-	}
+	// The idle session is told 421 4.3.2 and closed (RFC 5321 section 3.8).
+	expect421Close(t, "idle session", idle.c, idle.r)
 
-	// The message in flight completes.
+	// The message in flight completes, then its session is closed the
+	// same way.
 	fmt.Fprintf(c.c, "second half\r\n.\r\n")
 	c.expect("250")
+	expect421Close(t, "session after its transaction", c.c, c.r)
 	select {
 	case <-g.done:
 	case <-time.After(15 * time.Second):
@@ -836,6 +833,54 @@ func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
 	msgs := s.messages(t, 1)
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "second half") {
 		t.Errorf("in-flight message not delivered whole: %v", msgs)
+	}
+}
+
+// expect421Close reads one line, which must be a 421 4.3.2, and then the
+// end of the connection.
+func expect421Close(t *testing.T, what string, c net.Conn, r *bufio.Reader) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := r.ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.3.2 ") {
+		t.Errorf("%s: got %q (%v) on SIGTERM, want 421 4.3.2", what, line, err)
+	}
+	if more, err := r.ReadString('\n'); err == nil || more != "" {
+		t.Errorf("%s: %q after the 421, want the connection closed (%v)", what, more, err)
+	}
+}
+
+// Idle sessions under TLS are told 421 inside TLS; a client that has
+// started TLS but not yet said EHLO again has no session, and gets no
+// plaintext line in its TLS stream, only the close.
+func TestServeSIGTERMUnderTLS(t *testing.T) {
+	g, _ := startAuthGW(t, "")
+	starttls := func(ehlo bool) *smtpConn {
+		c := dialSMTP(t, g.addr)
+		c.cmd("STARTTLS", "220")
+		tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c.c, c.r = tc, bufio.NewReader(tc)
+		if ehlo {
+			c.cmd("EHLO client.test", "250")
+		}
+		return c
+	}
+	withSession, noSession := starttls(true), starttls(false)
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	expect421Close(t, "TLS session", withSession.c, withSession.r)
+	noSession.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := noSession.r.ReadByte(); err == nil {
+		t.Errorf("TLS without a session: read %q, want the connection closed", b)
+	} else if errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "record") {
+		t.Errorf("TLS without a session: %v, want a plain close", err)
+	}
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("sclgate did not exit")
 	}
 }
 
