@@ -730,6 +730,17 @@ func (s *smtpConn) cmd(line, code string) string {
 	return s.expect(code)
 }
 
+// startTLS says STARTTLS and goes on over TLS (any certificate).
+func (s *smtpConn) startTLS() {
+	s.t.Helper()
+	s.cmd("STARTTLS", "220")
+	tc := tls.Client(s.c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.c, s.r = tc, bufio.NewReader(tc)
+}
+
 func (s *smtpConn) send(body, code string) string {
 	s.t.Helper()
 	s.cmd("MAIL FROM:<a@example.org>", "250")
@@ -744,12 +755,7 @@ func (s *smtpConn) send(body, code string) string {
 func TestServeAuthGuessingDisconnects(t *testing.T) {
 	g, _ := startAuthGW(t, "limits:\n  max_errors: 3\n")
 	c := dialSMTP(t, g.addr)
-	c.cmd("STARTTLS", "220")
-	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.c, c.r = tc, bufio.NewReader(tc)
+	c.startTLS()
 	c.cmd("EHLO client.test", "250")
 	wrong := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong"))
 	c.cmd(wrong, "535 5.7.8")
@@ -857,12 +863,7 @@ func TestServeSIGTERMUnderTLS(t *testing.T) {
 	g, _ := startAuthGW(t, "")
 	starttls := func(ehlo bool) *smtpConn {
 		c := dialSMTP(t, g.addr)
-		c.cmd("STARTTLS", "220")
-		tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
-		if err := tc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		c.c, c.r = tc, bufio.NewReader(tc)
+		c.startTLS()
 		if ehlo {
 			c.cmd("EHLO client.test", "250")
 		}
