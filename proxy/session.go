@@ -475,15 +475,13 @@ func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus
 		log.Error("archive action without an archive store")
 		return errArchive
 	}
+	// Our Received field on top, as on relayed mail: archiving is taking
+	// the message in (RFC 5321 section 4.4), and it keeps the client's
+	// address and HELO name with the message for whoever reviews or
+	// releases it. It also means the message's own first line can never
+	// pass for an archive head line (archive.ErrAmbiguous).
 	env := archive.Envelope{From: s.from, To: s.rcpts}
-	id, err := a.Write(env, scl, sp.Reader())
-	if errors.Is(err, archive.ErrAmbiguous) {
-		// The message's own first line looks like an archive head line
-		// (X-Receiver: ...): stored as is, it would read back with an
-		// envelope its sender chose. Our Received field on top, as any
-		// relay would add, makes the boundary unambiguous.
-		id, err = a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), sp.Reader()))
-	}
+	id, err := a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), sp.Reader()))
 	if err != nil {
 		log.Error("archive write failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailArchive).Inc()

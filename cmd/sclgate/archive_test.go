@@ -421,7 +421,10 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 		t.Errorf("show: %d\n%s", code, out)
 	}
 	code, out, _ = archiveBin(t, g.dir, "raw", "-config", g.config, first)
-	if code != 0 || !strings.HasPrefix(out, "Date: ") || !strings.Contains(out, "Subject: first casino\r\n") || !strings.Contains(out, "X-SCL: -1\r\n") {
+	// As received: our Received field (the client's address and HELO) on
+	// top of what the client sent.
+	if code != 0 || !strings.HasPrefix(out, "Received: from client.test ([127.0.0.1])\r\n\tby ") || !strings.Contains(out, "\r\nDate: ") ||
+		!strings.Contains(out, "Subject: first casino\r\n") || !strings.Contains(out, "X-SCL: -1\r\n") {
 		t.Errorf("raw: %d\n%q", code, out)
 	}
 
@@ -445,6 +448,10 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 	}
 	if strings.Count(m, "X-SCL:") != 1 || !strings.Contains(m, "Subject: first casino") {
 		t.Errorf("stamping:\n%s", m)
+	}
+	// The released message keeps the trace of how it came in.
+	if !regexp.MustCompile(`Received: from client\.test \(\[127\.0\.0\.1\]\)\r?\n\tby gw\.test \(sclgate\)`).MatchString(m) {
+		t.Errorf("released message lacks the archiving hop's Received field:\n%s", m)
 	}
 	if v, _ := header(m, "X-Mail-Args"); !strings.HasPrefix(v, "<spammer0@spam.test>") {
 		t.Errorf("sender %q", v)
