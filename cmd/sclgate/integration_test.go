@@ -899,6 +899,19 @@ func TestServeCheck(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "gateway_treshold") {
 		t.Errorf("bad config: %v %s", err, out)
 	}
+	// A weight list that is not there: serve runs without rules until it
+	// appears (a lost file must not keep the gateway from starting after
+	// ExecStartPre's check), and the check names the missing file, since
+	// a typo in the path would drop every rule.
+	missing := filepath.Join(dir, "missing.yaml")
+	os.WriteFile(missing, []byte("filter:\n  weights_file: "+filepath.Join(dir, "wieghts.xml")+"\n"), 0o644)
+	cmd := exec.Command(binary(t), "serve", "-check", "-config", missing)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "configuration OK") ||
+		!strings.HasPrefix(stderr.String(), "warning: config: filter.weights_file: "+filepath.Join(dir, "wieghts.xml")+" does not exist") {
+		t.Errorf("missing weight list: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
 }
 
 // selfSigned writes a throwaway certificate for 127.0.0.1.

@@ -49,7 +49,10 @@ func cmdServe(e env, args []string) int {
 		return 1
 	}
 	if *check {
-		if err := checkFiles(cfg); err != nil {
+		err := checkFiles(cfg, func(format string, args ...any) {
+			fmt.Fprintf(e.stderr, "warning: "+format+"\n", args...)
+		})
+		if err != nil {
 			fmt.Fprintln(e.stderr, err)
 			return 1
 		}
@@ -96,16 +99,21 @@ func cmdServe(e env, args []string) int {
 }
 
 // checkFiles checks what "serve -check" checks beyond the YAML: that the
-// weight list parses and the TLS key pair loads.
-func checkFiles(cfg *config.Config) error {
+// weight list parses and the TLS key pair loads. What serve would run
+// with but the admin should know of goes to warn.
+func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error {
 	if f := cfg.Filter.WeightsFile; f != "" {
-		// A missing file is no rules (it may be created later), but its
-		// directory must exist: serve watches the directory.
-		if _, err := weights.Load(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
 		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
 			return fmt.Errorf("config: filter.weights_file: directory %s does not exist", filepath.Dir(f))
+		}
+		// serve takes a missing file for no rules, and loads it when it
+		// appears, so that a lost file never stops mail (the units in
+		// deploy/ run this check before every start); but a typo in the
+		// path would silently drop every rule, so the check says so.
+		if _, err := weights.Load(f); errors.Is(err, os.ErrNotExist) {
+			warn("config: filter.weights_file: %s does not exist: serve will run without custom weights until it appears", f)
+		} else if err != nil {
+			return err
 		}
 	}
 	if _, err := loadTLS(cfg); err != nil {
