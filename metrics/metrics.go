@@ -47,6 +47,14 @@ const (
 	FailClassifier = "classifier" // classifier error, message deferred
 )
 
+// RefusalReasons are the label values of sclgate_smtp_refusals_total.
+var RefusalReasons = []string{"relay_denied", "auth_failed", "too_many_connections", "size", "header_size",
+	"bare_line_end", "cross_protocol", "too_many_errors", "data_timeout", "line_length", "command_timeout"}
+
+// UpdateResults are the label values of
+// sclgate_definitions_update_checks_total.
+var UpdateResults = []string{"current", "installed", "error"}
+
 // New creates the metrics and registers them, plus the Go and process
 // collectors, on reg. version goes into sclgate_build_info.
 func New(reg prometheus.Registerer, version string) *Metrics {
@@ -94,7 +102,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_smtp_refusals_total",
-			Help: "Commands refused at the SMTP level, by reason: relay_denied, auth_failed, too_many_connections, size.",
+			Help: "Commands and connections refused at the SMTP level, by reason: relay_denied, auth_failed, too_many_connections, size, header_size, bare_line_end, cross_protocol, too_many_errors, data_timeout, line_length, command_timeout.",
 		}, []string{"reason"}),
 	}
 	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -134,5 +142,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	}
 	m.WeightsReloads.WithLabelValues("ok")
 	m.WeightsReloads.WithLabelValues("error")
+	for _, r := range RefusalReasons {
+		m.Rejected.WithLabelValues(r)
+	}
+	for _, r := range UpdateResults {
+		m.UpdateChecks.WithLabelValues(r)
+	}
 	return m
 }

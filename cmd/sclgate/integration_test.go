@@ -974,3 +974,29 @@ func TestServeConnectionLimits(t *testing.T) {
 	}
 	b.cmd("QUIT", "221")
 }
+
+// A dead external engine: each message is scored by the built-in model
+// instead, the reply is still 250, the report says who scored it, and
+// sclgate_classifier_errors_total{classifier} counts each failure; its
+// series is on /metrics at 0 before the first one.
+func TestServeClassifierDownFallsBack(t *testing.T) {
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nfilter:\n  classifier: spamd://"+freePort(t)+"\n  classifier_timeout: 2s\n")
+	if v := g.metric(t, `sclgate_classifier_errors_total{classifier="spamd"}`); v != 0 {
+		t.Fatalf("classifier errors before any mail: %v", v)
+	}
+	for i := range 2 {
+		out := swaks(t, g.addr, "--to", "bob@example.com", "--body", fmt.Sprintf("message %d", i))
+		if !reply(out, "250 2.0.0 OK") {
+			t.Fatalf("with spamd down:\n%s", out)
+		}
+	}
+	for _, m := range s.messages(t, 2) {
+		if v, _ := header(m, "X-SCL-Report"); !strings.Contains(v, "classifier=builtin (spamd failed)") {
+			t.Errorf("X-SCL-Report %q", v)
+		}
+	}
+	if v := g.metric(t, `sclgate_classifier_errors_total{classifier="spamd"}`); v != 2 {
+		t.Errorf("classifier errors = %v, want 2", v)
+	}
+}

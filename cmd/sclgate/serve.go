@@ -406,6 +406,11 @@ func (g *gateway) policy(cfg *config.Config, d *definitions) (*proxy.Policy, err
 	if err != nil {
 		return nil, err
 	}
+	if fb, ok := c.(*scorer.Fallback); ok {
+		// The external engine's error series starts at 0, so that an
+		// alert on its rate works from the first scrape.
+		g.metrics.ClassifierErrors.WithLabelValues(fb.Primary.Name())
+	}
 	ds, err := config.ParseDownstream(cfg.Downstream)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,69 @@
+package metrics
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// Every labelled series an operator alerts on exists, at 0, from the first
+// scrape: an alert on rate(sclgate_smtp_refusals_total{reason="size"}[5m])
+// must not wait for the first refusal to have a series.
+func TestSeriesStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, "test")
+	for name, v := range map[string]*prometheus.CounterVec{
+		"sclgate_smtp_refusals_total":             m.Rejected,
+		"sclgate_definitions_update_checks_total": m.UpdateChecks,
+		"sclgate_relay_failures_total":            m.RelayFailures,
+		"sclgate_messages_acted_upon_total":       m.ActedUpon,
+	} {
+		if n := testutil.CollectAndCount(v, name); n == 0 {
+			t.Errorf("%s: no series before the first event", name)
+		}
+	}
+	if n := testutil.CollectAndCount(m.Rejected); n != len(RefusalReasons) {
+		t.Errorf("refusals: %d series, want %d", n, len(RefusalReasons))
+	}
+	for _, r := range RefusalReasons {
+		if v := testutil.ToFloat64(m.Rejected.WithLabelValues(r)); v != 0 {
+			t.Errorf("refusals{%s} = %v", r, v)
+		}
+	}
+}
+
+// The refusal reasons counted anywhere in the code are the ones listed (and
+// so started at 0, and named in the help text).
+func TestRefusalReasonsComplete(t *testing.T) {
+	re := regexp.MustCompile(`Rejected\.WithLabelValues\("([a-z_]+)"\)`)
+	var files []string
+	for _, dir := range []string{"../proxy", "../cmd/sclgate"} {
+		fs, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		files = append(files, fs...)
+	}
+	seen := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllSubmatch(b, -1) {
+			seen++
+			if !slices.Contains(RefusalReasons, string(m[1])) {
+				t.Errorf("%s counts refusal reason %q, which RefusalReasons lacks", f, m[1])
+			}
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no refusal counted in ../proxy or ../cmd/sclgate: the pattern is out of date")
+	}
+}
