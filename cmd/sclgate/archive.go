@@ -153,41 +153,6 @@ func (c *archiveCmd) errorf(format string, a ...any) {
 	fmt.Fprintf(c.e.stderr, "sclgate archive %s: %s\n", c.name, fmt.Sprintf(format, a...))
 }
 
-// reorderFlags moves the flags in args (and the values of those that take
-// one) before the other arguments, so that "release ID -to ADDR" works as
-// well as "release -to ADDR ID". "--" ends the flags as usual.
-func reorderFlags(fs *flag.FlagSet, args []string) []string {
-	var flags, rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			rest = append(rest, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") {
-			continue
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			continue // fs.Parse reports it
-		}
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-			continue
-		}
-		if i+1 < len(args) {
-			i++
-			flags = append(flags, args[i])
-		}
-	}
-	return append(append(flags, "--"), rest...)
-}
-
 // listEntry is one message in "archive list -json".
 type listEntry struct {
 	ID       string    `json:"id"`

@@ -177,7 +177,7 @@ func defsSign(e env, args []string) int {
 		fmt.Fprintf(e.stderr, "Writes BUNDLE.minisig. An encrypted key's password is taken from %s.\n", passwordEnv)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if *keyFile == "" || fs.NArg() != 1 {
@@ -245,7 +245,7 @@ func defsVerify(e env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs verify -pub NAME.pub [-pub ...] [-P KEY ...] [-sig FILE] BUNDLE")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if len(pubFiles)+len(keys) == 0 || fs.NArg() != 1 {
@@ -285,7 +285,7 @@ func defsInfo(e env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs info [-json] [BUNDLE]   (no BUNDLE: the built-in definitions)")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if fs.NArg() > 1 {

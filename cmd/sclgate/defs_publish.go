@@ -21,7 +21,7 @@ func defsPublish(e env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs publish -key NAME.key [-nopass] -dir DIR BUNDLE...")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if *keyFile == "" || *dir == "" {

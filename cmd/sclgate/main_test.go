@@ -201,6 +201,11 @@ func TestScanExplain(t *testing.T) {
 	if code, _, errOut = sclgate(t, "", "scan", "-explain", "-1", msg); code != 2 || !strings.Contains(errOut, "-explain") {
 		t.Errorf("-explain -1: %d %s", code, errOut)
 	}
+	// Flags may follow the files, as with the archive commands.
+	code, out, errOut = sclgate(t, "", "scan", msg, "-json", "-explain", "2")
+	if err := json.Unmarshal([]byte(out), &r); code != 0 || err != nil || len(r.Features) != 2 || r.File != msg {
+		t.Errorf("flags after the file: %d %v %q %s", code, err, out, errOut)
+	}
 }
 
 // A directory of symlinks to messages (as scripts/corpus.sh lays out the

@@ -55,7 +55,7 @@ func cmdScan(e env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [-explain N] [FILE|DIR...]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if *explain < 0 {

@@ -50,7 +50,7 @@ func cmdUpdate(e env, args []string) int {
 	if sub == "detect" {
 		usageExit = exitError
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return usageExit
 	}
 	if maxArgs := map[bool]int{true: 1, false: 0}[sub == "install"]; fs.NArg() > maxArgs {
