@@ -160,7 +160,7 @@ type Updates struct {
 	Enabled     bool          `yaml:"enabled"`
 	Source      string        `yaml:"source"`
 	TrustedKeys []string      `yaml:"trusted_keys"`
-	Interval    time.Duration `yaml:"interval"`
+	Interval    Days          `yaml:"interval"`
 }
 
 // What filter.classifier_failure may say.
@@ -323,8 +323,8 @@ func (c *Config) validate() error {
 	if f.ClassifierFailure != FailureFallback && f.ClassifierFailure != FailureTempfail {
 		bad("filter.classifier_failure: %q is not fallback or tempfail", f.ClassifierFailure)
 	}
-	if c.Updates.Interval < time.Minute {
-		bad("updates.interval: %v is shorter than a minute", c.Updates.Interval)
+	if time.Duration(c.Updates.Interval) < time.Minute {
+		bad("updates.interval: %v is shorter than a minute", time.Duration(c.Updates.Interval))
 	}
 	if c.Updates.Enabled && (c.Updates.Source == "" || len(c.Updates.TrustedKeys) == 0) {
 		bad("updates.enabled needs updates.source and updates.trusted_keys")

@@ -96,6 +96,14 @@ func TestRetentionDays(t *testing.T) {
 	if d, err := ParseDays("36h"); err != nil || d != 36*time.Hour {
 		t.Errorf("36h: %v %v", d, err)
 	}
+	// A daily update check is written as one would say it.
+	c, err = Parse("x.yaml", []byte("updates:\n  interval: 1d\n"))
+	if err != nil || time.Duration(c.Updates.Interval) != 24*time.Hour {
+		t.Errorf("updates.interval 1d: %v %v", c, err)
+	}
+	if _, err := Parse("x.yaml", []byte("updates:\n  interval: 30s\n")); err == nil || !strings.Contains(err.Error(), "shorter than a minute") {
+		t.Errorf("updates.interval 30s: %v", err)
+	}
 }
 
 // The weight list may not live in definitions.dir however the two paths

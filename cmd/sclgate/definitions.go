@@ -201,7 +201,8 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			return
 		case <-time.After(wait):
 		}
-		wait = cfg.Updates.Interval + time.Duration((rand.Float64()*0.2-0.1)*float64(cfg.Updates.Interval))
+		every := time.Duration(cfg.Updates.Interval)
+		wait = every + time.Duration((rand.Float64()*0.2-0.1)*float64(every))
 		d, err := u.Detect(ctx)
 		switch {
 		case ctx.Err() != nil:

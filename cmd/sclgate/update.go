@@ -215,7 +215,7 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 	}
 	state := "disabled (updates.enabled: false)"
 	if cfg.Updates.Enabled {
-		state = fmt.Sprintf("enabled, every %s from %s", cfg.Updates.Interval, cfg.Updates.Source)
+		state = fmt.Sprintf("enabled, every %s from %s", time.Duration(cfg.Updates.Interval), cfg.Updates.Source)
 	}
 	fmt.Fprintf(e.stdout, "automatic updates: %s\n", state)
 	return 0
