@@ -157,10 +157,10 @@ type Definitions struct {
 }
 
 type Updates struct {
-	Enabled     bool          `yaml:"enabled"`
-	Source      string        `yaml:"source"`
-	TrustedKeys []string      `yaml:"trusted_keys"`
-	Interval    Days          `yaml:"interval"`
+	Enabled     bool     `yaml:"enabled"`
+	Source      string   `yaml:"source"`
+	TrustedKeys []string `yaml:"trusted_keys"`
+	Interval    Days     `yaml:"interval"`
 }
 
 // What filter.classifier_failure may say.
