@@ -179,6 +179,11 @@ func archiveList(e env, args []string) int {
 		c.fs.Usage()
 		return 2
 	}
+	if set := flagSet(c.fs, "scl"); set && (*minSCL < -1 || *minSCL > 9) {
+		// An SCL outside -1..9 matches nothing: a typo, said as one.
+		c.errorf("-scl: %d is not an SCL (-1 to 9)", *minSCL)
+		return 2
+	}
 	var cutoff time.Time
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
@@ -335,6 +340,26 @@ func readMessage(store *archive.Store, id string) (archive.Item, []byte, error) 
 	return it, raw, nil
 }
 
+// openShown opens an archived message for show and raw: from the archive,
+// or, once released, from released/, which is where an admin looking at
+// a message released a moment ago will find it.
+func openShown(store *archive.Store, id string) (it archive.Item, body io.ReadCloser, released bool, err error) {
+	it, body, err = store.Open(id)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return it, body, false, err
+	}
+	dir := filepath.Join(store.Dir(), releasedDir)
+	if _, serr := os.Stat(filepath.Join(dir, id+".eml")); serr != nil {
+		return it, body, false, err
+	}
+	rs, rerr := archive.Open(dir, archive.Options{})
+	if rerr != nil {
+		return it, body, false, err
+	}
+	it, body, err = rs.Open(id)
+	return it, body, err == nil, err
+}
+
 func archiveShow(e env, args []string) int {
 	c := newArchiveCmd(e, "show", "[-config FILE | -dir DIR] ID...")
 	if code := c.parse(args); code >= 0 {
@@ -354,7 +379,15 @@ func archiveShow(e env, args []string) int {
 		if i > 0 {
 			fmt.Fprintln(e.stdout, strings.Repeat("-", 72))
 		}
-		it, raw, err := readMessage(c.store, id)
+		it, body, released, err := openShown(c.store, id)
+		var raw []byte
+		if err == nil {
+			raw, err = io.ReadAll(body)
+			body.Close()
+			if err != nil {
+				err = fmt.Errorf("archive: %s: %w", it.Path, err)
+			}
+		}
 		if err != nil {
 			c.errorf("%v", err)
 			code = 1
@@ -364,6 +397,9 @@ func archiveShow(e env, args []string) int {
 		w := e.stdout
 		fmt.Fprintf(w, "ID:          %s\n", it.ID)
 		fmt.Fprintf(w, "File:        %s\n", it.Path)
+		if released {
+			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
+		}
 		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
 		for _, to := range it.Envelope.To {
@@ -445,7 +481,7 @@ func archiveRaw(e env, args []string) int {
 		c.fs.Usage()
 		return 2
 	}
-	_, body, err := c.store.Open(c.ids()[0])
+	_, body, _, err := openShown(c.store, c.ids()[0])
 	if err != nil {
 		c.errorf("%v", err)
 		return 1
@@ -470,6 +506,9 @@ func archiveDelete(e env, args []string) int {
 	code := 0
 	for _, id := range c.ids() {
 		if err := c.store.Delete(id); err != nil {
+			if _, serr := os.Stat(filepath.Join(c.store.Dir(), releasedDir, id+".eml")); errors.Is(err, fs.ErrNotExist) && serr == nil {
+				err = fmt.Errorf("%s: %w; nothing deleted", id, errAlreadyReleased{})
+			}
 			c.errorf("%v", err)
 			code = 1
 			continue
@@ -497,10 +536,14 @@ func archivePurge(e env, args []string) int {
 			c.errorf("-older-than: %v", err)
 			return 2
 		}
+		if d <= 0 {
+			c.errorf("-older-than %s would remove every message; give an age such as 30d (archive delete removes messages one by one)", *olderThan)
+			return 2
+		}
 		age = d
 	}
 	if age <= 0 {
-		c.errorf("give -older-than AGE (such as 30d); archive.retention is not set")
+		c.errorf("give -older-than AGE (such as 30d), or set archive.retention for purge to use")
 		return 2
 	}
 	removed, err := purgeArchive(c.store, age, *dryRun, time.Now())

@@ -295,6 +295,19 @@ func TestArchiveDeleteAndPurge(t *testing.T) {
 	if code, _, errOut := archiveRun(t, "purge", "-dir", dir); code != 2 || !strings.Contains(errOut, "-older-than") {
 		t.Errorf("no age: %d %s", code, errOut)
 	}
+	// An age of 0 would remove everything: refused, not taken for "no age".
+	if code, _, errOut := archiveRun(t, "purge", "-dir", dir, "-older-than", "0"); code != 2 || !strings.Contains(errOut, "would remove every message") {
+		t.Errorf("-older-than 0: %d %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Fatalf("-older-than 0 removed a message: %v", err)
+	}
+	// An SCL no message can have is a typo, said as one.
+	for _, n := range []string{"10", "-2"} {
+		if code, _, errOut := archiveRun(t, "list", "-dir", dir, "-scl", n); code != 2 || !strings.Contains(errOut, "is not an SCL") {
+			t.Errorf("list -scl %s: %d %s", n, code, errOut)
+		}
+	}
 	// An ID as ls shows it (with .eml) works too.
 	code, out, errOut := archiveRun(t, "delete", "-dir", dir, spam+".eml", "nosuch")
 	if code != 1 || !strings.Contains(out, "deleted "+spam) || !strings.Contains(errOut, "nosuch") {
@@ -461,6 +474,17 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(arch, "released", first+".eml")); err != nil {
 		t.Errorf("not moved to released/: %v", err)
+	}
+	// A released message can still be looked at, and says where it is.
+	code, out, errOut = archiveBin(t, g.dir, "show", "-config", g.config, first)
+	if code != 0 || !strings.Contains(out, "Released:    yes (the file is in released/)") || !strings.Contains(out, "Subject:     first casino") {
+		t.Errorf("show after release: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ = archiveBin(t, g.dir, "raw", "-config", g.config, first); code != 0 || !strings.Contains(out, "Subject: first casino\r\n") {
+		t.Errorf("raw after release: %d\n%s", code, out)
+	}
+	if code, _, errOut = archiveBin(t, g.dir, "delete", "-config", g.config, first); code != 1 || !strings.Contains(errOut, "already released (it is in released/); nothing deleted") {
+		t.Errorf("delete after release: %d %s", code, errOut)
 	}
 
 	// Release failure: nothing listens on the downstream.

@@ -119,3 +119,10 @@ func reorderFlags(fs *flag.FlagSet, args []string) []string {
 	}
 	return append(append(flags, "--"), rest...)
 }
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
