@@ -31,14 +31,15 @@ const archiveUsage = `usage: sclgate archive COMMAND [-config FILE | -dir DIR] .
 Commands:
   list    [-json] [-since 30d|2006-01-02] [-scl N] [-from S] [-to R] [-subject TEXT]
                            archived messages, newest first
-  show    ID               envelope, headers, explanation and decoded text
-  raw     ID               the message exactly as received
+  show    ID...            envelope, headers, explanation and decoded text
+  raw     ID               the message exactly as archived
   release ID... [-to ADDR] [-downstream URL]
                            resubmit downstream stamped X-SCL: -1, then move
                            the file to released/
   delete  ID...            remove messages
-  purge   -older-than 30d [-dry-run]
+  purge   [-older-than 30d] [-dry-run]
                            remove messages received before then
+                           (default: archive.retention)
 
 -config FILE is the file serve uses (archive.dir, downstream, filter);
 default: the embedded defaults. -dir DIR names the archive directory
@@ -519,7 +520,7 @@ func archiveDelete(e env, args []string) int {
 }
 
 func archivePurge(e env, args []string) int {
-	c := newArchiveCmd(e, "purge", "[-config FILE | -dir DIR] -older-than 30d [-dry-run]")
+	c := newArchiveCmd(e, "purge", "[-config FILE | -dir DIR] [-older-than 30d] [-dry-run]")
 	olderThan := c.fs.String("older-than", "", "remove messages received more than `AGE` ago (30d, 36h; default: archive.retention)")
 	dryRun := c.fs.Bool("dry-run", false, "only list what would be removed")
 	if code := c.parse(args); code >= 0 {

@@ -5,7 +5,7 @@
 // Usage:
 //
 //	sclgate serve   [-config FILE] [-check]
-//	sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
+//	sclgate scan    [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [-explain N] [FILE|DIR...]
 //	sclgate weights check FILE
 //	sclgate update  status|detect|install|rollback [-config FILE] ...
 //	sclgate defs    keygen|sign|verify|info|publish|train|eval ...
@@ -40,7 +40,7 @@ const usage = `sclgate: an inbound SMTP content-filter gateway (SCL 0-9)
 
 Usage:
   sclgate serve   [-config FILE] [-check]      run the gateway
-  sclgate scan    [-config FILE] [-classifier NAME] [-weights FILE] [-json] [FILE|DIR...]
+  sclgate scan    [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [-explain N] [FILE|DIR...]
                                                score messages (stdin when none)
   sclgate weights check FILE                   validate a custom weight list
   sclgate update  status|detect|install|rollback [-config FILE]
