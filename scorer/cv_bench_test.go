@@ -73,7 +73,7 @@ func cvCorpus(b *testing.B) []example {
 	}
 	mean := max(1, float64(bodyTotal)/float64(len(data)))
 	for i := range data {
-		data[i].v = bodyScale(len(data[i].ids[viewBody]), mean, bodyPow)
+		data[i].v = bodyScale(len(data[i].ids[viewBody]), bodyMin, mean, bodyPow)
 	}
 	return data
 }

@@ -22,9 +22,11 @@ type Model struct {
 	bias  float64 // log-odds of a message with no features
 	scale float64 // weight i is w[i]*scale
 	// Body words count (nb/bodyMean)^-bodyPow each, nb being the message's
-	// number of distinct body features: a long message's many weak words
-	// do not add up past its few strong signals.
+	// number of distinct body features but at least bodyMin: a long
+	// message's many weak words do not add up past its few strong signals,
+	// and a very short one's few words are not blown up past all the rest.
 	bodyMean, bodyPow float64
+	bodyMin           uint16
 	w                 []int16
 	cuts              [9]float64 // log-odds at which SCL 1..9 start; cuts[0] = -Inf
 	cal               Calibration
@@ -109,7 +111,7 @@ func (m *Model) LogOdds(msg *Message) float64 {
 		var sum int64
 		n := forEachBucketIn(buf, x.hs[g], m.bits, func(b uint32) { sum += int64(m.w[b]) })
 		if g == viewBody {
-			z += float64(sum) * bodyScale(n, m.bodyMean, m.bodyPow)
+			z += float64(sum) * bodyScale(n, m.bodyMin, m.bodyMean, m.bodyPow)
 		} else {
 			z += float64(sum)
 		}
@@ -124,12 +126,13 @@ func growU64(s []uint64, n int) []uint64 {
 	return s[:0]
 }
 
-// bodyScale is the value of each body feature of a message with nb of them.
-func bodyScale(nb int, mean, pow float64) float64 {
+// bodyScale is the value of each body feature of a message with nb of them,
+// counted as at least least of them.
+func bodyScale(nb int, least uint16, mean, pow float64) float64 {
 	if pow == 0 || nb == 0 {
 		return 1
 	}
-	return math.Pow(float64(nb)/mean, -pow)
+	return math.Pow(float64(max(nb, int(least)))/mean, -pow)
 }
 
 // Contribution is one feature's part in a verdict, for explaining it.
@@ -149,7 +152,7 @@ func (m *Model) Explain(msg *Message, n int) []Contribution {
 	for g, hs := range x.hs {
 		v := 1.0
 		if g == viewBody {
-			v = bodyScale(forEachBucket(hs, m.bits, func(uint32) {}), m.bodyMean, m.bodyPow)
+			v = bodyScale(forEachBucket(hs, m.bits, func(uint32) {}), m.bodyMin, m.bodyMean, m.bodyPow)
 		}
 		seen := make(map[uint32]bool)
 		for i, h := range hs {
@@ -266,7 +269,9 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	b = append(b, modelMagic...)
 	b = le.AppendUint16(b, modelFormat)
 	b = le.AppendUint16(b, FeatureVersion)
-	b = append(b, m.bits, 0, 0, 0, 0, 0, 0, 0)
+	b = append(b, m.bits)
+	b = le.AppendUint16(b, m.bodyMin) // 0 in models before bodyMin: no floor
+	b = append(b, 0, 0, 0, 0, 0)
 	f64 := func(f float64) { b = le.AppendUint64(b, math.Float64bits(f)) }
 	f64(m.bias)
 	f64(m.scale)
@@ -330,7 +335,7 @@ func LoadModel(b []byte) (*Model, error) {
 		// Also what a truncated or padded model gives.
 		return nil, errors.New("model: checksum mismatch (truncated or corrupt)")
 	}
-	m := &Model{bits: bits}
+	m := &Model{bits: bits, bodyMin: le.Uint16(b[9:])}
 	p := 16
 	f64 := func() float64 { v := math.Float64frombits(le.Uint64(b[p:])); p += 8; return v }
 	u32 := func() uint32 { v := le.Uint32(b[p:]); p += 4; return v }

@@ -552,3 +552,31 @@ func TestScorerExplain(t *testing.T) {
 		}
 	}
 }
+
+// A very short body counts as bodyMin features in the length
+// normalisation: its words weigh what a 24-feature message's do, not up to
+// (mean)^0.5 times their weight. The floor travels with the model, and a
+// model written before it (0) has none.
+func TestBodyFloor(t *testing.T) {
+	m := testModel(t)
+	if m.bodyMin != bodyMin {
+		t.Fatalf("trained model has bodyMin %d, want %d", m.bodyMin, bodyMin)
+	}
+	b, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := LoadModel(b)
+	if err != nil || m2.bodyMin != bodyMin {
+		t.Fatalf("loaded bodyMin %v, %v", m2.bodyMin, err)
+	}
+	if got, want := bodyScale(1, bodyMin, 400, 0.5), bodyScale(bodyMin, 0, 400, 0.5); got != want {
+		t.Errorf("one feature scales %v, want %v as for %d", got, want, bodyMin)
+	}
+	if got, want := bodyScale(100, bodyMin, 400, 0.5), bodyScale(100, 0, 400, 0.5); got != want {
+		t.Errorf("100 features scale %v, want %v: the floor must not touch longer messages", got, want)
+	}
+	if bodyScale(1, 0, 400, 0.5) != 20 {
+		t.Errorf("no floor: one feature should scale (400/1)^0.5 = 20")
+	}
+}

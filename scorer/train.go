@@ -65,6 +65,13 @@ const (
 	// normalisation, so that a long message's many weak words do not
 	// outvote its few strong signals.
 	bodyPow = 0.5
+	// bodyMin is the fewest body features a message counts as having in
+	// that normalisation. Without it a one-word body's word weighed
+	// (mean n)^0.5, some 17 times its weight, so a test message saying
+	// "body" got SCL 6 on that word alone. Cross-validation (mean of 5
+	// fold assignments, catch at 0.1% of ham) is flat from 8 to 64:
+	// 95.91, 96.00 at 24, 95.94, against 95.91 without.
+	bodyMin = 24
 )
 
 // Progress reports how training advances.
@@ -212,7 +219,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	rep.AvgFeatures = float64(total) / float64(n)
 	bodyMean := max(1, float64(bodyTotal)/float64(n))
 	for i := range data {
-		data[i].v = bodyScale(len(data[i].ids[viewBody]), bodyMean, bodyPow)
+		data[i].v = bodyScale(len(data[i].ids[viewBody]), bodyMin, bodyMean, bodyPow)
 	}
 	rep.ReadTime = time.Since(start)
 
@@ -355,7 +362,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		bias += foldBias[f]
 	}
 	m := &Model{bits: bits, cuts: bestCuts, cal: rep.Calibration, version: o.Version, w: make([]int16, size),
-		bodyMean: bodyMean, bodyPow: bodyPow}
+		bodyMean: bodyMean, bodyPow: bodyPow, bodyMin: bodyMin}
 	m.bias = bias / float64(o.Folds)
 	maxAbs := 0.0
 	for i := range sum {
