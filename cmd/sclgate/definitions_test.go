@@ -89,8 +89,8 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 	url := serveDir(t, site, nil)
 
 	s := startSink(t)
-	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  classifier: builtin\ndefinitions:\n  dir: %s\nupdates:\n  source: %s\n  trusted_keys: [%s]\n",
-		s.addr, filepath.Join(dir, "defs"), url, pubFile))
+	g := startGW(t, fmt.Sprintf("downstream: smtp://%s\nfilter:\n  classifier: builtin\n  weights_file: %s\ndefinitions:\n  dir: %s\nupdates:\n  source: %s\n  trusted_keys: [%s]\n",
+		s.addr, weightsFile(t, dir), filepath.Join(dir, "defs"), url, pubFile))
 	builtin, _ := defs.Read(bytes.NewReader(defs.Builtin()), defs.DefaultMaxSize)
 	g.waitMetric(t, `sclgate_definitions_info{version="`+builtin.Manifest.Version+`"}`, 1)
 
@@ -135,11 +135,18 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 	if code, out := run("update", "install", "-version", "2027.02.1"); code != 0 {
 		t.Fatalf("install -version: %d %s", code, out)
 	}
+	// Switching definitions leaves the weight list alone: it was not
+	// read again, so no reload is counted.
+	if v := g.metric(t, `sclgate_weights_reloads_total{result="ok"}`); v != 0 {
+		t.Errorf("weight list reloads after definition switches: %v, want 0", v)
+	}
 	cfg, _ := os.ReadFile(g.config)
 	os.WriteFile(g.config, bytes.Replace(cfg, []byte("updates:\n"), []byte("updates:\n  interval: 2h\n"), 1), 0o644)
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	g.waitLog(t, "restarted on the new settings")
 	g.waitMetric(t, `sclgate_definitions_info{version="2027.02.1"}`, 1)
+	// SIGHUP does read it again (for file systems that do not notify).
+	g.waitMetric(t, `sclgate_weights_reloads_total{result="ok"}`, 1)
 
 	msgs := s.messages(t, 4)
 	wantDefs := map[string]string{

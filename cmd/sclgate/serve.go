@@ -185,7 +185,7 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 		return nil, err
 	}
 	g.setDefinitions(d, link)
-	p, err := g.policy(cfg, d)
+	p, err := g.policy(cfg, d, false)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +386,7 @@ func (g *gateway) definitionsChanged() {
 		g.log.Error("definitions changed but could not be loaded; keeping the ones in use", slog.Any("err", err))
 		return
 	}
-	p, err := g.policy(cfg, d)
+	p, err := g.policy(cfg, d, false)
 	if err != nil {
 		g.log.Error("definitions changed but the policy could not be rebuilt", slog.Any("err", err))
 		return
@@ -397,8 +397,9 @@ func (g *gateway) definitionsChanged() {
 }
 
 // policy builds everything a transaction decides with from cfg, reusing the
-// weight list watcher when the file is the same.
-func (g *gateway) policy(cfg *config.Config, d *definitions) (*proxy.Policy, error) {
+// weight list watcher when the file is the same; rereadWeights (SIGHUP)
+// reads the list again then.
+func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool) (*proxy.Policy, error) {
 	c, defsVersion, err := classifier(cfg, d, func(c string, err error) {
 		g.metrics.ClassifierErrors.WithLabelValues(c).Inc()
 		g.log.Warn("classifier failed", slog.String("classifier", c), slog.Any("err", err))
@@ -421,7 +422,7 @@ func (g *gateway) policy(cfg *config.Config, d *definitions) (*proxy.Policy, err
 			return nil, err
 		}
 	}
-	w, err := g.weightsWatcher(cfg.Filter.WeightsFile)
+	w, err := g.weightsWatcher(cfg.Filter.WeightsFile, rereadWeights)
 	if err != nil {
 		return nil, err
 	}
@@ -437,11 +438,11 @@ func (g *gateway) policy(cfg *config.Config, d *definitions) (*proxy.Policy, err
 	}, nil
 }
 
-func (g *gateway) weightsWatcher(path string) (*weights.Watcher, error) {
+func (g *gateway) weightsWatcher(path string, reread bool) (*weights.Watcher, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if path == g.wpath {
-		if g.watcher != nil {
+		if g.watcher != nil && reread {
 			// SIGHUP re-reads the list too, for file systems where
 			// change notification does not reach us (NFS, some mounts).
 			if err := g.watcher.Reload(); err != nil {
@@ -532,7 +533,7 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 			return err
 		}
 	}
-	p, err := g.policy(cfg, d)
+	p, err := g.policy(cfg, d, true)
 	if err != nil {
 		return err
 	}
