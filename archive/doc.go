@@ -19,7 +19,9 @@
 //
 // A file starts with a head that holds the SMTP envelope, in the format of
 // the Exchange pickup and replay directories, followed by the message
-// exactly as it was received, byte for byte:
+// exactly as it was given to Write, byte for byte (the gateway gives it as
+// received, under its own Received field, as Exchange's files have
+// Exchange's):
 //
 //	X-Sender: <alice@example.com>
 //	X-Receiver: <bob@example.org>
