@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -224,7 +225,7 @@ func decode(c *Config, data []byte) error {
 		// in the admin's words, one problem per line.
 		msgs := make([]string, len(te.Errors))
 		for i, m := range te.Errors {
-			msgs[i] = sectionNames.Replace(m)
+			msgs[i] = withKey(sectionNames.Replace(m), data)
 		}
 		return errors.New(strings.Join(msgs, "; "))
 	}
@@ -232,6 +233,27 @@ func decode(c *Config, data []byte) error {
 		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return nil
+}
+
+var lineRE = regexp.MustCompile(`^line (\d+): cannot unmarshal`)
+
+// withKey names the key of a "line N: cannot unmarshal ..." error, which
+// yaml.v3 leaves out: "line 3 (command_timeout): cannot unmarshal ...".
+func withKey(msg string, data []byte) string {
+	m := lineRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := strings.Split(string(data), "\n")
+	if n < 1 || n > len(lines) {
+		return msg
+	}
+	key, rest, ok := strings.Cut(strings.TrimLeft(lines[n-1], " \t-"), ":")
+	if !ok || key == "" || strings.ContainsAny(key, " \t\"'{") || strings.ContainsAny(rest, "{[") {
+		return msg
+	}
+	return strings.Replace(msg, "line "+m[1]+":", "line "+m[1]+" ("+key+"):", 1)
 }
 
 var sectionNames = strings.NewReplacer(
@@ -253,13 +275,23 @@ func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	if err := checkListen(c.Listen); err != nil {
 		bad("listen: %q: %v", c.Listen, err)
 	}
 	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+		if err := checkListen(c.Metrics.Listen); err != nil {
 			bad("metrics.listen: %q: %v", c.Metrics.Listen, err)
 		}
+	}
+	if c.Archive.Web.Listen != "" {
+		if err := checkListen(c.Archive.Web.Listen); err != nil {
+			bad("archive.web.listen: %q: %v", c.Archive.Web.Listen, err)
+		}
+	}
+	// The name goes into the greeting, EHLO to the downstream and every
+	// Received field: one DNS-like token, nothing that could end a line.
+	if h := c.Hostname; h != "" && !validHostname(h) {
+		bad("hostname: %q is not a host name (letters, digits, '-', '.', '_')", h)
 	}
 	for i, d := range c.AcceptedDomains {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
@@ -293,14 +325,26 @@ func (c *Config) validate() error {
 	if c.SMTP.BareLF != BareLFReject && c.SMTP.BareLF != BareLFNormalize {
 		bad("smtp.bare_lf: %q is not reject or normalize", c.SMTP.BareLF)
 	}
-	if l.MaxMessageBytes <= 0 || l.MaxRecipients <= 0 || l.MaxHeaderBytes <= 0 || l.MaxErrors <= 0 || l.MaxConnections <= 0 || l.MaxConnectionsPerIP <= 0 {
-		bad("limits: max_* must be positive")
+	for _, n := range []struct {
+		key string
+		v   int64
+	}{{"max_message_bytes", l.MaxMessageBytes}, {"max_recipients", int64(l.MaxRecipients)}, {"max_header_bytes", int64(l.MaxHeaderBytes)},
+		{"max_errors", int64(l.MaxErrors)}, {"max_connections", int64(l.MaxConnections)}, {"max_connections_per_ip", int64(l.MaxConnectionsPerIP)}} {
+		if n.v <= 0 {
+			bad("limits.%s: %d; must be positive", n.key, n.v)
+		}
 	}
-	if l.CommandTimeout <= 0 || l.DataTimeout <= 0 || l.DownstreamTimeout <= 0 || l.ShutdownTimeout <= 0 {
-		bad("limits: timeouts must be positive durations such as 30s or 5m")
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"command_timeout", l.CommandTimeout}, {"data_timeout", l.DataTimeout}, {"data_block_timeout", l.DataBlockTimeout},
+		{"downstream_timeout", l.DownstreamTimeout}, {"shutdown_timeout", l.ShutdownTimeout}} {
+		if d.v <= 0 {
+			bad("limits.%s: %v; must be a positive duration such as 30s or 5m", d.key, d.v)
+		}
 	}
-	if l.DataBlockTimeout <= 0 || l.MinDataRate < 0 {
-		bad("limits: data_block_timeout must be a positive duration, min_data_rate 0 (off) or bytes per second")
+	if l.MinDataRate < 0 {
+		bad("limits.min_data_rate: %d; must be 0 (off) or bytes per second", l.MinDataRate)
 	}
 	if l.DownstreamIdle < 0 {
 		bad("limits.downstream_idle: must be 0 (no reuse) or a positive duration such as 5s")
@@ -356,6 +400,32 @@ func (c *Config) validate() error {
 		bad("archive.dir: needed when filter.gateway_action is archive")
 	}
 	return errors.Join(errs...)
+}
+
+// checkListen checks a host:port to listen on: the port a number from 0
+// to 65535 (or a service name), which net.SplitHostPort alone does not.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("port %q: %v", port, err)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func parsePrefixes(list []string) ([]netip.Prefix, error) {

@@ -58,7 +58,7 @@ func TestErrors(t *testing.T) {
 		{"downstream: smtp://hostonly\n", "host and port are required"},
 		{"trusted_networks: [nonsense]\n", "neither an address nor a CIDR"},
 		{"limits:\n  command_timeout: 5\n", "into a duration (such as 30s or 5m)"},
-		{"limits:\n  command_timeout: -5s\n", "timeouts must be positive"},
+		{"limits:\n  command_timeout: -5s\n", "limits.command_timeout: -5s; must be a positive duration"},
 		{"auth:\n  users: {bob: x}\n", "auth.users needs tls"},
 		{"listen: [1\n", "x.yaml"},
 		{"archive:\n  retention: 30x\n", "not a duration such as 30d"},
@@ -131,5 +131,30 @@ func TestWeightsOutsideDefinitions(t *testing.T) {
 		if got := err != nil && strings.Contains(err.Error(), "inside definitions.dir"); got != tc.inside {
 			t.Errorf("dir %s, weights %s: err %v, want inside=%v", tc.defsDir, tc.weights, err, tc.inside)
 		}
+	}
+}
+
+// Bad values name their key: each limit on its own, a listen port out of
+// range, a duration yaml.v3 cannot read (it gives only the line), and a
+// host name that would break the greeting and every Received field.
+func TestErrorsNameTheKey(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"limits:\n  max_message_bytes: -5\n  max_recipients: 0\n", "limits.max_message_bytes: -5; must be positive"},
+		{"limits:\n  max_recipients: 0\n", "limits.max_recipients: 0; must be positive"},
+		{"limits:\n  shutdown_timeout: 0s\n", "limits.shutdown_timeout: 0s; must be a positive duration"},
+		{"limits:\n  command_timeout: 5 minutes\n", "line 2 (command_timeout): cannot unmarshal"},
+		{"listen: 127.0.0.1:99999\n", `listen: "127.0.0.1:99999": port "99999"`},
+		{"metrics:\n  listen: 127.0.0.1:70000\n", `metrics.listen: "127.0.0.1:70000"`},
+		{"archive:\n  web:\n    listen: 127.0.0.1:x9\n", `archive.web.listen: "127.0.0.1:x9"`},
+		{"hostname: \"gw.test\\r\\n250 injected\"\n", "hostname: \"gw.test\\r\\n250 injected\" is not a host name"},
+		{"hostname: mx 1.example.com\n", "is not a host name"},
+	} {
+		_, err := Parse("x.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
+		}
+	}
+	if _, err := Parse("x.yaml", []byte("hostname: mx1.example.com\nlisten: 0.0.0.0:smtp\n")); err != nil {
+		t.Errorf("good host name and service port: %v", err)
 	}
 }
