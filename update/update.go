@@ -221,6 +221,21 @@ type Outcome struct {
 // rollback. An explicit version is installed as asked (older ones need
 // force).
 func (u *Updater) Install(ctx context.Context, version string, force bool) (Outcome, error) {
+	o, err := u.installFromSource(ctx, version, force)
+	// An install asks the source as detect does: status shows its
+	// outcome as the last check (what a timer running install leaves).
+	result := "installed " + o.Version
+	switch {
+	case err != nil:
+		result = "error: " + err.Error()
+	case o.UpToDate || o.Already:
+		result = "current"
+	}
+	u.Store.SaveState(State{LastCheck: time.Now().UTC(), LastCheckResult: result, LastCheckSource: u.sourceName()})
+	return o, err
+}
+
+func (u *Updater) installFromSource(ctx context.Context, version string, force bool) (Outcome, error) {
 	unlock, err := u.Store.Lock(ctx, u.Waiting)
 	if err != nil {
 		return Outcome{}, err
@@ -421,7 +436,7 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 
 func diskHint(err error) error {
 	if errors.Is(err, errNoSpace) {
-		return fmt.Errorf("%w: disk full, free space in definitions.dir and run install again", err)
+		return fmt.Errorf("%w: disk full, free space in definitions.dir (a partial download in its .download/ counts too) and run install again", err)
 	}
 	return err
 }

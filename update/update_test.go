@@ -528,3 +528,26 @@ func TestTooNewPassedOver(t *testing.T) {
 		t.Errorf("detect with sclgate 2.0.1: %+v %v", d, err)
 	}
 }
+
+// An install asks the source as detect does, so its outcome is the last
+// check that status shows: what a timer running "update install" leaves.
+func TestInstallRecordsTheCheck(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	u := f.updater()
+	result := func() string { return f.store.LoadState().LastCheckResult }
+	if _, err := u.Install(context.Background(), "", false); err != nil || result() != "installed 2026.10.1" {
+		t.Errorf("install: %v, last check %q", err, result())
+	}
+	if _, err := u.Install(context.Background(), "", false); err != nil || result() != "current" {
+		t.Errorf("install again: %v, last check %q", err, result())
+	}
+	src, _ := NewSource("http://127.0.0.1:1/")
+	u.Source = src
+	if _, err := u.Install(context.Background(), "", false); err == nil || !strings.HasPrefix(result(), "error: ") {
+		t.Errorf("unreachable source: %v, last check %q", err, result())
+	}
+	if st := f.store.LoadState(); st.LastCheck.IsZero() || st.LastCheckSource != "http://127.0.0.1:1/" {
+		t.Errorf("state %+v", st)
+	}
+}

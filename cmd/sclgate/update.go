@@ -320,6 +320,8 @@ func printHint(e env, err error) {
 		hint = "the source's TLS certificate is not trusted here: have it fixed, or add its CA to this machine's trust store (or point SSL_CERT_FILE at it)"
 	case errors.As(err, &hostname):
 		hint = "the source's TLS certificate is for another name: use the name it was issued for in updates.source, or have the certificate fixed"
+	case errors.Is(err, update.ErrDowngrade):
+		hint = "the source serves an index older than what you run: it is stale (a mirror not yet synced) or someone replays an old one to hold you back; check the source with your publisher. If newer versions really were withdrawn, install the one you want with -version V -force"
 	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
 		hint = "check updates.source (or -source) and that this machine can reach it"
 	}

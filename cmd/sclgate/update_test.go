@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -128,15 +129,35 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 		!strings.Contains(errOut, "what to do: the file was changed after it was signed") {
 		t.Errorf("tampered index: %d %q", code, errOut)
 	}
+	os.WriteFile(ix, b, 0o644) // the index as signed, offering 2027.10.1 only
+	oldIndex, _ := os.ReadFile(ix)
+	oldSig, _ := os.ReadFile(ix + ".minisig")
 	publishVersions(t, src, priv, "2027.11.1")
 	if code, _, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 {
 		t.Errorf("detect of 2027.11.1: %d", code)
 	}
-	sclgate(t, "", "update", "install", "-config", cfg)
 	code, out, _ := sclgate(t, "", "update", "status", "-config", cfg)
+	if !strings.Contains(out, "update available: 2027.11.1\n") {
+		t.Errorf("status after detect: %d\n%s", code, out)
+	}
+	sclgate(t, "", "update", "install", "-config", cfg)
+	// The install's own check is the last one status shows (the timer runs
+	// install, not detect).
+	code, out, _ = sclgate(t, "", "update", "status", "-config", cfg)
 	if code != 0 || !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, "2027.10.1") || !strings.Contains(out, "automatic updates: disabled") ||
-		!strings.Contains(out, "update available: 2027.11.1 (installed since)") || !strings.Contains(out, " built 20") || !strings.Contains(out, "last made active ") {
+		!regexp.MustCompile(`last check: \S+ at http://127\.0\.0\.1:\d+/: installed 2027\.11\.1\n`).MatchString(out) || !strings.Contains(out, " built 20") || !strings.Contains(out, "last made active ") {
 		t.Errorf("status: %d\n%s", code, out)
+	}
+	// A replayed older index (validly signed, offering only 2027.10.1):
+	// refused, with what to do, and recorded.
+	os.WriteFile(ix, oldIndex, 0o644)
+	os.WriteFile(ix+".minisig", oldSig, 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 1 || !strings.Contains(errOut, "replayed or downgraded index") ||
+		!strings.Contains(errOut, "what to do: the source serves an index older than what you run") {
+		t.Errorf("replayed index: %d %q", code, errOut)
+	}
+	if _, out, _ := sclgate(t, "", "update", "status", "-config", cfg); !strings.Contains(out, "in use:     2027.11.1") || !strings.Contains(out, ": error: update: ") {
+		t.Errorf("status after the replay:\n%s", out)
 	}
 	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.11.1 to 2027.10.1\n" {
 		t.Errorf("rollback: %d %q", code, out)
