@@ -34,6 +34,7 @@ import (
 var (
 	errRelayDenied   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
 	errBadAddress    = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted"}
+	errNonASCII      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address not accepted: this server does not offer SMTPUTF8"}
 	errRejectedSpam  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam by content filtering"}
 	errOneRecipient  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "One recipient per transaction here, send the others again"}
 	errDownstream    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Downstream server unavailable, try again later"}
@@ -165,7 +166,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.p = s.srv.policy.Load()
 	s.id = newID()
 	if from != "" && !validAddress(from) {
-		return errBadAddress
+		return addressError(from)
 	}
 	if s.raw != nil {
 		s.raw.dotCR.Store(false)
@@ -190,7 +191,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if !validAddress(to) {
-		return errBadAddress
+		return addressError(to)
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
 		s.log.Info("relaying denied", slog.String("from", s.from), slog.String("rcpt", to))
@@ -611,6 +612,19 @@ func (s *session) received() string {
 		f += "\r\n\tfor <" + s.rcpts[0] + ">"
 	}
 	return f + "; " + time.Now().Format(time.RFC1123Z)
+}
+
+// addressError is the refusal of an address validAddress refused: RFC
+// 6531's 553 5.6.7 for one in UTF-8 (an SMTPUTF8 address, which needs the
+// extension sclgate does not offer, and a downstream that takes it), else
+// 553 5.1.3.
+func addressError(a string) error {
+	for i := 0; i < len(a); i++ {
+		if a[i] >= 0x80 {
+			return errNonASCII
+		}
+	}
+	return errBadAddress
 }
 
 func newID() string {

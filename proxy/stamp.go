@@ -182,7 +182,7 @@ func validAddress(a string) bool {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
-		if a[i] < 0x21 || a[i] == 0x7f {
+		if a[i] < 0x21 || a[i] >= 0x7f {
 			return false
 		}
 	}
