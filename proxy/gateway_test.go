@@ -454,6 +454,29 @@ func TestPerRecipientDownstreamRejections(t *testing.T) {
 	wantMetric(t, "relayed", g.m.Relayed, 1)
 }
 
+// A second MAIL inside a transaction is refused (RFC 5321 section 4.1.4)
+// and the transaction goes on as it was: its recipients, its downstream
+// transaction; after RSET a new one starts.
+func TestNestedMailRefused(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expect("MAIL FROM:<mallory@example.org>", "503 5.5.1 Nested MAIL command: a transaction is in progress (RSET first)")
+	rc.expectCode("RCPT TO:<carol@example.com>", "250 ")
+	if reply := rc.data(testMessage("nested", hamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	got := ds.only()
+	if got.From != "alice@example.org" || !slices.Equal(got.To, []string{"bob@example.com", "carol@example.com"}) {
+		t.Errorf("downstream got from %q to %q", got.From, got.To)
+	}
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RSET", "250 ")
+	rc.expectCode("MAIL FROM:<dave@example.org>", "250 ")
+}
+
 // Case 6, LMTP: one recipient per transaction; the second RCPT gets 452
 // 4.5.3 and the first still gets its message; per-recipient DATA answers
 // are passed on.

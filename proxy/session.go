@@ -34,6 +34,7 @@ import (
 var (
 	errRelayDenied   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
 	errBadAddress    = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted"}
+	errNestedMail    = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: a transaction is in progress (RSET first)"}
 	errNonASCII      = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address not accepted: this server does not offer SMTPUTF8"}
 	errRejectedSpam  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam by content filtering"}
 	errOneRecipient  = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "One recipient per transaction here, send the others again"}
@@ -162,6 +163,12 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.isClosing() {
 		return errShuttingDown
+	}
+	if s.inTxn.Load() {
+		// go-smtp passes a second MAIL on; taken, it would start a new
+		// downstream transaction while this one's recipients stay listed
+		// (RFC 5321 section 4.1.4: MAIL only when none is in progress).
+		return errNestedMail
 	}
 	s.p = s.srv.policy.Load()
 	s.id = newID()
