@@ -584,7 +584,7 @@ func TestDownstreamFailures(t *testing.T) {
 		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 1s}"})
 		rc := ehloed(t, g.addr)
 		reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg)
-		if reply != "451 4.4.2 Connection to downstream server lost, try again later" {
+		if reply != "451 4.4.2 Downstream server did not answer in time, try again later" {
 			t.Fatalf("reply %q, want the 451 4.4.2 of a downstream timeout", reply)
 		}
 		wantMetric(t, "relay_failures{timeout}", g.m.RelayFailures.WithLabelValues(metrics.FailTimeout), 1)
