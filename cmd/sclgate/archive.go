@@ -659,7 +659,9 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 		fields = append(fields, "X-MS-Exchange-Organization-SCL: -1")
 	}
 	fields = append(fields, "X-SCL-Released: "+now.Format(time.RFC1123Z))
-	msg := stampRelease(raw, fields)
+	// SMTP wants CRLF: files IMF wrote may end lines in LF alone, which a
+	// downstream may refuse (sclgate's own gateway does) or take apart.
+	msg := stampRelease(crlf(raw), fields)
 
 	timeout := cfg.Limits.DownstreamTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
@@ -722,6 +724,33 @@ func has8bit(b []byte) bool {
 // which only sclgate may set.
 func releaseDrop(name string) bool {
 	return proxy.IsVerdictField(name) || name == "x-scl-released"
+}
+
+// crlf returns b with every line feed not preceded by a carriage return
+// preceded by one (b itself when there is none), and a final line end when
+// the last line has none.
+func crlf(b []byte) []byte {
+	bare := 0
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			bare++
+		}
+	}
+	end := len(b) > 0 && b[len(b)-1] != '\n'
+	if bare == 0 && !end {
+		return b
+	}
+	out := make([]byte, 0, len(b)+bare+2)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	if end {
+		out = append(out, '\r', '\n')
+	}
+	return out
 }
 
 // stampRelease returns raw with fields ("Name: value", no line end) on top

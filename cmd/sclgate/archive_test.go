@@ -338,6 +338,22 @@ func TestStampRelease(t *testing.T) {
 	}
 }
 
+func TestCRLF(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                 "",
+		"a\r\nb\r\n":       "a\r\nb\r\n",
+		"a\nb\n":           "a\r\nb\r\n",
+		"a\r\nb\nc":        "a\r\nb\r\nc\r\n",
+		"\n\n":             "\r\n\r\n",
+		"a\rb\n":           "a\rb\r\n", // a lone CR is content here
+		"X-SCL: 1\n\nbody": "X-SCL: 1\r\n\r\nbody\r\n",
+	} {
+		if got := string(crlf([]byte(in))); got != want {
+			t.Errorf("crlf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestReorderFlags(t *testing.T) {
 	c := newArchiveCmd(env{stderr: io.Discard}, "x", "")
 	c.fs.Bool("dry-run", false, "")
@@ -542,6 +558,15 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(arch, "released", imf+".eml")); err != nil {
 		t.Errorf("IMF file not in released/: %v", err)
 	}
+	// Its lines end in LF alone; released, they go out in CRLF, as SMTP
+	// wants: a strict downstream (here sclgate itself, which refuses bare
+	// LF) takes it.
+	os.WriteFile(filepath.Join(arch, "imf-lf-2.eml"), b, 0o640)
+	code, out, errOut = archiveBin(t, g.dir, "release", "-config", g.config, "-downstream", "smtp://"+g.addr, "-to", "x@example.com", "imf-lf-2")
+	if code != 0 || !strings.Contains(out, "released imf-lf-2") {
+		t.Errorf("IMF LF file released to a strict downstream: %d\n%s%s", code, out, errOut)
+	}
+	os.Remove(filepath.Join(arch, "released", "imf-lf-2.eml"))
 
 	// Delete and purge through the binary.
 	code, out, _ = archiveBin(t, g.dir, "purge", "-config", g.config, "-older-than", "1h", "-dry-run")
