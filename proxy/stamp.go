@@ -178,13 +178,23 @@ func validAddress(a string) bool {
 		return false
 	}
 	local, domain := a[:at], a[at+1:]
-	if strings.ContainsAny(local, "@%!\":\\ ") || strings.ContainsAny(domain, "@%!\"[]:\\ ") {
-		return false
+	// The local part must be a dot-atom: go-smtp hands over a quoted one
+	// unquoted ("a>b"@x as a>b@x), which could be neither stored in an
+	// archive head nor passed downstream as it came. The percent hack and
+	// bang paths are refused too.
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; !isAlnum(c) && !strings.ContainsRune("#$&'*+-/=?^_`{|}~.", rune(c)) {
+			return false
+		}
 	}
-	for i := 0; i < len(a); i++ {
-		if a[i] < 0x21 || a[i] >= 0x7f {
+	for i := 0; i < len(domain); i++ {
+		if c := domain[i]; !isAlnum(c) && c != '-' && c != '.' && c != '_' {
 			return false
 		}
 	}
 	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

@@ -213,8 +213,16 @@ func TestValidAddress(t *testing.T) {
 		{"jörg@example.com", false}, // UTF-8: SMTPUTF8 is not offered
 		{"用户@example.com", false},
 		{"bob@bücher.example", false},
-		{local64 + "a@example.com", false},       // local part over 64
-		{"a@" + strings.Repeat("d", 253), false}, // 255 in all
+		{"a>b@example.com", false}, // "a>b"@example.com as go-smtp hands it over
+		{"a<b@example.com", false},
+		{"a,b@example.com", false},
+		{"a;b@example.com", false},
+		{"a(b)@example.com", false},
+		{"bob@exa,mple.com", false},
+		{"bob@example.com>", false},
+		{"x#$&'*+-/=?^_`{|}~.y@example.com", true}, // every atext character
+		{local64 + "a@example.com", false},         // local part over 64
+		{"a@" + strings.Repeat("d", 253), false},   // 255 in all
 		{strings.Repeat("a", 300) + "@example.com", false},
 	}
 	for _, c := range cases {
