@@ -415,11 +415,11 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 	var phrase string
 	if attr[2] != nil {
 		e.Text = *attr[2]
-		switch n := utf8.RuneCountInString(e.Text); {
+		switch runes := utf8.RuneCountInString(e.Text); {
 		case strings.TrimFunc(e.Text, unicode.IsSpace) == "":
 			bad(errors.New("empty Text"))
-		case n > MaxTextLen:
-			bad(fmt.Errorf("Text is %d characters long, more than %d", n, MaxTextLen))
+		case runes > MaxTextLen:
+			bad(fmt.Errorf("Text is %d characters long, more than %d", runes, MaxTextLen))
 		default:
 			phrase = normalizePhrase(p.z, e.Text)
 			if phrase == "" && len(p.errs) == errsBefore {

@@ -361,6 +361,14 @@ func TestIgnoredElements(t *testing.T) {
 	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || !strings.Contains(got[0], `line 2: entry 1: Text "\u200b" is only characters that show as nothing`) {
 		t.Errorf("%d entries, ignored %q", l.Len(), got)
 	}
+	// The note names the entry by its number, not by the Text's length.
+	l, err = Parse("in.xml", strings.NewReader("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"2\" Text=\"b\"/>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#xAD;&#xAD;&#xAD;&#xAD;&#xAD;&#xAD;&#xAD;\"/>\n</CustomWeightEntries>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Ignored(); len(got) != 1 || !strings.HasPrefix(got[0], "line 3: entry 2: Text ") {
+		t.Errorf("ignored %q, want line 3: entry 2", got)
+	}
 }
 
 // Surrogate pairs (characters beyond U+FFFF) in UTF-16 are valid.
