@@ -31,9 +31,13 @@ type Message struct {
 	// Text is the decoded body text: every text/plain part and every
 	// text/html part rendered to text, converted to UTF-8, joined by
 	// newlines. Capped at MaxTextBytes.
-	Text  string
-	URLs  []string // link targets found in HTML parts, in order
-	Parts []Part   // every leaf part walked, in order
+	Text string
+	// TextStarts holds where in Text each text part after the first
+	// begins, so that phrase rules can be matched part by part: a phrase
+	// is never made of the end of one part and the start of the next.
+	TextStarts []int
+	URLs       []string // link targets found in HTML parts, in order
+	Parts      []Part   // every leaf part walked, in order
 	// Defects lists what could not be read. A message with defects is still
 	// scored on what could be read; it is never rejected for them.
 	Defects []string
@@ -416,8 +420,24 @@ func (w *walker) addText(s string) {
 	}
 	if w.text.Len() > 0 {
 		w.text.WriteByte('\n')
+		w.m.TextStarts = append(w.m.TextStarts, w.text.Len())
 	}
 	w.text.WriteString(s)
+}
+
+// TextParts returns Text cut into its parts (see TextStarts), without the
+// newlines that join them.
+func (m *Message) TextParts() []string {
+	if len(m.TextStarts) == 0 {
+		return []string{m.Text}
+	}
+	parts := make([]string, 0, len(m.TextStarts)+1)
+	start := 0
+	for _, next := range m.TextStarts {
+		parts = append(parts, m.Text[start:next-1])
+		start = next
+	}
+	return append(parts, m.Text[start:])
 }
 
 // toUTF8 returns b as valid UTF-8. go-message has already converted parts

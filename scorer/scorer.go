@@ -92,7 +92,7 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 		Definitions:   s.Definitions,
 	}
 	if s.Weights != nil {
-		r.Rules = s.Weights().Match(m.Subject, m.Text)
+		r.Rules = s.Weights().Match(m.Subject, m.TextParts()...)
 	}
 	r.SCL = Combine(r.ClassifierSCL, r.Rules)
 	return r, nil

@@ -352,3 +352,39 @@ func TestReport(t *testing.T) {
 		t.Errorf("Report(900) = %q", got)
 	}
 }
+
+// A phrase is matched within one text part: the end of one part and the
+// start of the next (the two halves of multipart/alternative, a text
+// attachment) never make a phrase together. The model's Text is unchanged.
+func TestPhrasesDoNotSpanParts(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nbuy our\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>special offer</p>\r\n" +
+		"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nlast words\r\n--b--\r\n")
+	m := Parse(raw)
+	parts := m.TextParts()
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	if !slices.Equal(parts, []string{"buy our", "special offer", "last words"}) || strings.Join(m.TextParts(), "\n") != m.Text {
+		t.Fatalf("Text %q, parts %q", m.Text, m.TextParts())
+	}
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List {
+		return list(t, entry("BODY", "3", "our special"), entry("BODY", "2", "offer last"), entry("BODY", "1", "special offer"), entry("BOTH", "4", "last words"))
+	}}
+	r, err := s.Score(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range r.Rules {
+		got = append(got, e.Text)
+	}
+	if !slices.Equal(got, []string{"special offer", "last words"}) || r.SCL != 5 {
+		t.Errorf("matched %q, SCL %d; want [special offer, last words], SCL 5", got, r.SCL)
+	}
+	// One part: TextParts is Text.
+	if p := Parse(msg("s", "one part")).TextParts(); !slices.Equal(p, []string{"one part"}) {
+		t.Errorf("single part: %q", p)
+	}
+}

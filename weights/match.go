@@ -93,7 +93,7 @@ func compile(entries []Entry, phrases []string) *matcher {
 	return m
 }
 
-func (m *matcher) match(entries []Entry, subject, body string) []Entry {
+func (m *matcher) match(entries []Entry, subject string, body []string) []Entry {
 	sc := m.pool.Get().(*scratch)
 	defer func() {
 		if cap(sc.buf) > maxPooledBuf {
@@ -105,9 +105,13 @@ func (m *matcher) match(entries []Entry, subject, body string) []Entry {
 		sc.buf = sc.z.appendText(sc.buf[:0], subject)
 		m.scan(sc, sc.buf, inSubject)
 	}
-	if m.where&inBody != 0 && body != "" {
-		sc.buf = sc.z.appendText(sc.buf[:0], body)
-		m.scan(sc, sc.buf, inBody)
+	if m.where&inBody != 0 {
+		for _, b := range body {
+			if b != "" {
+				sc.buf = sc.z.appendText(sc.buf[:0], b)
+				m.scan(sc, sc.buf, inBody)
+			}
+		}
 	}
 	if len(sc.hits) == 0 {
 		return nil

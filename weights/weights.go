@@ -147,10 +147,12 @@ func (l *List) Source() string {
 }
 
 // Match returns the entries whose phrase occurs in subject (SUBJECT and BOTH
-// entries) or body (BODY and BOTH entries), each at most once, in file
-// order. subject and body are decoded UTF-8 text; Match normalises them.
-// It returns nil when nothing matches.
-func (l *List) Match(subject, body string) []Entry {
+// entries) or in one of the body texts (BODY and BOTH entries), each at
+// most once, in file order. A message's body comes as its text parts, so
+// that no phrase is made of the end of one part and the start of the
+// next. All are decoded UTF-8 text; Match normalises them. It returns nil
+// when nothing matches.
+func (l *List) Match(subject string, body ...string) []Entry {
 	if l == nil || l.m == nil {
 		return nil
 	}
