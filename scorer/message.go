@@ -369,6 +369,13 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 		if err != nil {
 			w.m.defect("part " + mediaType + ": " + err.Error())
 		}
+		if len(body) == MaxPartBytes {
+			// Said, as a cut of the whole text is: rules and the model
+			// saw only the start of this part.
+			if n, _ := e.Body.Read(make([]byte, 1)); n > 0 {
+				w.m.defect("part " + mediaType + ": longer than limit, truncated")
+			}
+		}
 		p.Size = len(body)
 	} else {
 		n, _ := io.Copy(io.Discard, io.LimitReader(e.Body, MaxPartBytes))

@@ -388,3 +388,15 @@ func TestPhrasesDoNotSpanParts(t *testing.T) {
 		t.Errorf("single part: %q", p)
 	}
 }
+
+// A text part longer than MaxPartBytes is read in part, and says so.
+func TestLongPartIsADefect(t *testing.T) {
+	body := strings.Repeat("lorem ipsum dolor sit amet\r\n", MaxPartBytes/28+10) + "tail phrase\r\n"
+	m := Parse(msg("long", body))
+	if !slices.Contains(m.Defects, "part text/plain: longer than limit, truncated") || strings.Contains(m.Text, "tail phrase") {
+		t.Errorf("defects %q; text ends %q", m.Defects, m.Text[len(m.Text)-40:])
+	}
+	if m := Parse(msg("short", "just this\r\n")); len(m.Defects) != 0 {
+		t.Errorf("short part: defects %q", m.Defects)
+	}
+}
