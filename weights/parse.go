@@ -22,11 +22,13 @@ import (
 const MaxTextLen = 1000
 
 // maxPhraseBytes bounds the total size of a list's normalised phrases,
-// which is what the automaton's size follows: a real list of 50,000
-// entries has about 1 MiB, and a list at the bound compiles to some hundreds
-// of MiB. Without it a 64 MiB file of characters that NFKC expands
-// eighteenfold could exhaust memory.
-const maxPhraseBytes = 16 << 20
+// which is what the automaton's size follows (about 100 bytes of memory per
+// phrase byte): a real list of 50,000 entries has about 1 MiB, and a list
+// at the bound (4,150 phrases of 1,000 random characters) peaks at about
+// 420 MB in "weights check". At 16 MiB that was 1.4 GB. Without a bound a
+// 64 MiB file of characters that NFKC expands eighteenfold could exhaust
+// memory.
+const maxPhraseBytes = 4 << 20
 
 // ParseError is one problem in a weight list file. Parse returns all the
 // problems it finds, joined with errors.Join; use errors.As to get the first,

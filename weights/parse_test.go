@@ -339,7 +339,7 @@ func TestParseTooManyPhraseBytes(t *testing.T) {
 	}
 	b.WriteString("</CustomWeightEntries>\n")
 	_, err := Parse("huge.xml", strings.NewReader(b.String()))
-	checkErrs(t, err, "huge.xml", []wantErr{{0, 0, "more than the 16 MiB a list may have"}})
+	checkErrs(t, err, "huge.xml", []wantErr{{0, 0, "more than the 4 MiB a list may have"}})
 }
 
 // Elements that are not entries are passed over (a later format may add
