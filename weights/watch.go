@@ -98,8 +98,15 @@ func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 func (w *Watcher) Current() *List { return w.cur.Load() }
 
 // Reload re-reads the file now, for SIGHUP. If the file does not parse, the
-// previous list stays in force and the error is returned.
-func (w *Watcher) Reload() error { return w.reload() }
+// previous list stays in force and the error is returned. It also watches
+// the file's directory again: if that directory was removed and made anew
+// (rm -r, a deploy tool), its old watch went with it.
+func (w *Watcher) Reload() error {
+	if err := w.fsw.Add(filepath.Dir(w.path)); err != nil {
+		w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))
+	}
+	return w.reload()
+}
 
 // Close stops watching. Current keeps returning the last list.
 func (w *Watcher) Close() error {
@@ -198,7 +205,7 @@ func (w *Watcher) run() {
 			}
 			if filepath.Clean(ev.Name) == filepath.Clean(dir) {
 				// The directory itself went: its watch with it.
-				w.log.Warn("weights: the file's directory was removed or renamed; changes are no longer noticed until restart (SIGHUP still reloads)",
+				w.log.Warn("weights: the file's directory was removed or renamed; changes are no longer noticed until SIGHUP, which watches it again",
 					slog.String("dir", dir))
 			}
 			// Events for other names in the directory matter when

@@ -305,3 +305,29 @@ func TestWatcherClose(t *testing.T) {
 		t.Errorf("Reload after Close: %v", err)
 	}
 }
+
+// A directory removed and made anew takes its watch with it; Reload
+// (SIGHUP) reads the new file and watches the new directory, so that later
+// edits are noticed again.
+func TestWatcherDirectoryReplaced(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "wl")
+	os.Mkdir(dir, 0o755)
+	path := filepath.Join(dir, "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w := newTestWatcher(t, path, &r)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(dir, 0o755)
+	// Let the reload the removal set off (after the debounce) run first,
+	// so that what follows is seen only through a watch that works.
+	time.Sleep(4 * 200 * time.Millisecond)
+	writeFile(t, path, listXML("beta"))
+	if err := w.Reload(); err != nil || !matches(w, "beta") {
+		t.Fatalf("Reload after the directory was replaced: %v", err)
+	}
+	renameOver(t, path, listXML("gamma"))
+	waitFor(t, "an edit in the new directory", func() bool { return matches(w, "gamma") })
+}
