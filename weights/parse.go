@@ -222,7 +222,8 @@ type parser struct {
 	// phraseBytes is the total length of phrases.
 	phraseBytes int
 	errs        []error
-	ignored     []string // elements passed over, for Ignored
+	ignored     []string // elements passed over, for Ignored (see ignore)
+	moreIgnored int      // past maxIgnored: how many more
 	z           *normalizer
 }
 
@@ -274,8 +275,8 @@ func (p *parser) parse() {
 				n++
 				p.entry(t, p.line(off), n)
 			default:
-				p.ignored = append(p.ignored, fmt.Sprintf("line %d: element <%s> is not <%s>; it is ignored",
-					p.line(off), t.Name.Local, entryName))
+				p.ignore(fmt.Sprintf("line %d: element <%s> is not <%s>; it is ignored",
+					p.line(off), cutName(t.Name.Local), entryName))
 			}
 			// Whatever is inside a child of the root (nothing, for an
 			// entry) is of no interest; a later version of the format
@@ -428,7 +429,7 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 				// Only characters that show as nothing, which matching
 				// leaves out: it can never match. Lists that had such a
 				// rule load as before, without it, and say so.
-				p.ignored = append(p.ignored, fmt.Sprintf("line %d: entry %d: Text %+q is only characters that show as nothing, which matching leaves out; it can never match and is ignored", line, n, e.Text))
+				p.ignore(fmt.Sprintf("line %d: entry %d: Text %+q is only characters that show as nothing, which matching leaves out; it can never match and is ignored", line, n, e.Text))
 				return
 			}
 		}
@@ -438,4 +439,36 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 		p.phrases = append(p.phrases, phrase)
 		p.phraseBytes += len(phrase)
 	}
+}
+
+// maxIgnored bounds the notes a list keeps of what it ignored: each is
+// logged at every load, and a file of a million stray elements must not
+// write a million log lines.
+const maxIgnored = 20
+
+// ignore keeps a note of something the list ignored, the first maxIgnored
+// of them and then a count of the rest.
+func (p *parser) ignore(note string) {
+	switch {
+	case len(p.ignored) < maxIgnored:
+		p.ignored = append(p.ignored, note)
+	case len(p.ignored) == maxIgnored:
+		p.ignored = append(p.ignored, "")
+		fallthrough
+	default:
+		p.moreIgnored++
+		p.ignored[maxIgnored] = fmt.Sprintf("and %d more ignored elements or entries", p.moreIgnored)
+	}
+}
+
+// cutName shortens an element name for a message.
+func cutName(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	cut := 64
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -383,3 +383,27 @@ func TestUTF16SurrogatePair(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A file of many stray elements gives a bounded number of notes (each is
+// logged at every load), the last one counting the rest, and a huge
+// element name is shortened.
+func TestIgnoredBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n")
+	b.WriteString("<" + strings.Repeat("x", 10000) + "/>\n")
+	for range 1000 {
+		b.WriteString("<Stray/>\n")
+	}
+	b.WriteString("</CustomWeightEntries>\n")
+	l, err := Parse("in.xml", strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Ignored()
+	if l.Len() != 1 || len(got) != maxIgnored+1 || got[maxIgnored] != "and 981 more ignored elements or entries" {
+		t.Fatalf("%d entries, %d notes, last %q", l.Len(), len(got), got[len(got)-1])
+	}
+	if len(got[0]) > 200 || !strings.Contains(got[0], "xxx...>") {
+		t.Errorf("long name: %q", got[0][:min(len(got[0]), 120)])
+	}
+}

@@ -122,7 +122,7 @@ func (w *Watcher) Close() error {
 // misspelt entry is a rule lost).
 func (w *Watcher) warnIgnored(l *List) {
 	for _, msg := range l.Ignored() {
-		w.log.Warn("weights: "+msg, slog.String("file", w.path))
+		w.log.Warn("weights: " + msg) // w.log names the file already
 	}
 }
 
