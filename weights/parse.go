@@ -310,7 +310,8 @@ func (p *parser) line(off int64) int {
 	if p.lines == nil {
 		p.lines = make([]int, 0, 64)
 		for i, c := range p.data {
-			if c == '\n' {
+			// LF, CRLF, and CR alone (files from old Mac editors).
+			if c == '\n' || c == '\r' && (i+1 == len(p.data) || p.data[i+1] != '\n') {
 				p.lines = append(p.lines, i)
 			}
 		}

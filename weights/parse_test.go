@@ -407,3 +407,16 @@ func TestIgnoredBounded(t *testing.T) {
 		t.Errorf("long name: %q", got[0][:min(len(got[0]), 120)])
 	}
 }
+
+// Errors name the right line whatever the file's line ends: LF, CRLF or
+// CR alone.
+func TestErrorLineWithCROnly(t *testing.T) {
+	for _, eol := range []string{"\n", "\r\n", "\r"} {
+		xml := strings.Join([]string{"<CustomWeightEntries>", `<CustomWeightEntry Type="BODY" Change="1" Text="a"/>`,
+			`<CustomWeightEntry Type="BODY" Change="x" Text="b"/>`, "</CustomWeightEntries>"}, eol)
+		_, err := Parse("in.xml", strings.NewReader(xml))
+		if err == nil || !strings.Contains(err.Error(), "in.xml line 3:") {
+			t.Errorf("line ends %q: %v", eol, err)
+		}
+	}
+}
