@@ -266,7 +266,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	switch {
 	case errors.As(err, &se):
 		skipped = len(se.Errs)
-		s.log.Warn("archive web: unreadable files in the archive", slog.Int("count", skipped), slog.Any("err", err))
+		// Said when it changes, not at every page load: the page shows
+		// the count, and purge removes such files in time.
+		s.mu.Lock()
+		changed := err.Error() != s.lastSkipped
+		s.lastSkipped = err.Error()
+		s.mu.Unlock()
+		if changed {
+			s.log.Warn("archive web: unreadable files in the archive", slog.Int("count", skipped), slog.Any("err", err))
+		}
 	case err != nil:
 		s.log.Error("archive web: list", slog.Any("err", err))
 		s.renderError(w, sess, http.StatusInternalServerError, "Cannot read the archive directory.")

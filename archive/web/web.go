@@ -108,8 +108,9 @@ type Server struct {
 	// Now is the clock, for tests. nil means time.Now.
 	Now func() time.Time
 
-	mu       sync.Mutex
-	sessions map[string]*session
+	mu          sync.Mutex
+	sessions    map[string]*session
+	lastSkipped string // the unreadable files last logged (see list)
 
 	headers headerCache
 }

@@ -672,3 +672,26 @@ func TestListSubjectDecodedAsParse(t *testing.T) {
 		}
 	}
 }
+
+// An unreadable file in the archive is logged when it appears, not at
+// every page load; another one is logged again.
+func TestUnreadableFilesLoggedOnce(t *testing.T) {
+	s := newTestServer(t)
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	junk := filepath.Join(s.store.Dir(), "20261123T000000.000000Z-junkjunkjunkjunk.eml")
+	os.WriteFile(junk, []byte("X-Sender: <not an address\n"), 0o640)
+	for range 3 {
+		if resp, _ := c.get("/"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("list: %d", resp.StatusCode)
+		}
+	}
+	if n := len(s.logs.records("archive web: unreadable files in the archive")); n != 1 {
+		t.Errorf("%d warnings for the same unreadable file over 3 loads, want 1", n)
+	}
+	os.WriteFile(strings.Replace(junk, "junkjunkjunkjunk", "junkjunkjunkjun2", 1), []byte("X-Sender: <\n"), 0o640)
+	c.get("/")
+	if n := len(s.logs.records("archive web: unreadable files in the archive")); n != 2 {
+		t.Errorf("%d warnings after a second unreadable file, want 2", n)
+	}
+}
