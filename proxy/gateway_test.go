@@ -925,6 +925,54 @@ func TestShutdownWithTransactionInFlight(t *testing.T) {
 	}
 }
 
+// A session whose MAIL is still waiting for the downstream when the
+// shutdown begins counts as busy; when MAIL then fails, nothing else would
+// end the session, so it is closed after its 451 and Shutdown returns
+// without waiting for its bound.
+func TestShutdownWhileMailWaitsForDownstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a downstream that accepts and never says a word
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	g := startGateway(t, gwSetup{Downstream: "smtp://" + ln.Addr().String(), YAML: "limits: {downstream_timeout: 1s}"})
+	rc := ehloed(t, g.addr)
+	rc.write("MAIL FROM:<alice@example.org>\r\n")
+	deadline := time.Now().Add(2 * time.Second) // until the session is in its transaction
+	for !g.srv.busy() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+		defer cancel()
+		done <- g.srv.Shutdown(ctx)
+	}()
+	if l := rc.reply(); !strings.HasPrefix(l[len(l)-1], "451 4.4.1 ") {
+		t.Fatalf("MAIL: %q, want 451 4.4.1", l)
+	}
+	if err := rc.expectClosed(3 * time.Second); err != nil {
+		t.Errorf("session after its failed MAIL during the shutdown: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown still waiting for a session with nothing in flight")
+	}
+}
+
 // Case 11: a connection that has only been greeted (no EHLO yet) is idle
 // too: Shutdown must not wait for it until shutdown_timeout, and a client
 // that says EHLO after Shutdown began gets 421 and the connection closed

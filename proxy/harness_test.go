@@ -726,3 +726,15 @@ func fieldValues(msg []byte, name string) []string {
 	}
 	return out
 }
+
+// busy reports whether some session is in a transaction (for tests).
+func (s *Server) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if sess.inTxn.Load() {
+			return true
+		}
+	}
+	return false
+}

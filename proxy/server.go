@@ -82,7 +82,20 @@ func New(p *Policy, o Options) *Server {
 	srv.MaxLineLength = MaxLineLength
 	srv.ReadTimeout = c.Limits.CommandTimeout
 	srv.WriteTimeout = c.Limits.CommandTimeout
-	srv.TLSConfig = o.TLS
+	if o.TLS != nil {
+		// Mark a connection as TLS the moment its handshake starts: from
+		// then on its bytes are ciphertext, for the line guard and for
+		// the goodbye a shutdown writes, also before any session exists
+		// (STARTTLS may come before EHLO).
+		t := o.TLS.Clone()
+		t.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if lc, ok := h.Conn.(*limitConn); ok {
+				lc.noGuard.Store(true)
+			}
+			return nil, nil
+		}
+		srv.TLSConfig = t
+	}
 	srv.ErrorLog = slogLogger{s.log}
 	s.smtp = srv
 	return s
@@ -131,7 +144,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	busy := map[net.Conn]bool{}
 	idle := map[net.Conn]net.Conn{} // listener's connection → the session's, TLS or not
 	for sess := range s.sessions {
-		c := sess.conn.Conn()
+		c := sess.netConn
 		if sess.inTxn.Load() {
 			busy[baseConn(c)] = true
 		} else {
@@ -148,9 +161,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ll := range listeners {
 		ll.shutdown(func(c net.Conn) bool { return busy[c] }, func(c *limitConn) {
 			w, ok := idle[c]
-			if !ok {
+			if !ok || w == net.Conn(c) {
 				if c.noGuard.Load() {
-					return // TLS begun and no session yet: no plaintext line fits
+					// TLS under way (a handshake, or STARTTLS done and
+					// no EHLO yet): a plaintext line would break it.
+					return
 				}
 				w = c
 			}
@@ -191,6 +206,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{
 		srv:     s,
 		conn:    c,
+		netConn: c.Conn(),
 		remote:  remote,
 		trusted: inPrefixes(remote, p.Config.Trusted),
 	}

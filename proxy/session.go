@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,8 +54,12 @@ var (
 
 // session is one SMTP connection after EHLO.
 type session struct {
-	srv      *Server
-	conn     *smtp.Conn
+	srv  *Server
+	conn *smtp.Conn
+	// netConn is conn's connection as it was at EHLO, TLS or not: it does
+	// not change while the session lives (STARTTLS ends a session), and,
+	// unlike conn.Conn(), it may be read from other goroutines (Shutdown).
+	netConn  net.Conn
 	log      *slog.Logger
 	remote   netip.Addr
 	trusted  bool   // client address in trusted_networks
@@ -191,6 +194,12 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	ds, err := s.p.Downstream.Begin(ctx, from, opts)
 	if err != nil {
 		s.inTxn.Store(false)
+		if s.srv.isClosing() {
+			// Shutdown took this session for busy while Begin waited:
+			// nothing will end it now but this.
+			conn := s.conn.Conn()
+			time.AfterFunc(200*time.Millisecond, func() { conn.Close() })
+		}
 		return s.downstreamFailed("mail", err)
 	}
 	s.ds = ds
@@ -583,23 +592,20 @@ func (s *session) Reset() {
 	}
 	s.from, s.rcpts, s.p = "", nil, nil
 	wasTxn := s.inTxn.Swap(false)
-	if wasTxn && s.srv.isClosing() {
+	if s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
-		// this session is done, and says so (RFC 5321 section 3.8).
+		// this session is done, and says so (RFC 5321 section 3.8) when
+		// a transaction just ended (not after QUIT's 221).
 		c := s.conn.Conn()
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(c, "421 4.3.2 "+Hostname(s.srv.policy.Load().Config)+" Service shutting down, try again later\r\n")
+		if wasTxn {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "421 4.3.2 "+Hostname(s.srv.policy.Load().Config)+" Service shutting down, try again later\r\n")
+		}
 		c.Close()
 	}
 }
 
 func (s *session) Logout() error {
-	if _, ok := s.conn.Conn().(*tls.Conn); ok && s.lc != nil {
-		// STARTTLS ends a session (go-smtp logs it out and starts a new
-		// one at the next EHLO): from here the client's bytes are
-		// ciphertext, also before that EHLO.
-		s.lc.noGuard.Store(true)
-	}
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil

@@ -182,6 +182,9 @@ func validAddress(a string) bool {
 	// unquoted ("a>b"@x as a>b@x), which could be neither stored in an
 	// archive head nor passed downstream as it came. The percent hack and
 	// bang paths are refused too.
+	if local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, "..") {
+		return false
+	}
 	for i := 0; i < len(local); i++ {
 		if c := local[i]; !isAlnum(c) && !strings.ContainsRune("#$&'*+-/=?^_`{|}~.", rune(c)) {
 			return false

@@ -214,6 +214,9 @@ func TestValidAddress(t *testing.T) {
 		{"用户@example.com", false},
 		{"bob@bücher.example", false},
 		{"a>b@example.com", false}, // "a>b"@example.com as go-smtp hands it over
+		{"a..b@example.com", false},
+		{".a@example.com", false},
+		{"a.@example.com", false},
 		{"a<b@example.com", false},
 		{"a,b@example.com", false},
 		{"a;b@example.com", false},

@@ -279,6 +279,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 		s.log.Error("archive web: list", slog.Any("err", err))
 		s.renderError(w, sess, http.StatusInternalServerError, "Cannot read the archive directory.")
 		return
+	default:
+		s.mu.Lock()
+		s.lastSkipped = "" // all readable: the next unreadable file is news
+		s.mu.Unlock()
 	}
 	d := listData{
 		page:     page{Title: "Archive", User: sess.user, CSRF: sess.csrf},

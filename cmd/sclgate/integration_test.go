@@ -870,13 +870,25 @@ func TestServeSIGTERMUnderTLS(t *testing.T) {
 		return c
 	}
 	withSession, noSession := starttls(true), starttls(false)
+	// STARTTLS straight after the greeting, with no EHLO at all (go-smtp
+	// allows it): there never was a session to say the connection is TLS.
+	raw, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	early := &smtpConn{t: t, c: raw, r: bufio.NewReader(raw)}
+	early.expect("220")
+	early.startTLS()
 	g.cmd.Process.Signal(syscall.SIGTERM)
 	expect421Close(t, "TLS session", withSession.c, withSession.r)
-	noSession.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := noSession.r.ReadByte(); err == nil {
-		t.Errorf("TLS without a session: read %q, want the connection closed", b)
-	} else if errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "record") {
-		t.Errorf("TLS without a session: %v, want a plain close", err)
+	for what, c := range map[string]*smtpConn{"TLS after EHLO, no session yet": noSession, "TLS before any EHLO": early} {
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if b, err := c.r.ReadByte(); err == nil {
+			t.Errorf("%s: read %q, want the connection closed", what, b)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) || strings.Contains(err.Error(), "record") {
+			t.Errorf("%s: %v, want a plain close", what, err)
+		}
 	}
 	select {
 	case <-g.done:

@@ -309,12 +309,13 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
 	g.web = ws
 	ws.Explain = func(ctx context.Context, m *scorer.Message) (string, error) {
-		r, err := g.server.Policy().Scorer.Score(ctx, m)
+		sc := g.server.Policy().Scorer // once: a SIGHUP meanwhile must not mix two
+		r, err := sc.Score(ctx, m)
 		if err != nil {
 			return "", err
 		}
 		rep := r.Report(0) + " (computed now)"
-		if fs := g.server.Policy().Scorer.Explain(m, r, showFeatures); len(fs) > 0 {
+		if fs := sc.Explain(m, r, showFeatures); len(fs) > 0 {
 			rep += "; features:"
 			for i, c := range fs {
 				if i > 0 {
