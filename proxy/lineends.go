@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
+	"github.com/emersion/go-smtp"
 )
 
 // SMTP smuggling (SEC Consult 2023; CVE-2023-51764/5/6): go-smtp ends DATA
@@ -28,7 +30,14 @@ type dataFilter struct {
 	normalizeLF bool
 	lastCR      bool // the previous byte was a CR
 	changed     bool // a bare LF was rewritten
+	// lineLen counts the octets of the line so far. go-smtp bounds lines
+	// inside DATA, but not inside BDAT chunks, where a line may also run
+	// across chunks: the bound is kept here for both.
+	lineLen int
 }
+
+// maxDataLine is the longest line of message data, line end not counted.
+const maxDataLine = MaxLineLength - 2
 
 // write checks p and writes it (rewritten if need be) to w. Every byte a
 // client sends goes through here, so it works a line at a time with
@@ -44,6 +53,7 @@ func (f *dataFilter) write(w io.Writer, p []byte) error {
 				return errBareCR
 			}
 			f.lastCR = false
+			f.lineLen = 0
 			i++
 			continue
 		}
@@ -56,10 +66,18 @@ func (f *dataFilter) write(w io.Writer, p []byte) error {
 		if k >= 0 && k != len(seg)-1 {
 			return errBareCR
 		}
+		f.lineLen += len(seg)
+		if k >= 0 {
+			f.lineLen-- // the CR of the line end
+		}
+		if f.lineLen > maxDataLine {
+			return smtp.ErrTooLongLine
+		}
 		if j < 0 {
 			f.lastCR = k >= 0
 			break
 		}
+		f.lineLen = 0
 		if k < 0 { // an LF with no CR before it
 			if !f.normalizeLF {
 				return errBareLF

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +100,58 @@ func TestCheckLineEnds(t *testing.T) {
 			t.Errorf("checkLineEnds(%q, %v) = %q, %v; want %q, %v", c.in, c.norm, out, err, c.out, c.err)
 		}
 	}
+}
+
+// The filter bounds lines at maxDataLine octets, line end not counted,
+// however the data is cut into writes (BDAT chunks cut lines anywhere,
+// between a CR and its LF too).
+func TestDataFilterLineLength(t *testing.T) {
+	ok := strings.Repeat("x", maxDataLine)
+	for _, c := range []struct {
+		data string
+		want error
+	}{
+		{"a\r\n" + ok + "\r\nb\r\n", nil},
+		{"a\r\n" + ok + "x\r\nb\r\n", smtp.ErrTooLongLine},
+		{ok + "x", smtp.ErrTooLongLine}, // no line end yet: refused as soon as it is too long
+		{ok + "\r\n" + ok + "\r\n", nil},
+	} {
+		for _, chunk := range []int{1, 7, 4000, 1 << 20} {
+			f := dataFilter{}
+			var err error
+			for i := 0; i < len(c.data) && err == nil; i += chunk {
+				err = f.write(io.Discard, []byte(c.data[i:min(i+chunk, len(c.data))]))
+			}
+			if !errors.Is(err, c.want) {
+				t.Errorf("%d-octet line(s), writes of %d: %v, want %v", len(c.data), chunk, err, c.want)
+			}
+		}
+	}
+}
+
+// Under BDAT, where go-smtp bounds no line, a line longer than the limit
+// gets the same permanent 500 5.5.6 as under DATA, also when it runs
+// across chunks; nothing is delivered, and the refusal is counted.
+func TestBDATLongLineRefused(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := addressed(t, g.addr)
+	data := "Subject: long\r\n\r\n" + strings.Repeat("Q", maxDataLine+1) + "\r\n"
+	var last []string
+	for i := 0; i < len(data); i += 3000 {
+		chunk := data[i:min(i+3000, len(data))]
+		cmd := fmt.Sprintf("BDAT %d", len(chunk))
+		if i+3000 >= len(data) {
+			cmd += " LAST"
+		}
+		rc.write(cmd + "\r\n" + chunk)
+		if last = rc.reply(); !strings.HasPrefix(last[len(last)-1], "250 ") {
+			break
+		}
+	}
+	if got := last[len(last)-1]; !strings.HasPrefix(got, "500 5.5.6 Line too long") {
+		t.Fatalf("reply %q, want 500 5.5.6", got)
+	}
+	ds.nothing()
+	wantMetric(t, "refusals{line_length}", g.m.Rejected.WithLabelValues("line_length"), 1)
 }

@@ -401,7 +401,7 @@ func readData(r io.Reader, f *dataFilter, sp *spool, deadline func(n int)) error
 		n, err = r.Read(buf)
 		if n > 0 {
 			if ferr := f.write(sp, buf[:n]); ferr != nil {
-				if errors.Is(ferr, errBareCR) || errors.Is(ferr, errBareLF) || errors.Is(ferr, errNUL) {
+				if errors.Is(ferr, errBareCR) || errors.Is(ferr, errBareLF) || errors.Is(ferr, errNUL) || errors.Is(ferr, smtp.ErrTooLongLine) {
 					return ferr // go-smtp discards the rest of the data
 				}
 				return fmt.Errorf("%w: %v", errSpool, ferr)
