@@ -305,6 +305,32 @@ func TestLMTPManyRecipientsNotErrors(t *testing.T) {
 	rc.expectCode("RCPT TO:<user9@example.com>", "421 ")
 }
 
+// Commands pipelined behind the one that reached limits.max_errors get
+// the same 421, are not run, and are not counted again: one
+// too_many_errors per session.
+func TestTooManyErrorsPipelined(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
+	rc := ehloed(t, g.addr)
+	rc.write("MAIL FROM:<alice@example.org>\r\n" + strings.Repeat("RCPT TO:<x@elsewhere.test>\r\n", 8))
+	want := []string{"250 ", "550 5.7.1 ", "550 5.7.1 ", "421 4.7.0 "}
+	for i := range 9 {
+		l, err := rc.tryReply(3 * time.Second)
+		if err != nil {
+			break // closed: the rest went unanswered, which is fine
+		}
+		w := "421 4.7.0 "
+		if i < len(want) {
+			w = want[i]
+		}
+		if !strings.HasPrefix(l[len(l)-1], w) {
+			t.Fatalf("reply %d: %q, want %s", i, l, w)
+		}
+	}
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 1)
+	wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 3)
+}
+
 // A downstream's 421 (it is closing its connection) reaches the client as
 // a 451: the client's own session goes on, so it must not read 421.
 func TestDownstream421Becomes451(t *testing.T) {

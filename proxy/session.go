@@ -96,6 +96,9 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	users := s.srv.policy.Load().Config.Auth.Users
 	check := func(user, pass string) error {
+		if s.over() {
+			return errTooManyErrors
+		}
 		if err := checkPassword(users, user, pass); err != nil {
 			s.log.Warn("auth failed", slog.String("user", user))
 			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
@@ -152,15 +155,32 @@ func (s *session) counted(err error) error {
 	return errTooManyErrors
 }
 
+// over reports whether this session has had its limits.max_errors: its
+// connection is closing, and commands a client pipelined behind the one
+// that reached the limit get the same 421, not run, nor counted again.
+func (s *session) over() bool {
+	return s.errors >= s.srv.policy.Load().Config.Limits.MaxErrors
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.over() {
+		return errTooManyErrors
+	}
 	return s.counted(s.mail(from, opts))
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.over() {
+		return errTooManyErrors
+	}
 	return s.counted(s.rcpt(to, opts))
 }
 
 func (s *session) Data(r io.Reader) error {
+	if s.over() {
+		io.Copy(io.Discard, r) // go-smtp wants the data read
+		return errTooManyErrors
+	}
 	return s.counted(s.data(r))
 }
 
