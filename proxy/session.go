@@ -197,7 +197,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.p = s.srv.policy.Load()
 	s.id = newID()
 	if from != "" && !validAddress(from) {
-		return addressError(from)
+		return s.addressError(from)
 	}
 	if s.raw != nil {
 		s.raw.dotCR.Store(false)
@@ -228,7 +228,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if !validAddress(to) {
-		return addressError(to)
+		return s.addressError(to)
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
 		s.log.Info("relaying denied", slog.String("from", s.from), slog.String("rcpt", to))
@@ -651,11 +651,13 @@ func (s *session) received() string {
 	return f + "; " + time.Now().Format(time.RFC1123Z)
 }
 
-// addressError is the refusal of an address validAddress refused: RFC
+// addressError counts and returns the refusal of an address validAddress
+// refused: RFC
 // 6531's 553 5.6.7 for one in UTF-8 (an SMTPUTF8 address, which needs the
 // extension sclgate does not offer, and a downstream that takes it), else
 // 553 5.1.3.
-func addressError(a string) error {
+func (s *session) addressError(a string) error {
+	s.srv.metrics.Rejected.WithLabelValues("bad_address").Inc()
 	for i := 0; i < len(a); i++ {
 		if a[i] >= 0x80 {
 			return errNonASCII

@@ -5,6 +5,10 @@ import (
 	"mime"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sclgate/sclgate/metrics"
 )
 
 // Case 12: stamp puts our fields on top, removes verdict fields from
@@ -234,12 +238,14 @@ func TestValidAddress(t *testing.T) {
 		}
 	}
 	// The refusal says why: RFC 6531's 553 5.6.7 for UTF-8, else 5.1.3.
-	if err := addressError("jörg@example.com"); err != errNonASCII {
+	s := &session{srv: &Server{metrics: metrics.New(prometheus.NewRegistry(), "test")}}
+	if err := s.addressError("jörg@example.com"); err != errNonASCII {
 		t.Errorf("UTF-8 address: %v", err)
 	}
-	if err := addressError("bob%x@example.com"); err != errBadAddress {
+	if err := s.addressError("bob%x@example.com"); err != errBadAddress {
 		t.Errorf("percent hack: %v", err)
 	}
+	wantMetric(t, "refusals{bad_address}", s.srv.metrics.Rejected.WithLabelValues("bad_address"), 2)
 }
 
 func TestSanitizeHelo(t *testing.T) {
