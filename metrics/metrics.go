@@ -48,7 +48,7 @@ const (
 )
 
 // RefusalReasons are the label values of sclgate_smtp_refusals_total.
-var RefusalReasons = []string{"relay_denied", "bad_address", "auth_failed", "too_many_connections", "size", "header_size",
+var RefusalReasons = []string{"relay_denied", "bad_address", "bad_helo", "auth_failed", "too_many_connections", "size", "header_size",
 	"bare_line_end", "cross_protocol", "too_many_errors", "data_timeout", "line_length", "command_timeout"}
 
 // UpdateResults are the label values of
@@ -102,7 +102,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_smtp_refusals_total",
-			Help: "Commands and connections refused at the SMTP level, by reason: relay_denied, bad_address, auth_failed, too_many_connections, size, header_size, bare_line_end, cross_protocol, too_many_errors, data_timeout, line_length, command_timeout.",
+			Help: "Commands and connections refused at the SMTP level, by reason: relay_denied, bad_address, bad_helo, auth_failed, too_many_connections, size, header_size, bare_line_end, cross_protocol, too_many_errors, data_timeout, line_length, command_timeout.",
 		}, []string{"reason"}),
 	}
 	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1142,3 +1142,15 @@ func TestLargeMessageSpooled(t *testing.T) {
 		t.Errorf("archived file is not the whole message (%d bytes)", len(b))
 	}
 }
+
+// A HELO/EHLO name with control characters is refused (go-smtp would echo
+// it back as it came), counted, and the client may try again.
+func TestBadHeloRefused(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := greeted(t, g.addr)
+	rc.expect("EHLO nul\x00x", "501 5.5.2 Invalid HELO/EHLO name: control characters")
+	rc.expect("EHLO cr\rx", "501 5.5.2 Invalid HELO/EHLO name: control characters")
+	rc.expectCode("EHLO client.test", "250")
+	wantMetric(t, "refusals{bad_helo}", g.m.Rejected.WithLabelValues("bad_helo"), 2)
+}
