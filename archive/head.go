@@ -16,6 +16,16 @@ type Envelope struct {
 	To   []string // recipients without brackets
 }
 
+// SenderMatches reports whether e's sender matches a list filter: a
+// case-insensitive part of the address, or "<>" for the null sender of
+// bounces (which any part would match otherwise, or none).
+func (e Envelope) SenderMatches(filter string) bool {
+	if filter == "<>" {
+		return e.From == ""
+	}
+	return filter == "" || strings.Contains(strings.ToLower(e.From), strings.ToLower(filter))
+}
+
 // ErrMalformed is wrapped by the errors for heads ReadHead cannot use.
 var ErrMalformed = errors.New("malformed archive head")
 

@@ -258,3 +258,21 @@ func TestReadHeadIOError(t *testing.T) {
 		}
 	}
 }
+
+// A list's sender filter is a part of the address, any case; "<>" picks
+// the null sender of bounces.
+func TestSenderMatches(t *testing.T) {
+	bounce, alice := Envelope{From: ""}, Envelope{From: "Alice@Example.org"}
+	for _, c := range []struct {
+		e      Envelope
+		filter string
+		want   bool
+	}{
+		{alice, "", true}, {alice, "alice@", true}, {alice, "EXAMPLE", true}, {alice, "bob", false}, {alice, "<>", false},
+		{bounce, "", true}, {bounce, "<>", true}, {bounce, "a", false},
+	} {
+		if got := c.e.SenderMatches(c.filter); got != c.want {
+			t.Errorf("%q matches %q: %v, want %v", c.e.From, c.filter, got, c.want)
+		}
+	}
+}

@@ -214,7 +214,7 @@ func (f *filter) matchEnvelope(it archive.Item) bool {
 	if !f.until.IsZero() && !it.Received.Before(f.until) {
 		return false
 	}
-	if !containsFold(it.Envelope.From, f.From) {
+	if !it.Envelope.SenderMatches(f.From) {
 		return false
 	}
 	if f.To != "" {

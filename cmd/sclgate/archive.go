@@ -214,7 +214,7 @@ func archiveList(e env, args []string) int {
 		if *minSCL > -2 && (!it.HasSCL || it.SCL < *minSCL) {
 			continue
 		}
-		if *from != "" && !containsFold(it.Envelope.From, *from) {
+		if !it.Envelope.SenderMatches(*from) {
 			continue
 		}
 		if *to != "" && !anyContainsFold(it.Envelope.To, *to) {
