@@ -106,10 +106,7 @@ func TestScore(t *testing.T) {
 			if r.SCL != c.want {
 				t.Errorf("SCL = %d, want %d (report: %s)", r.SCL, c.want, r.Report(0))
 			}
-			var got []string
-			for _, e := range r.Rules {
-				got = append(got, e.Text)
-			}
+			got := ruleTexts(r)
 			if !slices.Equal(got, c.rules) {
 				t.Errorf("rules = %q, want %q", got, c.rules)
 			}
@@ -150,10 +147,7 @@ func TestScoreTestdata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
-			for _, e := range r.Rules {
-				got = append(got, e.Text)
-			}
+			got := ruleTexts(r)
 			if r.SCL != c.want || !slices.Equal(got, c.rules) {
 				t.Errorf("SCL %d rules %q, want %d %q\nsubject %q\ntext %q\ndefects %q", r.SCL, got, c.want, c.rules, m.Subject, m.Text, m.Defects)
 			}
@@ -376,10 +370,7 @@ func TestPhrasesDoNotSpanParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, e := range r.Rules {
-		got = append(got, e.Text)
-	}
+	got := ruleTexts(r)
 	if !slices.Equal(got, []string{"special offer", "last words"}) || r.SCL != 5 {
 		t.Errorf("matched %q, SCL %d; want [special offer, last words], SCL 5", got, r.SCL)
 	}
@@ -399,4 +390,13 @@ func TestLongPartIsADefect(t *testing.T) {
 	if m := Parse(msg("short", "just this\r\n")); len(m.Defects) != 0 {
 		t.Errorf("short part: defects %q", m.Defects)
 	}
+}
+
+// ruleTexts is the Text of each rule r matched, in order.
+func ruleTexts(r Result) []string {
+	var out []string
+	for _, e := range r.Rules {
+		out = append(out, e.Text)
+	}
+	return out
 }

@@ -330,6 +330,11 @@ func readHeader(r *bufio.Reader) ([]byte, error) {
 // readMessage reads an archived message whole.
 func readMessage(store *archive.Store, id string) (archive.Item, []byte, error) {
 	it, body, err := store.Open(id)
+	return readAll(it, body, err)
+}
+
+// readAll reads what an Open gave, and closes it.
+func readAll(it archive.Item, body io.ReadCloser, err error) (archive.Item, []byte, error) {
 	if err != nil {
 		return archive.Item{}, nil, err
 	}
@@ -381,14 +386,7 @@ func archiveShow(e env, args []string) int {
 			fmt.Fprintln(e.stdout, strings.Repeat("-", 72))
 		}
 		it, body, released, err := openShown(c.store, id)
-		var raw []byte
-		if err == nil {
-			raw, err = io.ReadAll(body)
-			body.Close()
-			if err != nil {
-				err = fmt.Errorf("archive: %s: %w", it.Path, err)
-			}
-		}
+		it, raw, err := readAll(it, body, err)
 		if err != nil {
 			c.errorf("%v", err)
 			code = 1
