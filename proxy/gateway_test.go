@@ -305,6 +305,45 @@ func TestLMTPManyRecipientsNotErrors(t *testing.T) {
 	rc.expectCode("RCPT TO:<user9@example.com>", "421 ")
 }
 
+// limits.max_recipients is sclgate's own: a recipient past it gets 452
+// 4.5.3 (send it again), which is not a refusal up to max_recipients of
+// them, the limit follows SetPolicy (SIGHUP), and EHLO does not advertise
+// a LIMITS RCPTMAX that would not hold for every downstream.
+func TestMaxRecipients(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3, max_recipients: 2}"})
+	rc := greeted(t, g.addr)
+	for _, l := range rc.cmd("EHLO client.test") {
+		if strings.Contains(l, "LIMITS") {
+			t.Errorf("EHLO advertises %q", l)
+		}
+	}
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<user0@example.com>", "250 ")
+	rc.expectCode("RCPT TO:<user1@example.com>", "250 ")
+	rc.expect("RCPT TO:<user2@example.com>", "452 4.5.3 Too many recipients, send the others again")
+	rc.expectCode("RCPT TO:<user3@example.com>", "452 4.5.3 ")
+	if reply := rc.data(testMessage("two of four", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	if got := ds.only().To; !slices.Equal(got, []string{"user0@example.com", "user1@example.com"}) {
+		t.Errorf("downstream recipients %q", got)
+	}
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 0)
+
+	// A new limit applies from the next transaction.
+	g.srv.SetPolicy(g.policy("limits: {max_errors: 3, max_recipients: 3}"))
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	for i := range 3 {
+		rc.expectCode(fmt.Sprintf("RCPT TO:<user%d@example.com>", i), "250 ")
+	}
+	// Past max_recipients of these 452s, they count as refusals.
+	for i := 3; i < 3+3+2; i++ {
+		rc.expectCode(fmt.Sprintf("RCPT TO:<user%d@example.com>", i), "452 4.5.3 ")
+	}
+	rc.expectCode("RCPT TO:<user9@example.com>", "421 ")
+}
+
 // Commands pipelined behind the one that reached limits.max_errors get
 // the same 421, are not run, and are not counted again: one
 // too_many_errors per session.

@@ -77,7 +77,11 @@ func New(p *Policy, o Options) *Server {
 	c := p.Config
 	srv := smtp.NewServer(s)
 	srv.Domain = Hostname(c)
-	srv.MaxRecipients = c.Limits.MaxRecipients
+	// limits.max_recipients is kept by the session, not by go-smtp: its
+	// 452s then count toward limits.max_errors like other refusals, a
+	// SIGHUP changes the limit, and EHLO does not advertise LIMITS
+	// RCPTMAX (RFC 9422), which would be wrong for an LMTP downstream,
+	// where one recipient per transaction is taken.
 	srv.MaxMessageBytes = c.Limits.MaxMessageBytes
 	srv.MaxLineLength = MaxLineLength
 	srv.ReadTimeout = c.Limits.CommandTimeout

@@ -37,6 +37,7 @@ var (
 	errNonASCII       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address not accepted: this server does not offer SMTPUTF8"}
 	errRejectedSpam   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam by content filtering"}
 	errOneRecipient   = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "One recipient per transaction here, send the others again"}
+	errTooManyRcpts   = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients, send the others again"}
 	errDownstream     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Downstream server unavailable, try again later"}
 	errDownstreamMid  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to downstream server lost, try again later"}
 	errDownstreamSlow = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Downstream server did not answer in time, try again later"}
@@ -133,11 +134,13 @@ func (s *session) counted(err error) error {
 	if err == nil || !errors.As(err, &se) || se.Code < 400 || se.Code == 421 {
 		return err
 	}
-	if err == errOneRecipient {
-		// LMTP's one recipient per transaction: how a message to many
-		// recipients goes through here, not a refusal, up to
-		// max_recipients of them per transaction (past that, a client
-		// is only making noise).
+	if err == errOneRecipient || err == errTooManyRcpts {
+		// LMTP's one recipient per transaction, or limits.max_recipients:
+		// how a message to many recipients goes through here (the
+		// client sends the rest in another transaction, RFC 5321
+		// section 4.5.3.1.10), not a refusal, up to max_recipients of
+		// them per transaction (past that, a client is only making
+		// noise).
 		if s.deferred++; s.deferred <= s.srv.policy.Load().Config.Limits.MaxRecipients {
 			return err
 		}
@@ -237,6 +240,9 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if s.p.Downstream.OneRecipient() && len(s.rcpts) > 0 {
 		return errOneRecipient
+	}
+	if len(s.rcpts) >= s.p.Config.Limits.MaxRecipients {
+		return errTooManyRcpts
 	}
 	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)
 	defer cancel()

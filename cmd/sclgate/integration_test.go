@@ -542,7 +542,7 @@ func TestServeOversize(t *testing.T) {
 	s := startSink(t)
 	g := startGW(t, "downstream: smtp://"+s.addr+"\nlimits:\n  max_message_bytes: 2000\n")
 	out := swaks(t, g.addr, "--to", "bob@example.com", "--body", strings.Repeat("0123456789 ", 400))
-	if !strings.Contains(out, "250-SIZE 2000") || !reply(out, "552 ") {
+	if !regexp.MustCompile(`250[- ]SIZE 2000\r?\n`).MatchString(out) || !reply(out, "552 ") {
 		t.Errorf("oversize:\n%s", out)
 	}
 	if len(s.messages(t, 0)) != 0 {

@@ -492,9 +492,9 @@ func (g *gateway) closeWatcher() {
 func (g *gateway) cfg() *config.Config { return g.server.Policy().Config }
 
 // reload re-reads the configuration file and the weight list (SIGHUP).
-// Settings of the listener itself (listen, limits other than the
-// downstream and shutdown timeouts, TLS, PROXY protocol, metrics.listen)
-// need a restart; the rest applies from the next transaction.
+// Settings of the listener itself (listen, listenerLimits, TLS, PROXY
+// protocol, metrics.listen) need a restart; the rest applies from the
+// next transaction.
 func (g *gateway) reload(path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -540,11 +540,11 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	}
 	g.setDefinitions(d, link)
 	g.server.SetPolicy(p)
-	if old.Listen != cfg.Listen || old.Limits != cfg.Limits || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
+	if old.Listen != cfg.Listen || listenerLimits(old.Limits) != listenerLimits(cfg.Limits) || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
 		old.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && old.Archive.Dir != cfg.Archive.Dir ||
 		fmt.Sprint(old.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
-		g.log.Warn("listen, limits, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
-			" (limits.shutdown_timeout and downstream_timeout apply now)")
+		g.log.Warn("listen, limits.max_message_bytes, max_connections, max_connections_per_ip, command_timeout, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
+			" (the other limits apply now)")
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
@@ -553,6 +553,12 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
 	return nil
+}
+
+// listenerLimits are the limits the SMTP listener takes at its start; the
+// others are read per session or per transaction.
+func listenerLimits(l config.Limits) [4]int64 {
+	return [4]int64{l.MaxMessageBytes, int64(l.MaxConnections), int64(l.MaxConnectionsPerIP), int64(l.CommandTimeout)}
 }
 
 // shutdown stops accepting, lets transactions in flight finish within
