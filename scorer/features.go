@@ -18,7 +18,8 @@ import (
 // Version 4 cuts CJK text into character pairs, and reads the body of
 // parts whose Content-Type does not parse, of multiparts whose boundary
 // never appears, and of HTML pages attached as application/octet-stream.
-const FeatureVersion = 4
+// Version 5 reads text labelled ISO-8859-1 or US-ASCII as Windows-1252.
+const FeatureVersion = 5
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

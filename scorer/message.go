@@ -8,8 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
-	_ "github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
-	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
 	"golang.org/x/text/encoding/charmap"
 )
 
@@ -21,6 +20,25 @@ const (
 	MaxPartBytes = 2 << 20 // decoded bytes of one text part read for scoring
 	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
 )
+
+// windows1252Labels are the charset labels the WHATWG Encoding Standard
+// reads as Windows-1252, which is what mail clients and browsers do: the
+// mail Windows programs label ISO-8859-1 or US-ASCII is Windows-1252 (its
+// euro sign and curly quotes sit in bytes that ISO-8859-1 leaves to C1
+// control characters and US-ASCII does not have). Parse reads them so too,
+// in bodies and in RFC 2047 words, so that such text reads here as it
+// does in the recipient's mail client, for the model and for phrase rules.
+var windows1252Labels = []string{"ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819",
+	"iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
+	"us-ascii", "windows-1252", "x-cp1252"}
+
+func init() {
+	// go-message keeps its charset table per process; this only adds
+	// names to it, the same for every caller.
+	for _, l := range windows1252Labels {
+		charset.RegisterEncoding(l, charmap.Windows1252)
+	}
+}
 
 // Message is a message parsed once for scoring: the classifier and the
 // weight list both read this same value. It is never modified after Parse.
@@ -107,13 +125,41 @@ func errString(err error) string {
 }
 
 func decodeSubject(h message.Header) string {
-	mh := mail.Header{Header: h}
-	s, err := mh.Subject()
+	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	s, err := dec.DecodeHeader(relabelWords(h.Get("Subject")))
 	if err != nil || !utf8.ValidString(s) {
 		// Undecodable encoded word or raw 8-bit: keep what is there.
 		return toUTF8([]byte(h.Get("Subject")))
 	}
 	return s
+}
+
+// relabelWords relabels RFC 2047 words in ISO-8859-1 or US-ASCII as
+// Windows-1252, which Go's mime package would otherwise decode itself
+// without asking the charset table (see windows1252Labels).
+func relabelWords(v string) string {
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(v, "=?")
+		if i < 0 {
+			break
+		}
+		b.WriteString(v[:i+2])
+		v = v[i+2:]
+		end := strings.IndexAny(v, "?*")
+		if end < 0 {
+			break
+		}
+		if l := v[:end]; strings.EqualFold(l, "iso-8859-1") || strings.EqualFold(l, "us-ascii") {
+			b.WriteString("windows-1252")
+			v = v[end:]
+		}
+	}
+	b.WriteString(v)
+	return b.String()
 }
 
 type walker struct {

@@ -455,7 +455,7 @@ func TestFeaturesStable(t *testing.T) {
 		}
 	}
 	const want = 0x642e3a619068d319
-	if sum != want || FeatureVersion != 4 {
+	if sum != want || FeatureVersion != 5 {
 		t.Errorf("feature hash sum %#x, want %#x (feature version %d)", sum, uint64(want), FeatureVersion)
 	}
 }

@@ -380,6 +380,38 @@ func TestPhrasesDoNotSpanParts(t *testing.T) {
 	}
 }
 
+// Text labelled ISO-8859-1 or US-ASCII is read as Windows-1252, as mail
+// clients read it: its euro sign and curly quotes are text, in the body and
+// in RFC 2047 words, and phrase rules with them match.
+func TestLatin1IsWindows1252(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: =?iso-8859-1?q?Only_=8020_=93today=94?=\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nPay \x80100 now, don\x92t wait\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 cr=E8me\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=iso-8859-15\r\n\r\nPrix \xa4 5\r\n--b--\r\n")
+	m := Parse(raw)
+	if m.Subject != "Only €20 “today”" {
+		t.Errorf("subject %q", m.Subject)
+	}
+	parts := m.TextParts()
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	if want := []string{"Pay €100 now, don’t wait", "Café crème", "Prix € 5"}; !slices.Equal(parts, want) {
+		t.Errorf("parts %q, want %q", parts, want)
+	}
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List {
+		return list(t, entry("BODY", "2", "€100"), entry("SUBJECT", "3", "“today”"), entry("BODY", "1", "café"))
+	}}
+	r, err := s.Score(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ruleTexts(r); !slices.Equal(got, []string{"€100", "“today”", "café"}) {
+		t.Errorf("matched %q", got)
+	}
+}
+
 // A text part longer than MaxPartBytes is read in part, and says so.
 func TestLongPartIsADefect(t *testing.T) {
 	body := strings.Repeat("lorem ipsum dolor sit amet\r\n", MaxPartBytes/28+10) + "tail phrase\r\n"
@@ -399,4 +431,19 @@ func ruleTexts(r Result) []string {
 		out = append(out, e.Text)
 	}
 	return out
+}
+
+func TestRelabelWords(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":                               "plain",
+		"=?ISO-8859-1?Q?a?= =?utf-8?b?YQ==?=": "=?windows-1252?Q?a?= =?utf-8?b?YQ==?=",
+		"=?us-ascii*en?q?x?=":                 "=?windows-1252*en?q?x?=",
+		"=?iso-8859-15?q?x?= =?":              "=?iso-8859-15?q?x?= =?",
+		"a =? b =?iso-8859-1":                 "a =? b =?iso-8859-1",
+		"=?=?us-ascii?q?x?=":                  "=?=?windows-1252?q?x?=",
+	} {
+		if got := relabelWords(in); got != want {
+			t.Errorf("relabelWords(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
