@@ -1,6 +1,7 @@
 package update
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -186,7 +187,9 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		return fmt.Errorf("update: version %q: %w", in.Version, ErrBadVersion)
 	}
 	final := filepath.Join(s.dir, in.Version)
-	if !s.Has(in.Version) {
+	if !s.Has(in.Version) || !s.holds(in.Version, bundle) {
+		// Not installed, or its copy differs from this verified bundle
+		// (damaged after its install): written whole, then renamed in.
 		tmp := filepath.Join(s.dir, ".tmp-"+in.Version+"-"+randHex())
 		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return fmt.Errorf("update: %w", err)
@@ -215,6 +218,12 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		}
 	}
 	return s.Activate(in.Version)
+}
+
+// holds reports whether the installed version's bundle is bundle.
+func (s *Store) holds(version string, bundle []byte) bool {
+	b, err := os.ReadFile(s.BundlePath(version))
+	return err == nil && bytes.Equal(b, bundle)
 }
 
 // Activate makes an installed version the active one: a new symlink is

@@ -316,11 +316,17 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 	return u.install(data, sig, path, abs, "", force)
 }
 
-// precheck: installing the version in use is a no-op; an older one needs
-// force.
+// precheck: installing the version in use is a no-op, unless its
+// installed copy no longer reads (a disk error, a hand edit: serve scores
+// with the built-in definitions then), which the install mends; an older
+// one needs force.
 func (u *Updater) precheck(version, inUse string, force bool) (done bool, err error) {
 	if active, err := u.Store.Active(); err == nil && active == version {
-		return true, nil
+		if _, err := defs.ReadFile(u.Store.BundlePath(version)); err == nil {
+			return true, nil
+		}
+		u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", err))
+		return false, nil
 	}
 	if !force && CompareVersions(version, inUse) < 0 {
 		return false, fmt.Errorf("update: %s (in use: %s): %w", version, inUse, ErrOlder)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/config"
@@ -114,9 +115,21 @@ func definitionsFile(path string) (*definitions, error) {
 	return definitionsFrom(path, func() (*defs.Bundle, error) { return defs.ReadFile(path) })
 }
 
-func readlink(p string) string {
-	s, _ := os.Readlink(p)
-	return s
+// activeStamp identifies what definitions.dir/active holds: the link's
+// target, and the identity of its bundle file, which changes when an
+// install mends a damaged copy of the version in use (the link then
+// stays as it was).
+func activeStamp(dir string) string {
+	target, _ := os.Readlink(filepath.Join(dir, "active"))
+	st, err := os.Stat(filepath.Join(dir, "active", update.BundleFile))
+	if err != nil {
+		return target
+	}
+	var ino uint64
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = sys.Ino
+	}
+	return fmt.Sprintf("%s %d %d %d", target, ino, st.Size(), st.ModTime().UnixNano())
 }
 
 // classifier builds filter.classifier: none, builtin, or an external
@@ -144,15 +157,14 @@ func classifier(cfg *config.Config, d *definitions, onError func(classifier stri
 }
 
 // watchDefinitions polls definitions.dir/active (a symlink, switched by
-// rename) and calls onChange when its target differs from last, the one
-// the definitions in use were loaded from. Polling
-// every two seconds costs one readlink and works on every file system,
-// where change notification on a symlink rename does not.
+// rename) and calls onChange when its activeStamp differs from last, the
+// one the definitions in use were loaded from. Polling every two seconds
+// costs one readlink and one stat and works on every file system, where
+// change notification on a symlink rename does not.
 func watchDefinitions(ctx context.Context, dir, last string, onChange func()) {
 	if dir == "" {
 		return
 	}
-	link := filepath.Join(dir, "active")
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
@@ -161,7 +173,7 @@ func watchDefinitions(ctx context.Context, dir, last string, onChange func()) {
 			return
 		case <-t.C:
 		}
-		if now := readlink(link); now != last {
+		if now := activeStamp(dir); now != last {
 			last = now
 			onChange()
 		}

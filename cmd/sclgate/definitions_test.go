@@ -148,6 +148,18 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 	// SIGHUP does read it again (for file systems that do not notify).
 	g.waitMetric(t, `sclgate_weights_reloads_total{result="ok"}`, 1)
 
+	// The bundle in use damaged on disk: serve notices and scores with
+	// the built-in definitions; installing the version again mends it
+	// (the active link stays as it was) and serve switches back.
+	bundle := filepath.Join(dir, "defs", "2027.02.1", update.BundleFile)
+	data, _ := os.ReadFile(bundle)
+	os.WriteFile(bundle, data[:len(data)/2], 0o644)
+	g.waitMetric(t, `sclgate_definitions_info{version="`+builtin.Manifest.Version+`"}`, 1)
+	if code, out := run("update", "install", "-version", "2027.02.1"); code != 0 || !strings.Contains(out, "installed and activated 2027.02.1") {
+		t.Fatalf("install over the damaged copy: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.02.1"}`, 1)
+
 	msgs := s.messages(t, 4)
 	wantDefs := map[string]string{
 		"before the switch":       "defs=" + builtin.Manifest.Version,

@@ -122,6 +122,10 @@ func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error
 	d, err := loadDefinitions(cfg)
 	if err != nil && d == nil {
 		return err
+	} else if err != nil {
+		// serve runs on the built-in definitions then, so that mail
+		// flows; but the admin meant the installed ones to score.
+		warn("definitions: %v: serve will score with the built-in %s until this is mended (sclgate update status says what to do)", err, builtinVersion())
 	}
 	if _, _, err := classifier(cfg, d, nil); err != nil {
 		return err
@@ -166,7 +170,7 @@ type gateway struct {
 	watcher  *weights.Watcher
 	wpath    string
 	defs     *definitions // the filter definitions in use
-	defsLink string       // definitions.dir/active's target when defs were loaded
+	defsLink string       // definitions.dir's activeStamp when defs were loaded
 
 	stop context.CancelFunc // ends the background loops (definitions, retention, updates)
 	bg   *sync.WaitGroup    // the background loops, for stopBackground to wait on
@@ -347,7 +351,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 func (g *gateway) readDefinitions(cfg *config.Config) (*definitions, string, error) {
 	link := ""
 	if cfg.Definitions.Dir != "" {
-		link = readlink(filepath.Join(cfg.Definitions.Dir, "active"))
+		link = activeStamp(cfg.Definitions.Dir)
 	}
 	d, err := loadDefinitions(cfg)
 	if d == nil {

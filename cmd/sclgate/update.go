@@ -171,6 +171,7 @@ func builtinNote(installed bool) string {
 }
 
 func updateStatus(e env, cfg *config.Config, store *update.Store) int {
+	status := 0
 	active, err := store.Active()
 	switch {
 	case errors.Is(err, update.ErrNoneInstalled):
@@ -179,7 +180,14 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 		fmt.Fprintln(e.stderr, err)
 		return exitError
 	default:
-		fmt.Fprintf(e.stdout, "in use:     %s\n", active)
+		if _, err := defs.ReadFile(store.BundlePath(active)); err != nil {
+			// What serve does with it: the built-in definitions score.
+			fmt.Fprintf(e.stdout, "in use:     %s (built in: the active version %s is unusable: %v)\n", displayVersion(builtinVersion()), active, err)
+			fmt.Fprintf(e.stderr, "what to do: install it again (sclgate update install -version %s, or update install FILE), or sclgate update rollback\n", active)
+			status = exitError
+		} else {
+			fmt.Fprintf(e.stdout, "in use:     %s\n", active)
+		}
 	}
 	list, err := store.List()
 	if err != nil {
@@ -218,7 +226,7 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 		state = fmt.Sprintf("enabled, every %s from %s", time.Duration(cfg.Updates.Interval), cfg.Updates.Source)
 	}
 	fmt.Fprintf(e.stdout, "automatic updates: %s\n", state)
-	return 0
+	return status
 }
 
 // newProgress reports a download: a bar with rate and ETA on a terminal,

@@ -297,3 +297,44 @@ func TestUpdateDetectPassesOverTooNew(t *testing.T) {
 		t.Errorf("install with two files: %d %q", code, errOut)
 	}
 }
+
+// An installed bundle damaged after its install (a disk error, a hand
+// edit) is not used: serve scores with the built-in definitions. status
+// and serve -check say so, and installing the version again mends it.
+func TestUpdateDamagedActiveBundle(t *testing.T) {
+	cfg, _, _, _ := updateSetup(t, "2027.10.1")
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
+		t.Fatalf("install: %d %q", code, errOut)
+	}
+	bundle := filepath.Join(filepath.Dir(cfg), "defs", "2027.10.1", "bundle.tar.gz")
+	good, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	os.WriteFile(bundle, bad, 0o644)
+
+	code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg)
+	if code != 1 || !strings.Contains(out, "in use:     "+builtinVersion()+" (built in: the active version 2027.10.1 is unusable: ") ||
+		!strings.Contains(errOut, "what to do: install it again (sclgate update install -version 2027.10.1, or update install FILE), or sclgate update rollback") {
+		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = sclgate(t, "", "serve", "-check", "-config", cfg)
+	if code != 0 || !strings.Contains(out+errOut, "installed definitions unusable") || !strings.Contains(out+errOut, "serve will score with the built-in") {
+		t.Errorf("serve -check: %d\n%s%s", code, out, errOut)
+	}
+	// A plain install (the timer's) mends it, and then has nothing to do.
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2027.10.1") {
+		t.Fatalf("install: %d %q %q", code, out, errOut)
+	}
+	if b, _ := os.ReadFile(bundle); !bytes.Equal(b, good) {
+		t.Error("the damaged bundle was not replaced")
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.10.1\n") {
+		t.Errorf("status after the install: %d\n%s", code, out)
+	}
+	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Errorf("install again: %d %q", code, out)
+	}
+}
