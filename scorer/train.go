@@ -74,11 +74,14 @@ const (
 	bodyMin = 24
 )
 
-// Progress reports how training advances.
+// Progress reports how training advances: in stage "read", messages
+// parsed (and Features, the distinct feature buckets seen so far); in
+// "cv" and "final", training epochs over all runs.
 type Progress struct {
-	Stage string // "read", "cv", "final"
-	Done  int
-	Total int
+	Stage    string // "read", "cv", "final"
+	Done     int
+	Total    int
+	Features int
 }
 
 // GridPoint is one cross-validated setting and how it did.
@@ -176,9 +179,10 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		}
 	}
 	bits := uint8(o.Bits)
+	distinct := 0
 	progress := func(stage string, done, total int) {
 		if o.Progress != nil {
-			o.Progress(Progress{Stage: stage, Done: done, Total: total})
+			o.Progress(Progress{Stage: stage, Done: done, Total: total, Features: distinct})
 		}
 	}
 	rep := TrainReport{Ham: len(ham), Spam: len(spam)}
@@ -206,16 +210,17 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		for g := range ids {
 			total += len(ids[g])
 			for _, b := range ids[g] {
-				seen[b/64] |= 1 << (b % 64)
+				if bit := uint64(1) << (b % 64); seen[b/64]&bit == 0 {
+					seen[b/64] |= bit
+					distinct++
+				}
 			}
 		}
 		bodyTotal += len(ids[viewBody])
 		data[i] = example{ids: ids, y: y}
 	}
 	progress("read", n, n)
-	for _, w := range seen {
-		rep.Features += popcount(w)
-	}
+	rep.Features = distinct
 	rep.AvgFeatures = float64(total) / float64(n)
 	bodyMean := max(1, float64(bodyTotal)/float64(n))
 	for i := range data {
@@ -252,6 +257,14 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		mu   sync.Mutex
 		done int
 	)
+	epochDone := func(stage string, total int) {
+		mu.Lock()
+		done++
+		d := done
+		mu.Unlock()
+		progress(stage, d, total)
+	}
+	cvEpochs := len(tasks) * o.Epochs[nE-1]
 	err := parallel(ctx, o.Workers, len(tasks), func(t int, st *ftrl) error {
 		tk := tasks[t]
 		st.reset(bits, o.L1[tk.l1], o.L2[tk.l2], o.HamWeight)
@@ -264,6 +277,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 					return err
 				}
 				st.epoch(data, train, r)
+				epochDone("cv", cvEpochs)
 			}
 			g := (tk.l1*len(o.L2)+tk.l2)*nE + e
 			for _, i := range test {
@@ -272,11 +286,6 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 				}
 			}
 		}
-		mu.Lock()
-		done++
-		d := done
-		mu.Unlock()
-		progress("cv", d, len(tasks))
 		return nil
 	})
 	if err != nil {
@@ -333,6 +342,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 				return err
 			}
 			st.epoch(data, train, r)
+			epochDone("final", o.Folds*o.Epochs[bestE])
 		}
 		w := make([]float64, size)
 		for i := range w {
@@ -342,11 +352,6 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 		for v := range numViews {
 			foldBias[f] += st.biasWeight(v)
 		}
-		mu.Lock()
-		done++
-		d := done
-		mu.Unlock()
-		progress("final", d, o.Folds)
 		return nil
 	})
 	if err != nil {
@@ -453,14 +458,6 @@ func logLoss(z []float64, data []example) float64 {
 		}
 	}
 	return s / float64(len(data))
-}
-
-func popcount(w uint64) int {
-	c := 0
-	for ; w != 0; w &= w - 1 {
-		c++
-	}
-	return c
 }
 
 // parallel runs job(0..n-1) on up to workers goroutines, each reusing its

@@ -86,7 +86,7 @@ func corpusFlagsMissing(ham, spam dirList, rest []string) string {
 
 // readCorpus reads every message of the directories and files in paths,
 // each directory in file-name order. Dot files are skipped.
-func readCorpus(paths []string) (msgs [][]byte, bytes int64, err error) {
+func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][]byte, bytes int64, err error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -104,7 +104,13 @@ func readCorpus(paths []string) (msgs [][]byte, bytes int64, err error) {
 					continue
 				}
 				f := filepath.Join(p, de.Name())
-				if fi, err := os.Stat(f); err == nil && fi.Mode().IsRegular() {
+				fi, err := os.Stat(f)
+				if err != nil {
+					// A dangling link (scripts/corpus.sh lays the corpus
+					// out as links) is a message missing, not a skip.
+					return nil, 0, err
+				}
+				if fi.Mode().IsRegular() { // not subdirectories, FIFOs, devices
 					files = append(files, f)
 				}
 			}
@@ -117,6 +123,9 @@ func readCorpus(paths []string) (msgs [][]byte, bytes int64, err error) {
 			}
 			msgs = append(msgs, b)
 			bytes += int64(len(b))
+			if progress != nil {
+				progress(len(msgs), bytes)
+			}
 		}
 	}
 	return msgs, bytes, nil
@@ -139,6 +148,31 @@ func newProgressLine(w io.Writer) *progressLine {
 		}
 	}
 	return p
+}
+
+// writableOutput checks that a file can be made at path, as the bundle
+// will be (a temporary file in its directory, renamed).
+func writableOutput(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s: is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".sclgate-train-check-*")
+	if err != nil {
+		return fmt.Errorf("%s: cannot write there: %w", path, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// bar draws done of total as a bar 30 characters wide, and a percentage.
+func bar(done, total int) string {
+	const width = 30
+	if total <= 0 {
+		total, done = 1, 0
+	}
+	n := min(width, width*done/total)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + fmt.Sprintf("] %3d%% ", 100*done/total)
 }
 
 // update shows "text" while a stage runs (terminal only, at most ten times
@@ -175,7 +209,7 @@ func defsTrain(e env, args []string) int {
 	out := fs.String("o", "", "write the definitions bundle to `FILE` (e.g. sclgate-defs-VERSION.tar.gz)")
 	seed := fs.Uint64("seed", 1, "seed of the cross-validation folds and shuffles")
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
-	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 or 2; the model does not depend on it)")
+	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 to 64, at most one per core helps; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
 	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
@@ -209,16 +243,34 @@ func defsTrain(e env, args []string) int {
 		fmt.Fprintf(e.stderr, "sclgate defs train: -ham-weight %v: must be a number above 0\n", *hamWeight)
 		return 2
 	}
+	if *workers < 1 || *workers > 64 {
+		fmt.Fprintf(e.stderr, "sclgate defs train: -workers %d: must be 1 to 64\n", *workers)
+		return 2
+	}
+	if *bits < 10 || *bits > 24 {
+		fmt.Fprintf(e.stderr, "sclgate defs train: -bits %d: must be 10 to 24\n", *bits)
+		return 2
+	}
+	// Before minutes of training: can the bundle be written where asked?
+	if err := writableOutput(*out); err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs train: -o", err)
+		return 1
+	}
 	p := newProgressLine(e.stderr)
 	start := time.Now()
 	// The same directories in any order are the same data: the same model.
 	slices.Sort(hamDirs)
 	slices.Sort(spamDirs)
-	ham, hamBytes, err := readCorpus(hamDirs)
+	reading := func(class string) func(int, int64) {
+		return func(n int, b int64) {
+			p.update(fmt.Sprintf("reading %s: %d messages, %.1f MB", class, n, float64(b)/1e6), false)
+		}
+	}
+	ham, hamBytes, err := readCorpus(hamDirs, reading("ham"))
 	if err == nil {
 		var spamBytes int64
 		var spam [][]byte
-		spam, spamBytes, err = readCorpus(spamDirs)
+		spam, spamBytes, err = readCorpus(spamDirs, reading("spam"))
 		if err == nil {
 			p.log("defs train: read %d ham and %d spam messages (%.1f MB) in %s",
 				len(ham), len(spam), float64(hamBytes+spamBytes)/1e6, time.Since(start).Round(time.Millisecond))
@@ -239,16 +291,15 @@ func defsTrain(e env, args []string) int {
 func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData, minSclgate string, opts scorer.TrainOptions) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	maxEpochs := slices.Max(scorer.DefaultEpochs)
 	stageStart := time.Now()
 	opts.Progress = func(pr scorer.Progress) {
 		switch pr.Stage {
 		case "read":
-			p.update(fmt.Sprintf("parsing and extracting features: %d/%d messages", pr.Done, pr.Total), pr.Done == pr.Total)
+			p.update(bar(pr.Done, pr.Total)+fmt.Sprintf("parsing: %d/%d messages, %d features", pr.Done, pr.Total, pr.Features), pr.Done == pr.Total)
 		case "cv":
-			p.update(fmt.Sprintf("cross-validation: %d/%d runs of up to %d epochs (folds × settings)", pr.Done, pr.Total, maxEpochs), pr.Done == pr.Total)
+			p.update(bar(pr.Done, pr.Total)+fmt.Sprintf("cross-validation: epoch %d/%d (all folds and settings)", pr.Done, pr.Total), pr.Done == pr.Total)
 		case "final":
-			p.update(fmt.Sprintf("final model: %d/%d fold models", pr.Done, pr.Total), pr.Done == pr.Total)
+			p.update(bar(pr.Done, pr.Total)+fmt.Sprintf("final model: epoch %d/%d (all fold models)", pr.Done, pr.Total), pr.Done == pr.Total)
 		}
 	}
 	m, rep, err := scorer.Train(ctx, ham, spam, opts)
@@ -386,12 +437,12 @@ func defsEval(e env, args []string) int {
 		return 1
 	}
 	m := d.Model
-	ham, hamBytes, err := readCorpus(hamDirs)
+	ham, hamBytes, err := readCorpus(hamDirs, nil)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1
 	}
-	spam, spamBytes, err := readCorpus(spamDirs)
+	spam, spamBytes, err := readCorpus(spamDirs, nil)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1

@@ -169,6 +169,11 @@ func TestSpreadDirs(t *testing.T) {
 func TestDefsTrainEvalErrors(t *testing.T) {
 	hamDir, spamDir := modelCorpus(t, 6)
 	dir := t.TempDir()
+	// A corpus directory with a link to a file gone: an error naming it,
+	// not a message silently left out.
+	dangling := filepath.Join(t.TempDir(), "ham")
+	os.CopyFS(dangling, os.DirFS(hamDir))
+	os.Symlink(filepath.Join(dir, "missing"), filepath.Join(dangling, "gone.eml"))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -176,7 +181,12 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 	}{
 		{[]string{"defs", "train", "-ham", hamDir, "-o", filepath.Join(dir, "m")}, 2, "usage"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", filepath.Join(dir, "nope"), "-o", filepath.Join(dir, "m")}, 1, "nope"},
-		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-bits", "40"}, 1, "bits"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-bits", "40"}, 2, "-bits 40: must be 10 to 24"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-workers", "0"}, 2, "-workers 0: must be 1 to 64"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "nodir", "m")}, 1, "nodir/m: cannot write there"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", dir}, 1, dir + ": is a directory"},
+		{[]string{"defs", "train", "-ham", dangling, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "gone.eml: no such file"},
+		{[]string{"defs", "eval", "-ham", dangling, "-spam", spamDir}, 1, "gone.eml: no such file"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "0.1.9"}, 2, "-min-sclgate 0.1.9: this build's models (feature set"},
