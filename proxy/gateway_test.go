@@ -20,6 +20,8 @@ import (
 
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/metrics"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/weights"
 )
 
 // receivedRE matches the Received field the proxy puts on top of a relayed
@@ -1179,6 +1181,37 @@ func TestLargeMessageSpooled(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(g2.archiveDir, files[0]))
 	if !bytes.HasSuffix(b, spam) {
 		t.Errorf("archived file is not the whole message (%d bytes)", len(b))
+	}
+}
+
+// seenBy records what the classifier was given.
+type seenBy struct{ raw, size chan int64 }
+
+func (seenBy) Name() string { return "recorder" }
+func (s seenBy) Classify(_ context.Context, m *scorer.Message) (scorer.Verdict, error) {
+	s.raw <- int64(len(m.Raw))
+	s.size <- m.Size
+	return scorer.Verdict{SCL: 1}, nil
+}
+
+// A spooled message is classified with its whole size, and with as much
+// of its start as an external engine is sent (scorer.EngineMaxSize), not
+// just what the spool keeps in memory: scan and serve score it alike.
+func TestLargeMessageClassifiedWhole(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 60s, data_timeout: 60s}"})
+	rec := seenBy{make(chan int64, 1), make(chan int64, 1)}
+	p := g.policy("limits: {downstream_timeout: 60s, data_timeout: 60s}")
+	p.Scorer = &scorer.Scorer{Classifier: rec, Weights: func() *weights.List { return g.list }}
+	g.srv.SetPolicy(p)
+	msg := []byte("From: a@example.org\r\nTo: bob@example.com\r\nSubject: big\r\n\r\n" +
+		strings.Repeat("a fairly ordinary line of text in a long message, line after line\r\n", 12000)) // ~820 KB
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("a@example.org", []string{"bob@example.com"}, msg); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("reply %q", reply)
+	}
+	if raw, size := <-rec.raw, <-rec.size; raw != scorer.EngineMaxSize || size != int64(len(msg)) {
+		t.Errorf("classifier given %d bytes of a message of %d, want %d of %d", raw, size, scorer.EngineMaxSize, len(msg))
 	}
 }
 

@@ -499,7 +499,14 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 	}
 	start := time.Now()
 	if sp.Spooled() {
-		m = scorer.ParseReader(sp.Reader(), sp.head)
+		// External engines get the start of a large message as scan
+		// sends it (EngineMaxSize, cut at a line end), not just what
+		// the spool keeps in memory.
+		head, err := sp.Prefix(scorer.EngineMaxSize)
+		if err != nil {
+			return verdict{}, fmt.Errorf("reading the spool: %w", err)
+		}
+		m = scorer.ParseReader(sp.Reader(), head, sp.Size())
 	} else {
 		m = scorer.Parse(sp.head)
 	}

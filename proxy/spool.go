@@ -100,6 +100,20 @@ func (sp *spool) Reader() io.Reader {
 	return io.MultiReader(bytes.NewReader(sp.head), sp.Rest())
 }
 
+// Prefix returns the message's first n bytes (all of it when shorter):
+// for a spooled message, the head and what follows it on disk.
+func (sp *spool) Prefix(n int) ([]byte, error) {
+	if sp.file == nil || len(sp.head) >= n {
+		return sp.head[:min(n, len(sp.head))], nil
+	}
+	b := make([]byte, len(sp.head)+int(min(int64(n-len(sp.head)), sp.rest)))
+	copy(b, sp.head)
+	if _, err := sp.file.ReadAt(b[len(sp.head):], 0); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // headPool recycles spool heads (*[]byte, 64 KiB to 2 MiB of capacity):
 // most messages fit in one, and allocating it anew for each was the
 // gateway's largest source of garbage.

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"bytes"
+	"math"
 	"math/bits"
 	"net/mail"
 	"strings"
@@ -1382,7 +1383,7 @@ func (x *extractor) structure(m *Message, caps, words int) {
 		x.bucket(nsStructure, "html.textratio", min(8, len(m.Text)*8/max(1, htmlBytes+plainBytes)))
 	}
 	x.bucket(nsStructure, "text.len", log2Bucket(len(m.Text)))
-	x.bucket(nsStructure, "raw.len", log2Bucket(len(m.Raw)))
+	x.bucket(nsStructure, "raw.len", log2Bucket(int(min(m.Size, math.MaxInt32))))
 	if words > 0 {
 		x.bucket(nsStructure, "caps", min(10, caps*20/words))
 	}

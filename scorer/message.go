@@ -43,7 +43,8 @@ func init() {
 // Message is a message parsed once for scoring: the classifier and the
 // weight list both read this same value. It is never modified after Parse.
 type Message struct {
-	Raw     []byte         // the message as received
+	Raw     []byte         // the message as received, or its start (ParseReader)
+	Size    int64          // the whole message's size in bytes
 	Header  message.Header // top-level header
 	Subject string         // decoded (RFC 2047) subject
 	// Text is the decoded body text: every text/plain part and every
@@ -71,16 +72,16 @@ type Part struct {
 // Parse parses raw into a Message. It never fails: what cannot be read is
 // recorded in Defects and the rest is kept.
 func Parse(raw []byte) *Message {
-	return ParseReader(bytes.NewReader(raw), raw)
+	return ParseReader(bytes.NewReader(raw), raw, int64(len(raw)))
 }
 
-// ParseReader parses a message read from r, for messages too large to hold
-// in memory: head is the start of the same message (at least its header),
-// kept as Message.Raw for classifiers that send the raw bytes on (external
-// engines see the head only). Memory use is bounded by the part and text
-// limits whatever the message's size.
-func ParseReader(r io.Reader, head []byte) *Message {
-	m := &Message{Raw: head}
+// ParseReader parses a message of size bytes read from r, for messages
+// too large to hold in memory: head is the start of the same message (at
+// least its header, and best EngineMaxSize bytes, all an external engine
+// is sent), kept as Message.Raw. Memory use is bounded by the part and
+// text limits whatever the message's size.
+func ParseReader(r io.Reader, head []byte, size int64) *Message {
+	m := &Message{Raw: head, Size: size}
 	// Mailbox files and many archives start each message with an mbox
 	// "From " line, which is not a header field: without this, the whole
 	// header would be unreadable.

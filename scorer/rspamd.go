@@ -70,6 +70,9 @@ type Rspamd struct {
 	URL string
 	// Timeout bounds one request, connecting to reading the whole reply.
 	Timeout time.Duration
+	// MaxSize is the most bytes of a message sent for scoring (0:
+	// EngineMaxSize); a larger message is cut at a line end, as for spamd.
+	MaxSize int
 
 	client *http.Client
 }
@@ -133,6 +136,11 @@ func (r *Rspamd) Classify(ctx context.Context, m *Message) (Verdict, error) {
 // Check POSTs raw to /checkv2 and returns rspamd's answer.
 func (r *Rspamd) Check(ctx context.Context, raw []byte) (RspamdResult, error) {
 	var res RspamdResult
+	max := r.MaxSize
+	if max <= 0 {
+		max = EngineMaxSize
+	}
+	raw, _ = engineTruncate(raw, max)
 	body, err := r.do(ctx, http.MethodPost, "/checkv2", raw)
 	if err != nil {
 		return res, err

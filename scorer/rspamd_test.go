@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -412,5 +413,25 @@ func TestRspamdSCL(t *testing.T) {
 		if got := rspamdSCL(tc.action, tc.score, tc.required); got != tc.want {
 			t.Errorf("rspamdSCL(%q, %v, %v) = %d, want %d", tc.action, tc.score, tc.required, got, tc.want)
 		}
+	}
+}
+
+// rspamd is sent at most EngineMaxSize bytes, cut at a line end, as spamd.
+func TestRspamdTruncate(t *testing.T) {
+	t.Parallel()
+	got := make(chan []byte, 1)
+	url := rspamdFake(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+		io.WriteString(w, `{"score":1.0,"required_score":15.0,"action":"no action","symbols":{}}`)
+	})
+	c := NewRspamd(url, 5*time.Second)
+	raw := extMessage("Big", strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz-0123456789abcdefghijklmnopqrstuvwxyz\n", 9000)) // ~670 KB
+	if _, err := c.Check(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	b := <-got
+	if n := len(b); n > EngineMaxSize || n < EngineMaxSize-200 || !bytes.HasPrefix(raw, b) || b[n-1] != '\n' {
+		t.Errorf("sent %d bytes of %d, ending %q", n, len(raw), b[max(0, n-10):])
 	}
 }

@@ -1,11 +1,13 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -445,5 +447,21 @@ func TestRelabelWords(t *testing.T) {
 		if got := relabelWords(in); got != want {
 			t.Errorf("relabelWords(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A large message parsed from a stream with only its start in memory (as
+// serve spools it) scores as the whole message does (as scan reads it):
+// the model sees its whole size, not the size of the start.
+func TestParseReaderWholeSize(t *testing.T) {
+	raw := msg("big", strings.Repeat("lorem ipsum dolor sit amet, consectetur adipiscing\r\n", 20000)) // ~1 MB
+	whole := Parse(raw)
+	head, _ := engineTruncate(raw, EngineMaxSize)
+	part := ParseReader(bytes.NewReader(raw), head, int64(len(raw)))
+	var x1, x2 extractor
+	x1.extract(whole)
+	x2.extract(part)
+	if !reflect.DeepEqual(x1.hs, x2.hs) || part.Size != int64(len(raw)) || len(part.Raw) >= len(raw) {
+		t.Errorf("features differ (size %d, head %d bytes)", part.Size, len(part.Raw))
 	}
 }

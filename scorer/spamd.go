@@ -19,9 +19,8 @@ const (
 	// SpamdDefaultPort is spamd's registered port, used when the address
 	// has none.
 	SpamdDefaultPort = "783"
-	// SpamdDefaultMaxSize is how much of a message is sent to spamd: 500 KiB,
-	// spamc's own default (-s 512000).
-	SpamdDefaultMaxSize = 500 << 10
+	// SpamdDefaultMaxSize is how much of a message is sent to spamd.
+	SpamdDefaultMaxSize = EngineMaxSize
 	// spamdMaxReply bounds what is read back: the status line, the headers
 	// and the SYMBOLS list (rule names, a few KiB at most in practice).
 	spamdMaxReply = 64 << 10
@@ -115,7 +114,7 @@ func (s *Spamd) Classify(ctx context.Context, m *Message) (Verdict, error) {
 // Check sends raw (truncated to MaxSize) to spamd with the SYMBOLS command
 // and returns its answer.
 func (s *Spamd) Check(ctx context.Context, raw []byte) (SpamdResult, error) {
-	body, truncated := spamdTruncate(raw, s.maxSize())
+	body, truncated := engineTruncate(raw, s.maxSize())
 	var res SpamdResult
 	err := s.exchange(ctx, "SYMBOLS", body, func(br *bufio.Reader) error {
 		var err error
@@ -242,9 +241,14 @@ func (l *spamdLimitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// spamdTruncate cuts raw to at most max bytes, after the last line end when
-// there is one, so spamd never sees half a line.
-func spamdTruncate(raw []byte, max int) ([]byte, bool) {
+// EngineMaxSize is how much of a message is sent to an external engine
+// (spamd, rspamd): 500 KiB, spamc's own default (-s 512000). A larger
+// message is cut at a line end and the cut copy is scored.
+const EngineMaxSize = 500 << 10
+
+// engineTruncate cuts raw to at most max bytes, after the last line end when
+// there is one, so an engine never sees half a line.
+func engineTruncate(raw []byte, max int) ([]byte, bool) {
 	if len(raw) <= max {
 		return raw, false
 	}
