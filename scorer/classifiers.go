@@ -1,7 +1,10 @@
 package scorer
 
 import (
+	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -37,6 +40,9 @@ func NewClassifier(spec string, o ClassifierOptions) (Classifier, error) {
 	if !ok || addr == "" || strings.ContainsAny(addr, "/?#") {
 		return nil, fmt.Errorf("unknown classifier %q (want none, builtin, spamd://host:port or rspamd://host:port)", spec)
 	}
+	if err := checkEngineAddr(addr); err != nil {
+		return nil, fmt.Errorf("classifier %q: %v", spec, err)
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
@@ -45,6 +51,9 @@ func NewClassifier(spec string, o ClassifierOptions) (Classifier, error) {
 	case "spamd":
 		engine = NewSpamd(addr, o.Timeout)
 	case "rspamd":
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			addr = net.JoinHostPort(strings.Trim(addr, "[]"), RspamdDefaultPort)
+		}
 		engine = NewRspamd("http://"+addr, o.Timeout)
 	default:
 		return nil, fmt.Errorf("unknown classifier scheme %q in %q (want spamd:// or rspamd://)", scheme, spec)
@@ -54,4 +63,27 @@ func NewClassifier(spec string, o ClassifierOptions) (Classifier, error) {
 		f.Secondary = o.Builtin
 	}
 	return f, nil
+}
+
+// RspamdDefaultPort is the port of rspamd's normal worker, used when
+// filter.classifier names none.
+const RspamdDefaultPort = "11333"
+
+// checkEngineAddr checks an engine's host[:port]: a port, when given,
+// must be a number from 1 to 65535 (a typo there would otherwise surface
+// only as every message failing over).
+func checkEngineAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if ae := (*net.AddrError)(nil); errors.As(err, &ae) && ae.Err == "missing port in address" {
+		return nil // the engine's default port
+	} else if err != nil {
+		return fmt.Errorf("%v (an IPv6 address goes in brackets: [::1]:783)", err)
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
 }

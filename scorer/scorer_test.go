@@ -465,3 +465,29 @@ func TestParseReaderWholeSize(t *testing.T) {
 		t.Errorf("features differ (size %d, head %d bytes)", part.Size, len(part.Raw))
 	}
 }
+
+func TestNewClassifierAddresses(t *testing.T) {
+	for spec, want := range map[string]string{
+		"spamd://127.0.0.1:783":    "",
+		"spamd://127.0.0.1":        "",
+		"spamd://[::1]:783":        "",
+		"rspamd://localhost:11333": "",
+		"spamd://127.0.0.1:abc":    `port "abc": want a number from 1 to 65535`,
+		"rspamd://127.0.0.1:99999": `port "99999": want a number from 1 to 65535`,
+		"spamd://127.0.0.1:0":      `port "0"`,
+		"spamd://::1":              "an IPv6 address goes in brackets",
+		"spamd://:783":             "no host",
+		"spamd://127.0.0.1:783/x":  "unknown classifier",
+		"clamd://127.0.0.1:3310":   "unknown classifier scheme",
+	} {
+		_, err := NewClassifier(spec, ClassifierOptions{})
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", spec, err, want)
+		}
+	}
+	// No port: rspamd's normal worker's.
+	c, _ := NewClassifier("rspamd://localhost", ClassifierOptions{})
+	if r := c.(*Fallback).Primary.(*Rspamd); r.URL != "http://localhost:11333" {
+		t.Errorf("rspamd URL %q", r.URL)
+	}
+}

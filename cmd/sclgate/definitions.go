@@ -148,7 +148,11 @@ func classifier(cfg *config.Config, d *definitions, onError func(classifier stri
 		OnError:  onError,
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("config: filter.classifier: %w", err)
+		src := ""
+		if cfg.Source != "" {
+			src = cfg.Source + ": "
+		}
+		return nil, "", fmt.Errorf("config: %sfilter.classifier: %w", src, err)
 	}
 	if c.Name() == "none" {
 		version = ""
