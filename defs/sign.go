@@ -261,6 +261,11 @@ func VerifyFile(path, sigPath string, pubKeys [][]byte) (b *Bundle, keyID, trust
 	if err != nil {
 		return nil, "", "", err
 	}
+	// A signature file that is not one is that file's fault, not the
+	// bundle's: name it.
+	if err := new(minisign.Signature).UnmarshalText(sig); err != nil {
+		return nil, "", "", fmt.Errorf("defs: %s: %w: malformed signature file: %v", sigPath, ErrBadSignature, err)
+	}
 	b, keyID, trustedComment, err = ReadVerified(data, sig, pubKeys, DefaultMaxSize)
 	if err != nil {
 		return nil, keyID, trustedComment, fmt.Errorf("defs: %s: %w", path, err)

@@ -99,8 +99,13 @@ func defsKeygen(e env, args []string) int {
 	password := ""
 	if !*nopass {
 		var ok bool
+		prompted := false
 		if password, ok = os.LookupEnv(passwordEnv); !ok || password == "" {
 			password, ok = promptPassword(e, "Password for the new secret key: ", true)
+			prompted = true
+		}
+		if prompted && !ok && isTerminal(e.stdin) {
+			return 1 // the two passwords differed: said so
 		}
 		if !ok || password == "" {
 			fmt.Fprintf(e.stderr, "sclgate defs keygen: the secret key needs a password: set %s, or use -nopass for an unencrypted key\n", passwordEnv)
@@ -202,12 +207,9 @@ func defsSign(e env, args []string) int {
 		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: %v\n", bundle, err)
 		return 1
 	}
-	password := ""
-	if !*nopass {
-		password = os.Getenv(passwordEnv)
-		if password == "" && keyEncrypted(priv) {
-			password, _ = promptPassword(e, "Password for "+*keyFile+": ", false)
-		}
+	password, ok := signingPassword(e, "sign", *keyFile, priv, *nopass)
+	if !ok {
+		return 1
 	}
 	comment := defs.TrustedComment(b.Manifest.Version, bundle, time.Now())
 	sig, err := defs.Sign(priv, password, data, comment)
@@ -252,10 +254,20 @@ func defsVerify(e env, args []string) int {
 		fs.Usage()
 		return 2
 	}
+	for i, k := range keys {
+		if _, err := defs.PublicKeyID(k); err != nil {
+			fmt.Fprintf(e.stderr, "sclgate defs verify: -P key %d: not a minisign public key: %v\n", i+1, err)
+			return 1
+		}
+	}
 	for _, p := range pubFiles {
 		k, err := readCapped(p, 64<<10)
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate defs verify:", err)
+			return 1
+		}
+		if _, err := defs.PublicKeyID(k); err != nil {
+			fmt.Fprintf(e.stderr, "sclgate defs verify: %s: not a minisign public key (a .pub file): %v\n", printable(p), err)
 			return 1
 		}
 		keys = append(keys, k)
@@ -376,14 +388,33 @@ func printable(s string) string {
 	}, strings.ToValidUTF8(s, "\uFFFD"))
 }
 
+// signingPassword is the password of the secret key priv (read from
+// keyFile) for command cmd: none with -nopass, else SCLGATE_KEY_PASSWORD,
+// else asked on the terminal when the key is encrypted. ok is false (and
+// said why) when -nopass was given for an encrypted key.
+func signingPassword(e env, cmd, keyFile string, priv []byte, nopass bool) (password string, ok bool) {
+	if nopass {
+		if keyEncrypted(priv) {
+			fmt.Fprintf(e.stderr, "sclgate defs %s: %s is encrypted: leave out -nopass and give its password (%s, or at the prompt)\n", cmd, printable(keyFile), passwordEnv)
+			return "", false
+		}
+		return "", true
+	}
+	password = os.Getenv(passwordEnv)
+	if password == "" && keyEncrypted(priv) {
+		password, _ = promptPassword(e, "Password for "+keyFile+": ", false)
+	}
+	return password, true
+}
+
 // promptPassword asks for a password on the terminal without echo (twice
 // when confirm, as for a new key). ok is false when stdin is not a
 // terminal: automation must use SCLGATE_KEY_PASSWORD or -nopass.
 func promptPassword(e env, prompt string, confirm bool) (string, bool) {
-	f, isFile := e.stdin.(*os.File)
-	if !isFile || !term.IsTerminal(int(f.Fd())) {
+	if !isTerminal(e.stdin) {
 		return "", false
 	}
+	f := e.stdin.(*os.File)
 	read := func(p string) (string, bool) {
 		fmt.Fprint(e.stderr, p)
 		b, err := term.ReadPassword(int(f.Fd()))
@@ -396,10 +427,15 @@ func promptPassword(e env, prompt string, confirm bool) (string, bool) {
 	}
 	again, ok := read("Again: ")
 	if !ok || again != pw {
-		fmt.Fprintln(e.stderr, "sclgate defs: the passwords differ")
+		fmt.Fprintln(e.stderr, "sclgate defs: the passwords differ; nothing was written")
 		return "", false
 	}
 	return pw, true
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // keyEncrypted reports whether a minisign secret key file needs a

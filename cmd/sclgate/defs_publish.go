@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/sclgate/sclgate/update"
 )
@@ -33,9 +32,9 @@ func defsPublish(e env, args []string) int {
 		fmt.Fprintln(e.stderr, "sclgate defs publish:", err)
 		return 1
 	}
-	password := ""
-	if !*nopass {
-		password = os.Getenv(passwordEnv)
+	password, ok := signingPassword(e, "publish", *keyFile, priv, *nopass)
+	if !ok {
+		return 1
 	}
 	ix, err := update.Publish(*dir, priv, password, fs.Args())
 	if err != nil {

@@ -210,6 +210,13 @@ func TestDefsPasswords(t *testing.T) {
 	if _, err := os.Stat(bundle + ".minisig"); err == nil {
 		t.Error("sign wrote a signature anyway")
 	}
+	// -nopass with an encrypted key: said plainly, for sign and publish.
+	for _, args := range [][]string{{"sign", "-nopass", "-key", enc, bundle}, {"publish", "-nopass", "-key", enc, "-dir", filepath.Join(dir, "site"), bundle}} {
+		code, _, errOut = sclgate(t, "", append([]string{"defs"}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "enc.key is encrypted: leave out -nopass") || strings.Contains(errOut, "set "+passwordEnv) {
+			t.Errorf("%s -nopass with an encrypted key: %d %q", args[0], code, errOut)
+		}
+	}
 }
 
 func TestDefsInfo(t *testing.T) {
@@ -343,5 +350,30 @@ func TestDefsMinisignInterop(t *testing.T) {
 	}
 	if code, _, errOut := sclgate(t, "", "defs", "verify", "-pub", k+".pub", bundle); code != 1 || !strings.Contains(errOut, "bad signature") {
 		t.Errorf("sclgate verify of a tampered bundle: %d %q", code, errOut)
+	}
+}
+
+// A key or signature file that is not one is named, not the bundle.
+func TestDefsVerifyNamesTheBadFile(t *testing.T) {
+	dir := t.TempDir()
+	bundle := writeTestBundle(t, dir)
+	k := keygen(t, dir, "release")
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", bundle); code != 0 {
+		t.Fatalf("sign: %d %s", code, errOut)
+	}
+	junk := filepath.Join(dir, "junk.minisig")
+	os.WriteFile(junk, []byte("garbage\n"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-pub", k + ".key", bundle}, "release.key: not a minisign public key"},
+		{[]string{"-P", "abc", bundle}, "-P key 1: not a minisign public key"},
+		{[]string{"-pub", k + ".pub", "-sig", junk, bundle}, "junk.minisig: bad signature: malformed signature file"},
+	} {
+		code, _, errOut := sclgate(t, "", append([]string{"defs", "verify"}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d %q, want %q", tc.args, code, errOut, tc.want)
+		}
 	}
 }
