@@ -89,7 +89,15 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 		Classifier:    name,
 		Score:         v.Score,
 		ClassifierSCL: clamp(v.SCL),
-		Definitions:   s.Definitions,
+	}
+	if r.Score == 0 {
+		r.Score = 0 // not -0 (spamd may say -0.0), which prints as "-0"
+	}
+	if strings.HasPrefix(name, "builtin") {
+		// The definitions made this verdict (also when the built-in
+		// model stood in for a failed engine); an engine's own is not
+		// theirs.
+		r.Definitions = s.Definitions
 	}
 	if s.Weights != nil {
 		r.Rules = s.Weights().Match(m.Subject, m.TextParts()...)

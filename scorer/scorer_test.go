@@ -491,3 +491,22 @@ func TestNewClassifierAddresses(t *testing.T) {
 		t.Errorf("rspamd URL %q", r.URL)
 	}
 }
+
+// A verdict names the definitions only when the built-in model made it.
+func TestResultDefinitions(t *testing.T) {
+	m := Parse(msg("hi", "hello"))
+	for _, tc := range []struct {
+		c    Classifier
+		want string
+	}{
+		{testModel(t), "v1"},
+		{&Fallback{Primary: failing{}, Secondary: testModel(t)}, "v1"},
+		{fixed(3), ""},
+		{None{}, ""},
+	} {
+		r, err := (&Scorer{Classifier: tc.c, Definitions: "v1"}).Score(context.Background(), m)
+		if err != nil || r.Definitions != tc.want {
+			t.Errorf("%s: definitions %q (%v), want %q", r.Classifier, r.Definitions, err, tc.want)
+		}
+	}
+}

@@ -222,3 +222,24 @@ func TestScanDirFollowsSymlinks(t *testing.T) {
 		t.Errorf("exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// scan reads at most limits.max_message_bytes of a message, as serve
+// takes: a larger one is named and not scanned (exit 1), whatever its
+// size, from a file or stdin.
+func TestScanTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("limits:\n  max_message_bytes: 1000\n"), 0o644)
+	big := filepath.Join(dir, "big.eml")
+	os.WriteFile(big, []byte("Subject: big\r\n\r\n"+strings.Repeat("x", 2000)+"\r\n"), 0o644)
+	small := filepath.Join(dir, "small.eml")
+	os.WriteFile(small, []byte("Subject: small\r\n\r\nhello\r\n"), 0o644)
+	code, out, errOut := sclgate(t, "", "scan", "-config", cfg, "-classifier", "none", big, small)
+	if code != 1 || !strings.Contains(errOut, "big.eml: larger than limits.max_message_bytes (1000 bytes)") || !strings.Contains(out, "small.eml: scl=0") || strings.Contains(out, "big.eml") {
+		t.Errorf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+	code, _, errOut = sclgate(t, "Subject: big\r\n\r\n"+strings.Repeat("x", 2000), "scan", "-config", cfg, "-classifier", "none")
+	if code != 1 || !strings.Contains(errOut, "stdin: larger than") {
+		t.Errorf("stdin: exit %d %q", code, errOut)
+	}
+}

@@ -109,7 +109,7 @@ func cmdScan(e env, args []string) int {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetEscapeHTML(false)
 	for _, f := range files {
-		raw, err := readInput(e, f)
+		raw, err := readInput(e, f, cfg.Limits.MaxMessageBytes)
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate scan:", err)
 			failed = true
@@ -208,9 +208,26 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 	return files, failed
 }
 
-func readInput(e env, f string) ([]byte, error) {
-	if f == "-" {
-		return io.ReadAll(e.stdin)
+// readInput reads the message in file f ("-": stdin), at most max bytes:
+// a larger one is an error, as serve refuses it (552), rather than memory
+// without bound (scan /dev/zero).
+func readInput(e env, f string, max int64) ([]byte, error) {
+	r := e.stdin
+	name := "stdin"
+	if f != "-" {
+		file, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		r, name = file, f
 	}
-	return os.ReadFile(f)
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: larger than limits.max_message_bytes (%d bytes), which serve refuses: not scanned", name, max)
+	}
+	return b, nil
 }
