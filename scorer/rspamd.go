@@ -154,6 +154,15 @@ func (r *Rspamd) Check(ctx context.Context, raw []byte) (RspamdResult, error) {
 		Error         string                     `json:"error"`
 	}
 	if err := json.Unmarshal(body, &reply); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Its text names Go types, which mean nothing to an admin.
+			if te.Field != "" {
+				err = fmt.Errorf("%s is a JSON %s", te.Field, te.Value)
+			} else {
+				err = fmt.Errorf("a JSON %s where rspamd sends an object with score and action", te.Value)
+			}
+		}
 		return res, r.errorf("bad reply", "not rspamd's JSON (%v): %s", err, rspamdSnippet(body))
 	}
 	switch {

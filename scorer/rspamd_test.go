@@ -240,7 +240,8 @@ func TestRspamdReplies(t *testing.T) {
 		{name: "empty", status: 200, body: "", err: "bad reply: not rspamd's JSON"},
 		{name: "missing action", status: 200, body: `{"score":1.2,"required_score":15}`, err: "bad reply: no action"},
 		{name: "no score", status: 200, body: `{"required_score":15,"action":"reject"}`, err: "bad reply: no score"},
-		{name: "score is a string", status: 200, body: `{"score":"high","required_score":15,"action":"reject"}`, err: "bad reply: not rspamd's JSON"},
+		{name: "score is a string", status: 200, body: `{"score":"high","required_score":15,"action":"reject"}`, err: "bad reply: not rspamd's JSON (score is a JSON string)"},
+		{name: "an array", status: 200, body: `[]`, err: "bad reply: not rspamd's JSON (a JSON array where rspamd sends an object with score and action)"},
 		{name: "oversized", status: 200, body: `{"score":1,"action":"no action","pad":"` + strings.Repeat("x", 3<<20) + `"}`, err: "read reply: reply exceeds 2097152 bytes"},
 	}
 	for _, tc := range tests {

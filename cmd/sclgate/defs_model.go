@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,8 +29,14 @@ import (
 // regular file directly in it, symbolic links followed) or a file.
 type dirList []string
 
-func (d *dirList) String() string     { return strings.Join(*d, ",") }
-func (d *dirList) Set(v string) error { *d = append(*d, v); return nil }
+func (d *dirList) String() string { return strings.Join(*d, ",") }
+func (d *dirList) Set(v string) error {
+	if v == "" {
+		return errors.New("a directory (or file) must follow it")
+	}
+	*d = append(*d, v)
+	return nil
+}
 
 // spreadDirs lets one -ham or -spam name several directories, as the
 // usage "-ham DIR..." reads and as a shell glob expands ("-ham
@@ -59,6 +66,12 @@ func spreadDirs(args []string) []string {
 		if !hasValue {
 			if i+1 == len(args) {
 				break
+			}
+			if next := args[i+1]; len(next) > 1 && strings.HasPrefix(next, "-") {
+				// "-ham -spam DIR": -ham has no directory, and must not
+				// take "-spam" for one.
+				out[len(out)-1] = flagName + "="
+				continue
 			}
 			i++
 			out = append(out, args[i])

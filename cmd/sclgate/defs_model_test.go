@@ -155,7 +155,10 @@ func TestSpreadDirs(t *testing.T) {
 		{"-ham a b -spam c", "-ham a -ham b -spam c"},
 		{"--ham=a b c -json", "--ham=a -ham b -ham c -json"},
 		{"-spam a -ham b -plot x.svg", "-spam a -ham b -plot x.svg"},
-		{"-defs d -ham -odd b", "-defs d -ham -odd -ham b"},
+		// A flag where -ham's directory should be: -ham gets none (an
+		// error then), not "-spam" for a directory ("./-odd" names one).
+		{"-defs d -ham -spam b", "-defs d -ham= -spam b"},
+		{"-ham ./-odd b", "-ham ./-odd -ham b"},
 		{"-ham a -- b", "-ham a -- b"},
 		{"-json a b", "-json a b"},
 		{"-ham", "-ham"},
@@ -194,6 +197,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
 		{[]string{"defs", "eval", "-defs", "x"}, 2, "-ham DIR and -spam DIR are required"},
 		{[]string{"defs", "eval", "-spam", spamDir}, 2, "-ham DIR is required"},
+		{[]string{"defs", "eval", "-ham", "-spam", spamDir}, 2, `flag -ham: a directory (or file) must follow it`},
 		{[]string{"defs", "train", "-ham", hamDir, "-o", filepath.Join(dir, "m")}, 2, "-spam DIR is required"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir}, 2, "-o FILE is required"},
 		{[]string{"defs", "eval", "-json", "-ham", hamDir, "-spam", spamDir, "--", "x"}, 2, `unexpected argument "x"`},
