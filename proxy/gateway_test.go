@@ -346,6 +346,47 @@ func TestMaxRecipients(t *testing.T) {
 	rc.expectCode("RCPT TO:<user9@example.com>", "421 ")
 }
 
+// A downstream's own "452 too many recipients" is the same deferral as
+// sclgate's (the client sends the rest again): not a refusal that ends
+// the session. And limits.max_errors counts refusals since the session
+// last delivered a message, as Postfix counts them: a connection that
+// delivers mail between refused recipients is not cut off.
+func TestDeferralsAndDeliveriesNotErrors(t *testing.T) {
+	ds := startDownstream(t, false)
+	for i := 3; i < 10; i++ {
+		ds.rejectRcpt(fmt.Sprintf("user%d@example.com", i), &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Error: too many recipients"})
+	}
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	for i := range 10 {
+		want := "250 "
+		if i >= 3 {
+			want = "452 4.5.3 "
+		}
+		rc.expectCode(fmt.Sprintf("RCPT TO:<user%d@example.com>", i), want)
+	}
+	if reply := rc.data(testMessage("three of ten", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	// Five transactions, each with a refused recipient (relaying denied)
+	// and a delivered message: more refusals than max_errors in all.
+	for i := range 5 {
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<someone@elsewhere.test>", "550 5.7.1 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		if reply := rc.data(testMessage(fmt.Sprintf("delivered %d", i), hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("transaction %d: DATA reply %q", i, reply)
+		}
+	}
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 0)
+	// Without a delivery in between, the limit holds.
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<a@elsewhere.test>", "550 5.7.1 ")
+	rc.expectCode("RCPT TO:<b@elsewhere.test>", "550 5.7.1 ")
+	rc.expectCode("RCPT TO:<c@elsewhere.test>", "421 ")
+}
+
 // Commands pipelined behind the one that reached limits.max_errors get
 // the same 421, are not run, and are not counted again: one
 // too_many_errors per session.

@@ -105,7 +105,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
 			// A refusal like any other for limits.max_errors: password
 			// guessing in one session ends with 421 and a close.
-			return s.counted(errAuthBad)
+			return s.counted(errAuthBad, "auth")
 		}
 		s.user = user
 		s.log = s.log.With(slog.String("user", user))
@@ -127,20 +127,22 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 // counted passes err (a refusal) through, and past limits.max_errors
-// answers 421 and ends the session: a client that keeps getting refusals
-// is probing (recipients, relay tricks), not sending mail.
-func (s *session) counted(err error) error {
+// refusals since the session last delivered a message (Postfix's
+// smtpd_hard_error_limit counts so too) answers 421 and ends the
+// session: a client that keeps getting refusals is probing (recipients,
+// relay tricks), not sending mail.
+func (s *session) counted(err error, step string) error {
 	var se *smtp.SMTPError
 	if err == nil || !errors.As(err, &se) || se.Code < 400 || se.Code == 421 {
 		return err
 	}
-	if err == errOneRecipient || err == errTooManyRcpts {
-		// LMTP's one recipient per transaction, or limits.max_recipients:
-		// how a message to many recipients goes through here (the
-		// client sends the rest in another transaction, RFC 5321
-		// section 4.5.3.1.10), not a refusal, up to max_recipients of
-		// them per transaction (past that, a client is only making
-		// noise).
+	if step == "rcpt" && se.Code == 452 {
+		// "Too many recipients" (LMTP's one recipient per transaction,
+		// limits.max_recipients, or the downstream's own limit) or "no
+		// storage for now": how a message to many recipients goes
+		// through (the client sends the rest again, RFC 5321 section
+		// 4.5.3.1.10), not a refusal, up to max_recipients of them per
+		// transaction (past that, a client is only making noise).
 		if s.deferred++; s.deferred <= s.srv.policy.Load().Config.Limits.MaxRecipients {
 			return err
 		}
@@ -169,14 +171,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.over() {
 		return errTooManyErrors
 	}
-	return s.counted(s.mail(from, opts))
+	return s.counted(s.mail(from, opts), "mail")
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.over() {
 		return errTooManyErrors
 	}
-	return s.counted(s.rcpt(to, opts))
+	return s.counted(s.rcpt(to, opts), "rcpt")
 }
 
 func (s *session) Data(r io.Reader) error {
@@ -184,7 +186,11 @@ func (s *session) Data(r io.Reader) error {
 		io.Copy(io.Discard, r) // go-smtp wants the data read
 		return errTooManyErrors
 	}
-	return s.counted(s.data(r))
+	err := s.data(r)
+	if se := (*smtp.SMTPError)(nil); err == nil || errors.As(err, &se) && se.Code == 250 {
+		s.errors = 0 // delivered (relayed, archived or deleted by the gateway action)
+	}
+	return s.counted(err, "data")
 }
 
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
