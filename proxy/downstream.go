@@ -39,7 +39,17 @@ type Txn interface {
 	Data(ctx context.Context, msg io.Reader) (string, error)
 	// Abort ends the transaction without delivering anything.
 	Abort()
+	// KeepAlive keeps the transaction open while the client sends its
+	// data, which may take longer than the downstream waits for a
+	// command; stop ends it (and waits) before the Txn is used again.
+	KeepAlive() (stop func())
 }
+
+// keepAliveEvery is how often a waiting downstream transaction hears a
+// NOOP: well within Postfix's smtpd_timeout and Exchange's connection
+// inactivity timeout (5 minutes each), and rare enough not to reach
+// Postfix's smtpd_junk_command_limit (100) in a 10-minute DATA.
+const keepAliveEvery = time.Minute
 
 // NewDownstream returns the downstream configured as d. idle is how long
 // an SMTP or LMTP connection is kept open after a transaction, for the next
@@ -48,7 +58,8 @@ func NewDownstream(d config.Downstream, hostname string, timeout, idle time.Dura
 	if d.Scheme == "maildir" {
 		return &maildir{dir: d.Address, hostname: hostname}
 	}
-	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: hostname, timeout: timeout, idle: idle}
+	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: hostname, timeout: timeout, idle: idle,
+		keepAlive: keepAliveEvery}
 }
 
 // Connection reuse. Dialling, EHLO and QUIT cost the downstream and us more
@@ -77,6 +88,7 @@ type smtpDownstream struct {
 	hostname      string
 	timeout       time.Duration
 	idle          time.Duration
+	keepAlive     time.Duration // between NOOPs (KeepAlive); tests shorten it
 
 	mu    sync.Mutex
 	cache []*dsConn // idle connections, the most recently used last
@@ -341,6 +353,38 @@ func lmtpFirst(err error) error {
 	return err
 }
 
+// KeepAlive sends NOOP (which RFC 5321 allows at any point of a
+// transaction) every keepAlive while the client sends its message: the
+// downstream transaction opened at MAIL is otherwise silent until the
+// whole message is in and scored, and a slow client's DATA (20 MB on a
+// slow uplink) outlasts Postfix's or Exchange's idle timeout, which would
+// fail every attempt. A NOOP that fails ends the keepalive; Data then
+// fails as it would have.
+func (t *smtpTxn) KeepAlive() (stop func()) {
+	dc := t.dc
+	if dc == nil || t.d.keepAlive <= 0 {
+		return func() {}
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		tk := time.NewTicker(t.d.keepAlive)
+		defer tk.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+			if err := dc.c.Noop(); err != nil {
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited }) }
+}
+
 // Abort ends the transaction with RSET; a connection that answers it is
 // reused.
 func (t *smtpTxn) Abort() {
@@ -400,6 +444,8 @@ func (t *maildirTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions
 }
 
 func (t *maildirTxn) Abort() {}
+
+func (t *maildirTxn) KeepAlive() func() { return func() {} }
 
 func (t *maildirTxn) Data(ctx context.Context, msg io.Reader) (string, error) {
 	var rnd [8]byte

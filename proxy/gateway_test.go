@@ -1225,6 +1225,35 @@ func TestLargeMessageSpooled(t *testing.T) {
 	}
 }
 
+// A client slower to send its message than the downstream waits for a
+// command: the downstream transaction is kept open with NOOPs, and the
+// message is delivered (without them the downstream times out and every
+// attempt fails).
+func TestSlowDataKeepsDownstreamAlive(t *testing.T) {
+	ds := startDownstreamOn(t, false, nil, func(s *smtp.Server) { s.ReadTimeout = time.Second })
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 5s}"})
+	send := func(keepAlive time.Duration) string {
+		p := g.policy("limits: {downstream_timeout: 5s}")
+		p.Downstream.(*smtpDownstream).keepAlive = keepAlive
+		g.srv.SetPolicy(p)
+		rc := addressed(t, g.addr)
+		rc.expectCode("DATA", "354 ")
+		rc.write("From: a@example.org\r\nTo: bob@example.com\r\nSubject: slow\r\n\r\n")
+		for range 8 { // 2.4 s, over 1,600 bytes/s
+			time.Sleep(300 * time.Millisecond)
+			rc.write(strings.Repeat("slow but steady ", 31) + "\r\n")
+		}
+		rc.write(".\r\n")
+		return rc.reply()[0]
+	}
+	if reply := send(300 * time.Millisecond); !strings.HasPrefix(reply, "250 ") {
+		t.Errorf("with NOOPs: %q", reply)
+	}
+	if reply := send(0); !strings.HasPrefix(reply, "451 4.4.2 ") {
+		t.Errorf("without NOOPs: %q, want the downstream's timeout as 451 4.4.2", reply)
+	}
+}
+
 // seenBy records what the classifier was given.
 type seenBy struct{ raw, size chan int64 }
 

@@ -282,6 +282,13 @@ func (s *session) data(r io.Reader) error {
 	// minimum data rate.
 	clock := newDataClock(cfg.Limits, time.Now())
 	conn := s.conn.Conn()
+	// The downstream hears NOOPs while the message comes in and is
+	// scored, until it is relayed or its transaction ends otherwise.
+	stopKeepAlive := func() {}
+	if s.ds != nil {
+		stopKeepAlive = s.ds.KeepAlive()
+	}
+	defer stopKeepAlive()
 
 	// The message goes through the line-end filter into the spool as it
 	// arrives: nothing with bare line ends or NUL reaches the classifier,
@@ -374,6 +381,7 @@ func (s *session) data(r io.Reader) error {
 	}
 
 	v, err := s.verdict(sp)
+	stopKeepAlive()
 	if err != nil {
 		log.Error("content filter failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailClassifier).Inc()
