@@ -77,11 +77,15 @@ func New(p *Policy, o Options) *Server {
 	c := p.Config
 	srv := smtp.NewServer(s)
 	srv.Domain = Hostname(c)
-	// limits.max_recipients is kept by the session, not by go-smtp: its
-	// 452s then count toward limits.max_errors like other refusals, a
-	// SIGHUP changes the limit, and EHLO does not advertise LIMITS
-	// RCPTMAX (RFC 9422), which would be wrong for an LMTP downstream,
-	// where one recipient per transaction is taken.
+	// limits.max_recipients is kept by the session, not by go-smtp, so
+	// that a SIGHUP changes it. An LMTP downstream takes one recipient
+	// per transaction: EHLO says so (RFC 9422's LIMITS RCPTMAX=1), and
+	// clients that read it send one recipient per transaction at once
+	// instead of learning it from a 452 each time. (A SIGHUP to another
+	// kind of downstream changes this at the next restart.)
+	if p.Downstream != nil && p.Downstream.OneRecipient() {
+		srv.MaxRecipients = 1
+	}
 	srv.MaxMessageBytes = c.Limits.MaxMessageBytes
 	srv.MaxLineLength = MaxLineLength
 	srv.ReadTimeout = c.Limits.CommandTimeout
