@@ -26,6 +26,7 @@ func FuzzParseScore(f *testing.F) {
 	f.Add([]byte("Subject: =?x?q?a?=\r\nContent-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\n"))
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nfree"))
 	f.Add([]byte("Content-Type: multipart/mixed;; boundary=\"=B 1\";\r\n\r\n--= B 1\r\nContent-Type: text/plain;;;\r\n\r\n最新台灣abc한국어\r\n"))
+	f.Add([]byte("Subject: =?ISO-8859-1?Q?=80_=93x=94?= =?us-ascii*en?b?6Q==?=\r\nContent-Type: text/plain; charset=latin1\r\n\r\n\x80\x92\x9d\xe9\r\n"))
 
 	xml := `<CustomWeightEntries>
 <CustomWeightEntry Type="BODY" Change="5" Text="special offer"/>
@@ -101,6 +102,24 @@ func FuzzContainsFold(f *testing.F) {
 		}
 		if got, want := containsFold(s, sub), containsFoldRef(s, sub); got != want {
 			t.Fatalf("containsFold(%q, %q) = %v, want %v", s, sub, got, want)
+		}
+	})
+}
+
+// relabelWords changes nothing but the labels of RFC 2047 words in
+// ISO-8859-1 or US-ASCII.
+func FuzzRelabelWords(f *testing.F) {
+	for _, s := range []string{"=?iso-8859-1?q?a?=", "=?=?US-ASCII*x?b?", "a =? b", "=?utf-8?q?x?= =?ISO-8859-1?", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := relabelWords(s)
+		if strings.Count(out, "=?") != strings.Count(s, "=?") {
+			t.Fatalf("relabelWords(%q) = %q: encoded words added or lost", s, out)
+		}
+		low := strings.ToLower(s)
+		if out != s && !strings.Contains(low, "=?iso-8859-1") && !strings.Contains(low, "=?us-ascii") {
+			t.Fatalf("relabelWords(%q) = %q, changed without a label to change", s, out)
 		}
 	})
 }
