@@ -266,6 +266,9 @@ type smtpTxn struct {
 	d    *smtpDownstream
 	dc   *dsConn // nil once the transaction has ended
 	rcpt []string
+	// stopKeepAlive ends a KeepAlive still running; Data and Abort call
+	// it before they use the connection.
+	stopKeepAlive func()
 }
 
 func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) error {
@@ -279,6 +282,7 @@ func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) e
 }
 
 func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err error) {
+	t.stop()
 	dc := t.dc
 	t.dc = nil
 	// go-smtp's client has no deadline while it writes the body: a
@@ -360,11 +364,16 @@ func lmtpFirst(err error) error {
 // slow uplink) outlasts Postfix's or Exchange's idle timeout, which would
 // fail every attempt. A NOOP that fails ends the keepalive; Data then
 // fails as it would have.
+//
+// A NOOP not answered in time, or answered wrongly, closes the
+// connection: its answer may still come, and would then be read as the
+// answer to the next command (a late 250 taken for DATA's).
 func (t *smtpTxn) KeepAlive() (stop func()) {
 	dc := t.dc
 	if dc == nil || t.d.keepAlive <= 0 {
 		return func() {}
 	}
+	t.stop()
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -377,17 +386,26 @@ func (t *smtpTxn) KeepAlive() (stop func()) {
 			case <-tk.C:
 			}
 			if err := dc.c.Noop(); err != nil {
+				dc.conn.Close()
 				return
 			}
 		}
 	}()
 	var once sync.Once
-	return func() { once.Do(func() { close(done); <-exited }) }
+	t.stopKeepAlive = func() { once.Do(func() { close(done); <-exited }) }
+	return t.stopKeepAlive
+}
+
+func (t *smtpTxn) stop() {
+	if t.stopKeepAlive != nil {
+		t.stopKeepAlive()
+	}
 }
 
 // Abort ends the transaction with RSET; a connection that answers it is
 // reused.
 func (t *smtpTxn) Abort() {
+	t.stop()
 	dc := t.dc
 	if dc == nil {
 		return

@@ -77,15 +77,11 @@ func New(p *Policy, o Options) *Server {
 	c := p.Config
 	srv := smtp.NewServer(s)
 	srv.Domain = Hostname(c)
-	// limits.max_recipients is kept by the session, not by go-smtp, so
-	// that a SIGHUP changes it. An LMTP downstream takes one recipient
-	// per transaction: EHLO says so (RFC 9422's LIMITS RCPTMAX=1), and
-	// clients that read it send one recipient per transaction at once
-	// instead of learning it from a 452 each time. (A SIGHUP to another
-	// kind of downstream changes this at the next restart.)
-	if p.Downstream != nil && p.Downstream.OneRecipient() {
-		srv.MaxRecipients = 1
-	}
+	// limits.max_recipients is kept by the session, not by go-smtp: a
+	// SIGHUP changes it, its 452s follow the session's counting, and an
+	// address is checked (550 for a foreign domain) before the count.
+	// So EHLO advertises no LIMITS RCPTMAX (RFC 9422): go-smtp does only
+	// with its own check, whose 452s the session would not see.
 	srv.MaxMessageBytes = c.Limits.MaxMessageBytes
 	srv.MaxLineLength = MaxLineLength
 	srv.ReadTimeout = c.Limits.CommandTimeout

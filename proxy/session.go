@@ -60,13 +60,24 @@ type session struct {
 	// netConn is conn's connection as it was at EHLO, TLS or not: it does
 	// not change while the session lives (STARTTLS ends a session), and,
 	// unlike conn.Conn(), it may be read from other goroutines (Shutdown).
-	netConn  net.Conn
-	log      *slog.Logger
-	remote   netip.Addr
-	trusted  bool   // client address in trusted_networks
-	user     string // authenticated user, "" if none
-	errors   int    // refusals so far in this session (limits.max_errors)
-	deferred int    // LMTP: recipients of this transaction told to come again (452), not counted as refusals
+	netConn net.Conn
+	log     *slog.Logger
+	remote  netip.Addr
+	trusted bool   // client address in trusted_networks
+	user    string // authenticated user, "" if none
+	// errors counts refusals since the last delivered message, and
+	// authFails failed AUTH commands in the whole session (a delivery
+	// does not buy more guesses), both against limits.max_errors. Atomic:
+	// under BDAT, go-smtp runs Data in a goroutine of its own while
+	// commands are still answered.
+	errors    atomic.Int32
+	authFails atomic.Int32
+	deferred  int // recipients of this transaction told to come again (452), not counted as refusals
+	// dataMu is held while a message is taken in, scored and passed on:
+	// under BDAT, go-smtp calls Reset (RSET, a failed chunk) or Logout
+	// (disconnect) from another goroutine while Data still runs, and
+	// they must not end the downstream transaction under its feet.
+	dataMu sync.Mutex
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
@@ -105,6 +116,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
 			// A refusal like any other for limits.max_errors: password
 			// guessing in one session ends with 421 and a close.
+			s.authFails.Add(1)
 			return s.counted(errAuthBad, "auth")
 		}
 		s.user = user
@@ -147,11 +159,11 @@ func (s *session) counted(err error, step string) error {
 			return err
 		}
 	}
-	s.errors++
-	if s.errors < s.srv.policy.Load().Config.Limits.MaxErrors {
+	n := s.errors.Add(1)
+	if !s.over() {
 		return err
 	}
-	s.log.Warn("too many errors; disconnecting", slog.Int("errors", s.errors))
+	s.log.Warn("too many errors; disconnecting", slog.Int("errors", int(n)), slog.Int("auth_failures", int(s.authFails.Load())))
 	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
 	// go-smtp writes the 421 as soon as we return; the connection goes a
 	// moment later, which the client sees as the close that 421 announces.
@@ -164,7 +176,8 @@ func (s *session) counted(err error, step string) error {
 // connection is closing, and commands a client pipelined behind the one
 // that reached the limit get the same 421, not run, nor counted again.
 func (s *session) over() bool {
-	return s.errors >= s.srv.policy.Load().Config.Limits.MaxErrors
+	max := int32(s.srv.policy.Load().Config.Limits.MaxErrors)
+	return s.errors.Load() >= max || s.authFails.Load() >= max
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -188,7 +201,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	err := s.data(r)
 	if se := (*smtp.SMTPError)(nil); err == nil || errors.As(err, &se) && se.Code == 250 {
-		s.errors = 0 // delivered (relayed, archived or deleted by the gateway action)
+		s.errors.Store(0) // delivered (relayed, archived or deleted by the gateway action)
 	}
 	return s.counted(err, "data")
 }
@@ -271,6 +284,8 @@ func (s *session) acceptedDomain(addr string) bool {
 }
 
 func (s *session) data(r io.Reader) error {
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	cfg := s.p.Config
 	if s.lc != nil {
 		// Until Reset: go-smtp may still read (and discard) the rest of
@@ -592,6 +607,17 @@ func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 // downstream's own SMTP answer as it is, or a 451 for anything else.
 func (s *session) downstreamFailed(step string, err error) error {
 	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code < 400 {
+		// A success where a failure was expected: the connection is out
+		// of step (a reply to an earlier command read late). Never pass
+		// it on: the client would take it for its 250.
+		s.log.Error("downstream out of step; message deferred", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailNetwork).Inc()
+		if step == "mail" {
+			return errDownstream
+		}
+		return errDownstreamMid
+	}
 	if errors.As(err, &se) {
 		reason := map[string]string{"mail": metrics.FailMail, "rcpt": metrics.FailRcpt}[step]
 		if reason == "" {
@@ -630,6 +656,10 @@ func (s *session) downstreamFailed(step string, err error) error {
 // Reset ends the transaction. go-smtp calls it after DATA's answer is
 // written, on RSET, and at the end of the session.
 func (s *session) Reset() {
+	// A BDAT transfer still running (go-smtp has closed its pipe, so it
+	// ends soon) finishes first.
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	if s.lc != nil {
 		s.lc.inData.Store(false)
 	}
@@ -653,6 +683,18 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error {
+	if !s.dataMu.TryLock() {
+		// A message still coming in (go-smtp's Server.Close after the
+		// shutdown grace calls this from another goroutine, before it
+		// closes the connection): close it now, so that the read in
+		// progress fails instead of waiting for data_timeout, then let
+		// data finish.
+		if s.netConn != nil {
+			s.netConn.Close()
+		}
+		s.dataMu.Lock()
+	}
+	defer s.dataMu.Unlock()
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil

@@ -750,8 +750,9 @@ func (s *smtpConn) send(body, code string) string {
 	return s.expect(code)
 }
 
-// Failed AUTHs count toward limits.max_errors like other refusals:
-// password guessing in one session ends with 421 and a close.
+// Failed AUTHs count toward limits.max_errors like other refusals, and
+// over the whole session: password guessing in one session ends with 421
+// and a close, whatever else the session delivers.
 func TestServeAuthGuessingDisconnects(t *testing.T) {
 	g, _ := startAuthGW(t, "limits:\n  max_errors: 3\n")
 	c := dialSMTP(t, g.addr)
@@ -760,6 +761,10 @@ func TestServeAuthGuessingDisconnects(t *testing.T) {
 	wrong := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong"))
 	c.cmd(wrong, "535 5.7.8")
 	c.cmd(wrong, "535 5.7.8")
+	// A delivered message does not buy more guesses (it does forgive
+	// other refusals: limits.max_errors counts those since the last
+	// delivery).
+	c.send("a cheap message", "250")
 	c.cmd(wrong, "421 4.7.0")
 	if err := c.c.SetReadDeadline(time.Now().Add(5 * time.Second)); err == nil {
 		if _, err := c.r.ReadByte(); err == nil {

@@ -550,9 +550,6 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 		g.log.Warn("listen, limits.max_message_bytes, max_connections, max_connections_per_ip, command_timeout, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
 			" (the other limits apply now)")
 	}
-	if isLMTP(old.Downstream) != isLMTP(cfg.Downstream) {
-		g.log.Warn("downstream changed between SMTP and LMTP: one recipient per transaction applies now, but what EHLO advertises (LIMITS RCPTMAX) changes at the next restart")
-	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
 		g.log.Info("archive web: users changed; sessions of removed users and changed passwords ended", slog.Int("users", len(cfg.Archive.Web.Users)))
@@ -560,11 +557,6 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
 	return nil
-}
-
-func isLMTP(downstream string) bool {
-	d, err := config.ParseDownstream(downstream)
-	return err == nil && d.Scheme == "lmtp"
 }
 
 // listenerLimits are the limits the SMTP listener takes at its start; the

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// lateNoopDownstream is a scripted SMTP server on 127.0.0.1 that answers
+// NOOP only after delay, and counts the messages it takes.
+func lateNoopDownstream(t *testing.T, delay time.Duration, delivered *atomic.Int32) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				w := func(s string) { c.Write([]byte(s)) }
+				r := bufio.NewReader(c)
+				w("220 fake ESMTP\r\n")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
+					case strings.HasPrefix(cmd, "EHLO"):
+						w("250-fake\r\n250 8BITMIME\r\n")
+					case cmd == "NOOP":
+						time.AfterFunc(delay, func() { w("250 2.0.0 Ok (late noop)\r\n") })
+					case cmd == "DATA":
+						w("354 go ahead\r\n")
+						for {
+							if l, err := r.ReadString('\n'); err != nil {
+								return
+							} else if l == ".\r\n" {
+								break
+							}
+						}
+						delivered.Add(1)
+						w("250 2.0.0 queued\r\n")
+					case cmd == "QUIT":
+						w("221 bye\r\n")
+						return
+					default:
+						w("250 2.0.0 Ok\r\n")
+					}
+				}
+			}(c)
+		}
+	}()
+	return "smtp://" + ln.Addr().String()
+}
+
+// A NOOP answered after downstream_timeout must not leave its late 250 to
+// be read as the answer to DATA: the client would be told 250 for a
+// message the downstream never got. The connection is dropped instead,
+// the client gets 451 (and sends again), and the next message goes
+// through on a new connection.
+func TestLateNoopAnswerIsNotDataAnswer(t *testing.T) {
+	var delivered atomic.Int32
+	url := lateNoopDownstream(t, 1500*time.Millisecond, &delivered)
+	const yaml = "limits: {downstream_timeout: 1s, downstream_idle: 30s}"
+	g := startGateway(t, gwSetup{Downstream: url, YAML: yaml})
+	p := g.policy(yaml)
+	p.Downstream.(*smtpDownstream).keepAlive = 200 * time.Millisecond
+	g.srv.SetPolicy(p)
+	rc := addressed(t, g.addr)
+	rc.expectCode("DATA", "354 ")
+	rc.write("From: a@example.org\r\nTo: bob@example.com\r\nSubject: slow\r\n\r\n")
+	time.Sleep(2500 * time.Millisecond)
+	rc.write("hello\r\n.\r\n")
+	if reply := rc.reply(); !strings.HasPrefix(reply[len(reply)-1], "451 4.4.2 ") || delivered.Load() != 0 {
+		t.Fatalf("client told %q, downstream got %d messages; want 451 and none", reply, delivered.Load())
+	}
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("quick", hamPhrase)); !strings.HasPrefix(reply, "250 ") || delivered.Load() != 1 {
+		t.Errorf("next message: %q, downstream got %d", reply, delivered.Load())
+	}
+}
+
+// go-smtp resets the session from its own goroutine while a BDAT transfer
+// is still running in another (RSET after a chunk): the transfer finishes
+// first, the keepalive stops before the connection is used again, and the
+// next transaction on the reused connection is sound (run under -race).
+func TestBDATResetDuringKeepAlive(t *testing.T) {
+	ds := startDownstream(t, false)
+	const yaml = "limits: {downstream_timeout: 5s, downstream_idle: 30s}"
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: yaml})
+	p := g.policy(yaml)
+	p.Downstream.(*smtpDownstream).keepAlive = 50 * time.Microsecond
+	g.srv.SetPolicy(p)
+	for i := range 20 {
+		rc := addressed(t, g.addr)
+		rc.write("BDAT 22\r\nSubject: x\r\n\r\nabcdefgh")
+		if got := rc.reply(); !strings.HasPrefix(got[len(got)-1], "250 ") {
+			t.Fatalf("chunk: %q", got)
+		}
+		time.Sleep(2 * time.Millisecond)
+		rc.expectCode("RSET", "250 ")
+		if r := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage(fmt.Sprint("m", i), hamPhrase)); !strings.HasPrefix(r, "250 ") {
+			t.Errorf("after RSET: %q", r)
+		}
+		rc.c.Close()
+	}
+}
