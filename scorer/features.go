@@ -19,7 +19,9 @@ import (
 // Version 4 cuts CJK text into character pairs, and reads the body of
 // parts whose Content-Type does not parse, of multiparts whose boundary
 // never appears, and of HTML pages attached as application/octet-stream.
-// Version 5 reads text labelled ISO-8859-1 or US-ASCII as Windows-1252.
+// Version 5 reads text labelled ISO-8859-1 as Windows-1252 (and US-ASCII
+// words in subjects as US-ASCII body parts: UTF-8 when it is, else
+// Windows-1252).
 const FeatureVersion = 5
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.

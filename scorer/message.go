@@ -21,16 +21,18 @@ const (
 	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
 )
 
-// windows1252Labels are the charset labels the WHATWG Encoding Standard
-// reads as Windows-1252, which is what mail clients and browsers do: the
-// mail Windows programs label ISO-8859-1 or US-ASCII is Windows-1252 (its
+// windows1252Labels are the ISO-8859-1 labels the WHATWG Encoding
+// Standard reads as Windows-1252, which is what mail clients and browsers
+// do: the mail Windows programs label ISO-8859-1 is Windows-1252 (its
 // euro sign and curly quotes sit in bytes that ISO-8859-1 leaves to C1
-// control characters and US-ASCII does not have). Parse reads them so too,
-// in bodies and in RFC 2047 words, so that such text reads here as it
-// does in the recipient's mail client, for the model and for phrase rules.
-var windows1252Labels = []string{"ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819",
+// control characters). Parse reads them so too, in bodies and in RFC 2047
+// words, so that such text reads here as it does in the recipient's mail
+// client, for the model and for phrase rules. (US-ASCII text with 8-bit
+// bytes is read as UTF-8 when it is, else as Windows-1252: see toUTF8 and
+// asciiLabel.)
+var windows1252Labels = []string{"cp1252", "cp819", "csisolatin1", "ibm819",
 	"iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
-	"us-ascii", "windows-1252", "x-cp1252"}
+	"windows-1252", "x-cp1252"}
 
 func init() {
 	// go-message keeps its charset table per process; this only adds
@@ -126,7 +128,13 @@ func errString(err error) string {
 }
 
 func decodeSubject(h message.Header) string {
-	dec := mime.WordDecoder{CharsetReader: charset.Reader}
+	dec := mime.WordDecoder{CharsetReader: func(cs string, in io.Reader) (io.Reader, error) {
+		if cs == asciiLabel {
+			b, err := io.ReadAll(in)
+			return strings.NewReader(toUTF8(b)), err
+		}
+		return charset.Reader(cs, in)
+	}}
 	s, err := dec.DecodeHeader(relabelWords(h.Get("Subject")))
 	if err != nil || !utf8.ValidString(s) {
 		// Undecodable encoded word or raw 8-bit: keep what is there.
@@ -135,9 +143,15 @@ func decodeSubject(h message.Header) string {
 	return s
 }
 
-// relabelWords relabels RFC 2047 words in ISO-8859-1 or US-ASCII as
-// Windows-1252, which Go's mime package would otherwise decode itself
-// without asking the charset table (see windows1252Labels).
+// asciiLabel stands for US-ASCII in relabelled RFC 2047 words: such a
+// word's 8-bit bytes are read as a body part labelled US-ASCII is (which
+// go-message passes through): UTF-8 when they are, else Windows-1252.
+const asciiLabel = "x-sclgate-us-ascii"
+
+// relabelWords renames the charset of the RFC 2047 encoded words that
+// Go's mime package would decode itself, without asking for a reader:
+// ISO-8859-1, read as Windows-1252 (see windows1252Labels), and US-ASCII
+// (asciiLabel). Nothing else in v changes.
 func relabelWords(v string) string {
 	if !strings.Contains(v, "=?") {
 		return v
@@ -150,17 +164,35 @@ func relabelWords(v string) string {
 		}
 		b.WriteString(v[:i+2])
 		v = v[i+2:]
-		end := strings.IndexAny(v, "?*")
-		if end < 0 {
-			break
-		}
-		if l := v[:end]; strings.EqualFold(l, "iso-8859-1") || strings.EqualFold(l, "us-ascii") {
+		label, ok := wordCharset(v)
+		switch {
+		case !ok:
+		case strings.EqualFold(label, "iso-8859-1"):
 			b.WriteString("windows-1252")
-			v = v[end:]
+			v = v[len(label):]
+		case strings.EqualFold(label, "us-ascii"):
+			b.WriteString(asciiLabel)
+			v = v[len(label):]
 		}
 	}
 	b.WriteString(v)
 	return b.String()
+}
+
+// wordCharset returns the charset label of the encoded word v starts
+// (what follows its "=?"), if v starts one: charset[*lang]?B|Q?text?=,
+// without white space.
+func wordCharset(v string) (string, bool) {
+	q := strings.IndexByte(v, '?')
+	if q <= 0 || q+3 > len(v) || strings.IndexByte("bBqQ", v[q+1]) < 0 || v[q+2] != '?' {
+		return "", false
+	}
+	end := strings.Index(v[q+3:], "?=")
+	if end < 0 || strings.ContainsAny(v[:q+3+end], " \t\r\n") {
+		return "", false
+	}
+	label, _, _ := strings.Cut(v[:q], "*")
+	return label, true
 }
 
 type walker struct {

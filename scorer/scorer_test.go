@@ -439,13 +439,27 @@ func TestRelabelWords(t *testing.T) {
 	for in, want := range map[string]string{
 		"plain":                               "plain",
 		"=?ISO-8859-1?Q?a?= =?utf-8?b?YQ==?=": "=?windows-1252?Q?a?= =?utf-8?b?YQ==?=",
-		"=?us-ascii*en?q?x?=":                 "=?windows-1252*en?q?x?=",
+		"=?us-ascii*en?q?x?=":                 "=?x-sclgate-us-ascii*en?q?x?=",
 		"=?iso-8859-15?q?x?= =?":              "=?iso-8859-15?q?x?= =?",
 		"a =? b =?iso-8859-1":                 "a =? b =?iso-8859-1",
-		"=?=?us-ascii?q?x?=":                  "=?=?windows-1252?q?x?=",
+		"=?=?us-ascii?q?x?=":                  "=?=?x-sclgate-us-ascii?q?x?=",
+		// Not encoded words: left as they are.
+		"plain =?US-ASCII? tail and =?iso-8859-1* oops": "plain =?US-ASCII? tail and =?iso-8859-1* oops",
+		"=?iso-8859-1?x?a?=":                            "=?iso-8859-1?x?a?=",
+		"=?iso-8859-1?q?a b?=":                          "=?iso-8859-1?q?a b?=",
 	} {
 		if got := relabelWords(in); got != want {
 			t.Errorf("relabelWords(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// US-ASCII words read as US-ASCII bodies are: UTF-8 when it is.
+	for raw, want := range map[string]string{
+		"=?us-ascii?q?caf=C3=A9?=": "café",
+		"=?us-ascii?q?caf=E9?=":    "café",
+		"=?US-ASCII?Q?plain?=":     "plain",
+	} {
+		if got := Parse([]byte("Subject: " + raw + "\r\n\r\nbody\r\n")).Subject; got != want {
+			t.Errorf("subject %s = %q, want %q", raw, got, want)
 		}
 	}
 }
