@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sclgate/sclgate/safeio"
 )
 
@@ -206,8 +208,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 			err = safeio.SyncDir(tmp)
 		}
 		if err == nil {
-			os.RemoveAll(final) // a half-made leftover without installed.json
-			err = os.Rename(tmp, final)
+			err = replaceDir(tmp, final)
 		}
 		if err != nil {
 			os.RemoveAll(tmp)
@@ -218,6 +219,22 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		}
 	}
 	return s.Activate(in.Version)
+}
+
+// replaceDir puts the directory tmp at final. A final that exists (a
+// damaged copy, which "active" may point to, or a half-made leftover) is
+// swapped with tmp in one step (renameat2 RENAME_EXCHANGE), so that final
+// is never missing, and then removed from tmp's name; where the file
+// system cannot exchange, it is removed first.
+func replaceDir(tmp, final string) error {
+	if _, err := os.Lstat(final); err != nil {
+		return os.Rename(tmp, final)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE); err == nil {
+		return os.RemoveAll(tmp) // the old copy, now under tmp's name
+	}
+	os.RemoveAll(final)
+	return os.Rename(tmp, final)
 }
 
 // holds reports whether the installed version's bundle is bundle.

@@ -133,3 +133,28 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// replaceDir swaps a new copy in over an existing directory (a damaged
+// install): the new one ends at final, the old one is gone.
+func TestReplaceDir(t *testing.T) {
+	dir := t.TempDir()
+	final, tmp := filepath.Join(dir, "2027.1.1"), filepath.Join(dir, ".tmp-2027.1.1-x")
+	os.Mkdir(final, 0o755)
+	os.WriteFile(filepath.Join(final, "bundle.tar.gz"), []byte("damaged"), 0o644)
+	os.Mkdir(tmp, 0o755)
+	os.WriteFile(filepath.Join(tmp, "bundle.tar.gz"), []byte("good"), 0o644)
+	if err := replaceDir(tmp, final); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(final, "bundle.tar.gz")); string(b) != "good" {
+		t.Errorf("final holds %q", b)
+	}
+	if _, err := os.Lstat(tmp); !os.IsNotExist(err) {
+		t.Errorf("the old copy is still there: %v", err)
+	}
+	// No final yet: a plain rename.
+	os.Mkdir(tmp, 0o755)
+	if err := replaceDir(tmp, filepath.Join(dir, "2027.1.2")); err != nil {
+		t.Fatal(err)
+	}
+}

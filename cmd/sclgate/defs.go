@@ -105,7 +105,7 @@ func defsKeygen(e env, args []string) int {
 			prompted = true
 		}
 		if prompted && !ok && isTerminal(e.stdin) {
-			return 1 // the two passwords differed: said so
+			return 1 // the two passwords differed, or none was read: said so
 		}
 		if !ok || password == "" {
 			fmt.Fprintf(e.stderr, "sclgate defs keygen: the secret key needs a password: set %s, or use -nopass for an unencrypted key\n", passwordEnv)
@@ -419,6 +419,9 @@ func promptPassword(e env, prompt string, confirm bool) (string, bool) {
 		fmt.Fprint(e.stderr, p)
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(e.stderr)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sclgate defs: no password read: %v; nothing was written\n", err)
+		}
 		return string(b), err == nil
 	}
 	pw, ok := read(prompt)
