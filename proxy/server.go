@@ -218,6 +218,7 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{
 		srv:     s,
 		conn:    c,
+		dataSem: make(chan struct{}, 1),
 		netConn: c.Conn(),
 		remote:  remote,
 		trusted: inPrefixes(remote, p.Config.Trusted),

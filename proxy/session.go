@@ -73,11 +73,12 @@ type session struct {
 	errors    atomic.Int32
 	authFails atomic.Int32
 	deferred  int // recipients of this transaction told to come again (452), not counted as refusals
-	// dataMu is held while a message is taken in, scored and passed on:
-	// under BDAT, go-smtp calls Reset (RSET, a failed chunk) or Logout
-	// (disconnect) from another goroutine while Data still runs, and
-	// they must not end the downstream transaction under its feet.
-	dataMu sync.Mutex
+	// dataSem (capacity 1) is held while a message is taken in, scored
+	// and passed on: under BDAT, go-smtp calls Reset (RSET, a failed
+	// chunk) or Logout (disconnect) from another goroutine while Data
+	// still runs, and they must not end the downstream transaction under
+	// its feet. A channel, not a mutex: Logout waits for it with a bound.
+	dataSem chan struct{}
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
@@ -284,8 +285,8 @@ func (s *session) acceptedDomain(addr string) bool {
 }
 
 func (s *session) data(r io.Reader) error {
-	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
+	s.dataSem <- struct{}{}
+	defer func() { <-s.dataSem }()
 	cfg := s.p.Config
 	if s.lc != nil {
 		// Until Reset: go-smtp may still read (and discard) the rest of
@@ -658,8 +659,8 @@ func (s *session) downstreamFailed(step string, err error) error {
 func (s *session) Reset() {
 	// A BDAT transfer still running (go-smtp has closed its pipe, so it
 	// ends soon) finishes first.
-	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
+	s.dataSem <- struct{}{}
+	defer func() { <-s.dataSem }()
 	if s.lc != nil {
 		s.lc.inData.Store(false)
 	}
@@ -683,18 +684,25 @@ func (s *session) Reset() {
 }
 
 func (s *session) Logout() error {
-	if !s.dataMu.TryLock() {
-		// A message still coming in (go-smtp's Server.Close after the
+	select {
+	case s.dataSem <- struct{}{}:
+	default:
+		// A message still in hand (go-smtp's Server.Close after the
 		// shutdown grace calls this from another goroutine, before it
-		// closes the connection): close it now, so that the read in
-		// progress fails instead of waiting for data_timeout, then let
-		// data finish.
-		if s.netConn != nil {
-			s.netConn.Close()
+		// closes the connection): close the connection, so that a read
+		// in progress fails now, not at data_timeout, and give data a
+		// moment to finish. One still relaying past that ends its
+		// downstream transaction itself; the shutdown does not wait for
+		// it (the client, cut off, sends the message again).
+		s.netConn.Close()
+		select {
+		case s.dataSem <- struct{}{}:
+		case <-time.After(logoutWait):
+			s.srv.endSession(s)
+			return nil
 		}
-		s.dataMu.Lock()
 	}
-	defer s.dataMu.Unlock()
+	defer func() { <-s.dataSem }()
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil
@@ -747,3 +755,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// logoutWait is how long Logout waits for a message in hand to finish.
+const logoutWait = time.Second
