@@ -22,12 +22,14 @@ import (
 	"embed"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,8 +54,8 @@ const (
 	maxViewRead = 16 << 20
 	// maxForm bounds the body of a POST.
 	maxForm = 64 << 10
-	// maxSessions bounds the session table (logins are rate-limited by
-	// bcrypt's cost already; this keeps memory bounded regardless).
+	// maxSessions bounds the session table (logins are throttled, see
+	// throttle; this keeps memory bounded regardless).
 	maxSessions = 10000
 )
 
@@ -107,6 +109,8 @@ type Server struct {
 
 	// Now is the clock, for tests. nil means time.Now.
 	Now func() time.Time
+
+	logins throttle // failed logins, by address and user
 
 	mu          sync.Mutex
 	sessions    map[string]*session
@@ -350,6 +354,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass := r.PostForm.Get("user"), r.PostForm.Get("password")
+	ip := remoteIP(r)
+	if wait := s.logins.wait(s.now(), ip, user); wait > 0 {
+		mins := int((wait + time.Minute - 1) / time.Minute)
+		s.log.Warn("archive web: login refused: too many failed logins", slog.String("user", user), slog.String("remote", ip), slog.Duration("wait", wait))
+		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		s.renderLogin(w, r, http.StatusTooManyRequests, user, fmt.Sprintf("Too many failed logins; try again in %d minute(s).", mins))
+		return
+	}
 	s.mu.Lock()
 	hash, known := s.users[user]
 	s.mu.Unlock()
@@ -357,10 +369,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = string(dummyHash)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pass)) != nil || !known {
-		s.log.Warn("archive web: login failed", slog.String("user", user), slog.String("remote", remoteIP(r)))
+		s.logins.failed(s.now(), ip, user)
+		s.log.Warn("archive web: login failed", slog.String("user", user), slog.String("remote", ip))
 		s.renderLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
 		return
 	}
+	s.logins.succeeded(ip, user)
 	tok := randomToken()
 	now := s.now()
 	s.mu.Lock()

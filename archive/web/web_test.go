@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -693,5 +694,47 @@ func TestUnreadableFilesLoggedOnce(t *testing.T) {
 	c.get("/")
 	if n := len(s.logs.records("archive web: unreadable files in the archive")); n != 2 {
 		t.Errorf("%d warnings after a second unreadable file, want 2", n)
+	}
+}
+
+// Failed logins are throttled per address and user name: after
+// loginsPerUser failures the right password is not even checked until the
+// oldest failure is loginWindow old; other user names from the same
+// address have their own count, up to loginsPerIP in all.
+func TestLoginThrottled(t *testing.T) {
+	s := newTestServer(t)
+	now := time.Now()
+	s.srv.Now = func() time.Time { return now }
+	c := newClient(t, s.ts.URL)
+	for i := range loginsPerUser {
+		if resp := c.login(testUser, "wrong"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, resp.StatusCode)
+		}
+		now = now.Add(time.Minute)
+	}
+	resp := c.login(testUser, testPass)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("right password after %d failures: %d (Retry-After %q), want 429", loginsPerUser, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if n := len(s.logs.records("archive web: login refused: too many failed logins")); n != 1 {
+		t.Errorf("%d refusals logged, want 1", n)
+	}
+	// Another user name from here still gets its own tries.
+	if resp := c.login("nobody", "x"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("another user: %d, want 401", resp.StatusCode)
+	}
+	// Once the oldest failure has left the window, the right password works
+	// (and clears the count).
+	now = now.Add(loginWindow - loginsPerUser*time.Minute + time.Second)
+	if resp := c.login(testUser, testPass); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the window: %d, want 303", resp.StatusCode)
+	}
+	// Spraying user names: loginsPerIP failures in all lock the address.
+	c2 := newClient(t, s.ts.URL)
+	for i := range loginsPerIP {
+		c2.login(fmt.Sprintf("user%d", i), "x")
+	}
+	if resp := c2.login("yet-another", "x"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("after %d failures from one address: %d, want 429", loginsPerIP, resp.StatusCode)
 	}
 }
