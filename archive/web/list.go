@@ -193,8 +193,9 @@ func parseFilter(q map[string][]string) (filter, []string) {
 		if err != nil {
 			problems = append(problems, "“Until” must be a date like 2026-11-23; ignored.")
 			f.Until = ""
+		} else {
+			f.until = t.AddDate(0, 0, 1)
 		}
-		f.until = t.AddDate(0, 0, 1)
 	}
 	return f, problems
 }

@@ -468,6 +468,8 @@ func TestFilters(t *testing.T) {
 		{"since=" + time.Now().UTC().AddDate(0, 0, -1).Format(dateLayout), -1, ""},
 		{"until=2000-01-01", 0, ""},
 		{"scl=banana", 45, "SCL must be a number"},
+		{"until=garbage", 45, "“Until” must be a date"},
+		{"since=2026-13-45", 45, "“Since” must be a date"},
 	} {
 		_, body := c.get("/?" + tc.query)
 		if n := count(body); tc.want >= 0 && n != tc.want {
