@@ -251,8 +251,8 @@ func archiveList(e env, args []string) int {
 		if le.SCL != nil {
 			scl = strconv.Itoa(*le.SCL)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t<%s>\t%s\t%d\t%s\n", le.ID, le.Received.Format("2006-01-02 15:04:05Z"), scl,
-			printLine(le.From), printLine(strings.Join(le.To, ",")), le.Size, printLine(le.Subject))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t<%s>\t%s\t%d\t%s\n", printLine(le.ID), le.Received.Format("2006-01-02 15:04:05Z"), scl,
+			cell(le.From), recipientsCell(le.To), le.Size, printLine(le.Subject))
 	}
 	tw.Flush()
 	return 0
@@ -282,6 +282,29 @@ func anyContainsFold(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// maxCell bounds a column of archive list (tabwriter pads every row to
+// the widest cell).
+const maxCell = 100
+
+// cell is s for one column of the list: on one line, printable, at most
+// maxCell characters.
+func cell(s string) string {
+	s = printLine(s)
+	if r := []rune(s); len(r) > maxCell {
+		s = string(r[:maxCell-1]) + "…"
+	}
+	return s
+}
+
+// recipientsCell lists at most 3 recipients and how many more there
+// are, as the web page does.
+func recipientsCell(to []string) string {
+	if len(to) > 3 {
+		return cell(strings.Join(to[:3], ",") + fmt.Sprintf(",+%d more", len(to)-3))
+	}
+	return cell(strings.Join(to, ","))
 }
 
 // printLine keeps what messages and envelopes say from driving the
@@ -394,8 +417,8 @@ func archiveShow(e env, args []string) int {
 		}
 		m := scorer.Parse(raw)
 		w := e.stdout
-		fmt.Fprintf(w, "ID:          %s\n", it.ID)
-		fmt.Fprintf(w, "File:        %s\n", it.Path)
+		fmt.Fprintf(w, "ID:          %s\n", printLine(it.ID))
+		fmt.Fprintf(w, "File:        %s\n", printLine(it.Path))
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
 		}

@@ -594,3 +594,30 @@ func sinkRcpts(dump string) []string {
 	}
 	return out
 }
+
+// A file name that is not UTF-8 or holds control characters, and a
+// message to thousands of recipients, do not break the list's columns.
+func TestArchiveListOddNamesAndManyRecipients(t *testing.T) {
+	dir, _, _, _ := testArchive(t)
+	head := "X-Sender: <a@example.org>\r\nX-Receiver: <b@example.com>\r\nX-SCL: 5\r\nSubject: odd\r\n\r\nbody\r\n"
+	os.WriteFile(filepath.Join(dir, "nonutf8-\xff\xfe\u202e.eml"), []byte(head), 0o640)
+	var many strings.Builder
+	many.WriteString("X-Sender: <a@example.org>\r\n")
+	for i := range 5000 {
+		fmt.Fprintf(&many, "X-Receiver: <user%d@example.com>\r\n", i)
+	}
+	many.WriteString("X-SCL: 6\r\nSubject: many\r\n\r\nbody\r\n")
+	os.WriteFile(filepath.Join(dir, "many.eml"), []byte(many.String()), 0o640)
+	code, out, errOut := archiveRun(t, "list", "-dir", dir)
+	if code != 0 {
+		t.Fatalf("list: %d %s", code, errOut)
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if len(l) > 600 || strings.Contains(l, "\t") || strings.IndexByte(l, 0xff) >= 0 || strings.Contains(l, "\u202e") {
+			t.Errorf("line of %d bytes: %.200q", len(l), l)
+		}
+	}
+	if !strings.Contains(out, "user0@example.com,user1@example.com,user2@example.com,+4997 more") || !strings.Contains(out, "nonutf8-\uFFFD\uFFFD ") {
+		t.Errorf("list:\n%.2000s", out)
+	}
+}
