@@ -48,6 +48,33 @@ func (s *Store) Move(id, subdir string) error {
 	return nil
 }
 
+// CheckMove reports whether Move can put messages in subdir: subdir is (or
+// can be made) a directory, and both it and the archive directory take
+// new entries (a rename needs both). Release checks it before it
+// delivers, so that a message is not delivered and then left in place, to
+// be delivered again by the next release.
+func (s *Store) CheckMove(subdir string) error {
+	if why := badName(subdir); why != "" {
+		return fmt.Errorf("archive: invalid subdirectory %q: %s", subdir, why)
+	}
+	dstDir := filepath.Join(s.dir, subdir)
+	if err := os.Mkdir(dstDir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if st, err := os.Stat(dstDir); err != nil || !st.IsDir() {
+		return fmt.Errorf("archive: %s is not a directory", dstDir)
+	}
+	for _, d := range []string{s.dir, dstDir} {
+		f, err := os.CreateTemp(d, ".sclgate-move-check-*")
+		if err != nil {
+			return fmt.Errorf("archive: %s takes no new files: %w", d, err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+	}
+	return nil
+}
+
 // Delete removes the message with the given ID. If there is no such
 // message, the error wraps fs.ErrNotExist; if it is being released, the
 // error wraps ErrBusy (see Lock).

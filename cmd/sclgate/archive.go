@@ -667,6 +667,9 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	if _, err := os.Lstat(released); err == nil {
 		return nil, "", fmt.Errorf("not released, the file stays in the archive: %s/%s.eml already exists (rename or remove one of them first)", releasedDir, id)
 	}
+	if err := store.CheckMove(releasedDir); err != nil {
+		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
+	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
 		return nil, "", err

@@ -621,3 +621,22 @@ func TestArchiveListOddNamesAndManyRecipients(t *testing.T) {
 		t.Errorf("list:\n%.2000s", out)
 	}
 }
+
+// A release that could not move the file afterwards (here: a file named
+// "released" where the directory should be) delivers nothing, rather than
+// deliver and leave the file to be released, and delivered, again.
+func TestArchiveReleaseChecksTheMoveFirst(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	os.WriteFile(filepath.Join(dir, "released"), []byte("not a directory"), 0o640)
+	md := filepath.Join(t.TempDir(), "maildir")
+	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, spam)
+	if code != 1 || !strings.Contains(errOut, "nothing was delivered") || !strings.Contains(errOut, "is not a directory") {
+		t.Errorf("release: %d %q", code, errOut)
+	}
+	if files, _ := os.ReadDir(filepath.Join(md, "new")); len(files) != 0 {
+		t.Errorf("%d message(s) delivered", len(files))
+	}
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Errorf("the archived file moved: %v", err)
+	}
+}
