@@ -48,6 +48,24 @@ func (s *Store) Move(id, subdir string) error {
 	return nil
 }
 
+// RemoveSkipped removes a file List skipped (SkippedError.IDs): one that
+// holds no readable message, whose name need not be a valid ID (a name
+// with a backslash or a control character, copied in from elsewhere), so
+// that it can still expire. name is what List reported, a directory entry
+// of the archive directory without ".eml".
+func (s *Store) RemoveSkipped(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		return fmt.Errorf("archive: %w %q", ErrInvalidID, name)
+	}
+	if ValidateID(name) == nil {
+		return s.Delete(name)
+	}
+	if err := os.Remove(filepath.Join(s.dir, name+fileExt)); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return safeio.SyncDir(s.dir)
+}
+
 // CheckMove reports whether Move can put messages in subdir: subdir is (or
 // can be made) a directory, and both it and the archive directory take
 // new entries (a rename needs both). Release checks it before it

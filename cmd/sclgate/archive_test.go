@@ -262,12 +262,19 @@ func TestArchivePurgeExpiresUnreadableFiles(t *testing.T) {
 	os.WriteFile(young, []byte("\x00 not a head\r\n"), 0o640)
 	long := time.Now().Add(-60 * 24 * time.Hour)
 	os.Chtimes(old, long, long)
+	// A name no ID can be (a backslash) expires too.
+	odd := filepath.Join(dir, `a\b.eml`)
+	os.WriteFile(odd, []byte("Subject: copied in\r\n\r\nx\r\n"), 0o640)
+	os.Chtimes(odd, long, long)
 	code, out, errOut := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d")
 	if code != 1 || !strings.Contains(out, "deleted junk-old ") || !strings.Contains(out, "deleted "+ham) || !strings.Contains(errOut, "junk-young.eml") {
 		t.Errorf("purge: %d\n%s%s", code, out, errOut)
 	}
 	if _, err := os.Stat(old); err == nil {
 		t.Error("the old unreadable file is still there")
+	}
+	if _, err := os.Stat(odd); err == nil {
+		t.Error(`the old file named a\b.eml is still there`)
 	}
 	if _, err := os.Stat(young); err != nil {
 		t.Errorf("the young one was removed: %v", err)

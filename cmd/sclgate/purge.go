@@ -31,6 +31,7 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 	}
 	errs := []error{}
 	cutoff := now.Add(-olderThan)
+	unreadable := map[string]bool{}
 	if skipped != nil {
 		// A file that is no readable archived message (damaged, foreign,
 		// unreadable) expires by its modification time like the others,
@@ -45,6 +46,7 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 				continue
 			}
 			items = append(items, archive.Item{ID: id, Path: path, Received: fi.ModTime().UTC()})
+			unreadable[id] = true
 		}
 		if len(left) > 0 {
 			errs = append(errs, &archive.SkippedError{Errs: left})
@@ -55,7 +57,11 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 			continue
 		}
 		if !dryRun {
-			if err := store.Delete(it.ID); errors.Is(err, fs.ErrNotExist) {
+			remove := store.Delete
+			if unreadable[it.ID] {
+				remove = store.RemoveSkipped // its name need not be a valid ID
+			}
+			if err := remove(it.ID); errors.Is(err, fs.ErrNotExist) {
 				continue
 			} else if err != nil {
 				errs = append(errs, err)
