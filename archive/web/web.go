@@ -487,7 +487,8 @@ func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Lo
 	s.renderError(w, sess, code, action+" failed: "+err.Error())
 }
 
-// plausibleAddress accepts local@domain without spaces, brackets or
+// plausibleAddress accepts local@domain in ASCII (non-ASCII would need
+// SMTPUTF8, which sclgate does not use) without spaces, brackets or
 // control characters; the downstream has the final say.
 func plausibleAddress(a string) bool {
 	at := strings.LastIndexByte(a, '@')
@@ -495,7 +496,7 @@ func plausibleAddress(a string) bool {
 		return false
 	}
 	for _, c := range a {
-		if c <= ' ' || c == 0x7f || strings.ContainsRune("<>(),;:\\\"[]", c) {
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("<>(),;:\\\"[]", c) {
 			return false
 		}
 	}

@@ -407,6 +407,9 @@ func TestReleaseAndDelete(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || s.released[1].to != "admin@example.org" {
 		t.Errorf("release to: %d %v", resp.StatusCode, s.released)
 	}
+	if resp, _ := c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}, "to": {"jörg@example.org"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("release to a UTF-8 address: %d, want 400", resp.StatusCode)
+	}
 	if resp, _ := c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}, "to": {"a@b>\r\nRCPT TO:<x@y"}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("release to a bad address: %d, want 400", resp.StatusCode)
 	}

@@ -623,6 +623,12 @@ func archiveRelease(e env, args []string) int {
 			c.errorf("-to: %q is not an address", a)
 			return 2
 		}
+		if !isASCII(a) {
+			// It would need SMTPUTF8 (RFC 6531), which sclgate does not
+			// use, as the gateway refuses such addresses (553 5.6.7).
+			c.errorf("-to: %q: addresses with non-ASCII characters are not supported", a)
+			return 2
+		}
 	}
 	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
 	code := 0
@@ -733,6 +739,8 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 	}
 	return txn.Data(ctx, bytes.NewReader(msg))
 }
+
+func isASCII(s string) bool { return !has8bit([]byte(s)) }
 
 func has8bit(b []byte) bool {
 	for _, c := range b {

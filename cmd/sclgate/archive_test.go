@@ -182,6 +182,10 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	md := filepath.Join(t.TempDir(), "md")
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: maildir:%s\narchive:\n  dir: %s\nhostname: gw.test\n", md, dir)), 0o644)
+	// A UTF-8 address would need SMTPUTF8: refused before anything.
+	if code, _, errOut := archiveRun(t, "release", spam, "-config", cfg, "-to", "jörg@example.com"); code != 2 || !strings.Contains(errOut, "non-ASCII") {
+		t.Errorf("UTF-8 -to: %d %q", code, errOut)
+	}
 	code, out, errOut := archiveRun(t, "release", spam, "-config", cfg, "-to", "x@example.com")
 	if code != 0 || !strings.Contains(out, "released "+spam+" to x@example.com") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
