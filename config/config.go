@@ -129,6 +129,9 @@ func (d *Days) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// maxDays bounds an age in days: 100 years.
+const maxDays = 36500
+
 // ParseDays parses "30d", "36h", "90m" or "0".
 func ParseDays(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
@@ -139,6 +142,10 @@ func ParseDays(s string) (time.Duration, error) {
 		days, err := strconv.Atoi(n)
 		if err != nil || days < 0 {
 			return 0, fmt.Errorf("%q is not a number of days such as 30d", s)
+		}
+		if days > maxDays {
+			// More would overflow time.Duration, into a short age.
+			return 0, fmt.Errorf("%q: at most %dd (100 years)", s, maxDays)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
 	}

@@ -96,6 +96,15 @@ func TestRetentionDays(t *testing.T) {
 	if d, err := ParseDays("36h"); err != nil || d != 36*time.Hour {
 		t.Errorf("36h: %v %v", d, err)
 	}
+	// Days past a Duration's range are refused, not wrapped into minutes.
+	for _, s := range []string{"36501d", "227452207108200d", "9999999999999d"} {
+		if _, err := ParseDays(s); err == nil || !strings.Contains(err.Error(), "at most 36500d") {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+	if d, err := ParseDays("36500d"); err != nil || d != 36500*24*time.Hour {
+		t.Errorf("36500d: %v %v", d, err)
+	}
 	// A daily update check is written as one would say it.
 	c, err = Parse("x.yaml", []byte("updates:\n  interval: 1d\n"))
 	if err != nil || time.Duration(c.Updates.Interval) != 24*time.Hour {
