@@ -59,7 +59,13 @@ func (s *Store) Lock(id string) (unlock func(), err error) {
 
 // openNoBlock opens path for reading without blocking on a FIFO or
 // device that someone left in the directory: such files are then refused
-// as not regular, instead of hanging every reader.
+// as not regular, instead of hanging every reader. A symbolic link is
+// refused too: the archive's files are its own, and a link would be read
+// through but moved (to released/) as the link, which then points nowhere.
 func openNoBlock(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s: a symbolic link, not a file of the archive's own", path)
+	}
+	return f, err
 }

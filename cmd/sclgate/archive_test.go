@@ -651,3 +651,38 @@ func TestArchiveReleaseChecksTheMoveFirst(t *testing.T) {
 		t.Errorf("the archived file moved: %v", err)
 	}
 }
+
+// A symbolic link in the archive directory is not an archived message:
+// listed as unreadable, not released (which would move the link and lose
+// what it pointed to), and purged as a link, leaving its target alone.
+func TestArchiveSymlinkRefused(t *testing.T) {
+	dir, _, _, _ := testArchive(t)
+	target := filepath.Join(t.TempDir(), "outside.eml")
+	os.WriteFile(target, []byte("X-Sender: <a@example.org>\r\nX-Receiver: <b@example.com>\r\nX-SCL: 5\r\nSubject: linked\r\n\r\nbody\r\n"), 0o640)
+	link := filepath.Join(dir, "linked.eml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := archiveRun(t, "list", "-dir", dir)
+	if strings.Contains(out, "linked") || !strings.Contains(errOut, "a symbolic link") {
+		t.Errorf("list: %d\n%s%s", code, out, errOut)
+	}
+	md := filepath.Join(t.TempDir(), "md")
+	if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "linked"); code != 1 || !strings.Contains(errOut, "a symbolic link") {
+		t.Errorf("release: %d %q", code, errOut)
+	}
+	long := time.Now().Add(-60 * 24 * time.Hour)
+	os.Chtimes(target, long, long)
+	if err := exec.Command("touch", "-h", "-d", "60 days ago", link).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := archiveRun(t, "purge", "-dir", dir, "-older-than", "30d"); !strings.Contains(out, "deleted linked ") {
+		t.Errorf("purge: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Lstat(link); err == nil {
+		t.Error("the link is still there")
+	}
+	if _, err := os.Stat(target); err != nil {
+		t.Errorf("the link's target is gone: %v", err)
+	}
+}
