@@ -39,9 +39,11 @@ type Txn interface {
 	Data(ctx context.Context, msg io.Reader) (string, error)
 	// Abort ends the transaction without delivering anything.
 	Abort()
-	// KeepAlive keeps the transaction open while the client sends its
-	// data, which may take longer than the downstream waits for a
-	// command; stop ends it (and waits) before the Txn is used again.
+	// KeepAlive keeps the transaction open while the client takes its
+	// time (between commands, or sending its data), which may be longer
+	// than the downstream waits for a command. It runs until stop, or
+	// until the Txn is used again (Rcpt, Data, Abort), which ends it
+	// first; a second KeepAlive replaces the first.
 	KeepAlive() (stop func())
 }
 
@@ -272,6 +274,7 @@ type smtpTxn struct {
 }
 
 func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) error {
+	t.stop()
 	stop := context.AfterFunc(ctx, func() { t.dc.conn.Close() })
 	defer stop()
 	if err := t.dc.c.Rcpt(to, nil); err != nil {

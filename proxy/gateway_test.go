@@ -1232,10 +1232,10 @@ func TestLargeMessageSpooled(t *testing.T) {
 	}
 }
 
-// A client slower to send its message than the downstream waits for a
-// command: the downstream transaction is kept open with NOOPs, and the
-// message is delivered (without them the downstream times out and every
-// attempt fails).
+// A client slower (between its commands, and sending its message) than
+// the downstream waits for a command: the downstream transaction is kept
+// open with NOOPs, and the message is delivered (without them the
+// downstream times out and every attempt fails).
 func TestSlowDataKeepsDownstreamAlive(t *testing.T) {
 	ds := startDownstreamOn(t, false, nil, func(s *smtp.Server) { s.ReadTimeout = time.Second })
 	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 5s}"})
@@ -1244,6 +1244,8 @@ func TestSlowDataKeepsDownstreamAlive(t *testing.T) {
 		p.Downstream.(*smtpDownstream).keepAlive = keepAlive
 		g.srv.SetPolicy(p)
 		rc := addressed(t, g.addr)
+		// A client that takes its time between RCPT and DATA too.
+		time.Sleep(1500 * time.Millisecond)
 		rc.expectCode("DATA", "354 ")
 		rc.write("From: a@example.org\r\nTo: bob@example.com\r\nSubject: slow\r\n\r\n")
 		for range 8 { // 2.4 s, over 1,600 bytes/s

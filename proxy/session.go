@@ -246,6 +246,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return s.downstreamFailed("mail", err)
 	}
 	s.ds = ds
+	ds.KeepAlive() // until the next RCPT, DATA or RSET
 	return nil
 }
 
@@ -266,7 +267,9 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	ctx, cancel := deadline(s.p.Config.Limits.DownstreamTimeout)
 	defer cancel()
-	if err := s.ds.Rcpt(ctx, to, opts); err != nil {
+	err := s.ds.Rcpt(ctx, to, opts)
+	s.ds.KeepAlive() // until the next RCPT, DATA or RSET
+	if err != nil {
 		return s.downstreamFailed("rcpt", err)
 	}
 	s.rcpts = append(s.rcpts, to)
