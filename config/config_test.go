@@ -157,6 +157,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"archive:\n  web:\n    listen: 127.0.0.1:x9\n", `archive.web.listen: "127.0.0.1:x9"`},
 		{"hostname: \"gw.test\\r\\n250 injected\"\n", "hostname: \"gw.test\\r\\n250 injected\" is not a host name"},
 		{"hostname: mx 1.example.com\n", "is not a host name"},
+		{"updates:\n  source: ftp://defs.example.com/\n", `updates.source: "ftp://defs.example.com/": unsupported scheme "ftp"`},
 	} {
 		_, err := Parse("x.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

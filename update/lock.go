@@ -25,6 +25,9 @@ const lockFile = ".lock"
 // waiting, if not nil, is called once if the lock is held by someone else,
 // so that a command can say why it does not go on.
 func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err error) {
+	if err := s.mkdir(); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(s.dir, lockFile)
 	// Read-only: flock needs no more, and a .lock that root made first
 	// (sudo sclgate update rollback) stays usable by the sclgate user.

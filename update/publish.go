@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +22,21 @@ import (
 // a client reading the directory meanwhile sees the old index or the new
 // one, and a bundle is in place before the index names it.
 func Publish(dir string, privKey []byte, password string, bundles []string) (*Index, error) {
+	return publish(dir, privKey, password, bundles, false)
+}
+
+// ErrRepublished: a version already in the source with other contents.
+// Gateways that have it would keep the old one under the same name, and
+// the fleet would run two models labelled alike.
+var ErrRepublished = errors.New("already published with other contents: publish it under a new version (or -replace)")
+
+// PublishReplacing is Publish that may replace the contents of a version
+// already published.
+func PublishReplacing(dir string, privKey []byte, password string, bundles []string) (*Index, error) {
+	return publish(dir, privKey, password, bundles, true)
+}
+
+func publish(dir string, privKey []byte, password string, bundles []string, replace bool) (*Index, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -34,6 +50,9 @@ func Publish(dir string, privKey []byte, password string, bundles []string) (*In
 			return nil, fmt.Errorf("publish: %s: %w", path, err)
 		}
 		name := defs.FileName(b.Manifest.Version)
+		if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && !replace && !bytes.Equal(old, data) {
+			return nil, fmt.Errorf("publish: %s: version %s: %w", path, b.Manifest.Version, ErrRepublished)
+		}
 		sig, err := defs.Sign(privKey, password, data, defs.TrustedComment(b.Manifest.Version, name, time.Now()))
 		if err != nil {
 			return nil, fmt.Errorf("publish: sign %s: %w", path, err)

@@ -32,6 +32,9 @@ func NewSource(s string) (Source, error) {
 	if s == "" {
 		return nil, errors.New("update: no source given (updates.source or -source)")
 	}
+	if scheme, _, ok := strings.Cut(s, "://"); ok && scheme != "http" && scheme != "https" {
+		return nil, fmt.Errorf("update: source %q: unsupported scheme %q (want https://, http:// or a directory)", s, scheme)
+	}
 	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
 		u, err := url.Parse(s)
 		if err != nil {

@@ -68,10 +68,18 @@ func OpenStore(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("update: definitions.dir is not set")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("update: %w", err)
-	}
+	// Not made here: a command that only reads (update status), run as
+	// root, would leave a directory the service user cannot write to.
+	// Lock and SaveState make it, as the user who writes.
 	return &Store{dir: dir}, nil
+}
+
+// mkdir makes the store's directory if it is missing.
+func (s *Store) mkdir() error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("update: %w", fsHint(err))
+	}
+	return nil
 }
 
 // Dir is the store's directory.
@@ -188,6 +196,9 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 	if !ValidVersion(in.Version) {
 		return fmt.Errorf("update: version %q: %w", in.Version, ErrBadVersion)
 	}
+	if err := s.mkdir(); err != nil {
+		return err
+	}
 	final := filepath.Join(s.dir, in.Version)
 	if !s.Has(in.Version) || !s.holds(in.Version, bundle) {
 		// Not installed, or its copy differs from this verified bundle
@@ -212,7 +223,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		}
 		if err != nil {
 			os.RemoveAll(tmp)
-			return fmt.Errorf("update: install %s: %w", in.Version, err)
+			return fmt.Errorf("update: install %s: %w", in.Version, fsHint(err))
 		}
 		if err := safeio.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("update: install %s: %w", in.Version, err)
@@ -249,6 +260,12 @@ func (s *Store) Activate(version string) error {
 	if !ValidVersion(version) || !s.Has(version) {
 		return fmt.Errorf("update: version %q is not installed", version)
 	}
+	// Recorded before the switch, so that a failure here (disk full, a
+	// directory another user made) leaves everything as it was, rather
+	// than report a failure after the switch.
+	if err := s.touchInstalled(version); err != nil {
+		return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
+	}
 	tmp := filepath.Join(s.dir, ".active-"+randHex())
 	if err := os.Symlink(version, tmp); err != nil {
 		return fmt.Errorf("update: activate %s: %w", version, err)
@@ -260,7 +277,7 @@ func (s *Store) Activate(version string) error {
 	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("update: activate %s: %w", version, err)
 	}
-	return s.touchInstalled(version)
+	return nil
 }
 
 // touchInstalled records version as the most recently made active, so
@@ -304,16 +321,17 @@ func (s *Store) Rollback() (from, to string, err error) {
 	if prev == nil {
 		return from, "", ErrNoPrevious
 	}
-	if err := s.markRolledBack(from); err != nil {
-		return "", "", err
+	if err := s.setRolledBack(from, true); err != nil {
+		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
 	}
 	if err := s.Activate(prev.Version); err != nil {
+		s.setRolledBack(from, false) // still the active one
 		return "", "", err
 	}
 	return from, prev.Version, nil
 }
 
-func (s *Store) markRolledBack(version string) error {
+func (s *Store) setRolledBack(version string, rolledBack bool) error {
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -323,7 +341,7 @@ func (s *Store) markRolledBack(version string) error {
 	if err := json.Unmarshal(b, &in); err != nil {
 		return fmt.Errorf("update: %s: %w", p, err)
 	}
-	in.RolledBack = true
+	in.RolledBack = rolledBack
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(p, meta, 0o644)
 }
@@ -363,6 +381,9 @@ func (s *Store) LoadState() State {
 
 // SaveState writes state.json atomically.
 func (s *Store) SaveState(st State) error {
+	if err := s.mkdir(); err != nil {
+		return err
+	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	return safeio.WriteFile(filepath.Join(s.dir, stateFile), b, 0o644)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -156,5 +157,42 @@ func TestReplaceDir(t *testing.T) {
 	os.Mkdir(tmp, 0o755)
 	if err := replaceDir(tmp, filepath.Join(dir, "2027.1.2")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A switch whose bookkeeping fails (disk full, files another user made)
+// fails before the switch: the version in use stays, and so does a
+// rollback's. The store's directory is made only by what writes.
+func TestActivateFailsBeforeTheSwitch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "defs")
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("OpenStore made %s: %v", dir, err)
+	}
+	install(t, s, "2026.01.1")
+	install(t, s, "2026.02.1")
+	meta := filepath.Join(dir, "2026.01.1", installedFile)
+	os.Remove(meta)
+	os.Mkdir(meta, 0o755) // unreadable as installed.json
+	if err := s.Activate("2026.01.1"); err == nil || !strings.Contains(err.Error(), "nothing was switched") {
+		t.Errorf("Activate: %v", err)
+	}
+	if v := active(t, s); v != "2026.02.1" {
+		t.Errorf("active %s after a failed switch, want 2026.02.1", v)
+	}
+	if _, _, err := s.Rollback(); err == nil {
+		t.Error("Rollback succeeded")
+	}
+	if v := active(t, s); v != "2026.02.1" {
+		t.Errorf("active %s after a failed rollback, want 2026.02.1", v)
+	}
+	list, _ := s.List()
+	for _, in := range list {
+		if in.Version == "2026.02.1" && in.RolledBack {
+			t.Error("the version still in use is marked rolled back from")
+		}
 	}
 }

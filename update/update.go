@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -73,6 +74,9 @@ type Detected struct {
 	Installed bool   // InUse is an installed version, not the built-in one
 	Newest    Offer  // the newest version the source offers that this build can use
 	Available bool   // Newest should be installed
+	// Damaged: the version in use is installed but its copy no longer
+	// reads, and Newest is that version: installing it repairs it.
+	Damaged bool
 	// TooNew is the newest version offered when this build is too old for
 	// it (its min_sclgate), else empty.
 	TooNew Offer
@@ -154,6 +158,8 @@ func (u *Updater) Detect(ctx context.Context) (Detected, error) {
 	switch {
 	case err != nil:
 		result = "error: " + err.Error()
+	case d.Damaged:
+		result = "the version in use, " + d.InUse + ", is damaged: install repairs it"
 	case d.Available:
 		result = "update available: " + d.Newest.Version
 	}
@@ -185,6 +191,11 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	var ok bool
 	d.Newest, ok, d.TooNew = u.newest(ix)
 	d.Available = ok && CompareVersions(d.Newest.Version, d.InUse) > 0 && !u.rolledBack(d.Newest.Version)
+	if ok && d.Installed && d.Newest.Version == d.InUse {
+		if _, err := defs.ReadFile(u.Store.BundlePath(d.InUse)); err != nil {
+			d.Available, d.Damaged = true, true
+		}
+	}
 	return d, nil
 }
 
@@ -288,7 +299,11 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 	if err != nil {
 		return Outcome{}, err
 	}
-	sig, err := fetchSmall(ctx, u.Source, offer.File+".minisig", 64<<10)
+	// Bounded as the index is: the stall guard watches only the bundle's
+	// body, and a signature that never ends would hold the store's lock.
+	sigCtx, cancel := context.WithTimeout(ctx, indexTimeout)
+	sig, err := fetchSmall(sigCtx, u.Source, offer.File+".minisig", 64<<10)
+	cancel()
 	if err != nil {
 		return Outcome{}, fmt.Errorf("update: signature of %s: %w", offer.File, err)
 	}
@@ -379,12 +394,12 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
 	dir := filepath.Join(u.Store.Dir(), ".download")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("update: %w", err)
+		return nil, fmt.Errorf("update: %w", fsHint(err))
 	}
 	part := filepath.Join(dir, o.File+".part")
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("update: %w", err)
+		return nil, fmt.Errorf("update: %w", fsHint(err))
 	}
 	defer f.Close()
 	have, _ := f.Seek(0, io.SeekEnd)
@@ -445,6 +460,15 @@ func diskHint(err error) error {
 		return fmt.Errorf("%w: disk full, free space in definitions.dir (a partial download in its .download/ counts too) and run install again", err)
 	}
 	return err
+}
+
+// fsHint is diskHint, and for a permission error says what usually
+// causes it.
+func fsHint(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: definitions.dir holds files another user made (update commands run as root?): run them as the user serve runs as (runuser -u sclgate -- sclgate update ...), or give that user the directory (chown -R)", err)
+	}
+	return diskHint(err)
 }
 
 // errStalled: the download was cut off by its stall timeout.

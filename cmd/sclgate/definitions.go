@@ -195,18 +195,13 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		log.Error("automatic updates off", slog.Any("err", err))
 		return
 	}
-	src, err := update.NewSource(cfg.Updates.Source)
-	if err != nil {
-		log.Error("automatic updates off", slog.Any("err", err))
-		return
-	}
 	store, err := update.OpenStore(cfg.Definitions.Dir)
 	if err != nil {
 		log.Error("automatic updates off", slog.Any("err", err))
 		return
 	}
 	builtin, _ := builtinDefinitions(nil)
-	u := &update.Updater{Store: store, Keys: keys, Source: src, Builtin: builtin.Version, Sclgate: version, Usable: modelLoads, Log: log}
+	u := &update.Updater{Store: store, Keys: keys, Builtin: builtin.Version, Sclgate: version, Usable: modelLoads, Log: log}
 	wait := time.Second + time.Duration(rand.Float64()*float64(4*time.Second))
 	// Versions this build refused as unusable (another feature set): not
 	// downloaded again at every check, until a restart (an upgrade).
@@ -219,12 +214,23 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		}
 		every := time.Duration(cfg.Updates.Interval)
 		wait = every + time.Duration((rand.Float64()*0.2-0.1)*float64(every))
+		if u.Source == nil {
+			// Opened at each check until it works: a directory source
+			// may be a share mounted after serve starts.
+			src, err := update.NewSource(cfg.Updates.Source)
+			if err != nil {
+				log.Warn("definitions update check failed", slog.String("source", cfg.Updates.Source), slog.Any("err", err))
+				count("error")
+				continue
+			}
+			u.Source = src
+		}
 		d, err := u.Detect(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return // stopped (shutdown, or a reload with new settings): not a failed check
 		case err != nil:
-			log.Warn("definitions update check failed", slog.String("source", src.String()), slog.Any("err", err))
+			log.Warn("definitions update check failed", slog.String("source", u.Source.String()), slog.Any("err", err))
 			count("error")
 		case !d.Available:
 			count("current")
@@ -247,7 +253,12 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 				}
 				continue
 			}
-			log.Info("definitions updated", slog.String("version", out.Version))
+			if out.Already || out.UpToDate {
+				// Someone else (an admin, the timer) installed it meanwhile.
+				count("current")
+				continue
+			}
+			log.Info("definitions updated", slog.String("version", out.Version), slog.Bool("repaired", d.Damaged))
 			count("installed")
 		}
 	}

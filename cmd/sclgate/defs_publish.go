@@ -16,8 +16,9 @@ func defsPublish(e env, args []string) int {
 	keyFile := fs.String("key", "", "minisign secret key `FILE`")
 	dir := fs.String("dir", "", "the update source `DIR`ectory to write")
 	nopass := fs.Bool("nopass", false, "the key has no password (ignore "+passwordEnv+")")
+	replace := fs.Bool("replace", false, "replace the contents of a version already published (gateways that have it keep the old one)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs publish -key NAME.key [-nopass] -dir DIR BUNDLE...")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs publish -key NAME.key [-nopass] [-replace] -dir DIR BUNDLE...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
@@ -36,7 +37,11 @@ func defsPublish(e env, args []string) int {
 	if !ok {
 		return 1
 	}
-	ix, err := update.Publish(*dir, priv, password, fs.Args())
+	publish := update.Publish
+	if *replace {
+		publish = update.PublishReplacing
+	}
+	ix, err := publish(*dir, priv, password, fs.Args())
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs", err)
 		return 1

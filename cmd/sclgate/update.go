@@ -53,6 +53,10 @@ func cmdUpdate(e env, args []string) int {
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return usageExit
 	}
+	if sub == "install" && fs.NArg() > 0 && *version != "" {
+		fmt.Fprintln(e.stderr, "sclgate update install: -version picks a version from the source; a FILE is the version it holds: give one or the other")
+		return usageExit
+	}
 	if maxArgs := map[bool]int{true: 1, false: 0}[sub == "install"]; fs.NArg() > maxArgs {
 		fmt.Fprintf(e.stderr, "sclgate update %s: unexpected argument %q\n", sub, fs.Arg(maxArgs))
 		return usageExit
@@ -81,7 +85,9 @@ func cmdUpdate(e env, args []string) int {
 		if *source != "" {
 			src = *source
 		}
-		if src != "" || sub == "detect" || fs.NArg() == 0 {
+		// An offline install from a file needs no source: the configured
+		// one may be a directory not mounted now.
+		if sub == "detect" || fs.NArg() == 0 {
 			if u.Source, err = update.NewSource(src); err != nil {
 				fmt.Fprintln(e.stderr, err)
 				return exitError
@@ -110,6 +116,10 @@ func cmdUpdate(e env, args []string) int {
 		}
 		fmt.Fprintf(e.stdout, "in use:  %s%s\noffered: %s (created %s) at %s\n", displayVersion(d.InUse), builtinNote(d.Installed),
 			d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)
+		if d.Damaged {
+			fmt.Fprintf(e.stdout, "the version in use, %s, is damaged: installing it again repairs it (run: sclgate update install)\n", d.InUse)
+			return exitUpdateAvailable
+		}
 		if d.Available {
 			fmt.Fprintf(e.stdout, "update available: %s (run: sclgate update install)\n", d.Newest.Version)
 			return exitUpdateAvailable

@@ -173,6 +173,14 @@ func TestUpdateInstallOfflineFile(t *testing.T) {
 	data, _ := os.ReadFile(p)
 	sig, _ := defs.Sign(priv, "", data, defs.TrustedComment("2027.12.1", p, time.Now()))
 	os.WriteFile(p+".minisig", sig, 0o644)
+	// -version picks from the source; a file is its own version.
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.12.2", p); code != 2 || !strings.Contains(errOut, "give one or the other") {
+		t.Errorf("-version with FILE: %d %q", code, errOut)
+	}
+	// The configured source is not needed (an offline site's USB stick
+	// need not be mounted).
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, regexp.MustCompile(`source: \S+`).ReplaceAll(b, []byte("source: /media/not-mounted/sclgate-defs")), 0o644)
 	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, p); code != 0 || !strings.Contains(out, "2027.12.1") {
 		t.Fatalf("offline install: %d %q %q", code, out, errOut)
 	}
@@ -251,6 +259,16 @@ func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "2 versions") {
 		t.Fatalf("publish: %d %q %q", code, out, errOut)
 	}
+	// A published version keeps its contents: gateways that have it
+	// would not fetch it again. The same bytes again are fine.
+	model, _ := smallModel()
+	other := bundleNeeding(t, "2027.11.1", model, "0.1.0")
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, other); code != 1 || !strings.Contains(errOut, "already published with other contents") {
+		t.Errorf("republish with other contents: %d %q", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.11.1")); code != 0 {
+		t.Errorf("republish of the same bytes: %d %q", code, errOut)
+	}
 	cfg := filepath.Join(dir, "sclgate.yaml")
 	os.WriteFile(cfg, []byte("definitions:\n  dir: "+filepath.Join(dir, "defs")+"\nupdates:\n  source: "+src+"\n  trusted_keys: ["+key+".pub]\n"), 0o644)
 	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "2027.11.1") {
@@ -319,6 +337,11 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "in use:     "+builtinVersion()+" (built in: the active version 2027.10.1 is unusable: ") ||
 		!strings.Contains(errOut, "what to do: install it again (sclgate update install -version 2027.10.1, or update install FILE), or sclgate update rollback") {
 		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+	// detect says so too (exit 10: something to install), as the
+	// automatic updater then installs it.
+	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "the version in use, 2027.10.1, is damaged: installing it again repairs it") {
+		t.Errorf("detect: %d %q", code, out)
 	}
 	code, out, errOut = sclgate(t, "", "serve", "-check", "-config", cfg)
 	if code != 0 || !strings.Contains(out+errOut, "installed definitions unusable") || !strings.Contains(out+errOut, "serve will score with the built-in") {
