@@ -425,6 +425,9 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 		sr.arm()
 		defer sr.stop()
 		w := &progressWriter{w: f, done: have, total: o.Size, report: u.Progress}
+		if u.Progress != nil {
+			u.Progress(have, o.Size) // where this run starts, for its rate
+		}
 		_, err = io.Copy(w, io.LimitReader(sr, o.Size-have))
 		if errors.Is(context.Cause(ctx), errStalled) {
 			err = fmt.Errorf("%w: nothing came for %v", errStalled, sr.d)

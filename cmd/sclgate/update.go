@@ -251,9 +251,13 @@ func newProgress(e env) func(done, total int64) {
 	start := time.Now()
 	var last time.Time
 	lastTenth := int64(-1)
+	base := int64(-1) // what was there before this run (a resumed download)
 	return func(done, total int64) {
 		now := time.Now()
-		rate := float64(done) / max(now.Sub(start).Seconds(), 0.001)
+		if base < 0 {
+			base, start = done, now
+		}
+		rate := float64(done-base) / max(now.Sub(start).Seconds(), 0.001)
 		if tty {
 			if now.Sub(last) < 100*time.Millisecond && done != total {
 				return
