@@ -338,6 +338,8 @@ func printHint(e env, err error) {
 		hint = "the file was changed after it was signed, or the signature is not its own: do not use it; fetch both again from the publisher, and tell them if it persists"
 	case errors.Is(err, defs.ErrChecksum):
 		hint = "the download was damaged on the way or the source's copy differs from what it signed: run install again (it starts over); if it persists, tell the publisher"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		hint = "the source's TLS certificate has expired, or is not valid yet (is this machine's clock right?): have it renewed"
 	case errors.As(err, &unknownAuthority), errors.As(err, &invalid):
 		hint = "the source's TLS certificate is not trusted here: have it fixed, or add its CA to this machine's trust store (or point SSL_CERT_FILE at it)"
 	case errors.As(err, &hostname):

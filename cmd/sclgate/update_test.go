@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	binenc "encoding/binary"
 	"fmt"
 	"net"
@@ -359,5 +361,15 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 	}
 	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "nothing to do") {
 		t.Errorf("install again: %d %q", code, out)
+	}
+}
+
+// An expired certificate is not a trust problem: the hint says so.
+func TestPrintHintExpiredCertificate(t *testing.T) {
+	var out strings.Builder
+	err := fmt.Errorf("update: download: %w", &tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}})
+	printHint(env{stderr: &out}, err)
+	if !strings.Contains(out.String(), "has expired") || strings.Contains(out.String(), "trust store") {
+		t.Errorf("hint %q", out.String())
 	}
 }
