@@ -355,13 +355,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass := r.PostForm.Get("user"), r.PostForm.Get("password")
 	ip := remoteIP(r)
-	if wait := s.logins.wait(s.now(), ip, user); wait > 0 {
+	wait, logIt, done := s.logins.begin(s.now(), ip, user)
+	if wait > 0 {
 		mins := int((wait + time.Minute - 1) / time.Minute)
-		s.log.Warn("archive web: login refused: too many failed logins", slog.String("user", user), slog.String("remote", ip), slog.Duration("wait", wait))
+		if logIt { // at most once a minute per address: refusals cost nothing to send
+			s.log.Warn("archive web: login refused: too many failed logins", slog.String("user", clean(user, 200)), slog.String("remote", ip), slog.Duration("wait", wait))
+		}
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 		s.renderLogin(w, r, http.StatusTooManyRequests, user, fmt.Sprintf("Too many failed logins; try again in %d minute(s).", mins))
 		return
 	}
+	ok := false
+	defer func() { done(ok) }()
 	s.mu.Lock()
 	hash, known := s.users[user]
 	s.mu.Unlock()
@@ -369,12 +374,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		hash = string(dummyHash)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(pass)) != nil || !known {
-		s.logins.failed(s.now(), ip, user)
-		s.log.Warn("archive web: login failed", slog.String("user", user), slog.String("remote", ip))
+		s.log.Warn("archive web: login failed", slog.String("user", clean(user, 200)), slog.String("remote", ip))
 		s.renderLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
 		return
 	}
-	s.logins.succeeded(ip, user)
 	tok := randomToken()
 	now := s.now()
 	s.mu.Lock()
@@ -385,6 +388,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
 		return
 	}
+	ok = true
 	if len(s.sessions) >= maxSessions {
 		s.pruneLocked(now)
 	}

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -741,5 +742,30 @@ func TestLoginThrottled(t *testing.T) {
 	}
 	if resp := c2.login("yet-another", "x"); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("after %d failures from one address: %d, want 429", loginsPerIP, resp.StatusCode)
+	}
+}
+
+// Parallel attempts cannot all pass the check before the first fails:
+// each counts from when it starts.
+func TestLoginThrottleParallel(t *testing.T) {
+	s := newTestServer(t)
+	var wg sync.WaitGroup
+	var checked, refused atomic.Int32
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient(t, s.ts.URL)
+			switch c.login(testUser, "wrong").StatusCode {
+			case http.StatusUnauthorized:
+				checked.Add(1)
+			case http.StatusTooManyRequests:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if checked.Load() > loginsPerUser || checked.Load()+refused.Load() != 30 {
+		t.Errorf("%d passwords checked, %d refused; want at most %d checked", checked.Load(), refused.Load(), loginsPerUser)
 	}
 }
