@@ -159,6 +159,9 @@ func (s *Store) BundlePath(version string) string {
 // List returns the installed versions, newest install first.
 func (s *Store) List() ([]Installed, error) {
 	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // nothing installed yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}

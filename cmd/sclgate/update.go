@@ -155,6 +155,11 @@ func cmdUpdate(e env, args []string) int {
 		fmt.Fprintf(e.stdout, "installed and activated %s; a running sclgate serve switches to it within seconds\n", out.Version)
 		return 0
 	case "rollback":
+		if _, err := store.Active(); errors.Is(err, update.ErrNoneInstalled) {
+			// Nothing to roll back: said without making definitions.dir.
+			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
+			return exitError
+		}
 		unlock, err := store.Lock(ctx, waitingNote(e, store))
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)

@@ -373,3 +373,21 @@ func TestPrintHintExpiredCertificate(t *testing.T) {
 		t.Errorf("hint %q", out.String())
 	}
 }
+
+// On a host where nothing was ever installed, status and rollback say so
+// and leave definitions.dir unmade (a root shell would make it root's).
+func TestUpdateFreshHost(t *testing.T) {
+	dir := t.TempDir()
+	defsDir := filepath.Join(dir, "defs")
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("definitions:\n  dir: "+defsDir+"\n"), 0o644)
+	if code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "nothing installed in "+defsDir) {
+		t.Errorf("status: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no definitions installed") {
+		t.Errorf("rollback: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(defsDir); !os.IsNotExist(err) {
+		t.Errorf("%s made: %v", defsDir, err)
+	}
+}
