@@ -275,9 +275,10 @@ type smtpTxn struct {
 
 func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) error {
 	t.stop()
-	stop := context.AfterFunc(ctx, func() { t.dc.conn.Close() })
+	dc := t.dc // not t.dc when the timer fires: Abort may have cleared it
+	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer stop()
-	if err := t.dc.c.Rcpt(to, nil); err != nil {
+	if err := dc.c.Rcpt(to, nil); err != nil {
 		return &downstreamError{op: "rcpt", err: err}
 	}
 	t.rcpt = append(t.rcpt, to)

@@ -2,12 +2,16 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // lateNoopDownstream is a scripted SMTP server on 127.0.0.1 that answers
@@ -114,5 +118,41 @@ func TestBDATResetDuringKeepAlive(t *testing.T) {
 			t.Errorf("after RSET: %q", r)
 		}
 		rc.c.Close()
+	}
+}
+
+// Past its bound, Shutdown cuts the sessions still open off, also those
+// whose message is being relayed (go-smtp's own Close does nothing once
+// its Shutdown has begun), and does not wait for them one by one.
+func TestShutdownCutsBusySessionsOff(t *testing.T) {
+	ds := startDownstream(t, false)
+	ds.setDataHook(func(c *smtp.Conn, r io.Reader) error {
+		select { // a downstream that takes long over DATA
+		case <-ds.stop:
+		case <-time.After(20 * time.Second):
+		}
+		io.Copy(io.Discard, r)
+		return nil
+	})
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 30s}"})
+	var clients []*rawConn
+	for i := range 4 {
+		rc := addressed(t, g.addr)
+		rc.expectCode("DATA", "354 ")
+		rc.write(string(testMessage(fmt.Sprint("busy ", i), hamPhrase)) + ".\r\n")
+		clients = append(clients, rc)
+	}
+	time.Sleep(300 * time.Millisecond) // all four waiting on the downstream
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	g.srv.Shutdown(ctx)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	for i, rc := range clients {
+		if err := rc.expectClosed(3 * time.Second); err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
 	}
 }

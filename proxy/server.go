@@ -179,6 +179,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.smtp.Shutdown(ctx)
 	if err != nil {
+		// The bound is reached: cut the sessions still open off. go-smtp's
+		// Close does nothing once its Shutdown has begun, so their
+		// connections are closed here; each session then ends in its
+		// own goroutine (Logout waits at most logoutWait there).
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.netConn.Close()
+		}
+		s.mu.Unlock()
 		s.smtp.Close()
 	}
 	// Until here, newcomers were told 421 4.3.2 (see limitListener.Close).

@@ -73,12 +73,15 @@ type session struct {
 	errors    atomic.Int32
 	authFails atomic.Int32
 	deferred  int // recipients of this transaction told to come again (452), not counted as refusals
-	// dataSem (capacity 1) is held while a message is taken in, scored
-	// and passed on: under BDAT, go-smtp calls Reset (RSET, a failed
-	// chunk) or Logout (disconnect) from another goroutine while Data
-	// still runs, and they must not end the downstream transaction under
-	// its feet. A channel, not a mutex: Logout waits for it with a bound.
-	dataSem chan struct{}
+	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
+	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
+	// failed chunk) or Logout (disconnect) from another goroutine while
+	// Data still runs, and they must not end the downstream transaction
+	// under its feet. A channel, not a mutex: Logout waits for it with a
+	// bound, and then leaves the end of the transaction to whoever holds
+	// it (loggedOut).
+	dataSem   chan struct{}
+	loggedOut atomic.Bool
 	// raw is the plaintext connection, for checks on the bytes before
 	// go-smtp's DATA reader changes them; nil under TLS.
 	raw *limitConn
@@ -185,13 +188,28 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.over() {
 		return errTooManyErrors
 	}
+	s.hold()
+	defer s.unhold()
 	return s.counted(s.mail(from, opts), "mail")
+}
+
+// hold takes dataSem; unhold gives it back, first ending the downstream
+// transaction if the session was logged out meanwhile.
+func (s *session) hold() { s.dataSem <- struct{}{} }
+func (s *session) unhold() {
+	if s.loggedOut.Load() && s.ds != nil {
+		s.ds.Abort()
+		s.ds = nil
+	}
+	<-s.dataSem
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.over() {
 		return errTooManyErrors
 	}
+	s.hold()
+	defer s.unhold()
 	return s.counted(s.rcpt(to, opts), "rcpt")
 }
 
@@ -288,8 +306,8 @@ func (s *session) acceptedDomain(addr string) bool {
 }
 
 func (s *session) data(r io.Reader) error {
-	s.dataSem <- struct{}{}
-	defer func() { <-s.dataSem }()
+	s.hold()
+	defer s.unhold()
 	cfg := s.p.Config
 	if s.lc != nil {
 		// Until Reset: go-smtp may still read (and discard) the rest of
@@ -701,6 +719,7 @@ func (s *session) Logout() error {
 		select {
 		case s.dataSem <- struct{}{}:
 		case <-time.After(logoutWait):
+			s.loggedOut.Store(true) // the holder ends the transaction
 			s.srv.endSession(s)
 			return nil
 		}
