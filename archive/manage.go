@@ -82,13 +82,22 @@ func (s *Store) CheckMove(subdir string) error {
 	if st, err := os.Stat(dstDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("archive: %s is not a directory", dstDir)
 	}
-	for _, d := range []string{s.dir, dstDir} {
-		f, err := os.CreateTemp(d, ".sclgate-move-check-*")
-		if err != nil {
-			return fmt.Errorf("archive: %s takes no new files: %w", d, err)
-		}
-		f.Close()
+	// Do what Move does with a file of our own: made in the archive
+	// directory (named as a temporary file, which CleanTemp removes if a
+	// crash leaves it), renamed into dstDir (which fails across file
+	// systems, or in a sticky directory), removed there.
+	f, err := os.CreateTemp(s.dir, tempPrefix+"move-check-*"+tempSuffix)
+	if err != nil {
+		return fmt.Errorf("archive: %s takes no new files: %w", s.dir, err)
+	}
+	f.Close()
+	moved := filepath.Join(dstDir, filepath.Base(f.Name()))
+	if err := os.Rename(f.Name(), moved); err != nil {
 		os.Remove(f.Name())
+		return fmt.Errorf("archive: files cannot be moved into %s: %w", dstDir, err)
+	}
+	if err := os.Remove(moved); err != nil {
+		return fmt.Errorf("archive: %w", err)
 	}
 	return nil
 }

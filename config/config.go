@@ -377,7 +377,7 @@ func (c *Config) validate() error {
 	if time.Duration(c.Updates.Interval) < time.Minute {
 		bad("updates.interval: %v is shorter than a minute", time.Duration(c.Updates.Interval))
 	}
-	if scheme, _, ok := strings.Cut(c.Updates.Source, "://"); ok && scheme != "http" && scheme != "https" {
+	if scheme, _, ok := strings.Cut(c.Updates.Source, "://"); ok && !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
 		bad("updates.source: %q: unsupported scheme %q (want https://, http:// or a directory)", c.Updates.Source, scheme)
 	}
 	if c.Updates.Enabled && (c.Updates.Source == "" || len(c.Updates.TrustedKeys) == 0) {

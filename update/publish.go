@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
@@ -40,6 +41,23 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
+	// What the source already offers, by version: a published version
+	// keeps its contents, also when its file was since removed.
+	published := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(dir, IndexFile)); err == nil {
+		if old, err := ParseIndex(b); err == nil {
+			for _, o := range old.Versions {
+				published[o.Version] = strings.ToLower(o.SHA256)
+			}
+		}
+	}
+	// All checked first, then all written: nothing is published when one
+	// bundle is refused.
+	type item struct {
+		path, name string
+		data, sig  []byte
+	}
+	var items []item
 	for _, path := range bundles {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -49,18 +67,27 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 		if err != nil {
 			return nil, fmt.Errorf("publish: %s: %w", path, err)
 		}
-		name := defs.FileName(b.Manifest.Version)
-		if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && !replace && !bytes.Equal(old, data) {
-			return nil, fmt.Errorf("publish: %s: version %s: %w", path, b.Manifest.Version, ErrRepublished)
+		v := b.Manifest.Version
+		name := defs.FileName(v)
+		sum := sha256.Sum256(data)
+		same := hex.EncodeToString(sum[:])
+		if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && !bytes.Equal(old, data) {
+			same = ""
 		}
-		sig, err := defs.Sign(privKey, password, data, defs.TrustedComment(b.Manifest.Version, name, time.Now()))
+		if was, ok := published[v]; !replace && (ok && was != same || same == "") {
+			return nil, fmt.Errorf("publish: %s: version %s: %w", path, v, ErrRepublished)
+		}
+		sig, err := defs.Sign(privKey, password, data, defs.TrustedComment(v, name, time.Now()))
 		if err != nil {
 			return nil, fmt.Errorf("publish: sign %s: %w", path, err)
 		}
-		if err := safeio.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		items = append(items, item{path, name, data, sig})
+	}
+	for _, it := range items {
+		if err := safeio.WriteFile(filepath.Join(dir, it.name), it.data, 0o644); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
-		if err := safeio.WriteFile(filepath.Join(dir, name+".minisig"), sig, 0o644); err != nil {
+		if err := safeio.WriteFile(filepath.Join(dir, it.name+".minisig"), it.sig, 0o644); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
 	}

@@ -32,10 +32,11 @@ func NewSource(s string) (Source, error) {
 	if s == "" {
 		return nil, errors.New("update: no source given (updates.source or -source)")
 	}
-	if scheme, _, ok := strings.Cut(s, "://"); ok && scheme != "http" && scheme != "https" {
+	scheme, _, isURL := strings.Cut(s, "://")
+	if isURL && !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") {
 		return nil, fmt.Errorf("update: source %q: unsupported scheme %q (want https://, http:// or a directory)", s, scheme)
 	}
-	if strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") {
+	if isURL {
 		u, err := url.Parse(s)
 		if err != nil {
 			return nil, fmt.Errorf("update: source %q: %w", s, err)

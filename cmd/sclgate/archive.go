@@ -150,8 +150,10 @@ func (c *archiveCmd) parse(args []string) int {
 	return -1
 }
 
+// errorf reports a problem on stderr, made printable: it may name files
+// (and IDs) from the archive directory, whose names anyone could choose.
 func (c *archiveCmd) errorf(format string, a ...any) {
-	fmt.Fprintf(c.e.stderr, "sclgate archive %s: %s\n", c.name, fmt.Sprintf(format, a...))
+	fmt.Fprintf(c.e.stderr, "sclgate archive %s: %s\n", c.name, printable(fmt.Sprintf(format, a...)))
 }
 
 // listEntry is one message in "archive list -json".
@@ -574,7 +576,7 @@ func archivePurge(e env, args []string) int {
 		verb = "would delete"
 	}
 	for _, it := range removed {
-		fmt.Fprintf(e.stdout, "%s %s (received %s)\n", verb, it.ID, it.Received.UTC().Format(time.RFC3339))
+		fmt.Fprintf(e.stdout, "%s %s (received %s)\n", verb, printLine(it.ID), it.Received.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(e.stdout, "%s %d message(s) received before %s\n", verb, len(removed), time.Now().Add(-age).UTC().Format(time.RFC3339))
 	if err != nil {

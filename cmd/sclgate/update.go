@@ -53,8 +53,8 @@ func cmdUpdate(e env, args []string) int {
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return usageExit
 	}
-	if sub == "install" && fs.NArg() > 0 && *version != "" {
-		fmt.Fprintln(e.stderr, "sclgate update install: -version picks a version from the source; a FILE is the version it holds: give one or the other")
+	if sub == "install" && fs.NArg() > 0 && (*version != "" || *source != "") {
+		fmt.Fprintln(e.stderr, "sclgate update install: -version and -source pick a version from a source; a FILE is the version it holds: give one or the other")
 		return usageExit
 	}
 	if maxArgs := map[bool]int{true: 1, false: 0}[sub == "install"]; fs.NArg() > maxArgs {

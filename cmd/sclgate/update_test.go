@@ -271,6 +271,18 @@ func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.11.1")); code != 0 {
 		t.Errorf("republish of the same bytes: %d %q", code, errOut)
 	}
+	// Also when its file was removed: the index remembers. And one bundle
+	// refused means none of them is published.
+	os.Remove(filepath.Join(src, defs.FileName("2027.11.1")))
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.12.1"), other); code != 1 || !strings.Contains(errOut, "already published with other contents") {
+		t.Errorf("republish after the file was removed: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(src, defs.FileName("2027.12.1"))); err == nil {
+		t.Error("2027.12.1 was published though the batch was refused")
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.11.1")); code != 0 {
+		t.Errorf("publishing the same bytes again: %d %q", code, errOut)
+	}
 	cfg := filepath.Join(dir, "sclgate.yaml")
 	os.WriteFile(cfg, []byte("definitions:\n  dir: "+filepath.Join(dir, "defs")+"\nupdates:\n  source: "+src+"\n  trusted_keys: ["+key+".pub]\n"), 0o644)
 	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "2027.11.1") {
