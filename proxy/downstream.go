@@ -378,25 +378,34 @@ func (t *smtpTxn) KeepAlive() (stop func()) {
 		return func() {}
 	}
 	t.stop()
-	done, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		tk := time.NewTicker(t.d.keepAlive)
-		defer tk.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tk.C:
-			}
-			if err := dc.c.Noop(); err != nil {
-				dc.conn.Close()
-				return
-			}
+	// A timer, not a goroutine: this runs after MAIL and every RCPT, and
+	// most transactions end long before the first NOOP is due. mu is
+	// held while a NOOP is under way, so that stop waits for it.
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	mu.Lock()
+	timer = time.AfterFunc(t.d.keepAlive, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	var once sync.Once
-	t.stopKeepAlive = func() { once.Do(func() { close(done); <-exited }) }
+		if err := dc.c.Noop(); err != nil {
+			dc.conn.Close()
+			return
+		}
+		timer.Reset(t.d.keepAlive)
+	})
+	mu.Unlock()
+	t.stopKeepAlive = func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		mu.Unlock()
+	}
 	return t.stopKeepAlive
 }
 
