@@ -84,8 +84,8 @@ func (s *Store) CheckMove(subdir string) error {
 	}
 	// Do what Move does with a file of our own: made in the archive
 	// directory (named as a temporary file, which CleanTemp removes if a
-	// crash leaves it), renamed into dstDir (which fails across file
-	// systems, or in a sticky directory), removed there.
+	// crash leaves it there), renamed into dstDir (which fails across
+	// file systems), removed there.
 	f, err := os.CreateTemp(s.dir, tempPrefix+"move-check-*"+tempSuffix)
 	if err != nil {
 		return fmt.Errorf("archive: %s takes no new files: %w", s.dir, err)

@@ -184,10 +184,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// connections are closed here; each session then ends in its
 		// own goroutine (Logout waits at most logoutWait there).
 		s.mu.Lock()
+		var open []net.Conn
 		for sess := range s.sessions {
-			sess.netConn.Close()
+			open = append(open, sess.netConn)
 		}
 		s.mu.Unlock()
+		for _, c := range open { // outside the lock: a TLS close may wait on its peer
+			c.Close()
+		}
 		s.smtp.Close()
 	}
 	// Until here, newcomers were told 421 4.3.2 (see limitListener.Close).

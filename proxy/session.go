@@ -308,6 +308,13 @@ func (s *session) acceptedDomain(addr string) bool {
 func (s *session) data(r io.Reader) error {
 	s.hold()
 	defer s.unhold()
+	if !s.inTxn.Load() || s.p == nil {
+		// A BDAT chunk's transfer that go-smtp started just before a
+		// pipelined RSET (or a failed chunk) reset the transaction: it
+		// belongs to no transaction now. Not a refusal, nothing to count.
+		io.Copy(io.Discard, r)
+		return errStaleData
+	}
 	cfg := s.p.Config
 	if s.lc != nil {
 		// Until Reset: go-smtp may still read (and discard) the rest of
@@ -401,6 +408,10 @@ func (s *session) data(r io.Reader) error {
 	case errors.Is(err, errSpool):
 		log.Error("spooling the message failed; deferred", slog.Any("err", err))
 		return errInternal
+	case errors.Is(err, smtp.ErrDataReset):
+		// RSET (or a failed chunk) under a BDAT transfer: go-smtp has
+		// answered already; not a refusal.
+		return errStaleData
 	default:
 		// A timeout or a dropped connection: the client gets no 250, so
 		// it still has the message.
@@ -458,6 +469,10 @@ func (s *session) data(r io.Reader) error {
 const spoolMem = 256 << 10
 
 var errSpool = errors.New("spool")
+
+// errStaleData answers a BDAT transfer whose transaction was reset under
+// it; go-smtp has answered the client already and drops this.
+var errStaleData = errors.New("BDAT data after its transaction was reset")
 
 // readBufPool holds readData's buffers: one per message in flight, not one
 // per message received.

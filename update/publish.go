@@ -45,10 +45,12 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	// keeps its contents, also when its file was since removed.
 	published := map[string]string{}
 	if b, err := os.ReadFile(filepath.Join(dir, IndexFile)); err == nil {
-		if old, err := ParseIndex(b); err == nil {
-			for _, o := range old.Versions {
-				published[o.Version] = strings.ToLower(o.SHA256)
-			}
+		old, err := ParseIndex(b)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %s: %w (fix or remove it first)", filepath.Join(dir, IndexFile), err)
+		}
+		for _, o := range old.Versions {
+			published[o.Version] = strings.ToLower(o.SHA256)
 		}
 	}
 	// All checked first, then all written: nothing is published when one
@@ -58,6 +60,7 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 		data, sig  []byte
 	}
 	var items []item
+	inRun := map[string]string{}
 	for _, path := range bundles {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -77,6 +80,11 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 		if was, ok := published[v]; !replace && (ok && was != same || same == "") {
 			return nil, fmt.Errorf("publish: %s: version %s: %w", path, v, ErrRepublished)
 		}
+		// Two bundles of one version in one run: which would win?
+		if was, ok := inRun[v]; ok && was != hex.EncodeToString(sum[:]) {
+			return nil, fmt.Errorf("publish: %s: version %s is given twice, with other contents", path, v)
+		}
+		inRun[v] = hex.EncodeToString(sum[:])
 		sig, err := defs.Sign(privKey, password, data, defs.TrustedComment(v, name, time.Now()))
 		if err != nil {
 			return nil, fmt.Errorf("publish: sign %s: %w", path, err)

@@ -271,6 +271,10 @@ func TestDefsPublishThenUpdateFromDirectory(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", src, testBundle(t, "2027.11.1")); code != 0 {
 		t.Errorf("republish of the same bytes: %d %q", code, errOut)
 	}
+	// Two bundles of one version in one run, with other contents: refused.
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", key+".key", "-nopass", "-dir", filepath.Join(dir, "site2"), testBundle(t, "2027.11.1"), other); code != 1 || !strings.Contains(errOut, "is given twice") {
+		t.Errorf("one version twice: %d %q", code, errOut)
+	}
 	// Also when its file was removed: the index remembers. And one bundle
 	// refused means none of them is published.
 	os.Remove(filepath.Join(src, defs.FileName("2027.11.1")))
