@@ -186,7 +186,9 @@ func (l *lockedBuffer) String() string {
 // go-smtp v0.25.1 itself races here (the old chunk's goroutine reads
 // Conn.dataResult, which the next BDAT replaces, with nothing ordering
 // the two), so the race detector stops the test whatever sclgate does:
-// scripts/test.sh runs it again without -race.
+// scripts/test.sh runs it again without -race. The same race can hand
+// the old transfer's answer to the next one; sclgate makes that answer
+// come at once, and a 4xx.
 func TestBDATZeroThenRSET(t *testing.T) {
 	if raceEnabled {
 		t.Skip("go-smtp's own data race on Conn.dataResult; run without -race (scripts/test.sh does)")
@@ -202,19 +204,30 @@ func TestBDATZeroThenRSET(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	rc := ehloed(t, ln.Addr().String())
-	for i := range 100 {
-		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-		rc.write("BDAT 0\r\nRSET\r\n")
-		if l := rc.reply(); !strings.HasPrefix(l[len(l)-1], "250 ") {
-			t.Fatalf("round %d: BDAT 0: %q", i, l)
-		}
-		if l := rc.reply(); !strings.HasPrefix(l[len(l)-1], "250 ") {
-			t.Fatalf("round %d: RSET: %q", i, l)
+	const rounds = 200
+	for i := range rounds {
+		// All pipelined, as a hostile (or hasty) client sends it: the
+		// reset transfer's goroutine may come to run during the next
+		// transaction, whose answer must still be its own.
+		msg := testMessage(fmt.Sprint("round ", i), hamPhrase)
+		rc.write(fmt.Sprintf("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>\r\nBDAT 0\r\nRSET\r\n"+
+			"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>\r\nBDAT %d LAST\r\n%s", len(msg), msg))
+		for j, what := range []string{"MAIL", "RCPT", "BDAT 0", "RSET", "MAIL", "RCPT", "BDAT LAST"} {
+			l := rc.reply()
+			last := l[len(l)-1]
+			// go-smtp may give the reset transfer's late answer for the
+			// next one (see above): that must be a 4xx, so the client
+			// sends again (a duplicate), never a 5xx (a bounce of mail
+			// that was delivered).
+			if strings.HasPrefix(last, "250 ") || what == "BDAT LAST" && last == "451 4.3.0 Transaction was reset, send the message again" {
+				continue
+			}
+			t.Fatalf("round %d, reply %d (%s): %q", i, j, what, l)
 		}
 	}
-	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("after", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
-		t.Errorf("a message after: %q", reply)
+	ds.waitIdle()
+	if n := len(ds.messages()); n != rounds {
+		t.Errorf("downstream got %d messages, want %d (each delivered once)", n, rounds)
 	}
 	if strings.Contains(logs.String(), "panic") {
 		t.Errorf("panics logged:\n%.2000s", logs.String())

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -214,13 +215,34 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
+	if pipe != nil {
+		// go-smtp runs a BDAT transfer in a goroutine of its own, started
+		// at the first chunk, which may come to run only after the
+		// transaction was reset (BDAT 0, RSET) and a new one begun. Its
+		// pipe then says so at once: such a transfer must not wait for,
+		// nor touch, the transaction in progress, and ends here at once
+		// (go-smtp would otherwise take its late answer for the next
+		// transfer's, whose own then never gets read).
+		var b [1]byte
+		n, err := pipe.Read(b[:])
+		if errors.Is(err, smtp.ErrDataReset) {
+			return errStaleData
+		}
+		if n > 0 {
+			r = io.MultiReader(bytes.NewReader(b[:n]), pipe)
+		}
+	}
 	if s.over() {
 		io.Copy(io.Discard, r) // go-smtp wants the data read
 		return errTooManyErrors
 	}
-	err := s.data(r)
+	err := s.data(r, pipe)
 	if se := (*smtp.SMTPError)(nil); err == nil || errors.As(err, &se) && se.Code == 250 {
 		s.errors.Store(0) // delivered (relayed, archived or deleted by the gateway action)
+	}
+	if err == errStaleData {
+		return err // not a refusal
 	}
 	return s.counted(err, "data")
 }
@@ -305,7 +327,7 @@ func (s *session) acceptedDomain(addr string) bool {
 	return false
 }
 
-func (s *session) data(r io.Reader) error {
+func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	s.hold()
 	defer s.unhold()
 	if !s.inTxn.Load() || s.p == nil {
@@ -345,7 +367,7 @@ func (s *session) data(r io.Reader) error {
 	setDeadline := func(n int) { conn.SetReadDeadline(clock.next(n, time.Now())) }
 	var timedOut atomic.Bool
 	stop := func() {}
-	if pr, ok := r.(*io.PipeReader); ok {
+	if pr := pipe; pr != nil {
 		// BDAT: go-smtp copies each chunk from the connection into this
 		// pipe in its own goroutine, and turns a read error there into
 		// its permanent 554 with the error's text, and resets the read
@@ -471,8 +493,10 @@ const spoolMem = 256 << 10
 var errSpool = errors.New("spool")
 
 // errStaleData answers a BDAT transfer whose transaction was reset under
-// it; go-smtp has answered the client already and drops this.
-var errStaleData = errors.New("BDAT data after its transaction was reset")
+// it; go-smtp has answered the client already and drops this. A 4xx, in
+// case go-smtp ever gives it to the client for another transfer: then
+// the client sends again rather than bounce the message.
+var errStaleData = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Transaction was reset, send the message again"}
 
 // readBufPool holds readData's buffers: one per message in flight, not one
 // per message received.
