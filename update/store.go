@@ -350,8 +350,14 @@ func (s *Store) setRolledBack(version string, rolledBack bool) error {
 	return safeio.WriteFile(p, meta, 0o644)
 }
 
+// partialMaxAge is how long a partial download in .download/ is kept for
+// a later install to resume: one left longer was abandoned (its version
+// was superseded, or its source gone), and would otherwise stay forever.
+const partialMaxAge = 7 * 24 * time.Hour
+
 // Prune removes installed versions beyond the newest Keep (never the
-// active one) and leftovers of interrupted installs.
+// active one), leftovers of interrupted installs, and partial downloads
+// not resumed for partialMaxAge.
 func (s *Store) Prune() error {
 	list, err := s.List()
 	if err != nil {
@@ -369,6 +375,13 @@ func (s *Store) Prune() error {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), ".active-") {
 			os.RemoveAll(filepath.Join(s.dir, e.Name()))
+		}
+	}
+	dl := filepath.Join(s.dir, ".download")
+	ents, _ = os.ReadDir(dl)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > partialMaxAge {
+			os.Remove(filepath.Join(dl, e.Name()))
 		}
 	}
 	return nil

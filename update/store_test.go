@@ -75,6 +75,15 @@ func TestStorePruneKeepsThree(t *testing.T) {
 		install(t, s, v)
 	}
 	os.Mkdir(filepath.Join(s.Dir(), ".tmp-6-abc"), 0o755) // an interrupted install
+	// Partial downloads: one abandoned for over a week, one fresh enough
+	// to be resumed.
+	dl := filepath.Join(s.Dir(), ".download")
+	os.Mkdir(dl, 0o755)
+	old, fresh := filepath.Join(dl, "sclgate-defs-6.tar.gz.part"), filepath.Join(dl, "sclgate-defs-7.tar.gz.part")
+	os.WriteFile(old, []byte("abc"), 0o644)
+	os.WriteFile(fresh, []byte("abc"), 0o644)
+	week := time.Now().Add(-partialMaxAge - time.Hour)
+	os.Chtimes(old, week, week)
 	if err := s.Prune(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +97,12 @@ func TestStorePruneKeepsThree(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir(), ".tmp-6-abc")); err == nil {
 		t.Error("leftover temp dir kept")
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("partial download abandoned for over a week kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("recent partial download removed: %v", err)
 	}
 }
 
