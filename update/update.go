@@ -125,6 +125,19 @@ func (u *Updater) inUse() (string, bool) {
 	return u.Builtin, false
 }
 
+// ErrNotIndex: what the source served as its index (or the index's
+// signature) is not one at all, but a web page: the source URL is not the
+// directory defs publish wrote.
+var ErrNotIndex = errors.New("not a definitions index")
+
+// looksHTML reports whether b starts, after white space and a UTF-8 BOM,
+// like an HTML or XML document; an index is JSON and a signature starts
+// with "untrusted comment:".
+func looksHTML(b []byte) bool {
+	b = bytes.TrimLeft(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), " \t\r\n")
+	return len(b) > 0 && b[0] == '<'
+}
+
 // Index fetches the source's index and checks its signature.
 func (u *Updater) Index(ctx context.Context) (*Index, error) {
 	if u.Source == nil {
@@ -136,9 +149,19 @@ func (u *Updater) Index(ctx context.Context) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}
+	// A web server that answers every path with a page (a site's front
+	// page or its "not found" page sent with 200, a captive portal) would
+	// otherwise fail as a bad signature, which sends the admin looking
+	// for tampering instead of at the URL.
+	if looksHTML(data) {
+		return nil, fmt.Errorf("update: %s%s: %w: the source answered with a web page", withSlash(u.Source.String()), IndexFile, ErrNotIndex)
+	}
 	sig, err := fetchSmall(ctx, u.Source, IndexFile+".minisig", 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("update: index signature: %w", err)
+	}
+	if looksHTML(sig) {
+		return nil, fmt.Errorf("update: %s%s.minisig: %w: the source answered with a web page", withSlash(u.Source.String()), IndexFile, ErrNotIndex)
 	}
 	if _, _, err := defs.Verify(u.Keys, data, sig); err != nil {
 		return nil, fmt.Errorf("update: %s%s: %w", withSlash(u.Source.String()), IndexFile, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -550,5 +551,30 @@ func TestInstallRecordsTheCheck(t *testing.T) {
 	}
 	if st := f.store.LoadState(); st.LastCheck.IsZero() || st.LastCheckSource != "http://127.0.0.1:1/" {
 		t.Errorf("state %+v", st)
+	}
+}
+
+// A source URL that answers every path with a web page (a front page or a
+// "not found" page sent with 200) is told apart from a bad signature: the
+// admin is sent to the URL, not looking for tampering.
+func TestSourceServingWebPage(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "\n<!DOCTYPE html>\n<html><body>Welcome</body></html>\n")
+	}))
+	defer srv.Close()
+	src, err := NewSource(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
+	_, err = u.Install(context.Background(), "", false)
+	if !errors.Is(err, ErrNotIndex) || errors.Is(err, defs.ErrBadSignature) ||
+		!strings.Contains(err.Error(), srv.URL+"/index.json: not a definitions index: the source answered with a web page") {
+		t.Fatalf("install from a web page: %v", err)
+	}
+	if _, err := f.store.Active(); err == nil {
+		t.Error("something was installed")
 	}
 }

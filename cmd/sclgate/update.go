@@ -339,6 +339,8 @@ func printHint(e env, err error) {
 	switch {
 	case errors.Is(err, defs.ErrUnknownKey):
 		hint = "if the publisher has a new key, check it with them and add its .pub to updates.trusted_keys; otherwise this source is not your publisher's"
+	case errors.Is(err, update.ErrNotIndex):
+		hint = "updates.source (or -source) must be the URL of the directory defs publish wrote, the one holding index.json and index.json.minisig; this URL answers with a web page instead"
 	case errors.Is(err, defs.ErrBadSignature):
 		hint = "the file was changed after it was signed, or the signature is not its own: do not use it; fetch both again from the publisher, and tell them if it persists"
 	case errors.Is(err, defs.ErrChecksum):

@@ -131,6 +131,13 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 		!strings.Contains(errOut, "what to do: the file was changed after it was signed") {
 		t.Errorf("tampered index: %d %q", code, errOut)
 	}
+	// A web page where the index should be: the URL is wrong, not the
+	// signature.
+	os.WriteFile(ix, []byte("<!DOCTYPE html><html><body>Not Found</body></html>"), 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "index.json: not a definitions index: the source answered with a web page") ||
+		strings.Contains(errOut, "bad signature") || !strings.Contains(errOut, "what to do: updates.source (or -source) must be the URL of the directory defs publish wrote") {
+		t.Errorf("web page as index: %d %q", code, errOut)
+	}
 	os.WriteFile(ix, b, 0o644) // the index as signed, offering 2027.10.1 only
 	oldIndex, _ := os.ReadFile(ix)
 	oldSig, _ := os.ReadFile(ix + ".minisig")
