@@ -403,8 +403,19 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 		}
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
+	left, leftErr := u.Store.Active()
 	if err := u.Store.Install(in, data, sig); err != nil {
 		return Outcome{}, err
+	}
+	if leftErr == nil && CompareVersions(v, left) < 0 {
+		// A forced downgrade is a rollback the admin chose the target of:
+		// the version left is marked as rolled back from, so that the
+		// timer's plain install and serve's automatic updates do not put
+		// it back (an explicit -version still does).
+		if err := u.Store.setRolledBack(left, true); err != nil {
+			u.log().Warn("the version left by a downgrade is not marked as rolled back from: a plain install may install it again",
+				slog.String("version", left), slog.Any("err", err))
+		}
 	}
 	u.Store.Prune()
 	u.log().Info("definitions installed and active", slog.String("version", v), slog.String("origin", origin), slog.String("key", keyID))

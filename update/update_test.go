@@ -578,3 +578,33 @@ func TestSourceServingWebPage(t *testing.T) {
 		t.Error("something was installed")
 	}
 }
+
+// A forced downgrade is kept as a rollback is: the timer's plain install
+// and automatic updates do not put the newer version back; -version does.
+func TestForcedDowngradeKept(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	u := f.updater()
+	ctx := context.Background()
+	if _, err := u.Install(ctx, "", false); err != nil || f.active() != "2026.11.1" {
+		t.Fatalf("install: %v, active %s", err, f.active())
+	}
+	if _, err := u.Install(ctx, "2026.10.1", true); err != nil || f.active() != "2026.10.1" {
+		t.Fatalf("forced downgrade: %v, active %s", err, f.active())
+	}
+	if d, err := u.Detect(ctx); err != nil || d.Available {
+		t.Errorf("detect after a forced downgrade: %+v %v", d, err)
+	}
+	if out, err := u.Install(ctx, "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back from") || f.active() != "2026.10.1" {
+		t.Errorf("plain install after a forced downgrade: %+v %v, active %s", out, err, f.active())
+	}
+	// A newer release than the one left is offered as usual.
+	f.publish("2026.12.1")
+	if d, err := u.Detect(ctx); err != nil || !d.Available || d.Newest.Version != "2026.12.1" {
+		t.Errorf("detect with a newer release: %+v %v", d, err)
+	}
+	// Asked for by name, the version left comes back, no longer marked.
+	if _, err := u.Install(ctx, "2026.11.1", true); err != nil || f.active() != "2026.11.1" || u.rolledBack("2026.11.1") {
+		t.Errorf("explicit reinstall: %v, active %s", err, f.active())
+	}
+}
