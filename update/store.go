@@ -53,7 +53,12 @@ type Installed struct {
 	// RolledBack is set on a version a rollback left: further rollbacks
 	// go back past it, never forth to it. Activating it clears the mark.
 	RolledBack bool `json:"rolled_back,omitempty"`
-	Active     bool `json:"-"`
+	// DowngradedFrom is set on a version a forced downgrade left: plain
+	// and automatic installs do not put it back, as after a rollback, but
+	// a rollback still goes back to it (it is the version before).
+	// Activating it clears the mark.
+	DowngradedFrom bool `json:"downgraded_from,omitempty"`
+	Active         bool `json:"-"`
 }
 
 // State is what serve and "update detect" remember between runs.
@@ -297,7 +302,7 @@ func (s *Store) touchInstalled(version string) error {
 		return fmt.Errorf("update: %s: %w", p, err)
 	}
 	in.InstalledAt = time.Now().UTC()
-	in.RolledBack = false
+	in.RolledBack, in.DowngradedFrom = false, false
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(p, meta, 0o644)
 }
@@ -336,6 +341,15 @@ func (s *Store) Rollback() (from, to string, err error) {
 }
 
 func (s *Store) setRolledBack(version string, rolledBack bool) error {
+	return s.mark(version, func(in *Installed) { in.RolledBack = rolledBack })
+}
+
+func (s *Store) setDowngradedFrom(version string) error {
+	return s.mark(version, func(in *Installed) { in.DowngradedFrom = true })
+}
+
+// mark changes version's installed.json with set.
+func (s *Store) mark(version string, set func(*Installed)) error {
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -345,7 +359,7 @@ func (s *Store) setRolledBack(version string, rolledBack bool) error {
 	if err := json.Unmarshal(b, &in); err != nil {
 		return fmt.Errorf("update: %s: %w", p, err)
 	}
-	in.RolledBack = rolledBack
+	set(&in)
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(p, meta, 0o644)
 }

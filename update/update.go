@@ -222,13 +222,14 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	return d, nil
 }
 
-// rolledBack: the admin rolled back from this version; automatic and
-// plain installs leave it alone (an explicit -version installs it).
+// rolledBack: the admin rolled back, or downgraded with -force, from this
+// version; automatic and plain installs leave it alone (an explicit
+// -version installs it).
 func (u *Updater) rolledBack(v string) bool {
 	list, _ := u.Store.List()
 	for _, in := range list {
 		if in.Version == v {
-			return in.RolledBack
+			return in.RolledBack || in.DowngradedFrom
 		}
 	}
 	return false
@@ -408,12 +409,12 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 		return Outcome{}, err
 	}
 	if leftErr == nil && CompareVersions(v, left) < 0 {
-		// A forced downgrade is a rollback the admin chose the target of:
-		// the version left is marked as rolled back from, so that the
-		// timer's plain install and serve's automatic updates do not put
-		// it back (an explicit -version still does).
-		if err := u.Store.setRolledBack(left, true); err != nil {
-			u.log().Warn("the version left by a downgrade is not marked as rolled back from: a plain install may install it again",
+		// A forced downgrade is kept as a rollback is: the version left is
+		// marked, so that the timer's plain install and serve's automatic
+		// updates do not put it back (an explicit -version, or a
+		// rollback, still does).
+		if err := u.Store.setDowngradedFrom(left); err != nil {
+			u.log().Warn("the version left by a downgrade is not marked: a plain install may install it again",
 				slog.String("version", left), slog.Any("err", err))
 		}
 	}

@@ -603,8 +603,16 @@ func TestForcedDowngradeKept(t *testing.T) {
 	if d, err := u.Detect(ctx); err != nil || !d.Available || d.Newest.Version != "2026.12.1" {
 		t.Errorf("detect with a newer release: %+v %v", d, err)
 	}
-	// Asked for by name, the version left comes back, no longer marked.
-	if _, err := u.Install(ctx, "2026.11.1", true); err != nil || f.active() != "2026.11.1" || u.rolledBack("2026.11.1") {
+	// A rollback goes back to the version before, the one left.
+	if from, to, err := f.store.Rollback(); err != nil || from != "2026.10.1" || to != "2026.11.1" || u.rolledBack("2026.11.1") {
+		t.Errorf("rollback after a forced downgrade: %s -> %s, %v", from, to, err)
+	}
+	// Downgraded again, then asked for by name: it comes back, no longer
+	// marked.
+	if _, err := u.Install(ctx, "2026.10.1", true); err != nil || f.active() != "2026.10.1" || !u.rolledBack("2026.11.1") {
+		t.Fatalf("second forced downgrade: %v, active %s", err, f.active())
+	}
+	if _, err := u.Install(ctx, "2026.11.1", false); err != nil || f.active() != "2026.11.1" || u.rolledBack("2026.11.1") {
 		t.Errorf("explicit reinstall: %v, active %s", err, f.active())
 	}
 }

@@ -215,8 +215,11 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 			mark = "*"
 		}
 		note := ""
-		if in.RolledBack {
+		switch {
+		case in.RolledBack:
 			note = " (rolled back from)"
+		case in.DowngradedFrom:
+			note = " (downgraded from with -force)"
 		}
 		built := ""
 		if !in.Created.IsZero() {
