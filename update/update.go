@@ -80,6 +80,9 @@ type Detected struct {
 	// TooNew is the newest version offered when this build is too old for
 	// it (its min_sclgate), else empty.
 	TooNew Offer
+	// Left: Newest is newer than the version in use, but the admin rolled
+	// back (or downgraded with -force) from it, so it is not Available.
+	Left bool
 }
 
 // NewEnough says whether sclgate version sclgate meets minSclgate (a
@@ -213,7 +216,9 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	}
 	var ok bool
 	d.Newest, ok, d.TooNew = u.newest(ix)
-	d.Available = ok && CompareVersions(d.Newest.Version, d.InUse) > 0 && !u.rolledBack(d.Newest.Version)
+	newer := ok && CompareVersions(d.Newest.Version, d.InUse) > 0
+	d.Left = newer && u.rolledBack(d.Newest.Version)
+	d.Available = newer && !d.Left
 	if ok && d.Installed && d.Newest.Version == d.InUse {
 		if _, err := defs.ReadFile(u.Store.BundlePath(d.InUse)); err != nil {
 			d.Available, d.Damaged = true, true

@@ -124,6 +124,10 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintf(e.stdout, "update available: %s (run: sclgate update install)\n", d.Newest.Version)
 			return exitUpdateAvailable
 		}
+		if d.Left {
+			fmt.Fprintf(e.stdout, "up to date: %s was rolled back or downgraded from, so it is not installed again (to have it back: sclgate update install -version %s)\n", d.Newest.Version, d.Newest.Version)
+			return exitUpToDate
+		}
 		fmt.Fprintln(e.stdout, "up to date")
 		return exitUpToDate
 	case "install":

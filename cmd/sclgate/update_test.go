@@ -174,6 +174,13 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") {
 		t.Errorf("second rollback: %d %q", code, errOut)
 	}
+	// With the newer index back, detect says why 2027.11.1 is not
+	// offered for install, and how to have it.
+	publishVersions(t, src, priv)
+	if code, out, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 0 ||
+		!strings.Contains(out, "up to date: 2027.11.1 was rolled back or downgraded from, so it is not installed again (to have it back: sclgate update install -version 2027.11.1)") {
+		t.Errorf("detect after the rollback: %d %q %q", code, out, errOut)
+	}
 }
 
 func TestUpdateInstallOfflineFile(t *testing.T) {
