@@ -172,9 +172,9 @@ func toUTF8(raw []byte) ([]byte, *ParseError) {
 					continue
 				}
 			}
-			return nil, &ParseError{Line: line, Err: fmt.Errorf("invalid UTF-16: unpaired surrogate 0x%04X", u)}
+			return nil, utf16Error(e, raw[:i], line, u)
 		case 0xDC00 <= u && u <= 0xDFFF:
-			return nil, &ParseError{Line: line, Err: fmt.Errorf("invalid UTF-16: unpaired surrogate 0x%04X", u)}
+			return nil, utf16Error(e, raw[:i], line, u)
 		}
 	}
 	if len(raw)%2 != 0 {
@@ -187,6 +187,14 @@ func toUTF8(raw []byte) ([]byte, *ParseError) {
 	return out, nil
 }
 
+// utf16Error reports the unpaired surrogate u at the end of before (the
+// valid UTF-16 text before it) on line, naming the entry it is in.
+func utf16Error(e textunicode.Endianness, before []byte, line int, u uint16) *ParseError {
+	text, _ := textunicode.UTF16(e, textunicode.IgnoreBOM).NewDecoder().Bytes(before)
+	return &ParseError{Line: line, Entry: entryBefore(text),
+		Err: fmt.Errorf("invalid UTF-16: unpaired surrogate 0x%04X after %s", u, context(text))}
+}
+
 // checkUTF8 returns an error giving the line of the first byte of b that is
 // not valid UTF-8, if there is one.
 func checkUTF8(b []byte) *ParseError {
@@ -197,13 +205,69 @@ func checkUTF8(b []byte) *ParseError {
 		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size == 1 {
 			return &ParseError{
-				Line: 1 + bytes.Count(b[:i], []byte{'\n'}),
-				Err:  fmt.Errorf("invalid byte 0x%02X", b[i]),
+				Line:  1 + bytes.Count(b[:i], []byte{'\n'}),
+				Entry: entryBefore(b[:i]),
+				Err:   fmt.Errorf("invalid byte 0x%02X after %s", b[i], context(b[:i])),
 			}
 		}
 		i += size
 	}
 	return nil
+}
+
+// entryBefore returns the number of the entry whose start tag the end of
+// text (the valid text before a bad byte) is inside, or 0: the last
+// "<CustomWeightEntry" in text, counting them, if no ">" follows it. The
+// file is not XML yet, so this is a count of tags, good enough to name
+// the entry an admin has to fix.
+func entryBefore(text []byte) int {
+	tag := []byte("<" + strings.ToLower(entryName))
+	lower := bytes.ToLower(text)
+	n, last := 0, -1
+	for i := 0; ; {
+		j := bytes.Index(lower[i:], tag)
+		if j < 0 {
+			break
+		}
+		at := i + j + len(tag)
+		if at == len(lower) || !isNameByte(lower[at]) {
+			n, last = n+1, at
+		}
+		i = at
+	}
+	if last < 0 || bytes.IndexByte(text[last:], '>') >= 0 {
+		return 0
+	}
+	return n
+}
+
+func isNameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':'
+}
+
+// context quotes the last few characters of text, the valid text before
+// a bad byte, so that the admin finds the spot in the line.
+func context(text []byte) string {
+	if i := bytes.LastIndexAny(text, "\r\n"); i >= 0 {
+		text = text[i+1:]
+	}
+	start := len(text)
+	for k := 0; k < 30 && start > 0; k++ {
+		_, size := utf8.DecodeLastRune(text[:start])
+		start -= size
+	}
+	ctx := string(text[start:])
+	if i := strings.IndexAny(ctx, " \t"); start > 0 && i >= 0 {
+		ctx = ctx[i:] // from a word's start
+	}
+	ctx = strings.TrimLeftFunc(ctx, unicode.IsSpace)
+	switch {
+	case ctx == "":
+		return "the start of the line"
+	case strings.ContainsFunc(ctx, func(r rune) bool { return !unicode.IsGraphic(r) || r == '`' }):
+		return strconv.Quote(ctx)
+	}
+	return "`" + ctx + "`"
 }
 
 // looksUTF16 reports whether b starts like UTF-16 text without a byte order
@@ -264,31 +328,31 @@ func (p *parser) parse() {
 				p.fail(off, 0, fmt.Errorf("element <%s> after the end of <%s>", t.Name.Local, rootName))
 				return
 			case !rootSeen:
-				if !strings.EqualFold(t.Name.Local, rootName) {
+				if !asciiEqualFold(t.Name.Local, rootName) {
 					p.fail(off, 0, fmt.Errorf("root element is <%s>, want <%s>", t.Name.Local, rootName))
 					return
 				}
 				rootSeen = true
 				continue
-			case strings.EqualFold(t.Name.Local, entryName):
+			case asciiEqualFold(t.Name.Local, entryName):
 				// Any case, as for the attribute names.
 				n++
 				p.entry(t, p.line(off), n)
+				if err := p.entryBody(d, n); err != nil {
+					// Almost always an entry ended with ">" instead of
+					// "/>": the parser notices only where the root ends.
+					p.syntaxError(err, off, n, " (is this entry closed? write it <"+entryName+" .../>)")
+					return
+				}
+				continue
 			default:
 				p.ignore(fmt.Sprintf("line %d: element <%s> is not <%s>; it is ignored",
 					p.line(off), cutName(t.Name.Local), entryName))
 			}
-			// Whatever is inside a child of the root (nothing, for an
-			// entry) is of no interest; a later version of the format
-			// may add to it.
+			// Whatever is inside another child of the root is of no
+			// interest; a later version of the format may add to it.
 			if err := d.Skip(); err != nil {
-				if strings.EqualFold(t.Name.Local, entryName) {
-					// Almost always an entry ended with ">" instead of
-					// "/>": the parser notices only where the root ends.
-					p.syntaxError(err, off, n, " (is this entry closed? write it <"+entryName+" .../>)")
-				} else {
-					p.syntaxError(err, off, 0, "")
-				}
+				p.syntaxError(err, off, 0, "")
 				return
 			}
 		case xml.EndElement:
@@ -303,6 +367,67 @@ func (p *parser) parse() {
 	if !rootSeen {
 		p.fail(int64(len(p.data)), 0, fmt.Errorf("no <%s> element", rootName))
 	}
+}
+
+// entryBody reads what is inside entry n up to its end tag. An entry has
+// nothing inside (Exchange writes <CustomWeightEntry .../>): an entry
+// inside it is an error, since it would be lost without a word (it is
+// almost always an outer entry written ">" instead of "/>"), and any other
+// element is noted as ignored.
+//
+// An entry never closed is a syntax error at the root's end tag: it is
+// returned alone, since the entries read as inside it are the same
+// mistake.
+func (p *parser) entryBody(d *xml.Decoder, n int) error {
+	var nested []int64
+	for depth := 0; ; {
+		off := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case depth == 0 && asciiEqualFold(t.Name.Local, entryName):
+				nested = append(nested, off)
+			case depth == 0:
+				p.ignore(fmt.Sprintf("line %d: element <%s> inside entry %d is ignored", p.line(off), cutName(t.Name.Local), n))
+			}
+			depth++
+		case xml.EndElement:
+			if depth > 0 {
+				depth--
+				continue
+			}
+			for _, off := range nested {
+				p.fail(off, n, fmt.Errorf("another <%s> inside this entry would be lost: end this entry with \"/>\"", entryName))
+			}
+			return nil
+		}
+	}
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII letters only: the format's
+// names and keywords are ASCII, and Unicode folding would take "ſ" (long
+// s) for "s" and "K" (Kelvin) for "k".
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // line returns the 1-based line of byte offset off in p.data.
@@ -365,7 +490,7 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 		for j, name := range names {
 			// Exchange writes these exactly so; a hand-edited file
 			// may not.
-			if strings.EqualFold(a.Name.Local, name) {
+			if asciiEqualFold(a.Name.Local, name) {
 				if attr[j] != nil {
 					dups = append(dups, name)
 				}
@@ -385,12 +510,12 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 
 	e := Entry{Line: line}
 	if attr[0] != nil {
-		switch strings.ToUpper(strings.TrimSpace(*attr[0])) {
-		case "BODY":
+		switch kw := strings.TrimSpace(*attr[0]); {
+		case asciiEqualFold(kw, "BODY"):
 			e.Type = Body
-		case "SUBJECT":
+		case asciiEqualFold(kw, "SUBJECT"):
 			e.Type = Subject
-		case "BOTH":
+		case asciiEqualFold(kw, "BOTH"):
 			e.Type = Both
 		default:
 			bad(fmt.Errorf("unknown Type %q (want BODY, SUBJECT or BOTH)", *attr[0]))
@@ -398,10 +523,10 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 	}
 	if attr[1] != nil {
 		c := strings.TrimSpace(*attr[1])
-		switch strings.ToUpper(c) {
-		case "MIN":
+		switch {
+		case asciiEqualFold(c, "MIN"):
 			e.Kind = Min
-		case "MAX":
+		case asciiEqualFold(c, "MAX"):
 			e.Kind = Max
 		default:
 			// 32 bits is far more than an SCL of 0..9 needs, and
@@ -419,8 +544,10 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 	var phrase string
 	if attr[2] != nil {
 		e.Text = *attr[2]
-		switch runes := utf8.RuneCountInString(e.Text); {
-		case strings.TrimFunc(e.Text, unicode.IsSpace) == "":
+		// Counted without the white space around it, which matching
+		// leaves out too.
+		switch runes := utf8.RuneCountInString(strings.TrimFunc(e.Text, unicode.IsSpace)); {
+		case runes == 0:
 			bad(errors.New("empty Text"))
 		case runes > MaxTextLen:
 			bad(fmt.Errorf("Text is %d characters long, more than %d", runes, MaxTextLen))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode/utf16"
 )
@@ -109,7 +110,7 @@ func TestLoadBroken(t *testing.T) {
 			{5, 3, "XML syntax error: element <CustomWeightEntry> closed by </CustomWeightEntries> (noticed at line 7) (is this entry closed? write it <CustomWeightEntry .../>)"},
 		}},
 		{"latin1.xml", []wantErr{
-			{4, 0, "not UTF-8 or UTF-16 with BOM (invalid byte 0xE4)"},
+			{4, 2, "not UTF-8 or UTF-16 with BOM (invalid byte 0xE4 after `Change=\"-9\" Text=\"Verl`)"},
 		}},
 		{"bad-utf16-line.xml", []wantErr{
 			{9, 4, `unknown Type "BODDY"`},
@@ -208,6 +209,7 @@ func TestParseInline(t *testing.T) {
 		{"entities", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="AT&amp;T &#x263A; &lt;b&gt;"/></CustomWeightEntries>`, 1, nil},
 		{"comments and PIs", head + `<!-- c --><?pi x?><CustomWeightEntries><!-- c --><CustomWeightEntry Type="BODY" Change="1" Text="a"/></CustomWeightEntries><!-- after -->`, 1, nil},
 		{"1000 characters", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("😀", 1000) + `"/></CustomWeightEntries>`, 1, nil},
+		{"1000 characters and spaces around", `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="   ` + strings.Repeat("a", 1000) + ` "/></CustomWeightEntries>`, 1, nil},
 
 		{"empty file", ``, 0, []wantErr{{1, 0, "no <CustomWeightEntries> element"}}},
 		{"only declaration", head, 0, []wantErr{{2, 0, "no <CustomWeightEntries> element"}}},
@@ -239,7 +241,17 @@ func TestParseInline(t *testing.T) {
 		{"UTF-16 unpaired surrogate", "\xff\xfe<\x00\n\x00a\x00\x00\xd8b\x00", 0, []wantErr{{2, 0, "invalid UTF-16: unpaired surrogate 0xD800"}}},
 		{"UTF-16 lone low surrogate", "\xfe\xff\x00<\xdc\x00", 0, []wantErr{{1, 0, "invalid UTF-16: unpaired surrogate 0xDC00"}}},
 		{"bad UTF-8 after BOM", "\xef\xbb\xbf<CustomWeightEntries>\n\xff</CustomWeightEntries>", 0,
-			[]wantErr{{2, 0, "invalid UTF-8 after a UTF-8 byte order mark (invalid byte 0xFF)"}}},
+			[]wantErr{{2, 0, "invalid UTF-8 after a UTF-8 byte order mark (invalid byte 0xFF after the start of the line)"}}},
+		{"bad byte in an entry", "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<!-- <CustomWeightEntry -->\n<customweightentry Type=\"BODY\" Change=\"1\" Text=\"caf\xe9\"/>\n</CustomWeightEntries>", 0,
+			[]wantErr{{4, 3, "invalid byte 0xE9 after `Change=\"1\" Text=\"caf`"}}},
+		{"bad byte between entries", "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<!-- \xe9 -->\n</CustomWeightEntries>", 0,
+			[]wantErr{{3, 0, "invalid byte 0xE9 after `<!-- `"}}},
+		{"UTF-16 unpaired surrogate in an entry", "\xff\xfe" + utf16le("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"ab") + "\x00\xd8" + utf16le("\"/>\n</CustomWeightEntries>"), 0,
+			[]wantErr{{2, 1, "invalid UTF-16: unpaired surrogate 0xD800 after `Change=\"1\" Text=\"ab`"}}},
+		{"entry inside an entry", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"x\">\n  <CustomWeightEntry Type=\"BODY\" Change=\"MAX\" Text=\"y\"/>\n  <CustomWeightEntry Type=\"BODDY\" Change=\"zz\" Text=\"\"/>\n</CustomWeightEntry>\n</CustomWeightEntries>", 0,
+			[]wantErr{{4, 1, "another <CustomWeightEntry> inside this entry would be lost"}, {5, 1, "another <CustomWeightEntry> inside this entry would be lost"}}},
+		{"keywords are ASCII", "<CustomWeightEntries><CustomWeightEntry Type=\"\u017fubject\" Change=\"m\u0131n\" Text=\"a\"/></CustomWeightEntries>", 0,
+			[]wantErr{{1, 1, "unknown Type \"\u017fubject\""}, {1, 1, "Change \"m\u0131n\" is not an integer"}}},
 		{"XML 1.1", `<?xml version="1.1"?><CustomWeightEntries/>`, 0, []wantErr{{1, 0, `unsupported version "1.1"`}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -418,5 +430,40 @@ func TestErrorLineWithCROnly(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "in.xml line 3:") {
 			t.Errorf("line ends %q: %v", eol, err)
 		}
+	}
+}
+
+// utf16le encodes s (ASCII) as UTF-16 LE, for inline test files.
+func utf16le(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// Elements other than entries inside an entry are noted as ignored.
+func TestElementInsideEntryIgnored(t *testing.T) {
+	l, err := Parse("in.xml", strings.NewReader("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"x\">\n<Child><CustomWeightEntry/></Child>\n</CustomWeightEntry>\n</CustomWeightEntries>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Ignored(); l.Len() != 1 || len(got) != 1 || got[0] != "line 3: element <Child> inside entry 1 is ignored" {
+		t.Errorf("%d entries, ignored %q", l.Len(), got)
+	}
+}
+
+// A FIFO in the list's place is refused at once, not waited on.
+func TestLoadNotRegular(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fifo.xml")
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+		t.Errorf("FIFO: %v", err)
+	}
+	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
 	}
 }

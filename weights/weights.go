@@ -31,10 +31,12 @@
 package weights
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 )
 
 // Type says which part of a message an entry is matched against.
@@ -165,10 +167,24 @@ const maxFileSize = 64 << 20
 
 // Load reads and compiles the weight list in the file at path.
 func Load(path string) (*List, error) {
-	f, err := os.Open(path)
+	// Non-blocking, so that a FIFO (or a device) in the list's place is
+	// refused instead of waiting for a writer for ever.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("weights: %w", err)
+	case fi.IsDir():
+		return nil, &ParseError{File: path, Err: errors.New("is a directory, not a weight list file")}
+	case !fi.Mode().IsRegular():
+		return nil, &ParseError{File: path, Err: fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())}
+	case fi.Size() > maxFileSize:
+		// Before reading it: Parse would read 64 MiB to find out.
+		return nil, &ParseError{File: path, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
+	}
 	return Parse(path, f)
 }
