@@ -75,6 +75,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "archive":
 		return cmdArchive(e, args[1:])
 	case "version", "-version", "--version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "sclgate version: takes no arguments, got %q\nusage: sclgate version\n", args[1])
+			return 2
+		}
 		fmt.Fprintf(stdout, "sclgate %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	case "help", "-h", "-help", "--help":

@@ -26,6 +26,28 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "sclgate ") {
 		t.Errorf("version: %d %q", code, out)
 	}
+	if code, out, errOut := sclgate(t, "", "version", "extra"); code != 2 || out != "" || !strings.Contains(errOut, "takes no arguments") {
+		t.Errorf("version extra: %d %q %q", code, out, errOut)
+	}
+}
+
+// A directory of directories (a Maildir) scans nothing, and says why; a
+// file name is printed as the terminal can show it.
+func TestScanDirOfDirsAndOddNames(t *testing.T) {
+	md := t.TempDir()
+	os.Mkdir(filepath.Join(md, "cur"), 0o755)
+	os.Mkdir(filepath.Join(md, "new"), 0o755)
+	code, out, errOut := sclgate(t, "", "scan", "-classifier", "none", md)
+	if code != 0 || out != "" || !strings.Contains(errOut, md+": no files, only directories, which are not scanned: name them (e.g. "+md+"/*)") {
+		t.Errorf("maildir: %d %q %q", code, out, errOut)
+	}
+	raw, _ := os.ReadFile("../../testdata/messages/plain.eml")
+	odd := filepath.Join(md, "new", "x\x1b]0;owned\x07.eml")
+	os.WriteFile(odd, raw, 0o644)
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", filepath.Join(md, "new"))
+	if code != 0 || strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, "x\uFFFD]0;owned\uFFFD.eml: scl=0") {
+		t.Errorf("odd name: %d %q %q", code, out, errOut)
+	}
 }
 
 func TestScanJSON(t *testing.T) {

@@ -111,14 +111,14 @@ func cmdScan(e env, args []string) int {
 	for _, f := range files {
 		raw, err := readInput(e, f, cfg.Limits.MaxMessageBytes)
 		if err != nil {
-			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			fmt.Fprintln(e.stderr, "sclgate scan:", printLine(err.Error()))
 			failed = true
 			continue
 		}
 		m := scorer.Parse(raw)
 		r, err := s.Score(context.Background(), m)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "sclgate scan: %s: %v\n", f, err)
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: %s\n", printLine(f), printLine(err.Error()))
 			failed = true
 			continue
 		}
@@ -126,7 +126,8 @@ func cmdScan(e env, args []string) int {
 		if *asJSON {
 			enc.Encode(toScanResult(f, r, m, features))
 		} else {
-			fmt.Fprintf(e.stdout, "%s: %s\n", f, r.Report(0))
+			// The name as the terminal can show it (JSON escapes it).
+			fmt.Fprintf(e.stdout, "%s: %s\n", printLine(f), r.Report(0))
 			writeFeatures(e.stdout, features)
 		}
 	}
@@ -169,7 +170,7 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 		}
 		st, err := os.Stat(a)
 		if err != nil {
-			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			fmt.Fprintln(e.stderr, "sclgate scan:", printLine(err.Error()))
 			failed = true
 			continue
 		}
@@ -179,28 +180,37 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 		}
 		ents, err := os.ReadDir(a)
 		if err != nil {
-			fmt.Fprintln(e.stderr, "sclgate scan:", err)
+			fmt.Fprintln(e.stderr, "sclgate scan:", printLine(err.Error()))
 			failed = true
 			continue
 		}
 		var names []string
+		subdirs := 0
 		for _, de := range ents {
 			// Regular files, and symlinks to them (corpus layouts and
 			// maildirs are often links).
 			p := filepath.Join(a, de.Name())
-			if de.Type().IsRegular() {
+			if de.IsDir() {
+				subdirs++
+			} else if de.Type().IsRegular() {
 				names = append(names, p)
 			} else if de.Type()&os.ModeSymlink != 0 {
 				switch st, err := os.Stat(p); {
 				case err != nil:
 					// A dangling link is a message that is not there:
 					// said, like an unreadable file.
-					fmt.Fprintln(e.stderr, "sclgate scan:", err)
+					fmt.Fprintln(e.stderr, "sclgate scan:", printLine(err.Error()))
 					failed = true
 				case st.Mode().IsRegular():
 					names = append(names, p)
 				}
 			}
+		}
+		if len(names) == 0 && subdirs > 0 {
+			// A Maildir, or a corpus laid out by class: scan reads the
+			// files directly in a directory, not its subdirectories.
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: no files, only directories, which are not scanned: name them (e.g. %s)\n",
+				printLine(a), printLine(filepath.Join(a, "*")))
 		}
 		sort.Strings(names)
 		files = append(files, names...)
