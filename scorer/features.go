@@ -21,8 +21,9 @@ import (
 // never appears, and of HTML pages attached as application/octet-stream.
 // Version 5 reads text labelled ISO-8859-1 as Windows-1252 (and US-ASCII
 // words in subjects as US-ASCII body parts: UTF-8 when it is, else
-// Windows-1252).
-const FeatureVersion = 5
+// Windows-1252). Version 6 reads base64 as RFC 2045 says, skipping
+// characters outside the alphabet instead of ending the part at the first.
+const FeatureVersion = 6
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

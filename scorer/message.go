@@ -92,7 +92,8 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 			io.CopyN(io.Discard, r, int64(i+1))
 		}
 	}
-	ent, err := message.Read(r)
+	w := walker{m: m}
+	ent, err := w.readEntity(r)
 	if ent == nil {
 		// The header itself is unreadable. Score the bytes after the first
 		// blank line (or all of them) as plain text rather than nothing.
@@ -112,7 +113,6 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 	m.Header = ent.Header
 	m.Subject = decodeSubject(ent.Header)
 
-	w := walker{m: m}
 	w.walk(ent, 0)
 	m.Text = w.text.String()
 	return m
@@ -220,10 +220,8 @@ func (w *walker) walk(e *message.Entity, depth int) {
 		// writes "= Multipart Boundary") would otherwise be read as empty.
 		first := &firstBytes{src: e.Body, boundary: ct.params["boundary"]}
 		e.Body = io.TeeReader(e.Body, first)
-		if mr := e.MultipartReader(); mr != nil {
-			w.multipart(mr, first, depth)
-			return
-		}
+		w.multipart(w.partReader(e, ct.params["boundary"]), first, depth)
+		return
 	}
 	w.leaf(e, ct, depth)
 }
@@ -237,9 +235,9 @@ type contentType struct {
 
 // multipart walks the parts of a multipart entity; first holds its body as
 // read so far, for when no part can be found in it.
-func (w *walker) multipart(mr message.MultipartReader, first *firstBytes, depth int) {
+func (w *walker) multipart(next func() (*message.Entity, error), first *firstBytes, depth int) {
 	for found := false; ; found = true {
-		p, err := mr.NextPart()
+		p, err := next()
 		if !found && (p == nil || err == io.EOF) {
 			io.Copy(first, io.LimitReader(first.src, MaxPartBytes))
 			if !first.hasBoundary() {
@@ -474,7 +472,7 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case mediaType == "message/rfc822":
 		// go-message's mail reader does not descend into attached messages;
 		// spam forwarded as an attachment is still spam, so we do.
-		inner, err := message.Read(bytes.NewReader(body))
+		inner, err := w.readEntity(bytes.NewReader(body))
 		if inner == nil {
 			w.m.defect("message/rfc822: " + errString(err))
 			return

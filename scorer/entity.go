@@ -1,0 +1,170 @@
+package scorer
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+)
+
+// maxHeaderBytes bounds one header block, as go-message's own Read does.
+const maxHeaderBytes = 1 << 20
+
+// readEntity is message.Read with base64 read as newEntity reads it.
+func (w *walker) readEntity(r io.Reader) (*message.Entity, error) {
+	lr := &headerLimit{r: r, n: maxHeaderBytes}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, err
+	}
+	lr.n = math.MaxInt64
+	return w.newEntity(message.Header{Header: h}, br)
+}
+
+// headerLimit fails reads past n bytes, so that a header that never ends
+// is an error, not a header the size of the message.
+type headerLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, fmt.Errorf("header larger than %d bytes", maxHeaderBytes)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// partReader returns e's parts as go-message's MultipartReader would, each made
+// by newEntity.
+func (w *walker) partReader(e *message.Entity, boundary string) func() (*message.Entity, error) {
+	mr := textproto.NewMultipartReader(e.Body, boundary)
+	return func() (*message.Entity, error) {
+		p, err := mr.NextPart()
+		if err != nil {
+			return nil, err
+		}
+		return w.newEntity(message.Header{Header: p.Header}, p)
+	}
+}
+
+// newEntity is message.New, except that a base64 body is decoded as RFC
+// 2045 (section 6.8) says and mail clients do: a character outside the
+// base64 alphabet is skipped, where Go's decoder, and so go-message, stops
+// the whole part at it. One "!" before the text would otherwise hide
+// every word of the body from the model and from the admin's BODY rules,
+// while the recipient's mail client shows it all. The entity keeps its
+// original header.
+func (w *walker) newEntity(h message.Header, body io.Reader) (*message.Entity, error) {
+	mediaType, _, _ := h.ContentType()
+	if strings.HasPrefix(mediaType, "multipart/") ||
+		!strings.EqualFold(strings.TrimSpace(h.Get("Content-Transfer-Encoding")), "base64") {
+		return message.New(h, body)
+	}
+	bare := h.Copy()
+	bare.Del("Content-Transfer-Encoding")
+	dec := &base64Reader{r: body, bad: func() {
+		w.m.defect("part " + mediaType + ": base64: characters outside the alphabet skipped")
+	}}
+	e, err := message.New(bare, dec)
+	if e != nil {
+		e.Header = h
+	}
+	return e, err
+}
+
+// base64Reader decodes base64 leniently: bytes outside the alphabet are
+// skipped (bad is called once, for the first that is not white space),
+// and padding ends a group of four early, so that base64 texts written one
+// after another (each with its own "=") decode one after another.
+type base64Reader struct {
+	r      io.Reader
+	bad    func()
+	warned bool
+	acc    uint32 // the 6-bit values of the group so far
+	n      int    // how many
+	pend   []byte // decoded bytes not yet returned
+	err    error
+	in     [4096]byte
+	out    [4096/4*3 + 3]byte
+}
+
+var base64Values = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
+		t[c] = int8(i)
+	}
+	return t
+}()
+
+func (d *base64Reader) Read(p []byte) (int, error) {
+	for len(d.pend) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		d.fill()
+	}
+	n := copy(p, d.pend)
+	d.pend = d.pend[n:]
+	return n, nil
+}
+
+// fill decodes the next chunk of input into pend.
+func (d *base64Reader) fill() {
+	m, err := d.r.Read(d.in[:])
+	out := d.out[:0]
+	acc, n := d.acc, d.n
+	for _, c := range d.in[:m] {
+		if v := base64Values[c]; v >= 0 {
+			acc = acc<<6 | uint32(v)
+			if n++; n == 4 {
+				out = append(out, byte(acc>>16), byte(acc>>8), byte(acc))
+				acc, n = 0, 0
+			}
+			continue
+		}
+		switch c {
+		case '=':
+			out = appendGroup(out, acc, n)
+			acc, n = 0, 0
+		case ' ', '\t', '\r', '\n':
+		default:
+			if !d.warned {
+				d.warned = true
+				d.bad()
+			}
+		}
+	}
+	if err != nil {
+		out = appendGroup(out, acc, n) // a last group cut short: what it holds
+		acc, n = 0, 0
+		d.err = err
+	}
+	d.acc, d.n = acc, n
+	d.pend = out
+}
+
+// appendGroup appends the bytes of a group of n < 4 values: 3 make 2
+// bytes, 2 make 1, and a lone value none.
+func appendGroup(out []byte, acc uint32, n int) []byte {
+	acc <<= 6 * (4 - n)
+	switch n {
+	case 3:
+		return append(out, byte(acc>>16), byte(acc>>8))
+	case 2:
+		return append(out, byte(acc>>16))
+	}
+	return out
+}
