@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,50 @@ func TestCommandTimeoutCutsPartialLine(t *testing.T) {
 	got, err := idle.tryReply(5 * time.Second)
 	if err != nil || len(got) == 0 || !strings.HasPrefix(got[0], "421 4.4.2") {
 		t.Errorf("idle client: %q, %v; want go-smtp's 421 4.4.2", got, err)
+	}
+}
+
+// After a timeout inside DATA or BDAT, where the message would have ended
+// is not known: the rest of it must not be read as commands. A slow
+// relay's message body made to carry "MAIL FROM" would otherwise be run
+// as a second, spoofed transaction (SMTP smuggling). The 451 is the
+// session's last reply; the connection closes, and nothing is relayed.
+func TestDataTimeoutEndsSession(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {data_timeout: 30s, data_block_timeout: 1s, min_data_rate: 1000}"})
+	smuggled := "MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nsmuggled\r\n.\r\nQUIT\r\n"
+	for name, start := range map[string]func(*rawConn){
+		"DATA": func(rc *rawConn) {
+			rc.expectCode("DATA", "354 ")
+			rc.write("Subject: slow\r\nFrom: alice@example.org\r\n\r\n")
+		},
+		"BDAT": func(rc *rawConn) {
+			rc.write("BDAT 5000 LAST\r\nSubject: slow\r\nFrom: alice@example.org\r\n\r\n")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rc := addressed(t, g.addr)
+			start(rc)
+			got, err := rc.tryReply(10 * time.Second) // the stall is cut
+			if err != nil || !strings.HasPrefix(got[len(got)-1], "451 4.4.2 ") {
+				t.Fatalf("stalled message: %q, %v; want 451 4.4.2", got, err)
+			}
+			// The rest of the "message" comes: commands, for a server
+			// that lost its place.
+			rc.c.SetWriteDeadline(time.Now().Add(time.Second))
+			rc.c.Write([]byte("\r\n" + smuggled))
+			if err := rc.expectClosed(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(rc.seen, "250") || strings.Contains(rc.seen, "354") {
+				t.Errorf("commands after the timeout were answered: %q", rc.seen)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if len(ds.mails) != 2 || slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 0 {
+		t.Errorf("the downstream got MAIL from %q and %d messages; want only the two cut off", ds.mails, ds.dataSeen)
 	}
 }

@@ -1304,4 +1304,43 @@ func TestBadHeloRefused(t *testing.T) {
 	rc.expect("EHLO cr\rx", "501 5.5.2 Invalid HELO/EHLO name: control characters")
 	rc.expectCode("EHLO client.test", "250")
 	wantMetric(t, "refusals{bad_helo}", g.m.Rejected.WithLabelValues("bad_helo"), 2)
+	// A later HELO/EHLO go-smtp takes without asking the session: the
+	// transaction it would begin is refused until a clean one.
+	rc.expectCode("HELO x\x1b]0;pwned\x07y", "250")
+	rc.expect("MAIL FROM:<alice@example.org>", "501 5.5.2 Invalid HELO/EHLO name: control characters")
+	rc.expectCode("EHLO client.test", "250")
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250")
+}
+
+// A downstream reply whose code is no SMTP code (RFC 5321 section 4.2:
+// 2xx to 5xx) is not passed on: the client gets a 451.
+func TestDownstreamBogusCode(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	ds.setDataErr(&smtp.SMTPError{Code: 999, Message: "weird"})
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("999", hamPhrase)); !strings.HasPrefix(reply, "451 ") {
+		t.Fatalf("reply %q", reply)
+	}
+}
+
+// A client that pipelines the next transaction, its message included,
+// behind the end of a clean message: each is judged on its own; the clean
+// one is not refused for the next one's bare-CR dot line.
+func TestPipelinedDotCRJudgedPerMessage(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := addressed(t, g.addr)
+	rc.expectCode("DATA", "354 ")
+	rc.write("Subject: clean\r\n\r\nclean\r\n.\r\nMAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n" +
+		"Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n")
+	for _, want := range []string{"250 ", "250 ", "250 ", "354 ", "550 5.5.2 "} {
+		if got := rc.reply(); !strings.HasPrefix(got[len(got)-1], want) {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+	ds.waitIdle()
+	if msgs := ds.messages(); len(msgs) != 1 || !strings.Contains(string(msgs[0].Data), "Subject: clean") {
+		t.Errorf("downstream got %d messages", len(msgs))
+	}
 }

@@ -239,12 +239,10 @@ type limitConn struct {
 	first   []byte
 	firstOK bool
 
-	// dotCR is set when the raw stream has a line that starts with "."
-	// and a bare CR: go-smtp's dot-unstuffing drops that CR, so the
-	// session could not see it in the data it gets. tail holds the last
-	// bytes read, for patterns across reads.
-	dotCR atomic.Bool
-	tail  [3]byte
+	// dots finds, in the raw stream, lines that start with "." and a bare
+	// CR: go-smtp's dot-unstuffing drops that CR, so the session could
+	// not see it in the data it gets.
+	dots dotScanner
 
 	// forced is set by a BDAT transaction whose data clock ran out: it
 	// moves the read deadline to now, and the read that then fails (go-smtp
@@ -263,6 +261,19 @@ type limitConn struct {
 	partial bool
 	inData  atomic.Bool
 	noGuard atomic.Bool
+
+	// hangUp: the next write (the reply to the command in progress) is the
+	// last; the connection is closed right after it, before go-smtp can
+	// read another command from what the client sent.
+	hangUp atomic.Bool
+}
+
+func (c *limitConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if c.hangUp.Load() {
+		c.Close()
+	}
+	return n, err
 }
 
 // httpMethods are first lines of HTTP, not SMTP: a browser pointed at port
@@ -287,7 +298,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		}
 	}
 	if n > 0 {
-		c.scanDotCR(p[:n])
+		c.dots.scan(p[:n])
 	}
 	if c.firstOK || n == 0 {
 		return n, err
@@ -316,44 +327,123 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// scanDotCR looks for "\n.\r" followed by anything but "\n". It runs on
-// every byte a plaintext client sends, so it jumps from one "\n.\r" to the
-// next (bytes.Index) rather than look at each byte.
-func (c *limitConn) scanDotCR(b []byte) {
-	if len(b) == 0 {
-		return
-	}
-	// A sequence across the previous read's end: the saved tail and the
-	// first bytes of this one.
-	var edge [6]byte
-	n := copy(edge[:], c.tail[:])
-	n += copy(edge[n:], b)
-	if hasDotCR(edge[:n]) || hasDotCR(b) {
-		c.dotCR.Store(true)
-	}
-	if len(b) >= 3 {
-		copy(c.tail[:], b[len(b)-3:])
-	} else {
-		copy(c.tail[:], edge[n-3:n])
-	}
+// dotScanner finds, in a client's raw byte stream, "\n.\r" followed by
+// anything but "\n" (a dot line with a bare CR), and "\r\n.\r\n" (the end
+// of a DATA message), in order. It runs on every byte a plaintext client
+// sends, so it jumps from one "\n.\r" to the next (bytes.Index) rather
+// than look at each byte.
+//
+// Reads run ahead of the session: a client may pipeline the next
+// transaction, its message included, behind the end of this one (RFC
+// 2920), so one read can hold the end of one message and the start of
+// the next. So the findings are kept per message: done holds, for each
+// message end seen, whether a bare-CR dot line came before it (and after
+// the previous end), oldest first; open is the same for the bytes since
+// the last end.
+//
+// The findings stay in step with the session's messages as long as each
+// DATA message that ends is taken (take); after a BDAT transfer (whose
+// chunks may hold anything) or a DATA message that failed, they may not,
+// and the next transaction starts afresh (markStale, then startTxn).
+type dotScanner struct {
+	mu    sync.Mutex
+	tail  [4]byte // the last bytes scanned, for patterns across reads
+	done  []bool
+	open  bool
+	stale bool
 }
+
+// maxDone bounds the message ends kept: a client pipelining more
+// messages than this in one go loses the oldest findings.
+const maxDone = 64
 
 var nlDotCR = []byte("\n.\r")
 
-// hasDotCR reports whether b holds "\n.\r" and a fourth byte that is not
-// "\n"; a "\n.\r" at the very end is left to the next read.
-func hasDotCR(b []byte) bool {
+func (d *dotScanner) scan(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Sequences that start in the tail: their fourth byte is in b.
+	var edge [7]byte
+	copy(edge[:4], d.tail[:])
+	e := edge[:4+copy(edge[4:], b)]
+	for i := 1; i <= 3 && i+3 < len(e); i++ {
+		if e[i] == '\n' && e[i+1] == '.' && e[i+2] == '\r' {
+			d.found(e[i+3], e[i-1])
+		}
+	}
+	// Sequences that start in b and end in it; one that ends past it is
+	// found by the next scan, from the tail.
 	for i := 0; ; {
 		j := bytes.Index(b[i:], nlDotCR)
 		if j < 0 {
-			return false
+			break
 		}
-		k := i + j + 3
-		if k < len(b) && b[k] != '\n' {
-			return true
+		k := i + j
+		if k+3 >= len(b) {
+			break
 		}
-		i += j + 1
+		before := d.tail[3]
+		if k > 0 {
+			before = b[k-1]
+		}
+		d.found(b[k+3], before)
+		i = k + 1
 	}
+	if len(b) >= 4 {
+		copy(d.tail[:], b[len(b)-4:])
+	} else {
+		copy(d.tail[:], e[len(e)-4:])
+	}
+}
+
+// found records a "\n.\r" followed by next and preceded by before.
+func (d *dotScanner) found(next, before byte) {
+	switch {
+	case next != '\n':
+		d.open = true
+	case before == '\r': // "\r\n.\r\n": a message ends
+		if len(d.done) == maxDone {
+			d.done = d.done[1:]
+		}
+		d.done = append(d.done, d.open)
+		d.open = false
+	}
+}
+
+// markStale says the findings may be out of step with the messages.
+func (d *dotScanner) markStale() {
+	d.mu.Lock()
+	d.stale = true
+	d.mu.Unlock()
+}
+
+// startTxn is called at MAIL: if the findings may be out of step, they are
+// forgotten. Otherwise they are kept, since a pipelining client may have
+// sent this transaction's message already.
+func (d *dotScanner) startTxn() {
+	d.mu.Lock()
+	if d.stale {
+		d.open, d.done, d.stale = false, nil, false
+	}
+	d.mu.Unlock()
+}
+
+// take reports whether the DATA message that has just ended had a dot
+// line with a bare CR, and forgets it.
+func (d *dotScanner) take() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.done) == 0 { // its end was not seen (not through here)
+		found := d.open
+		d.open = false
+		return found
+	}
+	found := d.done[0]
+	d.done = d.done[1:]
+	return found
 }
 
 // addrOf returns the IP of a net.Addr, unmapped from IPv4-in-IPv6.

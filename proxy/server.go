@@ -216,13 +216,18 @@ func baseConn(c net.Conn) net.Conn {
 // Close cuts every session off at once.
 func (s *Server) Close() error { return s.smtp.Close() }
 
+// hasControl reports whether a HELO/EHLO name has control characters.
+func hasControl(h string) bool {
+	return strings.ContainsFunc(h, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
 // errBadHelo refuses a HELO/EHLO name with control characters in it, which
 // go-smtp would otherwise echo in its "250-Hello" line as they came.
 var errBadHelo = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Invalid HELO/EHLO name: control characters"}
 
 // NewSession implements smtp.Backend. go-smtp calls it at HELO/EHLO.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	if h := c.Hostname(); strings.ContainsFunc(h, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if hasControl(c.Hostname()) {
 		s.metrics.Rejected.WithLabelValues("bad_helo").Inc()
 		return nil, errBadHelo
 	}

@@ -52,6 +52,7 @@ var (
 	errAuthBad        = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication failed"}
 	errLineEnds       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Message refused: bare CR, bare LF or NUL in data (lines must end in CRLF)"}
 	errHeaderTooBig   = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header too large"}
+	errClosing        = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection closing"}
 )
 
 // session is one SMTP connection after EHLO.
@@ -74,6 +75,10 @@ type session struct {
 	errors    atomic.Int32
 	authFails atomic.Int32
 	deferred  int // recipients of this transaction told to come again (452), not counted as refusals
+	// gone: the session is ending (see hangUp); badHelo: the client's
+	// latest HELO/EHLO name has control characters (a first one is refused
+	// by NewSession; go-smtp takes later ones without asking).
+	gone, badHelo atomic.Bool
 	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
 	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
 	// failed chunk) or Logout (disconnect) from another goroutine while
@@ -170,11 +175,27 @@ func (s *session) counted(err error, step string) error {
 	}
 	s.log.Warn("too many errors; disconnecting", slog.Int("errors", int(n)), slog.Int("auth_failures", int(s.authFails.Load())))
 	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
-	// go-smtp writes the 421 as soon as we return; the connection goes a
-	// moment later, which the client sees as the close that 421 announces.
-	conn := s.conn.Conn()
-	time.AfterFunc(200*time.Millisecond, func() { conn.Close() })
+	// go-smtp writes the 421 as soon as we return; the connection goes
+	// right after it, as the 421 announces.
+	s.hangUp()
 	return errTooManyErrors
+}
+
+// hangUp ends the session after the reply to the command in progress:
+// the connection is closed as soon as that reply is written, and until
+// then no command starts a transaction (go-smtp may already hold more of
+// what the client sent). After a timeout inside DATA or BDAT, the rest of
+// the message is still on its way, and read as commands it would be SMTP
+// smuggling: a slow relay's message body, made to carry "MAIL FROM",
+// would be run as a second, spoofed transaction.
+func (s *session) hangUp() {
+	s.gone.Store(true)
+	if s.lc != nil {
+		s.lc.hangUp.Store(true)
+		return
+	}
+	conn := s.conn.Conn() // not through limitConn (tests): a moment later
+	time.AfterFunc(200*time.Millisecond, func() { conn.Close() })
 }
 
 // over reports whether this session has had its limits.max_errors: its
@@ -188,6 +209,12 @@ func (s *session) over() bool {
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.over() {
 		return errTooManyErrors
+	}
+	if s.gone.Load() {
+		return errClosing
+	}
+	if s.badHelo.Load() {
+		return s.counted(errBadHelo, "mail")
 	}
 	s.hold()
 	defer s.unhold()
@@ -208,6 +235,9 @@ func (s *session) unhold() {
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.over() {
 		return errTooManyErrors
+	}
+	if s.gone.Load() {
+		return errClosing
 	}
 	s.hold()
 	defer s.unhold()
@@ -237,6 +267,9 @@ func (s *session) Data(r io.Reader) error {
 		io.Copy(io.Discard, r) // go-smtp wants the data read
 		return errTooManyErrors
 	}
+	if s.gone.Load() {
+		return errClosing
+	}
 	err := s.data(r, pipe)
 	if se := (*smtp.SMTPError)(nil); err == nil || errors.As(err, &se) && se.Code == 250 {
 		s.errors.Store(0) // delivered (relayed, archived or deleted by the gateway action)
@@ -263,7 +296,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return s.addressError(from)
 	}
 	if s.raw != nil {
-		s.raw.dotCR.Store(false)
+		s.raw.dots.startTxn()
 	}
 	s.from = from
 	s.deferred = 0
@@ -380,6 +413,9 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 			if t == nil {
 				t = time.AfterFunc(d, func() {
 					timedOut.Store(true)
+					// The chunk's unread bytes must not be read as
+					// commands: go-smtp's answer to it is the last.
+					s.hangUp()
 					// Waiting for the next chunk: the next BDAT is answered
 					// with this. Inside a chunk: the read is cut now.
 					pr.CloseWithError(errDataTimeout)
@@ -407,8 +443,15 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	if err != nil && timedOut.Load() {
 		err = os.ErrDeadlineExceeded
 	}
-	if err == nil && s.raw != nil && s.raw.dotCR.Load() {
-		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
+	// DATA only: go-smtp hands BDAT chunks over as they came, where the
+	// line-end filter sees a bare CR itself.
+	if s.raw != nil {
+		switch {
+		case pipe != nil || err != nil:
+			s.raw.dots.markStale()
+		case s.raw.dots.take():
+			err = errBareCR // a ".\r" line whose CR go-smtp swallowed
+		}
 	}
 	log = log.With(slog.Int64("size", sp.Size()))
 	var se *smtp.SMTPError
@@ -441,6 +484,10 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
 		}
+		// Where the message would have ended is not known: what the
+		// client sends next is not commands. 451, then the connection
+		// is closed.
+		s.hangUp()
 		return errDataTimeout
 	}
 	raw := sp.head
@@ -668,10 +715,11 @@ func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 // downstream's own SMTP answer as it is, or a 451 for anything else.
 func (s *session) downstreamFailed(step string, err error) error {
 	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code < 400 {
+	if errors.As(err, &se) && (se.Code < 400 || se.Code > 599) {
 		// A success where a failure was expected: the connection is out
 		// of step (a reply to an earlier command read late). Never pass
-		// it on: the client would take it for its 250.
+		// it on: the client would take it for its 250. A code past 599
+		// is no SMTP reply at all (RFC 5321 section 4.2).
 		s.log.Error("downstream out of step; message deferred", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailNetwork).Inc()
 		if step == "mail" {
@@ -724,6 +772,9 @@ func (s *session) Reset() {
 	if s.lc != nil {
 		s.lc.inData.Store(false)
 	}
+	// go-smtp resets the session for a new HELO/EHLO too, after taking
+	// its name: refused, as NewSession refuses a first one, at MAIL.
+	s.badHelo.Store(hasControl(s.conn.Hostname()))
 	if s.ds != nil {
 		s.ds.Abort()
 		s.ds = nil
