@@ -392,6 +392,47 @@ func TestDeferralsAndDeliveriesNotErrors(t *testing.T) {
 	rc.expectCode("RCPT TO:<c@elsewhere.test>", "421 ")
 }
 
+// go-smtp answers some commands without asking the session (out of
+// sequence, bad syntax, unknown): those errors count toward
+// limits.max_errors too, before EHLO and after it, as Postfix counts
+// every error; the last is followed by the 421 and the close.
+func TestProtocolErrorsCounted(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+	rc.expectCode("MAIL FROM:x", "501 ")
+	rc.write("DATA\r\n")
+	if err := rc.expectClosed(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(rc.seen, "502 ") || !strings.Contains(rc.seen, "\r\n421 4.7.0 ") {
+		t.Errorf("third error: %q, want a 502 then 421 4.7.0", rc.seen)
+	}
+	// Before EHLO, with no session yet.
+	rc = greeted(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "502 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+	rc.write("DATA\r\n")
+	if err := rc.expectClosed(5 * time.Second); err != nil || !strings.Contains(rc.seen, "\r\n421 4.7.0 ") {
+		t.Errorf("before EHLO: %v, %q", err, rc.seen)
+	}
+	// A session's own refusals and go-smtp's add up; a delivery starts
+	// the count again.
+	rc = ehloed(t, g.addr)
+	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<x@elsewhere.test>", "550 5.7.1 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	if reply := rc.data(testMessage("counted", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+	rc.expectCode("NOOP", "250 ")
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 2)
+}
+
 // Commands pipelined behind the one that reached limits.max_errors get
 // the same 421, are not run, and are not counted again: one
 // too_many_errors per session.

@@ -47,6 +47,7 @@ type limitListener struct {
 	total, perIP int
 	greeting     string // the 421 line, with our host name
 	shutting     string // the 421 line for connections that come during a shutdown
+	tooMany      string // the 421 line for a connection past limits.max_errors
 	hooks        limitHooks
 
 	mu     sync.Mutex
@@ -68,6 +69,10 @@ type limitHooks struct {
 	acceptError func(error) // accept failed (EMFILE...), retrying
 	http        func()      // a client spoke HTTP
 	cutCommand  func()      // a command line was cut by the command timeout
+	// protocolError counts an error reply go-smtp gave on its own (see
+	// limitConn.Write) toward limits.max_errors, and reports whether the
+	// connection is now over the limit.
+	protocolError func(*limitConn) bool
 }
 
 func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks limitHooks) *limitListener {
@@ -75,6 +80,7 @@ func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks l
 		Listener: l, total: total, perIP: perIP,
 		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
 		shutting: "421 4.3.2 " + hostname + " Service shutting down, try again later\r\n",
+		tooMany:  "421 4.7.0 " + hostname + " Too many errors, closing connection\r\n",
 		hooks:    hooks,
 		byAddr:   map[netip.Addr]int{},
 		conns:    map[*limitConn]struct{}{},
@@ -266,15 +272,57 @@ type limitConn struct {
 	// last; the connection is closed right after it, before go-smtp can
 	// read another command from what the client sent.
 	hangUp atomic.Bool
+
+	// go-smtp answers some commands without asking the session (RCPT
+	// before MAIL, a bad MAIL argument, DATA without recipients, unknown
+	// commands...): those error replies are counted here, as they are
+	// written, toward limits.max_errors, as Postfix counts every error.
+	// ownReply is set by the session when it answers a command itself
+	// (and counts its own refusals); sess is the session, once there is
+	// one (errs counts before it).
+	ownReply atomic.Bool
+	sess     atomic.Pointer[session]
+	errs     int
 }
 
+// Write writes what go-smtp sends, and looks at it when it is a reply (in
+// plaintext; under TLS these bytes are ciphertext).
 func (c *limitConn) Write(p []byte) (int, error) {
+	over := false
+	if !c.noGuard.Load() && !c.hangUp.Load() && c.errorReply(p) {
+		over = c.l.hooks.protocolError(c)
+	}
 	n, err := c.Conn.Write(p)
+	if over {
+		c.hangUp.Store(true)
+		if err == nil {
+			io.WriteString(c.Conn, c.l.tooMany)
+		}
+	}
 	if c.hangUp.Load() {
 		c.Close()
 	}
 	return n, err
 }
+
+// errorReply reports whether p ends a reply that go-smtp gave on its own
+// with a 4xx or 5xx code (not 421, which ends a session anyway). go-smtp
+// writes a reply's lines at once, and each reply on its own.
+func (c *limitConn) errorReply(p []byte) bool {
+	line := bytes.TrimSuffix(p, []byte("\r\n"))
+	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
+		line = line[i+1:]
+	}
+	if len(line) < 4 || line[3] != ' ' || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) {
+		return false // not the end of a reply
+	}
+	if c.ownReply.Swap(false) {
+		return false // the session's: counted there
+	}
+	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421"))
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // httpMethods are first lines of HTTP, not SMTP: a browser pointed at port
 // 25, or a cross-protocol attack that smuggles SMTP commands inside an

@@ -128,6 +128,19 @@ func (s *Server) Serve(l net.Listener) error {
 			s.log.Warn("command not finished within limits.command_timeout; disconnected")
 			s.metrics.Rejected.WithLabelValues("command_timeout").Inc()
 		},
+		protocolError: func(lc *limitConn) bool {
+			if sess := lc.sess.Load(); sess != nil {
+				return sess.countProtocolError()
+			}
+			// Before EHLO: no session to count in yet.
+			lc.errs++
+			if lc.errs < s.policy.Load().Config.Limits.MaxErrors {
+				return false
+			}
+			s.log.Warn("too many errors; disconnecting", slog.String("client", lc.addr.String()), slog.Int("errors", lc.errs))
+			s.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+			return true
+		},
 	})
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ll)
@@ -242,7 +255,9 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		trusted: inPrefixes(remote, p.Config.Trusted),
 	}
 	if lc, ok := c.Conn().(*limitConn); ok {
-		sess.raw = lc // plaintext; under TLS the raw bytes are ciphertext
+		sess.raw = lc                     // plaintext; under TLS the raw bytes are ciphertext
+		sess.errors.Store(int32(lc.errs)) // go-smtp's error replies before EHLO
+		lc.sess.Store(sess)
 	}
 	if lc, ok := baseConn(c.Conn()).(*limitConn); ok {
 		sess.lc = lc

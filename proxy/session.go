@@ -118,6 +118,7 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	users := s.srv.policy.Load().Config.Auth.Users
 	check := func(user, pass string) error {
+		defer s.own()
 		if s.over() {
 			return errTooManyErrors
 		}
@@ -181,6 +182,30 @@ func (s *session) counted(err error, step string) error {
 	return errTooManyErrors
 }
 
+// countProtocolError counts an error reply go-smtp gave on its own (see
+// limitConn.Write) as a refusal, and reports whether the session is now
+// over limits.max_errors: the reply is then followed by the 421 and the
+// close.
+func (s *session) countProtocolError() bool {
+	n := s.errors.Add(1)
+	if s.gone.Load() || !s.over() {
+		return false
+	}
+	s.gone.Store(true)
+	s.log.Warn("too many errors; disconnecting", slog.Int("errors", int(n)), slog.Int("auth_failures", int(s.authFails.Load())))
+	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+	return true
+}
+
+// own marks the reply go-smtp writes next as the session's answer, which
+// counted itself (see limitConn.Write). Deferred by each command the
+// session answers.
+func (s *session) own() {
+	if s.raw != nil {
+		s.raw.ownReply.Store(true)
+	}
+}
+
 // hangUp ends the session after the reply to the command in progress:
 // the connection is closed as soon as that reply is written, and until
 // then no command starts a transaction (go-smtp may already hold more of
@@ -207,6 +232,7 @@ func (s *session) over() bool {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	defer s.own()
 	if s.over() {
 		return errTooManyErrors
 	}
@@ -233,6 +259,7 @@ func (s *session) unhold() {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	defer s.own()
 	if s.over() {
 		return errTooManyErrors
 	}
@@ -245,6 +272,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	defer s.own()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
 	if pipe != nil {
 		// go-smtp runs a BDAT transfer in a goroutine of its own, started
