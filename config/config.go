@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"golang.org/x/net/idna"
 	"io"
 	"net"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
@@ -304,6 +306,16 @@ func (c *Config) validate() error {
 		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
 		if d == "" || strings.ContainsAny(d, "@ \t/") {
 			bad("accepted_domains: %q is not a domain", c.AcceptedDomains[i])
+		}
+		// An internationalised domain comes in mail as its A-labels
+		// (xn--...; sclgate offers no SMTPUTF8): written in Unicode here,
+		// it would never match.
+		if strings.ContainsFunc(d, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			if a, err := idna.Lookup.ToASCII(d); err != nil {
+				bad("accepted_domains: %q is not a domain: %v", c.AcceptedDomains[i], err)
+			} else {
+				d = a
+			}
 		}
 		c.AcceptedDomains[i] = d
 	}

@@ -45,6 +45,10 @@ limits:
 	}
 	if len(c.Trusted) != 2 || c.Trusted[1].String() != "192.0.2.7/32" {
 		t.Errorf("trusted: %v", c.Trusted)
+	} // An internationalised domain is kept as mail spells it: A-labels.
+	c, err = Parse("x.yaml", []byte("accepted_domains: [Bücher.Test, ours.test]\n"))
+	if err != nil || !slices.Equal(c.AcceptedDomains, []string{"xn--bcher-kva.test", "ours.test"}) {
+		t.Errorf("IDN: %q %v", c.AcceptedDomains, err)
 	}
 }
 

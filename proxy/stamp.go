@@ -195,7 +195,9 @@ func validAddress(a string) bool {
 			return false
 		}
 	}
-	return true
+	// Labels are not empty (RFC 5321 section 4.1.2): "ours.test." would
+	// reach the downstream as it came, and "ours..test" is no name.
+	return domain[0] != '.' && domain[len(domain)-1] != '.' && !strings.Contains(domain, "..")
 }
 
 func isAlnum(c byte) bool {

@@ -227,6 +227,9 @@ func TestValidAddress(t *testing.T) {
 		{"a(b)@example.com", false},
 		{"bob@exa,mple.com", false},
 		{"bob@example.com>", false},
+		{"bob@example.com.", false}, // empty labels
+		{"bob@example..com", false},
+		{"bob@.example.com", false},
 		{"x#$&'*+-/=?^_`{|}~.y@example.com", true}, // every atext character
 		{local64 + "a@example.com", false},         // local part over 64
 		{"a@" + strings.Repeat("d", 253), false},   // 255 in all
