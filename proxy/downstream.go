@@ -117,7 +117,7 @@ func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.Mail
 		switch {
 		case err == nil:
 			return &smtpTxn{d: d, dc: dc}, nil
-		case errors.As(err, &se) && se.Code >= 500:
+		case errors.As(err, &se) && se.Code >= 500 && se.Code <= 599:
 			// The downstream refuses this sender, on a live
 			// connection: the client's answer too.
 			d.put(dc)

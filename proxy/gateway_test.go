@@ -1385,3 +1385,64 @@ func TestPipelinedDotCRJudgedPerMessage(t *testing.T) {
 		t.Errorf("downstream got %d messages", len(msgs))
 	}
 }
+
+// The raw-stream bare-CR check follows the command stream: a command line
+// "." and a BDAT chunk that go-smtp read and threw away (so the session
+// never saw it) neither pass for a DATA message's end nor put the check
+// out of step with the messages that follow.
+func TestDotCRCheckFollowsCommands(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	clean := "Subject: clean\r\n\r\nhello\r\n.\r\n"
+
+	// A command line "." with a bare-CR dot line before it, then a clean
+	// message: delivered.
+	rc := ehloed(t, g.addr)
+	rc.write("NOOP\r\n.\rX\r\n.\r\n")
+	for range 3 {
+		rc.reply()
+	}
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA", "354 ")
+	rc.write(clean)
+	if got := rc.reply(); !strings.HasPrefix(got[0], "250 ") {
+		t.Errorf("clean message after a command line \".\": %q", got)
+	}
+
+	// A BDAT chunk go-smtp discards (no recipient), holding what looks
+	// like a message end and a bare-CR dot line; then a clean message.
+	rc = ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<x@elsewhere.test>", "550 ")
+	chunk := "Subject: b\r\n\r\nq\r\n.\rX\r\n.\r\nend\r\n"
+	rc.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk), chunk))
+	if got := rc.reply(); strings.HasPrefix(got[0], "250 ") {
+		t.Fatalf("chunk without recipients: %q", got)
+	}
+	rc.expectCode("RSET", "250 ")
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA", "354 ")
+	rc.write(clean)
+	if got := rc.reply(); !strings.HasPrefix(got[0], "250 ") {
+		t.Errorf("clean message after a discarded chunk: %q", got)
+	}
+
+	// A command line ".", then a message with a bare-CR dot line:
+	// refused.
+	rc = ehloed(t, g.addr)
+	rc.write(".\r\n")
+	rc.reply()
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA", "354 ")
+	rc.write("Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n")
+	if got := rc.reply(); !strings.HasPrefix(got[0], "550 5.5.2 ") {
+		t.Errorf("bare-CR dot line after a command line \".\": %q", got)
+	}
+	ds.waitIdle()
+	if n := len(ds.messages()); n != 2 {
+		t.Errorf("downstream got %d messages, want the 2 clean ones", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -337,6 +338,11 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		if c.forced.CompareAndSwap(true, false) {
+			// A BDAT transfer's clock ran out (see forced): go-smtp's
+			// answer to this failed read is the session's last, written
+			// from this goroutine; what the client sends after it is not
+			// commands.
+			c.hangUp.Store(true)
 			return n, errDataTimeout
 		}
 		if c.partial && !c.inData.Load() && !c.noGuard.Load() {
@@ -376,30 +382,44 @@ func (c *limitConn) Close() error {
 }
 
 // dotScanner finds, in a client's raw byte stream, "\n.\r" followed by
-// anything but "\n" (a dot line with a bare CR), and "\r\n.\r\n" (the end
-// of a DATA message), in order. It runs on every byte a plaintext client
-// sends, so it jumps from one "\n.\r" to the next (bytes.Index) rather
-// than look at each byte.
+// anything but "\n" (a dot line with a bare CR) inside DATA messages, and
+// where each message ends ("\r\n.\r\n"). It follows the stream as go-smtp
+// reads it: command lines, a DATA message from the line after "DATA" to
+// its end, and the n bytes of each "BDAT n" chunk, which are skipped
+// (they are not dot-unstuffed: the session's line-end filter sees their
+// bare CRs itself), so that neither a command line "." nor a chunk holding
+// "\r\n.\r\n" passes for a message end. Inside a message it jumps from
+// one "\n.\r" to the next (bytes.Index) rather than look at each byte.
 //
 // Reads run ahead of the session: a client may pipeline the next
 // transaction, its message included, behind the end of this one (RFC
 // 2920), so one read can hold the end of one message and the start of
 // the next. So the findings are kept per message: done holds, for each
 // message end seen, whether a bare-CR dot line came before it (and after
-// the previous end), oldest first; open is the same for the bytes since
-// the last end.
+// the previous end), oldest first; open is the same for the message not
+// ended yet.
 //
 // The findings stay in step with the session's messages as long as each
-// DATA message that ends is taken (take); after a BDAT transfer (whose
-// chunks may hold anything) or a DATA message that failed, they may not,
-// and the next transaction starts afresh (markStale, then startTxn).
+// DATA message that ends is taken (take); when a transaction ends without
+// (a BDAT transfer, a message refused, DATA refused by go-smtp), they may
+// not, and the next transaction starts afresh (markStale, then startTxn).
 type dotScanner struct {
 	mu    sync.Mutex
-	tail  [4]byte // the last bytes scanned, for patterns across reads
+	mode  int
+	skip  int64    // modeChunk: chunk bytes still to come
+	line  [24]byte // modeCommand: the start of the current line
+	n     int      // its length so far (at most len(line))
+	tail  [4]byte  // modeData: the last bytes scanned, for patterns across reads
 	done  []bool
 	open  bool
 	stale bool
 }
+
+const (
+	modeCommand = iota
+	modeData
+	modeChunk
+)
 
 // maxDone bounds the message ends kept: a client pipelining more
 // messages than this in one go loses the oldest findings.
@@ -408,18 +428,77 @@ const maxDone = 64
 var nlDotCR = []byte("\n.\r")
 
 func (d *dotScanner) scan(b []byte) {
-	if len(b) == 0 {
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for len(b) > 0 {
+		switch d.mode {
+		case modeCommand:
+			i := bytes.IndexByte(b, '\n')
+			part := b
+			if i >= 0 {
+				part = b[:i+1]
+			}
+			d.n += copy(d.line[d.n:], part)
+			b = b[len(part):]
+			if i >= 0 {
+				d.command()
+			}
+		case modeChunk:
+			k := min(d.skip, int64(len(b)))
+			d.skip -= k
+			b = b[k:]
+			if d.skip == 0 {
+				d.mode, d.n = modeCommand, 0
+			}
+		default:
+			b = d.data(b)
+		}
+	}
+}
+
+// command looks at a command line that has ended: DATA starts a message,
+// BDAT n a chunk.
+func (d *dotScanner) command() {
+	line := bytes.TrimRight(d.line[:d.n], " \t\r\n")
+	d.n = 0
+	switch {
+	case asciiEqualFold(line, "DATA"):
+		// The DATA line's CRLF starts the message's first line.
+		d.mode, d.tail = modeData, [4]byte{0, 0, '\r', '\n'}
+	case len(line) > 5 && asciiEqualFold(line[:5], "BDAT "):
+		size, _, _ := bytes.Cut(bytes.TrimLeft(line[5:], " "), []byte(" "))
+		if n, err := strconv.ParseInt(string(size), 10, 64); err == nil && n > 0 {
+			d.mode, d.skip = modeChunk, n
+		}
+	}
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// data scans message bytes, and returns what follows the message's end
+// if b holds it.
+func (d *dotScanner) data(b []byte) []byte {
 	// Sequences that start in the tail: their fourth byte is in b.
 	var edge [7]byte
 	copy(edge[:4], d.tail[:])
 	e := edge[:4+copy(edge[4:], b)]
 	for i := 1; i <= 3 && i+3 < len(e); i++ {
-		if e[i] == '\n' && e[i+1] == '.' && e[i+2] == '\r' {
-			d.found(e[i+3], e[i-1])
+		if e[i] == '\n' && e[i+1] == '.' && e[i+2] == '\r' && d.found(e[i+3], e[i-1]) {
+			return b[i:] // e[i+3], the end's last byte, is b[i-1]
 		}
 	}
 	// Sequences that start in b and end in it; one that ends past it is
@@ -437,7 +516,9 @@ func (d *dotScanner) scan(b []byte) {
 		if k > 0 {
 			before = b[k-1]
 		}
-		d.found(b[k+3], before)
+		if d.found(b[k+3], before) {
+			return b[k+4:]
+		}
 		i = k + 1
 	}
 	if len(b) >= 4 {
@@ -445,20 +526,25 @@ func (d *dotScanner) scan(b []byte) {
 	} else {
 		copy(d.tail[:], e[len(e)-4:])
 	}
+	return nil
 }
 
-// found records a "\n.\r" followed by next and preceded by before.
-func (d *dotScanner) found(next, before byte) {
+// found records a "\n.\r" followed by next and preceded by before, and
+// reports whether it ended the message (then the commands follow).
+func (d *dotScanner) found(next, before byte) bool {
 	switch {
 	case next != '\n':
 		d.open = true
-	case before == '\r': // "\r\n.\r\n": a message ends
+	case before == '\r': // "\r\n.\r\n": the message ends
 		if len(d.done) == maxDone {
 			d.done = d.done[1:]
 		}
 		d.done = append(d.done, d.open)
 		d.open = false
+		d.mode, d.n = modeCommand, 0
+		return true
 	}
+	return false
 }
 
 // markStale says the findings may be out of step with the messages.

@@ -79,6 +79,7 @@ type session struct {
 	// latest HELO/EHLO name has control characters (a first one is refused
 	// by NewSession; go-smtp takes later ones without asking).
 	gone, badHelo atomic.Bool
+	took          bool // this transaction's DATA message was checked against the raw stream (dotScanner.take)
 	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
 	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
 	// failed chunk) or Logout (disconnect) from another goroutine while
@@ -240,6 +241,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errClosing
 	}
 	if s.badHelo.Load() {
+		s.srv.metrics.Rejected.WithLabelValues("bad_helo").Inc()
 		return s.counted(errBadHelo, "mail")
 	}
 	s.hold()
@@ -442,8 +444,10 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 				t = time.AfterFunc(d, func() {
 					timedOut.Store(true)
 					// The chunk's unread bytes must not be read as
-					// commands: go-smtp's answer to it is the last.
-					s.hangUp()
+					// commands: the read cut below ends the session after
+					// go-smtp's answer to it (limitConn.Read), and no
+					// transaction starts meanwhile.
+					s.gone.Store(true)
 					// Waiting for the next chunk: the next BDAT is answered
 					// with this. Inside a chunk: the read is cut now.
 					pr.CloseWithError(errDataTimeout)
@@ -473,11 +477,9 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	}
 	// DATA only: go-smtp hands BDAT chunks over as they came, where the
 	// line-end filter sees a bare CR itself.
-	if s.raw != nil {
-		switch {
-		case pipe != nil || err != nil:
-			s.raw.dots.markStale()
-		case s.raw.dots.take():
+	if s.raw != nil && pipe == nil && err == nil {
+		s.took = true
+		if s.raw.dots.take() {
 			err = errBareCR // a ".\r" line whose CR go-smtp swallowed
 		}
 	}
@@ -514,8 +516,11 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		}
 		// Where the message would have ended is not known: what the
 		// client sends next is not commands. 451, then the connection
-		// is closed.
-		s.hangUp()
+		// is closed (under BDAT, limitConn.Read arranged it, on the
+		// goroutine that writes go-smtp's answer).
+		if pipe == nil {
+			s.hangUp()
+		}
 		return errDataTimeout
 	}
 	raw := sp.head
@@ -809,6 +814,13 @@ func (s *session) Reset() {
 	}
 	s.from, s.rcpts, s.p = "", nil, nil
 	wasTxn := s.inTxn.Swap(false)
+	if wasTxn && !s.took && s.raw != nil {
+		// No DATA message of this transaction was taken (BDAT, a
+		// message refused, DATA refused by go-smtp): the raw stream's
+		// findings may be out of step with the messages.
+		s.raw.dots.markStale()
+	}
+	s.took = false
 	if s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
 		// this session is done, and says so (RFC 5321 section 3.8) when
