@@ -1393,6 +1393,17 @@ func TestPipelinedDotCRJudgedPerMessage(t *testing.T) {
 func TestDotCRCheckFollowsCommands(t *testing.T) {
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	// send sends a whole DATA transaction and checks the final reply.
+	send := func(rc *rawConn, body, want, what string) {
+		t.Helper()
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc.expectCode("DATA", "354 ")
+		rc.write(body)
+		if got := rc.reply(); !strings.HasPrefix(got[0], want) {
+			t.Errorf("%s: %q, want %s", what, got, want)
+		}
+	}
 	clean := "Subject: clean\r\n\r\nhello\r\n.\r\n"
 
 	// A command line "." with a bare-CR dot line before it, then a clean
@@ -1402,13 +1413,7 @@ func TestDotCRCheckFollowsCommands(t *testing.T) {
 	for range 3 {
 		rc.reply()
 	}
-	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-	rc.expectCode("DATA", "354 ")
-	rc.write(clean)
-	if got := rc.reply(); !strings.HasPrefix(got[0], "250 ") {
-		t.Errorf("clean message after a command line \".\": %q", got)
-	}
+	send(rc, clean, "250 ", `clean message after a command line "."`)
 
 	// A BDAT chunk go-smtp discards (no recipient), holding what looks
 	// like a message end and a bare-CR dot line; then a clean message.
@@ -1421,26 +1426,14 @@ func TestDotCRCheckFollowsCommands(t *testing.T) {
 		t.Fatalf("chunk without recipients: %q", got)
 	}
 	rc.expectCode("RSET", "250 ")
-	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-	rc.expectCode("DATA", "354 ")
-	rc.write(clean)
-	if got := rc.reply(); !strings.HasPrefix(got[0], "250 ") {
-		t.Errorf("clean message after a discarded chunk: %q", got)
-	}
+	send(rc, clean, "250 ", "clean message after a discarded chunk")
 
 	// A command line ".", then a message with a bare-CR dot line:
 	// refused.
 	rc = ehloed(t, g.addr)
 	rc.write(".\r\n")
 	rc.reply()
-	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
-	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-	rc.expectCode("DATA", "354 ")
-	rc.write("Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n")
-	if got := rc.reply(); !strings.HasPrefix(got[0], "550 5.5.2 ") {
-		t.Errorf("bare-CR dot line after a command line \".\": %q", got)
-	}
+	send(rc, "Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n", "550 5.5.2 ", `bare-CR dot line after a command line "."`)
 	ds.waitIdle()
 	if n := len(ds.messages()); n != 2 {
 		t.Errorf("downstream got %d messages, want the 2 clean ones", n)
