@@ -28,7 +28,7 @@ echo "|---|---|---|"
 row "**receive DATA** (go-smtp dataReader + line-limit reader + sclgate's readData/line-end filter/spool)" 'session\).data$|readData|dataReader|lineLimitReader' 'session\).verdict|session\).relay|session\).archive'
 row "  of which go-smtp's byte-wise DATA reader (dataReader, lineLimitReader, bufio.ReadByte)" 'dataReader\).Read|lineLimitReader' 'session\).verdict|session\).relay'
 row "  of which sclgate's line-end filter (dataFilter.write)" 'dataFilter\).write'
-row "  of which smuggling scan on the raw connection (dotScanner.scan)" 'dotScanner\).scan'
+row "  of which line-at-a-time reads and smuggling scan on the raw connection (limitConn.Read)" 'limitConn\).Read'
 row "**parse + score** (session.verdict)" 'session\).verdict'
 row "  of which MIME parse (scorer.Parse/ParseReader)" 'scorer\.Parse'
 row "  of which built-in model (Model.Classify: feature extraction + lookups)" 'Model\).Classify'

@@ -402,7 +402,10 @@ func TestProtocolErrorsCounted(t *testing.T) {
 	rc := ehloed(t, g.addr)
 	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
 	rc.expectCode("MAIL FROM:x", "501 ")
-	rc.write("DATA\r\n")
+	// "Missing RCPT TO" to DATA follows from refusals counted already
+	// (here, none were made): not counted.
+	rc.expectCode("DATA", "502 5.5.1 Missing RCPT TO")
+	rc.write("RCPT TO:<bob@example.com>\r\n")
 	if err := rc.expectClosed(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +416,7 @@ func TestProtocolErrorsCounted(t *testing.T) {
 	rc = greeted(t, g.addr)
 	rc.expectCode("MAIL FROM:<alice@example.org>", "502 ")
 	rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
-	rc.write("DATA\r\n")
+	rc.write("NOOP x y\r\nFOO\r\n")
 	if err := rc.expectClosed(5 * time.Second); err != nil || !strings.Contains(rc.seen, "\r\n421 4.7.0 ") {
 		t.Errorf("before EHLO: %v, %q", err, rc.seen)
 	}
@@ -1433,7 +1436,34 @@ func TestDotCRCheckFollowsCommands(t *testing.T) {
 	rc = ehloed(t, g.addr)
 	rc.write(".\r\n")
 	rc.reply()
-	send(rc, "Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n", "550 5.5.2 ", `bare-CR dot line after a command line "."`)
+	bad := "Subject: bad\r\n\r\nx\r\n.\rMAIL FROM:<ceo@bank.test>\r\n.\r\n"
+	send(rc, bad, "550 5.5.2 ", `bare-CR dot line after a command line "."`)
+
+	// Commands go-smtp refuses before the message, which a parser of its
+	// own could take differently from go-smtp: the bad message is still
+	// refused. (Found by a review of an earlier design.)
+	for _, before := range [][]string{
+		{"DATA", "."},        // DATA refused, then a "." line
+		{"BDAT 99999999999"}, // a size go-smtp refuses
+		{"BDAT +5", "BDAT 6 FOO", "BDAT 5 LAST X"}, // forms go-smtp refuses without reading a chunk
+		{"AUTH LOGIN", "DATA"},                     // an AUTH answer that reads DATA
+	} {
+		rc = ehloed(t, g.addr)
+		for _, cmd := range before {
+			rc.write(cmd + "\r\n")
+			rc.reply()
+		}
+		send(rc, bad, "550 5.5.2 ", fmt.Sprintf("bare-CR dot line after %q", before))
+	}
+	// DATA with an argument go-smtp's TrimSpace takes away.
+	rc = ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	rc.expectCode("DATA \x0b", "354 ")
+	rc.write(bad)
+	if got := rc.reply(); !strings.HasPrefix(got[0], "550 5.5.2 ") {
+		t.Errorf("bare-CR dot line after DATA \\x0b: %q", got)
+	}
 	ds.waitIdle()
 	if n := len(ds.messages()); n != 2 {
 		t.Errorf("downstream got %d messages, want the 2 clean ones", n)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,10 +245,22 @@ type limitConn struct {
 	first   []byte
 	firstOK bool
 
-	// dots finds, in the raw stream, lines that start with "." and a bare
-	// CR: go-smtp's dot-unstuffing drops that CR, so the session could
-	// not see it in the data it gets.
-	dots dotScanner
+	// Read hands go-smtp the client's bytes one line at a time, from buf
+	// (read from the connection into rbuf, handed out from off), so that
+	// go-smtp's own buffer never holds more than the line it is reading:
+	// pos, the number of bytes handed out, is then exactly where go-smtp
+	// is in the stream, and a DATA message is the bytes handed out between
+	// its start and its end. dotCRAt is the position just past the line in
+	// which the last "\n.\r" followed by anything but "\n" was handed out
+	// (a dot line with a bare CR: go-smtp's dot-unstuffing drops that CR,
+	// so the session could not see it in the data it gets); tail holds the
+	// last bytes handed out, for the pattern across lines.
+	rbuf    [4096]byte
+	buf     []byte
+	off     int
+	pos     atomic.Int64
+	dotCRAt atomic.Int64
+	tail    [3]byte
 
 	// forced is set by a BDAT transaction whose data clock ran out: it
 	// moves the read deadline to now, and the read that then fails (go-smtp
@@ -289,6 +300,12 @@ type limitConn struct {
 // Write writes what go-smtp sends, and looks at it when it is a reply (in
 // plaintext; under TLS these bytes are ciphertext).
 func (c *limitConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && isDigit(p[0]) && c.noGuard.Load() {
+		// A plaintext reply where TLS was starting: the handshake failed
+		// (go-smtp answers it so, and goes on in plaintext). A TLS
+		// record never starts with a digit.
+		c.noGuard.Store(false)
+	}
 	over := false
 	if !c.noGuard.Load() && !c.hangUp.Load() && c.errorReply(p) {
 		over = c.l.hooks.protocolError(c)
@@ -320,7 +337,11 @@ func (c *limitConn) errorReply(p []byte) bool {
 	if c.ownReply.Swap(false) {
 		return false // the session's: counted there
 	}
-	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421"))
+	// go-smtp's "Missing RCPT TO" to DATA or BDAT follows from refusals
+	// counted already (every recipient refused, or a chunk refused and the
+	// rest of a pipelined transfer coming after it): not counted again.
+	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421")) &&
+		!bytes.Contains(line, []byte("Missing RCPT TO"))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -332,32 +353,48 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), []byte("HEAD "), []byte("PUT "), []byte("OPTIONS ")}
 
 func (c *limitConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.partial = p[n-1] != '\n'
+	if len(p) == 0 {
+		return 0, nil
 	}
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if c.forced.CompareAndSwap(true, false) {
-			// A BDAT transfer's clock ran out (see forced): go-smtp's
-			// answer to this failed read is the session's last, written
-			// from this goroutine; what the client sends after it is not
-			// commands.
-			c.hangUp.Store(true)
-			return n, errDataTimeout
+	if c.off == len(c.buf) {
+		n, err := c.Conn.Read(c.rbuf[:])
+		if n == 0 {
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				if c.forced.CompareAndSwap(true, false) {
+					// A BDAT transfer's clock ran out (see forced):
+					// go-smtp's answer to this failed read is the
+					// session's last, written from this goroutine; what
+					// the client sends after it is not commands.
+					c.hangUp.Store(true)
+					return 0, errDataTimeout
+				}
+				if c.partial && !c.inData.Load() && !c.noGuard.Load() {
+					c.l.hooks.cutCommand()
+					c.Close()
+					return 0, net.ErrClosed
+				}
+			}
+			return 0, err
 		}
-		if c.partial && !c.inData.Load() && !c.noGuard.Load() {
-			c.l.hooks.cutCommand()
-			c.Close()
-			return n, net.ErrClosed
-		}
+		// A read error with data comes again at the next read.
+		c.buf, c.off = c.rbuf[:n], 0
 	}
-	if n > 0 {
-		c.dots.scan(p[:n])
+	line := c.buf[c.off:]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i+1]
 	}
-	if c.firstOK || n == 0 {
-		return n, err
+	n := copy(p, line)
+	c.off += n
+	b := p[:n]
+	c.partial = b[n-1] != '\n'
+	if c.dotCR(b) {
+		c.dotCRAt.Store(c.pos.Load() + int64(n))
 	}
-	c.first = append(c.first, p[:min(n, 16-len(c.first))]...)
+	c.pos.Add(int64(n))
+	if c.firstOK {
+		return n, nil
+	}
+	c.first = append(c.first, b[:min(n, 16-len(c.first))]...)
 	for _, m := range httpMethods {
 		if len(c.first) >= len(m) && bytes.EqualFold(c.first[:len(m)], m) {
 			c.l.hooks.http()
@@ -365,10 +402,10 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 	}
-	if len(c.first) >= 16 || bytes.IndexByte(p[:n], '\n') >= 0 {
+	if len(c.first) >= 16 || bytes.IndexByte(b, '\n') >= 0 {
 		c.firstOK, c.first = true, nil
 	}
-	return n, err
+	return n, nil
 }
 
 func (c *limitConn) Close() error {
@@ -381,203 +418,41 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// dotScanner finds, in a client's raw byte stream, "\n.\r" followed by
-// anything but "\n" (a dot line with a bare CR) inside DATA messages, and
-// where each message ends ("\r\n.\r\n"). It follows the stream as go-smtp
-// reads it: command lines, a DATA message from the line after "DATA" to
-// its end, and the n bytes of each "BDAT n" chunk, which are skipped
-// (they are not dot-unstuffed: the session's line-end filter sees their
-// bare CRs itself), so that neither a command line "." nor a chunk holding
-// "\r\n.\r\n" passes for a message end. Inside a message it jumps from
-// one "\n.\r" to the next (bytes.Index) rather than look at each byte.
-//
-// Reads run ahead of the session: a client may pipeline the next
-// transaction, its message included, behind the end of this one (RFC
-// 2920), so one read can hold the end of one message and the start of
-// the next. So the findings are kept per message: done holds, for each
-// message end seen, whether a bare-CR dot line came before it (and after
-// the previous end), oldest first; open is the same for the message not
-// ended yet.
-//
-// The findings stay in step with the session's messages as long as each
-// DATA message that ends is taken (take); when a transaction ends without
-// (a BDAT transfer, a message refused, DATA refused by go-smtp), they may
-// not, and the next transaction starts afresh (markStale, then startTxn).
-type dotScanner struct {
-	mu    sync.Mutex
-	mode  int
-	skip  int64    // modeChunk: chunk bytes still to come
-	line  [24]byte // modeCommand: the start of the current line
-	n     int      // its length so far (at most len(line))
-	tail  [4]byte  // modeData: the last bytes scanned, for patterns across reads
-	done  []bool
-	open  bool
-	stale bool
+// dotCR reports whether b, handed out after the bytes in tail, completes
+// "\n.\r" followed by anything but "\n", and updates tail. It runs on
+// every byte a plaintext client sends, so it jumps from one "\n.\r" to the
+// next (bytes.Index) rather than look at each byte.
+func (c *limitConn) dotCR(b []byte) bool {
+	// A sequence across the previous line's end: the saved tail and the
+	// first bytes of this one.
+	var edge [6]byte
+	n := copy(edge[:], c.tail[:])
+	n += copy(edge[n:], b)
+	found := hasDotCR(edge[:n]) || hasDotCR(b)
+	if len(b) >= 3 {
+		copy(c.tail[:], b[len(b)-3:])
+	} else {
+		copy(c.tail[:], edge[n-3:n])
+	}
+	return found
 }
-
-const (
-	modeCommand = iota
-	modeData
-	modeChunk
-)
-
-// maxDone bounds the message ends kept: a client pipelining more
-// messages than this in one go loses the oldest findings.
-const maxDone = 64
 
 var nlDotCR = []byte("\n.\r")
 
-func (d *dotScanner) scan(b []byte) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for len(b) > 0 {
-		switch d.mode {
-		case modeCommand:
-			i := bytes.IndexByte(b, '\n')
-			part := b
-			if i >= 0 {
-				part = b[:i+1]
-			}
-			d.n += copy(d.line[d.n:], part)
-			b = b[len(part):]
-			if i >= 0 {
-				d.command()
-			}
-		case modeChunk:
-			k := min(d.skip, int64(len(b)))
-			d.skip -= k
-			b = b[k:]
-			if d.skip == 0 {
-				d.mode, d.n = modeCommand, 0
-			}
-		default:
-			b = d.data(b)
-		}
-	}
-}
-
-// command looks at a command line that has ended: DATA starts a message,
-// BDAT n a chunk.
-func (d *dotScanner) command() {
-	line := bytes.TrimRight(d.line[:d.n], " \t\r\n")
-	d.n = 0
-	switch {
-	case asciiEqualFold(line, "DATA"):
-		// The DATA line's CRLF starts the message's first line.
-		d.mode, d.tail = modeData, [4]byte{0, 0, '\r', '\n'}
-	case len(line) > 5 && asciiEqualFold(line[:5], "BDAT "):
-		size, _, _ := bytes.Cut(bytes.TrimLeft(line[5:], " "), []byte(" "))
-		if n, err := strconv.ParseInt(string(size), 10, 64); err == nil && n > 0 {
-			d.mode, d.skip = modeChunk, n
-		}
-	}
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// data scans message bytes, and returns what follows the message's end
-// if b holds it.
-func (d *dotScanner) data(b []byte) []byte {
-	// Sequences that start in the tail: their fourth byte is in b.
-	var edge [7]byte
-	copy(edge[:4], d.tail[:])
-	e := edge[:4+copy(edge[4:], b)]
-	for i := 1; i <= 3 && i+3 < len(e); i++ {
-		if e[i] == '\n' && e[i+1] == '.' && e[i+2] == '\r' && d.found(e[i+3], e[i-1]) {
-			return b[i:] // e[i+3], the end's last byte, is b[i-1]
-		}
-	}
-	// Sequences that start in b and end in it; one that ends past it is
-	// found by the next scan, from the tail.
+// hasDotCR reports whether b holds "\n.\r" and a fourth byte that is not
+// "\n"; a "\n.\r" at the very end is left to the next line.
+func hasDotCR(b []byte) bool {
 	for i := 0; ; {
 		j := bytes.Index(b[i:], nlDotCR)
 		if j < 0 {
-			break
+			return false
 		}
-		k := i + j
-		if k+3 >= len(b) {
-			break
+		k := i + j + 3
+		if k < len(b) && b[k] != '\n' {
+			return true
 		}
-		before := d.tail[3]
-		if k > 0 {
-			before = b[k-1]
-		}
-		if d.found(b[k+3], before) {
-			return b[k+4:]
-		}
-		i = k + 1
+		i += j + 1
 	}
-	if len(b) >= 4 {
-		copy(d.tail[:], b[len(b)-4:])
-	} else {
-		copy(d.tail[:], e[len(e)-4:])
-	}
-	return nil
-}
-
-// found records a "\n.\r" followed by next and preceded by before, and
-// reports whether it ended the message (then the commands follow).
-func (d *dotScanner) found(next, before byte) bool {
-	switch {
-	case next != '\n':
-		d.open = true
-	case before == '\r': // "\r\n.\r\n": the message ends
-		if len(d.done) == maxDone {
-			d.done = d.done[1:]
-		}
-		d.done = append(d.done, d.open)
-		d.open = false
-		d.mode, d.n = modeCommand, 0
-		return true
-	}
-	return false
-}
-
-// markStale says the findings may be out of step with the messages.
-func (d *dotScanner) markStale() {
-	d.mu.Lock()
-	d.stale = true
-	d.mu.Unlock()
-}
-
-// startTxn is called at MAIL: if the findings may be out of step, they are
-// forgotten. Otherwise they are kept, since a pipelining client may have
-// sent this transaction's message already.
-func (d *dotScanner) startTxn() {
-	d.mu.Lock()
-	if d.stale {
-		d.open, d.done, d.stale = false, nil, false
-	}
-	d.mu.Unlock()
-}
-
-// take reports whether the DATA message that has just ended had a dot
-// line with a bare CR, and forgets it.
-func (d *dotScanner) take() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.done) == 0 { // its end was not seen (not through here)
-		found := d.open
-		d.open = false
-		return found
-	}
-	found := d.done[0]
-	d.done = d.done[1:]
-	return found
 }
 
 // addrOf returns the IP of a net.Addr, unmapped from IPv4-in-IPv6.

@@ -79,7 +79,6 @@ type session struct {
 	// latest HELO/EHLO name has control characters (a first one is refused
 	// by NewSession; go-smtp takes later ones without asking).
 	gone, badHelo atomic.Bool
-	took          bool // this transaction's DATA message was checked against the raw stream (dotScanner.take)
 	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
 	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
 	// failed chunk) or Logout (disconnect) from another goroutine while
@@ -325,9 +324,6 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if from != "" && !validAddress(from) {
 		return s.addressError(from)
 	}
-	if s.raw != nil {
-		s.raw.dots.startTxn()
-	}
 	s.from = from
 	s.deferred = 0
 	if s.lc != nil {
@@ -354,7 +350,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
-	if !validAddress(to) {
+	if !validRecipient(to) {
 		return s.addressError(to)
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
@@ -381,7 +377,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) acceptedDomain(addr string) bool {
 	_, domain, _ := strings.Cut(addr, "@")
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	domain = strings.ToLower(domain)
 	for _, d := range s.p.Config.AcceptedDomains {
 		if domain == d {
 			return true
@@ -391,6 +387,12 @@ func (s *session) acceptedDomain(addr string) bool {
 }
 
 func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
+	// Where the message starts in the raw stream: go-smtp has read the
+	// DATA line and no more (limitConn.Read hands out a line at a time).
+	var start int64
+	if s.raw != nil {
+		start = s.raw.pos.Load()
+	}
 	s.hold()
 	defer s.unhold()
 	if !s.inTxn.Load() || s.p == nil {
@@ -477,11 +479,8 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	}
 	// DATA only: go-smtp hands BDAT chunks over as they came, where the
 	// line-end filter sees a bare CR itself.
-	if s.raw != nil && pipe == nil && err == nil {
-		s.took = true
-		if s.raw.dots.take() {
-			err = errBareCR // a ".\r" line whose CR go-smtp swallowed
-		}
+	if err == nil && pipe == nil && s.raw != nil && s.raw.dotCRAt.Load() > start {
+		err = errBareCR // a ".\r" line whose CR go-smtp swallowed
 	}
 	log = log.With(slog.Int64("size", sp.Size()))
 	var se *smtp.SMTPError
@@ -814,13 +813,6 @@ func (s *session) Reset() {
 	}
 	s.from, s.rcpts, s.p = "", nil, nil
 	wasTxn := s.inTxn.Swap(false)
-	if wasTxn && !s.took && s.raw != nil {
-		// No DATA message of this transaction was taken (BDAT, a
-		// message refused, DATA refused by go-smtp): the raw stream's
-		// findings may be out of step with the messages.
-		s.raw.dots.markStale()
-	}
-	s.took = false
 	if s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
 		// this session is done, and says so (RFC 5321 section 3.8) when

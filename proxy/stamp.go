@@ -195,8 +195,18 @@ func validAddress(a string) bool {
 			return false
 		}
 	}
-	// Labels are not empty (RFC 5321 section 4.1.2): "ours.test." would
-	// reach the downstream as it came, and "ours..test" is no name.
+	return true
+}
+
+// validRecipient is validAddress, and the domain's labels are not empty
+// (RFC 5321 section 4.1.2): "ours.test." would reach the downstream as
+// it came, and "ours..test" is no name. (A sender is taken as it comes:
+// what is wrong with its domain is the downstream's to judge.)
+func validRecipient(a string) bool {
+	if !validAddress(a) {
+		return false
+	}
+	domain := a[strings.LastIndexByte(a, '@')+1:]
 	return domain[0] != '.' && domain[len(domain)-1] != '.' && !strings.Contains(domain, "..")
 }
 

@@ -227,9 +227,7 @@ func TestValidAddress(t *testing.T) {
 		{"a(b)@example.com", false},
 		{"bob@exa,mple.com", false},
 		{"bob@example.com>", false},
-		{"bob@example.com.", false}, // empty labels
-		{"bob@example..com", false},
-		{"bob@.example.com", false},
+
 		{"x#$&'*+-/=?^_`{|}~.y@example.com", true}, // every atext character
 		{local64 + "a@example.com", false},         // local part over 64
 		{"a@" + strings.Repeat("d", 253), false},   // 255 in all
@@ -238,6 +236,15 @@ func TestValidAddress(t *testing.T) {
 	for _, c := range cases {
 		if got := validAddress(c.addr); got != c.want {
 			t.Errorf("validAddress(%q) = %v, want %v", c.addr, got, c.want)
+		}
+		if got := validRecipient(c.addr); got != c.want {
+			t.Errorf("validRecipient(%q) = %v, want %v", c.addr, got, c.want)
+		}
+	}
+	// A recipient's domain has no empty label; a sender's may.
+	for _, a := range []string{"bob@example.com.", "bob@example..com", "bob@.example.com"} {
+		if validRecipient(a) || !validAddress(a) {
+			t.Errorf("%q: recipient %v, sender %v", a, validRecipient(a), validAddress(a))
 		}
 	}
 	// The refusal says why: RFC 6531's 553 5.6.7 for UTF-8, else 5.1.3.

@@ -1017,3 +1017,31 @@ func TestServeClassifierDownFallsBack(t *testing.T) {
 		t.Errorf("classifier errors = %v, want 2", v)
 	}
 }
+
+// A STARTTLS whose handshake fails goes on in plaintext (go-smtp answers
+// 550): the session's guards and its error count work there as before the
+// attempt, so errors still end it at limits.max_errors.
+func TestServeFailedStartTLSStillCounts(t *testing.T) {
+	g, _ := startAuthGW(t, "limits:\n  max_errors: 3\n")
+	c := dialSMTP(t, g.addr)
+	c.cmd("STARTTLS", "220")
+	// Only a cipher suite the server does not take: the handshake fails
+	// after the server has read the ClientHello.
+	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_RSA_WITH_RC4_128_SHA}})
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("handshake succeeded")
+	}
+	// go-smtp's "550 Handshake error", the first error, may have been
+	// read by the TLS client along with the server's alert.
+	fmt.Fprintf(c.c, "RCPT TO:<bob@example.com>\r\n")
+	if out := c.expect("5"); strings.HasPrefix(out, "550") {
+		c.expect("502")
+	}
+	c.cmd("MAIL FROM:x", "501")
+	c.expect("421 4.7.0")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.r.ReadByte(); err == nil {
+		t.Error("connection still open after 421")
+	}
+}
