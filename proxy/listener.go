@@ -380,14 +380,14 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		c.buf, c.off = c.rbuf[:n], 0
 	}
 	line := c.buf[c.off:]
-	if i := bytes.IndexByte(line, '\n'); i >= 0 {
-		line = line[:i+1]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 && !c.noGuard.Load() {
+		line = line[:i+1] // under TLS these are records, not lines
 	}
 	n := copy(p, line)
 	c.off += n
 	b := p[:n]
 	c.partial = b[n-1] != '\n'
-	if c.dotCR(b) {
+	if !c.noGuard.Load() && c.dotCR(b) {
 		c.dotCRAt.Store(c.pos.Load() + int64(n))
 	}
 	c.pos.Add(int64(n))
