@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -258,5 +259,36 @@ func TestDataTimeoutEndsSession(t *testing.T) {
 	defer ds.mu.Unlock()
 	if len(ds.mails) != 2 || slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 0 {
 		t.Errorf("the downstream got MAIL from %q and %d messages; want only the two cut off", ds.mails, ds.dataSeen)
+	}
+}
+
+// A BDAT chunk is read under the data clock, not under command_timeout,
+// which go-smtp set when it read the BDAT line: a steady sender of a
+// chunk that takes longer than command_timeout gets its 250 (it got
+// go-smtp's permanent 554 "i/o timeout", and the rest of the chunk, read
+// as commands, ran: a sender's message body carrying MAIL/RCPT/DATA was
+// relayed as a second message).
+func TestBDATChunkNotCutByCommandTimeout(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {command_timeout: 1s, data_timeout: 30s, data_block_timeout: 5s, min_data_rate: 100}"})
+	rc := addressed(t, g.addr)
+	body := "Subject: steady\r\n\r\n" + strings.Repeat("NOOP\r\n", 100) +
+		"MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nsmuggled\r\n.\r\n"
+	rc.write(fmt.Sprintf("BDAT %d LAST\r\n", len(body)))
+	// About 2.5 s for the chunk, over twice command_timeout, at some
+	// 300 bytes/s, three times min_data_rate.
+	for i := 0; i < len(body); i += 30 {
+		rc.write(body[i:min(i+30, len(body))])
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := rc.tryReply(10 * time.Second); err != nil || !strings.HasPrefix(got[len(got)-1], "250 ") {
+		t.Fatalf("steady chunk: %q, %v; want 250", got, err)
+	}
+	rc.expectCode("NOOP", "250 ")
+	ds.waitIdle()
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 1 {
+		t.Errorf("downstream got MAIL from %q and %d messages; want the one message", ds.mails, ds.dataSeen)
 	}
 }

@@ -268,6 +268,11 @@ type limitConn struct {
 	// is (451 4.4.2), instead of the timeout, which it would answer with
 	// a permanent 554 and the socket error's text.
 	forced atomic.Bool
+	// inChunks: a BDAT transfer is open (from its data's start to Reset):
+	// a read cut by any deadline, go-smtp's command_timeout included, ends
+	// the session as forced does, instead of go-smtp's permanent 554 and
+	// the rest of the chunk read as commands.
+	inChunks atomic.Bool
 
 	// partial: the bytes read so far end inside a line. When the command
 	// timeout cuts such a line, bufio hands go-smtp the part as a whole
@@ -305,6 +310,13 @@ func (c *limitConn) Write(p []byte) (int, error) {
 		// (go-smtp answers it so, and goes on in plaintext). A TLS
 		// record never starts with a digit.
 		c.noGuard.Store(false)
+		c.partial = false // it described handshake bytes, not a command
+	}
+	if bytes.HasPrefix(p, []byte("220 ")) && bytes.Contains(p, []byte("Ready to start TLS")) {
+		// go-smtp starts TLS next: what the client sent after STARTTLS
+		// is dropped, as RFC 3207 asks (the handshake reads from here),
+		// as go-smtp's own buffer of it would be.
+		c.off = len(c.buf)
 	}
 	over := false
 	if !c.noGuard.Load() && !c.hangUp.Load() && c.errorReply(p) {
@@ -337,11 +349,7 @@ func (c *limitConn) errorReply(p []byte) bool {
 	if c.ownReply.Swap(false) {
 		return false // the session's: counted there
 	}
-	// go-smtp's "Missing RCPT TO" to DATA or BDAT follows from refusals
-	// counted already (every recipient refused, or a chunk refused and the
-	// rest of a pipelined transfer coming after it): not counted again.
-	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421")) &&
-		!bytes.Contains(line, []byte("Missing RCPT TO"))
+	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421"))
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -360,7 +368,7 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		n, err := c.Conn.Read(c.rbuf[:])
 		if n == 0 {
 			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				if c.forced.CompareAndSwap(true, false) {
+				if c.forced.CompareAndSwap(true, false) || c.inChunks.Load() {
 					// A BDAT transfer's clock ran out (see forced):
 					// go-smtp's answer to this failed read is the
 					// session's last, written from this goroutine; what

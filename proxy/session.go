@@ -407,6 +407,10 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// Until Reset: go-smtp may still read (and discard) the rest of
 		// the data after this returns, with the deadline set here.
 		s.lc.inData.Store(true)
+		// A read cut inside a BDAT chunk, by whatever deadline, ends
+		// the session (limitConn.Read): the rest of the chunk is not
+		// commands.
+		s.lc.inChunks.Store(pipe != nil)
 	}
 	// go-smtp sets its read deadline per command line and not again during
 	// DATA: readData keeps it, from the whole-DATA deadline and the
@@ -441,7 +445,14 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// the chunk in progress, or the next, with the error given.
 		var t *time.Timer
 		setDeadline = func(n int) {
-			d := time.Until(clock.next(n, time.Now()))
+			dl := clock.next(n, time.Now())
+			// The socket's deadline too, which go-smtp set from
+			// command_timeout when it read the BDAT line: a steady
+			// sender of a large chunk is bound by this clock, not cut at
+			// command_timeout (go-smtp sets its own again at the next
+			// command line).
+			conn.SetReadDeadline(dl)
+			d := time.Until(dl)
 			if t == nil {
 				t = time.AfterFunc(d, func() {
 					timedOut.Store(true)
@@ -474,8 +485,8 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts))
 	err := readData(r, &filter, sp, setDeadline)
 	stop() // read: what follows (scoring, relay) has its own deadlines
-	if err != nil && timedOut.Load() {
-		err = os.ErrDeadlineExceeded
+	if err != nil && (timedOut.Load() || errors.Is(err, errDataTimeout)) {
+		err = os.ErrDeadlineExceeded // the chunk's read was cut (limitConn.Read)
 	}
 	// DATA only: go-smtp hands BDAT chunks over as they came, where the
 	// line-end filter sees a bare CR itself.
@@ -803,6 +814,7 @@ func (s *session) Reset() {
 	defer func() { <-s.dataSem }()
 	if s.lc != nil {
 		s.lc.inData.Store(false)
+		s.lc.inChunks.Store(false)
 	}
 	// go-smtp resets the session for a new HELO/EHLO too, after taking
 	// its name: refused, as NewSession refuses a first one, at MAIL.

@@ -1045,3 +1045,34 @@ func TestServeFailedStartTLSStillCounts(t *testing.T) {
 		t.Error("connection still open after 421")
 	}
 }
+
+// What a client sends after STARTTLS, before the handshake, is dropped
+// (RFC 3207): it neither runs as a command nor breaks the handshake.
+// After a failed handshake, an idle client gets go-smtp's idle 421, not a
+// silent close.
+func TestServeStartTLSDropsPipelined(t *testing.T) {
+	g, _ := startAuthGW(t, "limits:\n  command_timeout: 2s\n")
+	c := dialSMTP(t, g.addr)
+	fmt.Fprintf(c.c, "STARTTLS\r\nMAIL FROM:<evil@b.test>\r\n")
+	c.expect("220")
+	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake after pipelined plaintext: %v", err)
+	}
+	c.c, c.r = tc, bufio.NewReader(tc)
+	c.cmd("EHLO client.test", "250")
+	c.cmd("RCPT TO:<bob@example.com>", "502") // no MAIL was taken
+
+	c = dialSMTP(t, g.addr)
+	c.cmd("STARTTLS", "220")
+	bad := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_RSA_WITH_RC4_128_SHA}})
+	if err := bad.Handshake(); err == nil {
+		t.Fatal("handshake succeeded")
+	}
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, _ := io.ReadAll(c.r)
+	if !strings.Contains(string(all), "421 ") {
+		t.Errorf("idle after a failed handshake: %q, want go-smtp's 421", all)
+	}
+}
