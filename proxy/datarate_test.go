@@ -292,3 +292,51 @@ func TestBDATChunkNotCutByCommandTimeout(t *testing.T) {
 		t.Errorf("downstream got MAIL from %q and %d messages; want the one message", ds.mails, ds.dataSeen)
 	}
 }
+
+// Whatever read a deadline cuts — a chunk's first byte, a chunk go-smtp
+// discards (no recipient, or over the size limit) — the session ends with
+// that read's reply: the rest of the chunk, read as commands, would run
+// as a second transaction (SMTP smuggling). (Found by a review.)
+func TestChunkCutByDeadlineEndsSession(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {command_timeout: 1s, data_timeout: 30s, data_block_timeout: 10s, max_message_bytes: 2000}"})
+	rest := "Subject: x\r\n\r\nRSET\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nsmuggled\r\n.\r\n"
+	for name, start := range map[string]func() *rawConn{
+		"before the first byte": func() *rawConn {
+			rc := addressed(t, g.addr)
+			rc.write("BDAT 600 LAST\r\n")
+			return rc
+		},
+		"discarded, no recipient": func() *rawConn {
+			rc := ehloed(t, g.addr)
+			rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+			rc.expectCode("RCPT TO:<x@elsewhere.test>", "550 ")
+			rc.write("BDAT 600 LAST\r\nSubject: y\r\n")
+			return rc
+		},
+		"discarded, too big": func() *rawConn {
+			rc := addressed(t, g.addr)
+			rc.write("BDAT 6000 LAST\r\nSubject: y\r\n")
+			return rc
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rc := start()
+			time.Sleep(1500 * time.Millisecond) // past command_timeout
+			rc.c.SetWriteDeadline(time.Now().Add(time.Second))
+			rc.c.Write([]byte(rest))
+			if err := rc.expectClosed(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(rc.seen, "250 ") || strings.Contains(rc.seen, "354 ") {
+				t.Errorf("the rest of the chunk was run as commands: %q", rc.seen)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 0 {
+		t.Errorf("downstream got MAIL from %q and %d messages", ds.mails, ds.dataSeen)
+	}
+}

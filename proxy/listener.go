@@ -305,18 +305,23 @@ type limitConn struct {
 // Write writes what go-smtp sends, and looks at it when it is a reply (in
 // plaintext; under TLS these bytes are ciphertext).
 func (c *limitConn) Write(p []byte) (int, error) {
+	if bytes.HasPrefix(p, []byte("220 ")) && bytes.Contains(p, []byte("Ready to start TLS")) {
+		// go-smtp starts TLS next: what the client sent after STARTTLS
+		// is dropped, as RFC 3207 asks (the handshake reads from here),
+		// as go-smtp's own buffer of it would be; and from now on the
+		// bytes are TLS, unless a plaintext reply says the handshake
+		// failed.
+		c.off = len(c.buf)
+		c.noGuard.Store(true)
+		n, err := c.Conn.Write(p)
+		return n, err
+	}
 	if len(p) > 0 && isDigit(p[0]) && c.noGuard.Load() {
 		// A plaintext reply where TLS was starting: the handshake failed
 		// (go-smtp answers it so, and goes on in plaintext). A TLS
 		// record never starts with a digit.
 		c.noGuard.Store(false)
 		c.partial = false // it described handshake bytes, not a command
-	}
-	if bytes.HasPrefix(p, []byte("220 ")) && bytes.Contains(p, []byte("Ready to start TLS")) {
-		// go-smtp starts TLS next: what the client sent after STARTTLS
-		// is dropped, as RFC 3207 asks (the handshake reads from here),
-		// as go-smtp's own buffer of it would be.
-		c.off = len(c.buf)
 	}
 	over := false
 	if !c.noGuard.Load() && !c.hangUp.Load() && c.errorReply(p) {
@@ -364,22 +369,31 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.hangUp.Load() {
+		return 0, net.ErrClosed // the session is ending: nothing more is read
+	}
 	if c.off == len(c.buf) {
 		n, err := c.Conn.Read(c.rbuf[:])
 		if n == 0 {
 			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-				if c.forced.CompareAndSwap(true, false) || c.inChunks.Load() {
-					// A BDAT transfer's clock ran out (see forced):
-					// go-smtp's answer to this failed read is the
-					// session's last, written from this goroutine; what
-					// the client sends after it is not commands.
-					c.hangUp.Store(true)
-					return 0, errDataTimeout
-				}
 				if c.partial && !c.inData.Load() && !c.noGuard.Load() {
 					c.l.hooks.cutCommand()
 					c.Close()
 					return 0, net.ErrClosed
+				}
+				// Whatever was being read — a command line, a message, a
+				// BDAT chunk or one go-smtp discards — the reply go-smtp
+				// gives this failed read is the session's last: where the
+				// client is in its stream is not known, and what it sends
+				// next, read as commands, could be the rest of a message
+				// (SMTP smuggling). go-smtp closes after an idle command
+				// read anyway.
+				c.hangUp.Store(true)
+				if c.forced.CompareAndSwap(true, false) || c.inChunks.Load() {
+					// A BDAT transfer's clock ran out (see forced), or a
+					// deadline cut a chunk: a 451, not go-smtp's permanent
+					// 554 for a read error.
+					return 0, errDataTimeout
 				}
 			}
 			return 0, err

@@ -275,6 +275,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	defer s.own()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
+	if pipe != nil && s.lc != nil {
+		// From the first chunk on (go-smtp may be waiting for its first
+		// byte under command_timeout): a deadline that cuts it is a
+		// data timeout, a 451 (limitConn.Read).
+		s.lc.inChunks.Store(true)
+	}
 	if pipe != nil {
 		// go-smtp runs a BDAT transfer in a goroutine of its own, started
 		// at the first chunk, which may come to run only after the
@@ -445,13 +451,21 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// the chunk in progress, or the next, with the error given.
 		var t *time.Timer
 		setDeadline = func(n int) {
-			dl := clock.next(n, time.Now())
+			now := time.Now()
+			dl := clock.next(n, now)
 			// The socket's deadline too, which go-smtp set from
 			// command_timeout when it read the BDAT line: a steady
-			// sender of a large chunk is bound by this clock, not cut at
-			// command_timeout (go-smtp sets its own again at the next
-			// command line).
-			conn.SetReadDeadline(dl)
+			// sender of a large chunk is not cut at command_timeout,
+			// each read giving it command_timeout again (and go-smtp
+			// sets its own at the next command line, so the wait between
+			// chunks is command_timeout whichever set it last). A second
+			// past the clock, so that the timer below, which says why,
+			// cuts first.
+			sock := dl.Add(time.Second)
+			if c := now.Add(cfg.Limits.CommandTimeout); c.Before(sock) {
+				sock = c
+			}
+			conn.SetReadDeadline(sock)
 			d := time.Until(dl)
 			if t == nil {
 				t = time.AfterFunc(d, func() {
@@ -485,8 +499,11 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts))
 	err := readData(r, &filter, sp, setDeadline)
 	stop() // read: what follows (scoring, relay) has its own deadlines
-	if err != nil && (timedOut.Load() || errors.Is(err, errDataTimeout)) {
-		err = os.ErrDeadlineExceeded // the chunk's read was cut (limitConn.Read)
+	if err != nil && (timedOut.Load() || errors.Is(err, errDataTimeout) ||
+		errors.Is(err, smtp.ErrDataReset) && s.lc != nil && s.lc.hangUp.Load()) {
+		// The clock ran out, or a deadline cut the chunk's read
+		// (limitConn.Read), after which go-smtp resets the transfer.
+		err = os.ErrDeadlineExceeded
 	}
 	// DATA only: go-smtp hands BDAT chunks over as they came, where the
 	// line-end filter sees a bare CR itself.

@@ -1075,4 +1075,14 @@ func TestServeStartTLSDropsPipelined(t *testing.T) {
 	if !strings.Contains(string(all), "421 ") {
 		t.Errorf("idle after a failed handshake: %q, want go-smtp's 421", all)
 	}
+	// The same when the handshake fails on its first bytes (no ClientHello
+	// at all).
+	c = dialSMTP(t, g.addr)
+	c.cmd("STARTTLS", "220")
+	fmt.Fprintf(c.c, "hello\r\n")
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	all, _ = io.ReadAll(c.r)
+	if !strings.Contains(string(all), "550 ") || !strings.Contains(string(all), "421 ") {
+		t.Errorf("idle after a handshake of plaintext: %q, want 550 then go-smtp's 421", all)
+	}
 }
