@@ -285,11 +285,21 @@ func TestBDATChunkNotCutByCommandTimeout(t *testing.T) {
 		t.Fatalf("steady chunk: %q, %v; want 250", got, err)
 	}
 	rc.expectCode("NOOP", "250 ")
+	// A pause inside a chunk longer than command_timeout, within the
+	// data clock's slack, as inside DATA.
+	rc = addressed(t, g.addr)
+	msg := testMessage("pause", hamPhrase)
+	rc.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg[:len(msg)/2]))
+	time.Sleep(2 * time.Second)
+	rc.write(string(msg[len(msg)/2:]))
+	if got, err := rc.tryReply(10 * time.Second); err != nil || !strings.HasPrefix(got[len(got)-1], "250 ") {
+		t.Fatalf("chunk with a pause: %q, %v; want 250", got, err)
+	}
 	ds.waitIdle()
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	if slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 1 {
-		t.Errorf("downstream got MAIL from %q and %d messages; want the one message", ds.mails, ds.dataSeen)
+	if slices.Contains(ds.mails, "ceo@bank.test") || ds.dataSeen != 2 {
+		t.Errorf("downstream got MAIL from %q and %d messages; want the two", ds.mails, ds.dataSeen)
 	}
 }
 
@@ -333,6 +343,18 @@ func TestChunkCutByDeadlineEndsSession(t *testing.T) {
 			}
 		})
 	}
+	// A transfer reset before it ran (BDAT 0, RSET pipelined) leaves no
+	// transfer open: an idle client then gets go-smtp's idle 421.
+	rc := addressed(t, g.addr)
+	rc.write("BDAT 0\r\nRSET\r\n")
+	rc.reply()
+	rc.reply()
+	if err := rc.expectClosed(5 * time.Second); err != nil || !strings.HasPrefix(rc.seen, "421 4.4.2 ") {
+		t.Errorf("idle after a reset transfer: %v, %q; want go-smtp's 421 4.4.2", err, rc.seen)
+	}
+	// The cut before a chunk's first byte is logged and counted; the
+	// chunks go-smtp throws away never reach the session.
+	wantMetric(t, "refusals{data_timeout}", g.m.Rejected.WithLabelValues("data_timeout"), 1)
 	time.Sleep(200 * time.Millisecond)
 	ds.mu.Lock()
 	defer ds.mu.Unlock()

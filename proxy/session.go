@@ -79,6 +79,7 @@ type session struct {
 	// latest HELO/EHLO name has control characters (a first one is refused
 	// by NewSession; go-smtp takes later ones without asking).
 	gone, badHelo atomic.Bool
+	transfers     atomic.Uint64 // BDAT transfers begun (Data), to tell a stale one's from the newest
 	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
 	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
 	// failed chunk) or Logout (disconnect) from another goroutine while
@@ -275,10 +276,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	defer s.own()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
+	var gen uint64
 	if pipe != nil && s.lc != nil {
 		// From the first chunk on (go-smtp may be waiting for its first
 		// byte under command_timeout): a deadline that cuts it is a
 		// data timeout, a 451 (limitConn.Read).
+		gen = s.transfers.Add(1)
 		s.lc.inChunks.Store(true)
 	}
 	if pipe != nil {
@@ -292,6 +295,16 @@ func (s *session) Data(r io.Reader) error {
 		var b [1]byte
 		n, err := pipe.Read(b[:])
 		if errors.Is(err, smtp.ErrDataReset) {
+			if s.lc != nil && s.lc.hangUp.Load() {
+				// Reset because a deadline cut the chunk before its first
+				// byte (limitConn.Read): a data timeout.
+				s.log.Warn("reading message", slog.String("err", "timeout before the first byte of a BDAT chunk"))
+				s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
+			} else if s.lc != nil && s.transfers.Load() == gen {
+				// A transfer reset before it ran (BDAT 0, RSET): no
+				// transfer is open, unless a newer one began meanwhile.
+				s.lc.inChunks.Store(false)
+			}
 			return errStaleData
 		}
 		if n > 0 {
@@ -451,21 +464,15 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// the chunk in progress, or the next, with the error given.
 		var t *time.Timer
 		setDeadline = func(n int) {
-			now := time.Now()
-			dl := clock.next(n, now)
+			dl := clock.next(n, time.Now())
 			// The socket's deadline too, which go-smtp set from
-			// command_timeout when it read the BDAT line: a steady
-			// sender of a large chunk is not cut at command_timeout,
-			// each read giving it command_timeout again (and go-smtp
-			// sets its own at the next command line, so the wait between
-			// chunks is command_timeout whichever set it last). A second
-			// past the clock, so that the timer below, which says why,
-			// cuts first.
-			sock := dl.Add(time.Second)
-			if c := now.Add(cfg.Limits.CommandTimeout); c.Before(sock) {
-				sock = c
-			}
-			conn.SetReadDeadline(sock)
+			// command_timeout when it read the BDAT line: a chunk's reads
+			// are bound by this clock, as DATA's are, not cut at
+			// command_timeout (go-smtp sets its own again at the next
+			// command line; the wait between chunks is bounded by the
+			// timer below either way). A second past the clock, so that
+			// the timer, which says why, cuts first.
+			conn.SetReadDeadline(dl.Add(time.Second))
 			d := time.Until(dl)
 			if t == nil {
 				t = time.AfterFunc(d, func() {
