@@ -104,3 +104,38 @@ func TestLineReadsSplits(t *testing.T) {
 	long := bytes.Repeat([]byte("x"), 10000)
 	checkLines(t, long, long)
 }
+
+// A stale BDAT transfer's Data (go-smtp starts each in a goroutine, which
+// may run after the transfer was reset and a newer one began) puts back
+// the mark it found, unless it changed since: in every order, the mark
+// says whether a transfer is open. (Found by a review: a newer transfer's
+// cut got go-smtp's permanent 554.)
+func TestChunkMarkStaleTransfers(t *testing.T) {
+	c := &limitConn{}
+	// The newer transfer's Data runs first, then the stale one's.
+	c.beginChunks()
+	prev, gen := c.beginChunks()
+	c.staleChunks(prev, gen)
+	if !c.inChunks.Load() {
+		t.Error("a stale transfer cleared the open one's mark")
+	}
+	c.endChunks() // its Reset
+	if c.inChunks.Load() {
+		t.Error("mark left after Reset")
+	}
+	// The stale transfer's Data starts, the newer transfer ends (Reset)
+	// before the stale one finds out: nothing is put back.
+	c.beginChunks()
+	prev, gen = c.beginChunks()
+	c.endChunks()
+	c.staleChunks(prev, gen)
+	if c.inChunks.Load() {
+		t.Error("a stale transfer put back the mark of a transfer that has ended")
+	}
+	// Alone, reset before it ran: no transfer open.
+	prev, gen = c.beginChunks()
+	c.staleChunks(prev, gen)
+	if c.inChunks.Load() {
+		t.Error("mark left by a transfer reset before it ran")
+	}
+}

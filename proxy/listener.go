@@ -269,10 +269,15 @@ type limitConn struct {
 	// a permanent 554 and the socket error's text.
 	forced atomic.Bool
 	// inChunks: a BDAT transfer is open (from its data's start to Reset):
-	// a read cut by any deadline, go-smtp's command_timeout included, ends
-	// the session as forced does, instead of go-smtp's permanent 554 and
-	// the rest of the chunk read as commands.
+	// a read cut by any deadline, go-smtp's command_timeout included, is
+	// a data timeout (451), not go-smtp's permanent 554. It is changed
+	// only under chunkMu, with chunkGen counting the changes, so that a
+	// stale transfer's Data (go-smtp starts each in a goroutine, which
+	// may run after the transfer was reset, and after a newer one began)
+	// can put back what it found without undoing a newer transfer's.
 	inChunks atomic.Bool
+	chunkMu  sync.Mutex
+	chunkGen uint64
 
 	// partial: the bytes read so far end inside a line. When the command
 	// timeout cuts such a line, bufio hands go-smtp the part as a whole
@@ -428,6 +433,35 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		c.firstOK, c.first = true, nil
 	}
 	return n, nil
+}
+
+// beginChunks marks a BDAT transfer open, and returns what was there
+// before, for staleChunks.
+func (c *limitConn) beginChunks() (prev bool, gen uint64) {
+	c.chunkMu.Lock()
+	defer c.chunkMu.Unlock()
+	prev = c.inChunks.Swap(true)
+	c.chunkGen++
+	return prev, c.chunkGen
+}
+
+// staleChunks undoes beginChunks for a transfer that turned out to have
+// been reset before it ran, unless the mark changed since.
+func (c *limitConn) staleChunks(prev bool, gen uint64) {
+	c.chunkMu.Lock()
+	defer c.chunkMu.Unlock()
+	if c.chunkGen == gen {
+		c.inChunks.Store(prev)
+		c.chunkGen++
+	}
+}
+
+// endChunks marks no BDAT transfer open (Reset, or a DATA message).
+func (c *limitConn) endChunks() {
+	c.chunkMu.Lock()
+	defer c.chunkMu.Unlock()
+	c.inChunks.Store(false)
+	c.chunkGen++
 }
 
 func (c *limitConn) Close() error {

@@ -79,7 +79,6 @@ type session struct {
 	// latest HELO/EHLO name has control characters (a first one is refused
 	// by NewSession; go-smtp takes later ones without asking).
 	gone, badHelo atomic.Bool
-	transfers     atomic.Uint64 // BDAT transfers begun (Data), to tell a stale one's from the newest
 	// dataSem (capacity 1) is held while MAIL, RCPT or DATA uses the
 	// downstream transaction: under BDAT, go-smtp calls Reset (RSET, a
 	// failed chunk) or Logout (disconnect) from another goroutine while
@@ -276,13 +275,15 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	defer s.own()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
-	var gen uint64
+	var (
+		prevChunks bool
+		gen        uint64
+	)
 	if pipe != nil && s.lc != nil {
 		// From the first chunk on (go-smtp may be waiting for its first
 		// byte under command_timeout): a deadline that cuts it is a
 		// data timeout, a 451 (limitConn.Read).
-		gen = s.transfers.Add(1)
-		s.lc.inChunks.Store(true)
+		prevChunks, gen = s.lc.beginChunks()
 	}
 	if pipe != nil {
 		// go-smtp runs a BDAT transfer in a goroutine of its own, started
@@ -300,10 +301,10 @@ func (s *session) Data(r io.Reader) error {
 				// byte (limitConn.Read): a data timeout.
 				s.log.Warn("reading message", slog.String("err", "timeout before the first byte of a BDAT chunk"))
 				s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
-			} else if s.lc != nil && s.transfers.Load() == gen {
-				// A transfer reset before it ran (BDAT 0, RSET): no
-				// transfer is open, unless a newer one began meanwhile.
-				s.lc.inChunks.Store(false)
+			} else if s.lc != nil {
+				// A transfer reset before it ran (BDAT 0, RSET): as it
+				// was, unless a newer transfer or a Reset came since.
+				s.lc.staleChunks(prevChunks, gen)
 			}
 			return errStaleData
 		}
@@ -429,7 +430,9 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// A read cut inside a BDAT chunk, by whatever deadline, ends
 		// the session (limitConn.Read): the rest of the chunk is not
 		// commands.
-		s.lc.inChunks.Store(pipe != nil)
+		if pipe == nil {
+			s.lc.endChunks()
+		}
 	}
 	// go-smtp sets its read deadline per command line and not again during
 	// DATA: readData keeps it, from the whole-DATA deadline and the
@@ -838,7 +841,7 @@ func (s *session) Reset() {
 	defer func() { <-s.dataSem }()
 	if s.lc != nil {
 		s.lc.inData.Store(false)
-		s.lc.inChunks.Store(false)
+		s.lc.endChunks()
 	}
 	// go-smtp resets the session for a new HELO/EHLO too, after taking
 	// its name: refused, as NewSession refuses a first one, at MAIL.
