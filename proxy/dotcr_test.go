@@ -114,8 +114,7 @@ func TestChunkMarkStaleTransfers(t *testing.T) {
 	c := &limitConn{}
 	// The newer transfer's Data runs first, then the stale one's.
 	c.beginChunks()
-	prev, gen := c.beginChunks()
-	c.staleChunks(prev, gen)
+	c.staleChunks(c.beginChunks())
 	if !c.inChunks.Load() {
 		t.Error("a stale transfer cleared the open one's mark")
 	}
@@ -126,16 +125,32 @@ func TestChunkMarkStaleTransfers(t *testing.T) {
 	// The stale transfer's Data starts, the newer transfer ends (Reset)
 	// before the stale one finds out: nothing is put back.
 	c.beginChunks()
-	prev, gen = c.beginChunks()
+	e := c.beginChunks()
 	c.endChunks()
-	c.staleChunks(prev, gen)
+	c.staleChunks(e)
 	if c.inChunks.Load() {
 		t.Error("a stale transfer put back the mark of a transfer that has ended")
 	}
 	// Alone, reset before it ran: no transfer open.
-	prev, gen = c.beginChunks()
-	c.staleChunks(prev, gen)
+	c.staleChunks(c.beginChunks())
 	if c.inChunks.Load() {
 		t.Error("mark left by a transfer reset before it ran")
+	}
+	// Two stale transfers, both reset before either Data ran, finding
+	// out in either order.
+	for _, abFirst := range []bool{true, false} {
+		c.endChunks()
+		c.endChunks()
+		a, b := c.beginChunks(), c.beginChunks()
+		if abFirst {
+			c.staleChunks(a)
+			c.staleChunks(b)
+		} else {
+			c.staleChunks(b)
+			c.staleChunks(a)
+		}
+		if c.inChunks.Load() {
+			t.Errorf("two stale transfers (A first: %v) left the mark", abFirst)
+		}
 	}
 }

@@ -271,13 +271,15 @@ type limitConn struct {
 	// inChunks: a BDAT transfer is open (from its data's start to Reset):
 	// a read cut by any deadline, go-smtp's command_timeout included, is
 	// a data timeout (451), not go-smtp's permanent 554. It is changed
-	// only under chunkMu, with chunkGen counting the changes, so that a
-	// stale transfer's Data (go-smtp starts each in a goroutine, which
-	// may run after the transfer was reset, and after a newer one began)
-	// can put back what it found without undoing a newer transfer's.
-	inChunks atomic.Bool
-	chunkMu  sync.Mutex
-	chunkGen uint64
+	// only under chunkMu: chunks counts the transfers whose Data began
+	// since the last Reset (chunkEpoch counts the Resets), so that a stale
+	// transfer's Data (go-smtp starts each in a goroutine, which may run
+	// after the transfer was reset, and after a newer one began) takes
+	// back only its own count.
+	inChunks   atomic.Bool
+	chunkMu    sync.Mutex
+	chunks     int
+	chunkEpoch uint64
 
 	// partial: the bytes read so far end inside a line. When the command
 	// timeout cuts such a line, bufio hands go-smtp the part as a whole
@@ -435,24 +437,25 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// beginChunks marks a BDAT transfer open, and returns what was there
-// before, for staleChunks.
-func (c *limitConn) beginChunks() (prev bool, gen uint64) {
+// beginChunks marks a BDAT transfer open, and returns the epoch it
+// began in, for staleChunks.
+func (c *limitConn) beginChunks() (epoch uint64) {
 	c.chunkMu.Lock()
 	defer c.chunkMu.Unlock()
-	prev = c.inChunks.Swap(true)
-	c.chunkGen++
-	return prev, c.chunkGen
+	c.chunks++
+	c.inChunks.Store(true)
+	return c.chunkEpoch
 }
 
-// staleChunks undoes beginChunks for a transfer that turned out to have
-// been reset before it ran, unless the mark changed since.
-func (c *limitConn) staleChunks(prev bool, gen uint64) {
+// staleChunks takes back beginChunks for a transfer that turned out to
+// have been reset before it ran, unless a Reset came since (which took
+// it back already).
+func (c *limitConn) staleChunks(epoch uint64) {
 	c.chunkMu.Lock()
 	defer c.chunkMu.Unlock()
-	if c.chunkGen == gen {
-		c.inChunks.Store(prev)
-		c.chunkGen++
+	if c.chunkEpoch == epoch && c.chunks > 0 {
+		c.chunks--
+		c.inChunks.Store(c.chunks > 0)
 	}
 }
 
@@ -460,8 +463,9 @@ func (c *limitConn) staleChunks(prev bool, gen uint64) {
 func (c *limitConn) endChunks() {
 	c.chunkMu.Lock()
 	defer c.chunkMu.Unlock()
+	c.chunks = 0
+	c.chunkEpoch++
 	c.inChunks.Store(false)
-	c.chunkGen++
 }
 
 func (c *limitConn) Close() error {

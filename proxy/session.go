@@ -275,15 +275,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 func (s *session) Data(r io.Reader) error {
 	defer s.own()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
-	var (
-		prevChunks bool
-		gen        uint64
-	)
+	var epoch uint64
 	if pipe != nil && s.lc != nil {
 		// From the first chunk on (go-smtp may be waiting for its first
 		// byte under command_timeout): a deadline that cuts it is a
 		// data timeout, a 451 (limitConn.Read).
-		prevChunks, gen = s.lc.beginChunks()
+		epoch = s.lc.beginChunks()
 	}
 	if pipe != nil {
 		// go-smtp runs a BDAT transfer in a goroutine of its own, started
@@ -298,13 +295,14 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataReset) {
 			if s.lc != nil && s.lc.hangUp.Load() {
 				// Reset because a deadline cut the chunk before its first
-				// byte (limitConn.Read): a data timeout.
+				// byte (limitConn.Read): a data timeout. (The mark stays:
+				// the session is ending, and its Reset clears it.)
 				s.log.Warn("reading message", slog.String("err", "timeout before the first byte of a BDAT chunk"))
 				s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
 			} else if s.lc != nil {
-				// A transfer reset before it ran (BDAT 0, RSET): as it
-				// was, unless a newer transfer or a Reset came since.
-				s.lc.staleChunks(prevChunks, gen)
+				// A transfer reset before it ran (BDAT 0, RSET): its
+				// count taken back, unless a Reset took it already.
+				s.lc.staleChunks(epoch)
 			}
 			return errStaleData
 		}
@@ -427,9 +425,8 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// Until Reset: go-smtp may still read (and discard) the rest of
 		// the data after this returns, with the deadline set here.
 		s.lc.inData.Store(true)
-		// A read cut inside a BDAT chunk, by whatever deadline, ends
-		// the session (limitConn.Read): the rest of the chunk is not
-		// commands.
+		// A DATA message: no BDAT transfer is open (one's mark, set at
+		// Data, stays until Reset).
 		if pipe == nil {
 			s.lc.endChunks()
 		}
