@@ -80,7 +80,7 @@ func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks l
 		Listener: l, total: total, perIP: perIP,
 		greeting: "421 4.7.0 " + hostname + " Too many connections, try again later\r\n",
 		shutting: "421 4.3.2 " + hostname + " Service shutting down, try again later\r\n",
-		tooMany:  "421 4.7.0 " + hostname + " Too many errors, closing connection\r\n",
+		tooMany:  "421 4.7.0 " + hostname + " " + errTooManyErrors.Message + "\r\n",
 		hooks:    hooks,
 		byAddr:   map[netip.Addr]int{},
 		conns:    map[*limitConn]struct{}{},

@@ -506,7 +506,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	log := s.log.With(slog.String("id", s.id), slog.String("from", s.from), slog.Any("rcpt", s.rcpts))
 	err := readData(r, &filter, sp, setDeadline)
 	stop() // read: what follows (scoring, relay) has its own deadlines
-	if err != nil && (timedOut.Load() || errors.Is(err, errDataTimeout) ||
+	if err != nil && (timedOut.Load() ||
 		errors.Is(err, smtp.ErrDataReset) && s.lc != nil && s.lc.hangUp.Load()) {
 		// The clock ran out, or a deadline cut the chunk's read
 		// (limitConn.Read), after which go-smtp resets the transfer.
