@@ -49,6 +49,10 @@ type Message struct {
 	Size    int64          // the whole message's size in bytes
 	Header  message.Header // top-level header
 	Subject string         // decoded (RFC 2047) subject
+	// MoreSubjects holds the decoded Subject fields after the first, which
+	// the weight list's SUBJECT phrases are matched against too (RFC 5322
+	// allows one; a second is how a sender would hide one from the filter).
+	MoreSubjects []string
 	// Text is the decoded body text: every text/plain part and every
 	// text/html part rendered to text, converted to UTF-8, joined by
 	// newlines. Capped at MaxTextBytes.
@@ -112,6 +116,11 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 	}
 	m.Header = ent.Header
 	m.Subject = decodeSubject(ent.Header)
+	if vs := ent.Header.Values("Subject"); len(vs) > 1 {
+		for _, v := range vs[1:] {
+			m.MoreSubjects = append(m.MoreSubjects, decodeSubjectValue(v))
+		}
+	}
 
 	w.walk(ent, 0)
 	m.Text = w.text.String()
@@ -127,7 +136,10 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func decodeSubject(h message.Header) string {
+func decodeSubject(h message.Header) string { return decodeSubjectValue(h.Get("Subject")) }
+
+// decodeSubjectValue decodes one Subject field's value.
+func decodeSubjectValue(v string) string {
 	dec := mime.WordDecoder{CharsetReader: func(cs string, in io.Reader) (io.Reader, error) {
 		if cs == asciiLabel {
 			b, err := io.ReadAll(in)
@@ -135,10 +147,10 @@ func decodeSubject(h message.Header) string {
 		}
 		return charset.Reader(cs, in)
 	}}
-	s, err := dec.DecodeHeader(relabelWords(h.Get("Subject")))
+	s, err := dec.DecodeHeader(relabelWords(v))
 	if err != nil || !utf8.ValidString(s) {
 		// Undecodable encoded word or raw 8-bit: keep what is there.
-		return toUTF8([]byte(h.Get("Subject")))
+		return toUTF8([]byte(v))
 	}
 	return s
 }

@@ -100,7 +100,7 @@ func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
 		r.Definitions = s.Definitions
 	}
 	if s.Weights != nil {
-		r.Rules = s.Weights().Match(m.Subject, m.TextParts()...)
+		r.Rules = s.Weights().MatchSubjects(append([]string{m.Subject}, m.MoreSubjects...), m.TextParts()...)
 	}
 	r.SCL = Combine(r.ClassifierSCL, r.Rules)
 	return r, nil

@@ -524,3 +524,30 @@ func TestResultDefinitions(t *testing.T) {
 		}
 	}
 }
+
+// SUBJECT phrases are matched against every Subject field, each on its
+// own: a second Subject (RFC 5322 allows one) does not hide a phrase from
+// the weight list, and no phrase is made of the end of one and the start
+// of the next. The model and the report keep reading the first.
+func TestEverySubjectMatched(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: weekly minutes\r\nSubject: =?UTF-8?Q?cheap_p=C3=AFlls?= now\r\n" +
+		"Subject: last\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nbody\r\n")
+	m := Parse(raw)
+	if m.Subject != "weekly minutes" || !slices.Equal(m.MoreSubjects, []string{"cheap pïlls now", "last"}) {
+		t.Fatalf("Subject %q, MoreSubjects %q", m.Subject, m.MoreSubjects)
+	}
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List {
+		return list(t, entry("SUBJECT", "MAX", "cheap pïlls"), entry("SUBJECT", "3", "minutes cheap"), entry("BOTH", "2", "last"), entry("BODY", "4", "weekly"))
+	}}
+	r, err := s.Score(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ruleTexts(r); !slices.Equal(got, []string{"cheap pïlls", "last"}) || r.SCL != 9 {
+		t.Errorf("matched %q, SCL %d; want [cheap pïlls, last], SCL 9", got, r.SCL)
+	}
+	// One Subject: nothing more.
+	if m := Parse(msg("s", "b")); m.MoreSubjects != nil {
+		t.Errorf("one Subject: MoreSubjects %q", m.MoreSubjects)
+	}
+}

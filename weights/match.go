@@ -93,7 +93,7 @@ func compile(entries []Entry, phrases []string) *matcher {
 	return m
 }
 
-func (m *matcher) match(entries []Entry, subject string, body []string) []Entry {
+func (m *matcher) match(entries []Entry, subjects, body []string) []Entry {
 	sc := m.pool.Get().(*scratch)
 	defer func() {
 		if cap(sc.buf) > maxPooledBuf {
@@ -101,9 +101,13 @@ func (m *matcher) match(entries []Entry, subject string, body []string) []Entry 
 		}
 		m.pool.Put(sc)
 	}()
-	if m.where&inSubject != 0 && subject != "" {
-		sc.buf = sc.z.appendText(sc.buf[:0], subject)
-		m.scan(sc, sc.buf, inSubject)
+	if m.where&inSubject != 0 {
+		for _, subject := range subjects {
+			if subject != "" {
+				sc.buf = sc.z.appendText(sc.buf[:0], subject)
+				m.scan(sc, sc.buf, inSubject)
+			}
+		}
 	}
 	if m.where&inBody != 0 {
 		for _, b := range body {

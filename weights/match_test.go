@@ -214,3 +214,20 @@ func TestMatchAllocs(t *testing.T) {
 		t.Errorf("Match with hits allocates %v times, want 1 (the result)", n)
 	}
 }
+
+// MatchSubjects matches SUBJECT and BOTH phrases in each subject on its
+// own, each entry at most once.
+func TestMatchSubjects(t *testing.T) {
+	l := newTestList(t, []Entry{e(Subject, "free offer"), e(Both, "urgent"), e(Subject, "offer urgent"), e(Body, "hello")})
+	got := l.MatchSubjects([]string{"a free offer", "URGENT: hello", "urgent again"}, "nothing")
+	var texts []string
+	for _, g := range got {
+		texts = append(texts, g.Text)
+	}
+	if !slices.Equal(texts, []string{"free offer", "urgent"}) {
+		t.Errorf("matched %q; want [free offer urgent]", texts)
+	}
+	if got := l.MatchSubjects(nil, "hello"); len(got) != 1 || got[0].Text != "hello" {
+		t.Errorf("no subject: %v", got)
+	}
+}

@@ -155,10 +155,20 @@ func (l *List) Source() string {
 // next. All are decoded UTF-8 text; Match normalises them. It returns nil
 // when nothing matches.
 func (l *List) Match(subject string, body ...string) []Entry {
+	return l.MatchSubjects([]string{subject}, body...)
+}
+
+// MatchSubjects is Match for a message with several Subject fields: a
+// SUBJECT or BOTH phrase matches when it occurs in any of them (each on its
+// own), as Postfix's header_checks and SpamAssassin's rules look at every
+// copy of a field. RFC 5322 allows one, so a second is what a sender who
+// wants to hide one from the filter adds, and clients differ in which they
+// show.
+func (l *List) MatchSubjects(subjects []string, body ...string) []Entry {
 	if l == nil || l.m == nil {
 		return nil
 	}
-	return l.m.match(l.entries, subject, body)
+	return l.m.match(l.entries, subjects, body)
 }
 
 // maxFileSize bounds what Parse reads: a real list is a few MiB at most, and
