@@ -1466,3 +1466,42 @@ func TestDotCRCheckFollowsCommands(t *testing.T) {
 		t.Errorf("downstream got %d messages, want the 2 clean ones", n)
 	}
 }
+
+// A continuation line on top of a message (or a header line without a
+// colon) made the scorer drop the whole header and score the raw body
+// (base64 undecoded), while our fields put on top turned the line into a
+// harmless continuation of X-SCL-Report for the mailbox server: spam under
+// a MAX phrase was relayed at SCL 0. It is now scored as mail clients read
+// it, and the line belonging to no field is not relayed.
+func TestLeadingContinuationLineNotAnEvasion(t *testing.T) {
+	body := "From: Alice <alice@example.org>\r\nTo: bob@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		"QnV5IGNoZWFwIHBpbGxzIHRvZGF5Lg==\r\n" // "Buy cheap pills today.": MAX
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: none}"})
+	rc := ehloed(t, g.addr)
+	for i, lead := range []string{" scl=0 classifier=forged\r\n", "\tx\r\n", "garbage line without a colon\r\n"} {
+		in := lead + body
+		if strings.HasPrefix(lead, "garbage") {
+			in = strings.Replace(body, "MIME-Version", lead+"MIME-Version", 1)
+		}
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, []byte(in)); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("%q: reply %q", lead, reply)
+		}
+		ds.waitIdle()
+		msgs := ds.messages()
+		if len(msgs) != i+1 {
+			t.Fatalf("%q: downstream has %d messages, want %d", lead, len(msgs), i+1)
+		}
+		got := msgs[i]
+		rm := receivedRE.FindSubmatchIndex(got.Data)
+		if rm == nil {
+			t.Fatalf("%q: no Received on top:\n%s", lead, got.Data)
+		}
+		after := string(got.Data[rm[1]:])
+		wantTop := "X-SCL: 9\r\nX-SCL-Report: scl=9 classifier=none score=0 classifier_scl=0; rules: BODY MAX\r\n\t\"cheap pills\"\r\nX-Spam-Flag: YES\r\nFrom: Alice"
+		if !strings.HasPrefix(after, wantTop) || strings.Contains(after, "forged") || strings.Contains(after, "\r\n\tx\r\n") {
+			t.Errorf("%q: relayed as\n%s", lead, after)
+		}
+	}
+}

@@ -27,7 +27,11 @@ func stamp(raw []byte, fields []string) io.Reader {
 // Restamp returns raw with fields (each "Name: value", folded, without a
 // line end) put on top, each ended by eol, and every header field for
 // whose name (lower case) drop is true removed, its folded lines included.
-// All other bytes go out exactly as they came in; the body is not copied.
+// Continuation lines before the header's first field (RFC 5322 has none
+// there) are removed too: under fields put on top they would become part
+// of the last of them, letting a sender write into X-SCL-Report; the
+// scorer skips them too (as mail clients do). All other bytes go out
+// exactly as they came in; the body is not copied.
 // The gateway stamps relayed mail with it, and "archive release" stamps
 // released mail.
 func Restamp(raw []byte, fields []string, eol string, drop func(name string) bool) io.Reader {
@@ -40,6 +44,17 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 
 	keepFrom, dropping := 0, false
 	pos := 0 // ends at the blank line ending the header, or at len(raw)
+	for pos < len(raw) && (raw[pos] == ' ' || raw[pos] == '\t') {
+		// Lines belonging to no field (a blank-looking one too: it would
+		// otherwise end the header).
+		end := bytes.IndexByte(raw[pos:], '\n')
+		if end < 0 {
+			pos = len(raw)
+			break
+		}
+		pos += end + 1
+	}
+	keepFrom = pos
 	for pos < len(raw) {
 		end := bytes.IndexByte(raw[pos:], '\n')
 		if end < 0 {

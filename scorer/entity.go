@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -17,7 +18,7 @@ const maxHeaderBytes = 1 << 20
 // readEntity is message.Read with base64 read as newEntity reads it.
 func (w *walker) readEntity(r io.Reader) (*message.Entity, error) {
 	lr := &headerLimit{r: r, n: maxHeaderBytes}
-	br := bufio.NewReader(lr)
+	br := bufio.NewReader(newCleanReader(lr, "", w.headerDefect("header")))
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, err
@@ -45,10 +46,21 @@ func (l *headerLimit) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// headerDefect returns what records a header line cleanReader dropped.
+func (w *walker) headerDefect(where string) func([]byte) {
+	return func(line []byte) {
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) > 60 {
+			line = line[:60]
+		}
+		w.m.defect(fmt.Sprintf("%s line dropped (no field): %q", where, line))
+	}
+}
+
 // partReader returns e's parts as go-message's MultipartReader would, each made
 // by newEntity.
 func (w *walker) partReader(e *message.Entity, boundary string) func() (*message.Entity, error) {
-	mr := textproto.NewMultipartReader(e.Body, boundary)
+	mr := textproto.NewMultipartReader(newCleanReader(e.Body, boundary, w.headerDefect("part header")), boundary)
 	return func() (*message.Entity, error) {
 		p, err := mr.NextPart()
 		if err != nil {
