@@ -272,8 +272,9 @@ var sectionNames = strings.NewReplacer(
 	"not found in type config.TLS", "is not a known key in section tls",
 	"not found in type config.SMTP", "is not a known key in section smtp",
 	"not found in type config.Auth", "is not a known key in section auth",
-	"not found in type config.Archive", "is not a known key in section archive",
+	// ArchiveWeb before Archive: the first that matches is used.
 	"not found in type config.ArchiveWeb", "is not a known key in section archive.web",
+	"not found in type config.Archive", "is not a known key in section archive",
 	"not found in type config.Metrics", "is not a known key in section metrics",
 	"not found in type config.Definitions", "is not a known key in section definitions",
 	"not found in type config.Updates", "is not a known key in section updates",
@@ -497,6 +498,10 @@ func ParseDownstream(s string) (Downstream, error) {
 		}
 		if u.Port() == "" || u.Hostname() == "" {
 			return Downstream{}, fmt.Errorf("%q: host and port are required", s)
+		}
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			// Else every message would fail over at its first dial.
+			return Downstream{}, fmt.Errorf("%q: port %q: want a number from 1 to 65535", s, u.Port())
 		}
 		return Downstream{Scheme: scheme, Network: "tcp", Address: u.Host}, nil
 	}

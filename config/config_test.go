@@ -56,6 +56,8 @@ func TestErrors(t *testing.T) {
 	cases := []struct{ yaml, want string }{
 		{"filter:\n  gateway_treshold: 3\n", "config: x.yaml: line 2: field gateway_treshold is not a known key in section filter"},
 		{"bogus: 1\n", "field bogus is not a known key"},
+		{"archive:\n  web:\n    lisen: x\n", "line 3: field lisen is not a known key in section archive.web"},
+		{"archive:\n  dri: x\n", "line 2: field dri is not a known key in section archive"},
 		{"filter:\n  gateway_threshold: 10\n", "gateway_threshold: 10 is not within 1..9"},
 		{"filter:\n  gateway_action: bounce\n", `gateway_action: "bounce"`},
 		{"downstream: ftp://x\n", `unknown scheme "ftp"`},
@@ -88,6 +90,13 @@ func TestParseDownstream(t *testing.T) {
 		got, err := ParseDownstream(in)
 		if err != nil || got != want {
 			t.Errorf("%s: %+v %v", in, got, err)
+		}
+	}
+	// A port no dial can use is refused when the file is read (serve
+	// -check), not at every message's first dial.
+	for _, in := range []string{"smtp://127.0.0.1:99999", "smtp://127.0.0.1:0", "lmtp://host:abc", "smtp://[::1]:65536"} {
+		if _, err := ParseDownstream(in); err == nil || !strings.Contains(err.Error(), "port") {
+			t.Errorf("%s: %v", in, err)
 		}
 	}
 }

@@ -44,6 +44,7 @@ const (
 	FailTimeout    = "timeout"    // downstream slower than limits.downstream_timeout
 	FailNetwork    = "network"    // connection lost mid-transaction
 	FailArchive    = "archive"    // archive write failed
+	FailMaildir    = "maildir"    // writing into the maildir: downstream failed
 	FailClassifier = "classifier" // classifier error, message deferred
 )
 
@@ -137,7 +138,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, a := range []string{"archive", "delete", "reject", "none"} {
 		m.ActedUpon.WithLabelValues(a)
 	}
-	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailClassifier} {
+	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailMaildir, FailClassifier} {
 		m.RelayFailures.WithLabelValues(r)
 	}
 	m.WeightsReloads.WithLabelValues("ok")

@@ -444,6 +444,13 @@ type downstreamError struct {
 func (e *downstreamError) Error() string { return "downstream " + e.op + ": " + e.err.Error() }
 func (e *downstreamError) Unwrap() error { return e.err }
 
+// maildirError is a failure to write into the maildir: a local problem
+// (disk full, permissions), not a downstream server's.
+type maildirError struct{ err error }
+
+func (e *maildirError) Error() string { return "maildir delivery: " + e.err.Error() }
+func (e *maildirError) Unwrap() error { return e.err }
+
 // maildir delivers into a local Maildir: the default downstream, so that a
 // fresh install works with nothing else running. Delivery is tmp/ → fsync →
 // rename into new/, so a message is either fully there or not at all.
@@ -457,7 +464,7 @@ func (m *maildir) OneRecipient() bool { return false }
 func (m *maildir) Begin(ctx context.Context, from string, opts *smtp.MailOptions) (Txn, error) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(m.dir, sub), 0o750); err != nil {
-			return nil, &downstreamError{op: "connect", err: err}
+			return nil, &maildirError{err}
 		}
 	}
 	return &maildirTxn{m: m, from: from}, nil
@@ -485,14 +492,14 @@ func (t *maildirTxn) Data(ctx context.Context, msg io.Reader) (string, error) {
 	tmp := filepath.Join(t.m.dir, "tmp", name)
 	if err := t.write(tmp, msg); err != nil {
 		os.Remove(tmp)
-		return "", &downstreamError{op: "data", err: err}
+		return "", &maildirError{err}
 	}
 	if err := os.Rename(tmp, filepath.Join(t.m.dir, "new", name)); err != nil {
 		os.Remove(tmp)
-		return "", &downstreamError{op: "data", err: err}
+		return "", &maildirError{err}
 	}
 	if err := safeio.SyncDir(filepath.Join(t.m.dir, "new")); err != nil {
-		return "", &downstreamError{op: "data", err: err}
+		return "", &maildirError{err}
 	}
 	return "delivered to maildir as " + name, nil
 }

@@ -1505,3 +1505,44 @@ func TestLeadingContinuationLineNotAnEvasion(t *testing.T) {
 		}
 	}
 }
+
+// sclgate_sessions_active counts connections from the greeting on, as
+// max_connections does: go-smtp makes its session only at EHLO, and the
+// gauge stayed at 0 for clients that had not sent one.
+func TestSessionsActiveFromGreeting(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	waitGauge := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for counter(g.m.SessionsActive) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions_active = %v, want %v", counter(g.m.SessionsActive), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	a, b := greeted(t, g.addr), greeted(t, g.addr)
+	waitGauge(2)
+	c := ehloed(t, g.addr)
+	waitGauge(3)
+	a.c.Close()
+	c.cmd("QUIT")
+	waitGauge(1)
+	b.c.Close()
+	waitGauge(0)
+}
+
+// A maildir: downstream that cannot be written (here its tmp is a file;
+// disk full or permissions alike) is a local problem: 451 4.3.0, counted
+// as such, not a "connection to downstream server lost".
+func TestMaildirFailureIsLocal(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "md")
+	os.MkdirAll(md, 0o750)
+	os.WriteFile(filepath.Join(md, "tmp"), nil, 0o640)
+	g := startGateway(t, gwSetup{YAML: "downstream: maildir:" + md})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "451 4.3.0 Local delivery failed")
+	wantMetric(t, "relay_failures{maildir}", g.m.RelayFailures.WithLabelValues(metrics.FailMaildir), 1)
+	wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 0)
+}

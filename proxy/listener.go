@@ -69,6 +69,8 @@ type limitHooks struct {
 	acceptError func(error) // accept failed (EMFILE...), retrying
 	http        func()      // a client spoke HTTP
 	cutCommand  func()      // a command line was cut by the command timeout
+	opened      func()      // a connection was admitted (handed to go-smtp)
+	closed      func()      // ...and is closed now
 	// protocolError counts an error reply go-smtp gave on its own (see
 	// limitConn.Write) toward limits.max_errors, and reports whether the
 	// connection is now over the limit.
@@ -139,8 +141,14 @@ func (l *limitListener) admit(c net.Conn) {
 	shut := l.shut
 	if !shut {
 		l.conns[lc] = struct{}{}
+		lc.admitted = true
 	}
 	l.mu.Unlock()
+	if !shut {
+		// A session from the 220 on (go-smtp makes its own only at
+		// EHLO): the gauge counts what max_connections counts.
+		l.hooks.opened()
+	}
 	if shut {
 		// Shutting down: told so, as a 421 says, rather than refused
 		// by the kernel.
@@ -237,9 +245,10 @@ func (l *limitListener) closeSocket() error {
 
 type limitConn struct {
 	net.Conn
-	l    *limitListener
-	addr netip.Addr
-	once sync.Once
+	l        *limitListener
+	addr     netip.Addr
+	once     sync.Once
+	admitted bool // counted as open (under l.mu)
 
 	// The client's first line, until it is known not to be HTTP.
 	first   []byte
@@ -472,8 +481,12 @@ func (c *limitConn) Close() error {
 	c.once.Do(func() {
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
+		admitted := c.admitted
 		c.l.mu.Unlock()
 		c.l.release(c.addr)
+		if admitted {
+			c.l.hooks.closed()
+		}
 	})
 	return c.Conn.Close()
 }

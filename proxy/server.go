@@ -117,6 +117,8 @@ func (s *Server) Serve(l net.Listener) error {
 	l = proxyListener(l, c.ProxyFrom)
 	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), limitHooks{
 		refused: func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
+		opened:  func() { s.metrics.SessionsActive.Inc() },
+		closed:  func() { s.metrics.SessionsActive.Dec() },
 		acceptError: func(err error) {
 			s.log.Error("accept failed; retrying", slog.Any("err", err))
 		},
@@ -273,16 +275,12 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
-	s.metrics.SessionsActive.Inc()
 	return sess, nil
 }
 
 func (s *Server) endSession(sess *session) {
 	s.mu.Lock()
-	if _, ok := s.sessions[sess]; ok {
-		delete(s.sessions, sess)
-		s.metrics.SessionsActive.Dec()
-	}
+	delete(s.sessions, sess)
 	s.mu.Unlock()
 }
 

@@ -43,6 +43,7 @@ var (
 	errDownstreamMid  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection to downstream server lost, try again later"}
 	errDownstreamSlow = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Downstream server did not answer in time, try again later"}
 	errInternal       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal server error, try again later"}
+	errMaildir        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local delivery failed, try again later"}
 	errArchive        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
 	errFilter         = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Content filter temporarily unavailable, try again later"}
 	errDataTimeout    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Timeout reading message data, try again later"}
@@ -721,7 +722,21 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 	s.srv.metrics.ScanDuration.Observe(time.Since(start).Seconds())
 	s.srv.metrics.Scanned.Inc()
 	s.srv.metrics.SCL.WithLabelValues(strconv.Itoa(r.SCL)).Inc()
-	return verdict{scl: r.SCL, scored: true, report: r.Report(reportMax)}, nil
+	return verdict{scl: r.SCL, scored: true, report: boundedReport(r)}, nil
+}
+
+// boundedReport is r's report cut so that its X-SCL-Report field, folded
+// and encoded as sent, holds at most reportWireMax bytes: non-ASCII rule
+// texts grow up to four times in RFC 2047 words, so a cut by text length
+// alone let a report of non-ASCII phrases reach 3 KB.
+func boundedReport(r scorer.Result) string {
+	n := reportMax
+	rep := r.Report(n)
+	for len(foldHeader("X-SCL-Report", rep)) > reportWireMax && n > 100 {
+		n -= n / 8
+		rep = r.Report(n)
+	}
+	return rep
 }
 
 func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus.Counter) error {
@@ -810,6 +825,12 @@ func (s *session) downstreamFailed(step string, err error) error {
 		return se
 	}
 	s.log.Warn("downstream failed", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+	if me := (*maildirError)(nil); errors.As(err, &me) {
+		// Disk full, permissions: a local problem, not a lost connection
+		// (the detail is in the log).
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailMaildir).Inc()
+		return errMaildir
+	}
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):

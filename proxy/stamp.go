@@ -12,6 +12,10 @@ import (
 // entries must not grow a header the downstream refuses.
 const reportMax = 900
 
+// reportWireMax bounds the X-SCL-Report field as sent (folded, with its
+// non-ASCII encoded), line ends included.
+const reportWireMax = 1000
+
 // verdictFields are header fields only sclgate may set. Any copy that
 // arrived from outside is removed before ours are added, so nobody can
 // pre-set their own verdict (X-MS-Exchange-Organization-SCL: -1 would

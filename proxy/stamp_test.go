@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sclgate/sclgate/metrics"
+	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/weights"
 )
 
 // Case 12: stamp puts our fields on top, removes verdict fields from
@@ -278,6 +280,24 @@ func TestSanitizeHelo(t *testing.T) {
 	} {
 		if got := sanitizeHelo(in); got != want {
 			t.Errorf("sanitizeHelo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// X-SCL-Report is bounded as sent: non-ASCII rule texts grow in RFC 2047
+// words, and a report cut by text length alone reached 3 KB.
+func TestReportBoundedOnTheWire(t *testing.T) {
+	for name, text := range map[string]string{"non-ASCII": strings.Repeat("ü", 900), "ASCII": strings.Repeat("a ", 450), "CJK": strings.Repeat("最新", 300)} {
+		r := scorer.Result{SCL: 5, Classifier: "none", Rules: []weights.Entry{
+			{Type: weights.Body, Kind: weights.Delta, Change: 5, Text: text},
+			{Type: weights.Subject, Kind: weights.Delta, Change: 1, Text: "second " + text},
+		}}
+		f := foldHeader("X-SCL-Report", boundedReport(r))
+		if len(f) > reportWireMax || len(f) < reportWireMax*2/3 {
+			t.Errorf("%s: field of %d bytes, want %d at most (and not much less)", name, len(f), reportWireMax)
+		}
+		if !strings.HasPrefix(f, "X-SCL-Report: scl=5 classifier=none score=0 classifier_scl=0; rules: BODY 5") {
+			t.Errorf("%s: %.100q", name, f)
 		}
 	}
 }

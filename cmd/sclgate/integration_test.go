@@ -929,6 +929,31 @@ func TestServeCheck(t *testing.T) {
 		!strings.HasPrefix(stderr.String(), "warning: config: filter.weights_file: "+filepath.Join(dir, "wieghts.xml")+" does not exist") {
 		t.Errorf("missing weight list: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
+	// What serve would fail on at start is refused by the check, naming
+	// the configuration file: an archive.dir it cannot create (under a
+	// file), a downstream port no dial can use, TLS files that are not
+	// there. (A directory serve can create is fine, and is not created.)
+	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644)
+	for name, c := range map[string]struct{ yaml, want string }{
+		"archive under a file": {"archive:\n  dir: " + filepath.Join(dir, "afile", "archive") + "\n", "archive.dir: " + filepath.Join(dir, "afile") + " is not a directory"},
+		"downstream port":      {"downstream: smtp://127.0.0.1:99999\n", `port "99999": want a number from 1 to 65535`},
+		"tls files":            {"tls:\n  cert_file: " + filepath.Join(dir, "no.pem") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "tls: open " + filepath.Join(dir, "no.pem")},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		os.WriteFile(f, []byte(c.yaml), 0o644)
+		out, err := exec.Command(binary(t), "serve", "-check", "-config", f).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), f+": ") || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: %v %s", name, err, out)
+		}
+	}
+	f := filepath.Join(dir, "newdir.yaml")
+	os.WriteFile(f, []byte("archive:\n  dir: "+filepath.Join(dir, "new", "archive")+"\n"), 0o644)
+	if out, err := exec.Command(binary(t), "serve", "-check", "-config", f).CombinedOutput(); err != nil {
+		t.Errorf("archive.dir to be created: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("the check created the archive directory: %v", err)
+	}
 }
 
 // selfSigned writes a throwaway certificate for 127.0.0.1.

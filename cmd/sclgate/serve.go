@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -56,11 +57,7 @@ func cmdServe(e env, args []string) int {
 			fmt.Fprintln(e.stderr, err)
 			return 1
 		}
-		name := cfg.Source
-		if name == "" {
-			name = "embedded defaults"
-		}
-		fmt.Fprintf(e.stdout, "%s: configuration OK\n", name)
+		fmt.Fprintf(e.stdout, "%s: configuration OK\n", sourceName(cfg))
 		return 0
 	}
 
@@ -116,6 +113,10 @@ func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error
 			return err
 		}
 	}
+	if err := checkMakeDir(cfg.Archive.Dir); err != nil {
+		// serve creates it at start, and would fail there.
+		return fmt.Errorf("config: %s: archive.dir: %w", sourceName(cfg), err)
+	}
 	if _, err := loadTLS(cfg); err != nil {
 		return err
 	}
@@ -138,13 +139,51 @@ func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error
 	return nil
 }
 
+// sourceName names the configuration's file for messages.
+func sourceName(cfg *config.Config) string {
+	if cfg.Source == "" {
+		return "embedded defaults"
+	}
+	return cfg.Source
+}
+
+// checkMakeDir says whether dir is a directory, or one MkdirAll can make:
+// its nearest existing ancestor is a directory this process may write in.
+func checkMakeDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	p := filepath.Clean(dir)
+	for {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && st.IsDir() && p == filepath.Clean(dir):
+			return nil
+		case err == nil && st.IsDir():
+			if syscall.Access(p, 2 /* W_OK */) != nil {
+				return fmt.Errorf("%s does not exist, and %s is not writable to create it in", dir, p)
+			}
+			return nil
+		case err == nil:
+			return fmt.Errorf("%s is not a directory", p)
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return nil
+		}
+		p = parent
+	}
+}
+
 func loadTLS(cfg *config.Config) (*tls.Config, error) {
 	if cfg.TLS.CertFile == "" {
 		return nil, nil
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("config: tls: %w", err)
+		return nil, fmt.Errorf("config: %s: tls: %w", sourceName(cfg), err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
