@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/safeio"
@@ -26,8 +27,8 @@ func (s *Store) Move(id, subdir string) error {
 		return fmt.Errorf("archive: invalid subdirectory %q: %s", subdir, why)
 	}
 	dstDir := filepath.Join(s.dir, subdir)
-	if err := os.Mkdir(dstDir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("archive: %w", err)
+	if err := s.mkSubdir(dstDir); err != nil {
+		return err
 	}
 	src, dst := s.path(id), filepath.Join(dstDir, id+fileExt)
 	// rename replaces what it finds; IMF's names are not unique, so look
@@ -45,7 +46,70 @@ func (s *Store) Move(id, subdir string) error {
 	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
 	}
+	s.clearUnanswered(id)
 	return nil
+}
+
+// mkSubdir makes dir, a subdirectory of the archive directory, unless it
+// is there. Made by root (an admin running "archive release" with sudo),
+// it gets the archive directory's owner and group: else serve, running as
+// its own user, could no longer move messages into it from the web page.
+func (s *Store) mkSubdir(dir string) error {
+	err := os.Mkdir(dir, 0o750)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if st, err := os.Stat(s.dir); err == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				if err := os.Lchown(dir, int(sys.Uid), int(sys.Gid)); err != nil {
+					return fmt.Errorf("archive: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Unanswered marks: a release that sent the whole message and got no
+// answer (a timeout, a dropped connection) may have been delivered; the
+// mark, a hidden file beside the message, keeps the next release from
+// sending a second copy unasked. Move and Delete remove it.
+
+func (s *Store) markPath(id string) string { return filepath.Join(s.dir, "."+id+".unanswered") }
+
+// MarkUnanswered records note (when and why) as the message's unanswered
+// release.
+func (s *Store) MarkUnanswered(id, note string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := safeio.WriteFile(s.markPath(id), []byte(note+"\n"), 0o640); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// Unanswered returns the note of the message's unanswered release, if it
+// has one.
+func (s *Store) Unanswered(id string) (note string, ok bool) {
+	if ValidateID(id) != nil {
+		return "", false
+	}
+	b, err := os.ReadFile(s.markPath(id))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(b)), true
+}
+
+func (s *Store) clearUnanswered(id string) {
+	if err := os.Remove(s.markPath(id)); err == nil {
+		safeio.SyncDir(s.dir)
+	}
 }
 
 // RemoveSkipped removes a file List skipped (SkippedError.IDs): one that
@@ -76,8 +140,8 @@ func (s *Store) CheckMove(subdir string) error {
 		return fmt.Errorf("archive: invalid subdirectory %q: %s", subdir, why)
 	}
 	dstDir := filepath.Join(s.dir, subdir)
-	if err := os.Mkdir(dstDir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("archive: %w", err)
+	if err := s.mkSubdir(dstDir); err != nil {
+		return err
 	}
 	if st, err := os.Stat(dstDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("archive: %s is not a directory", dstDir)
@@ -94,7 +158,11 @@ func (s *Store) CheckMove(subdir string) error {
 	moved := filepath.Join(dstDir, filepath.Base(f.Name()))
 	if err := os.Rename(f.Name(), moved); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("archive: files cannot be moved into %s: %w", dstDir, err)
+		hint := ""
+		if errors.Is(err, fs.ErrPermission) {
+			hint = fmt.Sprintf(" (give it the owner and group of %s, the user serve runs as)", s.dir)
+		}
+		return fmt.Errorf("archive: files cannot be moved into %s: %w%s", dstDir, err, hint)
 	}
 	if err := os.Remove(moved); err != nil {
 		return fmt.Errorf("archive: %w", err)
@@ -118,6 +186,7 @@ func (s *Store) Delete(id string) error {
 	if err := os.Remove(s.path(id)); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
+	s.clearUnanswered(id)
 	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
 	}

@@ -332,7 +332,7 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 		// one answer is the answer.
 		resp, err := w.CloseWithLMTPResponse()
 		if err != nil {
-			return "", &downstreamError{op: "data", err: lmtpFirst(err)}
+			return "", &downstreamError{op: "data", err: noReply(lmtpFirst(err))}
 		}
 		for _, r := range resp {
 			return r.StatusText, nil
@@ -341,9 +341,25 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	}
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		return "", &downstreamError{op: "data", err: err}
+		return "", &downstreamError{op: "data", err: noReply(err)}
 	}
 	return resp.StatusText, nil
+}
+
+// ErrNoReply marks a failure after the whole message was sent, before the
+// downstream answered it (a timeout, a closed connection): the downstream
+// may have delivered it. The gateway answers 451 all the same (the client
+// keeps the message and sends it again, as RFC 5321 section 6.1 prefers a
+// duplicate to a loss); "archive release" must not send it again unasked.
+var ErrNoReply = errors.New("the whole message was sent, but the downstream did not answer it")
+
+// noReply marks err with ErrNoReply unless it is the downstream's answer.
+func noReply(err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrNoReply, err)
 }
 
 var (

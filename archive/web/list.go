@@ -34,8 +34,11 @@ type headerInfo struct {
 	From    string
 }
 
-// headerCache remembers headerInfo by ID: archived files never change
-// under their name, so the list reads each header once.
+// headerCache remembers headerInfo by file: by ID, size and time (its
+// name's, or for a file sclgate did not name, its modification time), so
+// that the list reads each header once, and a name used again (IMF's
+// names are not unique; "archive delete" and a new file copied in, which
+// this process does not see) is read again.
 type headerCache struct {
 	mu sync.Mutex
 	m  map[string]headerInfo
@@ -57,23 +60,23 @@ func (c *headerCache) put(id string, h headerInfo) {
 	c.m[id] = h
 }
 
-func (c *headerCache) forget(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, id)
+// cacheKey names one file under its ID.
+func cacheKey(it archive.Item) string {
+	return it.ID + "\x00" + strconv.FormatInt(it.Size, 10) + "\x00" + strconv.FormatInt(it.Received.UnixNano(), 10)
 }
 
-func (s *Server) headerOf(id string) headerInfo {
-	if h, ok := s.headers.get(id); ok {
+func (s *Server) headerOf(it archive.Item) headerInfo {
+	key := cacheKey(it)
+	if h, ok := s.headers.get(key); ok {
 		return h
 	}
-	_, rc, err := s.store.Open(id)
+	_, rc, err := s.store.Open(it.ID)
 	if err != nil {
 		return headerInfo{}
 	}
 	defer rc.Close()
 	h := readHeaderInfo(io.LimitReader(rc, maxHeaderRead))
-	s.headers.put(id, h)
+	s.headers.put(key, h)
 	return h
 }
 
@@ -148,6 +151,9 @@ func clean(s string, max int) string {
 }
 
 // filter is the list's query.
+// noSCLFilter is filter.minSCL when no SCL was asked for.
+const noSCLFilter = -2
+
 type filter struct {
 	SCL     string // minimum SCL, "" for any
 	From    string
@@ -169,12 +175,13 @@ func parseFilter(q map[string][]string) (filter, []string) {
 		}
 		return ""
 	}
-	f := filter{SCL: get("scl"), From: get("from"), To: get("to"), Subject: get("subject"), Since: get("since"), Until: get("until"), minSCL: -1}
+	f := filter{SCL: get("scl"), From: get("from"), To: get("to"), Subject: get("subject"), Since: get("since"), Until: get("until"), minSCL: noSCLFilter}
 	var problems []string
 	if f.SCL != "" {
 		n, err := strconv.Atoi(f.SCL)
-		if err != nil || n < 0 || n > 9 {
-			problems = append(problems, "SCL must be a number from 0 to 9; ignored.")
+		if err != nil || n < -1 || n > 9 {
+			// -1 as "archive list -scl" takes it: the SCL of trusted mail.
+			problems = append(problems, "SCL must be a number from -1 to 9; ignored.")
 			f.SCL = ""
 		} else {
 			f.minSCL = n
@@ -206,7 +213,7 @@ func containsFold(s, sub string) bool {
 
 // matchEnvelope applies the filters that need only the archive head.
 func (f *filter) matchEnvelope(it archive.Item) bool {
-	if f.minSCL >= 0 && (!it.HasSCL || it.SCL < f.minSCL) {
+	if f.minSCL != noSCLFilter && (!it.HasSCL || it.SCL < f.minSCL) {
 		return false
 	}
 	if !f.since.IsZero() && it.Received.Before(f.since) {
@@ -303,7 +310,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 		}
 		var h headerInfo
 		if f.Subject != "" || len(d.Rows) < MaxRows {
-			h = s.headerOf(it.ID)
+			h = s.headerOf(it)
 			if !containsFold(h.Subject, f.Subject) {
 				continue
 			}

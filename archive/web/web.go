@@ -457,7 +457,6 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 		return
 	}
 	log.Info("archive web: released")
-	s.headers.forget(id)
 	http.Redirect(w, r, "/?done=released&id="+url.QueryEscape(id), http.StatusSeeOther)
 }
 
@@ -473,7 +472,6 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 		return
 	}
 	log.Info("archive web: deleted")
-	s.headers.forget(id)
 	http.Redirect(w, r, "/?done=deleted&id="+url.QueryEscape(id), http.StatusSeeOther)
 }
 

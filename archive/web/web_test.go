@@ -472,6 +472,8 @@ func TestFilters(t *testing.T) {
 		{"since=" + time.Now().UTC().AddDate(0, 0, -1).Format(dateLayout), -1, ""},
 		{"until=2000-01-01", 0, ""},
 		{"scl=banana", 45, "SCL must be a number"},
+		{"scl=-2", 45, "SCL must be a number from -1 to 9"},
+		{"scl=-1", -1, ""},
 		{"until=garbage", 45, "“Until” must be a date"},
 		{"since=2026-13-45", 45, "“Since” must be a date"},
 	} {
@@ -767,5 +769,34 @@ func TestLoginThrottleParallel(t *testing.T) {
 	wg.Wait()
 	if checked.Load() > loginsPerUser || checked.Load()+refused.Load() != 30 {
 		t.Errorf("%d passwords checked, %d refused; want at most %d checked", checked.Load(), refused.Load(), loginsPerUser)
+	}
+}
+
+// A file name used again (IMF's names are not unique; deleted from the
+// command line, then a new file copied in) shows its new subject: the
+// list's header cache was keyed by the name alone.
+func TestListReadsReusedNameAgain(t *testing.T) {
+	s := newTestServer(t)
+	p := filepath.Join(s.store.Dir(), "reused-name.eml")
+	write := func(subject string, at time.Time) {
+		msg := "X-Sender: <x@spam.example>\r\nX-Receiver: <user@example.org>\r\nX-SCL: 8\r\nSubject: " + subject + "\r\n\r\nbody\r\n"
+		if err := os.WriteFile(p, []byte(msg), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, at, at)
+	}
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	write("first subject AAA", time.Now().Add(-time.Hour))
+	if _, body := c.get("/?subject=AAA"); !strings.Contains(body, "first subject AAA") {
+		t.Fatal("first file not listed")
+	}
+	os.Remove(p) // as "sclgate archive delete" would, behind the page's back
+	write("second subject BBBB", time.Now())
+	if _, body := c.get("/?subject=BBBB"); !strings.Contains(body, "second subject BBBB") {
+		t.Error("the new file under the same name is not found by its subject")
+	}
+	if _, body := c.get("/?subject=AAA"); strings.Contains(body, "first subject AAA") {
+		t.Error("the old subject is still listed")
 	}
 }

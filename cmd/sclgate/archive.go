@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -171,7 +172,7 @@ func archiveList(e env, args []string) int {
 	c := newArchiveCmd(e, "list", "[-config FILE | -dir DIR] [-json] [-since 30d|2006-01-02] [-scl N] [-from S] [-to R] [-subject TEXT]")
 	asJSON := c.fs.Bool("json", false, "a JSON array")
 	since := c.fs.String("since", "", "only messages received within `AGE` (30d, 36h) or since a date (2006-01-02, local time)")
-	minSCL := c.fs.Int("scl", -2, "only messages with an archived SCL of at least `N`")
+	minSCL := c.fs.Int("scl", -2, "only messages with an archived SCL of at least `N` (-1 to 9; -2, the default, is no filter)")
 	from := c.fs.String("from", "", "only envelope senders containing `S` (any case)")
 	to := c.fs.String("to", "", "only messages with a recipient containing `R` (any case)")
 	subject := c.fs.String("subject", "", "only subjects containing `TEXT` (any case, decoded)")
@@ -423,6 +424,8 @@ func archiveShow(e env, args []string) int {
 		fmt.Fprintf(w, "File:        %s\n", printLine(it.Path))
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
+		} else if note, ok := c.store.Unanswered(it.ID); ok {
+			fmt.Fprintf(w, "Released:    maybe: a release %s got no answer after sending it (release -force sends it again)\n", printLine(note))
 		}
 		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
@@ -482,6 +485,10 @@ func (c *archiveCmd) scorer() (*scorer.Scorer, error) {
 		return nil, err
 	}
 	cl, defsVersion, err := classifier(c.cfg, d, func(name string, err error) {
+		if c.cfg.Filter.ClassifierFailure == config.FailureTempfail {
+			c.errorf("%s failed (classifier_failure: tempfail, so no report): %v", name, err)
+			return
+		}
 		c.errorf("%s failed, scored by the built-in model: %v", name, err)
 	})
 	if err != nil {
@@ -489,7 +496,11 @@ func (c *archiveCmd) scorer() (*scorer.Scorer, error) {
 	}
 	var list *weights.List
 	if wf := c.cfg.Filter.WeightsFile; wf != "" {
-		if list, err = weights.Load(wf); err != nil {
+		list, err = weights.Load(wf)
+		if errors.Is(err, fs.ErrNotExist) {
+			// As serve does: no custom weights until the file appears.
+			c.errorf("warning: filter.weights_file %s does not exist: the report is made without custom weights", wf)
+		} else if err != nil {
 			return nil, err
 		}
 	}
@@ -605,6 +616,7 @@ func archiveRelease(e env, args []string) int {
 	var to stringList
 	c.fs.Var(&to, "to", "deliver to `ADDR` instead of the original recipients (repeatable, or comma-separated)")
 	dsURL := c.fs.String("downstream", "", "deliver to `URL` (smtp://host:port, lmtp://..., maildir:DIR) instead of the configured downstream")
+	force := c.fs.Bool("force", false, "release even if an earlier release of it got no answer after sending it (it may have been delivered)")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
@@ -621,7 +633,7 @@ func archiveRelease(e env, args []string) int {
 		return 2
 	}
 	for _, a := range to {
-		if strings.ContainsAny(a, "\r\n<> \t") || !strings.Contains(a, "@") {
+		if !releasable(a) {
 			c.errorf("-to: %q is not an address", a)
 			return 2
 		}
@@ -635,13 +647,13 @@ func archiveRelease(e env, args []string) int {
 	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
 	code := 0
 	for _, id := range c.ids() {
-		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, time.Now())
+		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, *force, time.Now())
 		if err != nil {
 			c.errorf("%s: %v", id, err)
 			code = 1
 			continue
 		}
-		fmt.Fprintf(e.stdout, "released %s to %s via %s (%s); moved to %s/\n", id, strings.Join(rcpts, ","), c.cfg.Downstream, printLine(reply), releasedDir)
+		fmt.Fprintf(e.stdout, "released %s to %s via %s (%s); moved to %s/\n", id, printLine(strings.Join(rcpts, ",")), c.cfg.Downstream, printLine(reply), releasedDir)
 	}
 	return code
 }
@@ -656,7 +668,12 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 // releaseOne delivers one archived message downstream and, once the
 // downstream has taken it, moves its file to released/. When delivery
 // fails, the file stays where it was.
-func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, now time.Time) (rcpts []string, reply string, err error) {
+//
+// A release that sent the whole message and got no answer may have been
+// delivered: the file stays, marked, and the next release of it is
+// refused unless force is set, so that a timeout does not turn into a
+// second copy in the mailbox each time the admin tries again.
+func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
 	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
@@ -678,6 +695,10 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	if err := store.CheckMove(releasedDir); err != nil {
 		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
 	}
+	if note, ok := store.Unanswered(id); ok && !force {
+		return nil, "", fmt.Errorf("not released: an earlier release (%s) sent the whole message and got no answer, so it may have been delivered; "+
+			"look for it in the mailbox (its X-SCL-Released field names that time), then release it with -force to send it anyway, or delete it", printLine(note))
+	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
 		return nil, "", err
@@ -685,6 +706,17 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	rcpts = it.Envelope.To
 	if len(to) > 0 {
 		rcpts = to
+	}
+	// A file sclgate did not write (IMF's, or copied in) may hold
+	// anything in its head; what goes into MAIL and RCPT commands must be
+	// an address.
+	for _, a := range rcpts {
+		if !releasable(a) {
+			return nil, "", fmt.Errorf("not released (nothing was delivered): recipient %q in the file is not an address; give one with -to", printLine(a))
+		}
+	}
+	if f := it.Envelope.From; f != "" && !releasable(f) {
+		return nil, "", fmt.Errorf("not released (nothing was delivered): sender %q in the file is not an address", printLine(f))
 	}
 	fields := []string{"X-SCL: -1"}
 	if cfg.Filter.ExchangeSCLHeader {
@@ -713,6 +745,17 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	var done []string
 	for _, g := range groups {
 		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg)
+		if err != nil && errors.Is(err, proxy.ErrNoReply) {
+			mark := fmt.Sprintf("at %s to %s", now.Format(time.RFC1123Z), strings.Join(g, ","))
+			if merr := store.MarkUnanswered(id, mark); merr != nil {
+				err = fmt.Errorf("%w (and it could not be marked so: %v)", err, merr)
+			}
+			if len(done) > 0 {
+				err = fmt.Errorf("%w (already delivered to %s)", err, strings.Join(done, ","))
+			}
+			return nil, "", fmt.Errorf("not released, the file stays in the archive, but it may have been delivered: %w; "+
+				"look for it in the mailbox before releasing it again (that needs -force now)", err)
+		}
 		if err != nil {
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s; the file stays, so releasing it again sends them a second copy)", err, strings.Join(done, ","))
@@ -743,6 +786,20 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 }
 
 func isASCII(s string) bool { return !has8bit([]byte(s)) }
+
+// releasable says whether a can be written into a MAIL or RCPT command:
+// it has an "@" and no white space, angle brackets or control characters.
+func releasable(a string) bool {
+	if !strings.Contains(a, "@") {
+		return false
+	}
+	for _, r := range a {
+		if r < 0x20 || r == 0x7f || r == ' ' || r == '<' || r == '>' || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
 
 func has8bit(b []byte) bool {
 	for _, c := range b {

@@ -686,3 +686,83 @@ func TestArchiveSymlinkRefused(t *testing.T) {
 		t.Errorf("the link's target is gone: %v", err)
 	}
 }
+
+// A release that sent the whole message and got no answer (here smtp-sink
+// hangs up after the final dot) may have been delivered: the file stays,
+// marked, and the next release is refused unless -force, so that trying
+// again does not put a second copy in the mailbox unasked. show says so;
+// a forced release delivers and clears the mark.
+func TestArchiveReleaseUnansweredNotRepeated(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	mute := startSink(t, "-q", ".")
+	cfgFor := func(addr string) string {
+		f := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\n", addr, dir)), 0o644)
+		return f
+	}
+	code, out, errOut := archiveRun(t, "release", "-config", cfgFor(mute.addr), spam)
+	if code != 1 || !strings.Contains(errOut, "the file stays in the archive, but it may have been delivered") {
+		t.Fatalf("unanswered release: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Fatalf("the file did not stay: %v", err)
+	}
+	good := startSink(t)
+	code, _, errOut = archiveRun(t, "release", "-config", cfgFor(good.addr), spam)
+	if code != 1 || !strings.Contains(errOut, "an earlier release (at ") || !strings.Contains(errOut, "-force") {
+		t.Errorf("second release: exit %d %s", code, errOut)
+	}
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") {
+		t.Errorf("show does not say the release may have happened:\n%s", out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n, _ := os.ReadDir(good.dir); len(n) != 0 {
+		t.Fatalf("the refused release delivered %d message(s)", len(n))
+	}
+	code, out, errOut = archiveRun(t, "release", "-force", "-config", cfgFor(good.addr), spam)
+	if code != 0 || !strings.Contains(out, "released "+spam) {
+		t.Fatalf("forced release: exit %d\n%s%s", code, out, errOut)
+	}
+	if msgs := good.messages(t, 1); len(msgs) != 1 {
+		t.Errorf("the sink got %d copies, want 1", len(msgs))
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*unanswered")); len(left) != 0 {
+		t.Errorf("mark left behind: %q", left)
+	}
+}
+
+// A file sclgate did not write may hold control characters in its head:
+// release sent them in RCPT and printed them (terminal escapes) on
+// stdout. It now refuses such an address, and -to still releases it.
+func TestArchiveReleaseRefusesControlCharacters(t *testing.T) {
+	dir, _, _, _ := testArchive(t)
+	id := "esc-rcpt"
+	os.WriteFile(filepath.Join(dir, id+".eml"), []byte("X-Sender: <a@example.org>\r\nX-Receiver: <a\x1b]0;PWNED\x07\x1b[2J@example.com>\r\nX-SCL: 9\r\nSubject: s\r\n\r\nb\r\n"), 0o640)
+	s := startSink(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\n", s.addr, dir)), 0o644)
+	code, out, errOut := archiveRun(t, "release", "-config", cfg, id)
+	if code != 1 || !strings.Contains(errOut, "is not an address") || strings.ContainsAny(out+errOut, "\x1b\x07") {
+		t.Errorf("release: exit %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = archiveRun(t, "release", "-config", cfg, "-to", "bob@example.com", id)
+	if code != 0 || !strings.Contains(out, "released "+id+" to bob@example.com") {
+		t.Errorf("release -to: exit %d %q %q", code, out, errOut)
+	}
+	if msgs := s.messages(t, 1); len(msgs) != 1 {
+		t.Errorf("the sink got %d messages, want 1", len(msgs))
+	}
+}
+
+// show with a weight list that is not there reports without custom
+// weights and says so, as serve runs: it exited 2 and showed nothing.
+func TestArchiveShowWithoutWeightList(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	missing := filepath.Join(t.TempDir(), "weights.xml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("archive:\n  dir: %s\nfilter:\n  weights_file: %s\n", dir, missing)), 0o644)
+	code, out, errOut := archiveRun(t, "show", "-config", cfg, spam)
+	if code != 0 || !strings.Contains(out, "X-SCL-Report") || !strings.Contains(errOut, "warning: filter.weights_file "+missing+" does not exist") {
+		t.Errorf("show: exit %d\n%s%s", code, out, errOut)
+	}
+}

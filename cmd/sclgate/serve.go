@@ -346,7 +346,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 			rcpts = []string{to}
 		}
 		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
-		_, _, err = releaseOne(store, c, down, id, rcpts, time.Now())
+		_, _, err = releaseOne(store, c, down, id, rcpts, false, time.Now())
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
