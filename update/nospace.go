@@ -1,5 +1,45 @@
 package update
 
-import "syscall"
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
 
+// errNoSpace is the write error of a full file system. EDQUOT (the user's
+// quota is used up) counts as full too: either way nothing more can be
+// written to definitions.dir until someone frees space.
 var errNoSpace = syscall.ENOSPC
+
+// noSpace reports whether err is a full file system or a used-up quota.
+func noSpace(err error) bool {
+	return errors.Is(err, errNoSpace) || errors.Is(err, syscall.EDQUOT)
+}
+
+// spaceMargin is the free space a download must leave: definitions.dir
+// usually shares its file system with the mail spool, the archive and the
+// logs, and a bundle that takes the last bytes stops mail (451) as surely
+// as a full disk does.
+const spaceMargin = 64 << 20
+
+// errDiskFull: not enough free space for a download (checked before
+// anything is written).
+var errDiskFull = errors.New("disk full")
+
+// checkSpace refuses a download of need more bytes into dir when its file
+// system has less than need + spaceMargin free for this user.
+func checkSpace(dir string, need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		// Unknown free space is no reason to refuse: the write itself
+		// still fails cleanly if the disk is full.
+		return nil
+	}
+	free := uint64(st.Bavail) * uint64(st.Bsize)
+	want := uint64(max(need, 0)) + spaceMargin
+	if free < want {
+		return fmt.Errorf("%w: need %d bytes (%d for the download, %d left free for mail and logs), %d free in %s: free space and run install again",
+			errDiskFull, want, need, spaceMargin, free, dir)
+	}
+	return nil
+}

@@ -416,7 +416,11 @@ func (s *Store) SaveState(st State) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
-	return safeio.WriteFile(filepath.Join(s.dir, stateFile), b, 0o644)
+	p := filepath.Join(s.dir, stateFile)
+	if err := safeio.WriteFile(p, b, 0o644); err != nil {
+		return fmt.Errorf("update: record the check in %s: %w", p, fsHint(err))
+	}
+	return nil
 }
 
 func randHex() string {

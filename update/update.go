@@ -189,8 +189,19 @@ func (u *Updater) Detect(ctx context.Context) (Detected, error) {
 	case d.Available:
 		result = "update available: " + d.Newest.Version
 	}
-	u.Store.SaveState(State{LastCheck: time.Now().UTC(), LastCheckResult: result, LastCheckSource: u.sourceName()})
+	u.saveState(result)
 	return d, err
+}
+
+// saveState records a check's result for update status. Failing to is
+// not the check's failure (an install done stays done), but it is said:
+// status would otherwise show an older check as the last one.
+func (u *Updater) saveState(result string) {
+	st := State{LastCheck: time.Now().UTC(), LastCheckResult: result, LastCheckSource: u.sourceName()}
+	if err := u.Store.SaveState(st); err != nil {
+		u.log().Warn("the result of this update check is not recorded: update status shows an older check until one is",
+			slog.String("result", result), slog.Any("err", err))
+	}
 }
 
 func (u *Updater) sourceName() string {
@@ -271,7 +282,7 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	case o.UpToDate || o.Already:
 		result = "current"
 	}
-	u.Store.SaveState(State{LastCheck: time.Now().UTC(), LastCheckResult: result, LastCheckSource: u.sourceName()})
+	u.saveState(result)
 	return o, err
 }
 
@@ -433,16 +444,26 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 // checks size and sha256 against the signed index.
 func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
 	dir := filepath.Join(u.Store.Dir(), ".download")
+	part := filepath.Join(dir, o.File+".part")
+	// What is still to come must fit with room to spare, checked before
+	// a byte is written: a download that fills the disk fills it for the
+	// mail spool too. The offered size is the signed index's.
+	have := int64(0)
+	if st, err := os.Stat(part); err == nil && st.Mode().IsRegular() && st.Size() <= o.Size {
+		have = st.Size()
+	}
+	if err := checkSpace(u.Store.Dir(), o.Size-have); err != nil {
+		return nil, fmt.Errorf("update: download %s: %w", o.File, err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("update: %w", fsHint(err))
 	}
-	part := filepath.Join(dir, o.File+".part")
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", fsHint(err))
 	}
 	defer f.Close()
-	have, _ := f.Seek(0, io.SeekEnd)
+	have, _ = f.Seek(0, io.SeekEnd)
 	if have > o.Size {
 		f.Truncate(0)
 		have = 0
@@ -472,11 +493,19 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 		if errors.Is(context.Cause(ctx), errStalled) {
 			err = fmt.Errorf("%w: nothing came for %v", errStalled, sr.d)
 		}
+		if err == nil {
+			err = diskHint(f.Sync()) // a full disk may only show here (NFS, delayed allocation)
+		}
+		if noSpace(err) {
+			// A partial that cannot grow is of no use to a later run, and
+			// it is what keeps the disk full (mail on the same file
+			// system gets 451): it goes.
+			f.Close()
+			os.Remove(part)
+			return nil, fmt.Errorf("update: download %s: %w (the partial download was removed to give the space back)", o.File, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("update: download %s: %w (partial download kept; run install again to resume)", o.File, err)
-		}
-		if err := f.Sync(); err != nil {
-			return nil, fmt.Errorf("update: download %s: %w", o.File, diskHint(err))
 		}
 	}
 	data, err := os.ReadFile(part)
@@ -499,8 +528,8 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 }
 
 func diskHint(err error) error {
-	if errors.Is(err, errNoSpace) {
-		return fmt.Errorf("%w: disk full, free space in definitions.dir (a partial download in its .download/ counts too) and run install again", err)
+	if noSpace(err) {
+		return fmt.Errorf("%w: disk full, free space on the file system of definitions.dir (old partial downloads in its .download/ may go) and run install again", err)
 	}
 	return err
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -614,5 +617,96 @@ func TestForcedDowngradeKept(t *testing.T) {
 	}
 	if _, err := u.Install(ctx, "2026.11.1", false); err != nil || f.active() != "2026.11.1" || u.rolledBack("2026.11.1") {
 		t.Errorf("explicit reinstall: %v, active %s", err, f.active())
+	}
+}
+
+// resignIndex rewrites the source's index with change applied and signs
+// it again with the publisher's key: an index as a publisher could sign it.
+func (f *fixture) resignIndex(change func(*Index)) {
+	f.t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.srcDir, IndexFile))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ix, err := ParseIndex(b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	change(ix)
+	out, _ := json.MarshalIndent(ix, "", "  ")
+	sig, err := defs.Sign(f.priv, "", out, "sclgate-index test")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(f.srcDir, IndexFile), out, 0o644)
+	os.WriteFile(filepath.Join(f.srcDir, IndexFile+".minisig"), sig, 0o644)
+}
+
+// A bundle larger than the free space (less a margin for mail) is refused
+// before a byte of it is written: a download must not fill the disk the
+// mail spool is on.
+func TestDownloadRefusedWhenDiskFull(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	f.resignIndex(func(ix *Index) { ix.Versions[0].Size = 1 << 60 }) // more than any disk
+	_, err := f.updater().Install(context.Background(), "", false)
+	if err == nil || !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "free in "+f.store.Dir()) ||
+		!strings.Contains(err.Error(), "free space and run install again") {
+		t.Fatalf("install of a bundle larger than the disk: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(f.store.Dir(), ".download")); len(ents) != 0 {
+		t.Errorf("something was written to .download/: %v", ents)
+	}
+	if f.active() != "" {
+		t.Error("something active")
+	}
+}
+
+// A download that meets a full disk removes its partial file (which
+// cannot grow, and keeps the disk full) and says so. The partial is a
+// link to /dev/full, whose writes fail with ENOSPC as a full file system's
+// do.
+func TestDownloadOutOfSpaceRemovesPartial(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full:", err)
+	}
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	part := filepath.Join(f.store.Dir(), ".download", defs.FileName("2026.10.1")+".part")
+	os.MkdirAll(filepath.Dir(part), 0o755)
+	if err := os.Symlink("/dev/full", part); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.updater().Install(context.Background(), "", false)
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "disk full") ||
+		!strings.Contains(err.Error(), "partial download was removed") || strings.Contains(err.Error(), "partial download kept") {
+		t.Fatalf("install onto a full disk: %v", err)
+	}
+	if _, err := os.Lstat(part); !os.IsNotExist(err) {
+		t.Errorf("the partial download is still there: %v", err)
+	}
+	if st := f.store.LoadState(); !strings.Contains(st.LastCheckResult, "disk full") {
+		t.Errorf("last check %q", st.LastCheckResult)
+	}
+}
+
+// A check whose result cannot be recorded (state.json unwritable) is
+// logged: update status would show an older check as the last one.
+func TestStateNotSavedIsLogged(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	os.MkdirAll(filepath.Join(f.store.Dir(), stateFile, "x"), 0o755) // a directory where state.json goes
+	var logs bytes.Buffer
+	u := f.updater()
+	u.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := u.Detect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := u.Install(context.Background(), "", false); err != nil || out.Version != "2026.10.1" {
+		t.Fatalf("install: %+v %v", out, err)
+	}
+	if n := strings.Count(logs.String(), "the result of this update check is not recorded"); n != 2 ||
+		!strings.Contains(logs.String(), "state.json") {
+		t.Errorf("%d warnings about the unsaved state, want 2 (detect, install):\n%s", n, logs.String())
 	}
 }
