@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/safeio"
 )
 
@@ -35,8 +36,11 @@ const (
 // Sentinel errors.
 var (
 	ErrNoneInstalled = errors.New("no definitions installed (the built-in definitions are in use)")
-	ErrNoPrevious    = errors.New("no previous version to roll back to")
-	ErrBadVersion    = errors.New("bad version string")
+	ErrNoPrevious    = errors.New("no previous version to roll back to: sclgate update status lists the installed versions; to switch to one of them (or to one no longer installed), run sclgate update install -version V (with -force if V is older than the version in use)")
+	// ErrDamaged: an installed version's copy no longer reads (a disk
+	// error, a hand edit), so it is not made active.
+	ErrDamaged    = errors.New("its installed copy is damaged")
+	ErrBadVersion = errors.New("bad version string")
 )
 
 // Store is one definitions.dir.
@@ -329,6 +333,13 @@ func (s *Store) Rollback() (from, to string, err error) {
 	}
 	if prev == nil {
 		return from, "", ErrNoPrevious
+	}
+	// Checked as status and install check the version in use: switching
+	// to a copy that does not read would have serve fall back to the
+	// built-in definitions while the rollback reported success.
+	if _, err := defs.ReadFile(s.BundlePath(prev.Version)); err != nil {
+		return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %w (%w): to go back to it, install it again with sclgate update install -version %s -force (or update install -force FILE)",
+			prev.Version, from, ErrDamaged, err, prev.Version)
 	}
 	if err := s.setRolledBack(from, true); err != nil {
 		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))

@@ -1,20 +1,36 @@
 package update
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sclgate/sclgate/defs"
 )
 
 func install(t *testing.T, s *Store, v string) {
 	t.Helper()
-	if err := s.Install(Installed{Version: v, Origin: "test"}, []byte("bundle "+v), []byte("sig "+v)); err != nil {
+	if err := s.Install(Installed{Version: v, Origin: "test"}, testBundleBytes(t, v), []byte("sig "+v)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond) // distinct install times
+}
+
+// testBundleBytes is a well-formed bundle of version v (unsigned: the
+// store takes verified bytes, and checks only that a copy still reads).
+func testBundleBytes(t *testing.T, v string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	b := &defs.Bundle{Manifest: defs.Manifest{Version: v, Created: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), TrainingData: "test"},
+		Model: []byte("model " + v)}
+	if err := defs.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func active(t *testing.T, s *Store) string {
@@ -40,9 +56,8 @@ func TestStoreInstallRollback(t *testing.T) {
 	if v := active(t, s); v != "2026.03.1" {
 		t.Fatalf("active %s", v)
 	}
-	b, _ := os.ReadFile(s.BundlePath("2026.03.1"))
-	if string(b) != "bundle 2026.03.1" {
-		t.Errorf("bundle %q", b)
+	if b, err := defs.ReadFile(s.BundlePath("2026.03.1")); err != nil || b.Manifest.Version != "2026.03.1" {
+		t.Errorf("bundle %v %v", b, err)
 	}
 
 	from, to, err := s.Rollback()
@@ -209,5 +224,43 @@ func TestActivateFailsBeforeTheSwitch(t *testing.T) {
 		if in.Version == "2026.02.1" && in.RolledBack {
 			t.Error("the version still in use is marked rolled back from")
 		}
+	}
+}
+
+// A rollback to a version whose installed copy no longer reads (a flipped
+// byte) is refused, says what to do, and leaves the version in use; it
+// did switch, and serve then fell back to the built-in definitions.
+func TestRollbackRefusesDamagedCopy(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2026.01.1")
+	install(t, s, "2026.02.1")
+	p := s.BundlePath("2026.01.1")
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(p, b, 0o644)
+	_, to, err := s.Rollback()
+	if !errors.Is(err, ErrDamaged) || to != "" ||
+		!strings.Contains(err.Error(), "2026.02.1 stays in use") ||
+		!strings.Contains(err.Error(), "sclgate update install -version 2026.01.1 -force") {
+		t.Fatalf("rollback to a damaged copy: %q %v", to, err)
+	}
+	if v := active(t, s); v != "2026.02.1" {
+		t.Errorf("active %s after a refused rollback, want 2026.02.1", v)
+	}
+	list, _ := s.List()
+	for _, in := range list {
+		if in.RolledBack {
+			t.Errorf("%s marked rolled back from by a refused rollback", in.Version)
+		}
+	}
+	// Mended (installed again), it can be gone back to.
+	if err := s.Install(Installed{Version: "2026.01.1", Origin: "test"}, testBundleBytes(t, "2026.01.1"), []byte("sig")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate("2026.02.1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, to, err := s.Rollback(); err != nil || to != "2026.01.1" {
+		t.Errorf("rollback after the repair: %q %v", to, err)
 	}
 }

@@ -171,7 +171,8 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.11.1 to 2027.10.1\n" {
 		t.Errorf("rollback: %d %q", code, out)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") {
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") ||
+		!strings.Contains(errOut, "sclgate update status lists the installed versions") || !strings.Contains(errOut, "sclgate update install -version V") {
 		t.Errorf("second rollback: %d %q", code, errOut)
 	}
 	// With the newer index back, detect says why 2027.11.1 is not
@@ -419,5 +420,40 @@ func TestUpdateFreshHost(t *testing.T) {
 	}
 	if _, err := os.Stat(defsDir); !os.IsNotExist(err) {
 		t.Errorf("%s made: %v", defsDir, err)
+	}
+}
+
+// update rollback to a version whose installed copy no longer reads (a
+// flipped byte) is refused with what to do, and the version in use stays:
+// it switched, said so, exited 0, and serve fell back to the built-in
+// definitions.
+func TestUpdateRollbackRefusesDamagedTarget(t *testing.T) {
+	cfg, src, _, priv := updateSetup(t, "2027.10.1")
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
+		t.Fatalf("install: %d %q", code, errOut)
+	}
+	publishVersions(t, src, priv, "2027.11.1")
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
+		t.Fatalf("install: %d %q", code, errOut)
+	}
+	bundle := filepath.Join(filepath.Dir(cfg), "defs", "2027.10.1", "bundle.tar.gz")
+	b, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(bundle, b, 0o644)
+	code, out, errOut := sclgate(t, "", "update", "rollback", "-config", cfg)
+	if code != 1 || out != "" || !strings.Contains(errOut, "rollback to 2027.10.1 refused, 2027.11.1 stays in use") ||
+		!strings.Contains(errOut, "its installed copy is damaged") ||
+		!strings.Contains(errOut, "sclgate update install -version 2027.10.1 -force") {
+		t.Errorf("rollback to a damaged copy: %d %q %q", code, out, errOut)
+	}
+	if _, out, _ := sclgate(t, "", "update", "status", "-config", cfg); !strings.Contains(out, "in use:     2027.11.1\n") || strings.Contains(out, "rolled back from") {
+		t.Errorf("status after the refused rollback:\n%s", out)
+	}
+	// What it says to do works.
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.10.1", "-force"); code != 0 || !strings.Contains(out, "installed and activated 2027.10.1") {
+		t.Errorf("install -version 2027.10.1 -force: %d %q %q", code, out, errOut)
 	}
 }
