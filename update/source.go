@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,18 @@ import (
 
 // ErrUnreachable: the source could not be read at all.
 var ErrUnreachable = errors.New("update source unreachable")
+
+// ErrNotFound: the source was reached, but it has no such file (HTTP 404
+// or 410, or no such file in a directory source). That is not a network
+// problem: the address is wrong, or what was published is incomplete.
+var ErrNotFound = errors.New("no such file on the source")
+
+// notFound is ErrNotFound for one file: where it was looked for, and how
+// the source said it is not there ("HTTP 404 Not Found", "no such file").
+type notFound struct{ where, how string }
+
+func (e *notFound) Error() string        { return e.where + ": " + ErrNotFound.Error() + " (" + e.how + ")" }
+func (e *notFound) Is(target error) bool { return target == ErrNotFound }
 
 // Source is where definitions are published: static files.
 type Source interface {
@@ -99,6 +112,9 @@ func (h *httpSource) Open(ctx context.Context, name string, offset int64) (io.Re
 		resp.Body.Close()
 		// The partial file is as long as the whole or longer: start over.
 		return h.Open(ctx, name, 0)
+	case http.StatusNotFound, http.StatusGone:
+		resp.Body.Close()
+		return nil, 0, 0, &notFound{where: u.String(), how: "HTTP " + resp.Status}
 	}
 	resp.Body.Close()
 	return nil, 0, 0, fmt.Errorf("%w: %s: HTTP %s", ErrUnreachable, u, resp.Status)
@@ -109,7 +125,11 @@ type dirSource string
 func (d dirSource) String() string { return string(d) }
 
 func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, int64, error) {
-	f, err := os.Open(filepath.Join(string(d), name))
+	p := filepath.Join(string(d), name)
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, 0, &notFound{where: p, how: "no such file"}
+	}
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}

@@ -128,6 +128,38 @@ func (u *Updater) inUse() (string, bool) {
 	return u.Builtin, false
 }
 
+// ErrNoIndex: the source was reached but has no index.json: the address
+// is not that of a directory defs publish wrote.
+var ErrNoIndex = errors.New("the source has no index at this address")
+
+// ErrUnsigned: the source has a file (the index, a bundle) but not its
+// .minisig. Nothing unsigned is used; a missing signature is a publishing
+// fault or tampering, not a network problem.
+var ErrUnsigned = errors.New("no signature on the source")
+
+// fetchSig fetches the signature of the file name (for what: "index",
+// "bundle") from the source; a missing one is ErrUnsigned.
+func (u *Updater) fetchSig(ctx context.Context, name, what string) ([]byte, error) {
+	sig, err := fetchSmall(ctx, u.Source, name+".minisig", 64<<10)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("update: %s%s.minisig: %w (%v): the %s is not signed; publish with sclgate defs publish, or check updates.source",
+			withSlash(u.Source.String()), name, ErrUnsigned, notFoundHow(err), what)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update: signature of %s: %w", name, err)
+	}
+	return sig, nil
+}
+
+// notFoundHow is how the source said it has no such file: "HTTP 404 Not
+// Found", or "no such file" for a directory.
+func notFoundHow(err error) string {
+	if nf := (*notFound)(nil); errors.As(err, &nf) {
+		return nf.how
+	}
+	return "not found"
+}
+
 // ErrNotIndex: what the source served as its index (or the index's
 // signature) is not one at all, but a web page: the source URL is not the
 // directory defs publish wrote.
@@ -149,6 +181,9 @@ func (u *Updater) Index(ctx context.Context) (*Index, error) {
 	ctx, cancel := context.WithTimeout(ctx, indexTimeout)
 	defer cancel()
 	data, err := fetchSmall(ctx, u.Source, IndexFile, MaxIndexSize)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("update: %s%s: %w (%v)", withSlash(u.Source.String()), IndexFile, ErrNoIndex, notFoundHow(err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}
@@ -159,9 +194,9 @@ func (u *Updater) Index(ctx context.Context) (*Index, error) {
 	if looksHTML(data) {
 		return nil, fmt.Errorf("update: %s%s: %w: the source answered with a web page", withSlash(u.Source.String()), IndexFile, ErrNotIndex)
 	}
-	sig, err := fetchSmall(ctx, u.Source, IndexFile+".minisig", 64<<10)
+	sig, err := u.fetchSig(ctx, IndexFile, "index")
 	if err != nil {
-		return nil, fmt.Errorf("update: index signature: %w", err)
+		return nil, err
 	}
 	if looksHTML(sig) {
 		return nil, fmt.Errorf("update: %s%s.minisig: %w: the source answered with a web page", withSlash(u.Source.String()), IndexFile, ErrNotIndex)
@@ -335,17 +370,19 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 		return Outcome{}, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
 			u.Source, offer.Version, offer.MinSclgate, u.Sclgate, ErrUnusable)
 	}
-	data, err := u.download(ctx, offer, false)
+	// The signature first: it is small, and without it the bundle could
+	// not be used, so a missing one should not cost the whole download.
+	// Bounded as the index is: a signature that never ends would hold the
+	// store's lock.
+	sigCtx, cancel := context.WithTimeout(ctx, indexTimeout)
+	sig, err := u.fetchSig(sigCtx, offer.File, "bundle")
+	cancel()
 	if err != nil {
 		return Outcome{}, err
 	}
-	// Bounded as the index is: the stall guard watches only the bundle's
-	// body, and a signature that never ends would hold the store's lock.
-	sigCtx, cancel := context.WithTimeout(ctx, indexTimeout)
-	sig, err := fetchSmall(sigCtx, u.Source, offer.File+".minisig", 64<<10)
-	cancel()
+	data, err := u.download(ctx, offer, false)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("update: signature of %s: %w", offer.File, err)
+		return Outcome{}, err
 	}
 	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, version, force)
 }
@@ -473,6 +510,9 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 		defer cancelCause(nil)
 		cancel := func() { cancelCause(errStalled) }
 		r, at, _, err := u.Source.Open(ctx, o.File, have)
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("update: download %s: %w: the signed index offers it, but the source does not have it", o.File, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("update: download %s: %w", o.File, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -708,5 +709,56 @@ func TestStateNotSavedIsLogged(t *testing.T) {
 	if n := strings.Count(logs.String(), "the result of this update check is not recorded"); n != 2 ||
 		!strings.Contains(logs.String(), "state.json") {
 		t.Errorf("%d warnings about the unsaved state, want 2 (detect, install):\n%s", n, logs.String())
+	}
+}
+
+// A source that has a file but not its signature is reached: the error is
+// ErrUnsigned, names the missing .minisig and says what to do, never
+// "unreachable". The bundle's signature is fetched before the bundle, so
+// a missing one costs no download. A missing index is ErrNoIndex; a
+// bundle the index offers but the source lacks is ErrNotFound.
+func TestMissingFilesOnTheSource(t *testing.T) {
+	bundle := defs.FileName("2026.10.1")
+	cases := []struct {
+		name, remove string
+		want         error
+		msg          string
+	}{
+		{"index signature", IndexFile + ".minisig", ErrUnsigned,
+			"index.json.minisig: no signature on the source (%s): the index is not signed; publish with sclgate defs publish, or check updates.source"},
+		{"bundle signature", bundle + ".minisig", ErrUnsigned,
+			bundle + ".minisig: no signature on the source (%s): the bundle is not signed"},
+		{"index", IndexFile, ErrNoIndex, "index.json: the source has no index at this address (%s)"},
+		{"bundle", bundle, ErrNotFound, "the signed index offers it, but the source does not have it"},
+	}
+	for _, c := range cases {
+		for _, dirSrc := range []bool{false, true} {
+			t.Run(c.name+map[bool]string{false: " http", true: " dir"}[dirSrc], func(t *testing.T) {
+				f := newFixture(t)
+				f.publish("2026.10.1")
+				os.Remove(filepath.Join(f.srcDir, c.remove))
+				u := f.updater()
+				how := "HTTP 404 Not Found"
+				if dirSrc {
+					u.Source, how = dirSource(f.srcDir), "no such file"
+				}
+				downloaded := false
+				u.Progress = func(done, total int64) { downloaded = true }
+				_, err := u.Install(context.Background(), "", false)
+				msg := c.msg
+				if strings.Contains(msg, "%s") {
+					msg = fmt.Sprintf(msg, how)
+				}
+				if !errors.Is(err, c.want) || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), msg) {
+					t.Errorf("err = %v\nwant %v saying %q", err, c.want, msg)
+				}
+				if downloaded && c.remove == bundle+".minisig" {
+					t.Error("the bundle was downloaded although its signature is missing")
+				}
+				if f.active() != "" {
+					t.Errorf("active version changed to %q", f.active())
+				}
+			})
+		}
 	}
 }

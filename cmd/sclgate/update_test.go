@@ -457,3 +457,23 @@ func TestUpdateRollbackRefusesDamagedTarget(t *testing.T) {
 		t.Errorf("install -version 2027.10.1 -force: %d %q %q", code, out, errOut)
 	}
 }
+
+// A signature missing on the source (404) is not "unreachable": the error
+// names the .minisig, and the hint says what to do about an unsigned
+// source, not to check the network.
+func TestUpdateMissingSignature(t *testing.T) {
+	cfg, src, _, _ := updateSetup(t, "2027.10.1")
+	os.Remove(filepath.Join(src, "index.json.minisig"))
+	code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg)
+	if code != 1 || !strings.Contains(errOut, "index.json.minisig: no signature on the source (HTTP 404 Not Found): the index is not signed") ||
+		strings.Contains(errOut, "unreachable") || strings.Contains(errOut, "can reach it") ||
+		!strings.Contains(errOut, "what to do: sclgate never uses an unsigned file") {
+		t.Errorf("detect without the index's signature: %d %q", code, errOut)
+	}
+	os.Remove(filepath.Join(src, "index.json"))
+	code, _, errOut = sclgate(t, "", "update", "install", "-config", cfg)
+	if code != 1 || !strings.Contains(errOut, "index.json: the source has no index at this address (HTTP 404 Not Found)") ||
+		strings.Contains(errOut, "unreachable") || !strings.Contains(errOut, "what to do: updates.source (or -source) must be the URL of the directory defs publish wrote") {
+		t.Errorf("install without an index: %d %q", code, errOut)
+	}
+}
