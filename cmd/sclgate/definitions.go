@@ -184,6 +184,15 @@ func watchDefinitions(ctx context.Context, dir, last string, onChange func()) {
 	}
 }
 
+// whatToDo is the "what to do" of an update error as a log field: the
+// hint update install prints (none when the error says it itself).
+func whatToDo(err error) slog.Attr {
+	if hint := updateHint(err); hint != "" {
+		return slog.String("what_to_do", hint)
+	}
+	return slog.Attr{} // a zero Attr is left out of the line
+}
+
 // autoUpdate checks updates.source a few seconds after start (a gateway
 // back from downtime should not wait a whole interval) and then every
 // updates.interval (±10%, so a fleet does not call at once), and installs
@@ -219,7 +228,7 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			// may be a share mounted after serve starts.
 			src, err := update.NewSource(cfg.Updates.Source)
 			if err != nil {
-				log.Warn("definitions update check failed", slog.String("source", cfg.Updates.Source), slog.Any("err", err))
+				log.Warn("definitions update check failed", slog.String("source", cfg.Updates.Source), slog.Any("err", err), whatToDo(err))
 				count("error")
 				continue
 			}
@@ -230,7 +239,7 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 		case ctx.Err() != nil:
 			return // stopped (shutdown, or a reload with new settings): not a failed check
 		case err != nil:
-			log.Warn("definitions update check failed", slog.String("source", u.Source.String()), slog.Any("err", err))
+			log.Warn("definitions update check failed", slog.String("source", u.Source.String()), slog.Any("err", err), whatToDo(err))
 			count("error")
 		case !d.Available:
 			count("current")
@@ -246,7 +255,7 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 				return
 			}
 			if err != nil {
-				log.Warn("definitions update failed", slog.String("version", d.Newest.Version), slog.Any("err", err))
+				log.Warn("definitions update failed", slog.String("version", d.Newest.Version), slog.Any("err", err), whatToDo(err))
 				count("error")
 				if errors.Is(err, update.ErrUnusable) {
 					unusable[d.Newest.Version] = true

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/update"
 )
@@ -282,4 +285,51 @@ func TestServeAutomaticUpdates(t *testing.T) {
 	bad.waitLog(t, "automatic updates restarted on the new settings")
 	bad.waitMetric(t, `sclgate_definitions_update_checks_total{result="installed"}`, 1)
 	bad.waitMetric(t, `sclgate_definitions_info{version="2027.03.1"}`, 1)
+}
+
+// serve's automatic updater logs what to do about a failure, as update
+// install prints it: the check that fails (a source that is down) and the
+// install that fails (a bundle without its signature).
+func TestAutoUpdateLogsWhatToDo(t *testing.T) {
+	cases := []struct {
+		name, msg, hint string
+		source          func(t *testing.T, cfgFile, src string) string
+	}{
+		{"check", "definitions update check failed", "check updates.source (or -source) and that this machine can reach it",
+			func(t *testing.T, _, _ string) string { return "http://127.0.0.1:1/" }},
+		{"install", "definitions update failed", "sclgate never uses an unsigned file",
+			func(t *testing.T, cfgFile, src string) string {
+				os.Remove(filepath.Join(src, defs.FileName("2027.10.1")+".minisig"))
+				cfg, err := config.Load(cfgFile)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cfg.Updates.Source
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfgFile, src, _, _ := updateSetup(t, "2027.10.1")
+			cfg, err := config.Load(cfgFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Updates.Source = c.source(t, cfgFile, src)
+			var logs syncBuffer
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				autoUpdate(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), func(result string) { cancel() })
+			}()
+			<-done
+			line := grepLines(logs.String(), c.msg)
+			if line == "" || !strings.Contains(line, `what_to_do="`+c.hint) ||
+				!strings.Contains(line, "Nothing was installed; the definitions in use are unchanged.") {
+				t.Errorf("log:\n%s", logs.String())
+			}
+		})
+	}
 }

@@ -347,6 +347,15 @@ func displayVersion(v string) string {
 // printHint says what to do about an update error, when the error itself
 // does not: nothing was installed, and the active version is unchanged.
 func printHint(e env, err error) {
+	if hint := updateHint(err); hint != "" {
+		fmt.Fprintln(e.stderr, "what to do: "+hint)
+	}
+}
+
+// updateHint is what to do about an update error, or "" when the error
+// says it itself. update detect and install print it; serve's automatic
+// updater logs it (what_to_do).
+func updateHint(err error) string {
 	var (
 		unknownAuthority x509.UnknownAuthorityError
 		hostname         x509.HostnameError
@@ -380,9 +389,10 @@ func printHint(e env, err error) {
 	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
 		hint = "check updates.source (or -source) and that this machine can reach it"
 	}
-	if hint != "" {
-		fmt.Fprintln(e.stderr, "what to do: "+hint+". Nothing was installed; the definitions in use are unchanged.")
+	if hint == "" {
+		return ""
 	}
+	return hint + ". Nothing was installed; the definitions in use are unchanged."
 }
 
 // waitingNote tells the admin why a command does not go on: another
