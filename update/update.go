@@ -396,9 +396,9 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 		return Outcome{}, err
 	}
 	defer unlock()
-	data, err := os.ReadFile(path)
+	data, err := readBundleFile(path)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("update: %w", err)
+		return Outcome{}, err
 	}
 	sig, err := os.ReadFile(path + ".minisig")
 	if err != nil {
@@ -406,6 +406,44 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 	}
 	abs, _ := filepath.Abs(path)
 	return u.install(data, sig, path, abs, "", force)
+}
+
+// readBundleFile reads the FILE of update install FILE, refusing what is
+// plainly not a bundle with what to do instead: a directory or an index
+// (a directory source, which -source takes), or a file larger than any
+// bundle (checked before it is read into memory).
+func readBundleFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("update: %s is a directory: to install from a directory source, use -source %s", path, path)
+	}
+	if st.Size() > defs.DefaultMaxSize {
+		return nil, fmt.Errorf("update: %s: %w: %d bytes, more than the %d a bundle may have: it is not a bundle", path, defs.ErrFormat, st.Size(), int64(defs.DefaultMaxSize))
+	}
+	// Capped again while reading: the file may grow after the Stat.
+	data, err := io.ReadAll(io.LimitReader(f, defs.DefaultMaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	if int64(len(data)) > defs.DefaultMaxSize {
+		return nil, fmt.Errorf("update: %s: %w: more than the %d bytes a bundle may have: it is not a bundle", path, defs.ErrFormat, int64(defs.DefaultMaxSize))
+	}
+	// A bundle is gzip (1f 8b); an index is JSON, signed by the same key,
+	// so it would pass the signature check and fail only as "not a gzip
+	// file".
+	if t := bytes.TrimLeft(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		dir := filepath.Dir(path)
+		return nil, fmt.Errorf("update: %s looks like an update index, not a bundle: use -source %s (the directory holding it)", path, dir)
+	}
+	return data, nil
 }
 
 // precheck: installing the version in use is a no-op, unless its

@@ -762,3 +762,33 @@ func TestMissingFilesOnTheSource(t *testing.T) {
 		}
 	}
 }
+
+// install FILE with what is not a bundle says what to give instead: a
+// directory or an index is a directory source (-source); a file larger
+// than any bundle is refused before it is read into memory.
+func TestInstallFileNotABundle(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	u := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Builtin: "1"}
+	if _, err := u.InstallFile(context.Background(), f.srcDir, false); err == nil ||
+		err.Error() != "update: "+f.srcDir+" is a directory: to install from a directory source, use -source "+f.srcDir {
+		t.Errorf("a directory: %v", err)
+	}
+	ix := filepath.Join(f.srcDir, IndexFile) // signed by the trusted key, with its .minisig beside it
+	if _, err := u.InstallFile(context.Background(), ix, false); err == nil ||
+		err.Error() != "update: "+ix+" looks like an update index, not a bundle: use -source "+f.srcDir+" (the directory holding it)" {
+		t.Errorf("an index: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.tar.gz")
+	if err := os.WriteFile(big, []byte{0x1f, 0x8b}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(big, defs.DefaultMaxSize+1) // sparse: no disk used
+	if _, err := u.InstallFile(context.Background(), big, false); !errors.Is(err, defs.ErrFormat) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("%d bytes, more than the %d a bundle may have", defs.DefaultMaxSize+1, defs.DefaultMaxSize)) {
+		t.Errorf("a file larger than any bundle: %v", err)
+	}
+	if f.active() != "" {
+		t.Errorf("active %q", f.active())
+	}
+}
