@@ -391,8 +391,16 @@ func printable(s string) string {
 // signingPassword is the password of the secret key priv (read from
 // keyFile) for command cmd: none with -nopass, else SCLGATE_KEY_PASSWORD,
 // else asked on the terminal when the key is encrypted. ok is false (and
-// said why) when -nopass was given for an encrypted key.
+// said why) when -nopass was given for an encrypted key, or keyFile is a
+// public key.
 func signingPassword(e env, cmd, keyFile string, priv []byte, nopass bool) (password string, ok bool) {
+	// The .pub beside the .key is an easy mix-up; as a secret key it
+	// would be taken for an encrypted one, or fail as "invalid private
+	// key", neither of which says what is wrong.
+	if _, err := defs.PublicKeyID(priv); err == nil {
+		fmt.Fprintf(e.stderr, "sclgate defs %s: %s is a public key: give the secret key (.key) to sign; the .pub goes in updates.trusted_keys\n", cmd, printable(keyFile))
+		return "", false
+	}
 	if nopass {
 		if keyEncrypted(priv) {
 			fmt.Fprintf(e.stderr, "sclgate defs %s: %s is encrypted: leave out -nopass and give its password (%s, or at the prompt)\n", cmd, printable(keyFile), passwordEnv)

@@ -219,6 +219,33 @@ func TestDefsPasswords(t *testing.T) {
 	}
 }
 
+// A public key given where the secret key belongs (-key rel.pub) is
+// named as such, for sign and publish, with -nopass or without: it was
+// taken for an encrypted key, or failed as "invalid private key".
+func TestDefsSignWithPublicKey(t *testing.T) {
+	dir := t.TempDir()
+	unsetenv(t, passwordEnv)
+	k := keygen(t, dir, "rel")
+	bundle := writeTestBundle(t, dir)
+	site := filepath.Join(dir, "site")
+	for _, args := range [][]string{
+		{"sign", "-nopass", "-key", k + ".pub", bundle}, {"sign", "-key", k + ".pub", bundle},
+		{"publish", "-nopass", "-key", k + ".pub", "-dir", site, bundle}, {"publish", "-key", k + ".pub", "-dir", site, bundle},
+	} {
+		code, _, errOut := sclgate(t, "", append([]string{"defs"}, args...)...)
+		if code != 1 || !strings.Contains(errOut, "rel.pub is a public key: give the secret key (.key) to sign; the .pub goes in updates.trusted_keys") ||
+			strings.Contains(errOut, "encrypted") || strings.Contains(errOut, "invalid private key") {
+			t.Errorf("%v: %d %q", args, code, errOut)
+		}
+	}
+	if _, err := os.Stat(bundle + ".minisig"); err == nil {
+		t.Error("sign wrote a signature")
+	}
+	if _, err := os.Stat(site); err == nil {
+		t.Error("publish wrote the site")
+	}
+}
+
 func TestDefsInfo(t *testing.T) {
 	dir := t.TempDir()
 	bundle := writeBundle(t, dir, true)
