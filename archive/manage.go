@@ -62,13 +62,22 @@ func (s *Store) mkSubdir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	if os.Geteuid() == 0 {
-		if st, err := os.Stat(s.dir); err == nil {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-				if err := os.Lchown(dir, int(sys.Uid), int(sys.Gid)); err != nil {
-					return fmt.Errorf("archive: %w", err)
-				}
-			}
+	return s.ownLikeDir(dir)
+}
+
+// ownLikeDir gives path the archive directory's owner and group when root
+// made it, so that serve, running as its own user, can use it.
+func (s *Store) ownLikeDir(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	st, err := os.Stat(s.dir)
+	if err != nil {
+		return nil
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if err := os.Lchown(path, int(sys.Uid), int(sys.Gid)); err != nil {
+			return fmt.Errorf("archive: %w", err)
 		}
 	}
 	return nil
@@ -90,18 +99,22 @@ func (s *Store) MarkUnanswered(id, note string) error {
 	if err := safeio.WriteFile(s.markPath(id), []byte(note+"\n"), 0o640); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
-	return nil
+	return s.ownLikeDir(s.markPath(id))
 }
 
 // Unanswered returns the note of the message's unanswered release, if it
-// has one.
+// has one. A mark that is there but cannot be read counts as one (its
+// note says so): better a refused release than a second copy.
 func (s *Store) Unanswered(id string) (note string, ok bool) {
 	if ValidateID(id) != nil {
 		return "", false
 	}
 	b, err := os.ReadFile(s.markPath(id))
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return "", false
+	case err != nil:
+		return fmt.Sprintf("unknown: its mark %s cannot be read: %v", s.markPath(id), err), true
 	}
 	return strings.TrimSpace(string(b)), true
 }

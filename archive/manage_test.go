@@ -39,6 +39,14 @@ func TestSubdirTakesArchiveOwner(t *testing.T) {
 	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 65534 || sys.Gid != 65534 {
 		t.Errorf("released/ belongs to %d:%d, want the archive directory's 65534:65534", sys.Uid, sys.Gid)
 	}
+	// So does an unanswered-release mark, which serve must read.
+	b, _ := s.Write(testEnv, 3, strings.NewReader("Subject: y\r\n\r\ny\r\n"))
+	if err := s.MarkUnanswered(b, "at noon"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(s.markPath(b)); err != nil || st.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Errorf("mark: %v %v", st, err)
+	}
 }
 
 // An unanswered-release mark is kept until the message is moved or
@@ -71,6 +79,13 @@ func TestUnansweredMark(t *testing.T) {
 		if _, ok := s.Unanswered(id); ok {
 			t.Errorf("%s: mark left after move/delete", id)
 		}
+	}
+	// A mark that cannot be read counts: a refused release, not a second
+	// copy.
+	c, _ := s.Write(testEnv, 5, strings.NewReader("Subject: z\r\n\r\nz\r\n"))
+	os.Mkdir(s.markPath(c), 0o700)
+	if note, ok := s.Unanswered(c); !ok || !strings.Contains(note, "cannot be read") {
+		t.Errorf("unreadable mark: %q %v", note, ok)
 	}
 	if err := s.MarkUnanswered("../x", "n"); err == nil {
 		t.Error("mark for an invalid ID taken")

@@ -515,7 +515,8 @@ func (t *maildirTxn) Data(ctx context.Context, msg io.Reader) (string, error) {
 		return "", &maildirError{err}
 	}
 	if err := safeio.SyncDir(filepath.Join(t.m.dir, "new")); err != nil {
-		return "", &maildirError{err}
+		// The message is in new/, if not yet on disk for sure.
+		return "", &maildirError{fmt.Errorf("%w: %w", ErrNoReply, err)}
 	}
 	return "delivered to maildir as " + name, nil
 }

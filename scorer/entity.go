@@ -46,14 +46,14 @@ func (l *headerLimit) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// headerDefect returns what records a header line cleanReader dropped.
-func (w *walker) headerDefect(where string) func([]byte) {
-	return func(line []byte) {
+// headerDefect returns what records a header line cleanReader settled.
+func (w *walker) headerDefect(where string) func(string, []byte) {
+	return func(what string, line []byte) {
 		line = bytes.TrimRight(line, "\r\n")
 		if len(line) > 60 {
 			line = line[:60]
 		}
-		w.m.defect(fmt.Sprintf("%s line dropped (no field): %q", where, line))
+		w.m.defect(fmt.Sprintf("%s: %s: %q", where, what, line))
 	}
 }
 

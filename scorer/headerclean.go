@@ -6,17 +6,27 @@ import (
 	"io"
 )
 
-// cleanReader passes a message (or a multipart body) through, minus the
-// header lines go-message cannot read: a continuation line before the
-// first field, a line with no colon or with bytes no field name may hold,
-// and the continuation lines of such a line. go-message stops at the first
-// of them and gives up the whole header (of a message: its Subject,
-// Content-Type and transfer encoding, so a base64 body was scored as
-// base64; of a part: that part and every part after it), while mail
-// clients skip the line and show the rest. One "\tx" line on top, or one
-// line without a colon among a part's fields, hid a message's whole text
-// from the model and from the admin's weight list. The first line dropped
-// is reported to defect.
+// cleanReader passes a message (or a multipart body) through, with the
+// header lines go-message cannot read settled the way real readers settle
+// them, instead of go-message giving up the whole header (of a message: its
+// Subject, Content-Type and transfer encoding, so a base64 body was scored
+// as base64; of a part: that part and every part after it). One "\tx" line
+// on top, or one line without a colon among a part's fields, hid a
+// message's whole text from the model and from the admin's weight list.
+//
+//   - A continuation line on top of a message belongs to no field: it is
+//     dropped (the gateway does not relay it either, see proxy.Restamp).
+//   - A line that is no field (no colon, or a name with bytes no name may
+//     hold), or a continuation line on top of a part's header: when only
+//     fields follow it up to the blank line that ends the header (within
+//     the next 4 KiB), it is a stray line in a header and is dropped, as
+//     lenient mail clients skip it; otherwise the header ends there and
+//     that line starts the body, as Postfix (which puts a blank line in
+//     front of it) and Python's email package read it. Either way no text
+//     is hidden: a header never swallows the lines of a body that has no
+//     blank line before it.
+//
+// The first line settled so is reported to defect, with what was done.
 //
 // With a boundary (a multipart body), each part's header is cleaned: a
 // header starts after each boundary line. A boundary line met inside a
@@ -26,18 +36,19 @@ import (
 type cleanReader struct {
 	br       *bufio.Reader
 	boundary []byte // "--" + the boundary; nil for a message
-	defect   func(line []byte)
+	defect   func(what string, line []byte)
 	warned   bool
 
 	inHeader bool // at the start of a header, or inside one
 	sawField bool // a field was kept in this header
-	dropping bool // the last field was dropped: its continuation lines go too
+	dropping bool // a stray line was dropped: its continuation lines go too
 	midLine  bool // the last bytes returned did not end a line
 	dropLine bool // ...and the rest of that line is dropped
 	pending  []byte
+	scratch  []byte
 }
 
-func newCleanReader(r io.Reader, boundary string, defect func(line []byte)) *cleanReader {
+func newCleanReader(r io.Reader, boundary string, defect func(what string, line []byte)) *cleanReader {
 	c := &cleanReader{br: bufio.NewReaderSize(r, 4096), defect: defect, inHeader: boundary == ""}
 	if boundary != "" {
 		c.boundary = []byte("--" + boundary)
@@ -114,26 +125,65 @@ func (c *cleanReader) line(line []byte, more bool) []byte {
 	switch {
 	case (string(line) == "\r\n" || string(line) == "\n") && !more:
 		c.inHeader = false // the blank line ending the header
-	case line[0] == ' ' || line[0] == '\t':
-		if !c.sawField || c.dropping {
-			c.drop(line, more)
+	case (line[0] == ' ' || line[0] == '\t') && c.dropping:
+		c.drop("stray header line dropped", line, more)
+		return nil
+	case (line[0] == ' ' || line[0] == '\t') && c.sawField:
+		// A field's continuation.
+	case (line[0] == ' ' || line[0] == '\t') && c.boundary == nil:
+		c.drop("line on top of the header dropped", line, more)
+		return nil
+	case line[0] != ' ' && line[0] != '\t' && validField(line):
+		c.sawField, c.dropping = true, false
+	default:
+		// No field: a stray line in a header, or the start of a body
+		// with no blank line before it.
+		c.scratch = append(c.scratch[:0], line...) // Peek may move the buffer
+		line = c.scratch
+		if !more && c.fieldsFollow() {
+			c.dropping = true
+			c.drop("stray header line dropped", line, more)
 			return nil
 		}
-	case !validField(line):
-		c.dropping = true
-		c.drop(line, more)
-		return nil
-	default:
-		c.sawField, c.dropping = true, false
+		c.report("header ended at a line that is no field", line)
+		c.inHeader = false
+		return append(append(c.pending[:0:0], crlf...), line...)
 	}
 	return line
 }
 
-func (c *cleanReader) drop(line []byte, more bool) {
+// fieldsFollow reports whether the next lines, up to a blank line within
+// the reader's buffer, are all fields or their continuations.
+func (c *cleanReader) fieldsFollow() bool {
+	ahead, _ := c.br.Peek(c.br.Size())
+	for len(ahead) > 0 {
+		i := bytes.IndexByte(ahead, '\n')
+		if i < 0 {
+			return false // no blank line in sight: cannot tell
+		}
+		l := ahead[:i+1]
+		ahead = ahead[i+1:]
+		switch {
+		case string(l) == "\r\n" || string(l) == "\n":
+			return true
+		case l[0] == ' ' || l[0] == '\t':
+		case validField(l):
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+func (c *cleanReader) drop(what string, line []byte, more bool) {
 	c.dropLine = more
+	c.report(what, line)
+}
+
+func (c *cleanReader) report(what string, line []byte) {
 	if !c.warned {
 		c.warned = true
-		c.defect(line)
+		c.defect(what, line)
 	}
 }
 

@@ -40,17 +40,33 @@ func TestBadHeaderLinesDropped(t *testing.T) {
 		scl     int
 		defect  bool
 	}{
-		"clean":                {top, "plussix", []string{"casino jackpot now"}, 9, false},
-		"space line on top":    {" x\r\n" + top, "plussix", []string{"casino jackpot now"}, 9, true},
-		"tab lines on top":     {"\tx\r\n\ty\r\n" + top, "plussix", []string{"casino jackpot now"}, 9, true},
+		"clean":             {top, "plussix", []string{"casino jackpot now"}, 9, false},
+		"space line on top": {" x\r\n" + top, "plussix", []string{"casino jackpot now"}, 9, true},
+		"tab lines on top":  {"\tx\r\n\ty\r\n" + top, "plussix", []string{"casino jackpot now"}, 9, true},
+		// A stray line among fields, fields after it up to the blank
+		// line: skipped, as lenient clients do.
 		"no colon":             {strings.Replace(top, "MIME-Version", "Xgarbage\r\nMIME-Version", 1), "plussix", []string{"casino jackpot now"}, 9, true},
 		"no colon, continued":  {strings.Replace(top, "MIME-Version", "Xgarbage\r\n Subject: hidden\r\nMIME-Version", 1), "plussix", []string{"casino jackpot now"}, 9, true},
 		"space in name":        {strings.Replace(top, "MIME-Version", "Bad Name: v\r\nMIME-Version", 1), "plussix", []string{"casino jackpot now"}, 9, true},
 		"control byte in name": {strings.Replace(top, "MIME-Version", "Bad\x01: v\r\nMIME-Version", 1), "plussix", []string{"casino jackpot now"}, 9, true},
+		"no field on top":      {"garbage\r\n" + top, "plussix", []string{"casino jackpot now"}, 9, true},
 		"LF line ends":         {strings.ReplaceAll(" x\r\n"+top, "\r\n", "\n"), "plussix", []string{"casino jackpot now"}, 9, true},
-		"part clean":           {part(""), "s", []string{"casino jackpot now", "second part"}, 9, false},
-		"part no colon":        {part("garbage line\r\n"), "s", []string{"casino jackpot now", "second part"}, 9, true},
-		"part space on top":    {part(" folded\r\n"), "s", []string{"casino jackpot now", "second part"}, 9, true},
+		// No blank line between header and body: the body starts at the
+		// first line that is no field, as Postfix and Python read it;
+		// it was dropped line by line, and the body hidden.
+		"body without blank line": {"From: a@example.com\r\nSubject: plussix\r\nBuy casino jackpot at example.net today\r\nLowest prices\r\n",
+			"plussix", []string{"Buy casino jackpot at example.net today\r\nLowest prices"}, 9, true},
+		"body without blank line, one line": {"Subject: s\r\ncasino jackpot", "s", []string{"casino jackpot"}, 9, true},
+		// A stray line followed by a line that is no field either: the
+		// header ends at the first (nothing is hidden; the base64 stays
+		// text, as Postfix passes it on).
+		"two stray lines": {strings.Replace(top, "MIME-Version", "junk one\r\njunk two\r\nMIME-Version", 1), "plussix",
+			[]string{"junk one\r\njunk two\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nY2FzaW5vIGphY2twb3Qgbm93"}, 6, true},
+		"part clean":        {part(""), "s", []string{"casino jackpot now", "second part"}, 9, false},
+		"part no colon":     {part("garbage line\r\n"), "s", []string{"casino jackpot now", "second part"}, 9, true},
+		"part space on top": {part(" folded\r\n"), "s", []string{"casino jackpot now", "second part"}, 9, true},
+		"part body without blank line": {"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\ncasino jackpot\r\n--b--\r\n",
+			"s", []string{"casino jackpot"}, 9, true},
 		"part header unended": {"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n--b\r\nContent-Type: text/plain\r\n\r\ncasino jackpot\r\n--b--\r\n",
 			"s", []string{"casino jackpot"}, 9, false},
 	} {
@@ -70,7 +86,9 @@ func TestBadHeaderLinesDropped(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hasDefect := slices.ContainsFunc(m.Defects, func(d string) bool { return strings.Contains(d, "line dropped") })
+			hasDefect := slices.ContainsFunc(m.Defects, func(d string) bool {
+				return strings.Contains(d, "dropped") || strings.Contains(d, "header ended")
+			})
 			if m.Subject != c.subject || !slices.Equal(parts, c.text) || res.SCL != c.scl || hasDefect != c.defect {
 				t.Errorf("%s (one byte %v): subject %q, text %q, SCL %d, defects %q; want %q, %q, %d, defect %v",
 					name, oneByte, m.Subject, parts, res.SCL, m.Defects, c.subject, c.text, c.scl, c.defect)
@@ -83,24 +101,31 @@ func TestBadHeaderLinesDropped(t *testing.T) {
 // long lines (past its buffer) included.
 func TestCleanReaderPassesBytes(t *testing.T) {
 	long := "X-Long: " + strings.Repeat("a", 20000) + "\r\n"
-	raw := long + " cont\r\nbad line " + strings.Repeat("b", 20000) + "\r\n more of it\r\nSubject: s\r\n\r\n" + strings.Repeat("body line\r\n", 2000)
-	want := long + " cont\r\nSubject: s\r\n\r\n" + strings.Repeat("body line\r\n", 2000)
-	for _, oneByte := range []bool{false, true} {
-		var r io.Reader = strings.NewReader(raw)
-		if oneByte {
-			r = iotest.OneByteReader(r)
-		}
-		var dropped []string
-		got, err := io.ReadAll(newCleanReader(r, "", func(l []byte) { dropped = append(dropped, string(l[:8])) }))
-		if err != nil || string(got) != want || !slices.Equal(dropped, []string{"bad line"}) {
-			t.Errorf("one byte %v: %d bytes (want %d), err %v, dropped %q", oneByte, len(got), len(want), err, dropped)
+	body := strings.Repeat("body line\r\n", 2000)
+	for name, c := range map[string]struct{ raw, want, dropped string }{
+		// A stray line (and its continuation) among fields: dropped.
+		"stray": {long + " cont\r\nbad line\r\n more of it\r\nSubject: s\r\n\r\n" + body, long + " cont\r\nSubject: s\r\n\r\n" + body, "bad line"},
+		// A line too long to look past: the header ends there.
+		"long stray": {"Subject: s\r\nbad line " + strings.Repeat("b", 20000) + "\r\nSubject: t\r\n\r\n" + body,
+			"Subject: s\r\n\r\nbad line " + strings.Repeat("b", 20000) + "\r\nSubject: t\r\n\r\n" + body, "bad line"},
+	} {
+		for _, oneByte := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(c.raw)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			var dropped []string
+			got, err := io.ReadAll(newCleanReader(r, "", func(_ string, l []byte) { dropped = append(dropped, string(l[:8])) }))
+			if err != nil || string(got) != c.want || !slices.Equal(dropped, []string{c.dropped}) {
+				t.Errorf("%s, one byte %v: %d bytes (want %d), err %v, reported %q", name, oneByte, len(got), len(c.want), err, dropped)
+			}
 		}
 	}
 	// In a multipart: only part headers are cleaned; lines in bodies, the
 	// preamble and the epilogue are kept whatever they look like.
 	mp := "pre amble\r\n--b\r\nbad\r\nContent-Type: text/plain\r\n\r\nbody without colon\r\n--bx\r\nnot a boundary\r\n--b \r\n\r\nempty header\r\n--b--\r\nepi logue\r\n"
 	wantMP := "pre amble\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody without colon\r\n--bx\r\nnot a boundary\r\n--b \r\n\r\nempty header\r\n--b--\r\nepi logue\r\n"
-	got, err := io.ReadAll(newCleanReader(strings.NewReader(mp), "b", func([]byte) {}))
+	got, err := io.ReadAll(newCleanReader(strings.NewReader(mp), "b", func(string, []byte) {}))
 	if err != nil || string(got) != wantMP {
 		t.Errorf("multipart: %q, %v", got, err)
 	}
@@ -112,12 +137,12 @@ func FuzzCleanReader(f *testing.F) {
 	f.Add([]byte(" x\r\nSubject: s\r\nbad\r\n cont\r\n\r\nbody\r\n no: colon\r\n"), "")
 	f.Add([]byte("pre\r\n--b\r\nbad\r\nA: b\r\n--b\r\n\tx\r\n\r\nbody\r\n--b--\r\n"), "b")
 	f.Fuzz(func(t *testing.T, raw []byte, boundary string) {
-		whole, err := io.ReadAll(newCleanReader(bytes.NewReader(raw), boundary, func([]byte) {}))
+		whole, err := io.ReadAll(newCleanReader(bytes.NewReader(raw), boundary, func(string, []byte) {}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, wrap := range []func(io.Reader) io.Reader{iotest.OneByteReader, iotest.HalfReader, iotest.DataErrReader} {
-			got, err := io.ReadAll(newCleanReader(wrap(bytes.NewReader(raw)), boundary, func([]byte) {}))
+			got, err := io.ReadAll(newCleanReader(wrap(bytes.NewReader(raw)), boundary, func(string, []byte) {}))
 			if err != nil || !bytes.Equal(got, whole) {
 				t.Fatalf("cut reads: %q, %v; whole reads %q", got, err, whole)
 			}

@@ -697,7 +697,7 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
 		return nil, "", fmt.Errorf("not released: an earlier release (%s) sent the whole message and got no answer, so it may have been delivered; "+
-			"look for it in the mailbox (its X-SCL-Released field names that time), then release it with -force to send it anyway, or delete it", printLine(note))
+			"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"sclgate archive release -force %s\", or delete it", printLine(note), id)
 	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
