@@ -452,10 +452,11 @@ func readBundleFile(path string) ([]byte, error) {
 // one needs force.
 func (u *Updater) precheck(version, inUse string, force bool) (done bool, err error) {
 	if active, err := u.Store.Active(); err == nil && active == version {
-		if _, err := defs.ReadFile(u.Store.BundlePath(version)); err == nil {
+		_, rerr := defs.ReadFile(u.Store.BundlePath(version))
+		if rerr == nil {
 			return true, nil
 		}
-		u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", err))
+		u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", rerr))
 		return false, nil
 	}
 	if !force && CompareVersions(version, inUse) < 0 {

@@ -108,6 +108,14 @@ func Parse(name string, r io.Reader) (*List, error) {
 	p := &parser{name: name, data: data}
 	p.parse()
 	if len(p.errs) > 0 {
+		// What was ignored comes along: a misspelt element is often why
+		// an entry the admin expects is missing, and with errors there is
+		// no List to ask.
+		for _, note := range p.ignored {
+			if note != "" {
+				p.errs = append(p.errs, &ParseError{File: name, Err: fmt.Errorf("also: %s", note)})
+			}
+		}
 		return nil, errors.Join(p.errs...)
 	}
 	if p.phraseBytes > maxPhraseBytes {

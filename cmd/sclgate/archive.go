@@ -34,7 +34,7 @@ Commands:
                            archived messages, newest first
   show    ID...            envelope, headers, explanation and decoded text
   raw     ID               the message exactly as archived
-  release ID... [-to ADDR] [-downstream URL]
+  release ID... [-to ADDR] [-downstream URL] [-force]
                            resubmit downstream stamped X-SCL: -1, then move
                            the file to released/
   delete  ID...            remove messages

@@ -791,6 +791,27 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	if n := len(s.messages(t, 1)); n != 1 {
 		t.Errorf("%d relayed, want 1", n)
 	}
+
+	// A restart-only setting changed is said to need a restart; put back
+	// as serve started with it, it is not (it was compared with the last
+	// reload, so the warning came again).
+	const warn = "take effect at the next restart"
+	cfg, _ = os.ReadFile(g.config)
+	os.WriteFile(g.config, append(cfg, "\nlimits:\n  max_connections: 7\n"...), 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog(t, warn)
+	os.WriteFile(g.config, cfg, 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(g.log.String(), "configuration reloaded") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("third reload never logged")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := strings.Count(g.log.String(), warn); n != 1 {
+		t.Errorf("restart warning logged %d times, want 1 (not after putting the setting back)", n)
+	}
 }
 
 func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {

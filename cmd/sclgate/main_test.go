@@ -131,6 +131,20 @@ func TestWeightsCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ": 0 entries") || !strings.Contains(errOut, "typo.xml line 1: element <CustomWeigthEntry> is not <CustomWeightEntry>; it is ignored") {
 		t.Errorf("misspelt entry: %d %q %q", code, out, errOut)
 	}
+	// ... also when the file has errors besides, and there is no list to
+	// ask (it was named only for a good file).
+	os.WriteFile(typo, []byte(`<CustomWeightEntries><CustomWeigthEntry Type="BODY" Change="MAX" Text="casino"/>`+
+		`<CustomWeightEntry Type="BODDY" Change="5" Text="b"/></CustomWeightEntries>`), 0o644)
+	code, _, errOut = sclgate(t, "", "weights", "check", typo)
+	if code != 1 || !strings.Contains(errOut, `unknown Type "BODDY"`) || !strings.Contains(errOut, "typo.xml: also: line 1: element <CustomWeigthEntry> is not <CustomWeightEntry>; it is ignored") {
+		t.Errorf("misspelt entry and an error: %d %q", code, errOut)
+	}
+	// One entry is one entry.
+	one := filepath.Join(t.TempDir(), "one.xml")
+	os.WriteFile(one, []byte(`<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="MAX" Text="casino"/></CustomWeightEntries>`), 0o644)
+	if code, out, _ := sclgate(t, "", "weights", "check", one); code != 0 || !strings.Contains(out, ": 1 entry\n") {
+		t.Errorf("one entry: %d %q", code, out)
+	}
 }
 
 // The default classifier is the built-in model: a spam sample scores high,

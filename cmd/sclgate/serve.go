@@ -214,11 +214,15 @@ type gateway struct {
 	stop context.CancelFunc // ends the background loops (definitions, retention, updates)
 	bg   *sync.WaitGroup    // the background loops, for stopBackground to wait on
 	web  *web.Server        // the archive manager's page, if archive.web.listen
+
+	// started is the configuration serve started with: what the
+	// listeners run on until a restart, whatever reloads said since.
+	started *config.Config
 }
 
 func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	reg := prometheus.NewRegistry()
-	g := &gateway{log: log, metrics: metrics.New(reg, version), failed: make(chan error, 1)}
+	g := &gateway{log: log, metrics: metrics.New(reg, version), failed: make(chan error, 1), started: cfg}
 	tlsConfig, err := loadTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -583,9 +587,11 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	}
 	g.setDefinitions(d, link)
 	g.server.SetPolicy(p)
-	if old.Listen != cfg.Listen || listenerLimits(old.Limits) != listenerLimits(cfg.Limits) || old.TLS != cfg.TLS || old.Metrics != cfg.Metrics ||
-		old.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && old.Archive.Dir != cfg.Archive.Dir ||
-		fmt.Sprint(old.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
+	// Against what the listeners run on, not the last reload: a setting
+	// put back as it was at start needs no restart.
+	if st := g.started; st.Listen != cfg.Listen || listenerLimits(st.Limits) != listenerLimits(cfg.Limits) || st.TLS != cfg.TLS || st.Metrics != cfg.Metrics ||
+		st.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && st.Archive.Dir != cfg.Archive.Dir ||
+		fmt.Sprint(st.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
 		g.log.Warn("listen, limits.max_message_bytes, max_connections, max_connections_per_ip, command_timeout, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
 			" (the other limits apply now)")
 	}

@@ -39,7 +39,11 @@ func cmdWeights(e env, args []string) int {
 	for _, w := range l.Ignored() {
 		fmt.Fprintf(e.stderr, "weights: %s %s\n", fs.Arg(0), w)
 	}
-	fmt.Fprintf(e.stdout, "%s: %d entries\n", fs.Arg(0), l.Len())
+	noun := "entries"
+	if l.Len() == 1 {
+		noun = "entry"
+	}
+	fmt.Fprintf(e.stdout, "%s: %d %s\n", fs.Arg(0), l.Len(), noun)
 	for _, t := range []weights.Type{weights.Body, weights.Subject, weights.Both} {
 		d, mn, mx := n[key{t, weights.Delta}], n[key{t, weights.Min}], n[key{t, weights.Max}]
 		fmt.Fprintf(e.stdout, "  %-7s %5d  (integer %d, MIN %d, MAX %d)\n", t, d+mn+mx, d, mn, mx)
