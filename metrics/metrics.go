@@ -50,7 +50,7 @@ const (
 
 // RefusalReasons are the label values of sclgate_smtp_refusals_total.
 var RefusalReasons = []string{"relay_denied", "bad_address", "bad_helo", "auth_failed", "too_many_connections", "size", "header_size",
-	"bare_line_end", "cross_protocol", "too_many_errors", "data_timeout", "line_length", "command_timeout"}
+	"bare_line_end", "cross_protocol", "too_many_errors", "data_timeout", "line_length", "command_timeout", "mime_limits"}
 
 // UpdateResults are the label values of
 // sclgate_definitions_update_checks_total.

@@ -1546,3 +1546,24 @@ func TestMaildirFailureIsLocal(t *testing.T) {
 	wantMetric(t, "relay_failures{maildir}", g.m.RelayFailures.WithLabelValues(metrics.FailMaildir), 1)
 	wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 0)
 }
+
+// A message past the parser's MIME limits (here more parts than
+// scorer.MaxParts) cannot be scored whole: a phrase after the limit went
+// unmatched and the message was relayed at SCL 0. It is refused, as
+// Postfix refuses mail nested past its mime_nesting_limit.
+func TestMIMELimitsRefused(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: none}"})
+	rc := ehloed(t, g.addr)
+	many := "From: a@example.org\r\nTo: bob@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n" +
+		strings.Repeat("--z\r\nContent-Type: text/plain\r\n\r\nhi\r\n", scorer.MaxParts) + "--z\r\nContent-Type: text/plain\r\n\r\n" + spamPhrase + "\r\n--z--\r\n"
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, []byte(many)); !strings.HasPrefix(reply, "554 5.6.0 Message refused: more than 500 MIME parts") {
+		t.Errorf("reply %q", reply)
+	}
+	ds.nothing()
+	wantMetric(t, "refusals{mime_limits}", g.m.Rejected.WithLabelValues("mime_limits"), 1)
+	// The session goes on.
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("ham", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Errorf("next message: %q", reply)
+	}
+}

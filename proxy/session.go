@@ -567,6 +567,11 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 
 	v, err := s.verdict(sp)
 	stopKeepAlive()
+	if le := (*mimeLimitsError)(nil); errors.As(err, &le) {
+		log.Warn("message refused: MIME structure past the limits", slog.String("why", le.why))
+		s.srv.metrics.Rejected.WithLabelValues("mime_limits").Inc()
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: " + le.why}
+	}
 	if err != nil {
 		log.Error("content filter failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailClassifier).Inc()
@@ -685,6 +690,12 @@ func (c *dataClock) next(n int, now time.Time) time.Time {
 	return d
 }
 
+// mimeLimitsError: the message's MIME structure went past the parser's
+// limits (scorer.Message.Overflow), so part of it would go unscored.
+type mimeLimitsError struct{ why string }
+
+func (e *mimeLimitsError) Error() string { return e.why }
+
 // verdict is a message's SCL and how it got it.
 type verdict struct {
 	scl    int
@@ -714,6 +725,9 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 		m = scorer.ParseReader(sp.Reader(), head, sp.Size())
 	} else {
 		m = scorer.Parse(sp.head)
+	}
+	if m.Overflow != "" {
+		return verdict{}, &mimeLimitsError{m.Overflow}
 	}
 	r, err := s.p.Scorer.Score(context.Background(), m)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mime/quotedprintable"
 	"strings"
 
 	"github.com/emersion/go-message"
@@ -18,7 +19,7 @@ const maxHeaderBytes = 1 << 20
 // readEntity is message.Read with base64 read as newEntity reads it.
 func (w *walker) readEntity(r io.Reader) (*message.Entity, error) {
 	lr := &headerLimit{r: r, n: maxHeaderBytes}
-	br := bufio.NewReader(newCleanReader(lr, "", w.headerDefect("header")))
+	br := bufio.NewReader(newCleanReader(lr, "", w.headerDefect("header"), w.spillText))
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, err
@@ -57,10 +58,13 @@ func (w *walker) headerDefect(where string) func(string, []byte) {
 	}
 }
 
+// spillText scores header lines as text (see cleanReader).
+func (w *walker) spillText(b []byte) { w.addText(toUTF8(b)) }
+
 // partReader returns e's parts as go-message's MultipartReader would, each made
 // by newEntity.
 func (w *walker) partReader(e *message.Entity, boundary string) func() (*message.Entity, error) {
-	mr := textproto.NewMultipartReader(newCleanReader(e.Body, boundary, w.headerDefect("part header")), boundary)
+	mr := textproto.NewMultipartReader(newCleanReader(e.Body, boundary, w.headerDefect("part header"), w.spillText), boundary)
 	return func() (*message.Entity, error) {
 		p, err := mr.NextPart()
 		if err != nil {
@@ -79,15 +83,24 @@ func (w *walker) partReader(e *message.Entity, boundary string) func() (*message
 // original header.
 func (w *walker) newEntity(h message.Header, body io.Reader) (*message.Entity, error) {
 	mediaType, _, _ := h.ContentType()
-	if strings.HasPrefix(mediaType, "multipart/") ||
-		!strings.EqualFold(strings.TrimSpace(h.Get("Content-Transfer-Encoding")), "base64") {
+	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	if strings.HasPrefix(mediaType, "multipart/") || cte != "base64" && cte != "quoted-printable" {
 		return message.New(h, body)
 	}
 	bare := h.Copy()
 	bare.Del("Content-Transfer-Encoding")
-	dec := &base64Reader{r: body, bad: func() {
-		w.m.defect("part " + mediaType + ": base64: characters outside the alphabet skipped")
-	}}
+	var dec io.Reader
+	if cte == "base64" {
+		dec = &base64Reader{r: body, bad: func() {
+			w.m.defect("part " + mediaType + ": base64: characters outside the alphabet skipped")
+		}}
+	} else {
+		// Go's decoder, like go-message, stops the part at a raw control
+		// byte (one 0x01 hid the rest of the body); mail clients show
+		// the rest. Such bytes are escaped first, so they decode to
+		// themselves.
+		dec = quotedprintable.NewReader(&qpEscaper{r: body})
+	}
 	e, err := message.New(bare, dec)
 	if e != nil {
 		e.Header = h
@@ -179,4 +192,33 @@ func appendGroup(out []byte, acc uint32, n int) []byte {
 		return append(out, byte(acc>>16))
 	}
 	return out
+}
+
+// qpEscaper passes quoted-printable text through with each raw control
+// byte (other than tab and line ends) written as its =XX escape, which
+// Go's decoder refuses raw.
+type qpEscaper struct {
+	r   io.Reader
+	buf [2048]byte
+	out []byte
+}
+
+func (q *qpEscaper) Read(p []byte) (int, error) {
+	for len(q.out) == 0 {
+		n, err := q.r.Read(q.buf[:])
+		q.out = q.out[:0]
+		for _, c := range q.buf[:n] {
+			if (c < ' ' && c != '\t' && c != '\r' && c != '\n') || c == 0x7f {
+				q.out = append(q.out, '=', "0123456789ABCDEF"[c>>4], "0123456789ABCDEF"[c&15])
+				continue
+			}
+			q.out = append(q.out, c)
+		}
+		if len(q.out) == 0 && err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, q.out)
+	q.out = q.out[n:]
+	return n, nil
 }

@@ -106,20 +106,19 @@ func FuzzContainsFold(f *testing.F) {
 	})
 }
 
-// relabelWords changes nothing but the labels of RFC 2047 words in
-// ISO-8859-1 or US-ASCII.
-func FuzzRelabelWords(f *testing.F) {
-	for _, s := range []string{"=?iso-8859-1?q?a?=", "=?=?US-ASCII*x?b?", "a =? b", "=?utf-8?q?x?= =?ISO-8859-1?", ""} {
+// decodeSubjectValue always gives valid UTF-8, and leaves a value with no
+// encoded word as it is (read as UTF-8 or Windows-1252).
+func FuzzDecodeSubject(f *testing.F) {
+	for _, s := range []string{"=?iso-8859-1?q?a?=", "=?=?US-ASCII*x?b?", "a =? b", "=?utf-8?q?x?= =?ISO-8859-1?", "", "=?x-foo?b?////?= =?utf-8*de?Q?=FF_?="} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out := relabelWords(s)
-		if strings.Count(out, "=?") != strings.Count(s, "=?") {
-			t.Fatalf("relabelWords(%q) = %q: encoded words added or lost", s, out)
+		out := decodeSubjectValue(s)
+		if !utf8.ValidString(out) {
+			t.Fatalf("decodeSubjectValue(%q) = %q: not UTF-8", s, out)
 		}
-		low := strings.ToLower(s)
-		if out != s && !strings.Contains(low, "=?iso-8859-1") && !strings.Contains(low, "=?us-ascii") {
-			t.Fatalf("relabelWords(%q) = %q, changed without a label to change", s, out)
+		if !strings.Contains(s, "=?") && out != toUTF8([]byte(s)) {
+			t.Fatalf("decodeSubjectValue(%q) = %q, changed without an encoded word", s, out)
 		}
 	})
 }

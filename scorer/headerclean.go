@@ -7,26 +7,30 @@ import (
 )
 
 // cleanReader passes a message (or a multipart body) through, with the
-// header lines go-message cannot read settled the way real readers settle
-// them, instead of go-message giving up the whole header (of a message: its
-// Subject, Content-Type and transfer encoding, so a base64 body was scored
-// as base64; of a part: that part and every part after it). One "\tx" line
-// on top, or one line without a colon among a part's fields, hid a
-// message's whole text from the model and from the admin's weight list.
+// header lines go-message cannot read taken out, so that it reads the
+// rest of the header instead of giving the whole header up (of a message:
+// its Subject, Content-Type and transfer encoding, so a base64 body was
+// scored as base64; of a part: that part and every part after it). One
+// "\tx" line on top, or one line without a colon among a part's fields,
+// hid a message's whole text from the model and from the admin's weight
+// list.
 //
-//   - A continuation line on top of a message belongs to no field: it is
-//     dropped (the gateway does not relay it either, see proxy.Restamp).
-//   - A line that is no field (no colon, or a name with bytes no name may
-//     hold), or a continuation line on top of a part's header: when only
-//     fields follow it up to the blank line that ends the header (within
-//     the next 4 KiB), it is a stray line in a header and is dropped, as
-//     lenient mail clients skip it; otherwise the header ends there and
-//     that line starts the body, as Postfix (which puts a blank line in
-//     front of it) and Python's email package read it. Either way no text
-//     is hidden: a header never swallows the lines of a body that has no
-//     blank line before it.
+// Readers disagree on such a header, and the filter must see what any of
+// them shows. A lenient mail client skips a stray line (one that is no
+// field: no colon, or a name with bytes no name may hold) and reads the
+// fields after it, decoding the body they describe; Postfix (which puts a
+// blank line there before it delivers) and Python's email package end the
+// header at it and show it and every line after it as body text. So both
+// readings are scored: the header goes on without the stray line, as the
+// lenient client reads it, and the stray line with every header line after
+// it is handed to spill (once the header ends) as text of its own. No text
+// is hidden either way, and a body sent without a blank line before it is
+// scored too.
 //
-// The first line settled so is reported to defect, with what was done.
+// A continuation line on top of a message belongs to no field and is
+// dropped (the gateway does not relay it either, see proxy.Restamp); one on
+// top of a part's header is a stray line. The first line taken out is
+// reported to defect.
 //
 // With a boundary (a multipart body), each part's header is cleaned: a
 // header starts after each boundary line. A boundary line met inside a
@@ -37,19 +41,23 @@ type cleanReader struct {
 	br       *bufio.Reader
 	boundary []byte // "--" + the boundary; nil for a message
 	defect   func(what string, line []byte)
+	spill    func(text []byte)
 	warned   bool
 
-	inHeader bool // at the start of a header, or inside one
-	sawField bool // a field was kept in this header
-	dropping bool // a stray line was dropped: its continuation lines go too
-	midLine  bool // the last bytes returned did not end a line
-	dropLine bool // ...and the rest of that line is dropped
+	inHeader bool   // at the start of a header, or inside one
+	sawField bool   // a field was kept in this header
+	dropping bool   // a stray line was taken out: its continuation lines go too
+	spilled  []byte // this header's lines from its first stray line on
+	midLine  bool   // the last bytes returned did not end a line
+	dropLine bool   // ...and the rest of that line is taken out
 	pending  []byte
-	scratch  []byte
 }
 
-func newCleanReader(r io.Reader, boundary string, defect func(what string, line []byte)) *cleanReader {
-	c := &cleanReader{br: bufio.NewReaderSize(r, 4096), defect: defect, inHeader: boundary == ""}
+// maxSpill bounds the header text a cleanReader keeps for spill.
+const maxSpill = 1 << 20
+
+func newCleanReader(r io.Reader, boundary string, defect func(what string, line []byte), spill func([]byte)) *cleanReader {
+	c := &cleanReader{br: bufio.NewReaderSize(r, 4096), defect: defect, spill: spill, inHeader: boundary == ""}
 	if boundary != "" {
 		c.boundary = []byte("--" + boundary)
 	}
@@ -82,6 +90,7 @@ func (c *cleanReader) Read(p []byte) (int, error) {
 			c.pending = c.line(line, err == bufio.ErrBufferFull)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
+			c.endHeader() // the input ended inside a header
 			if len(c.pending) > 0 {
 				continue // return it first; the error comes back next time
 			}
@@ -99,6 +108,9 @@ func (c *cleanReader) Read(p []byte) (int, error) {
 func (c *cleanReader) line(line []byte, more bool) []byte {
 	if c.midLine {
 		c.midLine = more
+		if c.inHeader && len(c.spilled) > 0 {
+			c.keep(line)
+		}
 		if c.dropLine {
 			return nil
 		}
@@ -114,6 +126,7 @@ func (c *cleanReader) line(line []byte, more bool) []byte {
 				// The part's header never ended: end it here, so that the
 				// boundary is not read as a field.
 				out = append(out, crlf...)
+				c.endHeader()
 			}
 			c.inHeader, c.sawField, c.dropping = !final, false, false
 			return append(out, line...)
@@ -122,62 +135,47 @@ func (c *cleanReader) line(line []byte, more bool) []byte {
 	if !c.inHeader {
 		return line
 	}
+	blank := (string(line) == "\r\n" || string(line) == "\n") && !more
+	cont := line[0] == ' ' || line[0] == '\t'
 	switch {
-	case (string(line) == "\r\n" || string(line) == "\n") && !more:
-		c.inHeader = false // the blank line ending the header
-	case (line[0] == ' ' || line[0] == '\t') && c.dropping:
-		c.drop("stray header line dropped", line, more)
-		return nil
-	case (line[0] == ' ' || line[0] == '\t') && c.sawField:
-		// A field's continuation.
-	case (line[0] == ' ' || line[0] == '\t') && c.boundary == nil:
-		c.drop("line on top of the header dropped", line, more)
-		return nil
-	case line[0] != ' ' && line[0] != '\t' && validField(line):
-		c.sawField, c.dropping = true, false
-	default:
-		// No field: a stray line in a header, or the start of a body
-		// with no blank line before it.
-		c.scratch = append(c.scratch[:0], line...) // Peek may move the buffer
-		line = c.scratch
-		if !more && c.fieldsFollow() {
-			c.dropping = true
-			c.drop("stray header line dropped", line, more)
-			return nil
-		}
-		c.report("header ended at a line that is no field", line)
+	case blank:
+		c.endHeader()
 		c.inHeader = false
-		return append(append(c.pending[:0:0], crlf...), line...)
+		return line
+	case cont && c.boundary == nil && !c.sawField && !c.dropping:
+		// On top of a message: part of no field, and not relayed.
+		c.dropLine = more
+		c.report("line on top of the header dropped", line)
+		return nil
+	case cont && c.dropping, !cont && !validField(line), cont && !c.sawField:
+		// A stray line (or its continuation): out of the header, into the
+		// text of the other reading.
+		c.dropping, c.dropLine = true, more
+		c.report("stray header line read as text", line)
+		c.keep(line)
+		return nil
+	case !cont:
+		c.sawField, c.dropping = true, false
+	}
+	if len(c.spilled) > 0 {
+		c.keep(line) // after a stray line, Postfix shows fields as text too
 	}
 	return line
 }
 
-// fieldsFollow reports whether the next lines, up to a blank line within
-// the reader's buffer, are all fields or their continuations.
-func (c *cleanReader) fieldsFollow() bool {
-	ahead, _ := c.br.Peek(c.br.Size())
-	for len(ahead) > 0 {
-		i := bytes.IndexByte(ahead, '\n')
-		if i < 0 {
-			return false // no blank line in sight: cannot tell
-		}
-		l := ahead[:i+1]
-		ahead = ahead[i+1:]
-		switch {
-		case string(l) == "\r\n" || string(l) == "\n":
-			return true
-		case l[0] == ' ' || l[0] == '\t':
-		case validField(l):
-		default:
-			return false
-		}
+// keep adds line to the spilled text, within maxSpill.
+func (c *cleanReader) keep(line []byte) {
+	if room := maxSpill - len(c.spilled); room > 0 {
+		c.spilled = append(c.spilled, line[:min(len(line), room)]...)
 	}
-	return false
 }
 
-func (c *cleanReader) drop(what string, line []byte, more bool) {
-	c.dropLine = more
-	c.report(what, line)
+// endHeader hands the spilled text of the header that ends on.
+func (c *cleanReader) endHeader() {
+	if len(c.spilled) > 0 && c.spill != nil {
+		c.spill(c.spilled)
+	}
+	c.spilled = nil
 }
 
 func (c *cleanReader) report(what string, line []byte) {

@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"bytes"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -11,11 +12,19 @@ import (
 // collects link targets. Script and style contents are not text. Block
 // elements end a line so that words in adjacent cells or paragraphs do not
 // run together, while inline elements (<b>fr</b>ee) join as a browser would.
+//
+// It reads as a mail client shows mail, which is with scripts off:
+// <noscript> content is text, <template> content is not. Inside <svg> and
+// <math> (foreign content), <style> and <script> are not raw text: a
+// browser parses what they hold as markup and shows its text, so
+// "<svg><style><p>casino jackpot" hid the phrase when skipped. NUL bytes,
+// which browsers drop, are dropped.
 func htmlToText(src string) (string, []string) {
 	var b strings.Builder
 	var urls []string
 	z := html.NewTokenizer(strings.NewReader(src))
-	skip := 0 // depth inside <script>/<style>/<head>-only content
+	skip := 0    // depth inside <script>/<style>/<title>/<template> content
+	foreign := 0 // depth inside <svg>/<math>
 	for {
 		tt := z.Next()
 		switch tt {
@@ -23,13 +32,30 @@ func htmlToText(src string) (string, []string) {
 			return b.String(), urls
 		case html.TextToken:
 			if skip == 0 {
-				b.Write(z.Text())
+				t := z.Text()
+				if bytes.IndexByte(t, 0) >= 0 {
+					t = bytes.ReplaceAll(t, []byte{0}, nil)
+				}
+				b.Write(t)
 			}
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
 			a := atom.Lookup(name)
 			switch a {
-			case atom.Script, atom.Style, atom.Title, atom.Noscript:
+			case atom.Svg, atom.Math:
+				if tt == html.StartTagToken {
+					foreign++
+				}
+			case atom.Noscript:
+				z.NextIsNotRawText() // scripts are off: its content is markup
+				continue
+			case atom.Script, atom.Style:
+				if foreign > 0 {
+					z.NextIsNotRawText()
+					continue
+				}
+				fallthrough
+			case atom.Title, atom.Template:
 				if tt == html.StartTagToken {
 					skip++
 				}
@@ -58,7 +84,18 @@ func htmlToText(src string) (string, []string) {
 			name, _ := z.TagName()
 			a := atom.Lookup(name)
 			switch a {
-			case atom.Script, atom.Style, atom.Title, atom.Noscript:
+			case atom.Svg, atom.Math:
+				if foreign > 0 {
+					foreign--
+				}
+			case atom.Noscript:
+				continue
+			case atom.Script, atom.Style:
+				if foreign > 0 {
+					continue
+				}
+				fallthrough
+			case atom.Title, atom.Template:
 				if skip > 0 {
 					skip--
 				}
@@ -76,7 +113,9 @@ func blockElement(a atom.Atom) bool {
 	case atom.Br, atom.P, atom.Div, atom.Tr, atom.Td, atom.Th, atom.Li, atom.Ul, atom.Ol,
 		atom.Table, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Blockquote,
 		atom.Pre, atom.Hr, atom.Body, atom.Section, atom.Article, atom.Header, atom.Footer,
-		atom.Center, atom.Form, atom.Dd, atom.Dt, atom.Address:
+		atom.Center, atom.Form, atom.Dd, atom.Dt, atom.Address, atom.Aside, atom.Nav, atom.Main,
+		atom.Figure, atom.Figcaption, atom.Details, atom.Summary, atom.Dl, atom.Fieldset,
+		atom.Legend, atom.Caption, atom.Menu, atom.Dialog:
 		return true
 	}
 	return false

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime"
 	"strings"
@@ -15,7 +16,7 @@ import (
 // Parse limits. Mail from the internet is hostile: go-message itself puts no
 // bound on nesting depth or part count, so Parse does.
 const (
-	MaxDepth     = 20      // multipart nesting levels walked
+	MaxDepth     = 100     // multipart nesting levels walked (Postfix's mime_nesting_limit)
 	MaxParts     = 500     // MIME parts walked per message
 	MaxPartBytes = 2 << 20 // decoded bytes of one text part read for scoring
 	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
@@ -66,6 +67,12 @@ type Message struct {
 	// Defects lists what could not be read. A message with defects is still
 	// scored on what could be read; it is never rejected for them.
 	Defects []string
+	// Overflow, when not empty, says which structural limit the message
+	// went past (MaxParts, MaxDepth), so that parts of it were not read:
+	// the gateway refuses such a message rather than pass a verdict on
+	// part of it (a phrase after the 500th part was never matched), as
+	// Postfix refuses mail nested past its mime_nesting_limit.
+	Overflow string
 }
 
 // Part describes one leaf MIME part, for classifiers that look at structure.
@@ -138,58 +145,90 @@ func errString(err error) string {
 
 func decodeSubject(h message.Header) string { return decodeSubjectValue(h.Get("Subject")) }
 
-// decodeSubjectValue decodes one Subject field's value.
+// subjectDecoder decodes one RFC 2047 word; see decodeSubjectValue.
+var subjectDecoder = &mime.WordDecoder{CharsetReader: func(cs string, in io.Reader) (io.Reader, error) {
+	if cs == asciiLabel {
+		b, err := io.ReadAll(in)
+		return strings.NewReader(toUTF8(b)), err
+	}
+	return charset.Reader(cs, in)
+}}
+
+// decodeSubjectValue decodes one Subject field's value, each RFC 2047
+// word on its own, as mail clients do: a word that cannot be decoded (bad
+// base64) stays as written, a word in a charset Go does not know (UTF-7,
+// x-foo) is read as a US-ASCII word is (UTF-8 when it is, else
+// Windows-1252), a language tag (=?utf-8*en?...) is allowed, and invalid
+// UTF-8 becomes U+FFFD. Go's DecodeHeader gives up the whole value at the
+// first such word, and the value was then kept raw: one bad word hid every
+// other word of the Subject from the SUBJECT rules. White space between
+// two encoded words is dropped (RFC 2047 section 6.2).
 func decodeSubjectValue(v string) string {
-	dec := mime.WordDecoder{CharsetReader: func(cs string, in io.Reader) (io.Reader, error) {
-		if cs == asciiLabel {
-			b, err := io.ReadAll(in)
-			return strings.NewReader(toUTF8(b)), err
-		}
-		return charset.Reader(cs, in)
-	}}
-	s, err := dec.DecodeHeader(relabelWords(v))
-	if err != nil || !utf8.ValidString(s) {
-		// Undecodable encoded word or raw 8-bit: keep what is there.
+	if !strings.Contains(v, "=?") {
 		return toUTF8([]byte(v))
 	}
-	return s
+	var b strings.Builder
+	afterWord := false
+	for {
+		i := strings.Index(v, "=?")
+		if i < 0 {
+			b.WriteString(toUTF8([]byte(v)))
+			break
+		}
+		n := encodedWordLen(v[i:])
+		if n == 0 {
+			b.WriteString(toUTF8([]byte(v[:i+2])))
+			v, afterWord = v[i+2:], false
+			continue
+		}
+		if between := v[:i]; !afterWord || strings.Trim(between, " \t\r\n") != "" {
+			b.WriteString(toUTF8([]byte(between)))
+		}
+		d, ok := decodeWord(v[i : i+n])
+		b.WriteString(d)
+		v, afterWord = v[i+n:], ok
+	}
+	return b.String()
+}
+
+// encodedWordLen returns the length of the encoded word v starts with
+// (=?charset[*lang]?B|Q?text?=, no white space), or 0.
+func encodedWordLen(v string) int {
+	if _, ok := wordCharset(v[2:]); !ok {
+		return 0
+	}
+	q := strings.IndexByte(v[2:], '?') + 2 // before the encoding letter
+	end := strings.Index(v[q+3:], "?=")
+	return q + 3 + end + 2
+}
+
+// decodeWord decodes one encoded word (ok), or returns it as written;
+// see decodeSubjectValue.
+func decodeWord(w string) (string, bool) {
+	q := strings.IndexByte(w[2:], '?') + 2
+	label, _, _ := strings.Cut(w[2:q], "*") // without the language tag
+	switch {
+	case strings.EqualFold(label, "iso-8859-1"):
+		label = "windows-1252"
+	case strings.EqualFold(label, "us-ascii"):
+		label = asciiLabel
+	}
+	rest := w[q:] // "?B?text?="
+	s, err := subjectDecoder.Decode("=?" + label + rest)
+	if err != nil {
+		// An unknown charset: its text read as a US-ASCII word's; a
+		// word that does not decode at all stays as written.
+		if s, err = subjectDecoder.Decode("=?" + asciiLabel + rest); err != nil {
+			return toUTF8([]byte(w)), false
+		}
+	}
+	return strings.ToValidUTF8(s, "\uFFFD"), true
 }
 
 // asciiLabel stands for US-ASCII in relabelled RFC 2047 words: such a
 // word's 8-bit bytes are read as a body part labelled US-ASCII is (which
 // go-message passes through): UTF-8 when they are, else Windows-1252.
 const asciiLabel = "x-sclgate-us-ascii"
-
-// relabelWords renames the charset of the RFC 2047 encoded words that
-// Go's mime package would decode itself, without asking for a reader:
-// ISO-8859-1, read as Windows-1252 (see windows1252Labels), and US-ASCII
-// (asciiLabel). Nothing else in v changes.
-func relabelWords(v string) string {
-	if !strings.Contains(v, "=?") {
-		return v
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(v, "=?")
-		if i < 0 {
-			break
-		}
-		b.WriteString(v[:i+2])
-		v = v[i+2:]
-		label, ok := wordCharset(v)
-		switch {
-		case !ok:
-		case strings.EqualFold(label, "iso-8859-1"):
-			b.WriteString("windows-1252")
-			v = v[len(label):]
-		case strings.EqualFold(label, "us-ascii"):
-			b.WriteString(asciiLabel)
-			v = v[len(label):]
-		}
-	}
-	b.WriteString(v)
-	return b.String()
-}
 
 // wordCharset returns the charset label of the encoded word v starts
 // (what follows its "=?"), if v starts one: charset[*lang]?B|Q?text?=,
@@ -217,12 +256,14 @@ func (w *walker) walk(e *message.Entity, depth int) {
 	e, ct := w.lenient(e)
 	if depth > MaxDepth {
 		w.m.defect("mime: nesting deeper than limit, rest skipped")
+		w.m.Overflow = fmt.Sprintf("MIME nesting deeper than %d levels", MaxDepth)
 		return
 	}
 	w.parts++
 	if w.parts > MaxParts {
 		if w.parts == MaxParts+1 {
 			w.m.defect("mime: too many parts, rest skipped")
+			w.m.Overflow = fmt.Sprintf("more than %d MIME parts", MaxParts)
 		}
 		return
 	}
@@ -230,9 +271,13 @@ func (w *walker) walk(e *message.Entity, depth int) {
 		// Keep the body until a first part is found: a multipart whose
 		// boundary never appears (spam declares "=Multipart Boundary" and
 		// writes "= Multipart Boundary") would otherwise be read as empty.
-		first := &firstBytes{src: e.Body, boundary: ct.params["boundary"]}
+		// A boundary cannot end in white space (RFC 2046 section 5.1.1):
+		// a declared one that does is written without it, as Python reads
+		// it.
+		boundary := strings.TrimRight(ct.params["boundary"], " \t")
+		first := &firstBytes{src: e.Body, boundary: boundary}
 		e.Body = io.TeeReader(e.Body, first)
-		w.multipart(w.partReader(e, ct.params["boundary"]), first, depth)
+		w.multipart(w.partReader(e, boundary), first, depth, ct.mediaType == "multipart/digest")
 		return
 	}
 	w.leaf(e, ct, depth)
@@ -247,7 +292,10 @@ type contentType struct {
 
 // multipart walks the parts of a multipart entity; first holds its body as
 // read so far, for when no part can be found in it.
-func (w *walker) multipart(next func() (*message.Entity, error), first *firstBytes, depth int) {
+//
+// In a multipart/digest, a part without a Content-Type is a message
+// (RFC 2046 section 5.1.5), as clients read it.
+func (w *walker) multipart(next func() (*message.Entity, error), first *firstBytes, depth int, digest bool) {
 	for found := false; ; found = true {
 		p, err := next()
 		if !found && (p == nil || err == io.EOF) {
@@ -273,6 +321,9 @@ func (w *walker) multipart(next func() (*message.Entity, error), first *firstByt
 		}
 		if err != nil { // unknown charset or encoding: p is still usable
 			w.m.defect("mime: " + err.Error())
+		}
+		if digest && p.Header.Get("Content-Type") == "" {
+			p.Header.Set("Content-Type", "message/rfc822")
 		}
 		w.walk(p, depth+1)
 		if w.parts > MaxParts {
@@ -447,6 +498,11 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	// body beside it: read it as the HTML it is.
 	if mediaType == "application/octet-stream" && hasHTMLExt(name) {
 		mediaType = "text/html"
+	}
+	if mediaType == "message/global" {
+		// RFC 6532's message/rfc822 with UTF-8 headers: clients show it
+		// as one.
+		mediaType = "message/rfc822"
 	}
 
 	var body []byte

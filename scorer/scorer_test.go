@@ -435,21 +435,30 @@ func ruleTexts(r Result) []string {
 	return out
 }
 
-func TestRelabelWords(t *testing.T) {
+func TestDecodeSubject(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain":                               "plain",
-		"=?ISO-8859-1?Q?a?= =?utf-8?b?YQ==?=": "=?windows-1252?Q?a?= =?utf-8?b?YQ==?=",
-		"=?us-ascii*en?q?x?=":                 "=?x-sclgate-us-ascii*en?q?x?=",
-		"=?iso-8859-15?q?x?= =?":              "=?iso-8859-15?q?x?= =?",
-		"a =? b =?iso-8859-1":                 "a =? b =?iso-8859-1",
-		"=?=?us-ascii?q?x?=":                  "=?=?x-sclgate-us-ascii?q?x?=",
+		"plain":                                 "plain",
+		"=?ISO-8859-1?Q?=80?= =?utf-8?b?YQ==?=": "€a",
+		"=?us-ascii*en?q?x?=":                   "x",
+		"=?iso-8859-15?q?x?= =?":                "x =?",
+		"a =? b =?iso-8859-1":                   "a =? b =?iso-8859-1",
+		"=?=?us-ascii?q?x?=":                    "=?x",
+		"a =?utf-8?q?b?=  c":                    "a b  c",
 		// Not encoded words: left as they are.
 		"plain =?US-ASCII? tail and =?iso-8859-1* oops": "plain =?US-ASCII? tail and =?iso-8859-1* oops",
 		"=?iso-8859-1?x?a?=":                            "=?iso-8859-1?x?a?=",
 		"=?iso-8859-1?q?a b?=":                          "=?iso-8859-1?q?a b?=",
+		// Each word on its own: one that cannot be decoded does not keep
+		// the others encoded (it hid "cheap pills" from SUBJECT rules).
+		"=?utf-8?q?cheap_pills?= =?x-foo?q?=21?=": "cheap pills!",
+		"=?utf-8?q?cheap_pills?= =?utf-8?q?=FF?=": "cheap pills\uFFFD",
+		"=?utf-8*en?q?cheap_pills?=":              "cheap pills",
+		"=?utf-7?q?cheap_pills?=":                 "cheap pills",
+		"=?x-foo?q?cheap_pills?=":                 "cheap pills",
+		"=?utf-8?b?!!!?= =?utf-8?q?cheap_pills?=": "=?utf-8?b?!!!?= cheap pills",
 	} {
-		if got := relabelWords(in); got != want {
-			t.Errorf("relabelWords(%q) = %q, want %q", in, got, want)
+		if got := decodeSubjectValue(in); got != want {
+			t.Errorf("decodeSubjectValue(%q) = %q, want %q", in, got, want)
 		}
 	}
 	// US-ASCII words read as US-ASCII bodies are: UTF-8 when it is.

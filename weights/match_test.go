@@ -231,3 +231,17 @@ func TestMatchSubjects(t *testing.T) {
 		t.Errorf("no subject: %v", got)
 	}
 }
+
+// Characters that render as nothing between the letters of a word do not
+// split it: variation selectors, Mongolian free variation selectors,
+// musical formatting controls, tags, unassigned specials.
+func TestInvisibleInsideWords(t *testing.T) {
+	l := newTestList(t, []Entry{e(Body, "casino jackpot")})
+	for _, r := range []rune{0xFE00, 0xFE0F, 0xE0100, 0xE01EF, 0x180B, 0x180F, 0x1D173, 0x1D17A, 0xFFF0, 0xE0041} {
+		for _, text := range []string{"win the cas" + string(r) + "ino jackpot now", "win the casino" + string(r) + " jackpot now"} {
+			if got := l.Match("", text); len(got) != 1 {
+				t.Errorf("U+%04X in %+q: no match", r, text)
+			}
+		}
+	}
+}
