@@ -367,7 +367,7 @@ func updateHint(err error) string {
 	case errors.Is(err, defs.ErrUnknownKey):
 		hint = "if the publisher has a new key, check it with them and add its .pub to updates.trusted_keys; otherwise this source is not your publisher's"
 	case errors.Is(err, update.ErrUnsigned):
-		hint = "sclgate never uses an unsigned file. The source was reached, but the signature is not there: the files were published by hand or only in part (publish with sclgate defs publish, which signs the index and every bundle), or someone removed it; check with your publisher, and that updates.source (or -source) is their directory"
+		hint = "sclgate never uses an unsigned file. The source was reached, but the signature is not there: the files were published by hand or only in part (publish with sclgate defs publish, which signs the index and every bundle), a mirror is still being copied (the index comes first: try again later), or someone removed it; check with your publisher, and that updates.source (or -source) is their directory"
 	case errors.Is(err, update.ErrNoIndex):
 		hint = "updates.source (or -source) must be the URL of the directory defs publish wrote, the one holding index.json and index.json.minisig; nothing is published at this one"
 	case errors.Is(err, update.ErrNotFound):
