@@ -27,8 +27,13 @@ const spaceMargin = 64 << 20
 var errDiskFull = errors.New("disk full")
 
 // checkSpace refuses a download of need more bytes into dir when its file
-// system has less than need + spaceMargin free for this user.
+// system has less than need + spaceMargin free for this user (a tenth of
+// the file system when that is less: definitions.dir on a small volume of
+// its own must stay updatable). Nothing to download needs no space.
 func checkSpace(dir string, need int64) error {
+	if need <= 0 {
+		return nil
+	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		// Unknown free space is no reason to refuse: the write itself
@@ -36,10 +41,11 @@ func checkSpace(dir string, need int64) error {
 		return nil
 	}
 	free := uint64(st.Bavail) * uint64(st.Bsize)
-	want := uint64(max(need, 0)) + spaceMargin
+	margin := min(uint64(spaceMargin), uint64(st.Blocks)*uint64(st.Bsize)/10)
+	want := uint64(need) + margin
 	if free < want {
 		return fmt.Errorf("%w: need %d bytes (%d for the download, %d left free for mail and logs), %d free in %s: free space and run install again",
-			errDiskFull, want, need, spaceMargin, free, dir)
+			errDiskFull, want, need, margin, free, dir)
 	}
 	return nil
 }

@@ -792,3 +792,21 @@ func TestInstallFileNotABundle(t *testing.T) {
 		t.Errorf("active %q", f.active())
 	}
 }
+
+// Nothing left to download needs no free space (the whole bundle already
+// in its partial file), and the margin is at most a tenth of the file
+// system: a small volume of definitions.dir's own stays updatable.
+func TestCheckSpaceMargin(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkSpace(dir, 0); err != nil {
+		t.Errorf("nothing to download: %v", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal("statfs:", err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if err := checkSpace(dir, free+1); !errors.Is(err, errDiskFull) {
+		t.Errorf("more than is free: %v", err)
+	}
+}
