@@ -1557,7 +1557,7 @@ func TestMIMELimitsRefused(t *testing.T) {
 	rc := ehloed(t, g.addr)
 	many := "From: a@example.org\r\nTo: bob@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n" +
 		strings.Repeat("--z\r\nContent-Type: text/plain\r\n\r\nhi\r\n", scorer.MaxParts) + "--z\r\nContent-Type: text/plain\r\n\r\n" + spamPhrase + "\r\n--z--\r\n"
-	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, []byte(many)); !strings.HasPrefix(reply, "554 5.6.0 Message refused: more than 500 MIME parts") {
+	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, []byte(many)); !strings.HasPrefix(reply, fmt.Sprintf("554 5.6.0 Message refused: more than %d MIME parts", scorer.MaxParts)) {
 		t.Errorf("reply %q", reply)
 	}
 	ds.nothing()

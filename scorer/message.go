@@ -17,7 +17,7 @@ import (
 // bound on nesting depth or part count, so Parse does.
 const (
 	MaxDepth     = 100     // multipart nesting levels walked (Postfix's mime_nesting_limit)
-	MaxParts     = 500     // MIME parts walked per message
+	MaxParts     = 5000    // MIME parts walked per message
 	MaxPartBytes = 2 << 20 // decoded bytes of one text part read for scoring
 	MaxTextBytes = 4 << 20 // body text kept for scoring, all parts together
 )
@@ -70,7 +70,7 @@ type Message struct {
 	// Overflow, when not empty, says which structural limit the message
 	// went past (MaxParts, MaxDepth), so that parts of it were not read:
 	// the gateway refuses such a message rather than pass a verdict on
-	// part of it (a phrase after the 500th part was never matched), as
+	// part of it (a phrase after the last part walked was never matched), as
 	// Postfix refuses mail nested past its mime_nesting_limit.
 	Overflow string
 }
@@ -130,6 +130,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 	}
 
 	w.walk(ent, 0)
+	w.flushPrefix()
 	m.Text = w.text.String()
 	return m
 }
@@ -167,29 +168,61 @@ func decodeSubjectValue(v string) string {
 	if !strings.Contains(v, "=?") {
 		return toUTF8([]byte(v))
 	}
+	var tail string
+	if len(v) > maxSubjectDecode {
+		// Finding encoded words is quadratic at worst; no client shows
+		// a Subject this long.
+		v, tail = v[:maxSubjectDecode], v[maxSubjectDecode:]
+	}
 	var b strings.Builder
+	// UTF-8 words one after another are joined before they are checked:
+	// a character may be split between two (RFC 2047 forbids it, mail
+	// clients join them all the same).
+	var utf8Run strings.Builder
+	flush := func() {
+		if utf8Run.Len() > 0 {
+			b.WriteString(strings.ToValidUTF8(utf8Run.String(), "\uFFFD"))
+			utf8Run.Reset()
+		}
+	}
 	afterWord := false
 	for {
 		i := strings.Index(v, "=?")
 		if i < 0 {
-			b.WriteString(toUTF8([]byte(v)))
+			if v != "" {
+				flush()
+				b.WriteString(toUTF8([]byte(v)))
+			}
 			break
 		}
 		n := encodedWordLen(v[i:])
 		if n == 0 {
+			flush()
 			b.WriteString(toUTF8([]byte(v[:i+2])))
 			v, afterWord = v[i+2:], false
 			continue
 		}
 		if between := v[:i]; !afterWord || strings.Trim(between, " \t\r\n") != "" {
+			flush()
 			b.WriteString(toUTF8([]byte(between)))
 		}
-		d, ok := decodeWord(v[i : i+n])
-		b.WriteString(d)
+		d, isUTF8, ok := decodeWord(v[i : i+n])
+		if isUTF8 {
+			utf8Run.WriteString(d)
+		} else {
+			flush()
+			b.WriteString(d)
+		}
 		v, afterWord = v[i+n:], ok
 	}
+	flush()
+	b.WriteString(toUTF8([]byte(tail)))
 	return b.String()
 }
+
+// maxSubjectDecode bounds the part of one Subject field decodeSubjectValue
+// looks for encoded words in.
+const maxSubjectDecode = 16 << 10
 
 // encodedWordLen returns the length of the encoded word v starts with
 // (=?charset[*lang]?B|Q?text?=, no white space), or 0.
@@ -203,8 +236,10 @@ func encodedWordLen(v string) int {
 }
 
 // decodeWord decodes one encoded word (ok), or returns it as written;
-// see decodeSubjectValue.
-func decodeWord(w string) (string, bool) {
+// see decodeSubjectValue. A UTF-8 word comes back as its raw bytes
+// (isUTF8), for the caller to join with its neighbours and check; any
+// other is valid UTF-8.
+func decodeWord(w string) (s string, isUTF8, ok bool) {
 	q := strings.IndexByte(w[2:], '?') + 2
 	label, _, _ := strings.Cut(w[2:q], "*") // without the language tag
 	switch {
@@ -212,6 +247,8 @@ func decodeWord(w string) (string, bool) {
 		label = "windows-1252"
 	case strings.EqualFold(label, "us-ascii"):
 		label = asciiLabel
+	case strings.EqualFold(label, "utf-8"), strings.EqualFold(label, "utf8"):
+		label, isUTF8 = "utf-8", true // decoded as raw bytes by Go
 	}
 	rest := w[q:] // "?B?text?="
 	s, err := subjectDecoder.Decode("=?" + label + rest)
@@ -219,10 +256,14 @@ func decodeWord(w string) (string, bool) {
 		// An unknown charset: its text read as a US-ASCII word's; a
 		// word that does not decode at all stays as written.
 		if s, err = subjectDecoder.Decode("=?" + asciiLabel + rest); err != nil {
-			return toUTF8([]byte(w)), false
+			return toUTF8([]byte(w)), false, false
 		}
+		return s, false, true
 	}
-	return strings.ToValidUTF8(s, "\uFFFD"), true
+	if isUTF8 {
+		return s, true, true
+	}
+	return strings.ToValidUTF8(s, "\uFFFD"), false, true
 }
 
 // asciiLabel stands for US-ASCII in relabelled RFC 2047 words: such a
@@ -234,12 +275,17 @@ const asciiLabel = "x-sclgate-us-ascii"
 // (what follows its "=?"), if v starts one: charset[*lang]?B|Q?text?=,
 // without white space.
 func wordCharset(v string) (string, bool) {
+	// An encoded word holds no white space: look no further than the
+	// first (searching the whole value from every "=?" was quadratic: a
+	// 1 MB Subject of "=?a?q?x " took seconds).
+	if ws := strings.IndexAny(v, " \t\r\n"); ws >= 0 {
+		v = v[:ws]
+	}
 	q := strings.IndexByte(v, '?')
 	if q <= 0 || q+3 > len(v) || strings.IndexByte("bBqQ", v[q+1]) < 0 || v[q+2] != '?' {
 		return "", false
 	}
-	end := strings.Index(v[q+3:], "?=")
-	if end < 0 || strings.ContainsAny(v[:q+3+end], " \t\r\n") {
+	if strings.Index(v[q+3:], "?=") < 0 {
 		return "", false
 	}
 	label, _, _ := strings.Cut(v[:q], "*")
@@ -250,6 +296,11 @@ type walker struct {
 	m     *Message
 	parts int
 	text  strings.Builder
+	// prefix is a message header's stray lines (see cleanReader), read as
+	// the start of the text that follows them, as Postfix and Python show
+	// them: "win the casino" there and "jackpot now" in the body are one
+	// phrase.
+	prefix string
 }
 
 func (w *walker) walk(e *message.Entity, depth int) {
@@ -557,7 +608,18 @@ func hasHTMLExt(name string) bool {
 	return strings.HasSuffix(n, ".htm") || strings.HasSuffix(n, ".html")
 }
 
+// flushPrefix adds a header's stray lines that no text followed.
+func (w *walker) flushPrefix() {
+	if p := w.prefix; p != "" {
+		w.prefix = ""
+		w.addText(p)
+	}
+}
+
 func (w *walker) addText(s string) {
+	if w.prefix != "" {
+		s, w.prefix = w.prefix+"\n"+s, ""
+	}
 	room := MaxTextBytes - w.text.Len()
 	if room <= 0 || s == "" {
 		return

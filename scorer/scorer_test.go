@@ -456,6 +456,9 @@ func TestDecodeSubject(t *testing.T) {
 		"=?utf-7?q?cheap_pills?=":                 "cheap pills",
 		"=?x-foo?q?cheap_pills?=":                 "cheap pills",
 		"=?utf-8?b?!!!?= =?utf-8?q?cheap_pills?=": "=?utf-8?b?!!!?= cheap pills",
+		// A character split between two UTF-8 words is joined.
+		"=?utf-8?q?caf=C3?= =?utf-8?q?=A9_cheap_pills?=": "café cheap pills",
+		"=?UTF8?q?caf=C3?= =?utf-8?q?=A9?= x":            "café x",
 	} {
 		if got := decodeSubjectValue(in); got != want {
 			t.Errorf("decodeSubjectValue(%q) = %q, want %q", in, got, want)
