@@ -362,6 +362,7 @@ func updateHint(err error) string {
 		invalid          x509.CertificateInvalidError
 		dnsErr           *net.DNSError
 	)
+	const sourceDirHint = "updates.source (or -source) must be the URL of the directory defs publish wrote, the one holding index.json and index.json.minisig"
 	hint := ""
 	switch {
 	case errors.Is(err, defs.ErrUnknownKey):
@@ -369,11 +370,11 @@ func updateHint(err error) string {
 	case errors.Is(err, update.ErrUnsigned):
 		hint = "sclgate never uses an unsigned file. The source was reached, but the signature is not there: the files were published by hand or only in part (publish with sclgate defs publish, which signs the index and every bundle), a mirror is still being copied (the index comes first: try again later), or someone removed it; check with your publisher, and that updates.source (or -source) is their directory"
 	case errors.Is(err, update.ErrNoIndex):
-		hint = "updates.source (or -source) must be the URL of the directory defs publish wrote, the one holding index.json and index.json.minisig; nothing is published at this one"
+		hint = sourceDirHint + "; nothing is published at this one"
 	case errors.Is(err, update.ErrNotFound):
 		hint = "the source's signed index offers a file the source does not have: the publishing was incomplete (an upload or mirror sync not finished); try again later, and tell the publisher if it persists"
 	case errors.Is(err, update.ErrNotIndex):
-		hint = "updates.source (or -source) must be the URL of the directory defs publish wrote, the one holding index.json and index.json.minisig; this URL answers with a web page instead"
+		hint = sourceDirHint + "; this URL answers with a web page instead"
 	case errors.Is(err, defs.ErrBadSignature):
 		hint = "the file was changed after it was signed, or the signature is not its own: do not use it; fetch both again from the publisher, and tell them if it persists"
 	case errors.Is(err, defs.ErrChecksum):
