@@ -17,9 +17,10 @@ import (
 const maxHeaderBytes = 1 << 20
 
 // readEntity is message.Read with base64 read as newEntity reads it.
-func (w *walker) readEntity(r io.Reader) (*message.Entity, error) {
+// spill takes the header's stray lines (see cleanReader).
+func (w *walker) readEntity(r io.Reader, spill func([]byte)) (*message.Entity, error) {
 	lr := &headerLimit{r: r, n: maxHeaderBytes}
-	br := bufio.NewReader(newCleanReader(lr, "", w.headerDefect("header"), w.spillPrefix))
+	br := bufio.NewReader(newCleanReader(lr, "", w.headerDefect("header"), spill))
 	h, err := textproto.ReadHeader(br)
 	if err != nil {
 		return nil, err
@@ -58,18 +59,15 @@ func (w *walker) headerDefect(where string) func(string, []byte) {
 	}
 }
 
-// spillText scores a part header's stray lines as text of their own (see
-// cleanReader); the multipart reader may read the next part's header
-// before the part before it is walked, so they cannot be joined to the
-// part's text.
-func (w *walker) spillText(b []byte) { w.addText(toUTF8(b)) }
+// spillText scores stray header lines as text of their own (see
+// cleanReader): a part's (the multipart reader may read the next part's
+// header before the part before it is walked, so they cannot be joined to
+// the part's text) and an attached message's.
+func (w *walker) spillText(b []byte) { w.addOwnText(toUTF8(b)) }
 
-// spillPrefix keeps a message header's stray lines as the start of the
-// text that follows (walker.prefix).
-func (w *walker) spillPrefix(b []byte) {
-	w.flushPrefix() // an earlier message's, if it had no text
-	w.prefix = toUTF8(b)
-}
+// spillPrefix keeps the message's own header's stray lines as the start of
+// its body text (walker.prefix).
+func (w *walker) spillPrefix(b []byte) { w.prefix = toUTF8(b) }
 
 // partReader returns e's parts as go-message's MultipartReader would, each made
 // by newEntity.

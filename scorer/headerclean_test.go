@@ -215,6 +215,7 @@ func TestHTMLAsShown(t *testing.T) {
 		// CSS inside an SVG style is not text (it glued onto the next word
 		// when read as markup).
 		"<p>win the <svg width=0 height=0><style>z</style></svg>casino jackpot now</p>": "win the casino jackpot now",
+		"<p>x<svg><style/></svg>win the casino&#32;jackpot now</p>":                     "xwin the casino jackpot now",
 		"<noscript>win the casino jackpot now</noscript>":                               "win the casino jackpot now",
 		"win the cas<template>zq</template>ino jackpot now":                             "win the casino jackpot now",
 		"win the cas\x00ino jackpot now":                                                "win the casino jackpot now",
@@ -224,6 +225,33 @@ func TestHTMLAsShown(t *testing.T) {
 	} {
 		if got, _ := htmlToText(in); strings.TrimSpace(got) != strings.TrimSpace(want) {
 			t.Errorf("htmlToText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Stray header lines join only the message's own single-part body: an
+// attached message's stray lines, or the message's own when its body is a
+// multipart, are text of their own, so they make no phrase with text no
+// reader shows next to them (an attached message's Subject, a sibling
+// part), whatever the read sizes.
+func TestStrayLinesJoinNothingElse(t *testing.T) {
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List { return list(t, entry("BODY", "MAX", "casino jackpot")) }}
+	for name, raw := range map[string]string{
+		"outer stray, attached subject": "Subject: s\r\nvisit our casino\r\nContent-Type: message/rfc822\r\n\r\nSubject: jackpot now\r\n\r\nhello\r\n",
+		"inner stray, sibling part": "Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n" +
+			"Subject: t\r\nContent-Type: image/png\r\nour casino\r\n\r\nxx\r\n--b\r\nContent-Type: text/plain\r\n\r\njackpot now\r\n--b--\r\n",
+		"outer stray, later part's stray": "Subject: s\r\nwin the casino\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n" +
+			"--b\r\nContent-Type: text/plain\r\njackpot now\r\n\r\nsecond\r\n--b--\r\n",
+	} {
+		for _, oneByte := range []bool{false, true} {
+			var r io.Reader = strings.NewReader(raw)
+			if oneByte {
+				r = iotest.OneByteReader(r)
+			}
+			m := ParseReader(r, []byte(raw), int64(len(raw)))
+			if res, _ := s.Score(context.Background(), m); res.SCL != 0 {
+				t.Errorf("%s (one byte %v): SCL %d, parts %q", name, oneByte, res.SCL, m.TextParts())
+			}
 		}
 	}
 }

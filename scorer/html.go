@@ -48,6 +48,11 @@ func htmlToText(src string) (string, []string) {
 			case atom.Script, atom.Style, atom.Title, atom.Template:
 				if tt == html.StartTagToken {
 					skip++
+				} else if skip == 0 {
+					// Self-closed (<style/>, as SVG writes it): nothing in
+					// it, and what follows is markup, not raw text to be
+					// shown as it is, tags and all.
+					z.NextIsNotRawText()
 				}
 				continue
 			}

@@ -104,7 +104,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		}
 	}
 	w := walker{m: m}
-	ent, err := w.readEntity(r)
+	ent, err := w.readEntity(r, w.spillPrefix)
 	if ent == nil {
 		// The header itself is unreadable. Score the bytes after the first
 		// blank line (or all of them) as plain text rather than nothing.
@@ -122,6 +122,11 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		m.defect(errString(err))
 	}
 	m.Header = ent.Header
+	if mt, _, _ := ent.Header.ContentType(); strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+		// Stray lines join a single-part body only: which part of a
+		// multipart would follow them is not for sure (see spillText).
+		w.flushPrefix()
+	}
 	m.Subject = decodeSubject(ent.Header)
 	if vs := ent.Header.Values("Subject"); len(vs) > 1 {
 		for _, v := range vs[1:] {
@@ -168,12 +173,6 @@ func decodeSubjectValue(v string) string {
 	if !strings.Contains(v, "=?") {
 		return toUTF8([]byte(v))
 	}
-	var tail string
-	if len(v) > maxSubjectDecode {
-		// Finding encoded words is quadratic at worst; no client shows
-		// a Subject this long.
-		v, tail = v[:maxSubjectDecode], v[maxSubjectDecode:]
-	}
 	var b strings.Builder
 	// UTF-8 words one after another are joined before they are checked:
 	// a character may be split between two (RFC 2047 forbids it, mail
@@ -185,24 +184,18 @@ func decodeSubjectValue(v string) string {
 			utf8Run.Reset()
 		}
 	}
-	afterWord := false
+	words := wordFinder{v: v}
+	pos, afterWord := 0, false
 	for {
-		i := strings.Index(v, "=?")
+		i, n := words.next(pos)
 		if i < 0 {
-			if v != "" {
+			if pos < len(v) {
 				flush()
-				b.WriteString(toUTF8([]byte(v)))
+				b.WriteString(toUTF8([]byte(v[pos:])))
 			}
 			break
 		}
-		n := encodedWordLen(v[i:])
-		if n == 0 {
-			flush()
-			b.WriteString(toUTF8([]byte(v[:i+2])))
-			v, afterWord = v[i+2:], false
-			continue
-		}
-		if between := v[:i]; !afterWord || strings.Trim(between, " \t\r\n") != "" {
+		if between := v[pos:i]; !afterWord || strings.Trim(between, " \t\r\n") != "" {
 			flush()
 			b.WriteString(toUTF8([]byte(between)))
 		}
@@ -213,26 +206,66 @@ func decodeSubjectValue(v string) string {
 			flush()
 			b.WriteString(d)
 		}
-		v, afterWord = v[i+n:], ok
+		pos, afterWord = i+n, ok
 	}
 	flush()
-	b.WriteString(toUTF8([]byte(tail)))
 	return b.String()
 }
 
-// maxSubjectDecode bounds the part of one Subject field decodeSubjectValue
-// looks for encoded words in.
-const maxSubjectDecode = 16 << 10
+// wordFinder finds the RFC 2047 encoded words of a value
+// (=?charset[*lang]?B|Q?text?=, no white space) in one pass: where the next
+// white space and the next "?=" are is remembered, so that each byte is
+// looked at a bounded number of times however many "=?" there are (a
+// search from every "=?" to the end of the value was quadratic).
+type wordFinder struct {
+	v       string
+	from    int // next() is called with positions from this on
+	ws      int // the first white space at or after from (or len(v))
+	end     int // the first "?=" at or after endFrom (or len(v))
+	endFrom int
+	haveWS  bool
+	haveEnd bool
+}
 
-// encodedWordLen returns the length of the encoded word v starts with
-// (=?charset[*lang]?B|Q?text?=, no white space), or 0.
-func encodedWordLen(v string) int {
-	if _, ok := wordCharset(v[2:]); !ok {
-		return 0
+// next returns the start and length of the first encoded word at or after
+// pos, or -1.
+func (f *wordFinder) next(pos int) (int, int) {
+	v := f.v
+	for {
+		j := strings.Index(v[pos:], "=?")
+		if j < 0 {
+			return -1, 0
+		}
+		i := pos + j
+		pos = i + 2
+		if !f.haveWS || f.ws < i {
+			f.ws, f.haveWS = i+indexOrLen(v[i:], func(s string) int { return strings.IndexAny(s, " \t\r\n") }), true
+		}
+		tok := v[:f.ws] // the word cannot go past white space
+		q := strings.IndexByte(tok[i+2:], '?')
+		if q <= 0 {
+			continue
+		}
+		q += i + 2 // the '?' before the encoding letter
+		if q+3 > len(tok) || strings.IndexByte("bBqQ", tok[q+1]) < 0 || tok[q+2] != '?' {
+			continue
+		}
+		if !f.haveEnd || f.endFrom > q+3 || f.end < q+3 {
+			f.end, f.endFrom, f.haveEnd = q+3+indexOrLen(v[q+3:], func(s string) int { return strings.Index(s, "?=") }), q+3, true
+		}
+		if f.end >= f.ws {
+			continue // no "?=" before the white space
+		}
+		return i, f.end + 2 - i
 	}
-	q := strings.IndexByte(v[2:], '?') + 2 // before the encoding letter
-	end := strings.Index(v[q+3:], "?=")
-	return q + 3 + end + 2
+}
+
+// indexOrLen is find(s), or len(s) when it finds nothing.
+func indexOrLen(s string, find func(string) int) int {
+	if k := find(s); k >= 0 {
+		return k
+	}
+	return len(s)
 }
 
 // decodeWord decodes one encoded word (ok), or returns it as written;
@@ -296,8 +329,8 @@ type walker struct {
 	m     *Message
 	parts int
 	text  strings.Builder
-	// prefix is a message header's stray lines (see cleanReader), read as
-	// the start of the text that follows them, as Postfix and Python show
+	// prefix is the message header's stray lines (see cleanReader), read
+	// as the start of its single-part body, as Postfix and Python show
 	// them: "win the casino" there and "jackpot now" in the body are one
 	// phrase.
 	prefix string
@@ -591,7 +624,7 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case mediaType == "message/rfc822":
 		// go-message's mail reader does not descend into attached messages;
 		// spam forwarded as an attachment is still spam, so we do.
-		inner, err := w.readEntity(bytes.NewReader(body))
+		inner, err := w.readEntity(bytes.NewReader(body), w.spillText)
 		if inner == nil {
 			w.m.defect("message/rfc822: " + errString(err))
 			return
@@ -608,18 +641,25 @@ func hasHTMLExt(name string) bool {
 	return strings.HasSuffix(n, ".htm") || strings.HasSuffix(n, ".html")
 }
 
-// flushPrefix adds a header's stray lines that no text followed.
+// flushPrefix adds the message header's stray lines as text of their own.
 func (w *walker) flushPrefix() {
 	if p := w.prefix; p != "" {
 		w.prefix = ""
-		w.addText(p)
+		w.addOwnText(p)
 	}
 }
 
+// addText adds a part's text, after the message header's stray lines if
+// they are waiting for it (walker.prefix).
 func (w *walker) addText(s string) {
 	if w.prefix != "" {
 		s, w.prefix = w.prefix+"\n"+s, ""
 	}
+	w.addOwnText(s)
+}
+
+// addOwnText adds s as text of its own, within MaxTextBytes.
+func (w *walker) addOwnText(s string) {
 	room := MaxTextBytes - w.text.Len()
 	if room <= 0 || s == "" {
 		return
