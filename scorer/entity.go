@@ -59,15 +59,18 @@ func (w *walker) headerDefect(where string) func(string, []byte) {
 	}
 }
 
-// spillText scores stray header lines as text of their own (see
-// cleanReader): a part's (the multipart reader may read the next part's
-// header before the part before it is walked, so they cannot be joined to
-// the part's text) and an attached message's.
+// spillText scores a part header's stray lines as text of their own (see
+// cleanReader): the multipart reader may read the next part's header
+// before the part before it is walked, so they cannot be joined to the
+// part's text.
 func (w *walker) spillText(b []byte) { w.addOwnText(toUTF8(b)) }
 
-// spillPrefix keeps the message's own header's stray lines as the start of
-// its body text (walker.prefix).
-func (w *walker) spillPrefix(b []byte) { w.prefix = toUTF8(b) }
+// spillPrefix keeps a message header's stray lines as the start of its
+// body text (walker.prefix).
+func (w *walker) spillPrefix(b []byte) {
+	w.flushPrefix() // one left by an enclosing message, if any
+	w.prefix = toUTF8(b)
+}
 
 // partReader returns e's parts as go-message's MultipartReader would, each made
 // by newEntity.

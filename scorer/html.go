@@ -48,12 +48,11 @@ func htmlToText(src string) (string, []string) {
 			case atom.Script, atom.Style, atom.Title, atom.Template:
 				if tt == html.StartTagToken {
 					skip++
-				} else if skip == 0 {
-					// Self-closed (<style/>, as SVG writes it): nothing in
-					// it, and what follows is markup, not raw text to be
-					// shown as it is, tags and all.
-					z.NextIsNotRawText()
 				}
+				// Self-closed (<style/>): in HTML that is a start tag all
+				// the same, in SVG an empty element, and which one it is
+				// takes HTML's tree building; the raw text the tokenizer
+				// then gives is scored as it comes.
 				continue
 			}
 			for hasAttr {

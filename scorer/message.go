@@ -2,6 +2,8 @@ package scorer
 
 import (
 	"bytes"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -11,6 +13,7 @@ import (
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/htmlindex"
 )
 
 // Parse limits. Mail from the internet is hostile: go-message itself puts no
@@ -151,15 +154,6 @@ func errString(err error) string {
 
 func decodeSubject(h message.Header) string { return decodeSubjectValue(h.Get("Subject")) }
 
-// subjectDecoder decodes one RFC 2047 word; see decodeSubjectValue.
-var subjectDecoder = &mime.WordDecoder{CharsetReader: func(cs string, in io.Reader) (io.Reader, error) {
-	if cs == asciiLabel {
-		b, err := io.ReadAll(in)
-		return strings.NewReader(toUTF8(b)), err
-	}
-	return charset.Reader(cs, in)
-}}
-
 // decodeSubjectValue decodes one Subject field's value, each RFC 2047
 // word on its own, as mail clients do: a word that cannot be decoded (bad
 // base64) stays as written, a word in a charset Go does not know (UTF-7,
@@ -219,8 +213,7 @@ func decodeSubjectValue(v string) string {
 // search from every "=?" to the end of the value was quadratic).
 type wordFinder struct {
 	v       string
-	from    int // next() is called with positions from this on
-	ws      int // the first white space at or after from (or len(v))
+	ws      int // the first white space at or after the last candidate (or len(v))
 	end     int // the first "?=" at or after endFrom (or len(v))
 	endFrom int
 	haveWS  bool
@@ -228,7 +221,8 @@ type wordFinder struct {
 }
 
 // next returns the start and length of the first encoded word at or after
-// pos, or -1.
+// pos, or -1. The positions it is given must not go down (the cached ones
+// are valid from there on).
 func (f *wordFinder) next(pos int) (int, int) {
 	v := f.v
 	for {
@@ -275,55 +269,80 @@ func indexOrLen(s string, find func(string) int) int {
 func decodeWord(w string) (s string, isUTF8, ok bool) {
 	q := strings.IndexByte(w[2:], '?') + 2
 	label, _, _ := strings.Cut(w[2:q], "*") // without the language tag
-	switch {
-	case strings.EqualFold(label, "iso-8859-1"):
-		label = "windows-1252"
-	case strings.EqualFold(label, "us-ascii"):
-		label = asciiLabel
-	case strings.EqualFold(label, "utf-8"), strings.EqualFold(label, "utf8"):
-		label, isUTF8 = "utf-8", true // decoded as raw bytes by Go
-	}
-	rest := w[q:] // "?B?text?="
-	s, err := subjectDecoder.Decode("=?" + label + rest)
+	raw, err := wordBytes(w[q+1], w[q+3:len(w)-2])
 	if err != nil {
-		// An unknown charset: its text read as a US-ASCII word's; a
-		// word that does not decode at all stays as written.
-		if s, err = subjectDecoder.Decode("=?" + asciiLabel + rest); err != nil {
-			return toUTF8([]byte(w)), false, false
+		return toUTF8([]byte(w)), false, false // stays as written
+	}
+	label = strings.ToLower(label)
+	switch label {
+	case "utf-8", "utf8":
+		return string(raw), true, true
+	case "us-ascii", "ascii":
+		return toUTF8(raw), false, true
+	case "iso-8859-1", "latin1":
+		label = "windows-1252" // as mail clients read it (windows1252Labels)
+	}
+	// The decoder of each charset is looked up, not made through
+	// mime.WordDecoder and charset.Reader: those cost a reader and a
+	// 32 KiB copy buffer per word, and a Subject of a million words took
+	// seconds.
+	if e, err := htmlindex.Get(label); err == nil {
+		if b, err := e.NewDecoder().Bytes(raw); err == nil {
+			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
 		}
-		return s, false, true
+	} else if r, err := charset.Reader(label, bytes.NewReader(raw)); err == nil {
+		// A label only go-message knows (rare).
+		if b, err := io.ReadAll(io.LimitReader(r, int64(4*len(raw)+16))); err == nil {
+			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
+		}
 	}
-	if isUTF8 {
-		return s, true, true
+	// An unknown charset (x-foo, UTF-7): read as a US-ASCII word is.
+	return toUTF8(raw), false, true
+}
+
+// wordBytes decodes the text of an encoded word: B is base64, Q is
+// quoted-printable with "_" for a space (RFC 2047 section 4).
+func wordBytes(enc byte, text string) ([]byte, error) {
+	switch enc {
+	case 'b', 'B':
+		return base64.StdEncoding.DecodeString(text)
 	}
-	return strings.ToValidUTF8(s, "\uFFFD"), false, true
+	out := make([]byte, 0, len(text))
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; c {
+		case '_':
+			out = append(out, ' ')
+		case '=':
+			if i+2 >= len(text) || !isHex(text[i+1]) || !isHex(text[i+2]) {
+				return nil, errors.New("bad escape")
+			}
+			out = append(out, unhex(text[i+1])<<4|unhex(text[i+2]))
+			i += 2
+		default:
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // asciiLabel stands for US-ASCII in relabelled RFC 2047 words: such a
 // word's 8-bit bytes are read as a body part labelled US-ASCII is (which
 // go-message passes through): UTF-8 when they are, else Windows-1252.
 const asciiLabel = "x-sclgate-us-ascii"
-
-// wordCharset returns the charset label of the encoded word v starts
-// (what follows its "=?"), if v starts one: charset[*lang]?B|Q?text?=,
-// without white space.
-func wordCharset(v string) (string, bool) {
-	// An encoded word holds no white space: look no further than the
-	// first (searching the whole value from every "=?" was quadratic: a
-	// 1 MB Subject of "=?a?q?x " took seconds).
-	if ws := strings.IndexAny(v, " \t\r\n"); ws >= 0 {
-		v = v[:ws]
-	}
-	q := strings.IndexByte(v, '?')
-	if q <= 0 || q+3 > len(v) || strings.IndexByte("bBqQ", v[q+1]) < 0 || v[q+2] != '?' {
-		return "", false
-	}
-	if strings.Index(v[q+3:], "?=") < 0 {
-		return "", false
-	}
-	label, _, _ := strings.Cut(v[:q], "*")
-	return label, true
-}
 
 type walker struct {
 	m     *Message
@@ -624,15 +643,23 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case mediaType == "message/rfc822":
 		// go-message's mail reader does not descend into attached messages;
 		// spam forwarded as an attachment is still spam, so we do.
-		inner, err := w.readEntity(bytes.NewReader(body), w.spillText)
+		// Its header's stray lines join its own single-part body, as at
+		// the top (see walker.prefix), and nothing else: its Subject is
+		// text of its own, and what is left after its walk is flushed.
+		inner, err := w.readEntity(bytes.NewReader(body), w.spillPrefix)
 		if inner == nil {
+			w.flushPrefix()
 			w.m.defect("message/rfc822: " + errString(err))
 			return
 		}
+		if mt, _, _ := inner.Header.ContentType(); strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+			w.flushPrefix()
+		}
 		if s := decodeSubject(inner.Header); s != "" {
-			w.addText(s)
+			w.addOwnText(s)
 		}
 		w.walk(inner, depth+1)
+		w.flushPrefix()
 	}
 }
 
