@@ -266,10 +266,24 @@ func TestStrayLinesJoinAttachedBody(t *testing.T) {
 		"attached":              "Subject: s\r\nContent-Type: message/rfc822\r\n\r\n" + inner,
 		"attached in multipart": "Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "--b--\r\n",
 		"self-closed style":     "Subject: s\r\nContent-Type: text/html\r\n\r\n<style/><script></style><p>win the casino jackpot now</p>\r\n",
+		"self-closed svg style": "Subject: s\r\nContent-Type: text/html\r\n\r\n<svg width=0 height=0><style/></svg><p>win the <b>casino</b> jackpot now</p>\r\n",
+		"stray math end tag":    "Subject: s\r\nContent-Type: text/html\r\n\r\n<svg></math><style/></svg><p>win the casino jackpot now</p>\r\n",
 	} {
 		m := Parse([]byte(raw))
 		if res, _ := s.Score(context.Background(), m); res.SCL != 9 {
 			t.Errorf("%s: SCL %d, parts %q", name, res.SCL, m.TextParts())
 		}
+	}
+}
+
+// A Content-Type that does not parse comes back raw from go-message, case
+// and all: "MULTIPART/mixed" with a repeated parameter is still a
+// multipart, whose first part the header's stray lines do not join.
+func TestStrayLinesUpperCaseMultipart(t *testing.T) {
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List { return list(t, entry("BODY", "MAX", "casino jackpot")) }}
+	raw := "Subject: s\r\nContent-Type: MULTIPART/mixed; boundary=b; boundary=c\r\nwin the casino\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\njackpot now\r\n--b--\r\n"
+	m := Parse([]byte(raw))
+	if res, _ := s.Score(context.Background(), m); res.SCL != 0 {
+		t.Errorf("SCL %d, parts %q", res.SCL, m.TextParts())
 	}
 }

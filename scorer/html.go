@@ -15,16 +15,18 @@ import (
 //
 // It reads as a mail client shows mail, which is with scripts off:
 // <noscript> content is text, <template> content is not. NUL bytes, which
-// browsers drop, are dropped. (A browser parses <style> inside <svg> as
-// markup, and shows the text of elements that break out of it; counting
-// tags cannot follow HTML's tree-building rules that decide it, and
-// treating such a style as markup let its CSS glue onto the next word, so
-// it stays skipped: see the README's known gaps.)
+// browsers drop, are dropped. A self-closed <style/> (or <script/>,
+// <title/>, <template/>) is an empty element inside <svg> or <math>, and
+// a start tag elsewhere. (A browser parses a <style> start tag inside
+// <svg> as markup and shows the text of elements that break out of it;
+// counting tags cannot follow HTML's tree-building rules that decide it,
+// so it stays skipped: see the README's known gaps.)
 func htmlToText(src string) (string, []string) {
 	var b strings.Builder
 	var urls []string
 	z := html.NewTokenizer(strings.NewReader(src))
-	skip := 0 // depth inside <script>/<style>/<title>/<template> content
+	skip := 0         // depth inside <script>/<style>/<title>/<template> content
+	svg, math := 0, 0 // depth inside <svg>, <math> (each closed only by its own end tag)
 	for {
 		tt := z.Next()
 		switch tt {
@@ -42,17 +44,31 @@ func htmlToText(src string) (string, []string) {
 			name, hasAttr := z.TagName()
 			a := atom.Lookup(name)
 			switch a {
+			case atom.Svg:
+				if tt == html.StartTagToken {
+					svg++
+				}
+			case atom.Math:
+				if tt == html.StartTagToken {
+					math++
+				}
 			case atom.Noscript:
 				z.NextIsNotRawText() // scripts are off: its content is markup
 				continue
 			case atom.Script, atom.Style, atom.Title, atom.Template:
-				if tt == html.StartTagToken {
+				switch {
+				case tt == html.StartTagToken:
+					skip++
+				case svg+math > 0:
+					// Self-closed inside SVG or MathML: an empty element,
+					// and what follows is markup, not raw text (one
+					// "<svg><style/></svg>" hid the whole body).
+					z.NextIsNotRawText()
+				default:
+					// Self-closed in HTML is a start tag all the same:
+					// what follows is hidden up to its end tag.
 					skip++
 				}
-				// Self-closed (<style/>): in HTML that is a start tag all
-				// the same, in SVG an empty element, and which one it is
-				// takes HTML's tree building; the raw text the tokenizer
-				// then gives is scored as it comes.
 				continue
 			}
 			for hasAttr {
@@ -78,6 +94,14 @@ func htmlToText(src string) (string, []string) {
 			name, _ := z.TagName()
 			a := atom.Lookup(name)
 			switch a {
+			case atom.Svg:
+				if svg > 0 {
+					svg--
+				}
+			case atom.Math:
+				if math > 0 {
+					math--
+				}
 			case atom.Noscript:
 				continue
 			case atom.Script, atom.Style, atom.Title, atom.Template:

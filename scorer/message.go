@@ -12,8 +12,10 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
+	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
+	"golang.org/x/text/encoding/unicode"
 )
 
 // Parse limits. Mail from the internet is hostile: go-message itself puts no
@@ -125,7 +127,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		m.defect(errString(err))
 	}
 	m.Header = ent.Header
-	if mt, _, _ := ent.Header.ContentType(); strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+	if mt, _, _ := ent.Header.ContentType(); isContainer(mt) {
 		// Stray lines join a single-part body only: which part of a
 		// multipart would follow them is not for sure (see spillText).
 		w.flushPrefix()
@@ -277,16 +279,24 @@ func decodeWord(w string) (s string, isUTF8, ok bool) {
 	switch label {
 	case "utf-8", "utf8":
 		return string(raw), true, true
-	case "us-ascii", "ascii":
-		return toUTF8(raw), false, true
+	case "us-ascii", "ascii", "us", "csascii", "iso-ir-6", "cp367", "ibm367", "iso646-us", "ansi_x3.4-1968", "ansi_x3.4-1986", "iso_646.irv:1991":
+		return toUTF8(raw), false, true // as a US-ASCII body part is read
 	case "iso-8859-1", "latin1":
 		label = "windows-1252" // as mail clients read it (windows1252Labels)
+	case "utf-16", "utf16":
+		// Big-endian unless a byte order mark says otherwise (RFC 2781);
+		// the WHATWG table reads it little-endian and keeps the mark.
+		if b, err := unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder().Bytes(raw); err == nil {
+			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
+		}
 	}
 	// The decoder of each charset is looked up, not made through
 	// mime.WordDecoder and charset.Reader: those cost a reader and a
 	// 32 KiB copy buffer per word, and a Subject of a million words took
 	// seconds.
-	if e, err := htmlindex.Get(label); err == nil {
+	if e, err := htmlindex.Get(label); err == nil && e != encoding.Replacement {
+		// (The WHATWG table maps HZ and ISO-2022-KR/CN to a decoder that
+		// gives one U+FFFD; go-message decodes HZ.)
 		if b, err := e.NewDecoder().Bytes(raw); err == nil {
 			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
 		}
@@ -305,7 +315,8 @@ func decodeWord(w string) (s string, isUTF8, ok bool) {
 func wordBytes(enc byte, text string) ([]byte, error) {
 	switch enc {
 	case 'b', 'B':
-		return base64.StdEncoding.DecodeString(text)
+		// Padding left out is taken as mail clients take it.
+		return base64.RawStdEncoding.DecodeString(strings.TrimRight(text, "="))
 	}
 	out := make([]byte, 0, len(text))
 	for i := 0; i < len(text); i++ {
@@ -652,7 +663,7 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 			w.m.defect("message/rfc822: " + errString(err))
 			return
 		}
-		if mt, _, _ := inner.Header.ContentType(); strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/") {
+		if mt, _, _ := inner.Header.ContentType(); isContainer(mt) {
 			w.flushPrefix()
 		}
 		if s := decodeSubject(inner.Header); s != "" {
@@ -661,6 +672,14 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 		w.walk(inner, depth+1)
 		w.flushPrefix()
 	}
+}
+
+// isContainer says whether a Content-Type (as go-message gives it, the raw
+// value when it does not parse) is a multipart or a message: stray header
+// lines do not join its body (walker.prefix).
+func isContainer(mt string) bool {
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return strings.HasPrefix(mt, "multipart/") || strings.HasPrefix(mt, "message/")
 }
 
 func hasHTMLExt(name string) bool {

@@ -456,6 +456,16 @@ func TestDecodeSubject(t *testing.T) {
 		"=?utf-7?q?cheap_pills?=":                 "cheap pills",
 		"=?x-foo?q?cheap_pills?=":                 "cheap pills",
 		"=?utf-8?b?!!!?= =?utf-8?q?cheap_pills?=": "=?utf-8?b?!!!?= cheap pills",
+		// Charsets as mail clients read them: HZ decoded (the WHATWG table
+		// gives one U+FFFD), UTF-16 by its byte order mark and else
+		// big-endian, every US-ASCII name like US-ASCII, base64 without
+		// its padding.
+		"=?hz-gb-2312?Q?win_the_casino_jackpot?=":    "win the casino jackpot",
+		"=?utf-16?B?/v8AdwBpAG4=?=":                  "win",
+		"=?utf-16?B?//53AGkAbgA=?=":                  "win",
+		"=?utf-16?B?AHcAaQBu?=":                      "win",
+		"=?csascii?q?caf=C3=A9?=":                    "café",
+		"=?utf-8?B?d2luIHRoZSBjYXNpbm8gamFja3BvdA?=": "win the casino jackpot",
 		// A character split between two UTF-8 words is joined.
 		"=?utf-8?q?caf=C3?= =?utf-8?q?=A9_cheap_pills?=": "café cheap pills",
 		"=?UTF8?q?caf=C3?= =?utf-8?q?=A9?= x":            "café x",
