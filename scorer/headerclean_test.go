@@ -268,6 +268,7 @@ func TestStrayLinesJoinAttachedBody(t *testing.T) {
 		"self-closed style":     "Subject: s\r\nContent-Type: text/html\r\n\r\n<style/><script></style><p>win the casino jackpot now</p>\r\n",
 		"self-closed svg style": "Subject: s\r\nContent-Type: text/html\r\n\r\n<svg width=0 height=0><style/></svg><p>win the <b>casino</b> jackpot now</p>\r\n",
 		"stray math end tag":    "Subject: s\r\nContent-Type: text/html\r\n\r\n<svg></math><style/></svg><p>win the casino jackpot now</p>\r\n",
+		"stray svg end tag":     "Subject: s\r\nContent-Type: text/html\r\n\r\n<svg><foreignObject><b></svg></b></foreignObject><style/><p>win the casino jackpot</p>\r\n",
 	} {
 		m := Parse([]byte(raw))
 		if res, _ := s.Score(context.Background(), m); res.SCL != 9 {

@@ -16,8 +16,9 @@ import (
 // It reads as a mail client shows mail, which is with scripts off:
 // <noscript> content is text, <template> content is not. NUL bytes, which
 // browsers drop, are dropped. A self-closed <style/> (or <script/>,
-// <title/>, <template/>) is an empty element inside <svg> or <math>, and
-// a start tag elsewhere. (A browser parses a <style> start tag inside
+// <title/>, <template/>) is an empty element inside <svg> or <math>;
+// elsewhere what follows it is scored as raw text (a browser hides it up
+// to an end tag that may never come). (A browser parses a <style> start tag inside
 // <svg> as markup and shows the text of elements that break out of it;
 // counting tags cannot follow HTML's tree-building rules that decide it,
 // so it stays skipped: see the README's known gaps.)
@@ -64,11 +65,11 @@ func htmlToText(src string) (string, []string) {
 					// and what follows is markup, not raw text (one
 					// "<svg><style/></svg>" hid the whole body).
 					z.NextIsNotRawText()
-				default:
-					// Self-closed in HTML is a start tag all the same:
-					// what follows is hidden up to its end tag.
-					skip++
 				}
+				// Self-closed elsewhere (or where a stray </svg> made the
+				// count wrong): a start tag to a browser, but the raw text
+				// after it is scored as it comes rather than hidden, since
+				// nothing says its end tag ever comes.
 				continue
 			}
 			for hasAttr {
