@@ -669,6 +669,9 @@ func TestDownloadRefusedWhenDiskFull(t *testing.T) {
 // do.
 func TestDownloadOutOfSpaceRemovesPartial(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no /dev/full (every Linux has it):", err)
+		}
 		t.Skip("no /dev/full:", err)
 	}
 	f := newFixture(t)
