@@ -215,8 +215,6 @@ func TestHTMLAsShown(t *testing.T) {
 		// CSS inside an SVG style is not text (it glued onto the next word
 		// when read as markup).
 		"<p>win the <svg width=0 height=0><style>z</style></svg>casino jackpot now</p>": "win the casino jackpot now",
-		"win the casino V<style/>zzz</style>iagra":                                      "win the casino V\nzzz\niagra",
-		"<svg><plaintext/></svg><p>win the <b>casino</b> jackpot</p>":                   "win the casino jackpot",
 		"<noscript>win the casino jackpot now</noscript>":                               "win the casino jackpot now",
 		"win the cas<template>zq</template>ino jackpot now":                             "win the casino jackpot now",
 		"win the cas\x00ino jackpot now":                                                "win the casino jackpot now",

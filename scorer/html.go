@@ -28,7 +28,6 @@ func htmlToText(src string) (string, []string) {
 	z := html.NewTokenizer(strings.NewReader(src))
 	skip := 0         // depth inside <script>/<style>/<title>/<template> content
 	svg, math := 0, 0 // depth inside <svg>, <math> (each closed only by its own end tag)
-	rawNext := false  // the next text is raw text after a self-closed <style/> (see below)
 	for {
 		tt := z.Next()
 		switch tt {
@@ -40,19 +39,9 @@ func htmlToText(src string) (string, []string) {
 				if bytes.IndexByte(t, 0) >= 0 {
 					t = bytes.ReplaceAll(t, []byte{0}, nil)
 				}
-				if rawNext {
-					// Text a browser hides: on lines of its own, so that
-					// it does not split the visible word around it.
-					b.WriteByte('\n')
-					b.Write(t)
-					b.WriteByte('\n')
-				} else {
-					b.Write(t)
-				}
+				b.Write(t)
 			}
-			rawNext = false
 		case html.StartTagToken, html.SelfClosingTagToken:
-			rawNext = false
 			name, hasAttr := z.TagName()
 			a := atom.Lookup(name)
 			switch a {
@@ -81,14 +70,7 @@ func htmlToText(src string) (string, []string) {
 				// count wrong): a start tag to a browser, but the raw text
 				// after it is scored as it comes rather than hidden, since
 				// nothing says its end tag ever comes.
-				rawNext = tt == html.SelfClosingTagToken && svg+math == 0
 				continue
-			case atom.Iframe, atom.Xmp, atom.Noembed, atom.Noframes, atom.Plaintext, atom.Textarea:
-				if svg+math > 0 {
-					// Not raw text in SVG or MathML (the tokenizer takes
-					// them so everywhere): what follows is markup.
-					z.NextIsNotRawText()
-				}
 			}
 			for hasAttr {
 				var key, val []byte
