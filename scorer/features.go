@@ -23,7 +23,11 @@ import (
 // words in subjects as US-ASCII body parts: UTF-8 when it is, else
 // Windows-1252). Version 6 reads base64 as RFC 2045 says, skipping
 // characters outside the alphabet instead of ending the part at the first.
-const FeatureVersion = 6
+// Version 7 reads hostile mail as mail clients do: header lines go-message
+// refuses (both readings), RFC 2047 subject words one by one, lenient
+// quoted-printable, <noscript> and SVG text, message/global and digest
+// parts, boundaries declared with trailing space.
+const FeatureVersion = 7
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as
