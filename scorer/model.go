@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -63,11 +64,24 @@ func (m *Model) Version() string { return m.version }
 // Classify gives msg the model's spam probability (Score, 0..1) and the SCL
 // (1..9) that the calibration table assigns to it.
 func (m *Model) Classify(_ context.Context, msg *Message) (Verdict, error) {
+	if IsGTUBE(msg) {
+		return Verdict{SCL: MaxSCL, Score: 1}, nil
+	}
 	return m.Verdict(m.LogOdds(msg)), nil
 }
 
+// GTUBE is the Generic Test for Unsolicited Bulk Email, a line that
+// SpamAssassin, rspamd and most filters score as certain spam, so that a
+// postmaster can test the path spam takes without sending any.
+const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+// IsGTUBE reports whether msg's decoded body text holds the GTUBE line:
+// the built-in model then gives SCL 9 whatever its features say, as
+// SpamAssassin and rspamd do (an admin's weight list still applies on top).
+func IsGTUBE(msg *Message) bool { return strings.Contains(msg.Text, GTUBE) }
+
 // Verdict is the verdict for a message of spam log-odds z (see LogOdds):
-// Classify is Verdict(LogOdds(msg)).
+// Classify is Verdict(LogOdds(msg)), except for GTUBE (IsGTUBE).
 func (m *Model) Verdict(z float64) Verdict {
 	return Verdict{SCL: sclOf(&m.cuts, z), Score: sigmoid(z)}
 }

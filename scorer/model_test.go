@@ -580,3 +580,28 @@ func TestBodyFloor(t *testing.T) {
 		t.Errorf("no floor: one feature should scale (400/1)^0.5 = 20")
 	}
 }
+
+// TestGTUBE: the GTUBE line in the body text gives SCL 9 whatever the
+// features say (as SpamAssassin and rspamd do); quoted-printable soft
+// breaks inside it are decoded first, and half of it is nothing.
+func TestGTUBE(t *testing.T) {
+	m := testModel(t)
+	hamish := "From: Dev <dev@lists.example.org>\r\nSubject: Re: meeting\r\nContent-Type: text/plain\r\n\r\nmeeting project report thanks\r\n"
+	for _, tc := range []struct {
+		name, raw string
+		gtube     bool
+	}{
+		{"plain", hamish + GTUBE + "\r\n", true},
+		{"qp soft break", strings.Replace(hamish, "text/plain", "text/plain\r\nContent-Transfer-Encoding: quoted-printable", 1) + GTUBE[:30] + "=\r\n" + GTUBE[30:] + "\r\n", true},
+		{"half", hamish + GTUBE[:40] + "\r\n", false},
+		{"none", hamish, false},
+	} {
+		v, err := m.Classify(context.Background(), Parse([]byte(tc.raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.SCL == MaxSCL && v.Score == 1; got != tc.gtube {
+			t.Errorf("%s: verdict %+v, GTUBE %v", tc.name, v, tc.gtube)
+		}
+	}
+}
