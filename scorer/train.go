@@ -55,6 +55,10 @@ var (
 // BenchmarkCrossValidation measures it.
 const DefaultHamWeight = 8
 
+// MaxHamWeight bounds TrainOptions.HamWeight: far above it the gradients
+// overflow and training ends in NaN.
+const MaxHamWeight = 1000
+
 // Fixed training parameters.
 const (
 	// FTRL-Proximal learning-rate parameters (McMahan et al. 2013). With
@@ -160,7 +164,7 @@ func Train(ctx context.Context, ham, spam [][]byte, opts TrainOptions) (*Model, 
 	if o.HamWeight == 0 {
 		o.HamWeight = DefaultHamWeight
 	}
-	if !(o.HamWeight > 0) || math.IsInf(o.HamWeight, 0) {
+	if !(o.HamWeight > 0 && o.HamWeight <= MaxHamWeight) {
 		return nil, TrainReport{}, fmt.Errorf("train: bad ham weight %v", o.HamWeight)
 	}
 	if len(o.Version) > 255 {

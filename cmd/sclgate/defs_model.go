@@ -134,6 +134,12 @@ func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][
 			if err != nil {
 				return nil, 0, err
 			}
+			if why := notAMessage(b); why != "" {
+				// Training on it would teach the model noise, silently:
+				// a bundle written into a ham directory, a mailbox of
+				// many messages, a Maildir's index files.
+				return nil, 0, fmt.Errorf("%s: not a mail message: %s", f, why)
+			}
 			msgs = append(msgs, b)
 			bytes += int64(len(b))
 			if progress != nil {
@@ -142,6 +148,47 @@ func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][
 		}
 	}
 	return msgs, bytes, nil
+}
+
+// notAMessage says why b is not one mail message as a corpus stores it
+// (RFC 5322 header fields, optionally after an mbox "From " line), or "".
+func notAMessage(b []byte) string {
+	if len(b) == 0 {
+		return "the file is empty"
+	}
+	rest := scorer.TrimMboxFrom(b)
+	if !startsWithField(rest) {
+		return "its first line is not a header field (one message per file, as in the SpamAssassin corpus or a Maildir's cur/ and new/)"
+	}
+	// A second "From " line after a blank line, followed by a header
+	// field, is the next message of an mbox file.
+	for i := 0; ; {
+		j := bytes.Index(rest[i:], []byte("\n\nFrom "))
+		if j < 0 {
+			break
+		}
+		i += j + 2
+		if k := bytes.IndexByte(rest[i:], '\n'); k >= 0 && startsWithField(rest[i+k+1:]) {
+			return fmt.Sprintf("it holds more than one message (an mbox file: a second \"From \" line at byte %d); split it into one file per message", len(b)-len(rest)+i)
+		}
+	}
+	return ""
+}
+
+// startsWithField reports whether b begins with a header field name (printable
+// ASCII but ':') followed, after optional blanks, by a colon.
+func startsWithField(b []byte) bool {
+	n := 0
+	for n < len(b) && b[n] > ' ' && b[n] < 0x7f && b[n] != ':' {
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	for n < len(b) && (b[n] == ' ' || b[n] == '\t') {
+		n++
+	}
+	return n < len(b) && b[n] == ':'
 }
 
 // progressLine shows progress: on a terminal one line rewritten in place,
@@ -225,7 +272,7 @@ func defsTrain(e env, args []string) int {
 	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 to 64, at most one per core helps; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
 	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
-	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (> 0)")
+	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (above 0, at most 1000)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR... -spam DIR... -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
 		fs.PrintDefaults()
@@ -252,8 +299,8 @@ func defsTrain(e env, args []string) int {
 			*minSclgate, scorer.FeatureVersion, scorer.FeatureSetSince)
 		return 2
 	}
-	if !(*hamWeight > 0) || math.IsInf(*hamWeight, 0) {
-		fmt.Fprintf(e.stderr, "sclgate defs train: -ham-weight %v: must be a number above 0\n", *hamWeight)
+	if !(*hamWeight > 0 && *hamWeight <= scorer.MaxHamWeight) {
+		fmt.Fprintf(e.stderr, "sclgate defs train: -ham-weight %v: must be a number above 0 and at most %d\n", *hamWeight, scorer.MaxHamWeight)
 		return 2
 	}
 	if *workers < 1 || *workers > 64 {

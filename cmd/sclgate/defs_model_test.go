@@ -8,6 +8,7 @@ import (
 	"github.com/sclgate/sclgate/scorer"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -177,6 +178,20 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 	dangling := filepath.Join(t.TempDir(), "ham")
 	os.CopyFS(dangling, os.DirFS(hamDir))
 	os.Symlink(filepath.Join(dir, "missing"), filepath.Join(dangling, "gone.eml"))
+	// Files that are not one message each: an error naming them, not noise
+	// trained on (a bundle written into the ham directory, an empty file,
+	// an mbox file of several messages).
+	notMail := func(name string, content []byte) string {
+		d := filepath.Join(t.TempDir(), "ham")
+		os.CopyFS(d, os.DirFS(hamDir))
+		os.WriteFile(filepath.Join(d, name), content, 0o644)
+		return d
+	}
+	ham0, _ := os.ReadFile(filepath.Join(hamDir, "000.eml"))
+	ham1, _ := os.ReadFile(filepath.Join(hamDir, "001.eml"))
+	gz := notMail("defs.tar.gz", []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03rest"))
+	empty := notMail("empty.eml", nil)
+	mbox := notMail("inbox.mbox", append(append(slices.Clone(ham0), '\n'), ham1...))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -190,7 +205,11 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", dir}, 1, dir + ": is a directory"},
 		{[]string{"defs", "train", "-ham", dangling, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "gone.eml: no such file"},
 		{[]string{"defs", "eval", "-ham", dangling, "-spam", spamDir}, 1, "gone.eml: no such file"},
+		{[]string{"defs", "train", "-ham", gz, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "defs.tar.gz: not a mail message: its first line is not a header field"},
+		{[]string{"defs", "eval", "-ham", empty, "-spam", spamDir}, 1, "empty.eml: not a mail message: the file is empty"},
+		{[]string{"defs", "train", "-ham", mbox, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "inbox.mbox: not a mail message: it holds more than one message"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "1e300"}, 2, "-ham-weight 1e+300: must be a number above 0 and at most 1000"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "0.1.9"}, 2, "-min-sclgate 0.1.9: this build's models (feature set"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-version", "../x"}, 2, "-version and"},
