@@ -1567,3 +1567,36 @@ func TestMIMELimitsRefused(t *testing.T) {
 		t.Errorf("next message: %q", reply)
 	}
 }
+
+// envSeen records the envelope the classifier was given.
+type envSeen chan *scorer.Envelope
+
+func (envSeen) Name() string { return "recorder" }
+func (e envSeen) Classify(ctx context.Context, _ *scorer.Message) (scorer.Verdict, error) {
+	e <- scorer.EnvelopeFrom(ctx)
+	return scorer.Verdict{SCL: 1}, nil
+}
+
+// The classifier is told who connected and the envelope (external engines
+// check the client with it), with the Received field the gateway adds.
+func TestClassifierGetsEnvelope(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rec := make(envSeen, 1)
+	p := g.policy("")
+	p.Scorer = &scorer.Scorer{Classifier: rec, Weights: func() *weights.List { return g.list }}
+	g.srv.SetPolicy(p)
+	rc := ehloed(t, g.addr)
+	if reply := rc.send("alice@example.org", []string{"bob@example.com", "carol@example.com"}, testMessage("env", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("reply %q", reply)
+	}
+	env := <-rec
+	if env == nil {
+		t.Fatal("no envelope")
+	}
+	if env.ClientIP.String() != "127.0.0.1" || env.Helo == "" || env.MailFrom != "alice@example.org" ||
+		fmt.Sprint(env.Rcpts) != "[bob@example.com carol@example.com]" || env.QueueID == "" ||
+		!strings.HasPrefix(env.Received, "Received: from "+env.Helo+" ([127.0.0.1])\r\n\tby ") || !strings.Contains(env.Received, " id "+env.QueueID) {
+		t.Errorf("envelope %+v", env)
+	}
+}

@@ -729,7 +729,17 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 	if m.Overflow != "" {
 		return verdict{}, &mimeLimitsError{m.Overflow}
 	}
-	r, err := s.p.Scorer.Score(context.Background(), m)
+	// External engines are told who connected and the envelope (the
+	// built-in model does not look): their checks on the client need it.
+	ctx := scorer.WithEnvelope(context.Background(), &scorer.Envelope{
+		ClientIP: s.remote,
+		Helo:     sanitizeHelo(s.conn.Hostname()),
+		MailFrom: s.from,
+		Rcpts:    s.rcpts,
+		QueueID:  s.id,
+		Received: s.received(),
+	})
+	r, err := s.p.Scorer.Score(ctx, m)
 	if err != nil {
 		return verdict{}, err
 	}

@@ -126,7 +126,7 @@ type RspamdResult struct {
 // HTTP error, unreadable reply — is returned as an error naming rspamd and
 // the failing step.
 func (r *Rspamd) Classify(ctx context.Context, m *Message) (Verdict, error) {
-	res, err := r.Check(ctx, m.Raw)
+	res, err := r.check(ctx, m.Raw, EnvelopeFrom(ctx))
 	if err != nil {
 		return Verdict{}, err
 	}
@@ -135,13 +135,42 @@ func (r *Rspamd) Classify(ctx context.Context, m *Message) (Verdict, error) {
 
 // Check POSTs raw to /checkv2 and returns rspamd's answer.
 func (r *Rspamd) Check(ctx context.Context, raw []byte) (RspamdResult, error) {
+	return r.check(ctx, raw, nil)
+}
+
+// check is Check, telling rspamd what env knows of the client and the
+// envelope in its request headers (IP, Helo, From, Rcpt, Queue-Id), as
+// rspamd's milter and proxy do: without them its checks on the client (IP
+// reputation, blocklists, SPF, greylisting) have nothing to check.
+func (r *Rspamd) check(ctx context.Context, raw []byte, env *Envelope) (RspamdResult, error) {
 	var res RspamdResult
 	max := r.MaxSize
 	if max <= 0 {
 		max = EngineMaxSize
 	}
 	raw, _ = engineTruncate(raw, max)
-	body, err := r.do(ctx, http.MethodPost, "/checkv2", raw)
+	var hdr http.Header
+	if env != nil {
+		hdr = make(http.Header)
+		if env.ClientIP.IsValid() {
+			hdr.Set("IP", env.ClientIP.Unmap().String())
+		}
+		if headerSafe(env.Helo) {
+			hdr.Set("Helo", env.Helo)
+		}
+		if headerSafe(env.MailFrom) {
+			hdr.Set("From", env.MailFrom)
+		}
+		for _, rc := range env.Rcpts {
+			if headerSafe(rc) {
+				hdr.Add("Rcpt", rc)
+			}
+		}
+		if headerSafe(env.QueueID) {
+			hdr.Set("Queue-Id", env.QueueID)
+		}
+	}
+	body, err := r.do(ctx, http.MethodPost, "/checkv2", raw, hdr)
 	if err != nil {
 		return res, err
 	}
@@ -188,7 +217,7 @@ func (r *Rspamd) Check(ctx context.Context, raw []byte) (RspamdResult, error) {
 
 // Ping checks that the worker answers (GET /ping), for health checks.
 func (r *Rspamd) Ping(ctx context.Context) error {
-	body, err := r.do(ctx, http.MethodGet, "/ping", nil)
+	body, err := r.do(ctx, http.MethodGet, "/ping", nil, nil)
 	if err != nil {
 		return err
 	}
@@ -199,7 +228,7 @@ func (r *Rspamd) Ping(ctx context.Context) error {
 }
 
 // do sends one request and returns the body of a 200 reply.
-func (r *Rspamd) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+func (r *Rspamd) do(ctx context.Context, method, path string, body []byte, hdr http.Header) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
 	var rd io.Reader
@@ -209,6 +238,9 @@ func (r *Rspamd) do(ctx context.Context, method, path string, body []byte) ([]by
 	req, err := http.NewRequestWithContext(ctx, method, r.URL+path, rd)
 	if err != nil {
 		return nil, r.errorf("request", "%w", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "sclgate")
 	resp, err := r.httpClient().Do(req)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -162,6 +163,26 @@ func TestRspamdEngine(t *testing.T) {
 			}
 		})
 	}
+
+	// The envelope reaches the real engine: its checks of the envelope
+	// against the header run (an envelope sender other than From), and
+	// cannot without it.
+	t.Run("envelope", func(t *testing.T) {
+		env := &Envelope{ClientIP: netip.MustParseAddr("192.0.2.7"), Helo: "nodots", MailFrom: "alice@example.net",
+			Rcpts: []string{"bob@example.com"}, QueueID: "8F3A2C"}
+		with, err := c.check(ctx, extHam(), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := c.check(ctx, extHam(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("with envelope: %v; without: %v", with.Symbols, without.Symbols)
+		if !containsString(with.Symbols, "FROM_NEQ_ENVFROM") || containsString(without.Symbols, "FROM_NEQ_ENVFROM") {
+			t.Errorf("FROM_NEQ_ENVFROM with the envelope: %v; without: %v", with.Symbols, without.Symbols)
+		}
+	})
 
 	t.Run("down", func(t *testing.T) {
 		e.stop()
@@ -435,4 +456,48 @@ func TestRspamdTruncate(t *testing.T) {
 	if n := len(b); n > EngineMaxSize || n < EngineMaxSize-200 || !bytes.HasPrefix(raw, b) || b[n-1] != '\n' {
 		t.Errorf("sent %d bytes of %d, ending %q", n, len(raw), b[max(0, n-10):])
 	}
+}
+
+// TestRspamdEnvelope: the gateway's envelope reaches rspamd as the request
+// headers its milter sends (IP, Helo, From, Rcpt, Queue-Id); a value that
+// would break a header field is left out; the message is sent unchanged.
+func TestRspamdEnvelope(t *testing.T) {
+	t.Parallel()
+	got := make(chan http.Header, 1)
+	body := make(chan []byte, 1)
+	url := rspamdFake(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Header.Clone()
+		body <- b
+		io.WriteString(w, `{"score":1.0,"required_score":15.0,"action":"no action"}`)
+	})
+	c := NewRspamd(url, 5*time.Second)
+	raw := extHam()
+	ctx := WithEnvelope(context.Background(), &Envelope{
+		ClientIP: netip.MustParseAddr("::ffff:192.0.2.7"),
+		Helo:     "mx.example.net",
+		MailFrom: "alice@example.net",
+		Rcpts:    []string{"bob@example.com", "bad\r\nX-Evil: 1", "carol@example.com"},
+		QueueID:  "8F3A2C",
+		Received: "Received: from mx.example.net ([192.0.2.7])\r\n\tby gw (sclgate) with ESMTP id 8F3A2C; Tue, 24 Nov 2026 06:00:00 +0000",
+	})
+	if _, err := c.Classify(ctx, Parse(raw)); err != nil {
+		t.Fatal(err)
+	}
+	h := <-got
+	if h.Get("IP") != "192.0.2.7" || h.Get("Helo") != "mx.example.net" || h.Get("From") != "alice@example.net" ||
+		fmt.Sprint(h.Values("Rcpt")) != "[bob@example.com carol@example.com]" || h.Get("Queue-Id") != "8F3A2C" || h.Get("X-Evil") != "" {
+		t.Errorf("headers: %v", h)
+	}
+	if b := <-body; !bytes.Equal(b, raw) {
+		t.Errorf("body changed: %d bytes, want %d", len(b), len(raw))
+	}
+	// Without an envelope (scan): none of them.
+	if _, err := c.Classify(context.Background(), Parse(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if h := <-got; h.Get("IP") != "" || h.Get("Rcpt") != "" {
+		t.Errorf("headers without an envelope: %v", h)
+	}
+	<-body
 }

@@ -104,7 +104,15 @@ type SpamdResult struct {
 // (see the type's documentation). Every failure — engine down, timeout,
 // protocol error — is returned as an error naming spamd and the failing step.
 func (s *Spamd) Classify(ctx context.Context, m *Message) (Verdict, error) {
-	r, err := s.Check(ctx, m.Raw)
+	raw := m.Raw
+	if env := EnvelopeFrom(ctx); env != nil && env.Received != "" && !strings.ContainsAny(env.Received, "\x00") {
+		// The gateway's own Received field, which it adds after
+		// scoring, on top: SpamAssassin finds the connecting client
+		// (for its blocklist and SPF checks) in the Received chain.
+		raw = make([]byte, 0, len(env.Received)+2+len(m.Raw))
+		raw = append(append(append(raw, env.Received...), "\r\n"...), m.Raw...)
+	}
+	r, err := s.Check(ctx, raw)
 	if err != nil {
 		return Verdict{}, err
 	}

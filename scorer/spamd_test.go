@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,6 +294,25 @@ func TestSpamdEngine(t *testing.T) {
 		}
 		if v.SCL != 9 { // 1000 >= 2·5
 			t.Errorf("GTUBE: verdict %+v", v)
+		}
+	})
+
+	// The gateway's Received field (what Classify puts on top when the
+	// gateway passes its envelope) gives SpamAssassin a relay to check:
+	// without it there is none.
+	t.Run("envelope", func(t *testing.T) {
+		rcvd := "Received: from nodots ([192.0.2.7])\r\n\tby gw.example.com (sclgate) with ESMTP id 8F3A2C; Tue, 24 Nov 2026 06:00:00 +0000\r\n"
+		with, err := c.Check(ctx, append([]byte(rcvd), extHam()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := c.Check(ctx, extHam())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("with the Received field: %v; without: %v", with.Symbols, without.Symbols)
+		if !containsString(with.Symbols, "RDNS_NONE") || !containsString(with.Symbols, "HELO_NO_DOMAIN") || containsString(without.Symbols, "RDNS_NONE") {
+			t.Errorf("RDNS_NONE and HELO_NO_DOMAIN with the Received field: %v; without: %v", with.Symbols, without.Symbols)
 		}
 	})
 
@@ -680,5 +700,35 @@ func TestSpamdSCL(t *testing.T) {
 		if got := spamdSCL(tc.score, tc.required, tc.spam); got != tc.want {
 			t.Errorf("spamdSCL(%v, %v, %v) = %d, want %d", tc.score, tc.required, tc.spam, got, tc.want)
 		}
+	}
+}
+
+// TestSpamdEnvelope: spamd gets the gateway's Received field on top of the
+// message, where SpamAssassin looks for the connecting client; without an
+// envelope (scan) the message goes as it is.
+func TestSpamdEnvelope(t *testing.T) {
+	t.Parallel()
+	got := make(chan spamdFakeReq, 2)
+	addr := spamdFake(t, func(c net.Conn, req spamdFakeReq, _ <-chan struct{}) {
+		got <- req
+		io.WriteString(c, spamdReply("False", "1.0", "5.0", "NO_RELAYS"))
+	})
+	c := NewSpamd(addr, 5*time.Second)
+	raw := extHam()
+	rcvd := "Received: from mx.example.net ([192.0.2.7])\r\n\tby gw (sclgate) with ESMTP id 8F3A2C; Tue, 24 Nov 2026 06:00:00 +0000"
+	ctx := WithEnvelope(context.Background(), &Envelope{ClientIP: netip.MustParseAddr("192.0.2.7"), Helo: "mx.example.net", Received: rcvd})
+	if _, err := c.Classify(ctx, Parse(raw)); err != nil {
+		t.Fatal(err)
+	}
+	req := <-got
+	want := append([]byte(rcvd+"\r\n"), raw...)
+	if !bytes.Equal(req.body, want) || req.header["content-length"] != strconv.Itoa(len(want)) {
+		t.Errorf("body with envelope:\n%.200q\nwant\n%.200q", req.body, want)
+	}
+	if _, err := c.Classify(context.Background(), Parse(raw)); err != nil {
+		t.Fatal(err)
+	}
+	if req := <-got; !bytes.Equal(req.body, raw) {
+		t.Errorf("body without envelope: %.200q", req.body)
 	}
 }
