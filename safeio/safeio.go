@@ -17,7 +17,7 @@ import (
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return named(err, path)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -35,9 +35,24 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
+		return named(err, path)
 	}
 	return SyncDir(filepath.Dir(path))
+}
+
+// named makes an error about the temporary file name path, the file the
+// caller asked for: "open /x/.p.svg.tmp3425412567: ..." names a file the
+// user never heard of.
+func named(err error, path string) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return &os.PathError{Op: pe.Op, Path: path, Err: pe.Err}
+	}
+	var le *os.LinkError // the rename
+	if errors.As(err, &le) {
+		return &os.PathError{Op: le.Op, Path: path, Err: le.Err}
+	}
+	return err
 }
 
 // SyncDir fsyncs a directory, so that the names created, renamed or

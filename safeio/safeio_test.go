@@ -3,6 +3,7 @@ package safeio
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -25,7 +26,19 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("temporary files left: %v", ents)
 	}
 	// A directory that is not there: an error, and nothing written.
-	if err := WriteFile(filepath.Join(dir, "missing", "f"), []byte("x"), 0o644); err == nil {
-		t.Error("write into a missing directory succeeded")
+	// The error names the file asked for, not the temporary one.
+	missing := filepath.Join(dir, "missing", "f")
+	if err := WriteFile(missing, []byte("x"), 0o644); err == nil || !strings.Contains(err.Error(), missing+":") || strings.Contains(err.Error(), ".tmp") {
+		t.Errorf("write into a missing directory: %v", err)
+	}
+	// A directory in the way of the rename.
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(filepath.Join(dir, "d"), []byte("x"), 0o644); err == nil || strings.Contains(err.Error(), ".tmp") {
+		t.Errorf("rename over a directory: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ func defsKeygen(e env, args []string) int {
 	nopass := fs.Bool("nopass", false, "leave the secret key unencrypted (for automation)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs keygen -out NAME [-nopass]")
-		fmt.Fprintf(e.stderr, "The password is taken from %s; -nopass stores the key unencrypted.\n", passwordEnv)
+		fmt.Fprintf(e.stderr, "The password is taken from %s, else asked for on the terminal (twice); -nopass stores the key unencrypted.\n", passwordEnv)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
