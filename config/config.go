@@ -212,13 +212,62 @@ func Parse(name string, data []byte) (*Config, error) {
 			return nil, fmt.Errorf("config: %s: %w", name, err)
 		}
 	}
-	if err := c.validate(); err != nil {
+	if errs := c.validate(); len(errs) > 0 {
 		if name == "" {
 			name = "embedded defaults"
 		}
-		return nil, fmt.Errorf("config: %s: %w", name, err)
+		// Each problem with the line of the key it names, when the file
+		// sets that key ("line 7: filter.gateway_action: ..."); a value
+		// that comes from the defaults has no line in the file.
+		for i, e := range errs {
+			if n := keyLine(data, e.Error()); n > 0 {
+				errs[i] = fmt.Errorf("line %d: %w", n, e)
+			}
+		}
+		return nil, fmt.Errorf("config: %s: %w", name, errors.Join(errs...))
 	}
 	return c, nil
+}
+
+var keyPathRE = regexp.MustCompile(`^([a-z_]+(?:\.[^\s:]+)*)[: ]`)
+
+// keyLine is the line of data where the key a validation message begins
+// with ("filter.gateway_action: ...", "auth.users.alice: ...") is set, or
+// 0. A path segment may itself hold dots (a user name): at each level the
+// longest run of segments that is a key there is taken.
+func keyLine(data []byte, msg string) int {
+	m := keyPathRE.FindStringSubmatch(msg)
+	if m == nil || len(data) == 0 {
+		return 0
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return 0
+	}
+	n := doc.Content[0]
+	segs := strings.Split(m[1], ".")
+	line := 0
+walk:
+	for len(segs) > 0 {
+		if n.Kind != yaml.MappingNode {
+			break
+		}
+		for k := len(segs); k >= 1; k-- {
+			key := strings.Join(segs[:k], ".")
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					line = n.Content[i].Line
+					n, segs = n.Content[i+1], segs[k:]
+					continue walk
+				}
+			}
+		}
+		break
+	}
+	if len(segs) > 0 {
+		return 0 // the key is not in the file: its value is a default
+	}
+	return line
 }
 
 func decode(c *Config, data []byte) error {
@@ -281,7 +330,9 @@ var sectionNames = strings.NewReplacer(
 	"time.Duration", "a duration (such as 30s or 5m)",
 )
 
-func (c *Config) validate() error {
+// validate returns every problem with c, each message beginning with the
+// key it is about.
+func (c *Config) validate() []error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
@@ -422,7 +473,7 @@ func (c *Config) validate() error {
 	if f.GatewayAction == ActionArchive && c.Archive.Dir == "" {
 		bad("archive.dir: needed when filter.gateway_action is archive")
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // checkListen checks a host:port to listen on: the port a number from 0

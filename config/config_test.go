@@ -181,3 +181,34 @@ func TestErrorsNameTheKey(t *testing.T) {
 		t.Errorf("good host name and service port: %v", err)
 	}
 }
+
+// A value the checks refuse is named with the line that sets it, as a
+// syntax error is; a problem with a value the file does not set (a
+// default) has no line to name.
+func TestErrorsNameTheLine(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"listen: 127.0.0.1:2525\nfilter:\n  gateway_threshold: 12\n", "config: x.yaml: line 3: filter.gateway_threshold: 12 is not within 1..9"},
+		{"filter:\n  store_threshold: 5\n  gateway_action: archve\n", `config: x.yaml: line 3: filter.gateway_action: "archve"`},
+		{"downstream: ftp://x\n", "config: x.yaml: line 1: downstream: "},
+		{"tls:\n  cert_file: /c.pem\n", "config: x.yaml: line 1: tls: cert_file and key_file go together"},
+		{"auth:\n  users:\n    al.ice: nothash\n", "line 3: auth.users.al.ice: not a bcrypt hash"},
+		{"limits:\n  max_recipients: 10\n  max_message_bytes: -5\n", "line 3: limits.max_message_bytes: -5"},
+		{"definitions:\n  dir: /var/lib/d\nfilter:\n  weights_file: /var/lib/d/w.xml\n", "line 4: filter.weights_file: /var/lib/d/w.xml is inside"},
+	} {
+		_, err := Parse("x.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
+		}
+	}
+	// A key the file does not set (its section only, or nothing): no line.
+	for _, c := range []struct{ yaml, msg string }{
+		{"filter:\n  store_threshold: 5\n", "filter.gateway_action: x"},
+		{"listen: x\n", "archive.dir: needed"},
+		{"", "listen: x"},
+		{"[1, 2]\n", "listen: x"},
+	} {
+		if n := keyLine([]byte(c.yaml), c.msg); n != 0 {
+			t.Errorf("keyLine(%q, %q) = %d, want 0", c.yaml, c.msg, n)
+		}
+	}
+}

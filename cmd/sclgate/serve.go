@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -467,7 +469,9 @@ func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool)
 	var store *archive.Store
 	if cfg.Archive.Dir != "" {
 		if store, err = archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
-			return nil, err
+			// On a reload this is the only word the admin gets: name
+			// the file and the key, as a validation error does.
+			return nil, fmt.Errorf("config: %s: archive.dir: %w", cmp.Or(cfg.Source, "embedded defaults"), err)
 		}
 	}
 	w, err := g.weightsWatcher(cfg.Filter.WeightsFile, rereadWeights)
@@ -539,7 +543,7 @@ func (g *gateway) closeWatcher() {
 func (g *gateway) cfg() *config.Config { return g.server.Policy().Config }
 
 // reload re-reads the configuration file and the weight list (SIGHUP).
-// Settings of the listener itself (listen, listenerLimits, TLS, PROXY
+// Settings of the listener itself (listen, restartOnly, TLS, PROXY
 // protocol, metrics.listen) need a restart; the rest applies from the
 // next transaction.
 func (g *gateway) reload(path string) error {
@@ -589,11 +593,9 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	g.server.SetPolicy(p)
 	// Against what the listeners run on, not the last reload: a setting
 	// put back as it was at start needs no restart.
-	if st := g.started; st.Listen != cfg.Listen || listenerLimits(st.Limits) != listenerLimits(cfg.Limits) || st.TLS != cfg.TLS || st.Metrics != cfg.Metrics ||
-		st.Archive.Web.Listen != cfg.Archive.Web.Listen || g.web != nil && st.Archive.Dir != cfg.Archive.Dir ||
-		fmt.Sprint(st.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol) {
-		g.log.Warn("listen, limits.max_message_bytes, max_connections, max_connections_per_ip, command_timeout, tls, proxy_protocol, metrics.listen, archive.web.listen or (for the web page) archive.dir changed: they take effect at the next restart" +
-			" (the other limits apply now)")
+	if changed := restartOnly(g.started, cfg, g.web != nil); len(changed) > 0 {
+		g.log.Warn(strings.Join(changed, ", ")+" changed: it takes effect at the next restart (the other settings apply now)",
+			slog.Any("settings", changed))
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
@@ -604,10 +606,27 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	return nil
 }
 
-// listenerLimits are the limits the SMTP listener takes at its start; the
-// others are read per session or per transaction.
-func listenerLimits(l config.Limits) [4]int64 {
-	return [4]int64{l.MaxMessageBytes, int64(l.MaxConnections), int64(l.MaxConnectionsPerIP), int64(l.CommandTimeout)}
+// restartOnly names the settings of cfg that differ from st, what the
+// listeners started with, and take effect only at a restart (archive.dir
+// only for the web page, which web says runs).
+func restartOnly(st, cfg *config.Config, web bool) []string {
+	var names []string
+	add := func(differ bool, name string) {
+		if differ {
+			names = append(names, name)
+		}
+	}
+	add(st.Listen != cfg.Listen, "listen")
+	add(st.Limits.MaxMessageBytes != cfg.Limits.MaxMessageBytes, "limits.max_message_bytes")
+	add(st.Limits.MaxConnections != cfg.Limits.MaxConnections, "limits.max_connections")
+	add(st.Limits.MaxConnectionsPerIP != cfg.Limits.MaxConnectionsPerIP, "limits.max_connections_per_ip")
+	add(st.Limits.CommandTimeout != cfg.Limits.CommandTimeout, "limits.command_timeout")
+	add(st.TLS != cfg.TLS, "tls")
+	add(fmt.Sprint(st.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol), "proxy_protocol")
+	add(st.Metrics != cfg.Metrics, "metrics.listen")
+	add(st.Archive.Web.Listen != cfg.Archive.Web.Listen, "archive.web.listen")
+	add(web && st.Archive.Dir != cfg.Archive.Dir, "archive.dir (for the web page)")
+	return names
 }
 
 // shutdown stops accepting, lets transactions in flight finish within
