@@ -205,8 +205,8 @@ func TestGatewayActions(t *testing.T) {
 		ds := startDownstream(t, false)
 		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: delete}"})
 		rc := ehloed(t, g.addr)
-		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !strings.HasPrefix(reply, "250 2.0.0 ") {
-			t.Fatalf("reply %q, want 250", reply)
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, spam); !regexp.MustCompile(`^250 2\.0\.0 OK: accepted as [0-9A-F]{12}$`).MatchString(reply) {
+			t.Fatalf("reply %q, want 250 with the id", reply)
 		}
 		ds.nothing()
 		if files := g.archived(); len(files) != 0 {

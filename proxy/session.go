@@ -588,7 +588,10 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		case config.ActionDelete:
 			acted.Inc()
 			log.Info("deleted by gateway action", slog.String("report", v.report))
-			return nil
+			// The archive action's words, with the id the log has, so
+			// that the sender's log can be matched to ours (go-smtp's
+			// bare "OK: queued" said queued for a dropped message).
+			return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + s.id}
 		case config.ActionReject:
 			acted.Inc()
 			log.Info("rejected by gateway action", slog.String("report", v.report))
