@@ -766,3 +766,45 @@ func TestArchiveShowWithoutWeightList(t *testing.T) {
 		t.Errorf("show: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// Without archive.retention, serve's archive upkeep still removes the
+// temporary files crashed writes left (an hour old), and purges nothing.
+func TestRunRetentionZeroCleansTemp(t *testing.T) {
+	dir, spam, ham, _ := testArchive(t)
+	defer func(a, b time.Duration) { retentionFirstRun, retentionInterval = a, b }(retentionFirstRun, retentionInterval)
+	retentionFirstRun, retentionInterval = 10*time.Millisecond, time.Hour
+	stale := filepath.Join(dir, ".sclgate-writing-1.tmp")
+	fresh := filepath.Join(dir, ".sclgate-writing-2.tmp")
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("half a message"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(stale, old, old)
+	cfg, err := config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n", dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var logs strings.Builder
+	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(stale); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stale temporary file not removed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, f := range []string{fresh, filepath.Join(dir, spam+".eml"), filepath.Join(dir, ham+".eml")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s removed: %v", f, err)
+		}
+	}
+}

@@ -79,19 +79,20 @@ var (
 	retentionInterval = 24 * time.Hour
 )
 
-// runRetention enforces archive.retention: it purges the archive shortly
-// after start and then once a day, until ctx ends. serve starts it as a
-// goroutine when archive.retention is positive. It also removes the
-// temporary files crashed writes left behind. Failures are logged, never
-// fatal: the next run tries again.
+// runRetention looks after the archive shortly after start and then once
+// a day, until ctx ends: it removes the temporary files crashed writes
+// left behind (up to max_message_bytes each, listed nowhere) and, when
+// archive.retention is positive, purges mail older than that. serve starts
+// it as a goroutine when there is an archive.dir. Failures are logged,
+// never fatal: the next run tries again.
 func runRetention(ctx context.Context, cfg *config.Config, log *slog.Logger) {
 	keep := time.Duration(cfg.Archive.Retention)
-	if keep <= 0 || cfg.Archive.Dir == "" {
+	if cfg.Archive.Dir == "" {
 		return
 	}
 	store, err := archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL})
 	if err != nil {
-		log.Error("archive retention off", slog.Any("err", err))
+		log.Error("archive upkeep (retention, temporary files) off", slog.Any("err", err))
 		return
 	}
 	wait := retentionFirstRun
@@ -102,15 +103,20 @@ func runRetention(ctx context.Context, cfg *config.Config, log *slog.Logger) {
 		case <-time.After(wait):
 		}
 		wait = retentionInterval
-		removed, err := purgeArchive(store, keep, false, time.Now())
-		if err != nil {
-			log.Warn("archive purge", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)), slog.Any("err", err))
-		} else {
-			log.Info("archive purged", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)),
-				slog.String("older_than", keep.String()))
+		if keep > 0 {
+			removed, err := purgeArchive(store, keep, false, time.Now())
+			if err != nil {
+				log.Warn("archive purge", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)), slog.Any("err", err))
+			} else {
+				log.Info("archive purged", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)),
+					slog.String("older_than", keep.String()))
+			}
 		}
-		if _, err := store.CleanTemp(time.Hour); err != nil {
-			log.Warn("archive temporary files", slog.Any("err", err))
+		n, err := store.CleanTemp(time.Hour)
+		if err != nil {
+			log.Warn("archive temporary files", slog.String("dir", store.Dir()), slog.Int("removed", n), slog.Any("err", err))
+		} else if n > 0 {
+			log.Info("archive: removed temporary files of interrupted writes", slog.String("dir", store.Dir()), slog.Int("removed", n))
 		}
 	}
 }

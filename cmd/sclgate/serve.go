@@ -304,7 +304,7 @@ func (g *gateway) startBackground(cfg *config.Config) {
 	link := g.defsLink
 	g.mu.Unlock()
 	wg.Go(func() { watchDefinitions(ctx, cfg.Definitions.Dir, link, g.definitionsChanged) })
-	if cfg.Archive.Retention > 0 {
+	if cfg.Archive.Dir != "" {
 		wg.Go(func() { runRetention(ctx, cfg, g.log) })
 	}
 	if cfg.Updates.Enabled {
