@@ -245,6 +245,19 @@ func (dc *dsConn) close() {
 	}
 }
 
+// closeAfter ends dc after a step failed with err: politely (close) when
+// the downstream answered, at once when it did not answer in time. A QUIT
+// to a downstream that is not answering waited 5 s more, and the client's
+// 451 with it.
+func (dc *dsConn) closeAfter(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		dc.c.Close()
+		return
+	}
+	dc.close()
+}
+
 // mailOptions passes on the MAIL parameters the downstream understands.
 // sclgate receives with 8BITMIME and SMTPUTF8 off unless configured, so
 // BODY=8BITMIME is the one that matters; SIZE is recomputed by go-smtp.
@@ -302,7 +315,7 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 		if err == nil && !cut {
 			t.d.put(dc)
 		} else {
-			dc.close()
+			dc.closeAfter(err)
 		}
 	}()
 	w, err := dc.c.Data()
@@ -444,7 +457,7 @@ func (t *smtpTxn) Abort() {
 	err := dc.c.Reset()
 	dc.c.CommandTimeout = t.d.timeout
 	if err != nil {
-		dc.close()
+		dc.closeAfter(err)
 		return
 	}
 	t.d.put(dc)

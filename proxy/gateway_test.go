@@ -747,6 +747,31 @@ func TestDownstreamFailures(t *testing.T) {
 		wantMetric(t, "relayed", g.m.Relayed, 0)
 	})
 
+	// A downstream that never answers the message: the 451 comes at
+	// downstream_timeout, not 5 s later after a QUIT it would not answer
+	// either (the connection is closed at once). Which of two clocks
+	// fires first varies, hence a few tries; the bound is far from both.
+	t.Run("hung_no_quit", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		ds.setDataHook(func(c *smtp.Conn, r io.Reader) error {
+			io.Copy(io.Discard, r)
+			select { // hangs past the client's patience; bounded
+			case <-ds.stop:
+			case <-time.After(8 * time.Second):
+			}
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "too late"}
+		})
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 1s}"})
+		for range 3 {
+			rc := ehloed(t, g.addr)
+			start := time.Now()
+			reply := rc.send("alice@example.org", []string{"bob@example.com"}, msg)
+			if took := time.Since(start); !strings.HasPrefix(reply, "451 4.4.2 ") || took > 4*time.Second {
+				t.Fatalf("reply %q after %v, want 451 4.4.2 about 1 s after the message", reply, took)
+			}
+		}
+	})
+
 	for _, c := range []struct {
 		name string
 		err  *smtp.SMTPError
