@@ -119,6 +119,13 @@ func (s *Store) Unanswered(id string) (note string, ok bool) {
 	return strings.TrimSpace(string(b)), true
 }
 
+// ClearUnanswered removes the message's unanswered mark, if any.
+func (s *Store) ClearUnanswered(id string) {
+	if ValidateID(id) == nil {
+		s.clearUnanswered(id)
+	}
+}
+
 func (s *Store) clearUnanswered(id string) {
 	if err := os.Remove(s.markPath(id)); err == nil {
 		safeio.SyncDir(s.dir)

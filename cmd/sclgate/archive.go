@@ -743,7 +743,20 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 		}
 	}
 	var done []string
+	prevNote, hadMark := store.Unanswered(id)
 	for _, g := range groups {
+		// Marked before anything is sent, and the mark taken back only
+		// on the downstream's clear answer: a release killed while it
+		// waits for the answer (kill -9, a crash, a power cut) leaves
+		// the mark, so the next release does not send a second copy
+		// unasked.
+		pending := fmt.Sprintf("at %s to %s: the release was interrupted before the downstream answered", now.Format(time.RFC1123Z), strings.Join(g, ","))
+		if err := store.MarkUnanswered(id, pending); err != nil {
+			if len(done) > 0 {
+				err = fmt.Errorf("%w (already delivered to %s)", err, strings.Join(done, ","))
+			}
+			return nil, "", fmt.Errorf("not released, the file stays in the archive: cannot mark the release in progress: %w", err)
+		}
 		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg)
 		if err != nil && errors.Is(err, proxy.ErrNoReply) {
 			mark := fmt.Sprintf("at %s to %s", now.Format(time.RFC1123Z), strings.Join(g, ","))
@@ -757,6 +770,13 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 				"look for it in the mailbox before releasing it again (that needs -force now)", err)
 		}
 		if err != nil {
+			// A clear refusal (or no connection): not delivered by this
+			// release; an earlier unanswered one's mark stays.
+			if hadMark {
+				store.MarkUnanswered(id, prevNote)
+			} else {
+				store.ClearUnanswered(id)
+			}
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s; the file stays, so releasing it again sends them a second copy)", err, strings.Join(done, ","))
 			}

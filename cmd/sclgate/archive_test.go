@@ -731,6 +731,63 @@ func TestArchiveReleaseUnansweredNotRepeated(t *testing.T) {
 	}
 }
 
+// A release killed (kill -9) while it waits for the downstream's answer to
+// the message leaves the mark it set before sending: the next release is
+// refused unless -force, as after an answer that never came.
+func TestArchiveReleaseKilledNotRepeated(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	slow := startSink(t, "-W", ".:20") // answers the final dot after 20 s
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\nlimits:\n  downstream_timeout: 60s\n", slow.addr, dir)), 0o644)
+	cmd := exec.Command(binary(t), "archive", "release", "-config", cfg, spam)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(1500 * time.Millisecond) // the message is sent; the answer is 20 s away
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "interrupted") {
+		t.Errorf("show does not say the killed release may have delivered it:\n%s", out)
+	}
+	good := startSink(t)
+	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, spam)
+	if code != 1 || !strings.Contains(errOut, "an earlier release (at ") || !strings.Contains(errOut, "-force") {
+		t.Errorf("release after the killed one: exit %d %s", code, errOut)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n, _ := os.ReadDir(good.dir); len(n) != 0 {
+		t.Errorf("a second copy was delivered (%d)", len(n))
+	}
+	// A forced release that the downstream clearly refuses delivered
+	// nothing: it takes its own mark back and leaves the earlier one.
+	refusing := startSink(t, "-f", ".")
+	code, _, errOut = archiveRun(t, "release", "-force", "-dir", dir, "-downstream", "smtp://"+refusing.addr, spam)
+	if code != 1 || !strings.Contains(errOut, "not released, the file stays in the archive") {
+		t.Errorf("refused release: exit %d %s", code, errOut)
+	}
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "interrupted") {
+		t.Errorf("the killed release's mark is gone after a refused one:\n%s", out)
+	}
+}
+
+// A release the downstream clearly refuses leaves no mark: the next one
+// needs no -force.
+func TestArchiveReleaseRefusedNoMark(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	refusing := startSink(t, "-f", ".")
+	if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+refusing.addr, spam); code != 1 || !strings.Contains(errOut, "not released") {
+		t.Fatalf("refused release: exit %d %s", code, errOut)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*unanswered")); len(left) != 0 {
+		t.Errorf("mark left behind a clear refusal: %q", left)
+	}
+	good := startSink(t)
+	if code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, spam); code != 0 || !strings.Contains(out, "released "+spam) {
+		t.Errorf("release after a refused one: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 // A file sclgate did not write may hold control characters in its head:
 // release sent them in RCPT and printed them (terminal escapes) on
 // stdout. It now refuses such an address, and -to still releases it.
