@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -99,7 +100,7 @@ func corpusFlagsMissing(ham, spam dirList, rest []string) string {
 
 // readCorpus reads every message of the directories and files in paths,
 // each directory in file-name order. Dot files are skipped.
-func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][]byte, bytes int64, err error) {
+func readCorpus(paths []string, progress func(files int, bytes int64), warn func(format string, a ...any)) (msgs [][]byte, bytes int64, err error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -136,9 +137,12 @@ func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][
 			}
 			if why := notAMessage(b); why != "" {
 				// Training on it would teach the model noise, silently:
-				// a bundle written into a ham directory, a mailbox of
-				// many messages, a Maildir's index files.
+				// a bundle written into a ham directory, a Maildir's
+				// index files.
 				return nil, 0, fmt.Errorf("%s: not a mail message: %s", f, why)
+			}
+			if at := mboxSecond(b); at >= 0 && warn != nil {
+				warn("%s: a second mbox \"From \" line at byte %d: if the file is a mailbox of several messages, split it into one file per message (it is read as one); a message carrying a patch looks so too", f, at)
 			}
 			msgs = append(msgs, b)
 			bytes += int64(len(b))
@@ -150,29 +154,40 @@ func readCorpus(paths []string, progress func(files int, bytes int64)) (msgs [][
 	return msgs, bytes, nil
 }
 
-// notAMessage says why b is not one mail message as a corpus stores it
+// notAMessage says why b is not a mail message as a corpus stores it
 // (RFC 5322 header fields, optionally after an mbox "From " line), or "".
 func notAMessage(b []byte) string {
 	if len(b) == 0 {
 		return "the file is empty"
 	}
-	rest := scorer.TrimMboxFrom(b)
-	if !startsWithField(rest) {
+	if !startsWithField(scorer.TrimMboxFrom(b)) {
 		return "its first line is not a header field (one message per file, as in the SpamAssassin corpus or a Maildir's cur/ and new/)"
 	}
-	// A second "From " line after a blank line, followed by a header
-	// field, is the next message of an mbox file.
+	return ""
+}
+
+// mboxFromRE is an mbox "From " line: sender, then an asctime date.
+var mboxFromRE = regexp.MustCompile(`^From \S+ +(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}\r?\n`)
+
+// mboxSecond returns where a file that starts as an mbox holds what looks
+// like the "From " line of a second message (after a blank line, a date,
+// then a header field), or -1. It is a guess, only for a warning: a
+// message that carries a git patch unescaped has such a line too.
+func mboxSecond(b []byte) int {
+	if !mboxFromRE.Match(b) {
+		return -1
+	}
 	for i := 0; ; {
-		j := bytes.Index(rest[i:], []byte("\n\nFrom "))
+		j := bytes.Index(b[i:], []byte("\nFrom "))
 		if j < 0 {
-			break
+			return -1
 		}
-		i += j + 2
-		if k := bytes.IndexByte(rest[i:], '\n'); k >= 0 && startsWithField(rest[i+k+1:]) {
-			return fmt.Sprintf("it holds more than one message (an mbox file: a second \"From \" line at byte %d); split it into one file per message", len(b)-len(rest)+i)
+		i += j + 1
+		blank := i >= 2 && b[i-2] == '\n' || i >= 3 && b[i-3] == '\n' && b[i-2] == '\r'
+		if loc := mboxFromRE.FindIndex(b[i:]); blank && loc != nil && startsWithField(b[i+loc[1]:]) {
+			return i
 		}
 	}
-	return ""
 }
 
 // startsWithField reports whether b begins with a header field name (printable
@@ -326,11 +341,12 @@ func defsTrain(e env, args []string) int {
 			p.update(fmt.Sprintf("reading %s: %d messages, %.1f MB", class, n, float64(b)/1e6), false)
 		}
 	}
-	ham, hamBytes, err := readCorpus(hamDirs, reading("ham"))
+	warnf := func(format string, a ...any) { p.log("defs train: warning: "+format, a...) }
+	ham, hamBytes, err := readCorpus(hamDirs, reading("ham"), warnf)
 	if err == nil {
 		var spamBytes int64
 		var spam [][]byte
-		spam, spamBytes, err = readCorpus(spamDirs, reading("spam"))
+		spam, spamBytes, err = readCorpus(spamDirs, reading("spam"), warnf)
 		if err == nil {
 			p.log("defs train: read %d ham and %d spam messages (%.1f MB) in %s",
 				len(ham), len(spam), float64(hamBytes+spamBytes)/1e6, time.Since(start).Round(time.Millisecond))
@@ -497,12 +513,13 @@ func defsEval(e env, args []string) int {
 		return 1
 	}
 	m := d.Model
-	ham, hamBytes, err := readCorpus(hamDirs, nil)
+	warnf := func(format string, a ...any) { fmt.Fprintf(e.stderr, "sclgate defs eval: warning: "+format+"\n", a...) }
+	ham, hamBytes, err := readCorpus(hamDirs, nil, warnf)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1
 	}
-	spam, spamBytes, err := readCorpus(spamDirs, nil)
+	spam, spamBytes, err := readCorpus(spamDirs, nil, warnf)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1
