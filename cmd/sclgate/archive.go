@@ -11,9 +11,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -425,7 +427,7 @@ func archiveShow(e env, args []string) int {
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
 		} else if note, ok := c.store.Unanswered(it.ID); ok {
-			fmt.Fprintf(w, "Released:    maybe: a release %s got no answer after sending it (release -force sends it again)\n", printLine(note))
+			fmt.Fprintf(w, "Released:    maybe: a release %s (release -force sends it again)\n", printLine(note))
 		}
 		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
@@ -645,9 +647,19 @@ func archiveRelease(e env, args []string) int {
 		}
 	}
 	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
+	// Ctrl-C or a TERM stops the release through its error paths, which
+	// leave the right mark (none when nothing was sent), rather than
+	// killing it wherever it is.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	code := 0
 	for _, id := range c.ids() {
-		rcpts, reply, err := releaseOne(c.store, c.cfg, down, id, to, *force, time.Now())
+		if ctx.Err() != nil {
+			c.errorf("%s: not released: interrupted", id)
+			code = 1
+			continue
+		}
+		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now())
 		if err != nil {
 			c.errorf("%s: %v", id, err)
 			code = 1
@@ -673,7 +685,7 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 // delivered: the file stays, marked, and the next release of it is
 // refused unless force is set, so that a timeout does not turn into a
 // second copy in the mailbox each time the admin tries again.
-func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time) (rcpts []string, reply string, err error) {
+func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
 	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
@@ -696,7 +708,7 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
-		return nil, "", fmt.Errorf("not released: an earlier release (%s) sent the whole message and got no answer, so it may have been delivered; "+
+		return nil, "", fmt.Errorf("not released: an earlier release (%s) may have delivered it; "+
 			"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"sclgate archive release -force %s\", or delete it", printLine(note), id)
 	}
 	it, raw, err := readMessage(store, id)
@@ -728,7 +740,7 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	msg := stampRelease(crlf(raw), fields)
 
 	timeout := cfg.Limits.DownstreamTimeout
-	ctx, cancel := context.WithTimeout(context.Background(), 3*timeout)
+	ctx, cancel := context.WithTimeout(ctx, 3*timeout)
 	defer cancel()
 	opts := &smtp.MailOptions{}
 	if has8bit(msg) {
@@ -744,22 +756,39 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 	}
 	var done []string
 	prevNote, hadMark := store.Unanswered(id)
-	for _, g := range groups {
-		// Marked before anything is sent, and the mark taken back only
-		// on the downstream's clear answer: a release killed while it
-		// waits for the answer (kill -9, a crash, a power cut) leaves
-		// the mark, so the next release does not send a second copy
-		// unasked.
-		pending := fmt.Sprintf("at %s to %s: the release was interrupted before the downstream answered", now.Format(time.RFC1123Z), strings.Join(g, ","))
-		if err := store.MarkUnanswered(id, pending); err != nil {
-			if len(done) > 0 {
-				err = fmt.Errorf("%w (already delivered to %s)", err, strings.Join(done, ","))
-			}
-			return nil, "", fmt.Errorf("not released, the file stays in the archive: cannot mark the release in progress: %w", err)
+	stamp := now.Format(time.RFC1123Z)
+	// After a clear failure (a refusal, no connection) this release
+	// delivered nothing more: an earlier release's mark stays, and
+	// recipients this one already reached (LMTP) are marked, so that the
+	// next release does not send them a second copy unasked.
+	cleared := func() {
+		switch {
+		case len(done) > 0:
+			store.MarkUnanswered(id, fmt.Sprintf("at %s: delivered to %s, then refused for the other recipients (a release sends all of them a copy)", stamp, strings.Join(done, ",")))
+		case hadMark:
+			store.MarkUnanswered(id, prevNote)
+		default:
+			store.ClearUnanswered(id)
 		}
-		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg)
+	}
+	for _, g := range groups {
+		// Marked once the recipients are accepted, before the message
+		// goes out, and the mark taken back only on a clear answer: a
+		// release killed or crashed while it sends the message or
+		// waits for the answer leaves the mark.
+		sending := func() error {
+			note := fmt.Sprintf("at %s to %s: stopped while sending the message or waiting for the answer", stamp, strings.Join(g, ","))
+			if len(done) > 0 {
+				note += " (already delivered to " + strings.Join(done, ",") + ")"
+			}
+			return store.MarkUnanswered(id, note)
+		}
+		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg, sending)
 		if err != nil && errors.Is(err, proxy.ErrNoReply) {
-			mark := fmt.Sprintf("at %s to %s", now.Format(time.RFC1123Z), strings.Join(g, ","))
+			mark := fmt.Sprintf("at %s to %s: the whole message was sent and no answer came", stamp, strings.Join(g, ","))
+			if len(done) > 0 {
+				mark += " (already delivered to " + strings.Join(done, ",") + ")"
+			}
 			if merr := store.MarkUnanswered(id, mark); merr != nil {
 				err = fmt.Errorf("%w (and it could not be marked so: %v)", err, merr)
 			}
@@ -770,15 +799,9 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 				"look for it in the mailbox before releasing it again (that needs -force now)", err)
 		}
 		if err != nil {
-			// A clear refusal (or no connection): not delivered by this
-			// release; an earlier unanswered one's mark stays.
-			if hadMark {
-				store.MarkUnanswered(id, prevNote)
-			} else {
-				store.ClearUnanswered(id)
-			}
+			cleared()
 			if len(done) > 0 {
-				err = fmt.Errorf("%w (already delivered to %s; the file stays, so releasing it again sends them a second copy)", err, strings.Join(done, ","))
+				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked: releasing it again needs -force and sends them a second copy)", err, strings.Join(done, ","))
 			}
 			return nil, "", fmt.Errorf("not released, the file stays in the archive: %w", err)
 		}
@@ -786,12 +809,16 @@ func releaseOne(store *archive.Store, cfg *config.Config, down proxy.Downstream,
 		reply = r
 	}
 	if err := store.Move(id, releasedDir); err != nil {
-		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (remove it by hand so it is not released twice): %w", releasedDir, err)
+		store.MarkUnanswered(id, fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir))
+		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
 	}
 	return rcpts, reply, nil
 }
 
-func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp.MailOptions, rcpts []string, msg []byte) (string, error) {
+// deliver sends msg to rcpts in one transaction; sending runs once the
+// recipients are accepted, before the message goes out, and its error
+// stops the transaction with nothing sent.
+func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp.MailOptions, rcpts []string, msg []byte, sending func() error) (string, error) {
 	txn, err := down.Begin(ctx, from, opts)
 	if err != nil {
 		return "", err
@@ -801,6 +828,10 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 			txn.Abort()
 			return "", fmt.Errorf("<%s>: %w", r, err)
 		}
+	}
+	if err := sending(); err != nil {
+		txn.Abort()
+		return "", fmt.Errorf("cannot mark the release in progress (nothing was sent): %w", err)
 	}
 	return txn.Data(ctx, bytes.NewReader(msg))
 }

@@ -352,7 +352,9 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 			rcpts = []string{to}
 		}
 		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
-		_, _, err = releaseOne(store, c, down, id, rcpts, false, time.Now())
+		// Not the request's context: a browser that goes away must not
+		// stop a delivery halfway.
+		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now())
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/sclgate/sclgate/archive"
+)
+
+// lmtpRefusing is an LMTP downstream that takes the recipient ok and
+// refuses every other one at RCPT; it records what it delivered.
+type lmtpRefusing struct {
+	ok        string
+	mu        sync.Mutex
+	delivered []string
+}
+
+func (b *lmtpRefusing) NewSession(*smtp.Conn) (smtp.Session, error) { return &lmtpSession{b: b}, nil }
+
+type lmtpSession struct {
+	b     *lmtpRefusing
+	rcpts []string
+}
+
+func (s *lmtpSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *lmtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to != s.b.ok {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+func (s *lmtpSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	s.b.mu.Lock()
+	s.b.delivered = append(s.b.delivered, s.rcpts...)
+	s.b.mu.Unlock()
+	return nil
+}
+func (s *lmtpSession) Reset()        { s.rcpts = nil }
+func (s *lmtpSession) Logout() error { return nil }
+
+// A release that reached one recipient over LMTP and was refused for the
+// next leaves the file marked: releasing it again without -force would
+// send the first a second copy.
+func TestArchiveReleasePartialMarked(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	store, err := archive.Open(dir, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _, err := readMessage(store, spam)
+	if err != nil || len(it.Envelope.To) < 2 {
+		t.Fatalf("%v: %+v", err, it.Envelope)
+	}
+	first := it.Envelope.To[0]
+	b := &lmtpRefusing{ok: first}
+	srv := smtp.NewServer(b)
+	srv.LMTP = true
+	srv.Domain = "lmtp.test"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
+	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, "needs -force") {
+		t.Fatalf("partial release: exit %d %s", code, errOut)
+	}
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "delivered to "+first) {
+		t.Errorf("show after a partial release:\n%s", out)
+	}
+	code, _, errOut = archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
+	if code != 1 || !strings.Contains(errOut, "-force") {
+		t.Errorf("second release without -force: exit %d %s", code, errOut)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if fmt.Sprint(b.delivered) != "["+first+"]" {
+		t.Errorf("delivered %v, want one copy to %s", b.delivered, first)
+	}
+}
+
+// A release stopped (SIGTERM, as Ctrl-C) before it sent anything, here
+// waiting for a greeting that never comes, leaves no mark: nothing can
+// have been delivered, and the next release needs no -force.
+func TestArchiveReleaseStoppedBeforeSendingNoMark(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never greets
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\nlimits:\n  downstream_timeout: 60s\n", l.Addr(), dir)), 0o644)
+	cmd := exec.Command(binary(t), "archive", "release", "-config", cfg, spam)
+	var errOut strings.Builder
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errOut.String(), "not released") {
+			t.Errorf("stopped release: %v\n%s", err, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("release did not stop on SIGTERM")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*unanswered")); len(left) != 0 {
+		t.Errorf("mark left by a release that sent nothing: %q", left)
+	}
+	good := startSink(t)
+	if code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, spam); code != 0 || !strings.Contains(out, "released "+spam) {
+		t.Errorf("release after the stopped one: exit %d\n%s%s", code, out, errOut)
+	}
+}
