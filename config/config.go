@@ -220,7 +220,14 @@ func Parse(name string, data []byte) (*Config, error) {
 		// sets that key ("line 7: filter.gateway_action: ..."); a value
 		// that comes from the defaults has no line in the file.
 		for i, e := range errs {
-			if n := keyLine(data, e.Error()); n > 0 {
+			var path []string
+			var ke *keyError
+			if errors.As(e, &ke) {
+				path = ke.path
+			} else if m := keyPathRE.FindStringSubmatch(e.Error()); m != nil {
+				path = strings.Split(m[1], ".")
+			}
+			if n := keyLine(data, path); n > 0 {
 				errs[i] = fmt.Errorf("line %d: %w", n, e)
 			}
 		}
@@ -231,13 +238,36 @@ func Parse(name string, data []byte) (*Config, error) {
 
 var keyPathRE = regexp.MustCompile(`^([a-z_]+(?:\.[^\s:]+)*)[: ]`)
 
-// keyLine is the line of data where the key a validation message begins
-// with ("filter.gateway_action: ...", "auth.users.alice: ...") is set, or
-// 0. A path segment may itself hold dots (a user name): at each level the
-// longest run of segments that is a key there is taken.
-func keyLine(data []byte, msg string) int {
-	m := keyPathRE.FindStringSubmatch(msg)
-	if m == nil || len(data) == 0 {
+// Where names the place of the key at path in the configuration file c
+// was read from, for errors found after loading (a directory that cannot
+// be opened): "config: FILE: line N: a.b" (no line when the file does not
+// set the key: its value is a default).
+func (c *Config) Where(path ...string) string {
+	if c.Source == "" {
+		return "config: embedded defaults: " + strings.Join(path, ".")
+	}
+	data, _ := os.ReadFile(c.Source)
+	if n := keyLine(data, path); n > 0 {
+		return fmt.Sprintf("config: %s: line %d: %s", c.Source, n, strings.Join(path, "."))
+	}
+	return fmt.Sprintf("config: %s: %s", c.Source, strings.Join(path, "."))
+}
+
+// keyError is a validation error about a key whose path the message
+// cannot be split back into (a user name may hold dots, spaces, colons).
+type keyError struct {
+	path []string
+	msg  string
+}
+
+func (e *keyError) Error() string { return strings.Join(e.path, ".") + ": " + e.msg }
+
+// keyLine is the line of data where the key at path
+// ("filter", "gateway_action") is set, or 0. Read from a message's
+// dotted prefix, a segment may itself hold dots (a user name): at each
+// level the longest run of segments that is a key there is taken.
+func keyLine(data []byte, segs []string) int {
+	if len(segs) == 0 || len(data) == 0 {
 		return 0
 	}
 	var doc yaml.Node
@@ -245,7 +275,6 @@ func keyLine(data []byte, msg string) int {
 		return 0
 	}
 	n := doc.Content[0]
-	segs := strings.Split(m[1], ".")
 	line := 0
 walk:
 	for len(segs) > 0 {
@@ -389,7 +418,7 @@ func (c *Config) validate() []error {
 	}
 	for u, h := range c.Auth.Users {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
-			bad("auth.users.%s: not a bcrypt hash: %v", u, err)
+			errs = append(errs, &keyError{[]string{"auth", "users", u}, fmt.Sprintf("not a bcrypt hash: %v", err)})
 		}
 	}
 	l := c.Limits
@@ -460,7 +489,7 @@ func (c *Config) validate() []error {
 	}
 	for u, h := range c.Archive.Web.Users {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
-			bad("archive.web.users.%s: not a bcrypt hash: %v", u, err)
+			errs = append(errs, &keyError{[]string{"archive", "web", "users", u}, fmt.Sprintf("not a bcrypt hash: %v", err)})
 		}
 	}
 	if d := c.Definitions.Dir; d != "" && f.WeightsFile != "" {

@@ -192,6 +192,7 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"downstream: ftp://x\n", "config: x.yaml: line 1: downstream: "},
 		{"tls:\n  cert_file: /c.pem\n", "config: x.yaml: line 1: tls: cert_file and key_file go together"},
 		{"auth:\n  users:\n    al.ice: nothash\n", "line 3: auth.users.al.ice: not a bcrypt hash"},
+		{"tls:\n  cert_file: /c\n  key_file: /k\nauth:\n  users:\n    alice: x\n    \"alice smith\": y\n", "line 7: auth.users.alice smith: not a bcrypt hash"},
 		{"limits:\n  max_recipients: 10\n  max_message_bytes: -5\n", "line 3: limits.max_message_bytes: -5"},
 		{"definitions:\n  dir: /var/lib/d\nfilter:\n  weights_file: /var/lib/d/w.xml\n", "line 4: filter.weights_file: /var/lib/d/w.xml is inside"},
 	} {
@@ -207,8 +208,25 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"", "listen: x"},
 		{"[1, 2]\n", "listen: x"},
 	} {
-		if n := keyLine([]byte(c.yaml), c.msg); n != 0 {
+		if n := keyLine([]byte(c.yaml), strings.Split(keyPathRE.FindStringSubmatch(c.msg)[1], ".")); n != 0 {
 			t.Errorf("keyLine(%q, %q) = %d, want 0", c.yaml, c.msg, n)
 		}
+	}
+}
+
+// Where names the file, the line and the key for errors found after
+// loading.
+func TestWhere(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(f, []byte("listen: 127.0.0.1:2525\narchive:\n  dir: /nonexistent/archive\n"), 0o644)
+	c, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Where("archive", "dir"), "config: "+f+": line 3: archive.dir"; got != want {
+		t.Errorf("Where = %q, want %q", got, want)
+	}
+	if got, want := c.Where("filter", "gateway_action"), "config: "+f+": filter.gateway_action"; got != want {
+		t.Errorf("Where (a default) = %q, want %q", got, want)
 	}
 }

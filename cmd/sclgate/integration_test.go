@@ -795,7 +795,7 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	// A restart-only setting changed is said to need a restart; put back
 	// as serve started with it, it is not (it was compared with the last
 	// reload, so the warning came again).
-	const warn = "limits.max_connections changed: it takes effect at the next restart"
+	const warn = "changed settings that apply only after a restart: limits.max_connections (the other settings apply now)"
 	cfg, _ = os.ReadFile(g.config)
 	os.WriteFile(g.config, append(cfg, "\nlimits:\n  max_connections: 7\n"...), 0o644)
 	g.cmd.Process.Signal(syscall.SIGHUP)

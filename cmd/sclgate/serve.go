@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -473,7 +472,7 @@ func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool)
 		if store, err = archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
 			// On a reload this is the only word the admin gets: name
 			// the file and the key, as a validation error does.
-			return nil, fmt.Errorf("config: %s: archive.dir: %w", cmp.Or(cfg.Source, "embedded defaults"), err)
+			return nil, fmt.Errorf("%s: %w", cfg.Where("archive", "dir"), err)
 		}
 	}
 	w, err := g.weightsWatcher(cfg.Filter.WeightsFile, rereadWeights)
@@ -596,7 +595,7 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	// Against what the listeners run on, not the last reload: a setting
 	// put back as it was at start needs no restart.
 	if changed := restartOnly(g.started, cfg, g.web != nil); len(changed) > 0 {
-		g.log.Warn(strings.Join(changed, ", ")+" changed: it takes effect at the next restart (the other settings apply now)",
+		g.log.Warn("changed settings that apply only after a restart: "+strings.Join(changed, ", ")+" (the other settings apply now)",
 			slog.Any("settings", changed))
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
@@ -619,6 +618,7 @@ func restartOnly(st, cfg *config.Config, web bool) []string {
 		}
 	}
 	add(st.Listen != cfg.Listen, "listen")
+	add(st.Hostname != cfg.Hostname, "hostname (in the greeting; Received fields use the new one now)")
 	add(st.Limits.MaxMessageBytes != cfg.Limits.MaxMessageBytes, "limits.max_message_bytes")
 	add(st.Limits.MaxConnections != cfg.Limits.MaxConnections, "limits.max_connections")
 	add(st.Limits.MaxConnectionsPerIP != cfg.Limits.MaxConnectionsPerIP, "limits.max_connections_per_ip")
