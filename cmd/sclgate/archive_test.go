@@ -382,24 +382,11 @@ func TestRunRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var logs strings.Builder
-	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	retentionUntil(t, cfg, "retention did not purge", func() bool {
 		_, e1 := os.Stat(filepath.Join(dir, ham+".eml"))
 		_, e2 := os.Stat(filepath.Join(dir, imf+".eml"))
-		if e1 != nil && e2 != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("retention did not purge")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		return e1 != nil && e2 != nil
+	})
 	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
 		t.Errorf("recent message purged: %v", err)
 	}
@@ -824,6 +811,21 @@ func TestArchiveShowWithoutWeightList(t *testing.T) {
 	}
 }
 
+// retentionUntil runs serve's archive upkeep on cfg until done says so
+// (at most 5 s, else it fails with why), then stops it.
+func retentionUntil(t *testing.T, cfg *config.Config, why string, done func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { runRetention(ctx, cfg, slog.New(slog.DiscardHandler)); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+	}
+}
+
 // Without archive.retention, serve's archive upkeep still removes the
 // temporary files crashed writes left (an hour old), and purges nothing.
 func TestRunRetentionZeroCleansTemp(t *testing.T) {
@@ -843,22 +845,10 @@ func TestRunRetentionZeroCleansTemp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var logs strings.Builder
-	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(stale); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("stale temporary file not removed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	retentionUntil(t, cfg, "stale temporary file not removed", func() bool {
+		_, err := os.Stat(stale)
+		return err != nil
+	})
 	for _, f := range []string{fresh, filepath.Join(dir, spam+".eml"), filepath.Join(dir, ham+".eml")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("%s removed: %v", f, err)
