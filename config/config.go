@@ -306,6 +306,17 @@ func decode(c *Config, data []byte) error {
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
+	if err == nil {
+		// A second document ("---") would be ignored: what it sets
+		// would silently not apply.
+		var next yaml.Node
+		if derr := d.Decode(&next); !errors.Is(derr, io.EOF) {
+			if derr == nil {
+				return fmt.Errorf("line %d: a second YAML document (after ---); the configuration is one document", next.Line)
+			}
+			return errors.New(strings.TrimPrefix(derr.Error(), "yaml: "))
+		}
+	}
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		// yaml.v3 says "field X not found in type config.Filter"; say it
@@ -477,9 +488,7 @@ func (c *Config) validate() []error {
 		bad("updates.enabled needs updates.source and updates.trusted_keys")
 	}
 	if c.Archive.Web.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Archive.Web.Listen); err != nil {
-			bad("archive.web.listen: %q: %v", c.Archive.Web.Listen, err)
-		}
+		// Its address was checked with the other listeners above.
 		if c.Archive.Dir == "" {
 			bad("archive.web.listen needs archive.dir")
 		}

@@ -201,6 +201,13 @@ func TestErrorsNameTheLine(t *testing.T) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
 		}
 	}
+	// A second YAML document would be ignored: refused.
+	if _, err := Parse("x.yaml", []byte("listen: 127.0.0.1:2525\n---\nfilter:\n  gateway_action: bogus\n")); err == nil || !strings.Contains(err.Error(), "line 2: a second YAML document") {
+		t.Errorf("two documents: %v", err)
+	}
+	if _, err := Parse("x.yaml", []byte("---\nlisten: 127.0.0.1:2525\n")); err != nil {
+		t.Errorf("one document with its ---: %v", err)
+	}
 	// A key the file does not set (its section only, or nothing): no line.
 	for _, c := range []struct{ yaml, msg string }{
 		{"filter:\n  store_threshold: 5\n", "filter.gateway_action: x"},

@@ -310,7 +310,7 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	defer func() {
 		cut := !stop()
 		if cut && err != nil {
-			err = &downstreamError{op: "data", err: errors.Join(ctx.Err(), err)}
+			err = &downstreamError{op: "data", err: fmt.Errorf("%w (%w)", ctx.Err(), err)}
 		}
 		if err == nil && !cut {
 			t.d.put(dc)

@@ -661,6 +661,9 @@ func archiveRelease(e env, args []string) int {
 		}
 		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now())
 		if err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("interrupted: %w", err)
+			}
 			c.errorf("%s: %v", id, err)
 			code = 1
 			continue
@@ -761,14 +764,18 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 	// delivered nothing more: an earlier release's mark stays, and
 	// recipients this one already reached (LMTP) are marked, so that the
 	// next release does not send them a second copy unasked.
-	cleared := func() {
+	partial := func() string {
+		return fmt.Sprintf("at %s: delivered to %s, not to the other recipients (refused, or the release stopped before them; a release sends all of them a copy)", stamp, strings.Join(done, ","))
+	}
+	cleared := func() error {
 		switch {
 		case len(done) > 0:
-			store.MarkUnanswered(id, fmt.Sprintf("at %s: delivered to %s, then refused for the other recipients (a release sends all of them a copy)", stamp, strings.Join(done, ",")))
+			return store.MarkUnanswered(id, partial())
 		case hadMark:
-			store.MarkUnanswered(id, prevNote)
+			return store.MarkUnanswered(id, prevNote)
 		default:
 			store.ClearUnanswered(id)
+			return nil
 		}
 	}
 	for _, g := range groups {
@@ -799,14 +806,24 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 				"look for it in the mailbox before releasing it again (that needs -force now)", err)
 		}
 		if err != nil {
-			cleared()
+			merr := cleared()
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked: releasing it again needs -force and sends them a second copy)", err, strings.Join(done, ","))
+			}
+			if merr != nil {
+				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)
 			}
 			return nil, "", fmt.Errorf("not released, the file stays in the archive: %w", err)
 		}
 		done = append(done, g...)
 		reply = r
+		if len(done) < len(rcpts) {
+			// Until the next recipient's mark: what a kill between
+			// two LMTP transactions leaves. If it cannot be written,
+			// this transaction's mark (a "maybe") stays, which blocks
+			// a second copy as well.
+			store.MarkUnanswered(id, partial())
+		}
 	}
 	if err := store.Move(id, releasedDir); err != nil {
 		store.MarkUnanswered(id, fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir))

@@ -167,7 +167,9 @@ func notAMessage(b []byte) string {
 }
 
 // mboxFromRE is an mbox "From " line: sender, then an asctime date.
-var mboxFromRE = regexp.MustCompile(`^From \S+ +(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}\r?\n`)
+// A zone may come before the year (Google Takeout: "11:22:33 +0000 2023")
+// or anything after it ("+0000", UUCP's "remote from host").
+var mboxFromRE = regexp.MustCompile(`^From \S+ +(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d(:\d\d)?( [+-]\d{4}| [A-Z]{3,5})? \d{4}[^\n]*\n`)
 
 // mboxSecond returns where a file that starts as an mbox holds what looks
 // like the "From " line of a second message (after a blank line, a date,

@@ -252,6 +252,8 @@ func TestNotAMessage(t *testing.T) {
 		{"one mbox message, CRLF", strings.ReplaceAll(mbox1, "\n", "\r\n"), false, false},
 		{"two mbox messages", mbox1 + "\n" + mbox1, false, true},
 		{"two mbox messages, CRLF", strings.ReplaceAll(mbox1+"\n"+mbox1, "\n", "\r\n"), false, true},
+		{"two mbox messages, Takeout", strings.Repeat("From 1690000000000000001@xxx Fri Jul 21 11:22:33 +0000 2023\nX-GM-THRID: 1\nFrom: a@example.org\nSubject: x\n\nbody\n\n", 2), false, true},
+		{"two mbox messages, zone after", strings.Repeat("From a@example.org Mon Jun 24 17:45:50 2002 +0000\nSubject: x\n\nbody\n\n", 2), false, true},
 		{"empty", "", true, false},
 		{"gzip", "\x1f\x8b\x08\x00rest", true, false},
 		{"continuation first", " folded\nSubject: x\n\nb\n", true, false},

@@ -795,7 +795,7 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	// A restart-only setting changed is said to need a restart; put back
 	// as serve started with it, it is not (it was compared with the last
 	// reload, so the warning came again).
-	const warn = "changed settings that apply only after a restart: limits.max_connections (the other settings apply now)"
+	const warn = "changed settings that apply only after a restart: limits.max_connections; the other settings apply now"
 	cfg, _ = os.ReadFile(g.config)
 	os.WriteFile(g.config, append(cfg, "\nlimits:\n  max_connections: 7\n"...), 0o644)
 	g.cmd.Process.Signal(syscall.SIGHUP)
@@ -947,7 +947,7 @@ func TestServeCheck(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "configuration OK") ||
-		!strings.HasPrefix(stderr.String(), "warning: config: filter.weights_file: "+filepath.Join(dir, "wieghts.xml")+" does not exist") {
+		!strings.HasPrefix(stderr.String(), "warning: config: "+missing+": line 2: filter.weights_file: "+filepath.Join(dir, "wieghts.xml")+" does not exist") {
 		t.Errorf("missing weight list: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 	// What serve would fail on at start is refused by the check, naming

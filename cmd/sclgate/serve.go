@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,21 +103,21 @@ func cmdServe(e env, args []string) int {
 func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error {
 	if f := cfg.Filter.WeightsFile; f != "" {
 		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
-			return fmt.Errorf("config: filter.weights_file: directory %s does not exist", filepath.Dir(f))
+			return fmt.Errorf("%s: directory %s does not exist", cfg.Where("filter", "weights_file"), filepath.Dir(f))
 		}
 		// serve takes a missing file for no rules, and loads it when it
 		// appears, so that a lost file never stops mail (the units in
 		// deploy/ run this check before every start); but a typo in the
 		// path would silently drop every rule, so the check says so.
 		if _, err := weights.Load(f); errors.Is(err, os.ErrNotExist) {
-			warn("config: filter.weights_file: %s does not exist: serve will run without custom weights until it appears", f)
+			warn("%s: %s does not exist: serve will run without custom weights until it appears", cfg.Where("filter", "weights_file"), f)
 		} else if err != nil {
 			return err
 		}
 	}
 	if err := checkMakeDir(cfg.Archive.Dir); err != nil {
 		// serve creates it at start, and would fail there.
-		return fmt.Errorf("config: %s: archive.dir: %w", sourceName(cfg), err)
+		return fmt.Errorf("%s: %w", cfg.Where("archive", "dir"), err)
 	}
 	if _, err := loadTLS(cfg); err != nil {
 		return err
@@ -134,7 +135,7 @@ func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error
 	}
 	if cfg.Updates.Enabled {
 		if _, err := update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
-			return fmt.Errorf("config: updates.trusted_keys: %w", err)
+			return fmt.Errorf("%s: %w", cfg.Where("updates", "trusted_keys"), err)
 		}
 	}
 	return nil
@@ -184,7 +185,7 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: tls: %w", sourceName(cfg), err)
+		return nil, fmt.Errorf("%s: %w", cfg.Where("tls"), err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
@@ -595,8 +596,11 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 	// Against what the listeners run on, not the last reload: a setting
 	// put back as it was at start needs no restart.
 	if changed := restartOnly(g.started, cfg, g.web != nil); len(changed) > 0 {
-		g.log.Warn("changed settings that apply only after a restart: "+strings.Join(changed, ", ")+" (the other settings apply now)",
-			slog.Any("settings", changed))
+		msg := "changed settings that apply only after a restart: " + strings.Join(changed, ", ") + "; the other settings apply now"
+		if slices.Contains(changed, "hostname") {
+			msg += " (a new hostname is in Received fields now, in the greeting after the restart)"
+		}
+		g.log.Warn(msg, slog.Any("settings", changed))
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
@@ -618,7 +622,7 @@ func restartOnly(st, cfg *config.Config, web bool) []string {
 		}
 	}
 	add(st.Listen != cfg.Listen, "listen")
-	add(st.Hostname != cfg.Hostname, "hostname (in the greeting; Received fields use the new one now)")
+	add(st.Hostname != cfg.Hostname, "hostname")
 	add(st.Limits.MaxMessageBytes != cfg.Limits.MaxMessageBytes, "limits.max_message_bytes")
 	add(st.Limits.MaxConnections != cfg.Limits.MaxConnections, "limits.max_connections")
 	add(st.Limits.MaxConnectionsPerIP != cfg.Limits.MaxConnectionsPerIP, "limits.max_connections_per_ip")
@@ -627,7 +631,7 @@ func restartOnly(st, cfg *config.Config, web bool) []string {
 	add(fmt.Sprint(st.ProxyProtocol) != fmt.Sprint(cfg.ProxyProtocol), "proxy_protocol")
 	add(st.Metrics != cfg.Metrics, "metrics.listen")
 	add(st.Archive.Web.Listen != cfg.Archive.Web.Listen, "archive.web.listen")
-	add(web && st.Archive.Dir != cfg.Archive.Dir, "archive.dir (for the web page)")
+	add(web && st.Archive.Dir != cfg.Archive.Dir, "archive.dir")
 	return names
 }
 
