@@ -307,14 +307,21 @@ func decode(c *Config, data []byte) error {
 		return nil
 	}
 	if err == nil {
-		// A second document ("---") would be ignored: what it sets
-		// would silently not apply.
-		var next yaml.Node
-		if derr := d.Decode(&next); !errors.Is(derr, io.EOF) {
-			if derr == nil {
+		// A further document ("---") that sets something would be
+		// ignored: what it sets would silently not apply. Empty or
+		// comment-only ones (templates, concatenated files) are fine.
+		for {
+			var next yaml.Node
+			derr := d.Decode(&next)
+			if errors.Is(derr, io.EOF) {
+				break
+			}
+			if derr != nil {
+				return errors.New(strings.TrimPrefix(derr.Error(), "yaml: "))
+			}
+			if !emptyDocument(&next) {
 				return fmt.Errorf("line %d: a second YAML document (after ---); the configuration is one document", next.Line)
 			}
-			return errors.New(strings.TrimPrefix(derr.Error(), "yaml: "))
 		}
 	}
 	var te *yaml.TypeError
@@ -331,6 +338,18 @@ func decode(c *Config, data []byte) error {
 		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return nil
+}
+
+// emptyDocument reports whether a YAML document node sets nothing: no
+// content, or a null scalar ("---" alone, "--- ~").
+func emptyDocument(n *yaml.Node) bool {
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return true
+		}
+		n = n.Content[0]
+	}
+	return n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): cannot unmarshal`)

@@ -310,7 +310,11 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	defer func() {
 		cut := !stop()
 		if cut && err != nil {
-			err = &downstreamError{op: "data", err: fmt.Errorf("%w (%w)", ctx.Err(), err)}
+			inner := err
+			if de := (*downstreamError)(nil); errors.As(err, &de) {
+				inner = de.err // "downstream data: " once is enough
+			}
+			err = &downstreamError{op: "data", err: fmt.Errorf("%w (%w)", ctx.Err(), inner)}
 		}
 		if err == nil && !cut {
 			t.d.put(dc)

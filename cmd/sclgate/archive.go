@@ -765,7 +765,12 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 	// recipients this one already reached (LMTP) are marked, so that the
 	// next release does not send them a second copy unasked.
 	partial := func() string {
-		return fmt.Sprintf("at %s: delivered to %s, not to the other recipients (refused, or the release stopped before them; a release sends all of them a copy)", stamp, strings.Join(done, ","))
+		note := fmt.Sprintf("at %s: delivered to %s, not to %s (refused, or the release stopped before them; release -force -to with the rest sends only them a copy)",
+			stamp, strings.Join(done, ","), strings.Join(rcpts[len(done):], ","))
+		if hadMark {
+			note += "; before that, a release " + prevNote
+		}
+		return note
 	}
 	cleared := func() error {
 		switch {

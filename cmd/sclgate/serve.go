@@ -600,6 +600,9 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 		if slices.Contains(changed, "hostname") {
 			msg += " (a new hostname is in Received fields now, in the greeting after the restart)"
 		}
+		if slices.Contains(changed, "archive.dir") {
+			msg += " (mail is archived into the new archive.dir now; the web page shows the old one until the restart)"
+		}
 		g.log.Warn(msg, slog.Any("settings", changed))
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
