@@ -732,16 +732,20 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 	if m.Overflow != "" {
 		return verdict{}, &mimeLimitsError{m.Overflow}
 	}
-	// External engines are told who connected and the envelope (the
-	// built-in model does not look): their checks on the client need it.
-	ctx := scorer.WithEnvelope(context.Background(), &scorer.Envelope{
-		ClientIP: s.remote,
-		Helo:     sanitizeHelo(s.conn.Hostname()),
-		MailFrom: s.from,
-		Rcpts:    s.rcpts,
-		QueueID:  s.id,
-		Received: s.received(),
-	})
+	// External engines are told who connected and the envelope: their
+	// checks on the client need it. The built-in model does not look, so
+	// its per-message path does not build it.
+	ctx := context.Background()
+	if c := s.p.Scorer.Classifier; c != nil && c.Name() != "builtin" && c.Name() != "none" {
+		ctx = scorer.WithEnvelope(ctx, &scorer.Envelope{
+			ClientIP: s.remote,
+			Helo:     sanitizeHelo(s.conn.Hostname()),
+			MailFrom: s.from,
+			Rcpts:    s.rcpts,
+			QueueID:  s.id,
+			Received: s.received(),
+		})
+	}
 	r, err := s.p.Scorer.Score(ctx, m)
 	if err != nil {
 		return verdict{}, err
