@@ -80,6 +80,9 @@ const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.
 // SpamAssassin and rspamd do (an admin's weight list still applies on top).
 func IsGTUBE(msg *Message) bool { return strings.Contains(msg.Text, GTUBE) }
 
+// GTUBEExplained is Explain's one entry for a GTUBE message.
+const GTUBEExplained = "GTUBE test line in the body: SCL 9 whatever the features say"
+
 // Verdict is the verdict for a message of spam log-odds z (see LogOdds):
 // Classify is Verdict(LogOdds(msg)), except for GTUBE (IsGTUBE).
 func (m *Model) Verdict(z float64) Verdict {
@@ -157,8 +160,13 @@ type Contribution struct {
 
 // Explain returns the n features of msg that weigh most (by absolute
 // log-odds), largest first. Names are approximate where two features share a
-// hash bucket. Slower than Classify: for reports and debugging.
+// hash bucket. Slower than Classify: for reports and debugging. A GTUBE
+// message's verdict comes from the GTUBE line, not from its features: that
+// one entry (log-odds 0, its name saying so) is what explains it.
 func (m *Model) Explain(msg *Message, n int) []Contribution {
+	if IsGTUBE(msg) {
+		return []Contribution{{Feature: GTUBEExplained}}
+	}
 	var names [numViews][]string
 	x := extractor{names: &names}
 	x.extract(msg)

@@ -603,5 +603,9 @@ func TestGTUBE(t *testing.T) {
 		if got := v.SCL == MaxSCL && v.Score == 1; got != tc.gtube {
 			t.Errorf("%s: verdict %+v, GTUBE %v", tc.name, v, tc.gtube)
 		}
+		// What explains the verdict: the GTUBE line, not features.
+		if ex := m.Explain(Parse([]byte(tc.raw)), 5); (len(ex) == 1 && ex[0].Feature == GTUBEExplained) != tc.gtube {
+			t.Errorf("%s: Explain = %v", tc.name, ex)
+		}
 	}
 }

@@ -59,9 +59,11 @@ const rspamdDefaultReject = 15.0
 // reject threshold) is read with n = s, and with r = 15 in the reject band.
 // Verdict.Score is rspamd's score s.
 //
-// The request carries the raw message only: the Classifier interface has
-// no envelope, so rspamd sees no IP, Helo, From or Rcpt request header and
-// works from the message's own headers.
+// The request carries the message and, when the context holds the
+// gateway's Envelope (WithEnvelope), the IP, Helo, From, Rcpt and Queue-Id
+// request headers rspamd's milter sends; no Hostname (rspamd looks the IP
+// up itself). scan has no envelope: rspamd then works from the message's
+// own headers.
 //
 // A Rspamd is safe for concurrent use; do not change its fields once it is
 // in use.
