@@ -320,7 +320,7 @@ func decode(c *Config, data []byte) error {
 				return errors.New(strings.TrimPrefix(derr.Error(), "yaml: "))
 			}
 			if !emptyDocument(&next) {
-				return fmt.Errorf("line %d: a second YAML document (after ---); the configuration is one document", next.Line)
+				return fmt.Errorf("line %d: a further YAML document (after ---) that sets something; the configuration is one document", next.Line)
 			}
 		}
 	}
@@ -341,7 +341,8 @@ func decode(c *Config, data []byte) error {
 }
 
 // emptyDocument reports whether a YAML document node sets nothing: no
-// content, or a null scalar ("---" alone, "--- ~").
+// content, a null scalar ("---" alone, "--- ~") or an empty mapping
+// ("--- {}").
 func emptyDocument(n *yaml.Node) bool {
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
@@ -349,7 +350,7 @@ func emptyDocument(n *yaml.Node) bool {
 		}
 		n = n.Content[0]
 	}
-	return n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+	return n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null" || n.Kind == yaml.MappingNode && len(n.Content) == 0
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): cannot unmarshal`)

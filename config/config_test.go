@@ -202,16 +202,16 @@ func TestErrorsNameTheLine(t *testing.T) {
 		}
 	}
 	// A second YAML document would be ignored: refused.
-	if _, err := Parse("x.yaml", []byte("listen: 127.0.0.1:2525\n---\nfilter:\n  gateway_action: bogus\n")); err == nil || !strings.Contains(err.Error(), "line 2: a second YAML document") {
+	if _, err := Parse("x.yaml", []byte("listen: 127.0.0.1:2525\n---\nfilter:\n  gateway_action: bogus\n")); err == nil || !strings.Contains(err.Error(), "line 2: a further YAML document") {
 		t.Errorf("two documents: %v", err)
 	}
 	for _, ok := range []string{"---\nlisten: 127.0.0.1:2525\n", "listen: 127.0.0.1:2525\n---\n# nothing here\n", "listen: 127.0.0.1:2525\n---\n",
-		"listen: 127.0.0.1:2525\n...\n---\n", "listen: 127.0.0.1:2525\n--- ~\n", "listen: 127.0.0.1:2525\n...\n"} {
+		"listen: 127.0.0.1:2525\n...\n---\n", "listen: 127.0.0.1:2525\n--- ~\n", "listen: 127.0.0.1:2525\n...\n", "listen: 127.0.0.1:2525\n--- {}\n"} {
 		if _, err := Parse("x.yaml", []byte(ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	if _, err := Parse("x.yaml", []byte("listen: 127.0.0.1:2525\n---\n---\nfilter: {gateway_action: bogus}\n")); err == nil || !strings.Contains(err.Error(), "a second YAML document") {
+	if _, err := Parse("x.yaml", []byte("listen: 127.0.0.1:2525\n---\n---\nfilter: {gateway_action: bogus}\n")); err == nil || !strings.Contains(err.Error(), "a further YAML document") {
 		t.Errorf("an empty document, then one that sets something: %v", err)
 	}
 	// A key the file does not set (its section only, or nothing): no line.

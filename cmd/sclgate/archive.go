@@ -712,7 +712,8 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
 		return nil, "", fmt.Errorf("not released: an earlier release (%s) may have delivered it; "+
-			"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"sclgate archive release -force %s\", or delete it", printLine(note), id)
+			"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"sclgate archive release -force %s\" "+
+			"(with -to ADDR,... only to those who did not get it), or delete it", printLine(note), id)
 	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
@@ -764,13 +765,18 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 	// delivered nothing more: an earlier release's mark stays, and
 	// recipients this one already reached (LMTP) are marked, so that the
 	// next release does not send them a second copy unasked.
-	partial := func() string {
-		note := fmt.Sprintf("at %s: delivered to %s, not to %s (refused, or the release stopped before them; release -force -to with the rest sends only them a copy)",
-			stamp, strings.Join(done, ","), strings.Join(rcpts[len(done):], ","))
+	// Every mark this release writes keeps an earlier release's note: a
+	// forced release that in turn gets no clear answer must not lose who
+	// the earlier one may have reached.
+	withPrev := func(note string) string {
 		if hadMark {
 			note += "; before that, a release " + prevNote
 		}
 		return note
+	}
+	partial := func() string {
+		return withPrev(fmt.Sprintf("at %s: delivered to %s, not to %s (refused, or the release stopped before them)",
+			stamp, strings.Join(done, ","), strings.Join(rcpts[len(done):], ",")))
 	}
 	cleared := func() error {
 		switch {
@@ -793,7 +799,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 			if len(done) > 0 {
 				note += " (already delivered to " + strings.Join(done, ",") + ")"
 			}
-			return store.MarkUnanswered(id, note)
+			return store.MarkUnanswered(id, withPrev(note))
 		}
 		r, err := deliver(ctx, down, it.Envelope.From, opts, g, msg, sending)
 		if err != nil && errors.Is(err, proxy.ErrNoReply) {
@@ -801,7 +807,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 			if len(done) > 0 {
 				mark += " (already delivered to " + strings.Join(done, ",") + ")"
 			}
-			if merr := store.MarkUnanswered(id, mark); merr != nil {
+			if merr := store.MarkUnanswered(id, withPrev(mark)); merr != nil {
 				err = fmt.Errorf("%w (and it could not be marked so: %v)", err, merr)
 			}
 			if len(done) > 0 {
@@ -831,7 +837,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		}
 	}
 	if err := store.Move(id, releasedDir); err != nil {
-		store.MarkUnanswered(id, fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir))
+		store.MarkUnanswered(id, withPrev(fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir)))
 		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
 	}
 	return rcpts, reply, nil

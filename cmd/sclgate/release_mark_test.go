@@ -87,9 +87,19 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 		t.Errorf("second release without -force: exit %d %s", code, errOut)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if fmt.Sprint(b.delivered) != "["+first+"]" {
 		t.Errorf("delivered %v, want one copy to %s", b.delivered, first)
+	}
+	b.mu.Unlock()
+	// A forced release to the rest that in turn gets no answer keeps the
+	// earlier note: who the first one reached is not forgotten.
+	mute := startSink(t, "-q", ".") // hangs up after the final dot
+	code, _, errOut = archiveRun(t, "release", "-force", "-dir", dir, "-downstream", "smtp://"+mute.addr, "-to", it.Envelope.To[1], spam)
+	if code != 1 || !strings.Contains(errOut, "may have been delivered") {
+		t.Fatalf("forced release without an answer: exit %d %s", code, errOut)
+	}
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "no answer came") || !strings.Contains(out, "before that, a release at ") || !strings.Contains(out, "delivered to "+first) {
+		t.Errorf("show after a forced release without an answer:\n%s", out)
 	}
 }
 
