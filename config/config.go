@@ -341,8 +341,8 @@ func decode(c *Config, data []byte) error {
 }
 
 // emptyDocument reports whether a YAML document node sets nothing: no
-// content, a null scalar ("---" alone, "--- ~") or an empty mapping
-// ("--- {}").
+// content, a null or empty scalar ("---" alone, "--- ~", `--- ""`) or an
+// empty mapping or list ("--- {}", "--- []").
 func emptyDocument(n *yaml.Node) bool {
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
@@ -350,7 +350,15 @@ func emptyDocument(n *yaml.Node) bool {
 		}
 		n = n.Content[0]
 	}
-	return n.Kind == 0 || n.Kind == yaml.ScalarNode && n.Tag == "!!null" || n.Kind == yaml.MappingNode && len(n.Content) == 0
+	switch n.Kind {
+	case 0:
+		return true
+	case yaml.ScalarNode:
+		return n.Tag == "!!null" || n.Value == ""
+	case yaml.MappingNode, yaml.SequenceNode:
+		return len(n.Content) == 0
+	}
+	return false
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): cannot unmarshal`)

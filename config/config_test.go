@@ -206,7 +206,7 @@ func TestErrorsNameTheLine(t *testing.T) {
 		t.Errorf("two documents: %v", err)
 	}
 	for _, ok := range []string{"---\nlisten: 127.0.0.1:2525\n", "listen: 127.0.0.1:2525\n---\n# nothing here\n", "listen: 127.0.0.1:2525\n---\n",
-		"listen: 127.0.0.1:2525\n...\n---\n", "listen: 127.0.0.1:2525\n--- ~\n", "listen: 127.0.0.1:2525\n...\n", "listen: 127.0.0.1:2525\n--- {}\n"} {
+		"listen: 127.0.0.1:2525\n...\n---\n", "listen: 127.0.0.1:2525\n--- ~\n", "listen: 127.0.0.1:2525\n...\n", "listen: 127.0.0.1:2525\n--- {}\n", "listen: 127.0.0.1:2525\n--- []\n", "listen: 127.0.0.1:2525\n--- \"\"\n"} {
 		if _, err := Parse("x.yaml", []byte(ok)); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}

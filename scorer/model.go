@@ -81,7 +81,7 @@ const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.
 func IsGTUBE(msg *Message) bool { return strings.Contains(msg.Text, GTUBE) }
 
 // GTUBEExplained is Explain's one entry for a GTUBE message.
-const GTUBEExplained = "GTUBE test line in the body: SCL 9 whatever the features say"
+const GTUBEExplained = "GTUBE test line in the body: classifier SCL 9 whatever the features say"
 
 // Verdict is the verdict for a message of spam log-odds z (see LogOdds):
 // Classify is Verdict(LogOdds(msg)), except for GTUBE (IsGTUBE).

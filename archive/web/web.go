@@ -480,11 +480,14 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 // 409 when another release or delete of it is under way, else code.
 func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error) {
 	log.Error("archive web: "+strings.ToLower(action)+" failed", slog.Any("err", err))
+	var st interface{ HTTPStatus() int }
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		code = http.StatusNotFound
 	case errors.Is(err, archive.ErrBusy):
 		code = http.StatusConflict
+	case errors.As(err, &st):
+		code = st.HTTPStatus() // a local refusal, not the downstream's
 	}
 	s.renderError(w, sess, code, action+" failed: "+err.Error())
 }

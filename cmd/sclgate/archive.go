@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -427,7 +428,7 @@ func archiveShow(e env, args []string) int {
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
 		} else if note, ok := c.store.Unanswered(it.ID); ok {
-			fmt.Fprintf(w, "Released:    maybe: a release %s (release -force sends it again)\n", printLine(note))
+			fmt.Fprintf(w, "Released:    maybe: a release %s (release -force sends it again; with -to, only to those who did not get it)\n", printLine(note))
 		}
 		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
@@ -673,6 +674,29 @@ func archiveRelease(e env, args []string) int {
 	return code
 }
 
+// errMaybeDelivered: an earlier release may have delivered the message
+// (its unanswered mark), so this one, not forced, sends nothing.
+type errMaybeDelivered struct {
+	note, id string
+	config   string // for the web page's advice: the gateway's config file
+}
+
+func (e *errMaybeDelivered) Error() string {
+	cmd := "sclgate archive release -force " + e.id
+	if e.config != "" {
+		// The web page cannot force: the admin runs the command on the
+		// gateway, where it must find the same archive.
+		cmd = "sclgate archive release -config " + e.config + " -force " + e.id
+	}
+	return fmt.Sprintf("not released: an earlier release (%s) may have delivered it; "+
+		"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"%s\" "+
+		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, cmd)
+}
+
+// HTTPStatus is the web page's answer: a conflict with the archive's
+// state, not a downstream failure.
+func (e *errMaybeDelivered) HTTPStatus() int { return http.StatusConflict }
+
 // errAlreadyReleased: the message is in released/ already. It is gone
 // from the archive (fs.ErrNotExist: the web page answers 404).
 type errAlreadyReleased struct{}
@@ -711,9 +735,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
-		return nil, "", fmt.Errorf("not released: an earlier release (%s) may have delivered it; "+
-			"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"sclgate archive release -force %s\" "+
-			"(with -to ADDR,... only to those who did not get it), or delete it", printLine(note), id)
+		return nil, "", &errMaybeDelivered{note: printLine(note), id: id}
 	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
@@ -819,7 +841,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		if err != nil {
 			merr := cleared()
 			if len(done) > 0 {
-				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked: releasing it again needs -force and sends them a second copy)", err, strings.Join(done, ","))
+				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked: release it to the others with -force -to %s)", err, strings.Join(done, ","), strings.Join(rcpts[len(done):], ","))
 			}
 			if merr != nil {
 				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sclgate/sclgate/archive"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -73,6 +74,21 @@ func TestServeArchiveWebReleases(t *testing.T) {
 	if m == nil || !strings.Contains(view, "computed now") {
 		t.Fatalf("message view (explanation, CSRF):\n%s", view)
 	}
+	// A message an earlier release may have delivered (its mark): the
+	// page, which cannot force, refuses with 409 and the command to run
+	// on the gateway, its configuration file named.
+	store, err := archive.Open(filepath.Join(dir, "arch"), archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.MarkUnanswered(id[1], "at then to bob@example.com: the whole message was sent and no answer came"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post("/message/"+id[1]+"/release", url.Values{"csrf": {m[1]}}); code != http.StatusConflict ||
+		!strings.Contains(body, "may have delivered it") || !strings.Contains(body, "sclgate archive release -config "+g.config+" -force "+id[1]) {
+		t.Fatalf("release of a marked message: %d %s", code, body)
+	}
+	store.ClearUnanswered(id[1])
 	if code, body := post("/message/"+id[1]+"/release", url.Values{"csrf": {m[1]}}); code != 200 {
 		t.Fatalf("release: %d %s", code, body)
 	}

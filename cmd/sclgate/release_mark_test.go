@@ -76,7 +76,7 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
-	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, "needs -force") {
+	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, "release it to the others with -force -to "+it.Envelope.To[1]) {
 		t.Fatalf("partial release: exit %d %s", code, errOut)
 	}
 	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "delivered to "+first) {
