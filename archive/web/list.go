@@ -389,6 +389,10 @@ type viewData struct {
 	Text       string
 	Truncated  bool
 	Partial    bool // the message was longer than the view reads
+	// MaybeReleased is the note of an earlier release that may have
+	// delivered the message (its unanswered mark): Release here is
+	// refused until it is settled on the command line.
+	MaybeReleased string
 }
 
 func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -421,6 +425,9 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
 		Size:     it.Size,
 	}
 	d.SCL, d.SCLClass = sclText(it)
+	if note, ok := s.store.Unanswered(id); ok {
+		d.MaybeReleased = clean(note, 2000)
+	}
 	if d.From == "" {
 		d.From = "<>"
 	}

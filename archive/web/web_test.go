@@ -445,6 +445,18 @@ func TestReleaseAndDelete(t *testing.T) {
 	if recs := s.logs.records("archive web: release failed"); len(recs) != 1 || recs[0]["user"] != testUser {
 		t.Errorf("failed release log: %v", recs)
 	}
+	// A message an earlier release may have delivered says so on its
+	// page, before anyone presses Release.
+	if err := s.store.MarkUnanswered(s.broken, "at then to bob@example.com: the whole message was sent and no answer came"); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := c.get("/message/" + s.broken); !strings.Contains(body, `id="maybe">Maybe: a release at then to bob@example.com: the whole message was sent and no answer came.`) {
+		t.Errorf("the message page does not show the earlier release:\n%s", body)
+	}
+	s.store.ClearUnanswered(s.broken)
+	if _, body := c.get("/message/" + s.broken); strings.Contains(body, `id="maybe"`) {
+		t.Errorf("the message page shows a mark that is gone")
+	}
 }
 
 func TestFilters(t *testing.T) {
