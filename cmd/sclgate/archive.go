@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -674,28 +675,83 @@ func archiveRelease(e env, args []string) int {
 	return code
 }
 
+// releaseAdvice is how an admin sends id again by hand: the command alone
+// for the command line, where they already are; for the web page, which
+// cannot force, with the gateway's configuration file and archive
+// directory as absolute paths, quoted for a shell.
+type releaseAdvice struct {
+	id          string
+	config, dir string // set for the web page
+}
+
+func (a releaseAdvice) command(flags string) string {
+	cmd := "sclgate archive release"
+	if a.config != "" {
+		cmd += " -config " + shellQuote(a.config)
+	}
+	if a.dir != "" {
+		cmd += " -dir " + shellQuote(a.dir)
+	}
+	return cmd + " " + flags + " " + shellQuote(a.id)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:@%+=,-", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// forWeb fills the advice in err, if it carries one, for the web page.
+func forWeb(err error, config, dir string) {
+	if config != "" {
+		config, _ = filepath.Abs(config)
+	}
+	dir, _ = filepath.Abs(dir)
+	var md *errMaybeDelivered
+	if errors.As(err, &md) {
+		md.config, md.dir = config, dir
+	}
+	var pe *errPartial
+	if errors.As(err, &pe) {
+		pe.config, pe.dir = config, dir
+	}
+}
+
 // errMaybeDelivered: an earlier release may have delivered the message
 // (its unanswered mark), so this one, not forced, sends nothing.
 type errMaybeDelivered struct {
-	note, id string
-	config   string // for the web page's advice: the gateway's config file
+	note string
+	releaseAdvice
 }
 
 func (e *errMaybeDelivered) Error() string {
-	cmd := "sclgate archive release -force " + e.id
-	if e.config != "" {
-		// The web page cannot force: the admin runs the command on the
-		// gateway, where it must find the same archive.
-		cmd = "sclgate archive release -config " + e.config + " -force " + e.id
-	}
 	return fmt.Sprintf("not released: an earlier release (%s) may have delivered it; "+
 		"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"%s\" "+
-		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, cmd)
+		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, e.command("-force"))
 }
 
 // HTTPStatus is the web page's answer: a conflict with the archive's
 // state, not a downstream failure.
 func (e *errMaybeDelivered) HTTPStatus() int { return http.StatusConflict }
+
+// errPartial: an LMTP release reached the first recipients and failed for
+// the next; the file stays, marked.
+type errPartial struct {
+	err        error
+	done, rest []string
+	releaseAdvice
+}
+
+func (e *errPartial) Error() string {
+	return fmt.Sprintf("%v (already delivered to %s; the file stays, marked: release it to the others with \"%s\")",
+		e.err, strings.Join(e.done, ","), e.command("-force -to "+shellQuote(strings.Join(e.rest, ","))))
+}
+
+func (e *errPartial) Unwrap() error { return e.err }
 
 // errAlreadyReleased: the message is in released/ already. It is gone
 // from the archive (fs.ErrNotExist: the web page answers 404).
@@ -735,7 +791,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
-		return nil, "", &errMaybeDelivered{note: printLine(note), id: id}
+		return nil, "", &errMaybeDelivered{note: printLine(note), releaseAdvice: releaseAdvice{id: id}}
 	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
@@ -841,7 +897,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		if err != nil {
 			merr := cleared()
 			if len(done) > 0 {
-				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked: release it to the others with -force -to %s)", err, strings.Join(done, ","), strings.Join(rcpts[len(done):], ","))
+				err = &errPartial{err: err, done: slices.Clone(done), rest: slices.Clone(rcpts[len(done):]), releaseAdvice: releaseAdvice{id: id}}
 			}
 			if merr != nil {
 				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)

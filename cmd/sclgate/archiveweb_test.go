@@ -85,7 +85,7 @@ func TestServeArchiveWebReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, body := post("/message/"+id[1]+"/release", url.Values{"csrf": {m[1]}}); code != http.StatusConflict ||
-		!strings.Contains(body, "may have delivered it") || !strings.Contains(body, "sclgate archive release -config "+g.config+" -force "+id[1]) {
+		!strings.Contains(body, "may have delivered it") || !strings.Contains(body, "sclgate archive release -config "+g.config+" -dir "+filepath.Join(dir, "arch")+" -force "+id[1]) {
 		t.Fatalf("release of a marked message: %d %s", code, body)
 	}
 	store.ClearUnanswered(id[1])

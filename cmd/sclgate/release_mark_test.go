@@ -76,7 +76,7 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
-	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, "release it to the others with -force -to "+it.Envelope.To[1]) {
+	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, `release it to the others with "sclgate archive release -force -to `+it.Envelope.To[1]+" "+spam+`"`) {
 		t.Fatalf("partial release: exit %d %s", code, errOut)
 	}
 	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "delivered to "+first) {
@@ -150,5 +150,15 @@ func TestArchiveReleaseStoppedBeforeSendingNoMark(t *testing.T) {
 	good := startSink(t)
 	if code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, spam); code != 0 || !strings.Contains(out, "released "+spam) {
 		t.Errorf("release after the stopped one: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// The advice's command survives a shell: paths with spaces or quotes are
+// quoted, plain ones are not.
+func TestReleaseAdviceQuoted(t *testing.T) {
+	a := releaseAdvice{id: "20261124T071524.101309Z-ldr4salq3mygpnqy", config: "/etc/sclgate/my gw.yaml", dir: "/var/lib/it's"}
+	want := `sclgate archive release -config '/etc/sclgate/my gw.yaml' -dir '/var/lib/it'\''s' -force 20261124T071524.101309Z-ldr4salq3mygpnqy`
+	if got := a.command("-force"); got != want {
+		t.Errorf("command = %s\nwant      %s", got, want)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -356,9 +355,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		// Not the request's context: a browser that goes away must not
 		// stop a delivery halfway.
 		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now())
-		if md := (*errMaybeDelivered)(nil); errors.As(err, &md) {
-			md.config = cmp.Or(c.Source, "FILE")
-		}
+		forWeb(err, c.Source, store.Dir())
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
