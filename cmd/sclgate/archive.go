@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -661,7 +660,7 @@ func archiveRelease(e env, args []string) int {
 			code = 1
 			continue
 		}
-		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now())
+		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now(), releaseAdvice{})
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("interrupted: %w", err)
@@ -675,83 +674,49 @@ func archiveRelease(e env, args []string) int {
 	return code
 }
 
-// releaseAdvice is how an admin sends id again by hand: the command alone
-// for the command line, where they already are; for the web page, which
-// cannot force, with the gateway's configuration file and archive
-// directory as absolute paths, quoted for a shell.
+// releaseAdvice says how to send a message again by hand. On the command
+// line the admin is where they ran the release, with the options they
+// gave (zero advice). The web page cannot force: there it names the
+// command to run on the gateway, in serve's working directory (which
+// relative paths in the configuration, such as a maildir downstream, are
+// taken from) with serve's -config, quoted for a shell.
 type releaseAdvice struct {
-	id          string
-	config, dir string // set for the web page
+	wd, config string // serve's working directory and -config, for the web page
 }
 
-func (a releaseAdvice) command(flags string) string {
-	cmd := "sclgate archive release"
+func (a releaseAdvice) command(id, flags string) string {
+	if a.wd == "" {
+		return "\"sclgate archive release " + flags + "\" with the options you gave this time"
+	}
+	cmd := "cd " + shellQuote(a.wd) + " && sclgate archive release"
 	if a.config != "" {
 		cmd += " -config " + shellQuote(a.config)
 	}
-	if a.dir != "" {
-		cmd += " -dir " + shellQuote(a.dir)
-	}
-	return cmd + " " + flags + " " + shellQuote(a.id)
+	return "on the gateway, \"" + cmd + " " + flags + " -- " + shellQuote(id) + "\""
 }
 
-// shellQuote quotes s for a POSIX shell when it needs it.
+// shellQuote quotes s for a POSIX shell, always: an archive ID may hold
+// anything but a slash, a backslash and control characters.
 func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_./:@%+=,-", r))
-	}) < 0 {
-		return s
-	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-// forWeb fills the advice in err, if it carries one, for the web page.
-func forWeb(err error, config, dir string) {
-	if config != "" {
-		config, _ = filepath.Abs(config)
-	}
-	dir, _ = filepath.Abs(dir)
-	var md *errMaybeDelivered
-	if errors.As(err, &md) {
-		md.config, md.dir = config, dir
-	}
-	var pe *errPartial
-	if errors.As(err, &pe) {
-		pe.config, pe.dir = config, dir
-	}
 }
 
 // errMaybeDelivered: an earlier release may have delivered the message
 // (its unanswered mark), so this one, not forced, sends nothing.
 type errMaybeDelivered struct {
-	note string
-	releaseAdvice
+	note, id string
+	advice   releaseAdvice
 }
 
 func (e *errMaybeDelivered) Error() string {
 	return fmt.Sprintf("not released: an earlier release (%s) may have delivered it; "+
-		"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with \"%s\" "+
-		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, e.command("-force"))
+		"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with %s "+
+		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, e.advice.command(e.id, "-force"))
 }
 
 // HTTPStatus is the web page's answer: a conflict with the archive's
 // state, not a downstream failure.
 func (e *errMaybeDelivered) HTTPStatus() int { return http.StatusConflict }
-
-// errPartial: an LMTP release reached the first recipients and failed for
-// the next; the file stays, marked.
-type errPartial struct {
-	err        error
-	done, rest []string
-	releaseAdvice
-}
-
-func (e *errPartial) Error() string {
-	return fmt.Sprintf("%v (already delivered to %s; the file stays, marked: release it to the others with \"%s\")",
-		e.err, strings.Join(e.done, ","), e.command("-force -to "+shellQuote(strings.Join(e.rest, ","))))
-}
-
-func (e *errPartial) Unwrap() error { return e.err }
 
 // errAlreadyReleased: the message is in released/ already. It is gone
 // from the archive (fs.ErrNotExist: the web page answers 404).
@@ -768,7 +733,7 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 // delivered: the file stays, marked, and the next release of it is
 // refused unless force is set, so that a timeout does not turn into a
 // second copy in the mailbox each time the admin tries again.
-func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time) (rcpts []string, reply string, err error) {
+func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time, advice releaseAdvice) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
 	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
@@ -791,7 +756,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
-		return nil, "", &errMaybeDelivered{note: printLine(note), releaseAdvice: releaseAdvice{id: id}}
+		return nil, "", &errMaybeDelivered{note: printLine(note), id: id, advice: advice}
 	}
 	it, raw, err := readMessage(store, id)
 	if err != nil {
@@ -897,7 +862,8 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 		if err != nil {
 			merr := cleared()
 			if len(done) > 0 {
-				err = &errPartial{err: err, done: slices.Clone(done), rest: slices.Clone(rcpts[len(done):]), releaseAdvice: releaseAdvice{id: id}}
+				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked; the others did not get it: send it to them with %s, leaving out any refused for good)",
+					err, strings.Join(done, ","), advice.command(id, "-force -to "+strings.Join(rcpts[len(done):], ",")))
 			}
 			if merr != nil {
 				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)

@@ -76,7 +76,7 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
-	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, `release it to the others with "sclgate archive release -force -to `+it.Envelope.To[1]+" "+spam+`"`) {
+	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, `the others did not get it: send it to them with "sclgate archive release -force -to `+it.Envelope.To[1]+`" with the options you gave this time`) {
 		t.Fatalf("partial release: exit %d %s", code, errOut)
 	}
 	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "delivered to "+first) {
@@ -153,12 +153,16 @@ func TestArchiveReleaseStoppedBeforeSendingNoMark(t *testing.T) {
 	}
 }
 
-// The advice's command survives a shell: paths with spaces or quotes are
-// quoted, plain ones are not.
+// The web page's advice survives a shell: every path and the ID are
+// quoted (an ID may start with "-" or hold spaces and quotes), and the ID
+// comes after "--".
 func TestReleaseAdviceQuoted(t *testing.T) {
-	a := releaseAdvice{id: "20261124T071524.101309Z-ldr4salq3mygpnqy", config: "/etc/sclgate/my gw.yaml", dir: "/var/lib/it's"}
-	want := `sclgate archive release -config '/etc/sclgate/my gw.yaml' -dir '/var/lib/it'\''s' -force 20261124T071524.101309Z-ldr4salq3mygpnqy`
-	if got := a.command("-force"); got != want {
+	a := releaseAdvice{wd: "/srv/my gw", config: "conf/it's.yaml"}
+	want := `on the gateway, "cd '/srv/my gw' && sclgate archive release -config 'conf/it'\''s.yaml' -force -- '-to=x@y'"`
+	if got := a.command("-to=x@y", "-force"); got != want {
 		t.Errorf("command = %s\nwant      %s", got, want)
+	}
+	if got := (releaseAdvice{}).command("id", "-force"); got != `"sclgate archive release -force" with the options you gave this time` {
+		t.Errorf("command-line advice = %s", got)
 	}
 }

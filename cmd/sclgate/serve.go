@@ -341,6 +341,9 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		return err
 	}
 	log := g.log.With(slog.String("component", "archive-web"))
+	// Relative paths in the configuration are taken from here: the web
+	// page's advice to run a release by hand names it.
+	wd, _ := os.Getwd()
 	release := func(ctx context.Context, id, to, user string) error {
 		c := g.cfg()
 		ds, err := config.ParseDownstream(c.Downstream)
@@ -354,8 +357,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
 		// Not the request's context: a browser that goes away must not
 		// stop a delivery halfway.
-		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now())
-		forWeb(err, c.Source, store.Dir())
+		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now(), releaseAdvice{wd: wd, config: c.Source})
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
