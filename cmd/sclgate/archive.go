@@ -679,24 +679,40 @@ func archiveRelease(e env, args []string) int {
 // gave (zero advice). The web page cannot force: there it names the
 // command to run on the gateway, in serve's working directory (which
 // relative paths in the configuration, such as a maildir downstream, are
-// taken from) with serve's -config, quoted for a shell.
+// taken from) with serve's -config, every part quoted for a shell: the
+// recipients and the ID come from the message's sender.
 type releaseAdvice struct {
-	wd, config string // serve's working directory and -config, for the web page
+	web        bool
+	wd, config string // serve's working directory and -config
 }
 
-func (a releaseAdvice) command(id, flags string) string {
-	if a.wd == "" {
-		return "\"sclgate archive release " + flags + "\" with the options you gave this time"
+// command is the advice to release id with -force and, when to is not
+// empty, only to those recipients; it follows "with".
+func (a releaseAdvice) command(id string, to []string) string {
+	flags := "-force"
+	if len(to) > 0 {
+		flags += " -to " + shellQuote(strings.Join(to, ","))
 	}
-	cmd := "cd " + shellQuote(a.wd) + " && sclgate archive release"
+	if !a.web {
+		note := " and the other options you gave this time"
+		if len(to) > 0 {
+			note += " (this -to in place of any you gave)"
+		}
+		return "\"sclgate archive release " + flags + "\"" + note
+	}
+	cmd := "sclgate archive release"
+	if a.wd != "" {
+		cmd = "cd " + shellQuote(a.wd) + " && " + cmd
+	}
 	if a.config != "" {
 		cmd += " -config " + shellQuote(a.config)
 	}
-	return "on the gateway, \"" + cmd + " " + flags + " -- " + shellQuote(id) + "\""
+	// The file's name, not the bare ID: the command line takes one
+	// ".eml" off, and an IMF ID may end in ".eml" itself.
+	return "this command on the gateway: \"" + cmd + " " + flags + " -- " + shellQuote(id+".eml") + "\""
 }
 
-// shellQuote quotes s for a POSIX shell, always: an archive ID may hold
-// anything but a slash, a backslash and control characters.
+// shellQuote quotes s for a POSIX shell, always.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
@@ -711,7 +727,7 @@ type errMaybeDelivered struct {
 func (e *errMaybeDelivered) Error() string {
 	return fmt.Sprintf("not released: an earlier release (%s) may have delivered it; "+
 		"look for it in the mailbox (its X-SCL-Released field names that time), then send it anyway with %s "+
-		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, e.advice.command(e.id, "-force"))
+		"(with -to ADDR,... only to those who did not get it), or delete it", e.note, e.advice.command(e.id, nil))
 }
 
 // HTTPStatus is the web page's answer: a conflict with the archive's
@@ -863,7 +879,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 			merr := cleared()
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked; the others did not get it: send it to them with %s, leaving out any refused for good)",
-					err, strings.Join(done, ","), advice.command(id, "-force -to "+strings.Join(rcpts[len(done):], ",")))
+					err, strings.Join(done, ","), advice.command(id, rcpts[len(done):]))
 			}
 			if merr != nil {
 				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)

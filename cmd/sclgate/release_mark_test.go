@@ -76,7 +76,7 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "lmtp://"+l.Addr().String(), spam)
-	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, `the others did not get it: send it to them with "sclgate archive release -force -to `+it.Envelope.To[1]+`" with the options you gave this time`) {
+	if code != 1 || !strings.Contains(errOut, "already delivered to "+first) || !strings.Contains(errOut, `the others did not get it: send it to them with "sclgate archive release -force -to '`+it.Envelope.To[1]+`'" and the other options you gave this time`) {
 		t.Fatalf("partial release: exit %d %s", code, errOut)
 	}
 	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    maybe: a release at ") || !strings.Contains(out, "delivered to "+first) {
@@ -153,16 +153,16 @@ func TestArchiveReleaseStoppedBeforeSendingNoMark(t *testing.T) {
 	}
 }
 
-// The web page's advice survives a shell: every path and the ID are
-// quoted (an ID may start with "-" or hold spaces and quotes), and the ID
-// comes after "--".
+// The web page's advice survives a shell: every path, the recipients
+// (chosen by the message's sender) and the file name are quoted, the file
+// name comes after "--" and keeps its ".eml" (an IMF ID may end in ".eml").
 func TestReleaseAdviceQuoted(t *testing.T) {
-	a := releaseAdvice{wd: "/srv/my gw", config: "conf/it's.yaml"}
-	want := `on the gateway, "cd '/srv/my gw' && sclgate archive release -config 'conf/it'\''s.yaml' -force -- '-to=x@y'"`
-	if got := a.command("-to=x@y", "-force"); got != want {
+	a := releaseAdvice{web: true, wd: "/srv/my gw", config: "conf/it's.yaml"}
+	want := `this command on the gateway: "cd '/srv/my gw' && sclgate archive release -config 'conf/it'\''s.yaml' -force -to 'x` + "`touch${IFS}p`" + `@example.com,o'\''brien@example.com' -- '-to=x@y.eml'"`
+	if got := a.command("-to=x@y", []string{"x`touch${IFS}p`@example.com", "o'brien@example.com"}); got != want {
 		t.Errorf("command = %s\nwant      %s", got, want)
 	}
-	if got := (releaseAdvice{}).command("id", "-force"); got != `"sclgate archive release -force" with the options you gave this time` {
+	if got := (releaseAdvice{}).command("id", []string{"b@example.com"}); got != `"sclgate archive release -force -to 'b@example.com'" and the other options you gave this time (this -to in place of any you gave)` {
 		t.Errorf("command-line advice = %s", got)
 	}
 }
