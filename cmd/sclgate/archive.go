@@ -684,6 +684,7 @@ func archiveRelease(e env, args []string) int {
 type releaseAdvice struct {
 	web        bool
 	wd, config string // serve's working directory and -config
+	dir        string // the archive the page shows (archive.dir at serve's start)
 }
 
 // command is the advice to release id with -force and, when to is not
@@ -706,6 +707,11 @@ func (a releaseAdvice) command(id string, to []string) string {
 	}
 	if a.config != "" {
 		cmd += " -config " + shellQuote(a.config)
+	}
+	if a.dir != "" {
+		// A reload may have changed archive.dir; the page still shows
+		// the one serve started with.
+		cmd += " -dir " + shellQuote(a.dir)
 	}
 	// The file's name, not the bare ID: the command line takes one
 	// ".eml" off, and an IMF ID may end in ".eml" itself.

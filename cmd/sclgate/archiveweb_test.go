@@ -85,7 +85,7 @@ func TestServeArchiveWebReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, body := post("/message/"+id[1]+"/release", url.Values{"csrf": {m[1]}}); code != http.StatusConflict ||
-		!strings.Contains(body, "may have delivered it") || !strings.Contains(body, "cd &#39;"+g.dir+"&#39; &amp;&amp; sclgate archive release -config &#39;"+g.config+"&#39; -force -- &#39;"+id[1]+".eml&#39;") {
+		!strings.Contains(body, "may have delivered it") || !strings.Contains(body, "cd &#39;"+g.dir+"&#39; &amp;&amp; sclgate archive release -config &#39;"+g.config+"&#39; -dir &#39;"+filepath.Join(dir, "arch")+"&#39; -force -- &#39;"+id[1]+".eml&#39;") {
 		t.Fatalf("release of a marked message: %d %s", code, body)
 	}
 	store.ClearUnanswered(id[1])
