@@ -769,9 +769,16 @@ func TestArchiveReleaseRefusedNoMark(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*unanswered")); len(left) != 0 {
 		t.Errorf("mark left behind a clear refusal: %q", left)
 	}
+	releasesToSink(t, dir, spam, "release after a refused one")
+}
+
+// releasesToSink checks that a release of id, not forced, to a fresh
+// smtp-sink succeeds: no mark stands in its way.
+func releasesToSink(t *testing.T, dir, id, what string) {
+	t.Helper()
 	good := startSink(t)
-	if code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, spam); code != 0 || !strings.Contains(out, "released "+spam) {
-		t.Errorf("release after a refused one: exit %d\n%s%s", code, out, errOut)
+	if code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+good.addr, id); code != 0 || !strings.Contains(out, "released "+id) {
+		t.Errorf("%s: exit %d\n%s%s", what, code, out, errOut)
 	}
 }
 
