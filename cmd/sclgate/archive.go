@@ -105,13 +105,33 @@ func newArchiveCmd(e env, name, usage string) *archiveCmd {
 }
 
 // ids are the message IDs given, a file name's ".eml" taken off: an ID
-// copied from ls works too.
+// copied from ls works too. An ID that itself ends in ".eml" (an IMF file
+// named x.eml.eml is listed as x.eml) is taken as it is when only it names
+// a file.
 func (c *archiveCmd) ids() []string {
 	var ids []string
 	for _, a := range c.fs.Args() {
-		ids = append(ids, strings.TrimSuffix(a, ".eml"))
+		id := strings.TrimSuffix(a, ".eml")
+		if id != a && !c.stored(id) && c.stored(a) {
+			id = a
+		}
+		ids = append(ids, id)
 	}
 	return ids
+}
+
+// stored reports whether the archive, or its released/ folder, has a
+// file for id.
+func (c *archiveCmd) stored(id string) bool {
+	if c.store == nil {
+		return false
+	}
+	for _, d := range []string{c.store.Dir(), filepath.Join(c.store.Dir(), releasedDir)} {
+		if _, err := os.Lstat(filepath.Join(d, id+".eml")); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // parse parses args leniently (flags may follow the IDs), loads the

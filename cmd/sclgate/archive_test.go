@@ -862,3 +862,29 @@ func TestRunRetentionZeroCleansTemp(t *testing.T) {
 		}
 	}
 }
+
+// An IMF file named x.eml.eml is listed as x.eml; that ID, and the file's
+// name, both reach it. A file x.eml next to it keeps its own ID x.
+func TestArchiveIDEndingInEml(t *testing.T) {
+	dir, _, _, _ := testArchive(t)
+	msg := func(subj string) []byte {
+		return []byte("X-Sender: <a@example.org>\r\nX-Receiver: <b@example.com>\r\nX-SCL: 6\r\nSubject: " + subj + "\r\n\r\nbody\r\n")
+	}
+	os.WriteFile(filepath.Join(dir, "twice.eml.eml"), msg("twice"), 0o640)
+	code, out, _ := archiveRun(t, "list", "-dir", dir)
+	if code != 0 || !strings.Contains(out, "twice.eml ") {
+		t.Fatalf("list: %d\n%s", code, out)
+	}
+	for _, arg := range []string{"twice.eml", "twice.eml.eml"} {
+		if code, out, errOut := archiveRun(t, "raw", "-dir", dir, arg); code != 0 || !strings.Contains(out, "Subject: twice") {
+			t.Errorf("raw %s: %d %s %s", arg, code, out, errOut)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "twice.eml"), msg("once"), 0o640)
+	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice.eml"); code != 0 || !strings.Contains(out, "Subject: once") {
+		t.Errorf("raw twice.eml with both files: %d %s", code, out)
+	}
+	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice.eml.eml"); code != 0 || !strings.Contains(out, "Subject: twice") {
+		t.Errorf("raw twice.eml.eml with both files: %d %s", code, out)
+	}
+}
