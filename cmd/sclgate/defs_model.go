@@ -160,8 +160,15 @@ func notAMessage(b []byte) string {
 	if len(b) == 0 {
 		return "the file is empty"
 	}
-	if !startsWithField(scorer.TrimMboxFrom(b)) {
+	m := scorer.TrimMboxFrom(b)
+	if !startsWithField(m) {
 		return "its first line is not a header field (one message per file, as in the SpamAssassin corpus or a Maildir's cur/ and new/)"
+	}
+	// `{"id": 1,` reads as a field named `{"id"`, which RFC 5322 allows
+	// but no mail program writes: it is JSON (an index or metadata file
+	// beside the messages).
+	if m[0] == '{' || m[0] == '[' || m[0] == '"' {
+		return "it looks like JSON, not a header field"
 	}
 	return ""
 }

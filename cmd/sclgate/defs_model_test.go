@@ -191,6 +191,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 	ham1, _ := os.ReadFile(filepath.Join(hamDir, "001.eml"))
 	gz := notMail("defs.tar.gz", []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03rest"))
 	empty := notMail("empty.eml", nil)
+	js := notMail("index.json", []byte("{\"id\": 1, \"file\": \"000.eml\"}\n"))
 	mbox := notMail("inbox.mbox", append(append(slices.Clone(ham0), '\n'), ham1...))
 	for _, tc := range []struct {
 		args []string
@@ -207,6 +208,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "eval", "-ham", dangling, "-spam", spamDir}, 1, "gone.eml: no such file"},
 		{[]string{"defs", "train", "-ham", gz, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "defs.tar.gz: not a mail message: its first line is not a header field"},
 		{[]string{"defs", "eval", "-ham", empty, "-spam", spamDir}, 1, "empty.eml: not a mail message: the file is empty"},
+		{[]string{"defs", "eval", "-ham", js, "-spam", spamDir}, 1, "index.json: not a mail message: it looks like JSON"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "1e300"}, 2, "-ham-weight 1e+300: must be a number above 0 and at most 1000"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
