@@ -546,10 +546,11 @@ func TestRelayingAndTrustedNetworks(t *testing.T) {
 		if v := fieldValues(got.Data, "X-SCL"); !slices.Equal(v, []string{"-1"}) {
 			t.Errorf("X-SCL = %q, want [-1]", v)
 		}
-		for _, f := range []string{"X-SCL-Report", "X-Spam-Flag"} {
-			if v := fieldValues(got.Data, f); len(v) != 0 {
-				t.Errorf("%s = %q, want none for unfiltered mail", f, v)
-			}
+		if v := fieldValues(got.Data, "X-SCL-Report"); !slices.Equal(v, []string{"unfiltered: client in trusted_networks"}) {
+			t.Errorf("X-SCL-Report = %q, want why it is unfiltered", v)
+		}
+		if v := fieldValues(got.Data, "X-Spam-Flag"); len(v) != 0 {
+			t.Errorf("X-Spam-Flag = %q, want none for unfiltered mail", v)
 		}
 		wantMetric(t, `scl{"-1"}`, g.m.SCL.WithLabelValues("-1"), 1)
 		wantMetric(t, "scanned", g.m.Scanned, 0)

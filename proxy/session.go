@@ -709,7 +709,11 @@ type verdict struct {
 func (s *session) verdict(sp *spool) (verdict, error) {
 	if s.unfiltered() {
 		s.srv.metrics.SCL.WithLabelValues("-1").Inc()
-		return verdict{scl: -1, report: "unfiltered: authenticated or trusted client"}, nil
+		why := "unfiltered: client in trusted_networks"
+		if s.user != "" {
+			why = "unfiltered: authenticated client"
+		}
+		return verdict{scl: -1, report: why}, nil
 	}
 	var m *scorer.Message
 	if sp.Spooled() {
@@ -797,12 +801,11 @@ func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus
 func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 	cfg := s.p.Config
 	fields := []string{s.received()}
-	fields = append(fields, "X-SCL: "+strconv.Itoa(v.scl))
-	if v.scored {
-		fields = append(fields, foldHeader("X-SCL-Report", v.report))
-		if v.scl > cfg.Filter.StoreThreshold {
-			fields = append(fields, "X-Spam-Flag: YES")
-		}
+	// Unfiltered mail gets a report too, saying why it was not scored:
+	// the mailbox side then never has to guess why X-SCL is -1.
+	fields = append(fields, "X-SCL: "+strconv.Itoa(v.scl), foldHeader("X-SCL-Report", v.report))
+	if v.scored && v.scl > cfg.Filter.StoreThreshold {
+		fields = append(fields, "X-Spam-Flag: YES")
 	}
 	if cfg.Filter.ExchangeSCLHeader {
 		fields = append(fields, "X-MS-Exchange-Organization-SCL: "+strconv.Itoa(v.scl))

@@ -590,6 +590,9 @@ func TestServeStartTLSThenAuth(t *testing.T) {
 		if v, _ := header(m, "X-SCL"); v != "-1" {
 			t.Errorf("authenticated mail X-SCL = %q", v)
 		}
+		if v, _ := header(m, "X-SCL-Report"); v != "unfiltered: authenticated client" {
+			t.Errorf("authenticated mail X-SCL-Report = %q", v)
+		}
 		if !strings.Contains(m, "with ESMTPSA") {
 			t.Errorf("Received does not say ESMTPSA:\n%s", m)
 		}
