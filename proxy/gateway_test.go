@@ -1626,3 +1626,24 @@ func TestClassifierGetsEnvelope(t *testing.T) {
 		t.Errorf("envelope %+v", env)
 	}
 }
+
+// The client's SIZE goes downstream (with room for what sclgate adds), so
+// a downstream whose limit is below sclgate's refuses at MAIL, before the
+// client sends the message.
+func TestSizePassedDownstream(t *testing.T) {
+	ds := startDownstreamOn(t, false, nil, func(s *smtp.Server) { s.MaxMessageBytes = 10000 })
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	rc := ehloed(t, g.addr)
+	rc.expect("MAIL FROM:<alice@example.org> SIZE=9000", "552 5.3.4 Max message size exceeded")
+	ds.mu.Lock()
+	if len(ds.mails) != 0 {
+		t.Errorf("downstream took MAIL %q", ds.mails)
+	}
+	ds.mu.Unlock()
+	rc.expectCode("MAIL FROM:<alice@example.org> SIZE=3000", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	if reply := rc.data(testMessage("sized", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+		t.Fatalf("DATA reply %q", reply)
+	}
+	ds.only()
+}
