@@ -116,12 +116,10 @@ func (s *Server) Serve(l net.Listener) error {
 	c := s.policy.Load().Config
 	l = proxyListener(l, c.ProxyFrom)
 	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), limitHooks{
-		refused: func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
-		opened:  func() { s.metrics.SessionsActive.Inc() },
-		closed:  func() { s.metrics.SessionsActive.Dec() },
-		acceptError: func(err error) {
-			s.log.Error("accept failed; retrying", slog.Any("err", err))
-		},
+		refused:     func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
+		opened:      func() { s.metrics.SessionsActive.Inc() },
+		closed:      func() { s.metrics.SessionsActive.Dec() },
+		acceptError: acceptErrorLog(s.log),
 		http: func() {
 			s.log.Warn("client spoke HTTP to the SMTP port; disconnected")
 			s.metrics.Rejected.WithLabelValues("cross_protocol").Inc()
@@ -319,4 +317,21 @@ func (l slogLogger) Println(v ...any) { l.l.Warn("smtp: " + strings.TrimSpace(fm
 // deadline is a context for one downstream step.
 func deadline(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// acceptErrorLog logs accept failures (out of file descriptors, mostly)
+// at most once a minute per listener, with how many there were: the
+// listener retries every 50 ms, and a line each time would flood the
+// journal just when the machine is short of resources. It is called from
+// the one goroutine that accepts.
+func acceptErrorLog(log *slog.Logger) func(error) {
+	var last time.Time
+	n := 0
+	return func(err error) {
+		n++
+		if now := time.Now(); now.Sub(last) >= time.Minute {
+			log.Error("accept failed; retrying every 50 ms", slog.Any("err", err), slog.Int("failures", n))
+			last, n = now, 0
+		}
+	}
 }

@@ -1,0 +1,25 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+// Accept failures (out of descriptors) are retried every 50 ms; the log
+// gets one line for a burst of them, not twenty a second.
+func TestAcceptErrorLogThrottled(t *testing.T) {
+	var buf bytes.Buffer
+	logf := acceptErrorLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	for range 100 {
+		logf(errors.New("accept4: too many open files"))
+	}
+	if n := strings.Count(buf.String(), "accept failed"); n != 1 {
+		t.Fatalf("%d lines for 100 failures in a burst:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "too many open files") || !strings.Contains(buf.String(), "failures=1") {
+		t.Errorf("line lacks the error or the count: %s", buf.String())
+	}
+}
