@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1646,4 +1647,40 @@ func TestSizePassedDownstream(t *testing.T) {
 		t.Fatalf("DATA reply %q", reply)
 	}
 	ds.only()
+}
+
+// A transaction keeps the weight list in force at its MAIL, as it keeps
+// the rest of the configuration: an edit of the list (or a reload) while
+// it runs applies from the next transaction. Under load a message was
+// scored with a new list and deleted by the old action, which neither
+// configuration would do.
+func TestWeightsPinnedPerTransaction(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "filter: {gateway_action: delete}"})
+	empty, err := weights.Parse("empty.xml", strings.NewReader(`<CustomWeightEntries xmlns="http://schemas.microsoft.com/2005/CustomWeight"></CustomWeightEntries>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur atomic.Pointer[weights.List]
+	cur.Store(empty)
+	p := g.policy("filter: {gateway_action: delete}")
+	p.Scorer = &scorer.Scorer{Classifier: scorer.None{}, Weights: cur.Load}
+	g.srv.SetPolicy(p)
+
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	cur.Store(g.list) // "cheap pills" is MAX from now on
+	if reply := rc.data(testMessage("straddling", spamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: queued as ") {
+		t.Fatalf("message that started under the empty list: %q, want relayed", reply)
+	}
+	if v := fieldValues(ds.only().Data, "X-SCL"); !slices.Equal(v, []string{"0"}) {
+		t.Errorf("X-SCL = %q, want [0] from the list in force at MAIL", v)
+	}
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+	if reply := rc.data(testMessage("next", spamPhrase)); !strings.HasPrefix(reply, "250 2.0.0 OK: accepted as ") {
+		t.Fatalf("next message: %q, want deleted under the new list", reply)
+	}
+	wantMetric(t, "acted_upon{delete}", g.m.ActedUpon.WithLabelValues("delete"), 1)
 }

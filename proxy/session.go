@@ -95,12 +95,13 @@ type session struct {
 	lc  *limitConn // the client connection under TLS or not (BDAT timeouts)
 
 	// The transaction: set at MAIL, cleared by Reset.
-	inTxn atomic.Bool
-	id    string
-	p     *Policy
-	from  string
-	rcpts []string
-	ds    Txn
+	inTxn  atomic.Bool
+	id     string
+	p      *Policy
+	scorer *scorer.Scorer // p's, with the weight list in force at MAIL
+	from   string
+	rcpts  []string
+	ds     Txn
 }
 
 // unfiltered reports whether this session's mail is relayed without
@@ -339,6 +340,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return errNestedMail
 	}
 	s.p = s.srv.policy.Load()
+	// The weight list too is the one in force now: a reload or an edit
+	// of the list during the transaction applies from the next one.
+	s.scorer = s.p.Scorer.Pinned()
 	s.id = newID()
 	if from != "" && !validAddress(from) {
 		return s.addressError(from)
@@ -740,7 +744,7 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 	// checks on the client need it. The built-in model does not look, so
 	// its per-message path does not build it.
 	ctx := context.Background()
-	if c := s.p.Scorer.Classifier; c != nil && c.Name() != "builtin" && c.Name() != "none" {
+	if c := s.scorer.Classifier; c != nil && c.Name() != "builtin" && c.Name() != "none" {
 		ctx = scorer.WithEnvelope(ctx, &scorer.Envelope{
 			ClientIP: s.remote,
 			Helo:     sanitizeHelo(s.conn.Hostname()),
@@ -750,7 +754,7 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 			Received: s.received(),
 		})
 	}
-	r, err := s.p.Scorer.Score(ctx, m)
+	r, err := s.scorer.Score(ctx, m)
 	if err != nil {
 		return verdict{}, err
 	}

@@ -61,6 +61,20 @@ type Scorer struct {
 	Definitions string
 }
 
+// Pinned returns a Scorer that uses the weight list in force now for
+// every message, whatever is reloaded later. The gateway pins one per
+// transaction, when it takes the configuration the transaction keeps: a
+// message scored with a new list but acted on with the old threshold and
+// action would get a verdict neither configuration gives.
+func (s *Scorer) Pinned() *Scorer {
+	p := *s
+	if s.Weights != nil {
+		w := s.Weights()
+		p.Weights = func() *weights.List { return w }
+	}
+	return &p
+}
+
 // Result is a message's SCL with its explanation.
 type Result struct {
 	SCL           int
