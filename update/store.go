@@ -36,7 +36,6 @@ const (
 // Sentinel errors.
 var (
 	ErrNoneInstalled = errors.New("no definitions installed (the built-in definitions are in use)")
-	ErrNoPrevious    = errors.New("no previous version to roll back to: sclgate update status lists the installed versions; to switch to one of them (or to one no longer installed), run sclgate update install -version V (with -force if V is older than the version in use)")
 	// ErrDamaged: an installed version's copy no longer reads (a disk
 	// error, a hand edit), so it is not made active.
 	ErrDamaged    = errors.New("its installed copy is damaged")
@@ -312,7 +311,10 @@ func (s *Store) touchInstalled(version string) error {
 }
 
 // Rollback makes the version that was active before the current one
-// active again, and returns both.
+// active again, and returns both. When no other installed version is
+// left to go back to (the first install's), it goes back to the built-in
+// definitions, as they were before that install: it removes the active
+// link, and to is "".
 func (s *Store) Rollback() (from, to string, err error) {
 	from, err = s.Active()
 	if err != nil {
@@ -332,7 +334,13 @@ func (s *Store) Rollback() (from, to string, err error) {
 		}
 	}
 	if prev == nil {
-		return from, "", ErrNoPrevious
+		// Going past a version whose record no longer reads would skip
+		// what may be the one the admin means to go back to.
+		if v := s.unreadable(list); v != "" {
+			return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %s is installed but %s cannot be read (%w): install it again with sclgate update install -version %s -force, or remove its directory to roll back past it",
+				from, v, filepath.Join(s.dir, v, installedFile), ErrDamaged, v)
+		}
+		return s.deactivate(from)
 	}
 	// Checked as status and install check the version in use: switching
 	// to a copy that does not read would have serve fall back to the
@@ -349,6 +357,33 @@ func (s *Store) Rollback() (from, to string, err error) {
 		return "", "", err
 	}
 	return from, prev.Version, nil
+}
+
+// unreadable returns a version directory List left out, one whose
+// installed.json does not read, or "".
+func (s *Store) unreadable(list []Installed) string {
+	ents, _ := os.ReadDir(s.dir)
+	for _, e := range ents {
+		if e.IsDir() && ValidVersion(e.Name()) && !slices.ContainsFunc(list, func(in Installed) bool { return in.Version == e.Name() }) {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// deactivate makes the built-in definitions the ones in use again,
+// leaving from installed and marked as rolled back from (so that
+// automatic updates do not bring it back).
+func (s *Store) deactivate(from string) (string, string, error) {
+	if err := s.setRolledBack(from, true); err != nil {
+		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
+	}
+	if err := os.Remove(filepath.Join(s.dir, activeLink)); err != nil {
+		s.setRolledBack(from, false) // still the active one
+		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
+	}
+	safeio.SyncDir(s.dir)
+	return from, "", nil
 }
 
 func (s *Store) setRolledBack(version string, rolledBack bool) error {

@@ -68,19 +68,35 @@ func TestStoreInstallRollback(t *testing.T) {
 	if err != nil || from != "2026.02.1" || to != "2026.01.1" {
 		t.Fatalf("rollback 2: %s → %s, %v", from, to, err)
 	}
-	// Nothing before the first: never forth to a version rolled back from.
-	if _, _, err := s.Rollback(); !errors.Is(err, ErrNoPrevious) {
-		t.Fatalf("rollback 3: %v", err)
+	// Before the first, the built-in definitions: never forth to a
+	// version rolled back from.
+	from, to, err = s.Rollback()
+	if err != nil || from != "2026.01.1" || to != "" {
+		t.Fatalf("rollback 3: %s → %q, %v", from, to, err)
 	}
-	if active(t, s) != "2026.01.1" {
-		t.Fatal("failed rollback changed the active version")
+	if _, err := s.Active(); !errors.Is(err, ErrNoneInstalled) {
+		t.Fatalf("after rollback 3, active: %v", err)
 	}
-	// Re-activating a rolled-back version makes it a normal one again.
+	if l, _ := s.List(); len(l) != 3 {
+		t.Errorf("rollback to the built-in definitions removed versions: %v", l)
+	}
+	// Re-activating a rolled-back version makes it a normal one again;
+	// what was in use before it, the built-in definitions, is where a
+	// rollback goes.
 	if err := s.Activate("2026.03.1"); err != nil {
 		t.Fatal(err)
 	}
+	if _, to, err := s.Rollback(); to != "" || err != nil {
+		t.Errorf("after re-activation, rollback to %q, %v", to, err)
+	}
+	if err := s.Activate("2026.01.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate("2026.02.1"); err != nil {
+		t.Fatal(err)
+	}
 	if _, to, _ := s.Rollback(); to != "2026.01.1" {
-		t.Errorf("after re-activation, rollback to %s", to)
+		t.Errorf("after re-activating 01 then 02, rollback to %q", to)
 	}
 }
 
@@ -213,8 +229,8 @@ func TestActivateFailsBeforeTheSwitch(t *testing.T) {
 	if v := active(t, s); v != "2026.02.1" {
 		t.Errorf("active %s after a failed switch, want 2026.02.1", v)
 	}
-	if _, _, err := s.Rollback(); err == nil {
-		t.Error("Rollback succeeded")
+	if _, _, err := s.Rollback(); err == nil || !strings.Contains(err.Error(), "rollback refused, 2026.02.1 stays in use: 2026.01.1 is installed but") {
+		t.Errorf("Rollback past a damaged version: %v", err)
 	}
 	if v := active(t, s); v != "2026.02.1" {
 		t.Errorf("active %s after a failed rollback, want 2026.02.1", v)

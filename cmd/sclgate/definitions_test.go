@@ -183,6 +183,18 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 			}
 		}
 	}
+
+	// Rolling back past the first install goes back to the built-in
+	// definitions, which were in use before it, and serve switches to them.
+	if code, out := run("update", "rollback"); code != 0 || !strings.Contains(out, "from 2027.02.1 to 2027.01.1") {
+		t.Fatalf("rollback to 2027.01.1: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="2027.01.1"}`, 1)
+	if code, out := run("update", "rollback"); code != 0 || out != "rolled back from 2027.01.1 to the built-in definitions "+builtin.Manifest.Version+"\n" {
+		t.Fatalf("rollback to the built-in definitions: %d %s", code, out)
+	}
+	g.waitMetric(t, `sclgate_definitions_info{version="`+builtin.Manifest.Version+`"}`, 1)
+	g.waitLog(t, "definitions switched")
 }
 
 // kill -9 in the middle of an install (here: mid-download, the longest

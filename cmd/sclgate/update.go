@@ -172,7 +172,7 @@ func cmdUpdate(e env, args []string) int {
 	case "rollback":
 		if _, err := store.Active(); errors.Is(err, update.ErrNoneInstalled) {
 			// Nothing to roll back: said without making definitions.dir.
-			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
+			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V -force switches to one\n", builtinVersion())
 			return exitError
 		}
 		unlock, err := store.Lock(ctx, waitingNote(e, store))
@@ -185,6 +185,10 @@ func cmdUpdate(e env, args []string) int {
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
 			return exitError
+		}
+		if to == "" {
+			// The first install's version: back to what was in use before it.
+			to = "the built-in definitions " + builtinVersion()
 		}
 		fmt.Fprintf(e.stdout, "rolled back from %s to %s\n", from, to)
 		return 0
@@ -205,7 +209,11 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 	active, err := store.Active()
 	switch {
 	case errors.Is(err, update.ErrNoneInstalled):
-		fmt.Fprintf(e.stdout, "in use:     %s (built in; nothing installed in %s)\n", displayVersion(builtinVersion()), store.Dir())
+		if l, _ := store.List(); len(l) > 0 {
+			fmt.Fprintf(e.stdout, "in use:     %s (built in; no installed version is active)\n", displayVersion(builtinVersion()))
+		} else {
+			fmt.Fprintf(e.stdout, "in use:     %s (built in; nothing installed in %s)\n", displayVersion(builtinVersion()), store.Dir())
+		}
 	case err != nil:
 		fmt.Fprintln(e.stderr, err)
 		return exitError

@@ -171,9 +171,17 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, out, _ := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.11.1 to 2027.10.1\n" {
 		t.Errorf("rollback: %d %q", code, out)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no previous version") ||
+	// Before the first install, the built-in definitions were in use: a
+	// rollback from it goes back to them.
+	if code, out, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 || out != "rolled back from 2027.10.1 to the built-in definitions "+builtinVersion()+"\n" {
+		t.Errorf("second rollback: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     "+builtinVersion()+" (built in; no installed version is active)") {
+		t.Errorf("status after rolling back to the built-in definitions: %d\n%s", code, out)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back: the built-in definitions ("+builtinVersion()+") are in use") ||
 		!strings.Contains(errOut, "sclgate update status lists the installed versions") || !strings.Contains(errOut, "sclgate update install -version V") {
-		t.Errorf("second rollback: %d %q", code, errOut)
+		t.Errorf("third rollback: %d %q", code, errOut)
 	}
 	// With the newer index back, detect says why 2027.11.1 is not
 	// offered for install, and how to have it.
@@ -415,7 +423,7 @@ func TestUpdateFreshHost(t *testing.T) {
 	if code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "nothing installed in "+defsDir) {
 		t.Errorf("status: %d %q %q", code, out, errOut)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "no definitions installed") {
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back: the built-in definitions") {
 		t.Errorf("rollback: %d %q", code, errOut)
 	}
 	if _, err := os.Stat(defsDir); !os.IsNotExist(err) {
