@@ -243,3 +243,22 @@ func TestWhere(t *testing.T) {
 		t.Errorf("Where (a default) = %q, want %q", got, want)
 	}
 }
+
+func TestChanged(t *testing.T) {
+	a, err := Parse("a.yaml", []byte("downstream: smtp://127.0.0.1:2526\naccepted_domains: [example.com]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Changed(a, a); len(got) != 0 {
+		t.Errorf("Changed(a, a) = %q", got)
+	}
+	b, err := Parse("b.yaml", []byte("downstream: smtp://127.0.0.1:2527\naccepted_domains: [example.com, example.net]\n"+
+		"filter: {store_threshold: 2, exchange_scl_header: true}\nlimits: {downstream_timeout: 1m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"accepted_domains", "downstream", "limits.downstream_timeout", "filter.store_threshold", "filter.exchange_scl_header"}
+	if got := Changed(a, b); !slices.Equal(got, want) {
+		t.Errorf("Changed = %q, want %q", got, want)
+	}
+}

@@ -165,6 +165,10 @@ func notFoundHow(err error) string {
 // directory defs publish wrote.
 var ErrNotIndex = errors.New("not a definitions index")
 
+// ErrPartialKept: a download ended early (the connection closed, or
+// stalled); what came is kept for the next install to resume from.
+var ErrPartialKept = errors.New("partial download kept; run install again to resume")
+
 // looksHTML reports whether b starts, after white space and a UTF-8 BOM,
 // like an HTML or XML document; an index is JSON and a signature starts
 // with "untrusted comment:".
@@ -584,7 +588,7 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 			return nil, fmt.Errorf("update: download %s: %w (the partial download was removed to give the space back)", o.File, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("update: download %s: %w (partial download kept; run install again to resume)", o.File, err)
+			return nil, fmt.Errorf("update: download %s: %w (%w)", o.File, err, ErrPartialKept)
 		}
 	}
 	data, err := os.ReadFile(part)

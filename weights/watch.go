@@ -3,8 +3,11 @@ package weights
 // watch.go keeps a list current while admins edit its file.
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -28,6 +31,7 @@ type Watcher struct {
 
 	reloadMu sync.Mutex  // one reload at a time, watcher or Reload
 	lastStat fs.FileInfo // of the file as last read; guarded by reloadMu
+	lastSum  [32]byte    // sha256 of the file as last read; guarded by reloadMu
 
 	fsw       *fsnotify.Watcher
 	targetDir string // the directory of path's symlink target, if elsewhere and watched; run's alone
@@ -130,7 +134,7 @@ func (w *Watcher) warnIgnored(l *List) {
 func (w *Watcher) load() error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
-	l, fi, err := w.read()
+	l, fi, sum, err := w.read()
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file does not exist; no custom weights until it is created")
@@ -141,7 +145,7 @@ func (w *Watcher) load() error {
 		w.log.Info("weights: loaded", slog.Int("entries", l.Len()))
 		w.warnIgnored(l)
 	}
-	w.lastStat = fi
+	w.lastStat, w.lastSum = fi, sum
 	w.cur.Store(l)
 	return nil
 }
@@ -149,7 +153,29 @@ func (w *Watcher) load() error {
 func (w *Watcher) reload() error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
-	l, fi, err := w.read()
+	l, fi, sum, err := w.read()
+	return w.reloadLocked(l, fi, sum, err)
+}
+
+// reloadIfChanged reloads when the file differs from the one last read:
+// a change notification that comes after a SIGHUP (Reload) already read
+// the change must not read, log and count it a second time. Content is
+// compared, not only size and time: an edit of the same size within a
+// coarse file system's time step is still a change.
+func (w *Watcher) reloadIfChanged() {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	l, fi, sum, err := w.read()
+	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
+		w.lastStat = fi
+		return
+	}
+	w.reloadLocked(l, fi, sum, err)
+}
+
+// reloadLocked puts what read returned in force (or, on error, keeps
+// the list in force) and tells OnReload.
+func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file removed; no custom weights until it is created again")
@@ -162,7 +188,7 @@ func (w *Watcher) reload() error {
 		w.log.Info("weights: reloaded", slog.Int("entries", l.Len()))
 		w.warnIgnored(l)
 	}
-	w.lastStat = fi
+	w.lastStat, w.lastSum = fi, sum
 	w.cur.Store(l)
 	if w.opts.OnReload != nil {
 		w.opts.OnReload(l, err)
@@ -170,19 +196,23 @@ func (w *Watcher) reload() error {
 	return err
 }
 
-// read loads the file and returns it with the FileInfo it was read from.
-func (w *Watcher) read() (*List, fs.FileInfo, error) {
+// read loads the file and returns it with the FileInfo it was read from
+// and the sha256 of what was read (fi is nil when it could not be read).
+func (w *Watcher) read() (l *List, fi fs.FileInfo, sum [32]byte, err error) {
 	f, err := os.Open(w.path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("weights: %w", err)
+		return nil, nil, sum, fmt.Errorf("weights: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: %w", err)
+	if fi, err = f.Stat(); err != nil {
+		return nil, nil, sum, fmt.Errorf("weights: %w", err)
 	}
-	l, err := Parse(w.path, f)
-	return l, fi, err
+	raw, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, nil, sum, &ParseError{File: w.path, Err: err}
+	}
+	l, err = Parse(w.path, bytes.NewReader(raw))
+	return l, fi, sha256.Sum256(raw), err
 }
 
 // run turns fsnotify events into debounced reloads until Close.
@@ -226,7 +256,9 @@ func (w *Watcher) run() {
 				timer.Reset(w.opts.Debounce)
 			}
 		case <-timer.C:
-			w.reload()
+			// A SIGHUP (Reload) may have read this change already:
+			// read it twice and it is logged and counted twice.
+			w.reloadIfChanged()
 			w.watchTarget() // the link may point elsewhere now
 		}
 	}

@@ -331,3 +331,30 @@ func TestWatcherDirectoryReplaced(t *testing.T) {
 	renameOver(t, path, listXML("gamma"))
 	waitFor(t, "an edit in the new directory", func() bool { return matches(w, "gamma") })
 }
+
+// A change that a SIGHUP (Reload) read before the change notification's
+// debounce ran out is read, logged and counted once, not twice; a later
+// edit of the same size is still a change.
+func TestWatcherReloadThenNotificationCountsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 300 * time.Millisecond, OnReload: r.on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeFile(t, path, listXML("bravo"))
+	if err := w.Reload(); err != nil || !matches(w, "bravo") {
+		t.Fatalf("Reload: %v", err)
+	}
+	time.Sleep(800 * time.Millisecond) // the notification's debounce runs out
+	if n := r.succeeded(); n != 1 {
+		t.Errorf("%d reloads counted for one change, want 1", n)
+	}
+	writeFile(t, path, listXML("carol"))
+	waitFor(t, "same-size edit", func() bool { return matches(w, "carol") })
+	if n := r.succeeded(); n != 2 {
+		t.Errorf("%d reloads after a second change, want 2", n)
+	}
+}

@@ -172,14 +172,17 @@ func watchDefinitions(ctx context.Context, dir, last string, onChange func()) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
+		// First at once: a reload restarts the watcher, and reloads
+		// less than two seconds apart would otherwise keep it from ever
+		// looking.
+		if now := activeStamp(dir); now != last {
+			last = now
+			onChange()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if now := activeStamp(dir); now != last {
-			last = now
-			onChange()
 		}
 	}
 }

@@ -788,6 +788,7 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	os.WriteFile(g.config, bytes.Replace(cfg, []byte("gateway_action: reject"), []byte("gateway_action: reject\n  gateway_threshold: 5"), 1), 0o644)
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	g.waitLog(t, "gateway_threshold=5")
+	g.waitLog(t, "changed=[filter.gateway_threshold]") // what the reload changed
 
 	c.send("cheap watches", "550 5.7.1 Message rejected as spam") // same session, new threshold
 	c.cmd("QUIT", "221")

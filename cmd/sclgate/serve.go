@@ -612,7 +612,7 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 		g.web.SetUsers(cfg.Archive.Web.Users)
 		g.log.Info("archive web: users changed; sessions of removed users and changed passwords ended", slog.Int("users", len(cfg.Archive.Web.Users)))
 	}
-	g.log.Info("configuration reloaded", slog.String("config", cfg.Source),
+	g.log.Info("configuration reloaded", slog.String("config", cfg.Source), slog.Any("changed", config.Changed(old, cfg)),
 		slog.Int("gateway_threshold", cfg.Filter.GatewayThreshold), slog.String("gateway_action", cfg.Filter.GatewayAction))
 	return nil
 }

@@ -12,8 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,5 +485,42 @@ func TestUpdateMissingSignature(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "index.json: the source has no index at this address (HTTP 404 Not Found)") ||
 		strings.Contains(errOut, "unreachable") || !strings.Contains(errOut, "what to do: updates.source (or -source) must be the URL of the directory defs publish wrote") {
 		t.Errorf("install without an index: %d %q", code, errOut)
+	}
+}
+
+// A download cut short says what to do, as every other refusal does, and
+// that nothing was installed; run again, it resumes and installs.
+func TestUpdateInstallTruncatedDownload(t *testing.T) {
+	cfg, src, _, _ := updateSetup(t, "2027.10.1")
+	var cut atomic.Bool
+	cut.Store(true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := http.FileServer(http.Dir(src))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ".tar.gz") || !cut.Load() {
+			files.ServeHTTP(w, r)
+			return
+		}
+		data, _ := os.ReadFile(filepath.Join(src, filepath.Base(r.URL.Path)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data[:len(data)/2]) // then the connection closes
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, regexp.MustCompile(`source: \S+`).ReplaceAll(b, []byte("source: http://"+ln.Addr().String()+"/")), 0o644)
+
+	code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg)
+	if code != 1 || !strings.Contains(errOut, "partial download kept") ||
+		!strings.Contains(errOut, "what to do: the download ended before the whole file came") ||
+		!strings.Contains(errOut, "Nothing was installed; the definitions in use are unchanged.") {
+		t.Errorf("cut download: %d %q", code, errOut)
+	}
+	cut.Store(false)
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2027.10.1") {
+		t.Errorf("install after the cut: %d %q %q", code, out, errOut)
 	}
 }
