@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sclgate/sclgate/safeio"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -193,12 +193,21 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Parse("", nil)
 	}
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return Parse(path, data)
 }
+
+// maxFileSize bounds what is read of a configuration file: a real one is
+// a few KiB, and a wrong path (a log file, /dev/zero) must not eat memory.
+const maxFileSize = 16 << 20
+
+// readFile reads the configuration file. A FIFO in its place is refused
+// rather than waited on: SIGHUP's reload, and the shutdown behind it,
+// would hang.
+func readFile(path string) ([]byte, error) { return safeio.ReadFile(path, maxFileSize) }
 
 // Parse decodes data (named name in errors) over the embedded defaults and
 // validates the result.
@@ -246,7 +255,7 @@ func (c *Config) Where(path ...string) string {
 	if c.Source == "" {
 		return "config: embedded defaults: " + strings.Join(path, ".")
 	}
-	data, _ := os.ReadFile(c.Source)
+	data, _ := readFile(c.Source)
 	if n := keyLine(data, path); n > 0 {
 		return fmt.Sprintf("config: %s: line %d: %s", c.Source, n, strings.Join(path, "."))
 	}

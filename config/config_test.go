@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -260,5 +261,33 @@ func TestChanged(t *testing.T) {
 	want := []string{"accepted_domains", "downstream", "limits.downstream_timeout", "filter.store_threshold", "filter.exchange_scl_header"}
 	if got := Changed(a, b); !slices.Equal(got, want) {
 		t.Errorf("Changed = %q, want %q", got, want)
+	}
+}
+
+// Something that is not a regular file in the configuration's place is
+// an error at once: a FIFO was waited on for ever (and SIGHUP's reload
+// and the shutdown behind it).
+func TestLoadNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "sclgate.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Let the open waiting on it go, then fail.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("Load of a FIFO hung")
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
 	}
 }

@@ -3,11 +3,15 @@
 // written: a temporary file in the same directory, fsync'd, renamed over
 // the target, then the directory fsync'd. sclgate's stores (the ArchiveDir,
 // installed definitions, the Maildir downstream) and its commands that
-// write bundles and signatures all rest on it.
+// write bundles and signatures all rest on it. ReadFile is its other
+// half: it reads a file an admin names (the configuration, a key) without
+// ever waiting on a FIFO put in its place.
 package safeio
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -73,4 +77,33 @@ func SyncDir(dir string) error {
 		err = nil
 	}
 	return err
+}
+
+// ReadFile reads the regular file at path, at most max bytes. It opens
+// without blocking: a FIFO in the file's place would otherwise wait for a
+// writer for ever, and whatever waits on the read with it (a SIGHUP's
+// reload, and the shutdown behind that). A directory, a FIFO, a device or
+// a file larger than max is an error naming path.
+func ReadFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s: is a directory, not a file", path)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: is not a regular file (%s)", path, fi.Mode().Type())
+	case fi.Size() > max:
+		return nil, fmt.Errorf("%s: file is larger than %d bytes", path, max)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s: file is larger than %d bytes", path, max) // it grew
+	}
+	return data, err
 }

@@ -42,3 +42,23 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("rename over a directory: %v", err)
 	}
 }
+
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := WriteFile(p, []byte("12345"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(p, 5); err != nil || string(b) != "12345" {
+		t.Errorf("ReadFile = %q, %v", b, err)
+	}
+	if _, err := ReadFile(p, 4); err == nil || !strings.Contains(err.Error(), p+": file is larger than 4 bytes") {
+		t.Errorf("over the bound: %v", err)
+	}
+	if _, err := ReadFile(dir, 4); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("directory: %v", err)
+	}
+	if _, err := ReadFile("/dev/null", 4); err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+		t.Errorf("device: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Sentinel errors, besides defs' ErrBadSignature, ErrUnknownKey,
@@ -682,7 +683,7 @@ func LoadKeys(entries []string) ([][]byte, error) {
 			keys = append(keys, []byte(e))
 			continue
 		}
-		b, err := os.ReadFile(e)
+		b, err := safeio.ReadFile(e, 64<<10) // a .pub file is 2 lines
 		if err != nil {
 			return nil, fmt.Errorf("update: trusted key %d: neither a minisign public key nor a readable .pub file: %w", i+1, err)
 		}

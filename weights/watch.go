@@ -199,14 +199,11 @@ func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error)
 // read loads the file and returns it with the FileInfo it was read from
 // and the sha256 of what was read (fi is nil when it could not be read).
 func (w *Watcher) read() (l *List, fi fs.FileInfo, sum [32]byte, err error) {
-	f, err := os.Open(w.path)
+	f, fi, err := open(w.path)
 	if err != nil {
-		return nil, nil, sum, fmt.Errorf("weights: %w", err)
+		return nil, nil, sum, err
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, nil, sum, fmt.Errorf("weights: %w", err)
-	}
 	raw, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, nil, sum, &ParseError{File: w.path, Err: err}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -357,4 +358,47 @@ func TestWatcherReloadThenNotificationCountsOnce(t *testing.T) {
 	if n := r.succeeded(); n != 2 {
 		t.Errorf("%d reloads after a second change, want 2", n)
 	}
+}
+
+// A FIFO put in the list's place is an error at once, on the watcher's
+// reload as on SIGHUP's: opening it waited for a writer for ever while
+// holding the reload lock, so SIGHUP and the shutdown hung behind it.
+func TestWatcherFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w := newTestWatcher(t, path, &r)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Reload() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+			t.Errorf("Reload of a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Put a regular file in the FIFO's place and unblock the opens
+		// waiting on it (a writer that comes and goes), so that the
+		// test ends, then fail.
+		os.Rename(path, path+".fifo")
+		writeFile(t, path, listXML("alpha"))
+		t.Error("Reload of a FIFO hung")
+		for range 50 {
+			if f, err := os.OpenFile(path+".fifo", os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				f.Close()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.FailNow()
+	}
+	if !matches(w, "alpha") {
+		t.Error("a FIFO in the list's place dropped the last good list")
+	}
+	renameOver(t, path, listXML("beta"))
+	waitFor(t, "regular file again", func() bool { return matches(w, "beta") })
 }

@@ -33,6 +33,7 @@ package weights
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -177,24 +178,40 @@ const maxFileSize = 64 << 20
 
 // Load reads and compiles the weight list in the file at path.
 func Load(path string) (*List, error) {
-	// Non-blocking, so that a FIFO (or a device) in the list's place is
-	// refused instead of waiting for a writer for ever.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, _, err := open(path)
 	if err != nil {
-		return nil, fmt.Errorf("weights: %w", err)
+		return nil, err
 	}
 	defer f.Close()
+	return Parse(path, f)
+}
+
+// open opens the weight list file at path for reading, refusing what is
+// not a regular file or is too large; Load and the Watcher both read
+// through it.
+func open(path string) (*os.File, fs.FileInfo, error) {
+	// Non-blocking, so that a FIFO (or a device) in the list's place is
+	// refused instead of waiting for a writer for ever, and holding up
+	// every reload (and the shutdown) behind it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("weights: %w", err)
+	}
 	fi, err := f.Stat()
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("weights: %w", err)
+		err = fmt.Errorf("weights: %w", err)
 	case fi.IsDir():
-		return nil, &ParseError{File: path, Err: errors.New("is a directory, not a weight list file")}
+		err = &ParseError{File: path, Err: errors.New("is a directory, not a weight list file")}
 	case !fi.Mode().IsRegular():
-		return nil, &ParseError{File: path, Err: fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())}
+		err = &ParseError{File: path, Err: fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())}
 	case fi.Size() > maxFileSize:
 		// Before reading it: Parse would read 64 MiB to find out.
-		return nil, &ParseError{File: path, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
+		err = &ParseError{File: path, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
 	}
-	return Parse(path, f)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
