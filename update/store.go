@@ -35,6 +35,7 @@ const (
 
 // Sentinel errors.
 var (
+	ErrNoPrevious    = errors.New("no older installed version to roll back to")
 	ErrNoneInstalled = errors.New("no definitions installed (the built-in definitions are in use)")
 	// ErrDamaged: an installed version's copy no longer reads (a disk
 	// error, a hand edit), so it is not made active.
@@ -61,7 +62,14 @@ type Installed struct {
 	// a rollback still goes back to it (it is the version before).
 	// Activating it clears the mark.
 	DowngradedFrom bool `json:"downgraded_from,omitempty"`
-	Active         bool `json:"-"`
+	// Previous is what was in use when this version was last made active
+	// other than by a rollback: another version, or Builtin. A rollback
+	// from the oldest version left goes there: to the built-in
+	// definitions only when they were in use before it, not when the
+	// versions before it were pruned (the last 3 are kept). Empty in
+	// records older than the field: not known.
+	Previous string `json:"previous,omitempty"`
+	Active   bool   `json:"-"`
 }
 
 // State is what serve and "update detect" remember between runs.
@@ -265,16 +273,35 @@ func (s *Store) holds(version string, bundle []byte) bool {
 	return err == nil && bytes.Equal(b, bundle)
 }
 
+// Builtin is Installed.Previous for a version installed while the
+// built-in definitions were in use.
+const Builtin = "builtin"
+
 // Activate makes an installed version the active one: a new symlink is
 // renamed over "active", which is atomic.
 func (s *Store) Activate(version string) error {
+	// What is in use now is what a rollback from version goes back to.
+	prev, err := s.Active()
+	switch {
+	case errors.Is(err, ErrNoneInstalled):
+		prev = Builtin
+	case err != nil:
+		prev = "" // not known: the active link is damaged
+	}
+	return s.activate(version, &prev)
+}
+
+// activate makes version active, recording previous as its Previous
+// unless previous is nil (a rollback, which goes back along the record)
+// or version itself (made active again: its record stays).
+func (s *Store) activate(version string, previous *string) error {
 	if !ValidVersion(version) || !s.Has(version) {
 		return fmt.Errorf("update: version %q is not installed", version)
 	}
 	// Recorded before the switch, so that a failure here (disk full, a
 	// directory another user made) leaves everything as it was, rather
 	// than report a failure after the switch.
-	if err := s.touchInstalled(version); err != nil {
+	if err := s.touchInstalled(version, previous); err != nil {
 		return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
 	}
 	tmp := filepath.Join(s.dir, ".active-"+randHex())
@@ -293,8 +320,9 @@ func (s *Store) Activate(version string) error {
 }
 
 // touchInstalled records version as the most recently made active, so
-// that List's order is the order a rollback walks back through.
-func (s *Store) touchInstalled(version string) error {
+// that List's order is the order a rollback walks back through, and
+// with what was in use before it (see activate).
+func (s *Store) touchInstalled(version string, previous *string) error {
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -306,15 +334,19 @@ func (s *Store) touchInstalled(version string) error {
 	}
 	in.InstalledAt = time.Now().UTC()
 	in.RolledBack, in.DowngradedFrom = false, false
+	if previous != nil && *previous != version {
+		in.Previous = *previous
+	}
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(p, meta, 0o644)
 }
 
 // Rollback makes the version that was active before the current one
 // active again, and returns both. When no other installed version is
-// left to go back to (the first install's), it goes back to the built-in
-// definitions, as they were before that install: it removes the active
-// link, and to is "".
+// left to go back to and the built-in definitions were in use before the
+// current one (the first install's), it goes back to them: it removes
+// the active link, and to is "". When the version before was pruned, it
+// is refused with ErrNoPrevious.
 func (s *Store) Rollback() (from, to string, err error) {
 	from, err = s.Active()
 	if err != nil {
@@ -340,7 +372,7 @@ func (s *Store) Rollback() (from, to string, err error) {
 			return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %s is installed but %s cannot be read (%w): install it again with sclgate update install -version %s -force, or remove its directory to roll back past it",
 				from, v, filepath.Join(s.dir, v, installedFile), ErrDamaged, v)
 		}
-		return s.deactivate(from)
+		return s.rollbackToOldest(from, list)
 	}
 	// Checked as status and install check the version in use: switching
 	// to a copy that does not read would have serve fall back to the
@@ -352,7 +384,7 @@ func (s *Store) Rollback() (from, to string, err error) {
 	if err := s.setRolledBack(from, true); err != nil {
 		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
 	}
-	if err := s.Activate(prev.Version); err != nil {
+	if err := s.activate(prev.Version, nil); err != nil {
 		s.setRolledBack(from, false) // still the active one
 		return "", "", err
 	}
@@ -369,6 +401,31 @@ func (s *Store) unreadable(list []Installed) string {
 		}
 	}
 	return ""
+}
+
+// rollbackToOldest rolls back from the oldest version left, from: to the
+// built-in definitions if they were in use before it, else nowhere (the
+// version before was pruned, or is not known), saying how to go on.
+func (s *Store) rollbackToOldest(from string, list []Installed) (string, string, error) {
+	var before string
+	for _, in := range list {
+		if in.Version == from {
+			before = in.Previous
+		}
+	}
+	switch {
+	case before == Builtin:
+		return s.deactivate(from)
+	case before == "":
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: what was in use before it is not recorded (it was installed by an older sclgate); sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older)",
+			from, ErrNoPrevious)
+	case s.Has(before):
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, was itself rolled back from; sclgate update install -version %s -force switches to it",
+			from, ErrNoPrevious, before, before)
+	default:
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, is no longer installed (the last %d are kept); sclgate update install -version %s -force installs it again",
+			from, ErrNoPrevious, before, Keep, before)
+	}
 }
 
 // deactivate makes the built-in definitions the ones in use again,

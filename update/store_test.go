@@ -100,6 +100,42 @@ func TestStoreInstallRollback(t *testing.T) {
 	}
 }
 
+// A rollback from the oldest version left goes to the built-in
+// definitions only when they were in use before it: when the version
+// before it was pruned, it is refused, naming that version. (Every
+// rollback from the last of four installs ended on the built-in
+// definitions, older than anything installed.)
+func TestRollbackAfterPrune(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	for _, v := range []string{"2027.01.01.1", "2027.01.02.1", "2027.01.03.1", "2027.01.04.1"} {
+		install(t, s, v)
+		if err := s.Prune(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"2027.01.03.1", "2027.01.02.1"} {
+		if _, to, err := s.Rollback(); err != nil || to != want {
+			t.Fatalf("rollback to %q, %v; want %s", to, err, want)
+		}
+	}
+	_, to, err := s.Rollback()
+	if !errors.Is(err, ErrNoPrevious) || to != "" || !strings.Contains(err.Error(), "2027.01.01.1, in use before it, is no longer installed") ||
+		!strings.Contains(err.Error(), "sclgate update install -version 2027.01.01.1 -force") {
+		t.Fatalf("rollback past a pruned version: to %q, %v", to, err)
+	}
+	if v := active(t, s); v != "2027.01.02.1" {
+		t.Errorf("a refused rollback switched to %s", v)
+	}
+
+	// A record from before Previous was kept: not known, refused.
+	p := filepath.Join(s.Dir(), "2027.01.02.1", installedFile)
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(b, []byte(`"previous"`), []byte(`"unknown"`), 1), 0o644)
+	if _, _, err := s.Rollback(); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "not recorded") {
+		t.Fatalf("rollback from a record without previous: %v", err)
+	}
+}
+
 func TestStorePruneKeepsThree(t *testing.T) {
 	s, _ := OpenStore(t.TempDir())
 	for _, v := range []string{"1", "2", "3", "4", "5"} {

@@ -172,7 +172,7 @@ func cmdUpdate(e env, args []string) int {
 	case "rollback":
 		if _, err := store.Active(); errors.Is(err, update.ErrNoneInstalled) {
 			// Nothing to roll back: said without making definitions.dir.
-			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V -force switches to one\n", builtinVersion())
+			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older than the built-in definitions)\n", builtinVersion())
 			return exitError
 		}
 		unlock, err := store.Lock(ctx, waitingNote(e, store))
@@ -187,7 +187,7 @@ func cmdUpdate(e env, args []string) int {
 			return exitError
 		}
 		if to == "" {
-			// The first install's version: back to what was in use before it.
+			// Back to the built-in definitions, in use before the first install.
 			to = "the built-in definitions " + builtinVersion()
 		}
 		fmt.Fprintf(e.stdout, "rolled back from %s to %s\n", from, to)
