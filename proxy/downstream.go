@@ -258,24 +258,23 @@ func (dc *dsConn) closeAfter(err error) {
 	dc.close()
 }
 
-// stampMargin is what sclgate may add to a message it relays: its
-// Received field, X-SCL, X-SCL-Report (at most reportWireMax), X-Spam-Flag
-// and X-MS-Exchange-Organization-SCL, with room to spare.
-const stampMargin = 4096
-
 // mailOptions passes on the MAIL parameters the downstream understands.
 // sclgate receives with 8BITMIME and SMTPUTF8 off unless configured, so
-// BODY=8BITMIME is the one that matters. The client's SIZE goes on, plus
-// what sclgate adds (RFC 1870 makes it an estimate), so that a downstream
-// with a smaller limit than sclgate's refuses at MAIL, before the client
-// has sent the message, rather than after it.
+// BODY=8BITMIME is the one that matters. The client's SIZE goes on as
+// it is, so that a downstream with a smaller limit than sclgate's refuses
+// at MAIL, before the client has sent the message, rather than after it.
+// Not plus what sclgate adds (a few hundred bytes, up to about 1.5 KB):
+// a message just under the downstream's limit, which it takes whole,
+// would then be refused at MAIL for good. One that the added fields take
+// over the limit is refused by the downstream after DATA instead, and the
+// client gets that reply.
 func mailOptions(c *smtp.Client, in *smtp.MailOptions) *smtp.MailOptions {
 	if in == nil {
 		return nil
 	}
 	out := &smtp.MailOptions{}
 	if ok, _ := c.Extension("SIZE"); ok && in.Size > 0 {
-		out.Size = in.Size + stampMargin
+		out.Size = in.Size
 	}
 	if ok, _ := c.Extension("8BITMIME"); ok && in.Body == smtp.Body8BitMIME {
 		out.Body = in.Body

@@ -1628,22 +1628,27 @@ func TestClassifierGetsEnvelope(t *testing.T) {
 	}
 }
 
-// The client's SIZE goes downstream (with room for what sclgate adds), so
-// a downstream whose limit is below sclgate's refuses at MAIL, before the
-// client sends the message.
+// The client's SIZE goes downstream as it is, so a downstream whose
+// limit is below sclgate's refuses at MAIL, before the client sends the
+// message; a message just under that limit goes through (with 4,096 added
+// for sclgate's fields, it was refused at MAIL for good).
 func TestSizePassedDownstream(t *testing.T) {
 	ds := startDownstreamOn(t, false, nil, func(s *smtp.Server) { s.MaxMessageBytes = 10000 })
 	g := startGateway(t, gwSetup{Downstream: ds.URL()})
 	rc := ehloed(t, g.addr)
-	rc.expect("MAIL FROM:<alice@example.org> SIZE=9000", "552 5.3.4 Max message size exceeded")
+	rc.expect("MAIL FROM:<alice@example.org> SIZE=10001", "552 5.3.4 Max message size exceeded")
 	ds.mu.Lock()
 	if len(ds.mails) != 0 {
 		t.Errorf("downstream took MAIL %q", ds.mails)
 	}
 	ds.mu.Unlock()
-	rc.expectCode("MAIL FROM:<alice@example.org> SIZE=3000", "250 ")
+	msg := testMessage("sized", hamPhrase+"\r\n"+strings.Repeat("All well here, see you on Monday.\r\n", 250))
+	if len(msg) < 9000 || len(msg) > 9500 {
+		t.Fatalf("test message of %d bytes", len(msg))
+	}
+	rc.expectCode(fmt.Sprintf("MAIL FROM:<alice@example.org> SIZE=%d", len(msg)), "250 ")
 	rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
-	if reply := rc.data(testMessage("sized", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+	if reply := rc.data(msg); !strings.HasPrefix(reply, "250 ") {
 		t.Fatalf("DATA reply %q", reply)
 	}
 	ds.only()
