@@ -107,7 +107,7 @@ func newArchiveCmd(e env, name, usage string) *archiveCmd {
 // ids are the message IDs given, a file name's ".eml" taken off: an ID
 // copied from ls works too. An ID that itself ends in ".eml" (an IMF file
 // named x.eml.eml is listed as x.eml) is taken as it is when only it names
-// a file.
+// a file (parse refuses it when both do).
 func (c *archiveCmd) ids() []string {
 	var ids []string
 	for _, a := range c.fs.Args() {
@@ -170,6 +170,15 @@ func (c *archiveCmd) parse(args []string) int {
 	if c.store, err = archive.Open(dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
 		c.errorf("%v", err)
 		return 1
+	}
+	// x.eml is the file name of the message x and the ID of the file
+	// x.eml.eml: with both there, acting on either could be acting on
+	// the wrong one.
+	for _, a := range c.fs.Args() {
+		if id := strings.TrimSuffix(a, ".eml"); id != a && c.stored(id) && c.stored(a) {
+			c.errorf("%s names two messages, %s (file %s.eml) and %s (file %s.eml): give %s or %s.eml; nothing was done", a, id, id, a, a, id, a)
+			return 2
+		}
 	}
 	return -1
 }

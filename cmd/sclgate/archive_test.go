@@ -864,7 +864,9 @@ func TestRunRetentionZeroCleansTemp(t *testing.T) {
 }
 
 // An IMF file named x.eml.eml is listed as x.eml; that ID, and the file's
-// name, both reach it. A file x.eml next to it keeps its own ID x.
+// name, both reach it. A file x.eml next to it keeps its own ID x, and
+// then x.eml, which names both, is refused: it acted on x, although list
+// shows x.eml for the other message.
 func TestArchiveIDEndingInEml(t *testing.T) {
 	dir, _, _, _ := testArchive(t)
 	msg := func(subj string) []byte {
@@ -881,8 +883,14 @@ func TestArchiveIDEndingInEml(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(dir, "twice.eml"), msg("once"), 0o640)
-	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice.eml"); code != 0 || !strings.Contains(out, "Subject: once") {
-		t.Errorf("raw twice.eml with both files: %d %s", code, out)
+	for _, cmd := range []string{"raw", "delete"} {
+		code, out, errOut := archiveRun(t, cmd, "-dir", dir, "twice.eml")
+		if code != 2 || out != "" || !strings.Contains(errOut, "twice.eml names two messages, twice (file twice.eml) and twice.eml (file twice.eml.eml): give twice or twice.eml.eml; nothing was done") {
+			t.Errorf("%s twice.eml with both files: %d %q %q", cmd, code, out, errOut)
+		}
+	}
+	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice"); code != 0 || !strings.Contains(out, "Subject: once") {
+		t.Errorf("raw twice with both files: %d %s", code, out)
 	}
 	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice.eml.eml"); code != 0 || !strings.Contains(out, "Subject: twice") {
 		t.Errorf("raw twice.eml.eml with both files: %d %s", code, out)
