@@ -29,6 +29,9 @@ func changed(a, b reflect.Value, prefix string, out *[]string) {
 			changed(av, bv, prefix+name+".", out)
 			continue
 		}
+		if k := f.Type.Kind(); (k == reflect.Map || k == reflect.Slice) && av.Len() == 0 && bv.Len() == 0 {
+			continue // "users:" and "users: {}" set the same
+		}
 		if !reflect.DeepEqual(av.Interface(), bv.Interface()) {
 			*out = append(*out, prefix+name)
 		}

@@ -262,6 +262,14 @@ func TestChanged(t *testing.T) {
 	if got := Changed(a, b); !slices.Equal(got, want) {
 		t.Errorf("Changed = %q, want %q", got, want)
 	}
+	// An empty map or list is the same setting as none (null).
+	c, err := Parse("c.yaml", []byte("downstream: smtp://127.0.0.1:2526\naccepted_domains: [example.com]\nauth: {users: ~}\nupdates: {trusted_keys: ~}\ntrusted_networks:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Changed(a, c); len(got) != 0 {
+		t.Errorf("Changed(none, empty) = %q", got)
+	}
 }
 
 // Something that is not a regular file in the configuration's place is
