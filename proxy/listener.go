@@ -66,7 +66,7 @@ type limitListener struct {
 // set before the listener starts; none may be nil.
 type limitHooks struct {
 	refused     func()      // over a connection cap
-	acceptError func(error) // accept failed (EMFILE...), retrying
+	acceptError func(error) // accept failed (EMFILE...), retrying; nil: it works again
 	http        func()      // a client spoke HTTP
 	cutCommand  func()      // a command line was cut by the command timeout
 	opened      func()      // a connection was admitted (handed to go-smtp)
@@ -95,8 +95,13 @@ func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks l
 }
 
 func (l *limitListener) acceptLoop() {
+	failing := false
 	for {
 		c, err := l.Listener.Accept()
+		if failing && err == nil {
+			l.hooks.acceptError(nil)
+			failing = false
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				l.errc <- err
@@ -106,6 +111,7 @@ func (l *limitListener) acceptLoop() {
 			// not out of descriptors for good. Back off, don't spin, and
 			// never stop accepting while the process lives.
 			l.hooks.acceptError(err)
+			failing = true
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}

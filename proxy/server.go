@@ -322,14 +322,26 @@ func deadline(d time.Duration) (context.Context, context.CancelFunc) {
 // acceptErrorLog logs accept failures (out of file descriptors, mostly)
 // at most once a minute per listener, with how many there were: the
 // listener retries every 50 ms, and a line each time would flood the
-// journal just when the machine is short of resources. It is called from
-// the one goroutine that accepts.
+// journal just when the machine is short of resources. When accepting
+// works again (err nil) it says so, with the whole burst's count and
+// length, which a burst shorter than a minute would otherwise never show.
+// It is called from the one goroutine that accepts.
 func acceptErrorLog(log *slog.Logger) func(error) {
-	var last time.Time
-	n := 0
+	var last, start time.Time
+	n, burst := 0, 0
 	return func(err error) {
+		now := time.Now()
+		if err == nil {
+			log.Warn("accepting connections again", slog.Int("failures", burst), slog.Duration("after", now.Sub(start).Round(time.Millisecond)))
+			burst = 0
+			return
+		}
+		if burst == 0 {
+			start = now
+		}
 		n++
-		if now := time.Now(); now.Sub(last) >= time.Minute {
+		burst++
+		if now.Sub(last) >= time.Minute {
 			log.Error("accept failed; retrying every 50 ms", slog.Any("err", err), slog.Int("failures", n))
 			last, n = now, 0
 		}

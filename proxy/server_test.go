@@ -22,4 +22,9 @@ func TestAcceptErrorLogThrottled(t *testing.T) {
 	if !strings.Contains(buf.String(), "too many open files") || !strings.Contains(buf.String(), "failures=1") {
 		t.Errorf("line lacks the error or the count: %s", buf.String())
 	}
+	// The burst ends: its count, which no throttled line showed, is told.
+	logf(nil)
+	if !strings.Contains(buf.String(), "accepting connections again") || !strings.Contains(buf.String(), "failures=100") {
+		t.Errorf("no line with the burst's count when accepting works again:\n%s", buf.String())
+	}
 }
