@@ -832,7 +832,13 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 	if cfg.Filter.ExchangeSCLHeader {
 		fields = append(fields, "X-MS-Exchange-Organization-SCL: -1")
 	}
-	fields = append(fields, "X-SCL-Released: "+now.Format(time.RFC1123Z))
+	// As every message the gateway relays, a released one says why its
+	// X-SCL is what it is.
+	why := "released from the archive"
+	if it.HasSCL {
+		why += "; archived at SCL " + strconv.Itoa(it.SCL)
+	}
+	fields = append(fields, "X-SCL-Report: "+why, "X-SCL-Released: "+now.Format(time.RFC1123Z))
 	// SMTP wants CRLF: files IMF wrote may end lines in LF alone, which a
 	// downstream may refuse (sclgate's own gateway does) or take apart.
 	msg := stampRelease(crlf(raw), fields)

@@ -196,10 +196,10 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	}
 	b, _ := os.ReadFile(files[0])
 	m := string(b)
-	if !strings.HasPrefix(m, "Return-Path: <spammer@spam.test>\r\nDelivered-To: x@example.com\r\nX-SCL: -1\r\nX-SCL-Released: ") {
+	if !strings.HasPrefix(m, "Return-Path: <spammer@spam.test>\r\nDelivered-To: x@example.com\r\nX-SCL: -1\r\nX-SCL-Report: released from the archive; archived at SCL 9\r\nX-SCL-Released: ") {
 		t.Errorf("delivered:\n%s", m)
 	}
-	if strings.Contains(m, "X-Spam-Flag") || strings.Contains(m, "X-SCL-Report") || strings.Count(m, "X-SCL:") != 1 || strings.Contains(m, " good\r\n") ||
+	if strings.Contains(m, "X-Spam-Flag") || strings.Count(m, "X-SCL-Report") != 1 || strings.Count(m, "X-SCL:") != 1 || strings.Contains(m, " good\r\n") ||
 		!strings.HasSuffix(m, "From: <spammer@spam.test>\r\nSubject: =?utf-8?q?Casino_n=C3=A4ight?=\r\n\r\nwin the casino jackpot now\r\n") {
 		t.Errorf("stamping:\n%q", m)
 	}
