@@ -160,6 +160,8 @@ func (r *Rspamd) check(ctx context.Context, raw []byte, env *Envelope) (RspamdRe
 		if headerSafe(env.Helo) {
 			hdr.Set("Helo", env.Helo)
 		}
+		// The null sender (a bounce) gets no From at all, as Haraka's
+		// rspamd plugin sends it.
 		if headerSafe(env.MailFrom) {
 			hdr.Set("From", env.MailFrom)
 		}
