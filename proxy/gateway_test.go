@@ -1601,6 +1601,9 @@ type envSeen chan *scorer.Envelope
 func (envSeen) Name() string { return "recorder" }
 func (e envSeen) Classify(ctx context.Context, _ *scorer.Message) (scorer.Verdict, error) {
 	e <- scorer.EnvelopeFrom(ctx)
+	// An engine takes its time: the Received field the message is then
+	// stamped with must still be the one the engine was given.
+	time.Sleep(1100 * time.Millisecond)
 	return scorer.Verdict{SCL: 1}, nil
 }
 
@@ -1625,6 +1628,9 @@ func TestClassifierGetsEnvelope(t *testing.T) {
 		fmt.Sprint(env.Rcpts) != "[bob@example.com carol@example.com]" || env.QueueID == "" ||
 		!strings.HasPrefix(env.Received, "Received: from "+env.Helo+" ([127.0.0.1])\r\n\tby ") || !strings.Contains(env.Received, " id "+env.QueueID) {
 		t.Errorf("envelope %+v", env)
+	}
+	if got := ds.only().Data; !bytes.HasPrefix(got, []byte(env.Received+"\r\n")) {
+		t.Errorf("relayed message does not begin with the Received field the classifier was given (%q):\n%s", env.Received, got)
 	}
 }
 

@@ -101,6 +101,7 @@ type session struct {
 	scorer *scorer.Scorer // p's, with the weight list in force at MAIL
 	from   string
 	rcpts  []string
+	recv   string // the transaction's Received field, made once (received)
 	ds     Txn
 }
 
@@ -343,7 +344,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	// The weight list too is the one in force now: a reload or an edit
 	// of the list during the transaction applies from the next one.
 	s.scorer = s.p.Scorer.Pinned()
-	s.id = newID()
+	s.id, s.recv = newID(), ""
 	if from != "" && !validAddress(from) {
 		return s.addressError(from)
 	}
@@ -906,7 +907,7 @@ func (s *session) Reset() {
 		s.ds.Abort()
 		s.ds = nil
 	}
-	s.from, s.rcpts, s.p = "", nil, nil
+	s.from, s.rcpts, s.p, s.recv = "", nil, nil, ""
 	wasTxn := s.inTxn.Swap(false)
 	if s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
@@ -950,8 +951,17 @@ func (s *session) Logout() error {
 	return nil
 }
 
-// received is our Received trace field (RFC 5321 section 4.4).
+// received is our Received trace field (RFC 5321 section 4.4), made
+// once per transaction: an external classifier is given it, and then the
+// relayed or archived message carries the same field, timestamp and all.
 func (s *session) received() string {
+	if s.recv == "" {
+		s.recv = s.makeReceived()
+	}
+	return s.recv
+}
+
+func (s *session) makeReceived() string {
 	with := "ESMTP"
 	if _, ok := s.conn.TLSConnectionState(); ok {
 		with += "S"
