@@ -197,11 +197,12 @@ func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error)
 }
 
 // read loads the file and returns it with the FileInfo it was read from
-// and the sha256 of what was read (fi is nil when it could not be read).
+// and the sha256 of what was read (fi is nil when it could not be opened
+// or stat'ed).
 func (w *Watcher) read() (l *List, fi fs.FileInfo, sum [32]byte, err error) {
 	f, fi, err := open(w.path)
 	if err != nil {
-		return nil, nil, sum, err
+		return nil, fi, sum, err // fi: the file refused, if any
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))

@@ -399,6 +399,18 @@ func TestWatcherFIFO(t *testing.T) {
 	if !matches(w, "alpha") {
 		t.Error("a FIFO in the list's place dropped the last good list")
 	}
+	// Left in place, it is not refused (and logged) again at every change
+	// of another file in the directory.
+	time.Sleep(100 * time.Millisecond) // the FIFO's own events settle
+	failed := r.failed()
+	for i := range 3 {
+		writeFile(t, filepath.Join(filepath.Dir(path), "other.log"), fmt.Sprint(i))
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := r.failed() - failed; n != 0 {
+		t.Errorf("%d more failed reloads for writes to another file", n)
+	}
 	renameOver(t, path, listXML("beta"))
 	waitFor(t, "regular file again", func() bool { return matches(w, "beta") })
 }

@@ -188,7 +188,9 @@ func Load(path string) (*List, error) {
 
 // open opens the weight list file at path for reading, refusing what is
 // not a regular file or is too large; Load and the Watcher both read
-// through it.
+// through it. A refused file's FileInfo is returned with the error (the
+// Watcher compares it, so that a FIFO left in place is not refused, and
+// logged, again at every change in its directory).
 func open(path string) (*os.File, fs.FileInfo, error) {
 	// Non-blocking, so that a FIFO (or a device) in the list's place is
 	// refused instead of waiting for a writer for ever, and holding up
@@ -211,7 +213,7 @@ func open(path string) (*os.File, fs.FileInfo, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, fi, err
 	}
 	return f, fi, nil
 }
