@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -126,7 +127,10 @@ func (d dirSource) String() string { return string(d) }
 
 func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, int64, error) {
 	p := filepath.Join(string(d), name)
-	f, err := os.Open(p)
+	// Non-blocking: a FIFO in a file's place would wait for a writer for
+	// ever, and the updater with it, which a reload and the shutdown wait
+	// for.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, 0, &notFound{where: p, how: "no such file"}
 	}
@@ -134,6 +138,9 @@ func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.Read
 		return nil, 0, 0, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%w: %s: is not a regular file (%s)", ErrUnreachable, p, st.Mode().Type())
+	}
 	if err != nil {
 		f.Close()
 		return nil, 0, 0, err

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
@@ -405,7 +406,7 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 	if err != nil {
 		return Outcome{}, err
 	}
-	sig, err := os.ReadFile(path + ".minisig")
+	sig, err := safeio.ReadFile(path+".minisig", 64<<10) // a few hundred bytes
 	if err != nil {
 		return Outcome{}, fmt.Errorf("update: signature: %w (the bundle's .minisig must lie beside it)", err)
 	}
@@ -418,7 +419,9 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 // (a directory source, which -source takes), or a file larger than any
 // bundle (checked before it is read into memory).
 func readBundleFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// Non-blocking: a FIFO would wait for a writer for ever, deaf to
+	// Ctrl-C.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}
@@ -429,6 +432,9 @@ func readBundleFile(path string) ([]byte, error) {
 	}
 	if st.IsDir() {
 		return nil, fmt.Errorf("update: %s is a directory: to install from a directory source, use -source %s", path, path)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("update: %s: is not a regular file (%s)", path, st.Mode().Type())
 	}
 	if st.Size() > defs.DefaultMaxSize {
 		return nil, fmt.Errorf("update: %s: %w: %d bytes, more than the %d a bundle may have: it is not a bundle", path, defs.ErrFormat, st.Size(), int64(defs.DefaultMaxSize))

@@ -813,3 +813,52 @@ func TestCheckSpaceMargin(t *testing.T) {
 		t.Errorf("more than is free: %v", err)
 	}
 }
+
+// A FIFO where a file should be, in a directory source or as the file of
+// an offline install, is an error at once: opening it waited for a writer
+// for ever, and the updater with it, which a reload and serve's shutdown
+// wait for (and the command line, deaf to Ctrl-C).
+func TestFIFONotWaitedOn(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	ix := filepath.Join(f.srcDir, IndexFile)
+	os.Remove(ix)
+	if err := syscall.Mkfifo(ix, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), "sclgate-defs-2026.10.1.tar.gz")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := f.updater()
+	u.Source = dirSource(f.srcDir)
+	done := make(chan [2]error, 1)
+	go func() {
+		_, err1 := u.Install(context.Background(), "", false)
+		_, err2 := u.InstallFile(context.Background(), fifo, false)
+		done <- [2]error{err1, err2}
+	}()
+	select {
+	case errs := <-done:
+		if err := errs[0]; !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), ix+": is not a regular file") {
+			t.Errorf("a FIFO index in a directory source: %v", err)
+		}
+		if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
+			t.Errorf("install of a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		// Let the opens waiting on them go, then fail.
+		for range 2 {
+			for _, p := range []string{ix, fifo} {
+				if w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatal("an install hung on a FIFO")
+	}
+	if f.active() != "" {
+		t.Errorf("active version changed to %q", f.active())
+	}
+}

@@ -154,23 +154,6 @@ func writeNewFile(path string, data []byte, perm os.FileMode) error {
 	return err
 }
 
-// readCapped reads a whole file of at most max bytes.
-func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
-	}
-	return data, nil
-}
-
 // defsSign implements "sclgate defs sign -key NAME.key [-nopass] BUNDLE".
 func defsSign(e env, args []string) int {
 	fs := flag.NewFlagSet("defs sign", flag.ContinueOnError)
@@ -190,14 +173,14 @@ func defsSign(e env, args []string) int {
 		return 2
 	}
 	bundle := fs.Arg(0)
-	priv, err := readCapped(*keyFile, 64<<10)
+	priv, err := safeio.ReadFile(*keyFile, 64<<10)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
 		return 1
 	}
 	// Sign exactly the bytes that were checked, and only a bundle that
 	// every gateway will accept.
-	data, err := readCapped(bundle, defs.DefaultMaxSize)
+	data, err := safeio.ReadFile(bundle, defs.DefaultMaxSize)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
 		return 1
@@ -261,7 +244,7 @@ func defsVerify(e env, args []string) int {
 		}
 	}
 	for _, p := range pubFiles {
-		k, err := readCapped(p, 64<<10)
+		k, err := safeio.ReadFile(p, 64<<10)
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate defs verify:", err)
 			return 1

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/update"
 )
 
@@ -28,7 +29,7 @@ func defsPublish(e env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	priv, err := readCapped(*keyFile, 64<<10)
+	priv, err := safeio.ReadFile(*keyFile, 64<<10)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs publish:", err)
 		return 1

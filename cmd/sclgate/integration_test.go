@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -962,11 +963,18 @@ func TestServeCheck(t *testing.T) {
 	for name, c := range map[string]struct{ yaml, want string }{
 		"archive under a file": {"archive:\n  dir: " + filepath.Join(dir, "afile", "archive") + "\n", "archive.dir: " + filepath.Join(dir, "afile") + " is not a directory"},
 		"downstream port":      {"downstream: smtp://127.0.0.1:99999\n", `port "99999": want a number from 1 to 65535`},
-		"tls files":            {"tls:\n  cert_file: " + filepath.Join(dir, "no.pem") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "tls: open " + filepath.Join(dir, "no.pem")},
+		"tls files":            {"tls:\n  cert_file: " + filepath.Join(dir, "no.pem") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "line 2: tls.cert_file: open " + filepath.Join(dir, "no.pem")},
+		// Not waited on for ever (it was, silently).
+		"tls fifo": {"tls:\n  cert_file: " + filepath.Join(dir, "cert.fifo") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "line 2: tls.cert_file: " + filepath.Join(dir, "cert.fifo") + ": is not a regular file"},
 	} {
+		if err := syscall.Mkfifo(filepath.Join(dir, "cert.fifo"), 0o644); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
 		f := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
 		os.WriteFile(f, []byte(c.yaml), 0o644)
-		out, err := exec.Command(binary(t), "serve", "-check", "-config", f).CombinedOutput()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, binary(t), "serve", "-check", "-config", f).CombinedOutput()
+		cancel()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), f+": ") || !strings.Contains(string(out), c.want) {
 			t.Errorf("%s: %v %s", name, err, out)
 		}

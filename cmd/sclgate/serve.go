@@ -29,6 +29,7 @@ import (
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/metrics"
 	"github.com/sclgate/sclgate/proxy"
+	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
 	"github.com/sclgate/sclgate/update"
 	"github.com/sclgate/sclgate/weights"
@@ -183,7 +184,17 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 	if cfg.TLS.CertFile == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	// Read without blocking on a FIFO (tls.LoadX509KeyPair would wait for
+	// a writer for ever, and serve -check with it).
+	certPEM, err := safeio.ReadFile(cfg.TLS.CertFile, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Where("tls", "cert_file"), err)
+	}
+	keyPEM, err := safeio.ReadFile(cfg.TLS.KeyFile, 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Where("tls", "key_file"), err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Where("tls"), err)
 	}
