@@ -35,7 +35,7 @@ const (
 
 // Sentinel errors.
 var (
-	ErrNoPrevious    = errors.New("no older installed version to roll back to")
+	ErrNoPrevious    = errors.New("nothing to roll back to")
 	ErrNoneInstalled = errors.New("no definitions installed (the built-in definitions are in use)")
 	// ErrDamaged: an installed version's copy no longer reads (a disk
 	// error, a hand edit), so it is not made active.
@@ -226,6 +226,11 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return fmt.Errorf("update: %w", err)
 		}
+		if old, err := s.record(in.Version); err == nil && in.Previous == "" {
+			// A repair of an installed copy keeps what was in use before
+			// it: a rollback from it goes there still.
+			in.Previous = old.Previous
+		}
 		meta, _ := json.MarshalIndent(in, "", "  ")
 		err := writeSynced(filepath.Join(tmp, BundleFile), bundle)
 		if err == nil {
@@ -323,14 +328,9 @@ func (s *Store) activate(version string, previous *string) error {
 // that List's order is the order a rollback walks back through, and
 // with what was in use before it (see activate).
 func (s *Store) touchInstalled(version string, previous *string) error {
-	p := filepath.Join(s.dir, version, installedFile)
-	b, err := os.ReadFile(p)
+	in, err := s.record(version)
 	if err != nil {
-		return fmt.Errorf("update: %w", err)
-	}
-	var in Installed
-	if err := json.Unmarshal(b, &in); err != nil {
-		return fmt.Errorf("update: %s: %w", p, err)
+		return err
 	}
 	in.InstalledAt = time.Now().UTC()
 	in.RolledBack, in.DowngradedFrom = false, false
@@ -338,7 +338,21 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 		in.Previous = *previous
 	}
 	meta, _ := json.MarshalIndent(in, "", "  ")
-	return safeio.WriteFile(p, meta, 0o644)
+	return safeio.WriteFile(filepath.Join(s.dir, version, installedFile), meta, 0o644)
+}
+
+// record reads an installed version's record.
+func (s *Store) record(version string) (Installed, error) {
+	var in Installed
+	p := filepath.Join(s.dir, version, installedFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return in, fmt.Errorf("update: %w", err)
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return in, fmt.Errorf("update: %s: %w", p, err)
+	}
+	return in, nil
 }
 
 // Rollback makes the version that was active before the current one
@@ -423,7 +437,7 @@ func (s *Store) rollbackToOldest(from string, list []Installed) (string, string,
 		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, was itself rolled back from; sclgate update install -version %s -force switches to it",
 			from, ErrNoPrevious, before, before)
 	default:
-		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, is no longer installed (the last %d are kept); sclgate update install -version %s -force installs it again",
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, is no longer installed (the last %d are kept); sclgate update install -version %s -force installs it again (offline: sclgate update install -force FILE, with its bundle file)",
 			from, ErrNoPrevious, before, Keep, before)
 	}
 }

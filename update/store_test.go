@@ -136,6 +136,22 @@ func TestRollbackAfterPrune(t *testing.T) {
 	}
 }
 
+// Repairing the version in use (its copy damaged, installed again) keeps
+// what was in use before it: the rollback from it still goes there. The
+// record was written anew without it, and the rollback refused.
+func TestRepairKeepsPrevious(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	os.WriteFile(s.BundlePath("2027.01.01.1"), []byte("garbage"), 0o644)
+	install(t, s, "2027.01.01.1")
+	if in, err := s.record("2027.01.01.1"); err != nil || in.Previous != Builtin {
+		t.Fatalf("after the repair, previous = %q, %v", in.Previous, err)
+	}
+	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.1" || to != "" {
+		t.Errorf("rollback after the repair: %s → %q, %v", from, to, err)
+	}
+}
+
 func TestStorePruneKeepsThree(t *testing.T) {
 	s, _ := OpenStore(t.TempDir())
 	for _, v := range []string{"1", "2", "3", "4", "5"} {
