@@ -323,17 +323,21 @@ func deadline(d time.Duration) (context.Context, context.CancelFunc) {
 // at most once a minute per listener, with how many there were: the
 // listener retries every 50 ms, and a line each time would flood the
 // journal just when the machine is short of resources. When accepting
-// works again (err nil) it says so, with the whole burst's count and
-// length, which a burst shorter than a minute would otherwise never show.
-// It is called from the one goroutine that accepts.
+// works again (err nil) it says so, with the failures since the last
+// such line and how long ago the first of them was, which a burst shorter
+// than a minute would otherwise never show; also at most once a minute,
+// since under a lasting shortage accepting fails and works by turns. It
+// is called from the one goroutine that accepts.
 func acceptErrorLog(log *slog.Logger) func(error) {
-	var last, start time.Time
+	var lastErr, lastOK, start time.Time
 	n, burst := 0, 0
 	return func(err error) {
 		now := time.Now()
 		if err == nil {
-			log.Warn("accepting connections again", slog.Int("failures", burst), slog.Duration("after", now.Sub(start).Round(time.Millisecond)))
-			burst = 0
+			if burst > 0 && now.Sub(lastOK) >= time.Minute {
+				log.Warn("accepting connections again", slog.Int("failures", burst), slog.Duration("after", now.Sub(start).Round(time.Millisecond)))
+				burst, lastOK = 0, now
+			}
 			return
 		}
 		if burst == 0 {
@@ -341,9 +345,9 @@ func acceptErrorLog(log *slog.Logger) func(error) {
 		}
 		n++
 		burst++
-		if now.Sub(last) >= time.Minute {
+		if now.Sub(lastErr) >= time.Minute {
 			log.Error("accept failed; retrying every 50 ms", slog.Any("err", err), slog.Int("failures", n))
-			last, n = now, 0
+			lastErr, n = now, 0
 		}
 	}
 }

@@ -27,4 +27,14 @@ func TestAcceptErrorLogThrottled(t *testing.T) {
 	if !strings.Contains(buf.String(), "accepting connections again") || !strings.Contains(buf.String(), "failures=100") {
 		t.Errorf("no line with the burst's count when accepting works again:\n%s", buf.String())
 	}
+	// A lasting shortage, where accepting fails and works by turns: no
+	// more lines within the minute, either kind.
+	lines := strings.Count(buf.String(), "\n")
+	for range 100 {
+		logf(errors.New("accept4: too many open files"))
+		logf(nil)
+	}
+	if n := strings.Count(buf.String(), "\n") - lines; n != 0 {
+		t.Errorf("%d more lines for 100 failures and recoveries within a minute:\n%s", n, buf.String())
+	}
 }
