@@ -31,8 +31,17 @@ func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err er
 	path := filepath.Join(s.dir, lockFile)
 	// Read-only: flock needs no more, and a .lock that root made first
 	// (sudo sclgate update rollback) stays usable by the sclgate user.
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	// Non-blocking: a FIFO there would wait for a writer for ever, deaf
+	// to Ctrl-C.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
+		return nil, fmt.Errorf("update: lock %s: %w", path, err)
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("is not a regular file (%s): remove it", st.Mode().Type())
+		}
 		return nil, fmt.Errorf("update: lock %s: %w", path, err)
 	}
 	for told := false; ; {

@@ -44,7 +44,7 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	// What the source already offers, by version: a published version
 	// keeps its contents, also when its file was since removed.
 	published := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(dir, IndexFile)); err == nil {
+	if b, err := safeio.ReadFile(filepath.Join(dir, IndexFile), MaxIndexSize); err == nil {
 		old, err := ParseIndex(b)
 		if err != nil {
 			return nil, fmt.Errorf("publish: %s: %w (fix or remove it first)", filepath.Join(dir, IndexFile), err)
@@ -62,7 +62,7 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	var items []item
 	inRun := map[string]string{}
 	for _, path := range bundles {
-		data, err := os.ReadFile(path)
+		data, err := safeio.ReadFile(path, defs.DefaultMaxSize)
 		if err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}
@@ -74,7 +74,7 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 		name := defs.FileName(v)
 		sum := sha256.Sum256(data)
 		same := hex.EncodeToString(sum[:])
-		if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && !bytes.Equal(old, data) {
+		if old, err := safeio.ReadFile(filepath.Join(dir, name), defs.DefaultMaxSize); err == nil && !bytes.Equal(old, data) {
 			same = ""
 		}
 		if was, ok := published[v]; !replace && (ok && was != same || same == "") {
@@ -103,7 +103,7 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	ix := &Index{Format: 1, Generated: time.Now().UTC().Truncate(time.Second)}
 	files, _ := filepath.Glob(filepath.Join(dir, "sclgate-defs-*.tar.gz"))
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := safeio.ReadFile(f, defs.DefaultMaxSize)
 		if err != nil {
 			return nil, fmt.Errorf("publish: %w", err)
 		}

@@ -139,7 +139,7 @@ func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.Read
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%w: %s: is not a regular file (%s)", ErrUnreachable, p, st.Mode().Type())
+		err = fmt.Errorf("update: %s: is not a regular file (%s): a directory source holds the files defs publish writes", p, st.Mode().Type())
 	}
 	if err != nil {
 		f.Close()

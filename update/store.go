@@ -187,7 +187,7 @@ func (s *Store) List() ([]Installed, error) {
 		if !e.IsDir() || !ValidVersion(e.Name()) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(s.dir, e.Name(), installedFile))
+		b, err := safeio.ReadFile(filepath.Join(s.dir, e.Name(), installedFile), maxRecord)
 		if err != nil {
 			continue // not a complete install
 		}
@@ -274,9 +274,13 @@ func replaceDir(tmp, final string) error {
 
 // holds reports whether the installed version's bundle is bundle.
 func (s *Store) holds(version string, bundle []byte) bool {
-	b, err := os.ReadFile(s.BundlePath(version))
+	b, err := safeio.ReadFile(s.BundlePath(version), defs.DefaultMaxSize)
 	return err == nil && bytes.Equal(b, bundle)
 }
+
+// maxRecord bounds what is read of installed.json and state.json, a few
+// hundred bytes each.
+const maxRecord = 1 << 20
 
 // Builtin is Installed.Previous for a version installed while the
 // built-in definitions were in use.
@@ -345,7 +349,7 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 func (s *Store) record(version string) (Installed, error) {
 	var in Installed
 	p := filepath.Join(s.dir, version, installedFile)
-	b, err := os.ReadFile(p)
+	b, err := safeio.ReadFile(p, maxRecord)
 	if err != nil {
 		return in, fmt.Errorf("update: %w", err)
 	}
@@ -468,7 +472,7 @@ func (s *Store) setDowngradedFrom(version string) error {
 // mark changes version's installed.json with set.
 func (s *Store) mark(version string, set func(*Installed)) error {
 	p := filepath.Join(s.dir, version, installedFile)
-	b, err := os.ReadFile(p)
+	b, err := safeio.ReadFile(p, maxRecord)
 	if err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
@@ -521,7 +525,7 @@ func (s *Store) Prune() error {
 // LoadState reads state.json; a missing file is the zero State.
 func (s *Store) LoadState() State {
 	var st State
-	if b, err := os.ReadFile(filepath.Join(s.dir, stateFile)); err == nil {
+	if b, err := safeio.ReadFile(filepath.Join(s.dir, stateFile), maxRecord); err == nil {
 		json.Unmarshal(b, &st)
 	}
 	return st

@@ -271,12 +271,31 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	newer := ok && CompareVersions(d.Newest.Version, d.InUse) > 0
 	d.Left = newer && u.rolledBack(d.Newest.Version)
 	d.Available = newer && !d.Left
-	if ok && d.Installed && d.Newest.Version == d.InUse {
-		if _, err := defs.ReadFile(u.Store.BundlePath(d.InUse)); err != nil {
-			d.Available, d.Damaged = true, true
+	if !d.Available {
+		// Nothing newer to install, but the version in use may need
+		// mending (also when the newest is one the admin left).
+		if r, damaged := u.repairOffer(ix, d.InUse, d.Installed); damaged {
+			d.Newest, d.Available, d.Damaged, d.Left = r, true, true, false
 		}
 	}
 	return d, nil
+}
+
+// repairOffer returns the source's offer of the version in use when that
+// version is installed, its copy no longer reads, and the source offers
+// it in a form this sclgate can use: installing it again mends it.
+func (u *Updater) repairOffer(ix *Index, inUse string, installed bool) (Offer, bool) {
+	if !installed {
+		return Offer{}, false
+	}
+	o, ok := ix.Find(inUse)
+	if !ok || !u.usable(o) {
+		return Offer{}, false
+	}
+	if _, err := defs.ReadFile(u.Store.BundlePath(inUse)); err == nil {
+		return Offer{}, false
+	}
+	return o, true
 }
 
 // rolledBack: the admin rolled back, or downgraded with -force, from this
@@ -346,22 +365,25 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 			return Outcome{Version: inUse}, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, top, inUse, ErrDowngrade)
 		}
 		o, ok, tooNew := u.newest(ix)
-		if !ok {
-			return Outcome{Version: inUse, UpToDate: true,
-				Note: fmt.Sprintf("nothing %s offers fits this sclgate (%s needs sclgate %s or later, this is %s)", u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate)}, nil
-		}
+		var note string // why there is nothing newer to install
 		switch {
+		case !ok:
+			note = fmt.Sprintf("nothing %s offers fits this sclgate (%s needs sclgate %s or later, this is %s)", u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate)
 		case CompareVersions(o.Version, inUse) < 0:
-			return Outcome{Version: inUse, UpToDate: true,
-				Note: fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", o.Version, inUse)}, nil
+			note = fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", o.Version, inUse)
 		case !installed && CompareVersions(o.Version, inUse) == 0:
-			return Outcome{Version: inUse, UpToDate: true,
-				Note: fmt.Sprintf("the newest version offered, %s, is the built-in one in use", o.Version)}, nil
+			note = fmt.Sprintf("the newest version offered, %s, is the built-in one in use", o.Version)
 		case o.Version != inUse && u.rolledBack(o.Version):
-			return Outcome{Version: inUse, UpToDate: true,
-				Note: fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)}, nil
+			note = fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)
 		}
-		version = o.Version
+		switch r, damaged := u.repairOffer(ix, inUse, installed); {
+		case note == "":
+			version = o.Version
+		case damaged:
+			version = r.Version // nothing newer, but the one in use is to be mended
+		default:
+			return Outcome{Version: inUse, UpToDate: true, Note: note}, nil
+		}
 	}
 	offer, ok := ix.Find(version)
 	if !ok {

@@ -840,7 +840,7 @@ func TestFIFONotWaitedOn(t *testing.T) {
 	}()
 	select {
 	case errs := <-done:
-		if err := errs[0]; !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), ix+": is not a regular file") {
+		if err := errs[0]; err == nil || !strings.Contains(err.Error(), ix+": is not a regular file") {
 			t.Errorf("a FIFO index in a directory source: %v", err)
 		}
 		if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
@@ -860,5 +860,77 @@ func TestFIFONotWaitedOn(t *testing.T) {
 	}
 	if f.active() != "" {
 		t.Errorf("active version changed to %q", f.active())
+	}
+}
+
+// The version in use is mended by a plain install (and detect says so)
+// also when the newest offer is one the admin rolled back from: it was
+// "up to date", and serve ran on the built-in definitions for good.
+func TestRepairAfterRollback(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.10.2")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.10.2"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
+		t.Fatalf("rollback to %q, %v", to, err)
+	}
+	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
+	d, err := u.Detect(context.Background())
+	if err != nil || !d.Damaged || !d.Available || d.Newest.Version != "2026.10.1" {
+		t.Fatalf("detect: %+v, %v", d, err)
+	}
+	o, err := u.Install(context.Background(), "", false)
+	if err != nil || o.UpToDate || o.Version != "2026.10.1" || f.active() != "2026.10.1" {
+		t.Fatalf("install: %+v, %v; active %s", o, err, f.active())
+	}
+	if _, err := defs.ReadFile(f.store.BundlePath("2026.10.1")); err != nil {
+		t.Errorf("not mended: %v", err)
+	}
+	if d, err := u.Detect(context.Background()); err != nil || d.Available || !d.Left {
+		t.Errorf("detect after the repair: %+v, %v", d, err)
+	}
+}
+
+// The store's lock file and the files defs publish reads are not waited
+// on either when they are FIFOs.
+func TestFIFONotWaitedOnByLockOrPublish(t *testing.T) {
+	f := newFixture(t)
+	lock := filepath.Join(f.store.Dir(), lockFile)
+	os.MkdirAll(f.store.Dir(), 0o755)
+	if err := syscall.Mkfifo(lock, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(t.TempDir(), defs.FileName("2026.10.1"))
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan [2]error, 1)
+	go func() {
+		_, err1 := f.store.Lock(context.Background(), nil)
+		_, err2 := Publish(f.srcDir, f.priv, "", []string{fifo})
+		done <- [2]error{err1, err2}
+	}()
+	select {
+	case errs := <-done:
+		if err := errs[0]; err == nil || !strings.Contains(err.Error(), lock+": is not a regular file") {
+			t.Errorf("a FIFO lock file: %v", err)
+		}
+		if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
+			t.Errorf("publish of a FIFO: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		for range 2 {
+			for _, p := range []string{lock, fifo} {
+				if w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatal("hung on a FIFO")
 	}
 }
