@@ -119,7 +119,7 @@ func (s *Server) Serve(l net.Listener) error {
 		refused:     func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
 		opened:      func() { s.metrics.SessionsActive.Inc() },
 		closed:      func() { s.metrics.SessionsActive.Dec() },
-		acceptError: acceptErrorLog(s.log),
+		acceptError: acceptErrorLog(s.log, time.Now),
 		http: func() {
 			s.log.Warn("client spoke HTTP to the SMTP port; disconnected")
 			s.metrics.Rejected.WithLabelValues("cross_protocol").Inc()
@@ -326,17 +326,20 @@ func deadline(d time.Duration) (context.Context, context.CancelFunc) {
 // works again (err nil) it says so, with the failures since the last
 // such line and how long ago the first of them was, which a burst shorter
 // than a minute would otherwise never show; also at most once a minute,
-// since under a lasting shortage accepting fails and works by turns. It
-// is called from the one goroutine that accepts.
-func acceptErrorLog(log *slog.Logger) func(error) {
+// since under a lasting shortage accepting fails and works by turns,
+// except right after an "accept failed" line: the journal's last word on
+// the listener must not be a failure that is over. It is called from the
+// one goroutine that accepts.
+func acceptErrorLog(log *slog.Logger, clock func() time.Time) func(error) {
 	var lastErr, lastOK, start time.Time
 	n, burst := 0, 0
+	failedLogged := false // an "accept failed" line since the last "again"
 	return func(err error) {
-		now := time.Now()
+		now := clock()
 		if err == nil {
-			if burst > 0 && now.Sub(lastOK) >= time.Minute {
+			if burst > 0 && (failedLogged || now.Sub(lastOK) >= time.Minute) {
 				log.Warn("accepting connections again", slog.Int("failures", burst), slog.Duration("after", now.Sub(start).Round(time.Millisecond)))
-				burst, lastOK = 0, now
+				burst, lastOK, failedLogged = 0, now, false
 			}
 			return
 		}
@@ -347,7 +350,7 @@ func acceptErrorLog(log *slog.Logger) func(error) {
 		burst++
 		if now.Sub(lastErr) >= time.Minute {
 			log.Error("accept failed; retrying every 50 ms", slog.Any("err", err), slog.Int("failures", n))
-			lastErr, n = now, 0
+			lastErr, n, failedLogged = now, 0, true
 		}
 	}
 }
