@@ -960,10 +960,13 @@ func TestServeCheck(t *testing.T) {
 	// file), a downstream port no dial can use, TLS files that are not
 	// there. (A directory serve can create is fine, and is not created.)
 	os.WriteFile(filepath.Join(dir, "afile"), nil, 0o644)
+	_, tlsKey := selfSigned(t, dir)
 	for name, c := range map[string]struct{ yaml, want string }{
 		"archive under a file": {"archive:\n  dir: " + filepath.Join(dir, "afile", "archive") + "\n", "archive.dir: " + filepath.Join(dir, "afile") + " is not a directory"},
 		"downstream port":      {"downstream: smtp://127.0.0.1:99999\n", `port "99999": want a number from 1 to 65535`},
 		"tls files":            {"tls:\n  cert_file: " + filepath.Join(dir, "no.pem") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "line 2: tls.cert_file: open " + filepath.Join(dir, "no.pem")},
+		// crypto/tls's own error, with the files and the line.
+		"tls pair": {"tls:\n  cert_file: " + tlsKey + "\n  key_file: " + tlsKey + "\n", "line 2: tls.cert_file: " + tlsKey + " and " + tlsKey + ": failed to find certificate PEM data"},
 		// Not waited on for ever (it was, silently).
 		"tls fifo": {"tls:\n  cert_file: " + filepath.Join(dir, "cert.fifo") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "line 2: tls.cert_file: " + filepath.Join(dir, "cert.fifo") + ": is not a regular file"},
 	} {

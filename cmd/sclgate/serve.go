@@ -196,7 +196,8 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.Where("tls"), err)
+		// crypto/tls says "tls: ..." and names neither file.
+		return nil, fmt.Errorf("%s: %s and %s: %s", cfg.Where("tls", "cert_file"), cfg.TLS.CertFile, cfg.TLS.KeyFile, strings.TrimPrefix(err.Error(), "tls: "))
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

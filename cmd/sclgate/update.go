@@ -172,7 +172,7 @@ func cmdUpdate(e env, args []string) int {
 	case "rollback":
 		if _, err := store.Active(); errors.Is(err, update.ErrNoneInstalled) {
 			// Nothing to roll back: said without making definitions.dir.
-			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older than the built-in definitions)\n", builtinVersion())
+			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back to: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older than the built-in definitions)\n", builtinVersion())
 			return exitError
 		}
 		unlock, err := store.Lock(ctx, waitingNote(e, store))

@@ -181,7 +181,7 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     "+builtinVersion()+" (built in; no installed version is active)") {
 		t.Errorf("status after rolling back to the built-in definitions: %d\n%s", code, out)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back: the built-in definitions ("+builtinVersion()+") are in use") ||
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back to: the built-in definitions ("+builtinVersion()+") are in use") ||
 		!strings.Contains(errOut, "sclgate update status lists the installed versions") || !strings.Contains(errOut, "sclgate update install -version V") {
 		t.Errorf("third rollback: %d %q", code, errOut)
 	}
@@ -425,7 +425,7 @@ func TestUpdateFreshHost(t *testing.T) {
 	if code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "nothing installed in "+defsDir) {
 		t.Errorf("status: %d %q %q", code, out, errOut)
 	}
-	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back: the built-in definitions") {
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "nothing to roll back to: the built-in definitions") {
 		t.Errorf("rollback: %d %q", code, errOut)
 	}
 	if _, err := os.Stat(defsDir); !os.IsNotExist(err) {
