@@ -832,31 +832,14 @@ func TestFIFONotWaitedOn(t *testing.T) {
 	}
 	u := f.updater()
 	u.Source = dirSource(f.srcDir)
-	done := make(chan [2]error, 1)
-	go func() {
-		_, err1 := u.Install(context.Background(), "", false)
-		_, err2 := u.InstallFile(context.Background(), fifo, false)
-		done <- [2]error{err1, err2}
-	}()
-	select {
-	case errs := <-done:
-		if err := errs[0]; err == nil || !strings.Contains(err.Error(), ix+": is not a regular file") {
-			t.Errorf("a FIFO index in a directory source: %v", err)
-		}
-		if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
-			t.Errorf("install of a FIFO: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		// Let the opens waiting on them go, then fail.
-		for range 2 {
-			for _, p := range []string{ix, fifo} {
-				if w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					w.Close()
-				}
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatal("an install hung on a FIFO")
+	errs := notWaitedOn(t, []string{ix, fifo},
+		func() error { _, err := u.Install(context.Background(), "", false); return err },
+		func() error { _, err := u.InstallFile(context.Background(), fifo, false); return err })
+	if err := errs[0]; err == nil || !strings.Contains(err.Error(), ix+": is not a regular file") {
+		t.Errorf("a FIFO index in a directory source: %v", err)
+	}
+	if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
+		t.Errorf("install of a FIFO: %v", err)
 	}
 	if f.active() != "" {
 		t.Errorf("active version changed to %q", f.active())
@@ -908,23 +891,37 @@ func TestFIFONotWaitedOnByLockOrPublish(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan [2]error, 1)
+	errs := notWaitedOn(t, []string{lock, fifo},
+		func() error { _, err := f.store.Lock(context.Background(), nil); return err },
+		func() error { _, err := Publish(f.srcDir, f.priv, "", []string{fifo}); return err })
+	if err := errs[0]; err == nil || !strings.Contains(err.Error(), lock+": is not a regular file") {
+		t.Errorf("a FIFO lock file: %v", err)
+	}
+	if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
+		t.Errorf("publish of a FIFO: %v", err)
+	}
+}
+
+// notWaitedOn runs each step in turn and returns their errors, failing
+// the test if they do not end within 5 seconds (a FIFO in fifos waited
+// on): then it lets the opens waiting on the FIFOs go, so that the test
+// ends.
+func notWaitedOn(t *testing.T, fifos []string, steps ...func() error) []error {
+	t.Helper()
+	done := make(chan []error, 1)
 	go func() {
-		_, err1 := f.store.Lock(context.Background(), nil)
-		_, err2 := Publish(f.srcDir, f.priv, "", []string{fifo})
-		done <- [2]error{err1, err2}
+		var errs []error
+		for _, step := range steps {
+			errs = append(errs, step())
+		}
+		done <- errs
 	}()
 	select {
 	case errs := <-done:
-		if err := errs[0]; err == nil || !strings.Contains(err.Error(), lock+": is not a regular file") {
-			t.Errorf("a FIFO lock file: %v", err)
-		}
-		if err := errs[1]; err == nil || !strings.Contains(err.Error(), fifo+": is not a regular file") {
-			t.Errorf("publish of a FIFO: %v", err)
-		}
+		return errs
 	case <-time.After(5 * time.Second):
-		for range 2 {
-			for _, p := range []string{lock, fifo} {
+		for range len(steps) {
+			for _, p := range fifos {
 				if w, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 					w.Close()
 				}
@@ -932,5 +929,6 @@ func TestFIFONotWaitedOnByLockOrPublish(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		t.Fatal("hung on a FIFO")
+		return nil
 	}
 }
