@@ -40,13 +40,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 const (
@@ -544,17 +544,11 @@ func ReadFile(path string) (*Bundle, error) {
 // readFileMax reads a whole file of at most max bytes; a larger one is an
 // error wrapping tooLarge.
 func readFileMax(path string, max int64, tooLarge error) ([]byte, error) {
-	// Non-blocking: a FIFO would wait for a writer for ever.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, _, err := safeio.Open(path, 0)
 	if err != nil {
 		return nil, fmt.Errorf("defs: %w", err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return nil, fmt.Errorf("defs: %w", err)
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("defs: %s: is not a regular file (%s)", path, st.Mode().Type())
-	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("defs: %w", err)

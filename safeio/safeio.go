@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -79,26 +80,54 @@ func SyncDir(dir string) error {
 	return err
 }
 
-// ReadFile reads the regular file at path, at most max bytes. It opens
-// without blocking: a FIFO in the file's place would otherwise wait for a
-// writer for ever, and whatever waits on the read with it (a SIGHUP's
-// reload, and the shutdown behind that). A directory, a FIFO, a device or
-// a file larger than max is an error naming path.
+// Open opens the regular file at path for reading (flag may add
+// os.O_CREATE). It opens without blocking: a FIFO in the file's place
+// would otherwise wait for a writer for ever, and whatever waits on the
+// read with it (a SIGHUP's reload, the shutdown behind that, a command
+// deaf to Ctrl-C). What is not a regular file (a directory, a FIFO, a
+// device) is a *NotRegularError, returned with its FileInfo.
+func Open(path string, flag int) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|flag, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fi, &NotRegularError{Path: path, Mode: fi.Mode()}
+	}
+	return f, fi, nil
+}
+
+// NotRegularError is Open's error for what is not a regular file.
+type NotRegularError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *NotRegularError) Error() string { return e.Path + ": " + e.Reason() }
+
+// Reason is the error without the path.
+func (e *NotRegularError) Reason() string {
+	if e.Mode.IsDir() {
+		return "is a directory, not a file"
+	}
+	return fmt.Sprintf("is not a regular file (%s)", e.Mode.Type())
+}
+
+// ReadFile reads the regular file at path (see Open), at most max bytes.
+// A file larger than max is an error naming path.
 func ReadFile(path string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, fi, err := Open(path, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	switch {
-	case err != nil:
-		return nil, err
-	case fi.IsDir():
-		return nil, fmt.Errorf("%s: is a directory, not a file", path)
-	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: is not a regular file (%s)", path, fi.Mode().Type())
-	case fi.Size() > max:
+	if fi.Size() > max {
 		return nil, fmt.Errorf("%s: file is larger than %d bytes", path, max)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, max+1))

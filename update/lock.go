@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // lockFile is the file in definitions.dir whose flock(2) serialises the
@@ -31,17 +33,12 @@ func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err er
 	path := filepath.Join(s.dir, lockFile)
 	// Read-only: flock needs no more, and a .lock that root made first
 	// (sudo sclgate update rollback) stays usable by the sclgate user.
-	// Non-blocking: a FIFO there would wait for a writer for ever, deaf
-	// to Ctrl-C.
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("update: lock %s: %w", path, err)
-	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		if err == nil {
-			err = fmt.Errorf("is not a regular file (%s): remove it", st.Mode().Type())
-		}
+	f, _, err := safeio.Open(path, os.O_CREATE)
+	var nr *safeio.NotRegularError
+	switch {
+	case errors.As(err, &nr):
+		return nil, fmt.Errorf("update: lock: %w: remove it", err)
+	case err != nil:
 		return nil, fmt.Errorf("update: lock %s: %w", path, err)
 	}
 	for told := false; ; {

@@ -12,8 +12,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // ErrUnreachable: the source could not be read at all.
@@ -127,23 +128,17 @@ func (d dirSource) String() string { return string(d) }
 
 func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.ReadCloser, int64, int64, error) {
 	p := filepath.Join(string(d), name)
-	// Non-blocking: a FIFO in a file's place would wait for a writer for
-	// ever, and the updater with it, which a reload and the shutdown wait
-	// for.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	// Not waited on if a FIFO: the updater would hang, and a reload and
+	// the shutdown with it.
+	f, st, err := safeio.Open(p, 0)
+	var nr *safeio.NotRegularError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, 0, 0, &notFound{where: p, how: "no such file"}
-	}
-	if err != nil {
+	case errors.As(err, &nr):
+		return nil, 0, 0, fmt.Errorf("update: %w: a directory source holds the files defs publish writes", err)
+	case err != nil:
 		return nil, 0, 0, fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("update: %s: is not a regular file (%s): a directory source holds the files defs publish writes", p, st.Mode().Type())
-	}
-	if err != nil {
-		f.Close()
-		return nil, 0, 0, err
 	}
 	if offset > 0 && offset < st.Size() {
 		if _, err := f.Seek(offset, io.SeekStart); err == nil {

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
@@ -441,23 +440,14 @@ func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Out
 // (a directory source, which -source takes), or a file larger than any
 // bundle (checked before it is read into memory).
 func readBundleFile(path string) ([]byte, error) {
-	// Non-blocking: a FIFO would wait for a writer for ever, deaf to
-	// Ctrl-C.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, st, err := safeio.Open(path, 0)
 	if err != nil {
+		if st != nil && st.IsDir() {
+			return nil, fmt.Errorf("update: %s is a directory: to install from a directory source, use -source %s", path, path)
+		}
 		return nil, fmt.Errorf("update: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("update: %w", err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("update: %s is a directory: to install from a directory source, use -source %s", path, path)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("update: %s: is not a regular file (%s)", path, st.Mode().Type())
-	}
 	if st.Size() > defs.DefaultMaxSize {
 		return nil, fmt.Errorf("update: %s: %w: %d bytes, more than the %d a bundle may have: it is not a bundle", path, defs.ErrFormat, st.Size(), int64(defs.DefaultMaxSize))
 	}

@@ -37,7 +37,8 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"syscall"
+
+	"github.com/sclgate/sclgate/safeio"
 )
 
 // Type says which part of a message an entry is matched against.
@@ -192,28 +193,17 @@ func Load(path string) (*List, error) {
 // Watcher compares it, so that a FIFO left in place is not refused, and
 // logged, again at every change in its directory).
 func open(path string) (*os.File, fs.FileInfo, error) {
-	// Non-blocking, so that a FIFO (or a device) in the list's place is
-	// refused instead of waiting for a writer for ever, and holding up
-	// every reload (and the shutdown) behind it.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: %w", err)
-	}
-	fi, err := f.Stat()
+	f, fi, err := safeio.Open(path, 0)
+	var nr *safeio.NotRegularError
 	switch {
+	case errors.As(err, &nr):
+		return nil, fi, &ParseError{File: path, Err: errors.New(nr.Reason())}
 	case err != nil:
-		err = fmt.Errorf("weights: %w", err)
-	case fi.IsDir():
-		err = &ParseError{File: path, Err: errors.New("is a directory, not a weight list file")}
-	case !fi.Mode().IsRegular():
-		err = &ParseError{File: path, Err: fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())}
+		return nil, fi, fmt.Errorf("weights: %w", err)
 	case fi.Size() > maxFileSize:
 		// Before reading it: Parse would read 64 MiB to find out.
-		err = &ParseError{File: path, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
-	}
-	if err != nil {
 		f.Close()
-		return nil, fi, err
+		return nil, fi, &ParseError{File: path, Err: fmt.Errorf("file is larger than %d MiB", maxFileSize>>20)}
 	}
 	return f, fi, nil
 }
