@@ -113,6 +113,16 @@ func (l *limitListener) acceptLoop() {
 			l.hooks.acceptError(err)
 			failing = true
 			time.Sleep(50 * time.Millisecond)
+			// accept4 takes a descriptor before it looks at the queue:
+			// when descriptors are free again but no client is waiting,
+			// Accept just blocks, and the recovery would be told only
+			// at the next client. A descriptor that can be had now says
+			// it at once.
+			if f, err := os.Open(os.DevNull); err == nil {
+				f.Close()
+				l.hooks.acceptError(nil)
+				failing = false
+			}
 			continue
 		}
 		l.mu.Lock()

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -50,5 +53,44 @@ func TestAcceptErrorLogThrottled(t *testing.T) {
 	tail := buf.String()[strings.LastIndex(strings.TrimSuffix(buf.String(), "\n"), "\n")+1:]
 	if !strings.Contains(tail, "accepting connections again") || !strings.Contains(tail, "failures=101") {
 		t.Errorf("last line %q, want accepting again with the 101 failures since the last such line", tail)
+	}
+}
+
+// errOnceListener fails its first Accept (as accept4 does out of
+// descriptors) and then waits, as on an idle listener, until closed.
+type errOnceListener struct {
+	net.Listener
+	calls  atomic.Int32
+	closed chan struct{}
+}
+
+func (l *errOnceListener) Accept() (net.Conn, error) {
+	if l.calls.Add(1) == 1 {
+		return nil, syscall.EMFILE
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *errOnceListener) Close() error { close(l.closed); return nil }
+
+// When accepting failed and descriptors are free again, the recovery is
+// told at once, not only when the next client comes: on an idle listener
+// "accept failed" stayed the log's last word on it.
+func TestAcceptRecoveryToldWhenIdle(t *testing.T) {
+	got := make(chan error, 4)
+	hooks := limitHooks{refused: func() {}, acceptError: func(err error) { got <- err }, http: func() {}, cutCommand: func() {},
+		opened: func() {}, closed: func() {}, protocolError: func(*limitConn) bool { return false }}
+	ll := newLimitListener(&errOnceListener{closed: make(chan struct{})}, 10, 10, "gw.test", hooks)
+	defer ll.Close()
+	for i, want := range []bool{true, false} {
+		select {
+		case err := <-got:
+			if (err != nil) != want {
+				t.Fatalf("report %d: %v", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("report %d (failure, then recovery) never came", i)
+		}
 	}
 }
