@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +45,12 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 	// What the source already offers, by version: a published version
 	// keeps its contents, also when its file was since removed.
 	published := map[string]string{}
-	if b, err := safeio.ReadFile(filepath.Join(dir, IndexFile), MaxIndexSize); err == nil {
+	b, ixErr := safeio.ReadFile(filepath.Join(dir, IndexFile), MaxIndexSize)
+	if ixErr != nil && !errors.Is(ixErr, fs.ErrNotExist) {
+		// Taken for no index, it would let a published version change.
+		return nil, fmt.Errorf("publish: %w (fix or remove it first)", ixErr)
+	}
+	if ixErr == nil {
 		old, err := ParseIndex(b)
 		if err != nil {
 			return nil, fmt.Errorf("publish: %s: %w (fix or remove it first)", filepath.Join(dir, IndexFile), err)

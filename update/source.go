@@ -136,7 +136,7 @@ func (d dirSource) Open(ctx context.Context, name string, offset int64) (io.Read
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, 0, 0, &notFound{where: p, how: "no such file"}
 	case errors.As(err, &nr):
-		return nil, 0, 0, fmt.Errorf("update: %w: a directory source holds the files defs publish writes", err)
+		return nil, 0, 0, fmt.Errorf("%w: a directory source holds the files defs publish writes", err)
 	case err != nil:
 		return nil, 0, 0, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}

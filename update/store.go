@@ -219,14 +219,16 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		return err
 	}
 	final := filepath.Join(s.dir, in.Version)
-	if !s.Has(in.Version) || !s.holds(in.Version, bundle) {
-		// Not installed, or its copy differs from this verified bundle
-		// (damaged after its install): written whole, then renamed in.
+	old, recErr := s.record(in.Version)
+	if recErr != nil || !s.holds(in.Version, bundle) {
+		// Not installed, its copy differs from this verified bundle
+		// (damaged after its install), or its record does not read:
+		// written whole, then renamed in.
 		tmp := filepath.Join(s.dir, ".tmp-"+in.Version+"-"+randHex())
 		if err := os.Mkdir(tmp, 0o755); err != nil {
 			return fmt.Errorf("update: %w", err)
 		}
-		if old, err := s.record(in.Version); err == nil && in.Previous == "" {
+		if recErr == nil && in.Previous == "" {
 			// A repair of an installed copy keeps what was in use before
 			// it: a rollback from it goes there still.
 			in.Previous = old.Previous

@@ -275,9 +275,25 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 		// mending (also when the newest is one the admin left).
 		if r, damaged := u.repairOffer(ix, d.InUse, d.Installed); damaged {
 			d.Newest, d.Available, d.Damaged, d.Left = r, true, true, false
+		} else if err := u.unrepairable(d.InUse, d.Installed); err != nil {
+			return d, err
 		}
 	}
 	return d, nil
+}
+
+// unrepairable says, when the installed version in use no longer reads
+// and the source cannot mend it (repairOffer found no offer), that
+// nothing here will: "up to date" would hide that the gateway runs on
+// the built-in definitions.
+func (u *Updater) unrepairable(inUse string, installed bool) error {
+	if !installed {
+		return nil
+	}
+	if _, err := defs.ReadFile(u.Store.BundlePath(inUse)); err == nil {
+		return nil
+	}
+	return fmt.Errorf("update: the version in use, %s: %w (sclgate scores with the built-in definitions meanwhile), and %s does not offer it in a form this sclgate can use", inUse, ErrDamaged, u.Source)
 }
 
 // repairOffer returns the source's offer of the version in use when that
@@ -381,6 +397,9 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 		case damaged:
 			version = r.Version // nothing newer, but the one in use is to be mended
 		default:
+			if err := u.unrepairable(inUse, installed); err != nil {
+				return Outcome{Version: inUse}, err
+			}
 			return Outcome{Version: inUse, UpToDate: true, Note: note}, nil
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -930,5 +931,62 @@ func notWaitedOn(t *testing.T, fifos []string, steps ...func() error) []error {
 		}
 		t.Fatal("hung on a FIFO")
 		return nil
+	}
+}
+
+// A damaged version in use that the source cannot mend (it offers only
+// a version rolled back from) is an error for detect and a plain install,
+// not "up to date": serve runs on the built-in definitions meanwhile.
+func TestDamagedNotOffered(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.10.2")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.10.2"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
+		t.Fatalf("rollback to %q, %v", to, err)
+	}
+	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
+	f.resignIndex(func(ix *Index) { // the source now offers only the version left
+		ix.Versions = slices.DeleteFunc(ix.Versions, func(o Offer) bool { return o.Version == "2026.10.1" })
+	})
+	if _, err := u.Detect(context.Background()); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "the version in use, 2026.10.1: its installed copy is damaged") {
+		t.Errorf("detect: %v", err)
+	}
+	if o, err := u.Install(context.Background(), "", false); !errors.Is(err, ErrDamaged) || o.UpToDate {
+		t.Errorf("install: %+v, %v", o, err)
+	}
+}
+
+// A version whose record no longer reads is installed again whole by an
+// install of it (the rollback's advice), not refused on the old record.
+func TestInstallMendsUnreadableRecord(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.10.2")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.10.2"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(f.store.Dir(), "2026.10.1", installedFile), []byte("garbage"), 0o644)
+	if _, err := u.Install(context.Background(), "2026.10.1", true); err != nil || f.active() != "2026.10.1" {
+		t.Fatalf("install -force of a version whose record does not read: %v; active %s", err, f.active())
+	}
+}
+
+// An index.json defs publish cannot read is an error, not "no index":
+// taken for none, a published version could change its contents.
+func TestPublishUnreadableIndex(t *testing.T) {
+	f := newFixture(t)
+	ix := filepath.Join(f.srcDir, IndexFile)
+	if err := syscall.Mkfifo(ix, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Publish(f.srcDir, f.priv, "", []string{f.bundle("2026.10.1")}); err == nil || !strings.Contains(err.Error(), ix+": is not a regular file") {
+		t.Errorf("publish over a FIFO index: %v", err)
 	}
 }
