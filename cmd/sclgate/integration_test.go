@@ -817,6 +817,13 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	if n := strings.Count(g.log.String(), warn); n != 1 {
 		t.Errorf("restart warning logged %d times, want 1 (not after putting the setting back)", n)
 	}
+
+	// TLS files are read only at start: a reload to a pair that does not
+	// load says so now, not at the restart that would then fail.
+	_, key := selfSigned(t, dir)
+	os.WriteFile(g.config, append(cfg, fmt.Sprintf("\ntls:\n  cert_file: %s\n  key_file: %s\n", key, key)...), 0o644)
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	g.waitLog(t, "the new tls settings do not load")
 }
 
 func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
