@@ -851,18 +851,8 @@ func TestFIFONotWaitedOn(t *testing.T) {
 // also when the newest offer is one the admin rolled back from: it was
 // "up to date", and serve ran on the built-in definitions for good.
 func TestRepairAfterRollback(t *testing.T) {
-	f := newFixture(t)
-	f.publish("2026.10.1", "2026.10.2")
-	u := f.updater()
-	for _, v := range []string{"2026.10.1", "2026.10.2"} {
-		if _, err := u.Install(context.Background(), v, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
-		t.Fatalf("rollback to %q, %v", to, err)
-	}
-	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
+	f, u := installedTwo(t)
+	rollBackToDamaged(t, f)
 	d, err := u.Detect(context.Background())
 	if err != nil || !d.Damaged || !d.Available || d.Newest.Version != "2026.10.1" {
 		t.Fatalf("detect: %+v, %v", d, err)
@@ -938,18 +928,8 @@ func notWaitedOn(t *testing.T, fifos []string, steps ...func() error) []error {
 // a version rolled back from) is an error for detect and a plain install,
 // not "up to date": serve runs on the built-in definitions meanwhile.
 func TestDamagedNotOffered(t *testing.T) {
-	f := newFixture(t)
-	f.publish("2026.10.1", "2026.10.2")
-	u := f.updater()
-	for _, v := range []string{"2026.10.1", "2026.10.2"} {
-		if _, err := u.Install(context.Background(), v, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
-		t.Fatalf("rollback to %q, %v", to, err)
-	}
-	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
+	f, u := installedTwo(t)
+	rollBackToDamaged(t, f)
 	f.resignIndex(func(ix *Index) { // the source now offers only the version left
 		ix.Versions = slices.DeleteFunc(ix.Versions, func(o Offer) bool { return o.Version == "2026.10.1" })
 	})
@@ -964,14 +944,7 @@ func TestDamagedNotOffered(t *testing.T) {
 // A version whose record no longer reads is installed again whole by an
 // install of it (the rollback's advice), not refused on the old record.
 func TestInstallMendsUnreadableRecord(t *testing.T) {
-	f := newFixture(t)
-	f.publish("2026.10.1", "2026.10.2")
-	u := f.updater()
-	for _, v := range []string{"2026.10.1", "2026.10.2"} {
-		if _, err := u.Install(context.Background(), v, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f, u := installedTwo(t)
 	os.WriteFile(filepath.Join(f.store.Dir(), "2026.10.1", installedFile), []byte("garbage"), 0o644)
 	if _, err := u.Install(context.Background(), "2026.10.1", true); err != nil || f.active() != "2026.10.1" {
 		t.Fatalf("install -force of a version whose record does not read: %v; active %s", err, f.active())
@@ -989,4 +962,27 @@ func TestPublishUnreadableIndex(t *testing.T) {
 	if _, err := Publish(f.srcDir, f.priv, "", []string{f.bundle("2026.10.1")}); err == nil || !strings.Contains(err.Error(), ix+": is not a regular file") {
 		t.Errorf("publish over a FIFO index: %v", err)
 	}
+}
+
+// installedTwo installs 2026.10.1 and then 2026.10.2 from a fresh source.
+func installedTwo(t *testing.T) (*fixture, *Updater) {
+	t.Helper()
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.10.2")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.10.2"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f, u
+}
+
+// rollBackToDamaged rolls back to 2026.10.1 and damages its copy.
+func rollBackToDamaged(t *testing.T, f *fixture) {
+	t.Helper()
+	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
+		t.Fatalf("rollback to %q, %v", to, err)
+	}
+	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
 }
