@@ -219,7 +219,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		return err
 	}
 	final := filepath.Join(s.dir, in.Version)
-	old, recErr := s.record(in.Version)
+	old, recErr := s.Record(in.Version)
 	if recErr != nil || !s.holds(in.Version, bundle) {
 		// Not installed, its copy differs from this verified bundle
 		// (damaged after its install), or its record does not read:
@@ -334,7 +334,7 @@ func (s *Store) activate(version string, previous *string) error {
 // that List's order is the order a rollback walks back through, and
 // with what was in use before it (see activate).
 func (s *Store) touchInstalled(version string, previous *string) error {
-	in, err := s.record(version)
+	in, err := s.Record(version)
 	if err != nil {
 		return err
 	}
@@ -347,8 +347,8 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 	return safeio.WriteFile(filepath.Join(s.dir, version, installedFile), meta, 0o644)
 }
 
-// record reads an installed version's record.
-func (s *Store) record(version string) (Installed, error) {
+// Record reads an installed version's record.
+func (s *Store) Record(version string) (Installed, error) {
 	var in Installed
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := safeio.ReadFile(p, maxRecord)

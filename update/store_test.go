@@ -144,7 +144,7 @@ func TestRepairKeepsPrevious(t *testing.T) {
 	install(t, s, "2027.01.01.1")
 	os.WriteFile(s.BundlePath("2027.01.01.1"), []byte("garbage"), 0o644)
 	install(t, s, "2027.01.01.1")
-	if in, err := s.record("2027.01.01.1"); err != nil || in.Previous != Builtin {
+	if in, err := s.Record("2027.01.01.1"); err != nil || in.Previous != Builtin {
 		t.Fatalf("after the repair, previous = %q, %v", in.Previous, err)
 	}
 	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.1" || to != "" {

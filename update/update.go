@@ -496,7 +496,11 @@ func (u *Updater) precheck(version, inUse string, force bool) (done bool, err er
 	if active, err := u.Store.Active(); err == nil && active == version {
 		_, rerr := defs.ReadFile(u.Store.BundlePath(version))
 		if rerr == nil {
-			return true, nil
+			// Its record may not read (a rollback then refuses to go
+			// past it, advising this install): written anew then.
+			if _, rerr = u.Store.Record(version); rerr == nil {
+				return true, nil
+			}
 		}
 		u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", rerr))
 		return false, nil

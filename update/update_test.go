@@ -949,6 +949,14 @@ func TestInstallMendsUnreadableRecord(t *testing.T) {
 	if _, err := u.Install(context.Background(), "2026.10.1", true); err != nil || f.active() != "2026.10.1" {
 		t.Fatalf("install -force of a version whose record does not read: %v; active %s", err, f.active())
 	}
+	// The version in use too: it was "already installed and in use".
+	os.WriteFile(filepath.Join(f.store.Dir(), "2026.10.1", installedFile), []byte("garbage"), 0o644)
+	if o, err := u.Install(context.Background(), "2026.10.1", true); err != nil || o.Already {
+		t.Fatalf("install of the version in use whose record does not read: %+v, %v", o, err)
+	}
+	if _, err := f.store.Record("2026.10.1"); err != nil {
+		t.Errorf("record still does not read: %v", err)
+	}
 }
 
 // An index.json defs publish cannot read is an error, not "no index":
