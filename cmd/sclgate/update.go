@@ -398,7 +398,7 @@ func updateHint(err error) string {
 	case errors.Is(err, update.ErrPartialKept):
 		hint = "the download ended before the whole file came (the connection closed, or nothing came for a while): run install again, which goes on from where this one stopped; if it keeps happening, check the network and the source"
 	case errors.Is(err, update.ErrDamaged):
-		hint = "install it again from its file (sclgate update install -force FILE, with its .minisig beside it) or from a source that still offers it (-source), or roll back (sclgate update rollback)"
+		hint = "install it again from its file (sclgate update install FILE, with its .minisig beside it) or from a source that still offers it (-source), or roll back (sclgate update rollback)"
 	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
 		hint = "check updates.source (or -source) and that this machine can reach it"
 	}
