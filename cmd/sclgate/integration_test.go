@@ -823,7 +823,7 @@ func TestServeSIGHUPThresholdNextMessageSameSession(t *testing.T) {
 	_, key := selfSigned(t, dir)
 	os.WriteFile(g.config, append(cfg, fmt.Sprintf("\ntls:\n  cert_file: %s\n  key_file: %s\n", key, key)...), 0o644)
 	g.cmd.Process.Signal(syscall.SIGHUP)
-	g.waitLog(t, "the new tls settings do not load")
+	g.waitLog(t, "the tls files do not load now")
 }
 
 func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {

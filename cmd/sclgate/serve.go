@@ -619,14 +619,13 @@ func (g *gateway) apply(old, cfg *config.Config) error {
 			msg += " (mail is archived into the new archive.dir now; the web page shows the old one until the restart)"
 		}
 		g.log.Warn(msg, slog.Any("settings", changed))
-		// The TLS files are read only at start: checked now, so that
-		// a pair that does not load is not found at the next restart,
-		// when the gateway would not start.
-		if slices.Contains(changed, "tls") {
-			if _, err := loadTLS(cfg); err != nil {
-				g.log.Error("the new tls settings do not load: sclgate will not start with them; fix them before a restart", slog.Any("err", err))
-			}
-		}
+	}
+	// The TLS files are read only at start: checked at every reload (a
+	// renewal rewrites them in place, under the same names), so that a
+	// pair that does not load is found now, not at the next restart,
+	// when the gateway would not start.
+	if _, err := loadTLS(cfg); err != nil {
+		g.log.Error("the tls files do not load now: sclgate will not start with them; fix them before a restart", slog.Any("err", err))
 	}
 	if g.web != nil && !maps.Equal(old.Archive.Web.Users, cfg.Archive.Web.Users) {
 		g.web.SetUsers(cfg.Archive.Web.Users)
