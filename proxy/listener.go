@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -118,6 +119,9 @@ func (l *limitListener) acceptLoop() {
 			// Accept just blocks, and the recovery would be told only
 			// at the next client. A descriptor that can be had now says
 			// it at once.
+			if !errors.Is(err, syscall.EMFILE) && !errors.Is(err, syscall.ENFILE) {
+				continue // not about descriptors: told when Accept works
+			}
 			if f, err := os.Open(os.DevNull); err == nil {
 				f.Close()
 				l.hooks.acceptError(nil)
