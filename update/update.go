@@ -270,47 +270,37 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	newer := ok && CompareVersions(d.Newest.Version, d.InUse) > 0
 	d.Left = newer && u.rolledBack(d.Newest.Version)
 	d.Available = newer && !d.Left
-	if !d.Available {
-		// Nothing newer to install, but the version in use may need
-		// mending (also when the newest is one the admin left).
-		if r, damaged := u.repairOffer(ix, d.InUse, d.Installed); damaged {
-			d.Newest, d.Available, d.Damaged, d.Left = r, true, true, false
-		} else if err := u.unrepairable(d.InUse, d.Installed); err != nil {
+	// Nothing newer to install, but the version in use may need mending
+	// (also when the newest is one the admin left).
+	if !d.Available && u.damaged(d.InUse, d.Installed) {
+		r, err := u.repair(ix, d.InUse)
+		if err != nil {
 			return d, err
 		}
+		d.Newest, d.Available, d.Damaged, d.Left = r, true, true, false
 	}
 	return d, nil
 }
 
-// unrepairable says, when the installed version in use no longer reads
-// and the source cannot mend it (repairOffer found no offer), that
-// nothing here will: "up to date" would hide that the gateway runs on
-// the built-in definitions.
-func (u *Updater) unrepairable(inUse string, installed bool) error {
+// damaged reports whether the installed version in use no longer reads.
+func (u *Updater) damaged(inUse string, installed bool) bool {
 	if !installed {
-		return nil
+		return false
 	}
-	if _, err := defs.ReadFile(u.Store.BundlePath(inUse)); err == nil {
-		return nil
-	}
-	return fmt.Errorf("update: the version in use, %s: %w (sclgate scores with the built-in definitions meanwhile), and %s does not offer it in a form this sclgate can use", inUse, ErrDamaged, u.Source)
+	_, err := defs.ReadFile(u.Store.BundlePath(inUse))
+	return err != nil
 }
 
-// repairOffer returns the source's offer of the version in use when that
-// version is installed, its copy no longer reads, and the source offers
-// it in a form this sclgate can use: installing it again mends it.
-func (u *Updater) repairOffer(ix *Index, inUse string, installed bool) (Offer, bool) {
-	if !installed {
-		return Offer{}, false
+// repair returns the source's offer of the version in use, whose copy is
+// damaged: installing it again mends it. When the source does not offer
+// it in a form this sclgate can use, it says that nothing here will:
+// "up to date" would hide that the gateway runs on the built-in
+// definitions.
+func (u *Updater) repair(ix *Index, inUse string) (Offer, error) {
+	if o, ok := ix.Find(inUse); ok && u.usable(o) {
+		return o, nil
 	}
-	o, ok := ix.Find(inUse)
-	if !ok || !u.usable(o) {
-		return Offer{}, false
-	}
-	if _, err := defs.ReadFile(u.Store.BundlePath(inUse)); err == nil {
-		return Offer{}, false
-	}
-	return o, true
+	return Offer{}, fmt.Errorf("update: the version in use, %s: %w (sclgate scores with the built-in definitions meanwhile), and %s does not offer it in a form this sclgate can use", inUse, ErrDamaged, u.Source)
 }
 
 // rolledBack: the admin rolled back, or downgraded with -force, from this
@@ -391,15 +381,17 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 		case o.Version != inUse && u.rolledBack(o.Version):
 			note = fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)
 		}
-		switch r, damaged := u.repairOffer(ix, inUse, installed); {
+		switch {
 		case note == "":
 			version = o.Version
-		case damaged:
-			version = r.Version // nothing newer, but the one in use is to be mended
-		default:
-			if err := u.unrepairable(inUse, installed); err != nil {
+		case u.damaged(inUse, installed):
+			// Nothing newer, but the one in use is to be mended.
+			r, err := u.repair(ix, inUse)
+			if err != nil {
 				return Outcome{Version: inUse}, err
 			}
+			version = r.Version
+		default:
 			return Outcome{Version: inUse, UpToDate: true, Note: note}, nil
 		}
 	}
