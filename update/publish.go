@@ -50,6 +50,14 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 		// Taken for no index, it would let a published version change.
 		return nil, fmt.Errorf("publish: %w (fix or remove it first)", ixErr)
 	}
+	if errors.Is(ixErr, fs.ErrNotExist) {
+		// A symbolic link whose target is gone (a source moved to another
+		// disk) is an index we cannot read, not no index.
+		ixPath := filepath.Join(dir, IndexFile)
+		if target, err := os.Readlink(ixPath); err == nil {
+			return nil, fmt.Errorf("publish: %s is a symbolic link to %s, which does not exist (fix or remove it first)", ixPath, target)
+		}
+	}
 	if ixErr == nil {
 		old, err := ParseIndex(b)
 		if err != nil {

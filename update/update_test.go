@@ -972,6 +972,22 @@ func TestPublishUnreadableIndex(t *testing.T) {
 	}
 }
 
+// A dangling symbolic link as index.json is an index publish cannot read,
+// not "no index".
+func TestPublishDanglingIndexLink(t *testing.T) {
+	f := newFixture(t)
+	ix := filepath.Join(f.srcDir, IndexFile)
+	if err := os.Symlink(filepath.Join(t.TempDir(), "gone.json"), ix); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Publish(f.srcDir, f.priv, "", []string{f.bundle("2026.10.1")}); err == nil || !strings.Contains(err.Error(), "which does not exist") {
+		t.Errorf("publish over a dangling index link: %v", err)
+	}
+	if _, err := os.Readlink(ix); err != nil {
+		t.Errorf("the link was replaced: %v", err)
+	}
+}
+
 // installedTwo installs 2026.10.1 and then 2026.10.2 from a fresh source.
 func installedTwo(t *testing.T) (*fixture, *Updater) {
 	t.Helper()
