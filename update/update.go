@@ -324,6 +324,9 @@ type Outcome struct {
 	// do, as Detect would say: Note says why, Version is the one in use.
 	UpToDate bool
 	Note     string
+	// Repaired: the version in use was installed again because its
+	// installed copy or record no longer read.
+	Repaired bool
 }
 
 // Install installs version (empty: the newest offered) from the source.
@@ -342,6 +345,8 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	// outcome as the last check (what a timer running install leaves).
 	result := "installed " + o.Version
 	switch {
+	case err == nil && o.Repaired:
+		result = "repaired " + o.Version
 	case err != nil:
 		result = "error: " + err.Error()
 	case o.UpToDate || o.Already:
@@ -549,8 +554,9 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 		}
 	}
 	u.Store.Prune()
-	u.log().Info("definitions installed and active", slog.String("version", v), slog.String("origin", origin), slog.String("key", keyID))
-	return Outcome{Version: v}, nil
+	repaired := leftErr == nil && left == v // precheck let it through: damaged
+	u.log().Info("definitions installed and active", slog.String("version", v), slog.String("origin", origin), slog.String("key", keyID), slog.Bool("repaired", repaired))
+	return Outcome{Version: v, Repaired: repaired}, nil
 }
 
 // download fetches offer's bundle into definitions.dir/.download/, resuming

@@ -858,7 +858,7 @@ func TestRepairAfterRollback(t *testing.T) {
 		t.Fatalf("detect: %+v, %v", d, err)
 	}
 	o, err := u.Install(context.Background(), "", false)
-	if err != nil || o.UpToDate || o.Version != "2026.10.1" || f.active() != "2026.10.1" {
+	if err != nil || o.UpToDate || !o.Repaired || o.Version != "2026.10.1" || f.active() != "2026.10.1" {
 		t.Fatalf("install: %+v, %v; active %s", o, err, f.active())
 	}
 	if _, err := defs.ReadFile(f.store.BundlePath("2026.10.1")); err != nil {

@@ -158,7 +158,7 @@ func TestServeDefinitionsPublishInstallHotSwitchRollback(t *testing.T) {
 	data, _ := os.ReadFile(bundle)
 	os.WriteFile(bundle, data[:len(data)/2], 0o644)
 	g.waitMetric(t, `sclgate_definitions_info{version="`+builtin.Manifest.Version+`"}`, 1)
-	if code, out := run("update", "install", "-version", "2027.02.1"); code != 0 || !strings.Contains(out, "installed and activated 2027.02.1") {
+	if code, out := run("update", "install", "-version", "2027.02.1"); code != 0 || !strings.Contains(out, "repaired 2027.02.1: its damaged copy was installed again") {
 		t.Fatalf("install over the damaged copy: %d %s", code, out)
 	}
 	g.waitMetric(t, `sclgate_definitions_info{version="2027.02.1"}`, 1)

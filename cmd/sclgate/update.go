@@ -167,6 +167,10 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintf(e.stdout, "up to date: %s; nothing to do\n", out.Note)
 			return 0
 		}
+		if out.Repaired {
+			fmt.Fprintf(e.stdout, "repaired %s: its damaged copy was installed again and is in use; a running sclgate serve switches to it within seconds\n", out.Version)
+			return 0
+		}
 		fmt.Fprintf(e.stdout, "installed and activated %s; a running sclgate serve switches to it within seconds\n", out.Version)
 		return 0
 	case "rollback":

@@ -391,7 +391,7 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 		t.Errorf("serve -check: %d\n%s%s", code, out, errOut)
 	}
 	// A plain install (the timer's) mends it, and then has nothing to do.
-	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "installed and activated 2027.10.1") {
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "repaired 2027.10.1: its damaged copy was installed again") {
 		t.Fatalf("install: %d %q %q", code, out, errOut)
 	}
 	if b, _ := os.ReadFile(bundle); !bytes.Equal(b, good) {
