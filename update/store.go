@@ -196,6 +196,11 @@ func (s *Store) List() ([]Installed, error) {
 			continue
 		}
 		in.Active = in.Version == active
+		if in.Active {
+			// The mark of a rollback killed before its switch: the
+			// version is still in use, not rolled back from.
+			in.RolledBack = false
+		}
 		out = append(out, in)
 	}
 	slices.SortFunc(out, func(a, b Installed) int { return b.InstalledAt.Compare(a.InstalledAt) })
@@ -299,6 +304,14 @@ func (s *Store) Activate(version string) error {
 	case err != nil:
 		prev = "" // not known: the active link is damaged
 	}
+	if prev != version {
+		if in, err := s.Record(prev); err == nil && in.RolledBack {
+			// In use until now, so not rolled back from: the mark of a
+			// rollback that was killed before its switch. Left, it
+			// would have a rollback from version refuse to go to prev.
+			s.setRolledBack(prev, false)
+		}
+	}
 	return s.activate(version, &prev)
 }
 
@@ -358,94 +371,116 @@ func (s *Store) Record(version string) (Installed, error) {
 	if err := json.Unmarshal(b, &in); err != nil {
 		return in, fmt.Errorf("update: %s: %w", p, err)
 	}
+	if in.Version != version {
+		return in, fmt.Errorf("update: %s names version %q, not %s", p, in.Version, version)
+	}
 	return in, nil
 }
 
 // Rollback makes the version that was active before the current one
-// active again, and returns both. When no other installed version is
-// left to go back to and the built-in definitions were in use before the
-// current one (the first install's), it goes back to them: it removes
-// the active link, and to is "". When the version before was pruned, it
-// is refused with ErrNoPrevious.
+// active again, and returns both. "Before" is what the current version's
+// record says was in use when it was installed or switched to (so a
+// rollback undoes the last switch, and never skips back past a version
+// whose record is damaged or was pruned); for a record that does not say
+// (one written by an older sclgate, or rewritten after it was damaged),
+// the most recently used other version not itself rolled back from.
+// When that is the built-in definitions, it removes the active link, and
+// to is "". When the version before is no longer installed, or cannot be
+// used, it is refused and says why and what to do.
 func (s *Store) Rollback() (from, to string, err error) {
 	from, err = s.Active()
 	if err != nil {
 		return "", "", err
 	}
-	list, err := s.List()
+	rec, err := s.Record(from)
 	if err != nil {
-		return "", "", err
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: the record of the version in use cannot be read (%w: %w): install it again with sclgate update install -version %s (or update install FILE, with its bundle file); what was in use before it is then no longer known, and a rollback goes back to the most recently used other version",
+			from, ErrDamaged, err, from)
 	}
-	var prev *Installed
-	for i := range list {
-		// List is newest activation first: the first other version that
-		// was not itself rolled back from is the one before.
-		if in := &list[i]; in.Version != from && !in.RolledBack {
-			prev = in
-			break
+	before := rec.Previous
+	if before == "" {
+		list, err := s.List()
+		if err != nil {
+			return "", "", err
+		}
+		for i := range list {
+			// List is newest activation first: the first other version
+			// that was not itself rolled back from.
+			if in := &list[i]; in.Version != from && !in.RolledBack {
+				before = in.Version
+				break
+			}
+		}
+		if before == "" {
+			if us := s.Unreadables(); len(us) > 0 {
+				v := us[0].Version
+				// Going past a version whose record no longer reads
+				// would skip what may be the one the admin means.
+				return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %s is installed but %s cannot be read (%w), and %s's record does not say what was in use before it: install %s again with sclgate update install -version %s -force to switch to it, or remove its directory to roll back past it",
+					from, v, filepath.Join(s.dir, v, installedFile), ErrDamaged, from, v, v)
+			}
+			return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: what was in use before it is not recorded (it was installed by an older sclgate, or its record was rewritten after it was damaged), and no other installed version is left to go back to; sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older)",
+				from, ErrNoPrevious)
 		}
 	}
-	if prev == nil {
-		// Going past a version whose record no longer reads would skip
-		// what may be the one the admin means to go back to.
-		if v := s.unreadable(list); v != "" {
-			return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %s is installed but %s cannot be read (%w): install it again with sclgate update install -version %s -force, or remove its directory to roll back past it",
-				from, v, filepath.Join(s.dir, v, installedFile), ErrDamaged, v)
-		}
-		return s.rollbackToOldest(from, list)
+	if before == Builtin {
+		return s.deactivate(from)
+	}
+	if before == from || !ValidVersion(before) {
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: its record names %q as in use before it; sclgate update install -version V switches to another version",
+			from, ErrNoPrevious, before)
+	}
+	if _, err := os.Lstat(filepath.Join(s.dir, before)); err != nil {
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, is no longer installed (the last %d are kept); sclgate update install -version %s -force installs it again (offline: sclgate update install -force FILE, with its bundle file)",
+			from, ErrNoPrevious, before, Keep, before)
 	}
 	// Checked as status and install check the version in use: switching
 	// to a copy that does not read would have serve fall back to the
 	// built-in definitions while the rollback reported success.
-	if _, err := defs.ReadFile(s.BundlePath(prev.Version)); err != nil {
+	prev, err := s.Record(before)
+	if err == nil {
+		_, err = defs.ReadFile(s.BundlePath(before))
+	}
+	if err != nil {
 		return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %w (%w): to go back to it, install it again with sclgate update install -version %s -force (or update install -force FILE)",
-			prev.Version, from, ErrDamaged, err, prev.Version)
+			before, from, ErrDamaged, err, before)
+	}
+	if prev.RolledBack {
+		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, was itself rolled back from; sclgate update install -version %s -force switches to it",
+			from, ErrNoPrevious, before, before)
 	}
 	if err := s.setRolledBack(from, true); err != nil {
 		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
 	}
-	if err := s.activate(prev.Version, nil); err != nil {
+	if err := s.activate(before, nil); err != nil {
 		s.setRolledBack(from, false) // still the active one
 		return "", "", err
 	}
-	return from, prev.Version, nil
+	return from, before, nil
 }
 
-// unreadable returns a version directory List left out, one whose
-// installed.json does not read, or "".
-func (s *Store) unreadable(list []Installed) string {
+// Unreadable is an installed version whose record (installed.json) does
+// not read, which List leaves out.
+type Unreadable struct {
+	Version string
+	Err     error
+}
+
+// Unreadables returns the version directories whose record does not read
+// (a disk error, a hand edit, an install killed before it was whole is
+// never renamed in, so not one of these).
+func (s *Store) Unreadables() []Unreadable {
 	ents, _ := os.ReadDir(s.dir)
+	var out []Unreadable
 	for _, e := range ents {
-		if e.IsDir() && ValidVersion(e.Name()) && !slices.ContainsFunc(list, func(in Installed) bool { return in.Version == e.Name() }) {
-			return e.Name()
+		if !e.IsDir() || !ValidVersion(e.Name()) {
+			continue
+		}
+		if _, err := s.Record(e.Name()); err != nil {
+			out = append(out, Unreadable{e.Name(), err})
 		}
 	}
-	return ""
-}
-
-// rollbackToOldest rolls back from the oldest version left, from: to the
-// built-in definitions if they were in use before it, else nowhere (the
-// version before was pruned, or is not known), saying how to go on.
-func (s *Store) rollbackToOldest(from string, list []Installed) (string, string, error) {
-	var before string
-	for _, in := range list {
-		if in.Version == from {
-			before = in.Previous
-		}
-	}
-	switch {
-	case before == Builtin:
-		return s.deactivate(from)
-	case before == "":
-		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: what was in use before it is not recorded (it was installed by an older sclgate); sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older)",
-			from, ErrNoPrevious)
-	case s.Has(before):
-		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, was itself rolled back from; sclgate update install -version %s -force switches to it",
-			from, ErrNoPrevious, before, before)
-	default:
-		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, is no longer installed (the last %d are kept); sclgate update install -version %s -force installs it again (offline: sclgate update install -force FILE, with its bundle file)",
-			from, ErrNoPrevious, before, Keep, before)
-	}
+	return out
 }
 
 // deactivate makes the built-in definitions the ones in use again,
@@ -514,6 +549,17 @@ func (s *Store) Prune() error {
 			os.RemoveAll(filepath.Join(s.dir, e.Name()))
 		}
 	}
+	// What a write killed before its rename leaves (safeio.WriteFile's
+	// ".NAME.tmpN"): state.json is written without the lock (serve's
+	// checks), so only what is old enough to be no one's.
+	for _, dir := range append([]string{s.dir}, versionDirs(s.dir, ents)...) {
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".*.json.tmp*"))
+		for _, p := range tmps {
+			if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > partialMaxAge {
+				os.Remove(p)
+			}
+		}
+	}
 	dl := filepath.Join(s.dir, ".download")
 	ents, _ = os.ReadDir(dl)
 	for _, e := range ents {
@@ -522,6 +568,17 @@ func (s *Store) Prune() error {
 		}
 	}
 	return nil
+}
+
+// versionDirs returns the version directories among ents, entries of dir.
+func versionDirs(dir string, ents []fs.DirEntry) []string {
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && ValidVersion(e.Name()) {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
 }
 
 // LoadState reads state.json; a missing file is the zero State.

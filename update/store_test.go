@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,7 +282,7 @@ func TestActivateFailsBeforeTheSwitch(t *testing.T) {
 	if v := active(t, s); v != "2026.02.1" {
 		t.Errorf("active %s after a failed switch, want 2026.02.1", v)
 	}
-	if _, _, err := s.Rollback(); err == nil || !strings.Contains(err.Error(), "rollback refused, 2026.02.1 stays in use: 2026.01.1 is installed but") {
+	if _, _, err := s.Rollback(); err == nil || !strings.Contains(err.Error(), "rollback to 2026.01.1 refused, 2026.02.1 stays in use: its installed copy is damaged") {
 		t.Errorf("Rollback past a damaged version: %v", err)
 	}
 	if v := active(t, s); v != "2026.02.1" {
@@ -330,5 +331,126 @@ func TestRollbackRefusesDamagedCopy(t *testing.T) {
 	}
 	if _, to, err := s.Rollback(); err != nil || to != "2026.01.1" {
 		t.Errorf("rollback after the repair: %q %v", to, err)
+	}
+}
+
+// A rollback goes to what the version in use records as in use before
+// it, never past it: when that version's record no longer reads (deleted,
+// garbage, a directory, a FIFO), the rollback is refused and names it.
+// It went to the next readable version in List's order, skipping it.
+func TestRollbackDoesNotSkipUnreadableRecord(t *testing.T) {
+	for name, damage := range map[string]func(string) error{
+		"deleted": os.Remove,
+		"garbage": func(p string) error { return os.WriteFile(p, []byte("{garbage"), 0o644) },
+		"directory": func(p string) error {
+			os.Remove(p)
+			return os.Mkdir(p, 0o755)
+		},
+		"fifo": func(p string) error {
+			os.Remove(p)
+			return syscall.Mkfifo(p, 0o644)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := OpenStore(t.TempDir())
+			for _, v := range []string{"2027.01.01.1", "2027.01.01.2", "2027.01.01.3"} {
+				install(t, s, v)
+			}
+			if err := damage(filepath.Join(s.Dir(), "2027.01.01.2", installedFile)); err != nil {
+				t.Fatal(err)
+			}
+			_, to, err := s.Rollback()
+			if err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "rollback to 2027.01.01.2 refused, 2027.01.01.3 stays in use") {
+				t.Errorf("rollback: to %q, %v", to, err)
+			}
+			if v := active(t, s); v != "2027.01.01.3" {
+				t.Errorf("active %s, want 2027.01.01.3", v)
+			}
+			if us := s.Unreadables(); len(us) != 1 || us[0].Version != "2027.01.01.2" {
+				t.Errorf("Unreadables: %v", us)
+			}
+		})
+	}
+}
+
+// A rollback killed between marking the version it leaves and the
+// switch leaves that version in use, marked "rolled back from": the mark
+// must not make a later rollback skip it.
+func TestKilledRollbackMarkIsHarmless(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	install(t, s, "2027.01.01.2")
+	if err := s.setRolledBack("2027.01.01.2", true); err != nil { // the kill
+		t.Fatal(err)
+	}
+	list, _ := s.List()
+	for _, in := range list {
+		if in.Active && in.RolledBack {
+			t.Errorf("the version in use is listed as rolled back from: %+v", in)
+		}
+	}
+	install(t, s, "2027.01.01.3")
+	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.3" || to != "2027.01.01.2" {
+		t.Errorf("rollback: %s → %s, %v (want 2027.01.01.3 → 2027.01.01.2)", from, to, err)
+	}
+}
+
+// The version in use whose record does not read: the rollback says to
+// install it again, not to remove its directory (which would leave the
+// active link dangling); once installed again, what was before it is
+// not known, and a rollback goes to the most recently used other version.
+func TestRollbackFromUnreadableRecord(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	install(t, s, "2027.01.01.2")
+	os.WriteFile(filepath.Join(s.Dir(), "2027.01.01.2", installedFile), []byte("junk"), 0o644)
+	_, _, err := s.Rollback()
+	if err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "the record of the version in use cannot be read") ||
+		!strings.Contains(err.Error(), "sclgate update install -version 2027.01.01.2 ") || strings.Contains(err.Error(), "remove its directory") {
+		t.Errorf("rollback: %v", err)
+	}
+	install(t, s, "2027.01.01.2") // what the advice says
+	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.2" || to != "2027.01.01.1" {
+		t.Errorf("rollback after the repair: %s → %s, %v", from, to, err)
+	}
+	// The only version, its record lost and written anew: refused, and
+	// not blamed on an older sclgate alone.
+	s2, _ := OpenStore(t.TempDir())
+	install(t, s2, "2027.01.01.1")
+	os.WriteFile(filepath.Join(s2.Dir(), "2027.01.01.1", installedFile), []byte("junk"), 0o644)
+	install(t, s2, "2027.01.01.1")
+	if _, _, err := s2.Rollback(); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "or its record was rewritten after it was damaged") {
+		t.Errorf("rollback of the only version, record rewritten: %v", err)
+	}
+}
+
+// Prune removes what a write killed before its rename left (state.json's
+// and a record's temporary files) once it is old enough to be no one's,
+// and leaves a fresh one (a write going on now) alone.
+func TestPruneRemovesOldTempFiles(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	old := []string{filepath.Join(s.Dir(), ".state.json.tmp123"), filepath.Join(s.Dir(), "2027.01.01.1", ".installed.json.tmp456")}
+	fresh := filepath.Join(s.Dir(), ".state.json.tmp789")
+	for _, p := range append(old, fresh) {
+		if err := os.WriteFile(p, []byte("{"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-partialMaxAge - time.Hour)
+	for _, p := range old {
+		os.Chtimes(p, long, long)
+	}
+	s.Prune()
+	for _, p := range old {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", p, err)
+		}
+	}
+	if _, err := os.Lstat(fresh); err != nil {
+		t.Errorf("a fresh temporary file was removed: %v", err)
+	}
+	if v := active(t, s); v != "2027.01.01.1" {
+		t.Errorf("active %s", v)
 	}
 }

@@ -282,12 +282,16 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	return d, nil
 }
 
-// damaged reports whether the installed version in use no longer reads.
+// damaged reports whether the installed version in use no longer reads,
+// its bundle or its record (which precheck then installs again too).
 func (u *Updater) damaged(inUse string, installed bool) bool {
 	if !installed {
 		return false
 	}
-	_, err := defs.ReadFile(u.Store.BundlePath(inUse))
+	if _, err := defs.ReadFile(u.Store.BundlePath(inUse)); err != nil {
+		return true
+	}
+	_, err := u.Store.Record(inUse)
 	return err != nil
 }
 

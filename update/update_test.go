@@ -1010,3 +1010,25 @@ func rollBackToDamaged(t *testing.T, f *fixture) {
 	}
 	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)
 }
+
+// The version in use whose record no longer reads: detect says it is
+// damaged (as for a damaged bundle) and a plain install repairs it; detect
+// said "up to date" while install went on to install it again.
+func TestDetectDamagedRecord(t *testing.T) {
+	f, u := installedTwo(t)
+	os.WriteFile(filepath.Join(f.store.Dir(), "2026.10.2", installedFile), []byte("junk"), 0o644)
+	d, err := u.Detect(context.Background())
+	if err != nil || !d.Damaged || !d.Available {
+		t.Fatalf("detect: %+v, %v", d, err)
+	}
+	o, err := u.Install(context.Background(), "", false)
+	if err != nil || !o.Repaired || o.Version != "2026.10.2" {
+		t.Fatalf("install: %+v, %v", o, err)
+	}
+	if _, err := f.store.Record("2026.10.2"); err != nil {
+		t.Errorf("record after the repair: %v", err)
+	}
+	if d, err := u.Detect(context.Background()); err != nil || d.Damaged || d.Available {
+		t.Errorf("detect after the repair: %+v, %v", d, err)
+	}
+}

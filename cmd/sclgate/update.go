@@ -256,6 +256,17 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 		// it orders the versions for rollback.
 		fmt.Fprintf(e.stdout, "  %s %-20s%s last made active %s, from %s%s\n", mark, in.Version, built, in.InstalledAt.Format(time.RFC3339), in.Origin, note)
 	}
+	for _, u := range store.Unreadables() {
+		// Listed, not left out: a rollback refuses to go past it, and
+		// the admin should see why.
+		if u.Version == active {
+			fmt.Fprintf(e.stdout, "  * %-20s its record cannot be read: %v\n", u.Version, u.Err)
+			fmt.Fprintf(e.stderr, "what to do: install it again (sclgate update install -version %s, or update install FILE) to write its record anew\n", u.Version)
+			status = exitError
+			continue
+		}
+		fmt.Fprintf(e.stdout, "    %-20s its record cannot be read: %v (sclgate update install -version %s -force switches to it and writes it anew; or remove its directory)\n", u.Version, u.Err, u.Version)
+	}
 	st := store.LoadState()
 	if st.LastCheck.IsZero() {
 		fmt.Fprintln(e.stdout, "last check: never")

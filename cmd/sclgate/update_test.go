@@ -359,6 +359,31 @@ func TestUpdateDetectPassesOverTooNew(t *testing.T) {
 	}
 }
 
+// The version in use whose record (installed.json) no longer reads is
+// listed by status, which exits 1 and says what to do; it was left out,
+// with exit 0, and the rollback then failed with no advice.
+func TestUpdateStatusUnreadableRecord(t *testing.T) {
+	cfg, _, _, _ := updateSetup(t, "2027.10.1")
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 {
+		t.Fatalf("install: %d %q", code, errOut)
+	}
+	os.WriteFile(filepath.Join(filepath.Dir(cfg), "defs", "2027.10.1", "installed.json"), []byte("junk"), 0o644)
+	code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg)
+	if code != 1 || !strings.Contains(out, "* 2027.10.1") || !strings.Contains(out, "its record cannot be read") ||
+		!strings.Contains(errOut, "what to do: install it again (sclgate update install -version 2027.10.1") {
+		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "install it again with sclgate update install -version 2027.10.1") {
+		t.Errorf("rollback: %d %q", code, errOut)
+	}
+	if code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "repaired 2027.10.1") {
+		t.Errorf("install: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || strings.Contains(out, "cannot be read") {
+		t.Errorf("status after the repair: %d\n%s%s", code, out, errOut)
+	}
+}
+
 // An installed bundle damaged after its install (a disk error, a hand
 // edit) is not used: serve scores with the built-in definitions. status
 // and serve -check say so, and installing the version again mends it.
