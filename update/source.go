@@ -76,6 +76,11 @@ func NewSource(s string) (Source, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("update: source %s is not a directory (give a bundle file as the FILE argument of install)", s)
 	}
+	// Absolute, as a FILE install's origin is: status shows where a
+	// version came from, whatever directory the command ran in.
+	if abs, err := filepath.Abs(s); err == nil {
+		s = abs
+	}
 	return dirSource(s), nil
 }
 

@@ -1032,3 +1032,18 @@ func TestDetectDamagedRecord(t *testing.T) {
 		t.Errorf("detect after the repair: %+v, %v", d, err)
 	}
 }
+
+// A directory source given relative is recorded absolute, as a FILE
+// install's origin is: status named "src/…" whatever directory it ran in.
+func TestDirSourceAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "src"), 0o755)
+	t.Chdir(dir)
+	s, err := NewSource("src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.String(); got != filepath.Join(dir, "src") {
+		t.Errorf("source %q, want %q", got, filepath.Join(dir, "src"))
+	}
+}
