@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -98,10 +99,33 @@ func corpusFlagsMissing(ham, spam dirList, rest []string) string {
 	return ""
 }
 
-// readCorpus reads every message of the directories and files in paths,
-// each directory in file-name order. Dot files are skipped.
-func readCorpus(paths []string, progress func(files int, bytes int64), warn func(format string, a ...any)) (msgs [][]byte, bytes int64, err error) {
+// corpusFiles remembers the files read for train and eval, by identity
+// (device and inode: the same file under two spellings, or hard-linked),
+// with the class each was read as and the path it was first read under.
+type corpusFiles map[fileID]corpusFile
+
+type fileID struct{ dev, ino uint64 }
+
+type corpusFile struct{ class, path string }
+
+func idOf(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+// readCorpus reads every message of the directories and files in paths as
+// class ("ham" or "spam"), each directory in file-name order. Dot files
+// are skipped. A file already read as the same class (a directory given
+// twice, "dir" and "./dir/") is read once, with a warning: counted twice,
+// one copy would land in a training fold and the other in the fold it is
+// tested on, and the cross-validated calibration would promise what the
+// model cannot keep. A file read as the other class is an error.
+func readCorpus(paths []string, class string, seen corpusFiles, progress func(files int, bytes int64), warn func(format string, a ...any)) (msgs [][]byte, bytes int64, err error) {
 	for _, p := range paths {
+		again := 0 // files of p already read
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, 0, err
@@ -131,6 +155,18 @@ func readCorpus(paths []string, progress func(files int, bytes int64), warn func
 			slices.Sort(files)
 		}
 		for _, f := range files {
+			if fi, err := os.Stat(f); err == nil {
+				if id, ok := idOf(fi); ok {
+					if was, dup := seen[id]; dup {
+						if was.class != class {
+							return nil, 0, fmt.Errorf("%s is given as both %s and %s (as %s): a message is one or the other", f, was.class, class, was.path)
+						}
+						again++
+						continue
+					}
+					seen[id] = corpusFile{class, f}
+				}
+			}
 			b, err := os.ReadFile(f)
 			if err != nil {
 				return nil, 0, err
@@ -149,6 +185,9 @@ func readCorpus(paths []string, progress func(files int, bytes int64), warn func
 			if progress != nil {
 				progress(len(msgs), bytes)
 			}
+		}
+		if again > 0 && warn != nil {
+			warn("%s: %d of its files were already read (given twice?): each is read once", p, again)
 		}
 	}
 	return msgs, bytes, nil
@@ -351,11 +390,20 @@ func defsTrain(e env, args []string) int {
 		}
 	}
 	warnf := func(format string, a ...any) { p.log("defs train: warning: "+format, a...) }
-	ham, hamBytes, err := readCorpus(hamDirs, reading("ham"), warnf)
+	seen := corpusFiles{}
+	ham, hamBytes, err := readCorpus(hamDirs, "ham", seen, reading("ham"), warnf)
 	if err == nil {
 		var spamBytes int64
 		var spam [][]byte
-		spam, spamBytes, err = readCorpus(spamDirs, reading("spam"), warnf)
+		spam, spamBytes, err = readCorpus(spamDirs, "spam", seen, reading("spam"), warnf)
+		if fi, serr := os.Stat(*out); err == nil && serr == nil {
+			// -o naming one of the messages would overwrite it.
+			if id, ok := idOf(fi); ok {
+				if was, in := seen[id]; in {
+					err = fmt.Errorf("-o %s is %s, one of the %s messages read: the bundle would overwrite it", *out, was.path, was.class)
+				}
+			}
+		}
 		if err == nil {
 			p.log("defs train: read %d ham and %d spam messages (%.1f MB) in %s",
 				len(ham), len(spam), float64(hamBytes+spamBytes)/1e6, time.Since(start).Round(time.Millisecond))
@@ -523,12 +571,13 @@ func defsEval(e env, args []string) int {
 	}
 	m := d.Model
 	warnf := func(format string, a ...any) { fmt.Fprintf(e.stderr, "sclgate defs eval: warning: "+format+"\n", a...) }
-	ham, hamBytes, err := readCorpus(hamDirs, nil, warnf)
+	seen := corpusFiles{}
+	ham, hamBytes, err := readCorpus(hamDirs, "ham", seen, nil, warnf)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1
 	}
-	spam, spamBytes, err := readCorpus(spamDirs, nil, warnf)
+	spam, spamBytes, err := readCorpus(spamDirs, "spam", seen, nil, warnf)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1

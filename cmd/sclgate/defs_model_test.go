@@ -151,6 +151,49 @@ func TestDefsEvalSeveralDirsAfterOneFlag(t *testing.T) {
 	}
 }
 
+// A directory given twice (under two spellings) is read once, with a
+// warning: counted twice, copies of one message sat in both a training
+// and a validation fold, and the calibration table promised catch rates
+// the model could not keep. A file given as both ham and spam, or -o
+// naming a message read, is an error.
+func TestDefsCorpusGivenTwice(t *testing.T) {
+	ham, spam := modelCorpus(t, 6)
+	code, out, errOut := sclgate(t, "", "defs", "eval", "-json", "-ham", ham, ham+"/", "-spam", spam, "-spam", filepath.Join(spam, "..", "spam"))
+	if code != 0 || !strings.Contains(errOut, "6 of its files were already read (given twice?)") {
+		t.Fatalf("eval: %d %s", code, errOut)
+	}
+	var r struct{ Ham, Spam int }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Ham != 6 || r.Spam != 6 {
+		t.Errorf("counts %+v (%v), want 6 and 6", r, err)
+	}
+	dir := t.TempDir()
+	once, twice := filepath.Join(dir, "once.tar.gz"), filepath.Join(dir, "twice.tar.gz")
+	for _, tc := range []struct {
+		out  string
+		args []string
+	}{{once, []string{"-ham", ham, "-spam", spam}}, {twice, []string{"-ham", ham, ham + "/.", "-spam", spam, spam}}} {
+		if code, _, errOut := sclgate(t, "", append([]string{"defs", "train", "-bits", "12", "-version", "t", "-o", tc.out}, tc.args...)...); code != 0 {
+			t.Fatalf("train %v: %d %s", tc.args, code, errOut)
+		}
+	}
+	a, errA := defs.ReadFile(once)
+	b, errB := defs.ReadFile(twice)
+	if errA != nil || errB != nil || !bytes.Equal(a.Model, b.Model) {
+		t.Errorf("a corpus given twice trained another model (%v, %v)", errA, errB)
+	}
+	msg := filepath.Join(ham, "000.eml")
+	if code, _, errOut := sclgate(t, "", "defs", "train", "-bits", "12", "-o", filepath.Join(dir, "x.tar.gz"), "-ham", ham, "-spam", spam, msg); code != 1 || !strings.Contains(errOut, msg+" is given as both ham and spam") {
+		t.Errorf("a message as ham and spam: %d %s", code, errOut)
+	}
+	before, _ := os.ReadFile(msg)
+	if code, _, errOut := sclgate(t, "", "defs", "train", "-bits", "12", "-o", msg, "-ham", ham, "-spam", spam); code != 1 || !strings.Contains(errOut, "one of the ham messages read: the bundle would overwrite it") {
+		t.Errorf("-o naming a message: %d %s", code, errOut)
+	}
+	if after, _ := os.ReadFile(msg); !bytes.Equal(before, after) {
+		t.Error("the message was overwritten")
+	}
+}
+
 func TestSpreadDirs(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"-ham a b -spam c", "-ham a -ham b -spam c"},
