@@ -331,7 +331,7 @@ func defsTrain(e env, args []string) int {
 	fs.Var(&spamDirs, "spam", "`DIR` (or file) of spam, one message per file; repeatable, or several after one -spam")
 	out := fs.String("o", "", "write the definitions bundle to `FILE` (e.g. sclgate-defs-VERSION.tar.gz)")
 	seed := fs.Uint64("seed", 1, "seed of the cross-validation folds and shuffles")
-	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405)")
+	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405, or from SOURCE_DATE_EPOCH)")
 	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 to 64, at most one per core helps; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
 	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
@@ -374,6 +374,11 @@ func defsTrain(e env, args []string) int {
 		fmt.Fprintf(e.stderr, "sclgate defs train: -bits %d: must be 10 to 24\n", *bits)
 		return 2
 	}
+	created, err := creationTime()
+	if err != nil {
+		fmt.Fprintln(e.stderr, "sclgate defs train:", err)
+		return 2
+	}
 	// Before minutes of training: can the bundle be written where asked?
 	if err := writableOutput(*out); err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs train: -o", err)
@@ -409,11 +414,11 @@ func defsTrain(e env, args []string) int {
 				len(ham), len(spam), float64(hamBytes+spamBytes)/1e6, time.Since(start).Round(time.Millisecond))
 			v := *version
 			if v == "" {
-				v = time.Now().UTC().Format("2006.01.02.1504")
+				v = created.Format("2006.01.02.1504")
 			}
 			desc := fmt.Sprintf("%d ham from %s; %d spam from %s; seed %d; ham weight %g",
 				len(ham), strings.Join(hamDirs, ", "), len(spam), strings.Join(spamDirs, ", "), *seed, *hamWeight)
-			return trainAndWrite(e, p, ham, spam, *out, desc, *minSclgate,
+			return trainAndWrite(e, p, ham, spam, *out, desc, *minSclgate, created,
 				scorer.TrainOptions{Seed: *seed, Version: v, Workers: *workers, Bits: *bits, HamWeight: *hamWeight})
 		}
 	}
@@ -421,7 +426,23 @@ func defsTrain(e env, args []string) int {
 	return 1
 }
 
-func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData, minSclgate string, opts scorer.TrainOptions) int {
+// creationTime is the bundle's creation time, in its manifest and as its
+// members' times: now, or SOURCE_DATE_EPOCH (reproducible-builds.org)
+// when set, so that a rebuild of the same data, seed and version gives
+// the same bundle byte for byte, not only the same model.
+func creationTime() (time.Time, error) {
+	s, ok := os.LookupEnv("SOURCE_DATE_EPOCH")
+	if !ok || s == "" {
+		return time.Now().UTC().Truncate(time.Second), nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > 253402300799 { // up to 9999-12-31
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970-01-01 UTC, e.g. %d", s, time.Now().Unix())
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData, minSclgate string, created time.Time, opts scorer.TrainOptions) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	stageStart := time.Now()
@@ -459,7 +480,7 @@ func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData
 		err = defs.Write(&bundle, &defs.Bundle{
 			Manifest: defs.Manifest{
 				Version:      opts.Version,
-				Created:      time.Now().UTC().Truncate(time.Second),
+				Created:      created,
 				TrainingData: fmt.Sprintf("%s; cross-validated AUC %.5f", trainingData, rep.Chosen.AUC),
 				Calibration:  manifestCalibration(m.Calibration()),
 				MinSclgate:   minSclgate,
