@@ -96,10 +96,12 @@ func definitionsFrom(origin string, read func() (*defs.Bundle, error)) (*definit
 }
 
 // modelLoads is update.Updater.Usable: a bundle is usable when this build
-// can load its model (min_sclgate the Updater checks itself).
+// can load its model and its manifest's calibration table is the model's
+// (checkContent; min_sclgate the Updater checks itself). A table that is
+// not would have defs info and update status tell the admin what the
+// installed model does not do.
 func modelLoads(b *defs.Bundle) error {
-	_, err := scorer.LoadModel(b.Model)
-	return err
+	return checkContent(b)
 }
 
 // buildVersion is this build's version (for code where a local variable

@@ -19,6 +19,7 @@ import (
 	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
+	"github.com/sclgate/sclgate/update"
 )
 
 const defsUsage = `Usage:
@@ -188,6 +189,12 @@ func defsSign(e env, args []string) int {
 	b, err := defs.Read(bytes.NewReader(data), defs.DefaultMaxSize)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: %v\n", bundle, err)
+		return 1
+	}
+	if err := signable(b); err != nil {
+		// Signed, it would be refused by defs verify and by every
+		// gateway's install.
+		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: not signed: %v\n", bundle, err)
 		return 1
 	}
 	password, ok := signingPassword(e, "sign", *keyFile, priv, *nopass)
@@ -439,6 +446,17 @@ func keyEncrypted(priv []byte) bool {
 	return !bytes.Contains(priv, []byte("RWQAAEIy"))
 }
 
+// signable is checkContent for defs sign and defs publish, which may run
+// on an older sclgate than the one a bundle is for: a model this build
+// cannot load is refused only when the bundle's min_sclgate admits this
+// build (it would be refused here, so it is broken).
+func signable(b *defs.Bundle) error {
+	if _, err := scorer.LoadModel(b.Model); err != nil && update.NewEnough(buildVersion(), b.Manifest.MinSclgate) != nil {
+		return nil
+	}
+	return checkContent(b)
+}
+
 // checkContent checks what a signature cannot: that the model loads in this
 // build and that the manifest's calibration table (what defs info shows)
 // is the model's own (what scoring uses).
@@ -455,8 +473,9 @@ func checkContent(b *defs.Bundle) error {
 		return fmt.Errorf("the manifest has %d calibration rows, the model %d", len(b.Manifest.Calibration), len(rows))
 	}
 	for i, r := range b.Manifest.Calibration {
-		if mr := rows[i]; r.SCL != mr.SCL || r.Cut != mr.Cut || r.Ham != mr.Ham || r.Spam != mr.Spam {
-			return fmt.Errorf("the manifest's calibration for SCL %d (cut %v) is not the model's (cut %v)", r.SCL, r.Cut, mr.Cut)
+		if mr := rows[i]; r.SCL != mr.SCL || r.Cut != mr.Cut || r.Ham != mr.Ham || r.Spam != mr.Spam || r.HamRate != mr.HamRate || r.SpamRate != mr.SpamRate {
+			return fmt.Errorf("the manifest's calibration for SCL %d (cut %v, ham rate %v, spam rate %v) is not the model's (cut %v, ham rate %v, spam rate %v)",
+				r.SCL, r.Cut, r.HamRate, r.SpamRate, mr.Cut, mr.HamRate, mr.SpamRate)
 		}
 	}
 	return nil

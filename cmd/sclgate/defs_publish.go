@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/update"
 )
@@ -33,6 +34,16 @@ func defsPublish(e env, args []string) int {
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs publish:", err)
 		return 1
+	}
+	for _, path := range fs.Args() {
+		// What defs sign checks: a bundle every gateway would refuse is
+		// not published.
+		if b, err := defs.ReadFile(path); err == nil {
+			if err := signable(b); err != nil {
+				fmt.Fprintf(e.stderr, "sclgate defs publish: %s: not published: %v\n", path, err)
+				return 1
+			}
+		}
 	}
 	password, ok := signingPassword(e, "publish", *keyFile, priv, *nopass)
 	if !ok {

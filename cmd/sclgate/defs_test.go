@@ -126,9 +126,23 @@ func TestDefsKeygenSignVerify(t *testing.T) {
 
 	// Signed, but its content is not usable: a manifest whose table is not
 	// the model's, or a model this build cannot load. verify says so.
+	// defs sign refuses to sign either (signed here by the library).
+	priv, _ := os.ReadFile(k + ".key")
+	signAnyway := func(path string) {
+		t.Helper()
+		data, _ := os.ReadFile(path)
+		sig, err := defs.Sign(priv, "", data, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(path+".minisig", sig, 0o644)
+	}
 	fakeDir := t.TempDir()
 	fake := writeBundle(t, fakeDir, true)
-	sclgate(t, "", "defs", "sign", "-key", k+".key", fake)
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", fake); code != 1 || !strings.Contains(errOut, "not signed: the manifest's calibration for SCL 1") {
+		t.Errorf("sign of a bundle whose table is not the model's: %d %q", code, errOut)
+	}
+	signAnyway(fake)
 	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", fake)
 	if code != 1 || out != "" || !strings.Contains(errOut, "signed by key "+id+", but the manifest's calibration for SCL 1") {
 		t.Errorf("manifest table not the model's: %d %q %q", code, out, errOut)
@@ -139,9 +153,10 @@ func TestDefsKeygenSignVerify(t *testing.T) {
 	}
 	junk := filepath.Join(fakeDir, "junk.tar.gz")
 	os.WriteFile(junk, nb.Bytes(), 0o644)
-	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", junk); code != 0 {
-		t.Fatalf("sign of a bundle with a junk model: %d %q", code, errOut)
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", junk); code != 1 || !strings.Contains(errOut, "not signed: its model does not load") {
+		t.Errorf("sign of a bundle with a junk model: %d %q", code, errOut)
 	}
+	signAnyway(junk)
 	code, _, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", junk)
 	if code != 1 || !strings.Contains(errOut, "but its model does not load") {
 		t.Errorf("unloadable model: %d %q", code, errOut)
@@ -402,5 +417,53 @@ func TestDefsVerifyNamesTheBadFile(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d %q, want %q", tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// A manifest whose table claims other rates than the model's (an edited
+// ham_rate) is caught by verify, refused by sign, publish and install; a
+// bundle for a newer sclgate, whose model this build cannot load, is
+// still signed (the publisher's sclgate may be older than the fleet's).
+func TestDefsEditedRatesAndNewerBundles(t *testing.T) {
+	ham, spam := modelCorpus(t, 6)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.tar.gz")
+	if code, _, errOut := sclgate(t, "", "defs", "train", "-bits", "12", "-version", "2026.11.1", "-o", good, "-ham", ham, "-spam", spam); code != 0 {
+		t.Fatalf("train: %d %s", code, errOut)
+	}
+	b, err := defs.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Manifest.Calibration[6].HamRate = 0.5
+	var buf bytes.Buffer
+	if err := defs.Write(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	edited := filepath.Join(dir, "edited.tar.gz")
+	os.WriteFile(edited, buf.Bytes(), 0o644)
+	k := keygen(t, dir, "k")
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", edited); code != 1 || !strings.Contains(errOut, "not signed: the manifest's calibration for SCL 7 (cut") || !strings.Contains(errOut, "ham rate 0.5") {
+		t.Errorf("sign: %d %q", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "publish", "-key", k+".key", "-nopass", "-dir", filepath.Join(dir, "src"), edited); code != 1 || !strings.Contains(errOut, "not published: the manifest's calibration for SCL 7") {
+		t.Errorf("publish: %d %q", code, errOut)
+	}
+	priv, _ := os.ReadFile(k + ".key")
+	sig, _ := defs.Sign(priv, "", buf.Bytes(), "test")
+	os.WriteFile(edited+".minisig", sig, 0o644)
+	if code, _, errOut := sclgate(t, "", "defs", "verify", "-pub", k+".pub", edited); code != 1 || !strings.Contains(errOut, "ham rate 0.5") {
+		t.Errorf("verify: %d %q", code, errOut)
+	}
+	if err := modelLoads(b); err == nil {
+		t.Error("install would take the edited bundle")
+	}
+
+	var nb bytes.Buffer
+	defs.Write(&nb, &defs.Bundle{Manifest: defs.Manifest{Version: "2099.1.1", Created: time.Now(), TrainingData: "x", MinSclgate: "99.0.0"}, Model: []byte("a model of feature set 99")})
+	newer := filepath.Join(dir, "newer.tar.gz")
+	os.WriteFile(newer, nb.Bytes(), 0o644)
+	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", newer); code != 0 {
+		t.Errorf("sign of a bundle for a newer sclgate: %d %q", code, errOut)
 	}
 }
