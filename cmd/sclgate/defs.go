@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 	"unicode"
@@ -415,6 +417,26 @@ func promptPassword(e env, prompt string, confirm bool) (string, bool) {
 	f := e.stdin.(*os.File)
 	read := func(p string) (string, bool) {
 		fmt.Fprint(e.stderr, p)
+		// ReadPassword turns echo off: Ctrl-C (or a kill) while it waits
+		// must turn it on again, or the admin's shell stays blind.
+		if st, err := term.GetState(int(f.Fd())); err == nil {
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			done := make(chan struct{})
+			defer func() {
+				signal.Stop(sig)
+				close(done)
+			}()
+			go func() {
+				select {
+				case s := <-sig:
+					term.Restore(int(f.Fd()), st)
+					fmt.Fprintln(e.stderr, "\nsclgate defs: interrupted; nothing was written")
+					os.Exit(128 + int(s.(syscall.Signal)))
+				case <-done:
+				}
+			}()
+		}
 		b, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(e.stderr)
 		if err != nil {
