@@ -100,6 +100,9 @@ func defsKeygen(e env, args []string) int {
 		}
 	}
 	password := ""
+	if *nopass && os.Getenv(passwordEnv) != "" {
+		fmt.Fprintf(e.stderr, "sclgate defs keygen: -nopass: %s is ignored, the secret key is stored unencrypted\n", passwordEnv)
+	}
 	if !*nopass {
 		var ok bool
 		prompted := false
@@ -165,13 +168,21 @@ func defsSign(e env, args []string) int {
 	nopass := fs.Bool("nopass", false, "the key has no password (ignore "+passwordEnv+")")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: sclgate defs sign -key NAME.key [-nopass] BUNDLE")
-		fmt.Fprintf(e.stderr, "Writes BUNDLE.minisig. An encrypted key's password is taken from %s.\n", passwordEnv)
+		fmt.Fprintf(e.stderr, "Writes BUNDLE.minisig. An encrypted key's password is taken from %s, else asked for on the terminal.\n", passwordEnv)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
 		return 2
 	}
 	if *keyFile == "" || fs.NArg() != 1 {
+		switch {
+		case *keyFile == "":
+			fmt.Fprintln(e.stderr, "sclgate defs sign: -key FILE is required")
+		case fs.NArg() == 0:
+			fmt.Fprintln(e.stderr, "sclgate defs sign: BUNDLE is missing")
+		default:
+			fmt.Fprintf(e.stderr, "sclgate defs sign: one BUNDLE at a time (%d given)\n", fs.NArg())
+		}
 		fs.Usage()
 		return 2
 	}
@@ -243,6 +254,14 @@ func defsVerify(e env, args []string) int {
 		return 2
 	}
 	if len(pubFiles)+len(keys) == 0 || fs.NArg() != 1 {
+		switch {
+		case len(pubFiles)+len(keys) == 0:
+			fmt.Fprintln(e.stderr, "sclgate defs verify: -pub FILE (or -P KEY) is required")
+		case fs.NArg() == 0:
+			fmt.Fprintln(e.stderr, "sclgate defs verify: BUNDLE is missing")
+		default:
+			fmt.Fprintf(e.stderr, "sclgate defs verify: one BUNDLE at a time (%d given)\n", fs.NArg())
+		}
 		fs.Usage()
 		return 2
 	}

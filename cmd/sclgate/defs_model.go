@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"math"
 	"os"
@@ -200,6 +201,12 @@ func notAMessage(b []byte) string {
 		return "the file is empty"
 	}
 	m := scorer.TrimMboxFrom(b)
+	if bytes.HasPrefix(m, []byte("\xef\xbb\xbf")) {
+		// No mail program writes one; a text editor saving the file as
+		// "UTF-8 with BOM" does, and a mail reader would take it as
+		// part of the first field's name.
+		return "it starts with a UTF-8 byte order mark (saved by a text editor?): remove the first 3 bytes"
+	}
 	if !startsWithField(m) {
 		return "its first line is not a header field (one message per file, as in the SpamAssassin corpus or a Maildir's cur/ and new/)"
 	}
@@ -702,8 +709,10 @@ func evalSVG(r *evalResult, ham, spam []float64) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" text-anchor="middle">sclgate built-in model: %d ham, %d spam, AUC %.5f</text>`+"\n",
-		w/2, r.Ham, r.Spam, r.AUC)
+	// The definitions version names the plot: two bundles' plots side
+	// by side must not look alike.
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" text-anchor="middle">sclgate definitions %s: %d ham, %d spam, AUC %.5f</text>`+"\n",
+		w/2, html.EscapeString(r.Model.Version), r.Ham, r.Spam, r.AUC)
 
 	// Left: histogram, share of the class at each SCL 1..9.
 	x0, y0 := 60.0, float64(bottom)

@@ -105,7 +105,7 @@ func TestDefsTrainEval(t *testing.T) {
 		t.Errorf("SCL >= 1 row %+v", th)
 	}
 	svg, err := os.ReadFile(plot)
-	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("ROC")) {
+	if err != nil || !bytes.HasPrefix(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("ROC")) || !bytes.Contains(svg, []byte("sclgate definitions t1: 12 ham, 12 spam")) {
 		t.Errorf("plot: %v %.100s", err, svg)
 	}
 
@@ -271,6 +271,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 	empty := notMail("empty.eml", nil)
 	js := notMail("index.json", []byte("{\"id\": 1, \"file\": \"000.eml\"}\n"))
 	mbox := notMail("inbox.mbox", append(append(slices.Clone(ham0), '\n'), ham1...))
+	bom := notMail("saved.eml", append([]byte("\xef\xbb\xbf"), scorer.TrimMboxFrom(ham1)...))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -287,6 +288,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", gz, "-spam", spamDir, "-o", filepath.Join(dir, "m")}, 1, "defs.tar.gz: not a mail message: its first line is not a header field"},
 		{[]string{"defs", "eval", "-ham", empty, "-spam", spamDir}, 1, "empty.eml: not a mail message: the file is empty"},
 		{[]string{"defs", "eval", "-ham", js, "-spam", spamDir}, 1, "index.json: not a mail message: it looks like JSON"},
+		{[]string{"defs", "eval", "-ham", bom, "-spam", spamDir}, 1, "saved.eml: not a mail message: it starts with a UTF-8 byte order mark"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "1e300"}, 2, "-ham-weight 1e+300: must be a number above 0 and at most 1000"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},

@@ -467,3 +467,27 @@ func TestDefsEditedRatesAndNewerBundles(t *testing.T) {
 		t.Errorf("sign of a bundle for a newer sclgate: %d %q", code, errOut)
 	}
 }
+
+// Usage errors of sign and verify say what is missing (they printed the
+// usage alone); keygen -nopass says it ignores SCLGATE_KEY_PASSWORD.
+func TestDefsSignVerifyUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"defs", "verify", "-pub", "k.pub"}, "sclgate defs verify: BUNDLE is missing"},
+		{[]string{"defs", "verify", "b.tar.gz"}, "sclgate defs verify: -pub FILE (or -P KEY) is required"},
+		{[]string{"defs", "verify", "-pub", "k.pub", "a", "b"}, "one BUNDLE at a time (2 given)"},
+		{[]string{"defs", "sign", "-key", "k.key"}, "sclgate defs sign: BUNDLE is missing"},
+		{[]string{"defs", "sign", "b.tar.gz"}, "sclgate defs sign: -key FILE is required"},
+	} {
+		if code, _, errOut := sclgate(t, "", tc.args...); code != 2 || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "usage:") {
+			t.Errorf("%v: %d %q", tc.args, code, errOut)
+		}
+	}
+	t.Setenv(passwordEnv, "secret")
+	base := filepath.Join(t.TempDir(), "k")
+	if code, _, errOut := sclgate(t, "", "defs", "keygen", "-nopass", "-out", base); code != 0 || !strings.Contains(errOut, "-nopass: SCLGATE_KEY_PASSWORD is ignored") {
+		t.Errorf("keygen -nopass: %d %q", code, errOut)
+	}
+}
