@@ -100,7 +100,7 @@ func New(p *Policy, o Options) *Server {
 		}
 		srv.TLSConfig = t
 	}
-	srv.ErrorLog = slogLogger{s.log}
+	srv.ErrorLog = newSlogLogger(s.log, time.Now)
 	s.smtp = srv
 	return s
 }
@@ -307,12 +307,48 @@ func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
 }
 
 // slogLogger adapts go-smtp's Printf-style logger to slog.
-type slogLogger struct{ l *slog.Logger }
+// slogLogger is go-smtp's ErrorLog. A client that resets its connection
+// or goes away mid-reply is the client's business, and common (scanners,
+// a sender's timeout): such lines are logged at info level, at most one a
+// minute with how many there were since the last (a burst of them, one
+// warning each, buried the journal under a descriptor shortage). go-smtp
+// hands over only the formatted line, so it is told by its text.
+type slogLogger struct {
+	l     *slog.Logger
+	clock func() time.Time
 
-func (l slogLogger) Printf(format string, v ...any) {
-	l.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+	mu        sync.Mutex
+	lastReset time.Time
+	resets    int // since the last line logged
 }
-func (l slogLogger) Println(v ...any) { l.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+func newSlogLogger(l *slog.Logger, clock func() time.Time) *slogLogger {
+	return &slogLogger{l: l, clock: clock}
+}
+
+func (l *slogLogger) Printf(format string, v ...any) {
+	l.log(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (l *slogLogger) Println(v ...any) { l.log(strings.TrimSpace(fmt.Sprintln(v...))) }
+
+func (l *slogLogger) log(msg string) {
+	if !strings.HasPrefix(msg, "error handling ") ||
+		!strings.HasSuffix(msg, "connection reset by peer") && !strings.HasSuffix(msg, "broken pipe") {
+		l.l.Warn("smtp: " + msg)
+		return
+	}
+	l.mu.Lock()
+	l.resets++
+	now := l.clock()
+	if !l.lastReset.IsZero() && now.Sub(l.lastReset) < time.Minute {
+		l.mu.Unlock()
+		return
+	}
+	n := l.resets
+	l.lastReset, l.resets = now, 0
+	l.mu.Unlock()
+	l.l.Info("smtp: client went away: "+strings.TrimPrefix(msg, "error handling "), slog.Int("since_last_line", n))
+}
 
 // deadline is a context for one downstream step.
 func deadline(d time.Duration) (context.Context, context.CancelFunc) {

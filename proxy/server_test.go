@@ -94,3 +94,31 @@ func TestAcceptRecoveryToldWhenIdle(t *testing.T) {
 		}
 	}
 }
+
+// go-smtp's "error handling" line for a client that reset its connection
+// is logged at info level, at most once a minute with a count (a burst of
+// them, one warning each, buried the journal); its other lines stay
+// warnings, each one.
+func TestSlogLoggerQuietsClientResets(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	l := newSlogLogger(slog.New(slog.NewTextHandler(&buf, nil)), func() time.Time { return now })
+	for range 50 {
+		l.Printf("error handling %v: %s", "127.0.0.1:5000", "read tcp 127.0.0.1:25->127.0.0.1:5000: read: connection reset by peer")
+		l.Printf("error handling %v: %s", "127.0.0.1:5001", "write tcp 127.0.0.1:25->127.0.0.1:5001: write: broken pipe")
+		now = now.Add(time.Second)
+	}
+	if n := strings.Count(buf.String(), "client went away"); n != 1 || strings.Contains(buf.String(), "WARN") {
+		t.Errorf("%d lines for 100 resets within a minute:\n%s", n, buf.String())
+	}
+	now = now.Add(time.Minute)
+	l.Printf("error handling %v: %s", "127.0.0.1:5002", "read tcp 127.0.0.1:25->127.0.0.1:5002: read: connection reset by peer")
+	if !strings.Contains(buf.String(), "level=INFO msg=\"smtp: client went away: 127.0.0.1:5002: read tcp") || !strings.Contains(buf.String(), "since_last_line=100") {
+		t.Errorf("the next minute's line lacks the address or the count:\n%s", buf.String())
+	}
+	l.Printf("error handling %v: %s", "127.0.0.1:5003", "tls: first record does not look like a TLS handshake")
+	l.Printf("panic serving %v: %v\n%s", "127.0.0.1:5004", "boom", "stack")
+	if n := strings.Count(buf.String(), "level=WARN"); n != 2 {
+		t.Errorf("%d warnings, want 2:\n%s", n, buf.String())
+	}
+}
