@@ -144,7 +144,9 @@ func ValidVersion(v string) bool { return versionRE.MatchString(v) }
 
 var (
 	minCreated = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxCreated = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) // tar's ustar mtime ends in 2242
+	// MaxCreated bounds a manifest's created time (tar's ustar mtime
+	// ends in 2242).
+	MaxCreated = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // check validates a manifest; the error does not wrap ErrFormat.
@@ -158,7 +160,7 @@ func (m *Manifest) check() error {
 	if m.MinSclgate != "" && !versionRE.MatchString(m.MinSclgate) {
 		return fmt.Errorf("min_sclgate %q: not a version", m.MinSclgate)
 	}
-	if m.Created.Before(minCreated) || !m.Created.Before(maxCreated) {
+	if m.Created.Before(minCreated) || !m.Created.Before(MaxCreated) {
 		return fmt.Errorf("created %s: not between 1970 and 2200", m.Created.Format(time.RFC3339))
 	}
 	if len(m.TrainingData) > maxTrainingData {

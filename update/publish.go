@@ -39,9 +39,6 @@ func PublishReplacing(dir string, privKey []byte, password string, bundles []str
 }
 
 func publish(dir string, privKey []byte, password string, bundles []string, replace bool) (*Index, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
 	// What the source already offers, by version: a published version
 	// keeps its contents, also when its file was since removed.
 	published := map[string]string{}
@@ -104,6 +101,10 @@ func publish(dir string, privKey []byte, password string, bundles []string, repl
 			return nil, fmt.Errorf("publish: sign %s: %w", path, err)
 		}
 		items = append(items, item{path, name, data, sig})
+	}
+	// Made only now: a refused bundle leaves no empty source behind.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
 	}
 	for _, it := range items {
 		if err := safeio.WriteFile(filepath.Join(dir, it.name), it.data, 0o644); err != nil {

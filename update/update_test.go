@@ -972,6 +972,21 @@ func TestPublishUnreadableIndex(t *testing.T) {
 	}
 }
 
+// A refused bundle leaves no empty source directory behind.
+func TestPublishRefusedMakesNoDir(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "g.tar.gz")
+	os.WriteFile(junk, []byte("garbage"), 0o644)
+	src := filepath.Join(dir, "src")
+	f := newFixture(t)
+	if _, err := Publish(src, f.priv, "", []string{junk}); err == nil {
+		t.Fatal("a garbage bundle was published")
+	}
+	if _, err := os.Lstat(src); !os.IsNotExist(err) {
+		t.Errorf("%s was made: %v", src, err)
+	}
+}
+
 // A dangling symbolic link as index.json is an index publish cannot read,
 // not "no index".
 func TestPublishDanglingIndexLink(t *testing.T) {

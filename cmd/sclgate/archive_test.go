@@ -372,6 +372,15 @@ func TestReorderFlags(t *testing.T) {
 	if fmt.Sprint(got) != "[-dry-run -dir D --config=F -- a b c -x]" {
 		t.Errorf("%v", got)
 	}
+	// A flag that takes a value, last: no value (it took "--" for one).
+	if got := reorderFlags(c.fs, []string{"a", "-dir"}); fmt.Sprint(got) != "[-dir]" {
+		t.Errorf("%v", got)
+	}
+	for _, args := range [][]string{{"defs", "sign", "-key"}, {"defs", "sign", "b.tar.gz", "-key"}, {"defs", "verify", "x.tar.gz", "-pub"}, {"scan", "x.eml", "-defs"}} {
+		if code, _, errOut := sclgate(t, "", args...); code != 2 || !strings.Contains(errOut, "flag needs an argument: -"+args[len(args)-1][1:]) {
+			t.Errorf("%v: %d %q", args, code, errOut)
+		}
+	}
 }
 
 func TestRunRetention(t *testing.T) {

@@ -333,6 +333,12 @@ func defsInfo(e env, args []string) int {
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		enc.Encode(m)
+		if fs.NArg() == 1 {
+			if err := checkContent(b); err != nil {
+				fmt.Fprintf(e.stderr, "sclgate defs info: %s: warning: %v\n", printable(path), err)
+				return 1
+			}
+		}
 		return 0
 	}
 
@@ -373,6 +379,13 @@ func defsInfo(e env, args []string) int {
 		return 0
 	}
 	fmt.Fprintf(w, "signature: not checked here; check it with: sclgate defs verify -pub KEY.pub %s\n", printable(path))
+	// The table above is the manifest's word: said plainly when it is not
+	// the model's, or when this sclgate cannot use the model at all, since
+	// the admin picks a threshold from it.
+	if err := checkContent(b); err != nil {
+		fmt.Fprintf(e.stderr, "sclgate defs info: %s: warning: %v\n", printable(path), err)
+		return 1
+	}
 	return 0
 }
 
@@ -440,7 +453,7 @@ func promptPassword(e env, prompt string, confirm bool) (string, bool) {
 		// must turn it on again, or the admin's shell stays blind.
 		if st, err := term.GetState(int(f.Fd())); err == nil {
 			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 			done := make(chan struct{})
 			defer func() {
 				signal.Stop(sig)
@@ -504,6 +517,9 @@ func signable(b *defs.Bundle) error {
 func checkContent(b *defs.Bundle) error {
 	m, err := scorer.LoadModel(b.Model)
 	if err != nil {
+		if min := b.Manifest.MinSclgate; update.NewEnough(buildVersion(), min) != nil {
+			return fmt.Errorf("its model does not load in this sclgate (%s): it is for sclgate %s or later, check it with that: %w", buildVersion(), min, err)
+		}
 		return fmt.Errorf("its model does not load: %w", err)
 	}
 	rows := m.Calibration().Rows
@@ -515,7 +531,7 @@ func checkContent(b *defs.Bundle) error {
 	}
 	for i, r := range b.Manifest.Calibration {
 		if mr := rows[i]; r.SCL != mr.SCL || r.Cut != mr.Cut || r.Ham != mr.Ham || r.Spam != mr.Spam || r.HamRate != mr.HamRate || r.SpamRate != mr.SpamRate {
-			return fmt.Errorf("the manifest's calibration for SCL %d (cut %v, ham rate %v, spam rate %v) is not the model's (cut %v, ham rate %v, spam rate %v)",
+			return fmt.Errorf("the manifest's calibration for SCL %d (cut %v, ham rate %v, spam rate %v) is not the model's (cut %v, ham rate %v, spam rate %v): the bundle was made wrongly or altered",
 				r.SCL, r.Cut, r.HamRate, r.SpamRate, mr.Cut, mr.HamRate, mr.SpamRate)
 		}
 	}

@@ -109,6 +109,27 @@ type fileID struct{ dev, ino uint64 }
 
 type corpusFile struct{ class, path string }
 
+// clobbers says whether writing path (the flag's value) would replace one
+// of the messages read, or one of others (the -defs bundle eval reads):
+// the same file, under another spelling or a link.
+func (c corpusFiles) clobbers(flag, path string, others ...string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // nothing there yet
+	}
+	if id, ok := idOf(fi); ok {
+		if was, in := c[id]; in {
+			return fmt.Errorf("%s %s is (or links to) %s, one of the %s messages read: write it elsewhere", flag, path, was.path, was.class)
+		}
+	}
+	for _, o := range others {
+		if ofi, err := os.Stat(o); err == nil && os.SameFile(fi, ofi) {
+			return fmt.Errorf("%s %s is (or links to) %s, which is read: write it elsewhere", flag, path, o)
+		}
+	}
+	return nil
+}
+
 func idOf(fi os.FileInfo) (fileID, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -205,7 +226,7 @@ func notAMessage(b []byte) string {
 		// No mail program writes one; a text editor saving the file as
 		// "UTF-8 with BOM" does, and a mail reader would take it as
 		// part of the first field's name.
-		return "it starts with a UTF-8 byte order mark (saved by a text editor?): remove the first 3 bytes"
+		return "it starts with a UTF-8 byte order mark (saved by a text editor?): remove the mark (3 bytes, EF BB BF)"
 	}
 	if !startsWithField(m) {
 		return "its first line is not a header field (one message per file, as in the SpamAssassin corpus or a Maildir's cur/ and new/)"
@@ -408,13 +429,8 @@ func defsTrain(e env, args []string) int {
 		var spamBytes int64
 		var spam [][]byte
 		spam, spamBytes, err = readCorpus(spamDirs, "spam", seen, reading("spam"), warnf)
-		if fi, serr := os.Stat(*out); err == nil && serr == nil {
-			// -o naming one of the messages would overwrite it.
-			if id, ok := idOf(fi); ok {
-				if was, in := seen[id]; in {
-					err = fmt.Errorf("-o %s is %s, one of the %s messages read: the bundle would overwrite it", *out, was.path, was.class)
-				}
-			}
+		if err == nil {
+			err = seen.clobbers("-o", *out)
 		}
 		if err == nil {
 			p.log("defs train: read %d ham and %d spam messages (%.1f MB) in %s",
@@ -424,13 +440,42 @@ func defsTrain(e env, args []string) int {
 				v = created.Format("2006.01.02.1504")
 			}
 			desc := fmt.Sprintf("%d ham from %s; %d spam from %s; seed %d; ham weight %g",
-				len(ham), strings.Join(hamDirs, ", "), len(spam), strings.Join(spamDirs, ", "), *seed, *hamWeight)
+				len(ham), describePaths(hamDirs), len(spam), describePaths(spamDirs), *seed, *hamWeight)
 			return trainAndWrite(e, p, ham, spam, *out, desc, *minSclgate, created,
 				scorer.TrainOptions{Seed: *seed, Version: v, Workers: *workers, Bits: *bits, HamWeight: *hamWeight})
 		}
 	}
 	fmt.Fprintln(e.stderr, "sclgate defs train:", err)
 	return 1
+}
+
+// describePaths lists the corpus paths for the manifest's training_data,
+// each once, and only the first ones of a long list (a shell glob of
+// thousands of files): the field is bounded, and a bundle refused for it
+// after minutes of training would be training thrown away.
+func describePaths(paths []string) string {
+	var uniq []string
+	for _, p := range paths {
+		if p = filepath.Clean(p); !slices.Contains(uniq, p) {
+			uniq = append(uniq, p)
+		}
+	}
+	const max = 2000
+	var b strings.Builder
+	for i, p := range uniq {
+		if i > 0 && b.Len()+len(p) > max {
+			fmt.Fprintf(&b, " and %d more (%d paths in all)", len(uniq)-i, len(uniq))
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if len(p) > max {
+			p = p[:max] + "…"
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 // creationTime is the bundle's creation time, in its manifest and as its
@@ -443,8 +488,8 @@ func creationTime() (time.Time, error) {
 		return time.Now().UTC().Truncate(time.Second), nil
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > 253402300799 { // up to 9999-12-31
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970-01-01 UTC, e.g. %d", s, time.Now().Unix())
+	if err != nil || n < 0 || n >= defs.MaxCreated.Unix() {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970-01-01 UTC, before %s, e.g. %d", s, defs.MaxCreated.Format(time.DateOnly), time.Now().Unix())
 	}
 	return time.Unix(n, 0).UTC(), nil
 }
@@ -613,6 +658,16 @@ func defsEval(e env, args []string) int {
 	if len(ham) == 0 || len(spam) == 0 {
 		fmt.Fprintln(e.stderr, "sclgate defs eval: need at least one ham and one spam message")
 		return 1
+	}
+	if *plot != "" {
+		var others []string
+		if *defsFile != "" {
+			others = append(others, *defsFile)
+		}
+		if err := seen.clobbers("-plot", *plot, others...); err != nil {
+			fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
+			return 1
+		}
 	}
 
 	// Score everything on one goroutine and one P, files already in memory:

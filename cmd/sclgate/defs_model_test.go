@@ -187,11 +187,22 @@ func TestDefsCorpusGivenTwice(t *testing.T) {
 		t.Errorf("a message as ham and spam: %d %s", code, errOut)
 	}
 	before, _ := os.ReadFile(msg)
-	if code, _, errOut := sclgate(t, "", "defs", "train", "-bits", "12", "-o", msg, "-ham", ham, "-spam", spam); code != 1 || !strings.Contains(errOut, "one of the ham messages read: the bundle would overwrite it") {
+	if code, _, errOut := sclgate(t, "", "defs", "train", "-bits", "12", "-o", msg, "-ham", ham, "-spam", spam); code != 1 || !strings.Contains(errOut, "one of the ham messages read: write it elsewhere") {
 		t.Errorf("-o naming a message: %d %s", code, errOut)
+	}
+	// eval's -plot likewise, and the -defs bundle it reads.
+	if code, _, errOut := sclgate(t, "", "defs", "eval", "-plot", msg, "-ham", ham, "-spam", spam); code != 1 || !strings.Contains(errOut, "-plot "+msg+" is (or links to)") {
+		t.Errorf("-plot naming a message: %d %s", code, errOut)
 	}
 	if after, _ := os.ReadFile(msg); !bytes.Equal(before, after) {
 		t.Error("the message was overwritten")
+	}
+	bundle, _ := os.ReadFile(once)
+	if code, _, errOut := sclgate(t, "", "defs", "eval", "-defs", once, "-plot", once, "-ham", ham, "-spam", spam); code != 1 || !strings.Contains(errOut, "which is read: write it elsewhere") {
+		t.Errorf("-plot naming the -defs bundle: %d %s", code, errOut)
+	}
+	if after, _ := os.ReadFile(once); !bytes.Equal(bundle, after) {
+		t.Error("the bundle was overwritten")
 	}
 }
 
@@ -223,9 +234,31 @@ func TestDefsTrainSourceDateEpoch(t *testing.T) {
 	if err != nil || b.Manifest.Version != "2026.11.18.1106" || !b.Manifest.Created.Equal(time.Unix(1795000000, 0)) {
 		t.Errorf("manifest: %+v, %v", b.Manifest, err)
 	}
+	// Past what a manifest may hold: refused before training, not after.
+	t.Setenv("SOURCE_DATE_EPOCH", "253402300799")
+	if code, _, errOut := sclgate(t, "", "defs", "train", "-o", filepath.Join(dir, "x.tar.gz"), "-ham", ham, "-spam", spam); code != 2 || !strings.Contains(errOut, "before 2200-01-01") {
+		t.Errorf("SOURCE_DATE_EPOCH in 9999: %d %s", code, errOut)
+	}
 	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
 	if code, _, errOut := sclgate(t, "", "defs", "train", "-o", filepath.Join(dir, "x.tar.gz"), "-ham", ham, "-spam", spam); code != 2 || !strings.Contains(errOut, `SOURCE_DATE_EPOCH="yesterday": want seconds since 1970-01-01 UTC`) {
 		t.Errorf("a bad SOURCE_DATE_EPOCH: %d %s", code, errOut)
+	}
+}
+
+// The manifest's training_data names each path once, and only the first
+// ones of a long list: a shell glob of thousands of files made it too long
+// for a manifest, found only when the trained bundle was written.
+func TestDescribePaths(t *testing.T) {
+	if got := describePaths([]string{"corpus/train/spam", "corpus/train/spam/", "b"}); got != "corpus/train/spam, b" {
+		t.Errorf("got %q", got)
+	}
+	var many []string
+	for i := range 5000 {
+		many = append(many, fmt.Sprintf("corpus/train/ham/%05d.eml", i))
+	}
+	got := describePaths(many)
+	if len(got) > 2100 || !strings.HasPrefix(got, "corpus/train/ham/00000.eml, ") || !strings.HasSuffix(got, "(5000 paths in all)") {
+		t.Errorf("%d bytes: %.80q … %q", len(got), got, got[max(0, len(got)-60):])
 	}
 }
 

@@ -263,10 +263,16 @@ func TestDefsSignWithPublicKey(t *testing.T) {
 
 func TestDefsInfo(t *testing.T) {
 	dir := t.TempDir()
+	// A table that is not the model's (this one is made up, to check the
+	// layout) is shown, and said to be false (exit 1): it was shown as
+	// the model's own.
 	bundle := writeBundle(t, dir, true)
 	code, out, errOut := sclgate(t, "", "defs", "info", bundle)
-	if code != 0 {
+	if code != 1 || !strings.Contains(errOut, "warning: the manifest's calibration for SCL 1") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "info", writeBundle(t, t.TempDir(), false)); code != 0 || errOut != "" {
+		t.Errorf("info of a bundle whose table is the model's: %d %q", code, errOut)
 	}
 	for _, want := range []string{
 		"version:        2026.11.1\n",
@@ -286,7 +292,7 @@ func TestDefsInfo(t *testing.T) {
 
 	code, out, _ = sclgate(t, "", "defs", "info", "-json", bundle)
 	var m defs.Manifest
-	if err := json.Unmarshal([]byte(out), &m); code != 0 || err != nil || m.Version != "2026.11.1" || len(m.Calibration) != 9 || m.Calibration[8].Spam != 352 {
+	if err := json.Unmarshal([]byte(out), &m); code != 1 || err != nil || m.Version != "2026.11.1" || len(m.Calibration) != 9 || m.Calibration[8].Spam != 352 {
 		t.Errorf("info -json: %d %v\n%s", code, err, out)
 	}
 	if !strings.Contains(out, `"ham_rate": 0.05,`) || !strings.Contains(out, `"model.bin": "`) {
