@@ -139,8 +139,9 @@ var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$`)
 
 // ValidVersion says whether v may stand as a manifest's version or
 // min_sclgate: 1 to 64 letters, digits and ". _ + -", beginning with a
-// letter or digit.
-func ValidVersion(v string) bool { return versionRE.MatchString(v) }
+// letter or digit, and not "builtin", which names the built-in
+// definitions in the update store's records.
+func ValidVersion(v string) bool { return versionRE.MatchString(v) && !strings.EqualFold(v, "builtin") }
 
 var (
 	minCreated = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -64,12 +64,18 @@ type Installed struct {
 	DowngradedFrom bool `json:"downgraded_from,omitempty"`
 	// Previous is what was in use when this version was last made active
 	// other than by a rollback: another version, or Builtin. A rollback
-	// from the oldest version left goes there: to the built-in
-	// definitions only when they were in use before it, not when the
-	// versions before it were pruned (the last 3 are kept). Empty in
-	// records older than the field: not known.
+	// from it goes there: to the built-in definitions only when they
+	// were in use before it, not when the versions before it were pruned
+	// (the last 3 are kept). Empty in records older than the field: not
+	// known.
 	Previous string `json:"previous,omitempty"`
-	Active   bool   `json:"-"`
+	// PendingPrevious is Previous as a switch to this version records it
+	// before the switch (so that a failure to record leaves nothing
+	// switched): it counts only if the switch was made, that is when
+	// this version is the active one (Record applies it). A switch cut
+	// short (a kill, a failed rename) leaves Previous as it was.
+	PendingPrevious string `json:"pending_previous,omitempty"`
+	Active          bool   `json:"-"`
 }
 
 // State is what serve and "update detect" remember between runs.
@@ -105,7 +111,9 @@ func (s *Store) Dir() string { return s.dir }
 // directory, so no separators, no dots-only, no leading dot, at most 64
 // characters of letters, digits, '.', '-', '_', '+'.
 func ValidVersion(v string) bool {
-	if v == "" || len(v) > 64 || v[0] == '.' || v == activeLink {
+	// "builtin" stands for the built-in definitions in a record's
+	// previous (Builtin): a version so named would be taken for them.
+	if v == "" || len(v) > 64 || v[0] == '.' || v == activeLink || strings.EqualFold(v, Builtin) {
 		return false
 	}
 	for _, r := range v {
@@ -187,13 +195,9 @@ func (s *Store) List() ([]Installed, error) {
 		if !e.IsDir() || !ValidVersion(e.Name()) {
 			continue
 		}
-		b, err := safeio.ReadFile(filepath.Join(s.dir, e.Name(), installedFile), maxRecord)
+		in, err := s.record(e.Name(), active)
 		if err != nil {
-			continue // not a complete install
-		}
-		var in Installed
-		if json.Unmarshal(b, &in) != nil || in.Version != e.Name() {
-			continue
+			continue // not a complete install, or damaged: see Unreadables
 		}
 		in.Active = in.Version == active
 		if in.Active {
@@ -325,21 +329,36 @@ func (s *Store) activate(version string, previous *string) error {
 	// Recorded before the switch, so that a failure here (disk full, a
 	// directory another user made) leaves everything as it was, rather
 	// than report a failure after the switch.
+	recPath := filepath.Join(s.dir, version, installedFile)
+	old, _ := safeio.ReadFile(recPath, maxRecord)
 	if err := s.touchInstalled(version, previous); err != nil {
 		return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
 	}
+	undo := func() {
+		if old != nil {
+			safeio.WriteFile(recPath, old, 0o644)
+		}
+	}
 	tmp := filepath.Join(s.dir, ".active-"+randHex())
 	if err := os.Symlink(version, tmp); err != nil {
-		return fmt.Errorf("update: activate %s: %w", version, err)
+		undo()
+		return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
 	}
 	if err := os.Rename(tmp, filepath.Join(s.dir, activeLink)); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("update: activate %s: %w", version, err)
+		undo()
+		return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
 	}
 	// The switch is made: an error syncing the directory now would only
 	// mean a crash might bring the old version back, which is whole too.
 	// Reported as a failure, it would be taken for "nothing switched".
 	safeio.SyncDir(s.dir)
+	// The pending previous made final (Record applies it meanwhile, so a
+	// failure here changes nothing).
+	if in, err := s.Record(version); err == nil {
+		meta, _ := json.MarshalIndent(in, "", "  ")
+		safeio.WriteFile(recPath, meta, 0o644)
+	}
 	return nil
 }
 
@@ -353,8 +372,9 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 	}
 	in.InstalledAt = time.Now().UTC()
 	in.RolledBack, in.DowngradedFrom = false, false
+	in.PendingPrevious = "" // a rollback's switch: Previous stays
 	if previous != nil && *previous != version {
-		in.Previous = *previous
+		in.PendingPrevious = *previous
 	}
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(filepath.Join(s.dir, version, installedFile), meta, 0o644)
@@ -362,6 +382,12 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 
 // Record reads an installed version's record.
 func (s *Store) Record(version string) (Installed, error) {
+	active, _ := s.Active()
+	return s.record(version, active)
+}
+
+// record is Record with the active version already read.
+func (s *Store) record(version, active string) (Installed, error) {
 	var in Installed
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := safeio.ReadFile(p, maxRecord)
@@ -373,6 +399,15 @@ func (s *Store) Record(version string) (Installed, error) {
 	}
 	if in.Version != version {
 		return in, fmt.Errorf("update: %s names version %q, not %s", p, in.Version, version)
+	}
+	if in.PendingPrevious != "" {
+		// Every way to make a version active rewrites its record first
+		// (touchInstalled), so a pending previous on the active version
+		// is that of the switch that made it so.
+		if active == version {
+			in.Previous = in.PendingPrevious
+		}
+		in.PendingPrevious = ""
 	}
 	return in, nil
 }
@@ -535,13 +570,33 @@ func (s *Store) Prune() error {
 	if err != nil {
 		return err
 	}
-	kept := 0
-	for _, in := range list {
-		if in.Active || kept < Keep {
-			kept++
-			continue
+	// Kept first: the active version and those a rollback from it goes
+	// back through (its previous, that one's, ...), then the most
+	// recently used others (rolled back from last): keeping a version no
+	// rollback can reach while removing one the chain needs would refuse
+	// a rollback the admin expects.
+	keep := map[string]bool{}
+	if active, err := s.Active(); err == nil {
+		for v := active; len(keep) < Keep && ValidVersion(v) && !keep[v]; {
+			in, err := s.Record(v)
+			if err != nil {
+				break
+			}
+			keep[v] = true
+			v = in.Previous
 		}
-		os.RemoveAll(filepath.Join(s.dir, in.Version))
+	}
+	for _, rolledBack := range []bool{false, true} {
+		for _, in := range list {
+			if len(keep) < Keep && in.RolledBack == rolledBack {
+				keep[in.Version] = true
+			}
+		}
+	}
+	for _, in := range list {
+		if !keep[in.Version] && !in.Active {
+			os.RemoveAll(filepath.Join(s.dir, in.Version))
+		}
 	}
 	ents, _ := os.ReadDir(s.dir)
 	for _, e := range ents {

@@ -454,3 +454,76 @@ func TestPruneRemovesOldTempFiles(t *testing.T) {
 		t.Errorf("active %s", v)
 	}
 }
+
+// Prune keeps what a rollback goes back through: after 3 → 2 and an
+// install of 4, the versions kept are 4, 2 and 1 (a rollback walks 4, 2,
+// 1), not 3, which was rolled back from and no rollback reaches.
+func TestPruneKeepsRollbackChain(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	for _, v := range []string{"2027.01.01.1", "2027.01.01.2", "2027.01.01.3"} {
+		install(t, s, v)
+	}
+	if _, to, err := s.Rollback(); err != nil || to != "2027.01.01.2" {
+		t.Fatalf("rollback: %s, %v", to, err)
+	}
+	install(t, s, "2027.01.01.4")
+	s.Prune()
+	for _, want := range []string{"2027.01.01.2", "2027.01.01.1"} {
+		from, to, err := s.Rollback()
+		if err != nil || to != want {
+			t.Fatalf("rollback from %s: to %q, %v; want %s", from, to, err, want)
+		}
+	}
+	if s.Has("2027.01.01.3") {
+		t.Error("2027.01.01.3, which no rollback reaches, was kept")
+	}
+}
+
+// A switch cut short after it recorded what was in use (a kill between
+// the record and the link) does not change what a rollback from that
+// version goes back to: it is pending until the switch is made.
+func TestCutShortSwitchKeepsPrevious(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	for _, v := range []string{"2027.01.01.1", "2027.01.01.2", "2027.01.01.3"} {
+		install(t, s, v)
+	}
+	// install -version 2027.01.01.1 -force, killed before the link.
+	prev := "2027.01.01.3"
+	if err := s.touchInstalled("2027.01.01.1", &prev); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2027.01.01.2", "2027.01.01.1", ""} {
+		from, to, err := s.Rollback()
+		if err != nil || to != want {
+			t.Fatalf("rollback from %s: to %q, %v; want %q", from, to, err, want)
+		}
+	}
+	// A switch that was made, with its record not yet final (killed
+	// after the link): the pending previous counts.
+	s2, _ := OpenStore(t.TempDir())
+	install(t, s2, "2027.01.01.1")
+	install(t, s2, "2027.01.01.2")
+	prev = "2027.01.01.2"
+	s2.touchInstalled("2027.01.01.1", &prev)
+	if err := os.Symlink("2027.01.01.1", filepath.Join(s2.Dir(), ".x")); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(filepath.Join(s2.Dir(), ".x"), filepath.Join(s2.Dir(), activeLink))
+	if _, to, err := s2.Rollback(); err != nil || to != "2027.01.01.2" {
+		t.Errorf("rollback after a switch whose record was not made final: to %q, %v", to, err)
+	}
+}
+
+// "builtin" names the built-in definitions in a record: no installed
+// version may be called so.
+func TestBuiltinIsNotAVersion(t *testing.T) {
+	for _, v := range []string{"builtin", "BuiltIn"} {
+		if ValidVersion(v) {
+			t.Errorf("ValidVersion(%q)", v)
+		}
+	}
+	s, _ := OpenStore(t.TempDir())
+	if err := s.Install(Installed{Version: "builtin"}, testBundleBytes(t, "builtin"), nil); err == nil {
+		t.Error("a version named builtin was installed")
+	}
+}

@@ -380,7 +380,7 @@ func defsTrain(e env, args []string) int {
 		return 2
 	}
 	if *version != "" && !defs.ValidVersion(*version) || !defs.ValidVersion(*minSclgate) {
-		fmt.Fprintln(e.stderr, `sclgate defs train: -version and -min-sclgate take 1 to 64 letters, digits and ". _ + -", beginning with a letter or digit`)
+		fmt.Fprintln(e.stderr, `sclgate defs train: -version and -min-sclgate take 1 to 64 letters, digits and ". _ + -", beginning with a letter or digit, other than "builtin"`)
 		return 2
 	}
 	if update.NewEnough(*minSclgate, scorer.FeatureSetSince) != nil {

@@ -327,6 +327,7 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "0.1.9"}, 2, "-min-sclgate 0.1.9: this build's models (feature set"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-version", "../x"}, 2, "-version and"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-version", "builtin"}, 2, `other than "builtin"`},
 		{[]string{"defs", "eval", "-defs", filepath.Join(hamDir, "000.eml"), "-ham", hamDir, "-spam", spamDir}, 1, "malformed bundle"},
 		{[]string{"defs", "eval", "-defs", "x"}, 2, "-ham DIR and -spam DIR are required"},
 		{[]string{"defs", "eval", "-spam", spamDir}, 2, "-ham DIR is required"},

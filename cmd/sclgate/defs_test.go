@@ -472,6 +472,10 @@ func TestDefsEditedRatesAndNewerBundles(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", newer); code != 0 {
 		t.Errorf("sign of a bundle for a newer sclgate: %d %q", code, errOut)
 	}
+	// verify cannot vouch for its model here, and says why.
+	if code, _, errOut := sclgate(t, "", "defs", "verify", "-pub", k+".pub", newer); code != 1 || !strings.Contains(errOut, "it is for sclgate 99.0.0 or later, check it with that") {
+		t.Errorf("verify of a bundle for a newer sclgate: %d %q", code, errOut)
+	}
 }
 
 // Usage errors of sign and verify say what is missing (they printed the
