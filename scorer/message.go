@@ -633,6 +633,10 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 			// saw only the start of this part.
 			if n, _ := e.Body.Read(make([]byte, 1)); n > 0 {
 				w.m.defect("part " + mediaType + ": longer than limit, truncated")
+				// A character the cut split in two would make the
+				// part's text invalid UTF-8, and all of it be read as
+				// Windows-1252.
+				body = trimCutRune(body)
 			}
 		}
 		p.Size = len(body)
@@ -646,9 +650,9 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
 		// Named non-text attachment: not body text.
 	case mediaType == "text/plain":
-		w.addText(toUTF8(body))
+		w.addText(partText(body, params["charset"]))
 	case mediaType == "text/html":
-		text, urls := htmlToText(toUTF8(body))
+		text, urls := htmlToText(partText(body, params["charset"]))
 		w.m.URLs = append(w.m.URLs, urls...)
 		w.addText(text)
 	case mediaType == "message/rfc822":
@@ -738,6 +742,34 @@ func (m *Message) TextParts() []string {
 		start = next
 	}
 	return append(parts, m.Text[start:])
+}
+
+// partText is the text of a body part whose Content-Type declared charset
+// (go-message has converted the charsets it knows). A part declared UTF-8
+// is read as UTF-8 whatever it holds, each invalid byte shown as U+FFFD,
+// as mail clients show it: taken for Windows-1252 (toUTF8), one stray
+// byte turned all its non-ASCII words to mojibake, and the admin's phrases
+// in them never matched.
+func partText(b []byte, charset string) string {
+	switch strings.ToLower(strings.TrimSpace(charset)) {
+	case "utf-8", "utf8":
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return toUTF8(b)
+}
+
+// trimCutRune drops an incomplete UTF-8 sequence from the end of b (a
+// part cut at MaxPartBytes), leaving any other bytes as they are.
+func trimCutRune(b []byte) []byte {
+	for k := 1; k <= utf8.UTFMax-1 && k <= len(b); k++ {
+		if utf8.RuneStart(b[len(b)-k]) {
+			if !utf8.FullRune(b[len(b)-k:]) {
+				return b[:len(b)-k]
+			}
+			return b
+		}
+	}
+	return b
 }
 
 // toUTF8 returns b as valid UTF-8. go-message has already converted parts

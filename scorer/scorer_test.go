@@ -3,6 +3,7 @@ package scorer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sclgate/sclgate/weights"
 )
@@ -411,6 +413,34 @@ func TestLatin1IsWindows1252(t *testing.T) {
 	}
 	if got := ruleTexts(r); !slices.Equal(got, []string{"€100", "“today”", "café"}) {
 		t.Errorf("matched %q", got)
+	}
+}
+
+// A part declared UTF-8 with one stray byte is read as UTF-8 (the byte
+// shown as U+FFFD), as clients show it: it was read as Windows-1252, and
+// a phrase with a non-ASCII letter never matched. A part cut at
+// MaxPartBytes inside a character likewise stays UTF-8.
+func TestUTF8PartWithStrayByte(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nVerl\xc3\xa4ngertes Angebot \xff\r\n" +
+		"--b\r\nContent-Type: text/html; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+		base64.StdEncoding.EncodeToString([]byte("<p>\xd1\x86\xd0\xb5\xd0\xbd\xd0\xb0 \xc0</p>")) + "\r\n--b--\r\n")
+	parts := Parse(raw).TextParts()
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	if want := []string{"Verlängertes Angebot \uFFFD", "цена \uFFFD"}; !slices.Equal(parts, want) {
+		t.Errorf("parts %q, want %q", parts, want)
+	}
+	// The cut: 'ä' is two bytes, the second past MaxPartBytes.
+	body := "Verlängertes Angebot\r\n" + strings.Repeat("x", MaxPartBytes-len("Verlängertes Angebot\r\n")-1) + "ää\r\n"
+	m := Parse([]byte("From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body))
+	if !strings.HasPrefix(m.Text, "Verlängertes Angebot") || !utf8.ValidString(m.Text) {
+		t.Errorf("a part cut inside a character: text starts %q", m.Text[:30])
+	}
+	if m := Parse([]byte("From: a@example.org\r\nSubject: x\r\nContent-Type: text/plain\r\n\r\ncaf\xe9\r\n")); strings.TrimSpace(m.Text) != "café" {
+		t.Errorf("no charset, not UTF-8: %q (Windows-1252 as before)", m.Text)
 	}
 }
 

@@ -42,6 +42,7 @@ package weights
 import (
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -117,6 +118,7 @@ type patInfo struct {
 const (
 	patWordStart = 1 << iota // first rune is a word rune: needs a non-word rune before
 	patWordEnd               // last rune is a word rune: needs a non-word rune after
+	patMarkEnd               // last rune is a letter but no word rune (Han, Thai): needs no combining mark after
 )
 
 // Classes of the bytes in no pattern.
@@ -169,6 +171,8 @@ func boundaryFlags(p string) uint8 {
 	}
 	if r, _ := utf8.DecodeLastRuneInString(p); isWord(r) {
 		f |= patWordEnd
+	} else if unicode.IsLetter(r) {
+		f |= patMarkEnd
 	}
 	return f
 }

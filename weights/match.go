@@ -7,6 +7,7 @@ package weights
 import (
 	"slices"
 	"sync"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -217,6 +218,13 @@ func (a *automaton) onBoundaries(text []byte, end int, p int32) bool {
 			r, _ = utf8.DecodeRune(text[end:])
 		}
 		if isWord(r) {
+			return false
+		}
+	}
+	if pi.flags&patMarkEnd != 0 && end < len(text) && text[end] >= utf8.RuneSelf {
+		// A Thai letter and its vowel sign are one character to the
+		// reader: the phrase does not end between them.
+		if r, _ := utf8.DecodeRune(text[end:]); unicode.IsMark(r) {
 			return false
 		}
 	}

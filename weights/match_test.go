@@ -63,6 +63,14 @@ func TestMatch(t *testing.T) {
 		{"katakana word", []Entry{e(Body, "メール")}, "", "無料メールを", []int{0}},
 		{"hangul word whole", []Entry{e(Body, "한국")}, "", "한국어", nil},
 		{"hangul word", []Entry{e(Body, "한국어")}, "", "한국어 텍스트", []int{0}},
+		// So are the letters of Thai, Lao, Khmer and Myanmar, written
+		// without spaces; a phrase does not end before a vowel sign.
+		{"thai inside a run", []Entry{e(Body, "ฟรี")}, "", "รับฟรีวันนี้", []int{0}},
+		{"thai before a vowel sign", []Entry{e(Body, "ฟร")}, "", "รับฟรีวันนี้", nil},
+		{"lao inside a run", []Entry{e(Body, "ຟຣີ")}, "", "ຮັບຟຣີມື້ນີ້", []int{0}},
+		{"khmer inside a run", []Entry{e(Body, "ឥតគិតថ្លៃ")}, "", "ទទួលឥតគិតថ្លៃថ្ងៃនេះ", []int{0}},
+		{"myanmar inside a run", []Entry{e(Body, "အခမဲ့")}, "", "ယနေ့အခမဲ့ရယူ", []int{0}},
+		{"latin next to thai", []Entry{e(Body, "free")}, "", "รับfreeวันนี้", []int{0}},
 		{"phrase in longer phrase", []Entry{e(Body, "special offer")}, "", "a very special offer today", []int{0}},
 		{"phrase not at word start", []Entry{e(Body, "special offer")}, "", "especial offer", nil},
 		{"phrase not at word end", []Entry{e(Body, "special offer")}, "", "special offers", nil},

@@ -57,7 +57,10 @@ var asciiFold = func() (t [256]byte) {
 // written without spaces, so a phrase in them matches inside a longer run
 // ("台灣工商" in "最新台灣工商名錄") and a word next to them has its
 // boundary there ("free" in "免费free"). Katakana and Hangul words stay
-// whole, as there.
+// whole, as there. The letters of Thai, Lao, Khmer, Myanmar and the Tai
+// scripts, also written without spaces between words, are likewise no
+// word runes ("ฟรี" in "รับฟรีวันนี้"), but their marks are: a phrase does
+// not end between a letter and its vowel sign.
 func isWord(r rune) bool {
 	if r < utf8.RuneSelf {
 		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_'
@@ -65,8 +68,19 @@ func isWord(r rune) bool {
 	if r >= 0x2e80 && (0x3005 <= r && r <= 0x3007 || unicode.In(r, unicode.Han, unicode.Hiragana)) {
 		return false
 	}
-	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+	if unicode.IsMark(r) {
+		return true
+	}
+	if (0x0e00 <= r && r < 0x1ab0 || 0xa9e0 <= r && r < 0xaae0) && unicode.In(r, spaceless...) {
+		return false
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r)
 }
+
+// spaceless are the scripts written without spaces between words that
+// UAX #29 leaves to a dictionary (line break class SA), besides Han.
+var spaceless = []*unicode.RangeTable{unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar,
+	unicode.Tai_Le, unicode.New_Tai_Lue, unicode.Tai_Tham, unicode.Tai_Viet}
 
 // foldTables says which non-ASCII runes below U+10000 are simple, and how
 // they fold.

@@ -66,7 +66,13 @@ func refIsWord(r rune) bool {
 	if unicode.In(r, unicode.Han, unicode.Hiragana) || r == '々' || r == '〆' || r == '〇' {
 		return false // each a word of its own (UAX #29)
 	}
-	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r)
+	if unicode.IsMark(r) {
+		return true // no boundary before a combining mark
+	}
+	if unicode.In(r, unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar, unicode.Tai_Le, unicode.New_Tai_Lue, unicode.Tai_Tham, unicode.Tai_Viet) {
+		return false // written without spaces: UAX #29 leaves them to a dictionary
+	}
+	return r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r)
 }
 
 // refContains reports whether phrase p (normalised) occurs in text
@@ -92,6 +98,11 @@ func refContains(text, p string) bool {
 		if refIsWord(last) && end < len(text) {
 			if r, _ := utf8.DecodeRuneInString(text[end:]); refIsWord(r) {
 				ok = false
+			}
+		}
+		if !refIsWord(last) && unicode.IsLetter(last) && end < len(text) {
+			if r, _ := utf8.DecodeRuneInString(text[end:]); unicode.IsMark(r) {
+				ok = false // a letter and its mark are one character
 			}
 		}
 		if ok {
