@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +138,9 @@ var (
 func toUTF8(raw []byte) ([]byte, *ParseError) {
 	var e textunicode.Endianness
 	switch {
+	case bytes.HasPrefix(raw, []byte{0xFF, 0xFE, 0, 0}) || bytes.HasPrefix(raw, []byte{0, 0, 0xFE, 0xFF}):
+		// Before UTF-16 LE, whose mark it starts with.
+		return nil, &ParseError{Line: 1, Err: errors.New("UTF-32 is not read: save it as \"Unicode\" (UTF-16 with BOM) or UTF-8")}
 	case bytes.HasPrefix(raw, bomUTF8):
 		raw = raw[len(bomUTF8):]
 		if err := checkUTF8(raw); err != nil {
@@ -279,10 +283,23 @@ func context(text []byte) string {
 }
 
 // looksUTF16 reports whether b starts like UTF-16 text without a byte order
-// mark: "<" with a zero byte on either side.
+// mark: "<" with a zero byte on either side, after any white space (a
+// blank line first) written so too.
 func looksUTF16(b []byte) bool {
-	return len(b) >= 2 && (b[0] == '<' && b[1] == 0 || b[0] == 0 && b[1] == '<')
+	for len(b) >= 2 {
+		switch {
+		case b[0] == '<' && b[1] == 0 || b[0] == 0 && b[1] == '<':
+			return true
+		case (b[1] == 0 && isSpaceByte(b[0])) || (b[0] == 0 && isSpaceByte(b[1])):
+			b = b[2:]
+		default:
+			return false
+		}
+	}
+	return false
 }
+
+func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // parser holds the state of one Parse.
 type parser struct {
@@ -305,7 +322,19 @@ const (
 )
 
 func (p *parser) parse() {
-	d := xml.NewDecoder(bytes.NewReader(p.data))
+	// Lone CRs (old Mac line ends) are given to the decoder as LFs, which
+	// XML makes of them anyway, so that the line of its syntax errors is
+	// the line (it counts only LFs). Same length: offsets hold.
+	in := p.data
+	for i, c := range p.data {
+		if c == '\r' && (i+1 == len(p.data) || p.data[i+1] != '\n') {
+			if &in[0] == &p.data[0] {
+				in = slices.Clone(p.data)
+			}
+			in[i] = '\n'
+		}
+	}
+	d := xml.NewDecoder(bytes.NewReader(in))
 	// The bytes are UTF-8 by now, whatever the declaration says.
 	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
 	p.z = newNormalizer()
@@ -345,7 +374,7 @@ func (p *parser) parse() {
 			case asciiEqualFold(t.Name.Local, entryName):
 				// Any case, as for the attribute names.
 				n++
-				p.entry(t, p.line(off), n)
+				p.entry(t, p.data[off:min(d.InputOffset(), int64(len(p.data)))], p.line(off), n)
 				if err := p.entryBody(d, n); err != nil {
 					// Almost always an entry ended with ">" instead of
 					// "/>": the parser notices only where the root ends.
@@ -478,8 +507,28 @@ func (p *parser) syntaxError(err error, off int64, entry int, hint string) {
 	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Entry: entry, Err: err})
 }
 
-// entry checks one CustomWeightEntry and adds it, or its problems.
-func (p *parser) entry(t xml.StartElement, line, n int) {
+// surrogateRefRE is a numeric character reference (XML allows no others
+// to be characters, and encoding/xml makes U+FFFD of one to a surrogate).
+var surrogateRefRE = regexp.MustCompile(`&#([xX][0-9a-fA-F]+|[0-9]+);`)
+
+// surrogateRef returns the first character reference in raw that names a
+// UTF-16 surrogate (half of a pair, no character), or "".
+func surrogateRef(raw []byte) string {
+	for _, m := range surrogateRefRE.FindAllSubmatch(raw, -1) {
+		num, base := string(m[1]), 10
+		if num[0] == 'x' || num[0] == 'X' {
+			num, base = num[1:], 16
+		}
+		if v, err := strconv.ParseUint(num, base, 32); err == nil && v >= 0xd800 && v <= 0xdfff {
+			return string(m[0])
+		}
+	}
+	return ""
+}
+
+// entry checks one CustomWeightEntry (raw: its start tag as written) and
+// adds it, or its problems.
+func (p *parser) entry(t xml.StartElement, raw []byte, line, n int) {
 	var attr [3]*string // Type, Change, Text
 	names := [3]string{"Type", "Change", "Text"}
 	bad := func(err error) {
@@ -507,6 +556,13 @@ func (p *parser) entry(t xml.StartElement, line, n int) {
 		}
 	}
 	errsBefore := len(p.errs)
+	if attr[2] != nil && strings.ContainsRune(*attr[2], '\uFFFD') {
+		// The decoder would make U+FFFD of it, and the phrase never
+		// match: a 😀 written as two UTF-16 halves.
+		if ref := surrogateRef(raw); ref != "" {
+			bad(fmt.Errorf("character reference %s is half of a UTF-16 surrogate pair, not a character: write the character itself, or one reference to its code point (&#x1F600; for 😀)", ref))
+		}
+	}
 	for _, name := range dups {
 		bad(fmt.Errorf("more than one %s attribute", name))
 	}

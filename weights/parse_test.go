@@ -237,6 +237,9 @@ func TestParseInline(t *testing.T) {
 		{"unterminated quote", head + "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\n<CustomWeightEntry Type=\"BODY\" Change=\"2\" Text=\"open/>\n<CustomWeightEntry Type=\"BODY\" Change=\"3\" Text=\"c\"/>\n</CustomWeightEntries>", 0,
 			[]wantErr{{4, 2, "XML syntax error: unescaped < inside quoted string (noticed at line 5)"}}},
 		{"UTF-16 without BOM", "<\x00C\x00/\x00>\x00", 0, []wantErr{{1, 0, "looks like UTF-16 without a byte order mark"}}},
+		{"UTF-16 without BOM, blank line first", "\n\x00<\x00C\x00/\x00>\x00", 0, []wantErr{{1, 0, "looks like UTF-16 without a byte order mark"}}},
+		{"UTF-32 LE", "\xff\xfe\x00\x00<\x00\x00\x00", 0, []wantErr{{1, 0, "UTF-32 is not read"}}},
+		{"UTF-32 BE", "\x00\x00\xfe\xff\x00\x00\x00<", 0, []wantErr{{1, 0, "UTF-32 is not read"}}},
 		{"UTF-16 odd length", "\xff\xfe<\x00C\x00/", 0, []wantErr{{1, 0, "odd number of bytes"}}},
 		{"UTF-16 unpaired surrogate", "\xff\xfe<\x00\n\x00a\x00\x00\xd8b\x00", 0, []wantErr{{2, 0, "invalid UTF-16: unpaired surrogate 0xD800"}}},
 		{"UTF-16 lone low surrogate", "\xfe\xff\x00<\xdc\x00", 0, []wantErr{{1, 0, "invalid UTF-16: unpaired surrogate 0xDC00"}}},
@@ -253,6 +256,18 @@ func TestParseInline(t *testing.T) {
 		{"keywords are ASCII", "<CustomWeightEntries><CustomWeightEntry Type=\"\u017fubject\" Change=\"m\u0131n\" Text=\"a\"/></CustomWeightEntries>", 0,
 			[]wantErr{{1, 1, "unknown Type \"\u017fubject\""}, {1, 1, "Change \"m\u0131n\" is not an integer"}}},
 		{"XML 1.1", `<?xml version="1.1"?><CustomWeightEntries/>`, 0, []wantErr{{1, 0, `unsupported version "1.1"`}}},
+		// Old Mac line ends: a syntax error is told at its line (the
+		// decoder counts only LFs, and said line 1).
+		{"CR line ends, syntax error", "<?xml version=\"1.0\"?>\r<CustomWeightEntries>\r  <CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\"/>\r  <CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"Tom & Jerry\"/>\r</CustomWeightEntries>\r", 0,
+			[]wantErr{{4, 2, "XML syntax error: invalid character entity & (no semicolon)"}}},
+		{"CR line ends", "<CustomWeightEntries>\r<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"a\r b\"/>\r</CustomWeightEntries>", 1, nil},
+		// A character reference to half of a surrogate pair became U+FFFD
+		// silently, and the phrase never matched.
+		{"surrogate reference", "<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#xD83D;&#xDE00; deal\"/>\n</CustomWeightEntries>", 0,
+			[]wantErr{{2, 1, "character reference &#xD83D; is half of a UTF-16 surrogate pair"}}},
+		{"surrogate reference, decimal", "<CustomWeightEntries><CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#57343;\"/></CustomWeightEntries>", 0,
+			[]wantErr{{1, 1, "character reference &#57343; is half"}}},
+		{"replacement character written", "<CustomWeightEntries><CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#xFFFD; \uFFFD\"/></CustomWeightEntries>", 1, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l, err := Parse("in.xml", strings.NewReader(c.doc))

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +174,28 @@ func (w *Watcher) reloadIfChanged() {
 	w.reloadLocked(l, fi, sum, err)
 }
 
+// maxLoggedErrors bounds the problems one log line lists: a bad save of a
+// list of 50,000 entries made one line of megabytes, which journald cuts
+// up; `sclgate weights check` lists them all.
+const maxLoggedErrors = 20
+
+// brief is err's text, with at most maxLoggedErrors of the problems a
+// joined parse error holds.
+func brief(err error, path string) string {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(j.Unwrap()) <= maxLoggedErrors {
+		return err.Error()
+	}
+	errs := j.Unwrap()
+	var b strings.Builder
+	for _, e := range errs[:maxLoggedErrors] {
+		b.WriteString(e.Error())
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "... and %d more problems (sclgate weights check %s lists them all)", len(errs)-maxLoggedErrors, path)
+	return b.String()
+}
+
 // reloadLocked puts what read returned in force (or, on error, keeps
 // the list in force) and tells OnReload.
 func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
@@ -183,7 +206,7 @@ func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error)
 	case err != nil:
 		l = w.cur.Load()
 		w.log.Error("weights: reload failed; keeping the previous list",
-			slog.Int("entries", l.Len()), slog.Any("err", err))
+			slog.Int("entries", l.Len()), slog.String("err", brief(err, w.path)))
 	default:
 		w.log.Info("weights: reloaded", slog.Int("entries", l.Len()))
 		w.warnIgnored(l)

@@ -414,3 +414,27 @@ func TestWatcherFIFO(t *testing.T) {
 	renameOver(t, path, listXML("beta"))
 	waitFor(t, "regular file again", func() bool { return matches(w, "beta") })
 }
+
+// A failed reload logs at most maxLoggedErrors problems (a bad save of a
+// 50,000-entry list made one line of megabytes), and says where the rest
+// are; a short list of problems is logged whole.
+func TestBriefReloadError(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<CustomWeightEntries>\n")
+	for range 50 {
+		b.WriteString("<CustomWeightEntry Type=\"BDY\" Change=\"1\" Text=\"x\"/>\n")
+	}
+	b.WriteString("</CustomWeightEntries>\n")
+	_, err := Parse("w.xml", strings.NewReader(b.String()))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	got := brief(err, "w.xml")
+	if n := strings.Count(got, "unknown Type"); n != maxLoggedErrors || !strings.HasSuffix(got, "... and 30 more problems (sclgate weights check w.xml lists them all)") {
+		t.Errorf("%d problems listed:\n%s", n, got)
+	}
+	_, err = Parse("w.xml", strings.NewReader(brokenXML))
+	if got := brief(err, "w.xml"); got != err.Error() {
+		t.Errorf("one problem: %q, want %q", got, err.Error())
+	}
+}

@@ -514,9 +514,9 @@ func (g *gateway) weightsWatcher(path string, reread bool) (*weights.Watcher, er
 		if g.watcher != nil && reread {
 			// SIGHUP re-reads the list too, for file systems where
 			// change notification does not reach us (NFS, some mounts).
-			if err := g.watcher.Reload(); err != nil {
-				g.log.Warn("weights: reload failed; previous list stays in force", slog.Any("err", err))
-			}
+			// A failure is logged (and counted) by the watcher, as for
+			// a change it notices itself.
+			g.watcher.Reload()
 		}
 		return g.watcher, nil
 	}
