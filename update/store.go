@@ -258,7 +258,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		}
 		if err != nil {
 			os.RemoveAll(tmp)
-			return fmt.Errorf("update: install %s: %w", in.Version, fsHint(err))
+			return fmt.Errorf("update: install %s: nothing was switched: %w", in.Version, fsHint(err))
 		}
 		if err := safeio.SyncDir(s.dir); err != nil {
 			return fmt.Errorf("update: install %s: %w", in.Version, err)
@@ -308,12 +308,27 @@ func (s *Store) Activate(version string) error {
 	case err != nil:
 		prev = "" // not known: the active link is damaged
 	}
-	if prev != version {
-		if in, err := s.Record(prev); err == nil && in.RolledBack {
-			// In use until now, so not rolled back from: the mark of a
-			// rollback that was killed before its switch. Left, it
-			// would have a rollback from version refuse to go to prev.
-			s.setRolledBack(prev, false)
+	if prev != version && ValidVersion(prev) {
+		// Marked as part of the switch, before it: a downgrade marked
+		// after it is not marked when a kill comes between, and the
+		// timer's plain install then undoes it.
+		downgrade := CompareVersions(version, prev) < 0
+		if in, err := s.Record(prev); err == nil && (in.RolledBack || in.DowngradedFrom != downgrade) {
+			// A forced downgrade is kept as a rollback is: the version
+			// left is marked, so that plain and automatic installs do
+			// not put it back (-version, or a rollback, still does).
+			// Otherwise prev, in use until now, is neither rolled back
+			// nor downgraded from: such a mark is that of a switch
+			// killed before it was made, and a rollback would refuse
+			// to go back to it.
+			if err := s.mark(prev, func(in *Installed) { in.RolledBack, in.DowngradedFrom = false, downgrade }); err != nil {
+				return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
+			}
+			err := s.activate(version, &prev)
+			if err != nil {
+				s.mark(prev, func(p *Installed) { p.RolledBack, p.DowngradedFrom = in.RolledBack, in.DowngradedFrom })
+			}
+			return err
 		}
 	}
 	return s.activate(version, &prev)
@@ -325,6 +340,15 @@ func (s *Store) Activate(version string) error {
 func (s *Store) activate(version string, previous *string) error {
 	if !ValidVersion(version) || !s.Has(version) {
 		return fmt.Errorf("update: version %q is not installed", version)
+	}
+	// The version left: its record made final first (what was in use
+	// before it, pending while a kill could still come between its own
+	// switch and the record), since once it is no longer active a pending
+	// value no longer counts.
+	if cur, err := s.Active(); err == nil && cur != version {
+		if err := s.finalize(cur); err != nil {
+			return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
+		}
 	}
 	// Recorded before the switch, so that a failure here (disk full, a
 	// directory another user made) leaves everything as it was, rather
@@ -353,13 +377,30 @@ func (s *Store) activate(version string, previous *string) error {
 	// mean a crash might bring the old version back, which is whole too.
 	// Reported as a failure, it would be taken for "nothing switched".
 	safeio.SyncDir(s.dir)
-	// The pending previous made final (Record applies it meanwhile, so a
-	// failure here changes nothing).
-	if in, err := s.Record(version); err == nil {
-		meta, _ := json.MarshalIndent(in, "", "  ")
-		safeio.WriteFile(recPath, meta, 0o644)
-	}
+	// The pending previous made final (Record applies it meanwhile, and
+	// the next switch away from version makes it final first).
+	s.finalize(version)
 	return nil
+}
+
+// finalize makes the pending previous of version, the active one, its
+// previous in its record (see Installed.PendingPrevious).
+func (s *Store) finalize(version string) error {
+	p := filepath.Join(s.dir, version, installedFile)
+	b, err := safeio.ReadFile(p, maxRecord)
+	if err != nil {
+		return nil // nothing to make final (Record reports it elsewhere)
+	}
+	var raw Installed
+	if json.Unmarshal(b, &raw) != nil || raw.PendingPrevious == "" {
+		return nil
+	}
+	in, err := s.Record(version)
+	if err != nil {
+		return nil
+	}
+	meta, _ := json.MarshalIndent(in, "", "  ")
+	return safeio.WriteFile(p, meta, 0o644)
 }
 
 // touchInstalled records version as the most recently made active, so
@@ -522,6 +563,7 @@ func (s *Store) Unreadables() []Unreadable {
 // leaving from installed and marked as rolled back from (so that
 // automatic updates do not bring it back).
 func (s *Store) deactivate(from string) (string, string, error) {
+	s.finalize(from) // as activate does for the version it leaves
 	if err := s.setRolledBack(from, true); err != nil {
 		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
 	}
@@ -535,10 +577,6 @@ func (s *Store) deactivate(from string) (string, string, error) {
 
 func (s *Store) setRolledBack(version string, rolledBack bool) error {
 	return s.mark(version, func(in *Installed) { in.RolledBack = rolledBack })
-}
-
-func (s *Store) setDowngradedFrom(version string) error {
-	return s.mark(version, func(in *Installed) { in.DowngradedFrom = true })
 }
 
 // mark changes version's installed.json with set.

@@ -527,3 +527,51 @@ func TestBuiltinIsNotAVersion(t *testing.T) {
 		t.Error("a version named builtin was installed")
 	}
 }
+
+// A switch made whose record was not made final (the write after the
+// link failed, or a kill came between): the pending previous counts while
+// the version is in use, and is made final when a later switch leaves
+// it, so that a rollback back to it and then from it still goes to what
+// was before it. It went to the built-in definitions, skipping a version.
+func TestPendingPreviousSurvivesLeaving(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	for _, v := range []string{"2027.01.01.1", "2027.01.01.2", "2027.01.01.3"} {
+		install(t, s, v)
+	}
+	// install -version 2027.01.01.1 -force, the record's final write lost.
+	prev := "2027.01.01.3"
+	s.touchInstalled("2027.01.01.1", &prev)
+	os.Symlink("2027.01.01.1", filepath.Join(s.Dir(), ".x"))
+	os.Rename(filepath.Join(s.Dir(), ".x"), filepath.Join(s.Dir(), activeLink))
+	install(t, s, "2027.01.01.4")
+	for _, want := range []string{"2027.01.01.1", "2027.01.01.3"} {
+		from, to, err := s.Rollback()
+		if err != nil || to != want {
+			t.Fatalf("rollback from %s: to %q, %v; want %s", from, to, err, want)
+		}
+	}
+}
+
+// A forced downgrade marks the version it leaves as part of the switch:
+// marked after it, a kill between left it unmarked, and the timer's plain
+// install put it back. A version left by an upgrade is not marked.
+func TestDowngradeMarkedWithTheSwitch(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	install(t, s, "2027.01.01.3")
+	if err := s.Activate("2027.01.01.1"); err != nil { // what install -force does
+		t.Fatal(err)
+	}
+	if in, _ := s.Record("2027.01.01.3"); !in.DowngradedFrom {
+		t.Errorf("the version a downgrade left is not marked: %+v", in)
+	}
+	if err := s.Activate("2027.01.01.3"); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := s.Record("2027.01.01.1"); in.DowngradedFrom || in.RolledBack {
+		t.Errorf("the version an upgrade left is marked: %+v", in)
+	}
+	if in, _ := s.Record("2027.01.01.3"); in.DowngradedFrom {
+		t.Errorf("the version made active is still marked: %+v", in)
+	}
+}

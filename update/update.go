@@ -544,18 +544,9 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
 	left, leftErr := u.Store.Active()
+	// A forced downgrade marks the version it leaves (Store.Activate).
 	if err := u.Store.Install(in, data, sig); err != nil {
 		return Outcome{}, err
-	}
-	if leftErr == nil && CompareVersions(v, left) < 0 {
-		// A forced downgrade is kept as a rollback is: the version left is
-		// marked, so that the timer's plain install and serve's automatic
-		// updates do not put it back (an explicit -version, or a
-		// rollback, still does).
-		if err := u.Store.setDowngradedFrom(left); err != nil {
-			u.log().Warn("the version left by a downgrade is not marked: a plain install may install it again",
-				slog.String("version", left), slog.Any("err", err))
-		}
 	}
 	u.Store.Prune()
 	repaired := leftErr == nil && left == v // precheck let it through: damaged
