@@ -26,8 +26,11 @@ import (
 // Version 7 reads hostile mail as mail clients do: header lines go-message
 // refuses (both readings), RFC 2047 subject words one by one, lenient
 // quoted-printable, <noscript> and SVG text, message/global and digest
-// parts, boundaries declared with trailing space.
-const FeatureVersion = 7
+// parts, boundaries declared with trailing space. Version 8 reads an
+// HTML part with no charset in its Content-Type in the charset its <meta>
+// declares, a part labelled UTF-8 as UTF-8 whatever stray bytes it holds,
+// and format=flowed text with delsp=yes unflowed.
+const FeatureVersion = 8
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
+	htmlcharset "golang.org/x/net/html/charset"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
@@ -650,9 +651,12 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
 		// Named non-text attachment: not body text.
 	case mediaType == "text/plain":
+		if strings.EqualFold(params["format"], "flowed") && strings.EqualFold(params["delsp"], "yes") {
+			body = unflowDelSp(body)
+		}
 		w.addText(partText(body, params["charset"]))
 	case mediaType == "text/html":
-		text, urls := htmlToText(partText(body, params["charset"]))
+		text, urls := htmlToText(htmlPartText(body, params["charset"]))
 		w.m.URLs = append(w.m.URLs, urls...)
 		w.addText(text)
 	case mediaType == "message/rfc822":
@@ -756,6 +760,45 @@ func partText(b []byte, charset string) string {
 		return strings.ToValidUTF8(string(b), "\uFFFD")
 	}
 	return toUTF8(b)
+}
+
+// unflowDelSp joins the lines of format=flowed text with delsp=yes (RFC
+// 3676): a line ending in a space is a soft break whose space is not part
+// of the text, so "spe \r\ncial" is "special" to the reader, and to the
+// admin's phrases. (With delsp=no the space stays, and the line break is
+// white space as it is.) The signature separator "-- " is no soft break.
+func unflowDelSp(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		line, rest, found := bytes.Cut(b, []byte("\n"))
+		b = rest
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if found && len(line) > 0 && line[len(line)-1] == ' ' && string(line) != "-- " {
+			out = append(out, line[:len(line)-1]...)
+			continue
+		}
+		out = append(out, line...)
+		if found {
+			out = append(out, '\r', '\n')
+		}
+	}
+	return out
+}
+
+// htmlPartText is partText for an HTML part: with no charset in its
+// Content-Type and bytes that are not UTF-8, the charset its own <meta>
+// declares, as browsers and mail clients read it (the HTML standard's
+// prescan of the first 1,024 bytes); without one, Windows-1252 as for any
+// such part.
+func htmlPartText(b []byte, charset string) string {
+	if strings.TrimSpace(charset) == "" && !utf8.Valid(b) {
+		if e, name, _ := htmlcharset.DetermineEncoding(b, "text/html"); name != "windows-1252" && name != "utf-8" && e != encoding.Replacement {
+			if d, err := e.NewDecoder().Bytes(b); err == nil {
+				return strings.ToValidUTF8(string(d), "\uFFFD")
+			}
+		}
+	}
+	return partText(b, charset)
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a

@@ -444,6 +444,26 @@ func TestUTF8PartWithStrayByte(t *testing.T) {
 	}
 }
 
+// An HTML part with no charset in its Content-Type is read in the charset
+// its <meta> declares, as browsers and mail clients read it; a
+// format=flowed delsp=yes part is unflowed, its soft-break spaces dropped.
+func TestMetaCharsetAndFlowed(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\"></head><body>\xf6\xe5\xed\xe0</body></html>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"koi8-r\"><p>\xc3\xc5\xce\xc1</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>caf\xe9</p>\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\na spe \r\ncial offer\r\n-- \r\nsig\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\na spe \r\ncial offer\r\n--b--\r\n")
+	parts := Parse(raw).TextParts()
+	for i := range parts {
+		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
+	}
+	if want := []string{"цена", "цена", "café", "a special offer -- sig", "a spe cial offer"}; !slices.Equal(parts, want) {
+		t.Errorf("parts %q, want %q", parts, want)
+	}
+}
+
 // A text part longer than MaxPartBytes is read in part, and says so.
 func TestLongPartIsADefect(t *testing.T) {
 	body := strings.Repeat("lorem ipsum dolor sit amet\r\n", MaxPartBytes/28+10) + "tail phrase\r\n"
