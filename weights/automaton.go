@@ -169,7 +169,19 @@ func boundaryFlags(p string) uint8 {
 	if r, _ := utf8.DecodeRuneInString(p); isWord(r) {
 		f |= patWordStart
 	}
-	if r, _ := utf8.DecodeLastRuneInString(p); isWord(r) {
+	// The last character is its base letter with the marks after it (a
+	// Thai consonant and its vowel sign): a phrase ending in a Thai
+	// cluster needs no boundary after it but a non-mark, as one ending in
+	// a Thai consonant.
+	last := p
+	for {
+		r, n := utf8.DecodeLastRuneInString(last)
+		if n == 0 || !unicode.IsMark(r) || n == len(last) {
+			break
+		}
+		last = last[:len(last)-n]
+	}
+	if r, _ := utf8.DecodeLastRuneInString(last); isWord(r) {
 		f |= patWordEnd
 	} else if unicode.IsLetter(r) {
 		f |= patMarkEnd

@@ -199,6 +199,18 @@ func (m *matcher) report(sc *scratch, text []byte, end int, k int32, where uint8
 	}
 }
 
+// baseBefore returns the character that ends text, a mark counting as
+// part of the letter it follows (UAX #29: "free" begins a word after a
+// Thai consonant and its vowel sign, and not after "e" + U+0301).
+func baseBefore(text []byte) rune {
+	r, n := utf8.DecodeLastRune(text)
+	for unicode.IsMark(r) && n < len(text) {
+		text = text[:len(text)-n]
+		r, n = utf8.DecodeLastRune(text)
+	}
+	return r
+}
+
 // onBoundaries reports whether pattern p, found ending at text[end], has
 // the word boundaries it needs.
 func (a *automaton) onBoundaries(text []byte, end int, p int32) bool {
@@ -206,7 +218,7 @@ func (a *automaton) onBoundaries(text []byte, end int, p int32) bool {
 	if start := end - int(pi.len); pi.flags&patWordStart != 0 && start > 0 {
 		r := rune(text[start-1])
 		if r >= utf8.RuneSelf {
-			r, _ = utf8.DecodeLastRune(text[:start])
+			r = baseBefore(text[:start])
 		}
 		if isWord(r) {
 			return false

@@ -71,6 +71,12 @@ func TestMatch(t *testing.T) {
 		{"khmer inside a run", []Entry{e(Body, "ឥតគិតថ្លៃ")}, "", "ទទួលឥតគិតថ្លៃថ្ងៃនេះ", []int{0}},
 		{"myanmar inside a run", []Entry{e(Body, "အခမဲ့")}, "", "ယနေ့အခမဲ့ရယူ", []int{0}},
 		{"latin next to thai", []Entry{e(Body, "free")}, "", "รับfreeวันนี้", []int{0}},
+		// A phrase ending in a vowel sign ends a Thai cluster: digits or
+		// Latin may follow; a Latin word may begin after one.
+		{"thai vowel sign before digits", []Entry{e(Body, "ฟรี")}, "", "เครดิตฟรี100", []int{0}},
+		{"lao tone mark before digits", []Entry{e(Body, "ໄດ້")}, "", "ໄດ້100", []int{0}},
+		{"latin after a thai cluster", []Entry{e(Body, "free"), e(Body, "ฟรี")}, "", "ฟรีfree", []int{0, 1}},
+		{"latin after e and an accent", []Entry{e(Body, "free")}, "", "e\u0301free", nil},
 		{"phrase in longer phrase", []Entry{e(Body, "special offer")}, "", "a very special offer today", []int{0}},
 		{"phrase not at word start", []Entry{e(Body, "special offer")}, "", "especial offer", nil},
 		{"phrase not at word end", []Entry{e(Body, "special offer")}, "", "special offers", nil},

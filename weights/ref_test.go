@@ -82,7 +82,16 @@ func refContains(text, p string) bool {
 		return false
 	}
 	first, _ := utf8.DecodeRuneInString(p)
-	last, _ := utf8.DecodeLastRuneInString(p)
+	// A mark belongs to the letter before it (UAX #29 WB4).
+	base := func(s string) rune {
+		r, n := utf8.DecodeLastRuneInString(s)
+		for unicode.IsMark(r) && n < len(s) {
+			s = s[:len(s)-n]
+			r, n = utf8.DecodeLastRuneInString(s)
+		}
+		return r
+	}
+	last := base(p)
 	for i := 0; i <= len(text); {
 		j := strings.Index(text[i:], p)
 		if j < 0 {
@@ -91,7 +100,7 @@ func refContains(text, p string) bool {
 		start, end := i+j, i+j+len(p)
 		ok := true
 		if refIsWord(first) && start > 0 {
-			if r, _ := utf8.DecodeLastRuneInString(text[:start]); refIsWord(r) {
+			if r := base(text[:start]); refIsWord(r) {
 				ok = false
 			}
 		}
