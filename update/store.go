@@ -201,9 +201,10 @@ func (s *Store) List() ([]Installed, error) {
 		}
 		in.Active = in.Version == active
 		if in.Active {
-			// The mark of a rollback killed before its switch: the
-			// version is still in use, not rolled back from.
-			in.RolledBack = false
+			// The mark of a rollback or downgrade killed before its
+			// switch, or of a switch to it killed before settle: the
+			// version in use is not one the admin left.
+			in.RolledBack, in.DowngradedFrom = false, false
 		}
 		out = append(out, in)
 	}
@@ -276,8 +277,14 @@ func replaceDir(tmp, final string) error {
 	if _, err := os.Lstat(final); err != nil {
 		return os.Rename(tmp, final)
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE); err == nil {
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_EXCHANGE)
+	if err == nil {
 		return os.RemoveAll(tmp) // the old copy, now under tmp's name
+	}
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
+		// A disk error, not a file system that cannot exchange: final
+		// stays as it is.
+		return err
 	}
 	os.RemoveAll(final)
 	return os.Rename(tmp, final)
@@ -377,10 +384,24 @@ func (s *Store) activate(version string, previous *string) error {
 	// mean a crash might bring the old version back, which is whole too.
 	// Reported as a failure, it would be taken for "nothing switched".
 	safeio.SyncDir(s.dir)
-	// The pending previous made final (Record applies it meanwhile, and
-	// the next switch away from version makes it final first).
-	s.finalize(version)
+	// The pending previous made final and the marks cleared (Record
+	// applies the first meanwhile, List hides the second for the active
+	// version, and the next switch away from version does both first).
+	s.settle(version)
 	return nil
+}
+
+// settle makes version's record that of the active version: its pending
+// previous final, and no mark of having been rolled back or downgraded
+// from.
+func (s *Store) settle(version string) error {
+	in, err := s.Record(version)
+	if err != nil {
+		return nil
+	}
+	in.RolledBack, in.DowngradedFrom = false, false
+	meta, _ := json.MarshalIndent(in, "", "  ")
+	return safeio.WriteFile(filepath.Join(s.dir, version, installedFile), meta, 0o644)
 }
 
 // finalize makes the pending previous of version, the active one, its
@@ -412,7 +433,9 @@ func (s *Store) touchInstalled(version string, previous *string) error {
 		return err
 	}
 	in.InstalledAt = time.Now().UTC()
-	in.RolledBack, in.DowngradedFrom = false, false
+	// Its marks (rolled back or downgraded from) are cleared by settle,
+	// after the switch: cleared before it, a switch cut short would let
+	// the timer's plain install put back a version the admin left.
 	in.PendingPrevious = "" // a rollback's switch: Previous stays
 	if previous != nil && *previous != version {
 		in.PendingPrevious = *previous

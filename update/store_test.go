@@ -575,3 +575,40 @@ func TestDowngradeMarkedWithTheSwitch(t *testing.T) {
 		t.Errorf("the version made active is still marked: %+v", in)
 	}
 }
+
+// A switch cut short before the link keeps the marks of the version it
+// was switching to (rolled back or downgraded from): cleared before the
+// switch, the timer's plain install put that version back. A mark left on
+// the version still in use by a cut-short downgrade is not shown; a
+// switch made clears the marks of the version it makes active.
+func TestCutShortSwitchKeepsMarks(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	install(t, s, "2027.01.01.1")
+	install(t, s, "2027.01.01.2")
+	if _, to, err := s.Rollback(); err != nil || to != "2027.01.01.1" {
+		t.Fatalf("rollback: %s, %v", to, err)
+	}
+	prev := "2027.01.01.1"
+	if err := s.touchInstalled("2027.01.01.2", &prev); err != nil { // install -version .2, killed before the link
+		t.Fatal(err)
+	}
+	if in, _ := s.Record("2027.01.01.2"); !in.RolledBack {
+		t.Errorf("the mark of the version left by a rollback was cleared by a switch that was not made: %+v", in)
+	}
+	// A downgrade to .1 from .3, killed after the mark on .3.
+	install(t, s, "2027.01.01.3")
+	s.mark("2027.01.01.3", func(in *Installed) { in.DowngradedFrom = true })
+	list, _ := s.List()
+	for _, in := range list {
+		if in.Active && (in.DowngradedFrom || in.RolledBack) {
+			t.Errorf("the version in use is shown as left: %+v", in)
+		}
+	}
+	// A switch made clears the marks of the version made active.
+	if err := s.Activate("2027.01.01.2"); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := s.Record("2027.01.01.2"); in.RolledBack || in.DowngradedFrom {
+		t.Errorf("the version made active keeps a mark: %+v", in)
+	}
+}

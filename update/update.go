@@ -388,7 +388,7 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 		case !installed && CompareVersions(o.Version, inUse) == 0:
 			note = fmt.Sprintf("the newest version offered, %s, is the built-in one in use", o.Version)
 		case o.Version != inUse && u.rolledBack(o.Version):
-			note = fmt.Sprintf("the newest version offered, %s, was rolled back from; install it again with -version %s", o.Version, o.Version)
+			note = fmt.Sprintf("the newest version offered, %s, was rolled back or downgraded from; install it again with -version %s", o.Version, o.Version)
 		}
 		switch {
 		case note == "":

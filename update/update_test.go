@@ -138,7 +138,7 @@ func TestPublishDetectInstallRollback(t *testing.T) {
 	if d, _ := u.Detect(context.Background()); d.Available {
 		t.Errorf("rolled-back version offered again: %+v", d)
 	}
-	if out, err := u.Install(context.Background(), "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back from") || f.active() != "2026.10.1" {
+	if out, err := u.Install(context.Background(), "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back or downgraded from") || f.active() != "2026.10.1" {
 		t.Errorf("plain install after a rollback: %+v %v, active %s", out, err, f.active())
 	}
 	// Older than in use: refused without -force.
@@ -600,7 +600,7 @@ func TestForcedDowngradeKept(t *testing.T) {
 	if d, err := u.Detect(ctx); err != nil || d.Available {
 		t.Errorf("detect after a forced downgrade: %+v %v", d, err)
 	}
-	if out, err := u.Install(ctx, "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back from") || f.active() != "2026.10.1" {
+	if out, err := u.Install(ctx, "", false); err != nil || !out.UpToDate || !strings.Contains(out.Note, "rolled back or downgraded from") || f.active() != "2026.10.1" {
 		t.Errorf("plain install after a forced downgrade: %+v %v, active %s", out, err, f.active())
 	}
 	// A newer release than the one left is offered as usual.
