@@ -29,8 +29,11 @@ import (
 // parts, boundaries declared with trailing space. Version 8 reads an
 // HTML part with no charset in its Content-Type in the charset its <meta>
 // declares, a part labelled UTF-8 as UTF-8 whatever stray bytes it holds,
-// and format=flowed text with delsp=yes unflowed.
-const FeatureVersion = 8
+// and format=flowed text with delsp=yes unflowed. Version 9 unflows quoted
+// and space-stuffed flowed lines too, and reads an HTML part's <meta>
+// charset as browsers do (UTF-8 with stray bytes, x-user-defined, a
+// <meta> after the first 1,024 bytes).
+const FeatureVersion = 9
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

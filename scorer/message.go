@@ -765,19 +765,38 @@ func partText(b []byte, charset string) string {
 // unflowDelSp joins the lines of format=flowed text with delsp=yes (RFC
 // 3676): a line ending in a space is a soft break whose space is not part
 // of the text, so "spe \r\ncial" is "special" to the reader, and to the
-// admin's phrases. (With delsp=no the space stays, and the line break is
-// white space as it is.) The signature separator "-- " is no soft break.
+// admin's phrases. Each line's quote marks ('>'s) are its depth and one
+// space after them is stuffing (section 4.4), both taken off before the
+// join; only lines of one depth are joined, and each paragraph is written
+// back with its depth's marks. (With delsp=no the space stays, and the
+// line break is white space as it is.) "-- " is no soft break.
 func unflowDelSp(b []byte) []byte {
 	out := make([]byte, 0, len(b))
+	open := -1 // depth of the paragraph being joined, or -1
 	for len(b) > 0 {
 		line, rest, found := bytes.Cut(b, []byte("\n"))
 		b = rest
 		line = bytes.TrimSuffix(line, []byte("\r"))
-		if found && len(line) > 0 && line[len(line)-1] == ' ' && string(line) != "-- " {
-			out = append(out, line[:len(line)-1]...)
+		depth := 0
+		for depth < len(line) && line[depth] == '>' {
+			depth++
+		}
+		text := bytes.TrimPrefix(line[depth:], []byte(" "))
+		if open >= 0 && depth != open {
+			out = append(out, '\r', '\n') // a soft break into another depth ends the paragraph
+			open = -1
+		}
+		if open < 0 && depth > 0 {
+			out = append(out, bytes.Repeat([]byte(">"), depth)...)
+			out = append(out, ' ')
+		}
+		if found && len(text) > 0 && text[len(text)-1] == ' ' && string(text) != "-- " {
+			out = append(out, text[:len(text)-1]...)
+			open = depth
 			continue
 		}
-		out = append(out, line...)
+		out = append(out, text...)
+		open = -1
 		if found {
 			out = append(out, '\r', '\n')
 		}
@@ -787,18 +806,61 @@ func unflowDelSp(b []byte) []byte {
 
 // htmlPartText is partText for an HTML part: with no charset in its
 // Content-Type and bytes that are not UTF-8, the charset its own <meta>
-// declares, as browsers and mail clients read it (the HTML standard's
-// prescan of the first 1,024 bytes); without one, Windows-1252 as for any
-// such part.
+// declares, as browsers and mail clients read it: the HTML standard's
+// prescan of the first 1,024 bytes, then (as a browser that meets a later
+// <meta> while parsing reads the page again) of the rest of the first 64
+// KiB. A <meta> saying UTF-8 (or UTF-16, which the prescan makes UTF-8)
+// is read as a part labelled UTF-8 is; x-user-defined is Windows-1252;
+// the replacement encoding (ISO-2022-KR, HZ) would show the reader one
+// U+FFFD, and is read as a part with no charset, so its text is not lost
+// to the rules. Without one, Windows-1252 as for any such part.
 func htmlPartText(b []byte, charset string) string {
 	if strings.TrimSpace(charset) == "" && !utf8.Valid(b) {
-		if e, name, _ := htmlcharset.DetermineEncoding(b, "text/html"); name != "windows-1252" && name != "utf-8" && e != encoding.Replacement {
+		e, name := metaCharset(b)
+		switch name {
+		case "utf-8":
+			return partText(b, "utf-8")
+		case "", "windows-1252", "x-user-defined", "replacement":
+		default:
 			if d, err := e.NewDecoder().Bytes(b); err == nil {
 				return strings.ToValidUTF8(string(d), "\uFFFD")
 			}
 		}
 	}
 	return partText(b, charset)
+}
+
+// metaCharset returns the encoding an HTML page's <meta> declares (see
+// htmlPartText), and its WHATWG name, or "".
+func metaCharset(b []byte) (encoding.Encoding, string) {
+	const window = 64 << 10
+	b = b[:min(len(b), window)]
+	// At most 8 prescans: a page of metas that say nothing must not
+	// cost a prescan each.
+	for off, tries := 0, 0; off < len(b) && tries < 8; tries++ {
+		// DetermineEncoding prescans 1,024 bytes, and says windows-1252
+		// when it finds nothing (or a meta saying so).
+		e, name, _ := htmlcharset.DetermineEncoding(b[off:], "text/html")
+		if name != "windows-1252" {
+			return e, name
+		}
+		i := indexFold(b[off+min(1024, len(b)-off):], "<meta")
+		if i < 0 {
+			return nil, ""
+		}
+		off += min(1024, len(b)-off) + i
+	}
+	return nil, ""
+}
+
+// indexFold is the index of the ASCII string sub in b, in any case, or -1.
+func indexFold(b []byte, sub string) int {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a

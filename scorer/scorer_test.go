@@ -462,6 +462,22 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 	if want := []string{"цена", "цена", "café", "a special offer -- sig", "a spe cial offer"}; !slices.Equal(parts, want) {
 		t.Errorf("parts %q, want %q", parts, want)
 	}
+	// A <meta> saying UTF-8 over a stray byte, x-user-defined (Windows-
+	// 1252 to a browser), one after the first 1,024 bytes; quoted and
+	// space-stuffed flowed lines.
+	raw = []byte("From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"utf-8\"><p>Verl\xc3\xa4ngertes \xff</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"x-user-defined\"><p>Verl\xe4ngertes</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><title>" + strings.Repeat("t", 1100) + "</title><meta charset=\"koi8-r\"></head><body>\xc3\xc5\xce\xc1</body></html>\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n> get a spe \r\n> cial deal\r\nget it Fr \r\n ee now\r\n>> deep \r\n> shallow\r\n--b--\r\n")
+	parts = Parse(raw).TextParts()
+	for i := range parts {
+		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
+	}
+	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "цена", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
+		t.Errorf("parts %q, want %q", parts, want)
+	}
 }
 
 // A text part longer than MaxPartBytes is read in part, and says so.
