@@ -479,6 +479,25 @@ func TestPruneKeepsRollbackChain(t *testing.T) {
 	}
 }
 
+// cutShortSwitch does what a switch to version from prev does before it
+// is cut short (a kill): it records prev as pending, and with linked it
+// also switches the link, but writes nothing after that.
+func cutShortSwitch(t *testing.T, s *Store, version, prev string, linked bool) {
+	t.Helper()
+	if err := s.touchInstalled(version, &prev); err != nil {
+		t.Fatal(err)
+	}
+	if linked {
+		tmp := filepath.Join(s.Dir(), ".x")
+		if err := os.Symlink(version, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(s.Dir(), activeLink)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // A switch cut short after it recorded what was in use (a kill between
 // the record and the link) does not change what a rollback from that
 // version goes back to: it is pending until the switch is made.
@@ -488,10 +507,7 @@ func TestCutShortSwitchKeepsPrevious(t *testing.T) {
 		install(t, s, v)
 	}
 	// install -version 2027.01.01.1 -force, killed before the link.
-	prev := "2027.01.01.3"
-	if err := s.touchInstalled("2027.01.01.1", &prev); err != nil {
-		t.Fatal(err)
-	}
+	cutShortSwitch(t, s, "2027.01.01.1", "2027.01.01.3", false)
 	for _, want := range []string{"2027.01.01.2", "2027.01.01.1", ""} {
 		from, to, err := s.Rollback()
 		if err != nil || to != want {
@@ -503,12 +519,7 @@ func TestCutShortSwitchKeepsPrevious(t *testing.T) {
 	s2, _ := OpenStore(t.TempDir())
 	install(t, s2, "2027.01.01.1")
 	install(t, s2, "2027.01.01.2")
-	prev = "2027.01.01.2"
-	s2.touchInstalled("2027.01.01.1", &prev)
-	if err := os.Symlink("2027.01.01.1", filepath.Join(s2.Dir(), ".x")); err != nil {
-		t.Fatal(err)
-	}
-	os.Rename(filepath.Join(s2.Dir(), ".x"), filepath.Join(s2.Dir(), activeLink))
+	cutShortSwitch(t, s2, "2027.01.01.1", "2027.01.01.2", true)
 	if _, to, err := s2.Rollback(); err != nil || to != "2027.01.01.2" {
 		t.Errorf("rollback after a switch whose record was not made final: to %q, %v", to, err)
 	}
@@ -539,10 +550,7 @@ func TestPendingPreviousSurvivesLeaving(t *testing.T) {
 		install(t, s, v)
 	}
 	// install -version 2027.01.01.1 -force, the record's final write lost.
-	prev := "2027.01.01.3"
-	s.touchInstalled("2027.01.01.1", &prev)
-	os.Symlink("2027.01.01.1", filepath.Join(s.Dir(), ".x"))
-	os.Rename(filepath.Join(s.Dir(), ".x"), filepath.Join(s.Dir(), activeLink))
+	cutShortSwitch(t, s, "2027.01.01.1", "2027.01.01.3", true)
 	install(t, s, "2027.01.01.4")
 	for _, want := range []string{"2027.01.01.1", "2027.01.01.3"} {
 		from, to, err := s.Rollback()
@@ -588,10 +596,7 @@ func TestCutShortSwitchKeepsMarks(t *testing.T) {
 	if _, to, err := s.Rollback(); err != nil || to != "2027.01.01.1" {
 		t.Fatalf("rollback: %s, %v", to, err)
 	}
-	prev := "2027.01.01.1"
-	if err := s.touchInstalled("2027.01.01.2", &prev); err != nil { // install -version .2, killed before the link
-		t.Fatal(err)
-	}
+	cutShortSwitch(t, s, "2027.01.01.2", "2027.01.01.1", false) // install -version .2, killed before the link
 	if in, _ := s.Record("2027.01.01.2"); !in.RolledBack {
 		t.Errorf("the mark of the version left by a rollback was cleared by a switch that was not made: %+v", in)
 	}
