@@ -31,8 +31,7 @@ import (
 // declares, a part labelled UTF-8 as UTF-8 whatever stray bytes it holds,
 // and format=flowed text with delsp=yes unflowed. Version 9 unflows quoted
 // and space-stuffed flowed lines too, and reads an HTML part's <meta>
-// charset as browsers do (UTF-8 with stray bytes, x-user-defined, a
-// <meta> after the first 1,024 bytes).
+// charset as browsers do (UTF-8 with stray bytes, x-user-defined).
 const FeatureVersion = 9
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.

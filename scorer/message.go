@@ -806,14 +806,13 @@ func unflowDelSp(b []byte) []byte {
 
 // htmlPartText is partText for an HTML part: with no charset in its
 // Content-Type and bytes that are not UTF-8, the charset its own <meta>
-// declares, as browsers and mail clients read it: the HTML standard's
-// prescan of the first 1,024 bytes, then (as a browser that meets a later
-// <meta> while parsing reads the page again) of the rest of the first 64
-// KiB. A <meta> saying UTF-8 (or UTF-16, which the prescan makes UTF-8)
-// is read as a part labelled UTF-8 is; x-user-defined is Windows-1252;
-// the replacement encoding (ISO-2022-KR, HZ) would show the reader one
-// U+FFFD, and is read as a part with no charset, so its text is not lost
-// to the rules. Without one, Windows-1252 as for any such part.
+// declares, as browsers and mail clients read it (the HTML standard's
+// prescan of the first 1,024 bytes; a byte order mark first). A <meta>
+// saying UTF-8 (or UTF-16, which the prescan makes UTF-8) is read as a
+// part labelled UTF-8 is; x-user-defined is Windows-1252; the replacement
+// encoding (ISO-2022-KR, HZ) would show the reader one U+FFFD, and is read
+// as a part with no charset, so its text is not lost to the rules.
+// Without one, Windows-1252 as for any such part.
 func htmlPartText(b []byte, charset string) string {
 	if strings.TrimSpace(charset) == "" && !utf8.Valid(b) {
 		e, name := metaCharset(b)
@@ -830,37 +829,32 @@ func htmlPartText(b []byte, charset string) string {
 	return partText(b, charset)
 }
 
-// metaCharset returns the encoding an HTML page's <meta> declares (see
-// htmlPartText), and its WHATWG name, or "".
+// metaCharset returns the encoding an HTML page's byte order mark or
+// <meta> (in its first 1,024 bytes) declares, and its WHATWG name, or "".
 func metaCharset(b []byte) (encoding.Encoding, string) {
-	const window = 64 << 10
-	b = b[:min(len(b), window)]
-	// At most 8 prescans: a page of metas that say nothing must not
-	// cost a prescan each.
-	for off, tries := 0, 0; off < len(b) && tries < 8; tries++ {
-		// DetermineEncoding prescans 1,024 bytes, and says windows-1252
-		// when it finds nothing (or a meta saying so).
-		e, name, _ := htmlcharset.DetermineEncoding(b[off:], "text/html")
-		if name != "windows-1252" {
-			return e, name
-		}
-		i := indexFold(b[off+min(1024, len(b)-off):], "<meta")
-		if i < 0 {
-			return nil, ""
-		}
-		off += min(1024, len(b)-off) + i
+	switch {
+	case bytes.HasPrefix(b, []byte("\xef\xbb\xbf")):
+		return nil, "utf-8"
+	case bytes.HasPrefix(b, []byte("\xfe\xff")):
+		return unicode.UTF16(unicode.BigEndian, unicode.UseBOM), "utf-16be"
+	case bytes.HasPrefix(b, []byte("\xff\xfe")):
+		return unicode.UTF16(unicode.LittleEndian, unicode.UseBOM), "utf-16le"
 	}
-	return nil, ""
-}
-
-// indexFold is the index of the ASCII string sub in b, in any case, or -1.
-func indexFold(b []byte, sub string) int {
-	for i := 0; i+len(sub) <= len(b); i++ {
-		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
-			return i
+	// The prescan alone: DetermineEncoding also guesses UTF-8 from the
+	// bytes when no <meta> says anything, which must not count as one
+	// saying so. With the bytes above 0x7F masked it has nothing to
+	// guess from, and says windows-1252 for no <meta>.
+	head := bytes.Clone(b[:min(len(b), 1024)])
+	for i, c := range head {
+		if c >= 0x80 {
+			head[i] = 'x'
 		}
 	}
-	return -1
+	e, name, _ := htmlcharset.DetermineEncoding(head, "text/html")
+	if name == "windows-1252" {
+		return nil, ""
+	}
+	return e, name
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a

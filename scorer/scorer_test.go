@@ -469,13 +469,18 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"utf-8\"><p>Verl\xc3\xa4ngertes \xff</p>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"x-user-defined\"><p>Verl\xe4ngertes</p>\r\n" +
-		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><title>" + strings.Repeat("t", 1100) + "</title><meta charset=\"koi8-r\"></head><body>\xc3\xc5\xce\xc1</body></html>\r\n" +
+		// A <meta> after the first 1,024 bytes is not looked for (a
+		// search for one took a <meta> in a comment or a script for one).
+		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><style>/*" + strings.Repeat("t", 1100) + "*/</style><!-- <meta charset=\"koi8-r\"> --></head><body>caf\xe9</body></html>\r\n" +
+		// A page whose first bytes are UTF-8 but that says no charset is
+		// not taken for one that says UTF-8.
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>\xc3\xa9t\xc3\xa9</p>" + strings.Repeat(" ", 1100) + "<p>caf\xe9</p>\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n> get a spe \r\n> cial deal\r\nget it Fr \r\n ee now\r\n>> deep \r\n> shallow\r\n--b--\r\n")
 	parts = Parse(raw).TextParts()
 	for i := range parts {
 		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
 	}
-	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "цена", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
+	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "café", "Ã©tÃ© café", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
 		t.Errorf("parts %q, want %q", parts, want)
 	}
 }
