@@ -782,8 +782,10 @@ func unflowDelSp(b []byte) []byte {
 			depth++
 		}
 		text := bytes.TrimPrefix(line[depth:], []byte(" "))
-		if open >= 0 && depth != open {
-			out = append(out, '\r', '\n') // a soft break into another depth ends the paragraph
+		if open >= 0 && (depth != open || string(text) == "-- ") {
+			// A soft break into another depth, or before a signature
+			// separator, ends the paragraph.
+			out = append(out, '\r', '\n')
 			open = -1
 		}
 		if open < 0 && depth > 0 {

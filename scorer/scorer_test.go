@@ -453,7 +453,7 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\"></head><body>\xf6\xe5\xed\xe0</body></html>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"koi8-r\"><p>\xc3\xc5\xce\xc1</p>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>caf\xe9</p>\r\n" +
-		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\na spe \r\ncial offer\r\n-- \r\nsig\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\na spe \r\ncial offer \r\n-- \r\nsig\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\na spe \r\ncial offer\r\n--b--\r\n")
 	parts := Parse(raw).TextParts()
 	for i := range parts {
