@@ -852,11 +852,32 @@ func metaCharset(b []byte) (encoding.Encoding, string) {
 			head[i] = 'x'
 		}
 	}
+	// x/net's prescan runs its tokenizer, which reads <noscript> as raw
+	// text; the standard's prescan (and a mail client, scripts off)
+	// sees a <meta> in it. Renamed, the element is markup to it.
+	for i := indexFold(head, "<noscript"); i >= 0; {
+		head[i+8] = 'x'
+		j := indexFold(head[i+9:], "<noscript")
+		if j < 0 {
+			break
+		}
+		i += 9 + j
+	}
 	e, name, _ := htmlcharset.DetermineEncoding(head, "text/html")
 	if name == "windows-1252" {
 		return nil, ""
 	}
 	return e, name
+}
+
+// indexFold is the index of the ASCII string sub in b, in any case, or -1.
+func indexFold(b []byte, sub string) int {
+	for i := 0; i+len(sub) <= len(b); i++ {
+		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a

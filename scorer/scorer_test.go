@@ -469,6 +469,8 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"utf-8\"><p>Verl\xc3\xa4ngertes \xff</p>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=\"x-user-defined\"><p>Verl\xe4ngertes</p>\r\n" +
+		// A <meta> inside <noscript> counts, as for a mail client.
+		"--b\r\nContent-Type: text/html\r\n\r\n<head><NoScript><meta charset=iso-8859-5></noscript></head><p>\xdf\xe0\xd8\xd2\xd5\xe2</p>\r\n" +
 		// A <meta> after the first 1,024 bytes is not looked for (a
 		// search for one took a <meta> in a comment or a script for one).
 		"--b\r\nContent-Type: text/html\r\n\r\n<html><head><style>/*" + strings.Repeat("t", 1100) + "*/</style><!-- <meta charset=\"koi8-r\"> --></head><body>caf\xe9</body></html>\r\n" +
@@ -480,7 +482,7 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 	for i := range parts {
 		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
 	}
-	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "café", "Ã©tÃ© café", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
+	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "привет", "café", "Ã©tÃ© café", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
 		t.Errorf("parts %q, want %q", parts, want)
 	}
 }
