@@ -353,7 +353,7 @@ func (s *Store) activate(version string, previous *string) error {
 	// switch and the record), since once it is no longer active a pending
 	// value no longer counts.
 	if cur, err := s.Active(); err == nil && cur != version {
-		if err := s.finalize(cur); err != nil {
+		if err := s.settle(cur, false); err != nil {
 			return fmt.Errorf("update: activate %s: nothing was switched: %w", version, fsHint(err))
 		}
 	}
@@ -387,38 +387,36 @@ func (s *Store) activate(version string, previous *string) error {
 	// The pending previous made final and the marks cleared (Record
 	// applies the first meanwhile, List hides the second for the active
 	// version, and the next switch away from version does both first).
-	s.settle(version)
+	s.settle(version, true)
 	return nil
 }
 
-// settle makes version's record that of the active version: its pending
-// previous final, and no mark of having been rolled back or downgraded
-// from.
-func (s *Store) settle(version string) error {
-	in, err := s.Record(version)
-	if err != nil {
-		return nil
-	}
-	in.RolledBack, in.DowngradedFrom = false, false
-	meta, _ := json.MarshalIndent(in, "", "  ")
-	return safeio.WriteFile(filepath.Join(s.dir, version, installedFile), meta, 0o644)
-}
-
-// finalize makes the pending previous of version, the active one, its
-// previous in its record (see Installed.PendingPrevious).
-func (s *Store) finalize(version string) error {
+// settle rewrites the record of version, the active one, with its
+// pending previous made final (see Installed.PendingPrevious) and, with
+// clearMarks (after a switch to it), no mark of having been rolled back
+// or downgraded from. Before a switch away from version only the first
+// is done: the marks are the switch's own. Nothing is written when
+// nothing would change; a record that does not read is left to Record's
+// callers to report.
+func (s *Store) settle(version string, clearMarks bool) error {
 	p := filepath.Join(s.dir, version, installedFile)
 	b, err := safeio.ReadFile(p, maxRecord)
 	if err != nil {
-		return nil // nothing to make final (Record reports it elsewhere)
-	}
-	var raw Installed
-	if json.Unmarshal(b, &raw) != nil || raw.PendingPrevious == "" {
 		return nil
 	}
-	in, err := s.Record(version)
-	if err != nil {
+	var in Installed
+	if json.Unmarshal(b, &in) != nil || in.Version != version {
 		return nil
+	}
+	marked := clearMarks && (in.RolledBack || in.DowngradedFrom)
+	if in.PendingPrevious == "" && !marked {
+		return nil
+	}
+	if in.PendingPrevious != "" {
+		in.Previous, in.PendingPrevious = in.PendingPrevious, ""
+	}
+	if clearMarks {
+		in.RolledBack, in.DowngradedFrom = false, false
 	}
 	meta, _ := json.MarshalIndent(in, "", "  ")
 	return safeio.WriteFile(p, meta, 0o644)
@@ -586,7 +584,7 @@ func (s *Store) Unreadables() []Unreadable {
 // leaving from installed and marked as rolled back from (so that
 // automatic updates do not bring it back).
 func (s *Store) deactivate(from string) (string, string, error) {
-	s.finalize(from) // as activate does for the version it leaves
+	s.settle(from, false) // as activate does for the version it leaves
 	if err := s.setRolledBack(from, true); err != nil {
 		return "", "", fmt.Errorf("update: rollback: nothing was switched: %w", fsHint(err))
 	}
