@@ -816,7 +816,10 @@ func unflowDelSp(b []byte) []byte {
 // as a part with no charset, so its text is not lost to the rules.
 // Without one, Windows-1252 as for any such part.
 func htmlPartText(b []byte, charset string) string {
-	if strings.TrimSpace(charset) == "" && !utf8.Valid(b) {
+	if strings.TrimSpace(charset) == "" {
+		if utf8.Valid(b) {
+			return string(b) // what toUTF8 gives, without checking again
+		}
 		e, name := metaCharset(b)
 		switch name {
 		case "utf-8":
@@ -855,29 +858,20 @@ func metaCharset(b []byte) (encoding.Encoding, string) {
 	// x/net's prescan runs its tokenizer, which reads <noscript> as raw
 	// text; the standard's prescan (and a mail client, scripts off)
 	// sees a <meta> in it. Renamed, the element is markup to it.
-	for i := indexFold(head, "<noscript"); i >= 0; {
-		head[i+8] = 'x'
-		j := indexFold(head[i+9:], "<noscript")
+	lower := bytes.ToLower(head) // ASCII now: same offsets
+	for i := 0; ; {
+		j := bytes.Index(lower[i:], []byte("<noscript"))
 		if j < 0 {
 			break
 		}
-		i += 9 + j
+		i += j + len("<noscript")
+		head[i-1] = 'x'
 	}
 	e, name, _ := htmlcharset.DetermineEncoding(head, "text/html")
 	if name == "windows-1252" {
 		return nil, ""
 	}
 	return e, name
-}
-
-// indexFold is the index of the ASCII string sub in b, in any case, or -1.
-func indexFold(b []byte, sub string) int {
-	for i := 0; i+len(sub) <= len(b); i++ {
-		if bytes.EqualFold(b[i:i+len(sub)], []byte(sub)) {
-			return i
-		}
-	}
-	return -1
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a
