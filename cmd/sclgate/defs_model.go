@@ -152,7 +152,11 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 		if err != nil {
 			return nil, 0, err
 		}
-		files := []string{p}
+		type file struct {
+			path string
+			fi   os.FileInfo // stat'ed once: for the listing and for identity
+		}
+		files := []file{{p, st}}
 		if st.IsDir() {
 			ents, err := os.ReadDir(p)
 			if err != nil {
@@ -171,23 +175,22 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 					return nil, 0, err
 				}
 				if fi.Mode().IsRegular() { // not subdirectories, FIFOs, devices
-					files = append(files, f)
+					files = append(files, file{f, fi})
 				}
 			}
-			slices.Sort(files)
+			slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
 		}
-		for _, f := range files {
-			if fi, err := os.Stat(f); err == nil {
-				if id, ok := idOf(fi); ok {
-					if was, dup := seen[id]; dup {
-						if was.class != class {
-							return nil, 0, fmt.Errorf("%s is given as both %s and %s (as %s): a message is one or the other", f, was.class, class, was.path)
-						}
-						again++
-						continue
+		for _, file := range files {
+			f := file.path
+			if id, ok := idOf(file.fi); ok {
+				if was, dup := seen[id]; dup {
+					if was.class != class {
+						return nil, 0, fmt.Errorf("%s is given as both %s and %s (as %s): a message is one or the other", f, was.class, class, was.path)
 					}
-					seen[id] = corpusFile{class, f}
+					again++
+					continue
 				}
+				seen[id] = corpusFile{class, f}
 			}
 			b, err := os.ReadFile(f)
 			if err != nil {
