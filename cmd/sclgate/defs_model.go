@@ -146,17 +146,14 @@ func idOf(fi os.FileInfo) (fileID, bool) {
 // tested on, and the cross-validated calibration would promise what the
 // model cannot keep. A file read as the other class is an error.
 func readCorpus(paths []string, class string, seen corpusFiles, progress func(files int, bytes int64), warn func(format string, a ...any)) (msgs [][]byte, bytes int64, err error) {
+	againFiles, firstAgain := 0, "" // files given by name and already read
 	for _, p := range paths {
 		again := 0 // files of p already read
 		st, err := os.Stat(p)
 		if err != nil {
 			return nil, 0, err
 		}
-		type file struct {
-			path string
-			fi   os.FileInfo // stat'ed once: for the listing and for identity
-		}
-		files := []file{{p, st}}
+		files := []string{p}
 		if st.IsDir() {
 			ents, err := os.ReadDir(p)
 			if err != nil {
@@ -175,26 +172,28 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 					return nil, 0, err
 				}
 				if fi.Mode().IsRegular() { // not subdirectories, FIFOs, devices
-					files = append(files, file{f, fi})
+					files = append(files, f)
 				}
 			}
-			slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
+			slices.Sort(files)
 		}
-		for _, file := range files {
-			f := file.path
-			if id, ok := idOf(file.fi); ok {
+		for _, f := range files {
+			b, id, err := readCorpusFile(f)
+			if err != nil {
+				return nil, 0, err
+			}
+			if id != (fileID{}) {
 				if was, dup := seen[id]; dup {
 					if was.class != class {
+						if was.path == f {
+							return nil, 0, fmt.Errorf("%s is given as both %s and %s: a message is one or the other", f, was.class, class)
+						}
 						return nil, 0, fmt.Errorf("%s is given as both %s and %s (as %s): a message is one or the other", f, was.class, class, was.path)
 					}
 					again++
 					continue
 				}
 				seen[id] = corpusFile{class, f}
-			}
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, 0, err
 			}
 			if why := notAMessage(b); why != "" {
 				// Training on it would teach the model noise, silently:
@@ -211,11 +210,57 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 				progress(len(msgs), bytes)
 			}
 		}
-		if again > 0 && warn != nil {
+		switch {
+		case again == 0 || warn == nil:
+		case !st.IsDir():
+			// Files given one by one (a shell glob given twice) are
+			// told of once, below, not one line each.
+			if againFiles == 0 {
+				firstAgain = p
+			}
+			againFiles++
+		case again == 1:
+			warn("%s: 1 of its files was already read (given twice?): it is read once", p)
+		default:
 			warn("%s: %d of its files were already read (given twice?): each is read once", p, again)
 		}
 	}
+	switch {
+	case againFiles == 1:
+		warn("%s was already read (given twice?): it is read once", firstAgain)
+	case againFiles > 1:
+		warn("%s and %d more of the files given were already read (given twice?): each is read once", firstAgain, againFiles-1)
+	}
 	return msgs, bytes, nil
+}
+
+// maxCorpusFile bounds a corpus file: no mail message is near it, and a
+// device or a runaway file named by mistake must not take the memory.
+const maxCorpusFile = 256 << 20
+
+// readCorpusFile reads the corpus file at path, and returns its identity
+// as the file opened (not as listed: a file swapped for another since
+// must not pass the check against reading one message as ham and spam).
+// What is not a regular file is an error, not a wait (a FIFO) or an
+// endless read (/dev/zero).
+func readCorpusFile(path string) ([]byte, fileID, error) {
+	f, fi, err := safeio.Open(path, 0)
+	if err != nil {
+		return nil, fileID{}, err
+	}
+	defer f.Close()
+	if fi.Size() > maxCorpusFile {
+		return nil, fileID{}, fmt.Errorf("%s: %d bytes, larger than any mail message (at most %d)", path, fi.Size(), maxCorpusFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxCorpusFile+1))
+	if err != nil {
+		return nil, fileID{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(b) > maxCorpusFile {
+		return nil, fileID{}, fmt.Errorf("%s: larger than any mail message (at most %d bytes)", path, maxCorpusFile)
+	}
+	id, _ := idOf(fi)
+	return b, id, nil
 }
 
 // notAMessage says why b is not a mail message as a corpus stores it

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -380,5 +381,52 @@ func TestNotAMessage(t *testing.T) {
 		if got := mboxSecond([]byte(tc.b)) >= 0; got != tc.secondMbx {
 			t.Errorf("%s: mboxSecond = %d", tc.name, mboxSecond([]byte(tc.b)))
 		}
+	}
+}
+
+// A FIFO or a device named as a corpus file is an error naming it, not a
+// wait for a writer that never comes or an endless read (/dev/zero took
+// all the memory); inside a directory it is left out, as before. Files
+// given one by one and again (a shell glob twice) are told of in one line.
+func TestDefsCorpusSpecialFiles(t *testing.T) {
+	ham, spam := modelCorpus(t, 6)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero"} {
+		for _, cmd := range [][]string{
+			{"defs", "eval", "-ham", ham, p, "-spam", spam},
+			{"defs", "train", "-bits", "12", "-o", filepath.Join(t.TempDir(), "x.tar.gz"), "-ham", ham, p, "-spam", spam},
+		} {
+			done := make(chan struct{})
+			var code int
+			var errOut string
+			go func() {
+				code, _, errOut = sclgate(t, "", cmd...)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				// Unblock the reader so the test ends.
+				if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					f.Close()
+				}
+				t.Fatalf("%v: still reading %s after 30s", cmd, p)
+			}
+			if code != 1 || !strings.Contains(errOut, p+": is not a regular file") {
+				t.Errorf("%v: %d %s", cmd, code, errOut)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(ham, "[0-9]*")) // as a shell's *: no dot files
+	args := append(append(append([]string{"defs", "eval", "-json", "-ham"}, files...), files...), "-spam", spam)
+	code, _, errOut := sclgate(t, "", args...)
+	if code != 0 || strings.Count(errOut, "already read") != 1 || !strings.Contains(errOut, files[0]+" and 5 more of the files given were already read") {
+		t.Errorf("a glob given twice: %d %s", code, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "defs", "eval", "-ham", ham, files[0], "-spam", spam, files[0]); code != 1 || !strings.Contains(errOut, files[0]+" is given as both ham and spam: a message") {
+		t.Errorf("a message as ham and spam: %d %s", code, errOut)
 	}
 }

@@ -54,9 +54,38 @@ Usage:
 Run "sclgate COMMAND -h" for a command's flags.
 `
 
-// run dispatches to a subcommand and returns the process exit code.
+// run runs a subcommand and returns the process exit code. A command
+// that succeeds but could not write its output (a full disk under
+// "defs info -json B > info.json") fails: a script must not take an empty
+// or cut file for the answer.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := env{stdin: stdin, stdout: stdout, stderr: stderr}
+	out := &outputCheck{w: stdout}
+	code := dispatch(args, env{stdin: stdin, stdout: out, stderr: stderr})
+	if code == 0 && out.err != nil {
+		fmt.Fprintf(stderr, "sclgate: writing the output: %v\n", out.err)
+		return 1
+	}
+	return code
+}
+
+// outputCheck is a Writer that remembers the first error of the one it
+// wraps.
+type outputCheck struct {
+	w   io.Writer
+	err error
+}
+
+func (c *outputCheck) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// dispatch runs the subcommand args[0] and returns its exit code.
+func dispatch(args []string, e env) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -33,6 +34,28 @@ func TestVersion(t *testing.T) {
 
 // A directory of directories (a Maildir) scans nothing, and says why; a
 // file name is printed as the terminal can show it.
+// fullDisk is standard output on a full disk.
+type fullDisk struct{}
+
+func (fullDisk) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// A command that could not write its output fails, naming why, whatever
+// the command (defs info -json exited 0 with nothing written); one that
+// failed already keeps its own exit code.
+func TestOutputErrorFails(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"defs", "info"}, {"defs", "info", "-json"}, {"scan", "-json"}} {
+		var errOut bytes.Buffer
+		code := run(args, strings.NewReader("Subject: hi\r\n\r\nhello\r\n"), fullDisk{}, &errOut)
+		if code != 1 || !strings.Contains(errOut.String(), "writing the output: no space left on device") {
+			t.Errorf("%v: %d %q", args, code, errOut.String())
+		}
+	}
+	var errOut bytes.Buffer
+	if code := run([]string{"defs", "info", "/nonexistent"}, strings.NewReader(""), fullDisk{}, &errOut); code != 1 || strings.Contains(errOut.String(), "writing the output") {
+		t.Errorf("a failed command: %d %q", code, errOut.String())
+	}
+}
+
 func TestScanDirOfDirsAndOddNames(t *testing.T) {
 	md := t.TempDir()
 	os.Mkdir(filepath.Join(md, "cur"), 0o755)
