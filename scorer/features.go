@@ -32,7 +32,11 @@ import (
 // and format=flowed text with delsp=yes unflowed. Version 9 unflows quoted
 // and space-stuffed flowed lines too, and reads an HTML part's <meta>
 // charset as browsers do (UTF-8 with stray bytes, x-user-defined).
-const FeatureVersion = 9
+// Version 10 leaves out the text of <iframe>, <noembed> and <noframes>
+// (never shown), takes a <meta> charset before a guess of UTF-8 from the
+// bytes and under a Content-Type charset no decoder knows, and unflows
+// quoted flowed lines with delsp=no.
+const FeatureVersion = 10
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

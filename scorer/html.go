@@ -14,7 +14,9 @@ import (
 // run together, while inline elements (<b>fr</b>ee) join as a browser would.
 //
 // It reads as a mail client shows mail, which is with scripts off:
-// <noscript> content is text, <template> content is not. NUL bytes, which
+// <noscript> content is text, <template> content is not, nor is that of
+// <iframe> (never shown: a frame shows its src), <noembed> and <noframes>
+// (hidden by every browser's default style sheet). NUL bytes, which
 // browsers drop, are dropped. A self-closed <style/> (or <script/>,
 // <title/>, <template/>) is an empty element inside <svg> or <math>;
 // elsewhere what follows it is scored as raw text (a browser hides it up
@@ -26,7 +28,7 @@ func htmlToText(src string) (string, []string) {
 	var b strings.Builder
 	var urls []string
 	z := html.NewTokenizer(strings.NewReader(src))
-	skip := 0         // depth inside <script>/<style>/<title>/<template> content
+	skip := 0         // depth inside <script>/<style>/<title>/<template>/... content
 	svg, math := 0, 0 // depth inside <svg>, <math> (each closed only by its own end tag)
 	for {
 		tt := z.Next()
@@ -56,7 +58,7 @@ func htmlToText(src string) (string, []string) {
 			case atom.Noscript:
 				z.NextIsNotRawText() // scripts are off: its content is markup
 				continue
-			case atom.Script, atom.Style, atom.Title, atom.Template:
+			case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed, atom.Noframes:
 				switch {
 				case tt == html.StartTagToken:
 					skip++
@@ -105,7 +107,7 @@ func htmlToText(src string) (string, []string) {
 				}
 			case atom.Noscript:
 				continue
-			case atom.Script, atom.Style, atom.Title, atom.Template:
+			case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed, atom.Noframes:
 				if skip > 0 {
 					skip--
 				}
@@ -125,7 +127,10 @@ func blockElement(a atom.Atom) bool {
 		atom.Pre, atom.Hr, atom.Body, atom.Section, atom.Article, atom.Header, atom.Footer,
 		atom.Center, atom.Form, atom.Dd, atom.Dt, atom.Address, atom.Aside, atom.Nav, atom.Main,
 		atom.Figure, atom.Figcaption, atom.Details, atom.Summary, atom.Dl, atom.Fieldset,
-		atom.Legend, atom.Caption, atom.Menu, atom.Dialog:
+		atom.Legend, atom.Caption, atom.Menu, atom.Dialog,
+		// Boxes of their own, not inline text: "<textarea>x</textarea>y"
+		// shows x and y apart.
+		atom.Textarea, atom.Xmp, atom.Plaintext:
 		return true
 	}
 	return false

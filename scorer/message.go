@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset" // every charset go-message knows, not just UTF-8
+	"golang.org/x/net/html"
 	htmlcharset "golang.org/x/net/html/charset"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
@@ -651,8 +652,8 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
 		// Named non-text attachment: not body text.
 	case mediaType == "text/plain":
-		if strings.EqualFold(params["format"], "flowed") && strings.EqualFold(params["delsp"], "yes") {
-			body = unflowDelSp(body)
+		if strings.EqualFold(params["format"], "flowed") {
+			body = unflow(body, strings.EqualFold(params["delsp"], "yes"))
 		}
 		w.addText(partText(body, params["charset"]))
 	case mediaType == "text/html":
@@ -762,15 +763,16 @@ func partText(b []byte, charset string) string {
 	return toUTF8(b)
 }
 
-// unflowDelSp joins the lines of format=flowed text with delsp=yes (RFC
-// 3676): a line ending in a space is a soft break whose space is not part
-// of the text, so "spe \r\ncial" is "special" to the reader, and to the
-// admin's phrases. Each line's quote marks ('>'s) are its depth and one
-// space after them is stuffing (section 4.4), both taken off before the
-// join; only lines of one depth are joined, and each paragraph is written
-// back with its depth's marks. (With delsp=no the space stays, and the
-// line break is white space as it is.) "-- " is no soft break.
-func unflowDelSp(b []byte) []byte {
+// unflow joins the lines of format=flowed text (RFC 3676): a line ending
+// in a space is a soft break. With delsp=yes the space is not part of the
+// text, so "spe \r\ncial" is "special" to the reader, and to the admin's
+// phrases; with delsp=no it stays. Each line's quote marks ('>'s) are its
+// depth and one space after them is stuffing (section 4.4), both taken
+// off before the join (a quoted paragraph read "a special > deal" with
+// the marks left in); only lines of one depth are joined, and each
+// paragraph is written back with its depth's marks. "-- " is no soft
+// break.
+func unflow(b []byte, delsp bool) []byte {
 	out := make([]byte, 0, len(b))
 	open := -1 // depth of the paragraph being joined, or -1
 	for len(b) > 0 {
@@ -793,7 +795,10 @@ func unflowDelSp(b []byte) []byte {
 			out = append(out, ' ')
 		}
 		if found && len(text) > 0 && text[len(text)-1] == ' ' && string(text) != "-- " {
-			out = append(out, text[:len(text)-1]...)
+			if delsp {
+				text = text[:len(text)-1]
+			}
+			out = append(out, text...)
 			open = depth
 			continue
 		}
@@ -806,36 +811,45 @@ func unflowDelSp(b []byte) []byte {
 	return out
 }
 
-// htmlPartText is partText for an HTML part: with no charset in its
-// Content-Type and bytes that are not UTF-8, the charset its own <meta>
-// declares, as browsers and mail clients read it (the HTML standard's
-// prescan of the first 1,024 bytes; a byte order mark first). A <meta>
-// saying UTF-8 (or UTF-16, which the prescan makes UTF-8) is read as a
-// part labelled UTF-8 is; x-user-defined is Windows-1252; the replacement
-// encoding (ISO-2022-KR, HZ) would show the reader one U+FFFD, and is read
-// as a part with no charset, so its text is not lost to the rules.
-// Without one, Windows-1252 as for any such part.
-func htmlPartText(b []byte, charset string) string {
-	if strings.TrimSpace(charset) == "" {
-		if utf8.Valid(b) {
-			return string(b) // what toUTF8 gives, without checking again
-		}
-		e, name := metaCharset(b)
-		switch name {
-		case "utf-8":
-			return partText(b, "utf-8")
-		case "", "windows-1252", "x-user-defined", "replacement":
-		default:
-			if d, err := e.NewDecoder().Bytes(b); err == nil {
-				return strings.ToValidUTF8(string(d), "\uFFFD")
-			}
+// htmlPartText is partText for an HTML part. With no charset in its
+// Content-Type, or one no decoder knows (a browser ignores a label it does
+// not know), the page's own byte order mark or <meta> says, as browsers
+// and mail clients read it (the HTML standard's prescan of the first
+// 1,024 bytes), even when the bytes happen to be valid UTF-8: Cyrillic in
+// windows-1251 with soft hyphens between the letters is both, and the
+// reader sees Cyrillic. A <meta> saying UTF-8 (or UTF-16, which the
+// prescan makes UTF-8) is read as a part labelled UTF-8 is; one saying
+// Windows-1252 (or ISO-8859-1, or x-user-defined) is read so; the
+// replacement encoding (ISO-2022-KR, HZ) would show the reader one
+// U+FFFD, and is read as a part with no charset, so its text is not lost
+// to the rules. With neither, as any part without a charset (toUTF8).
+func htmlPartText(b []byte, label string) string {
+	if l := strings.TrimSpace(label); l != "" {
+		if _, err := charset.Reader(l, bytes.NewReader(nil)); err == nil {
+			return partText(b, label) // go-message has decoded it
 		}
 	}
-	return partText(b, charset)
+	e, name := metaCharset(b)
+	switch name {
+	case "":
+		return toUTF8(b)
+	case "utf-8":
+		return partText(b, "utf-8")
+	case "windows-1252", "x-user-defined":
+		e = charmap.Windows1252
+	case "replacement":
+		return toUTF8(b)
+	}
+	d, err := e.NewDecoder().Bytes(b)
+	if err != nil {
+		return toUTF8(b)
+	}
+	return strings.ToValidUTF8(string(d), "\uFFFD")
 }
 
 // metaCharset returns the encoding an HTML page's byte order mark or
-// <meta> (in its first 1,024 bytes) declares, and its WHATWG name, or "".
+// <meta> (in its first 1,024 bytes) declares, and its WHATWG name, or ""
+// when neither says anything.
 func metaCharset(b []byte) (encoding.Encoding, string) {
 	switch {
 	case bytes.HasPrefix(b, []byte("\xef\xbb\xbf")):
@@ -845,33 +859,110 @@ func metaCharset(b []byte) (encoding.Encoding, string) {
 	case bytes.HasPrefix(b, []byte("\xff\xfe")):
 		return unicode.UTF16(unicode.LittleEndian, unicode.UseBOM), "utf-16le"
 	}
-	// The prescan alone: DetermineEncoding also guesses UTF-8 from the
-	// bytes when no <meta> says anything, which must not count as one
-	// saying so. With the bytes above 0x7F masked it has nothing to
-	// guess from, and says windows-1252 for no <meta>.
-	head := bytes.Clone(b[:min(len(b), 1024)])
-	for i, c := range head {
-		if c >= 0x80 {
-			head[i] = 'x'
+	return prescanMeta(b[:min(len(b), 1024)])
+}
+
+// prescanMeta is the HTML standard's prescan for a <meta> declaring the
+// page's encoding (section 13.2.3.2), on x/net's tokenizer as x/net's
+// own DetermineEncoding runs it, with two differences: it says when no
+// <meta> declares anything (DetermineEncoding then guesses from the
+// bytes, which must not count as a <meta> saying UTF-8, and says
+// Windows-1252 both for a <meta> saying so and for none), and <noscript>
+// content is markup, as to the standard's byte scanner and to a mail
+// client with scripts off (the tokenizer reads it as raw text).
+func prescanMeta(head []byte) (encoding.Encoding, string) {
+	z := html.NewTokenizer(bytes.NewReader(head))
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return nil, ""
+		case html.StartTagToken, html.SelfClosingTagToken:
+			tag, hasAttr := z.TagName()
+			if string(tag) == "noscript" {
+				z.NextIsNotRawText()
+				continue
+			}
+			if string(tag) != "meta" {
+				continue
+			}
+			var (
+				seen        = map[string]bool{}
+				pragma      bool // http-equiv="content-type"
+				needPragma  bool // the charset came from content=
+				e           encoding.Encoding
+				name, label string
+			)
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				key := string(k)
+				if seen[key] { // the first of an attribute counts
+					continue
+				}
+				seen[key] = true
+				switch key {
+				case "http-equiv":
+					pragma = strings.EqualFold(string(v), "content-type")
+				case "content":
+					if e == nil {
+						if label = charsetFromContent(string(v)); label != "" {
+							if e, name = htmlcharset.Lookup(label); e != nil {
+								needPragma = true
+							}
+						}
+					}
+				case "charset":
+					e, name = htmlcharset.Lookup(string(v))
+					needPragma = false
+				}
+			}
+			if e == nil || needPragma && !pragma {
+				continue
+			}
+			if strings.HasPrefix(name, "utf-16") {
+				return nil, "utf-8"
+			}
+			return e, name
 		}
 	}
-	// x/net's prescan runs its tokenizer, which reads <noscript> as raw
-	// text; the standard's prescan (and a mail client, scripts off)
-	// sees a <meta> in it. Renamed, the element is markup to it.
-	lower := bytes.ToLower(head) // ASCII now: same offsets
+}
+
+// charsetFromContent is the HTML standard's "algorithm for extracting a
+// character encoding from a meta element": the value after "charset="
+// in a content attribute, quoted or not, or "".
+func charsetFromContent(s string) string {
+	lower := []byte(s) // ASCII case folded only: the same offsets as s
+	for i, c := range lower {
+		if 'A' <= c && c <= 'Z' {
+			lower[i] = c + 'a' - 'A'
+		}
+	}
 	for i := 0; ; {
-		j := bytes.Index(lower[i:], []byte("<noscript"))
+		j := bytes.Index(lower[i:], []byte("charset"))
 		if j < 0 {
-			break
+			return ""
 		}
-		i += j + len("<noscript")
-		head[i-1] = 'x'
+		i += j + len("charset")
+		rest := strings.TrimLeft(s[i:], "\t\n\f\r ")
+		if !strings.HasPrefix(rest, "=") {
+			continue // "charset" not followed by '=': look for the next
+		}
+		rest = strings.TrimLeft(rest[1:], "\t\n\f\r ")
+		if rest == "" {
+			return ""
+		}
+		if q := rest[0]; q == '"' || q == '\'' {
+			end := strings.IndexByte(rest[1:], q)
+			if end < 0 {
+				return "" // unmatched quote
+			}
+			return rest[1 : 1+end]
+		}
+		if end := strings.IndexAny(rest, "\t\n\f\r ;"); end >= 0 {
+			return rest[:end]
+		}
+		return rest
 	}
-	e, name, _ := htmlcharset.DetermineEncoding(head, "text/html")
-	if name == "windows-1252" {
-		return nil, ""
-	}
-	return e, name
 }
 
 // trimCutRune drops an incomplete UTF-8 sequence from the end of b (a

@@ -455,7 +455,7 @@ func TestFeaturesStable(t *testing.T) {
 		}
 	}
 	const want = 0x64fa49567b34d736
-	if sum != want || FeatureVersion != 9 {
+	if sum != want || FeatureVersion != 10 {
 		t.Errorf("feature hash sum %#x, want %#x (feature version %d)", sum, uint64(want), FeatureVersion)
 	}
 }

@@ -487,6 +487,36 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 	}
 }
 
+// A page's <meta> is read as a browser reads it (found by a review
+// against Chromium): before any guess from the bytes (windows-1251
+// Cyrillic with soft hyphens between the letters is valid UTF-8 too),
+// past a '<' before a non-ASCII byte (text, not a tag), and under a
+// Content-Type charset no decoder knows. Text in <iframe>, <noembed> and
+// <noframes> is never shown, a <textarea> is a box of its own, and
+// quoted flowed lines are joined with delsp=no too.
+func TestHTMLReadAsBrowsersDo(t *testing.T) {
+	raw := []byte("From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=windows-1251><p>\xe1\xad\xad\xe5\xad\xad\xf1\xad\xad\xad</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<\xe0<meta charset=koi8-r><p>\xc3\xc5\xce\xc1</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n</\xe0 a=\">\" <meta charset=koi8-r><p>\xc3\xc5\xce\xc1</p>\r\n" +
+		"--b\r\nContent-Type: text/html; charset=x-foo\r\n\r\n<meta content=\"text/html; charset='koi8-r'\" http-equiv=Content-Type><p>\xc3\xc5\xce\xc1</p>\r\n" +
+		// The first charset attribute counts; content= needs http-equiv.
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta content=\"charset=koi8-r\"><meta charset=iso-8859-5 charset=koi8-r><p>\xdf\xe0\xd8</p>\r\n" +
+		// A <meta> saying Windows-1252 over UTF-8 bytes shows mojibake.
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=iso-8859-1><p>caf\xc3\xa9</p>\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>a <iframe src=x>free</iframe><noembed>cash</noembed><noframes>now</noframes> b <textarea>x</textarea>y</p>\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n> get a \r\n> special deal\r\n>  stuffed \r\n> line\r\n--b--\r\n")
+	parts := Parse(raw).TextParts()
+	for i := range parts {
+		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
+	}
+	want := []string{"б\u00ad\u00adе\u00ad\u00adс\u00ad\u00ad\u00ad", "<Ю цена", "\" цена", "цена", "при", "cafÃ©", "a b x y", "> get a special deal > stuffed line"}
+	if !slices.Equal(parts, want) {
+		t.Errorf("parts %q,\nwant %q", parts, want)
+	}
+}
+
 // A text part longer than MaxPartBytes is read in part, and says so.
 func TestLongPartIsADefect(t *testing.T) {
 	body := strings.Repeat("lorem ipsum dolor sit amet\r\n", MaxPartBytes/28+10) + "tail phrase\r\n"
