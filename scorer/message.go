@@ -889,6 +889,7 @@ func prescanMeta(head []byte) (encoding.Encoding, string) {
 				seen        = map[string]bool{}
 				pragma      bool // http-equiv="content-type"
 				needPragma  bool // the charset came from content=
+				set         bool // a charset= or content= has said (maybe a label nobody knows)
 				e           encoding.Encoding
 				name, label string
 			)
@@ -904,16 +905,19 @@ func prescanMeta(head []byte) (encoding.Encoding, string) {
 				case "http-equiv":
 					pragma = strings.EqualFold(string(v), "content-type")
 				case "content":
-					if e == nil {
+					if !set {
 						if label = charsetFromContent(string(v)); label != "" {
 							if e, name = htmlcharset.Lookup(label); e != nil {
-								needPragma = true
+								set, needPragma = true, true
 							}
 						}
 					}
 				case "charset":
+					// Even a label nobody knows is the element's answer
+					// (the standard's "failure"): a content= after it
+					// does not count.
 					e, name = htmlcharset.Lookup(string(v))
-					needPragma = false
+					set, needPragma = true, false
 				}
 			}
 			if e == nil || needPragma && !pragma {

@@ -503,6 +503,9 @@ func TestHTMLReadAsBrowsersDo(t *testing.T) {
 		"--b\r\nContent-Type: text/html; charset=x-foo\r\n\r\n<meta content=\"text/html; charset='koi8-r'\" http-equiv=Content-Type><p>\xc3\xc5\xce\xc1</p>\r\n" +
 		// The first charset attribute counts; content= needs http-equiv.
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta content=\"charset=koi8-r\"><meta charset=iso-8859-5 charset=koi8-r><p>\xdf\xe0\xd8</p>\r\n" +
+		// A charset= nobody knows is that <meta>'s answer: its content= does
+		// not count, and with no other <meta> the part is Windows-1252.
+		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=bogus http-equiv=content-type content=\"charset=koi8-r\"><p>\xc3\xc5\xce\xc1</p>\r\n" +
 		// A <meta> saying Windows-1252 over UTF-8 bytes shows mojibake.
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=iso-8859-1><p>caf\xc3\xa9</p>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>a <iframe src=x>free</iframe><noembed>cash</noembed><noframes>now</noframes> b <textarea>x</textarea>y</p>\r\n" +
@@ -511,7 +514,7 @@ func TestHTMLReadAsBrowsersDo(t *testing.T) {
 	for i := range parts {
 		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
 	}
-	want := []string{"б\u00ad\u00adе\u00ad\u00adс\u00ad\u00ad\u00ad", "<Ю цена", "\" цена", "цена", "при", "cafÃ©", "a b x y", "> get a special deal > stuffed line"}
+	want := []string{"б\u00ad\u00adе\u00ad\u00adс\u00ad\u00ad\u00ad", "<Ю цена", "\" цена", "цена", "при", "ÃÅÎÁ", "cafÃ©", "a b x y", "> get a special deal > stuffed line"}
 	if !slices.Equal(parts, want) {
 		t.Errorf("parts %q,\nwant %q", parts, want)
 	}
