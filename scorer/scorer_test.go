@@ -455,10 +455,7 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>caf\xe9</p>\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\na spe \r\ncial offer \r\n-- \r\nsig\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\na spe \r\ncial offer\r\n--b--\r\n")
-	parts := Parse(raw).TextParts()
-	for i := range parts {
-		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
-	}
+	parts := wordsOfParts(raw)
 	if want := []string{"цена", "цена", "café", "a special offer -- sig", "a spe cial offer"}; !slices.Equal(parts, want) {
 		t.Errorf("parts %q, want %q", parts, want)
 	}
@@ -478,10 +475,7 @@ func TestMetaCharsetAndFlowed(t *testing.T) {
 		// not taken for one that says UTF-8.
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>\xc3\xa9t\xc3\xa9</p>" + strings.Repeat(" ", 1100) + "<p>caf\xe9</p>\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n> get a spe \r\n> cial deal\r\nget it Fr \r\n ee now\r\n>> deep \r\n> shallow\r\n--b--\r\n")
-	parts = Parse(raw).TextParts()
-	for i := range parts {
-		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
-	}
+	parts = wordsOfParts(raw)
 	if want := []string{"Verlängertes \uFFFD", "Verlängertes", "привет", "café", "Ã©tÃ© café", "> get a special deal get it Free now >> deep > shallow"}; !slices.Equal(parts, want) {
 		t.Errorf("parts %q, want %q", parts, want)
 	}
@@ -510,14 +504,21 @@ func TestHTMLReadAsBrowsersDo(t *testing.T) {
 		"--b\r\nContent-Type: text/html\r\n\r\n<meta charset=iso-8859-1><p>caf\xc3\xa9</p>\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>a <iframe src=x>free</iframe><noembed>cash</noembed><noframes>now</noframes> b <textarea>x</textarea>y</p>\r\n" +
 		"--b\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n> get a \r\n> special deal\r\n>  stuffed \r\n> line\r\n--b--\r\n")
-	parts := Parse(raw).TextParts()
-	for i := range parts {
-		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
-	}
+	parts := wordsOfParts(raw)
 	want := []string{"б\u00ad\u00adе\u00ad\u00adс\u00ad\u00ad\u00ad", "<Ю цена", "\" цена", "цена", "при", "ÃÅÎÁ", "cafÃ©", "a b x y", "> get a special deal > stuffed line"}
 	if !slices.Equal(parts, want) {
 		t.Errorf("parts %q,\nwant %q", parts, want)
 	}
+}
+
+// wordsOfParts is the text of each text part of raw, its words joined by
+// one space.
+func wordsOfParts(raw []byte) []string {
+	parts := Parse(raw).TextParts()
+	for i := range parts {
+		parts[i] = strings.Join(strings.Fields(parts[i]), " ")
+	}
+	return parts
 }
 
 // A text part longer than MaxPartBytes is read in part, and says so.
