@@ -35,8 +35,13 @@ import (
 // Version 10 leaves out the text of <iframe>, <noembed> and <noframes>
 // (never shown), takes a <meta> charset before a guess of UTF-8 from the
 // bytes and under a Content-Type charset no decoder knows, and unflows
-// quoted flowed lines with delsp=no.
-const FeatureVersion = 10
+// quoted flowed lines with delsp=no. Version 11 builds an HTML page into a
+// tree by the HTML standard's rules, as browsers do, and reads only what
+// the tree shows (not the text of frameset pages, of elements with the
+// hidden attribute, of closed dialogs and details, of SVG outside <text>),
+// and reads ISO-8859-9 as Windows-1254 and UTF-16 in the byte order its
+// bytes show.
+const FeatureVersion = 11
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

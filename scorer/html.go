@@ -9,34 +9,186 @@ import (
 )
 
 // htmlToText renders an HTML body to the text a reader would see, and
-// collects link targets. Script and style contents are not text. Block
-// elements end a line so that words in adjacent cells or paragraphs do not
-// run together, while inline elements (<b>fr</b>ee) join as a browser would.
+// collects link targets. The page is built into a tree by the HTML
+// standard's rules (x/net's parser), as a browser builds it, so that what
+// is text and what is not is decided as there: a stray end tag, an
+// "<svg><noembed>" or a <table> moving text out of it cannot make the
+// text read here differ from the text shown. Block elements end a line so
+// that words in adjacent cells or paragraphs do not run together, while
+// inline elements (<b>fr</b>ee) join as a browser would.
 //
-// It reads as a mail client shows mail, which is with scripts off:
-// <noscript> content is text, <template> content is not, nor is that of
-// <iframe> (never shown: a frame shows its src), <noembed> and <noframes>
-// (hidden by every browser's default style sheet). NUL bytes, which
-// browsers drop, are dropped. A self-closed <style/> (or <script/>,
-// <title/>, <template/>) is an empty element inside <svg> or <math>;
-// elsewhere what follows it is scored as raw text (a browser hides it up
-// to an end tag that may never come). (A browser parses a <style> start tag inside
-// <svg> as markup and shows the text of elements that break out of it;
-// counting tags cannot follow HTML's tree-building rules that decide it,
-// so it stays skipped: see the README's known gaps.)
-func htmlToText(src string) (string, []string) {
+// It reads as a mail client shows mail with its default style sheet and
+// scripts off (see shown): <noscript> content is text; what no reader sees
+// is not, so that words put there cannot poison the model or match the
+// admin's phrases. A page the parser refuses (nested deeper than 512
+// elements) is read token by token instead (htmlTokensToText), and deep
+// says so.
+func htmlToText(src string) (text string, urls []string, deep bool) {
+	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
+	if err != nil {
+		text, urls = htmlTokensToText(src)
+		return text, urls, true
+	}
+	var b strings.Builder
+	var walk func(n *html.Node, svgText bool)
+	walk = func(n *html.Node, svgText bool) {
+		switch n.Type {
+		case html.TextNode:
+			if n.Parent != nil && n.Parent.Namespace == "svg" && !svgText {
+				return
+			}
+			b.WriteString(strings.ReplaceAll(n.Data, "\x00", ""))
+			return
+		case html.ElementNode:
+			if !shown(n) {
+				return
+			}
+			switch n.Namespace {
+			case "":
+				urls = appendLinks(urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
+				if n.DataAtom == atom.Img {
+					if alt := attr(n, "alt"); alt != "" {
+						b.WriteString(" " + alt + " ")
+					}
+				}
+				svgText = false
+			case "svg":
+				urls = appendLinks(urls, n, n.Data == "a")
+				switch n.Data {
+				case "svg":
+					svgText = false
+				case "text":
+					svgText = true
+				case "foreignObject":
+					svgText = false // HTML inside: its own rules
+				}
+			}
+		}
+		block := n.Type == html.ElementNode && n.Namespace == "" && blockElement(n.DataAtom)
+		if block {
+			b.WriteByte('\n')
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if n.Type == html.ElementNode && n.Namespace == "" && n.DataAtom == atom.Details && !hasAttr(n, "open") &&
+				c != firstSummary(n) {
+				continue // a closed <details> shows its first <summary> only
+			}
+			walk(c, svgText)
+		}
+		if block {
+			b.WriteByte('\n')
+		}
+	}
+	walk(doc, false)
+	return b.String(), urls, false
+}
+
+// shown says whether an element and what it holds are shown at all by a
+// browser's default style sheet with scripts off: not <script>, <style>,
+// <title>, <template>, <iframe> (a frame shows its src), <noembed>,
+// <noframes>, <datalist>, <rp>, a <dialog> not open, an element with the
+// hidden attribute, the fallback content of <video>, <audio> and
+// <canvas>; in SVG, <style>, <script>, <title>, <desc> and <metadata>; in
+// MathML, annotations. (A page's own style sheet can show or hide
+// anything: it is not followed, see the README's known gaps.)
+func shown(n *html.Node) bool {
+	switch n.Namespace {
+	case "":
+		switch n.DataAtom {
+		case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed,
+			atom.Noframes, atom.Datalist, atom.Rp, atom.Video, atom.Audio, atom.Canvas:
+			return false
+		case atom.Dialog:
+			if !hasAttr(n, "open") {
+				return false
+			}
+		}
+		return !hasAttr(n, "hidden")
+	case "svg":
+		switch n.Data {
+		case "style", "script", "title", "desc", "metadata":
+			return false
+		}
+	case "math":
+		switch n.Data {
+		case "annotation", "annotation-xml":
+			return false
+		}
+	}
+	return true
+}
+
+// appendLinks appends an element's href and src targets when it is a link.
+func appendLinks(urls []string, n *html.Node, link bool) []string {
+	if !link {
+		return urls
+	}
+	for _, a := range n.Attr {
+		if a.Key == "href" || a.Key == "src" {
+			urls = append(urls, a.Val)
+		}
+	}
+	return urls
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Namespace == "" && a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func hasAttr(n *html.Node, key string) bool {
+	for _, a := range n.Attr {
+		if a.Namespace == "" && a.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func firstSummary(n *html.Node) *html.Node {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.Namespace == "" && c.DataAtom == atom.Summary {
+			return c
+		}
+	}
+	return nil
+}
+
+// htmlTokensToText is htmlToText for a page the tree builder refuses
+// (nested deeper than it goes): it reads the page token by token, and
+// follows the HTML standard's rules only as far as tags can be counted.
+// Not text are the contents of <script>, <style>, <title>, <template>,
+// <iframe>, <noembed> and <noframes>, of SVG's <style>, <script>, <title>,
+// <desc> and <metadata> and of MathML's annotations. A browser ignores
+// "/>" on an HTML element, so "<style/>" hides what follows up to
+// </style> (or the end) here as there. Inside <svg> and <math> the rules
+// for foreign content apply as far as htmlForeign follows them: there
+// "<style>" or "<noembed>" is an element like any other, not raw text,
+// and an HTML element such as <p> ends the SVG (read as raw text up to an
+// end tag that never came, one "<svg><noembed></svg>" before the body hid
+// all its words and links).
+func htmlTokensToText(src string) (string, []string) {
 	var b strings.Builder
 	var urls []string
 	z := html.NewTokenizer(strings.NewReader(src))
-	skip := 0         // depth inside <script>/<style>/<title>/<template>/... content
-	svg, math := 0, 0 // depth inside <svg>, <math> (each closed only by its own end tag)
+	raw := false // the next text is a <script>, <style>, ... element's content
+	tmpl := 0    // depth inside <template>, whose content is never shown
+	var f htmlForeign
 	for {
 		tt := z.Next()
 		switch tt {
 		case html.ErrorToken:
 			return b.String(), urls
 		case html.TextToken:
-			if skip == 0 {
+			if raw {
+				raw = false
+				continue
+			}
+			if tmpl == 0 && f.hidden == 0 {
 				t := z.Text()
 				if bytes.IndexByte(t, 0) >= 0 {
 					t = bytes.ReplaceAll(t, []byte{0}, nil)
@@ -46,48 +198,69 @@ func htmlToText(src string) (string, []string) {
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
 			a := atom.Lookup(name)
-			switch a {
-			case atom.Svg:
-				if tt == html.StartTagToken {
-					svg++
-				}
-			case atom.Math:
-				if tt == html.StartTagToken {
-					math++
-				}
-			case atom.Noscript:
-				z.NextIsNotRawText() // scripts are off: its content is markup
-				continue
-			case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed, atom.Noframes:
-				switch {
-				case tt == html.StartTagToken:
-					skip++
-				case svg+math > 0:
-					// Self-closed inside SVG or MathML: an empty element,
-					// and what follows is markup, not raw text (one
-					// "<svg><style/></svg>" hid the whole body).
-					z.NextIsNotRawText()
-				}
-				// Self-closed elsewhere (or where a stray </svg> made the
-				// count wrong): a start tag to a browser, but the raw text
-				// after it is scored as it comes rather than hidden, since
-				// nothing says its end tag ever comes.
-				continue
-			}
+			var links [][]byte
+			var alt []byte
+			var fontAttr, htmlEncoding bool
 			for hasAttr {
 				var key, val []byte
 				key, val, hasAttr = z.TagAttr()
 				switch string(key) {
 				case "href", "src":
-					if a == atom.A || a == atom.Area || a == atom.Img || a == atom.Form {
-						urls = append(urls, string(val))
-					}
+					links = append(links, val)
 				case "alt":
-					if a == atom.Img && len(val) > 0 {
-						b.WriteByte(' ')
-						b.Write(val)
-						b.WriteByte(' ')
+					alt = val
+				case "color", "face", "size":
+					fontAttr = true
+				case "encoding":
+					htmlEncoding = strings.EqualFold(string(val), "text/html") || strings.EqualFold(string(val), "application/xhtml+xml")
+				}
+			}
+			if f.foreign() && breaksOut(a, fontAttr) {
+				f.breakOut()
+			}
+			if f.foreign() {
+				// A foreign element, whatever its name: markup inside,
+				// not raw text, and empty when self-closed.
+				z.NextIsNotRawText()
+				if tt == html.StartTagToken {
+					f.push(string(name), htmlEncoding)
+				}
+				z.AllowCDATA(f.foreign())
+				if a == atom.A && tmpl == 0 && f.hidden == 0 {
+					for _, l := range links {
+						urls = append(urls, string(l))
 					}
+				}
+				continue
+			}
+			switch a {
+			case atom.Svg, atom.Math:
+				if tt == html.StartTagToken { // "<svg/>" is an empty SVG
+					f.enter(string(name))
+					z.AllowCDATA(true)
+				}
+				continue
+			case atom.Noscript:
+				z.NextIsNotRawText() // scripts are off: its content is markup
+				continue
+			case atom.Script, atom.Style, atom.Title, atom.Iframe, atom.Noembed, atom.Noframes:
+				raw = true // self-closed or not: "/>" means nothing here
+				continue
+			case atom.Template:
+				tmpl++
+				continue
+			}
+			if tmpl == 0 && f.hidden == 0 {
+				switch a {
+				case atom.A, atom.Area, atom.Img, atom.Form:
+					for _, l := range links {
+						urls = append(urls, string(l))
+					}
+				}
+				if a == atom.Img && len(alt) > 0 {
+					b.WriteByte(' ')
+					b.Write(alt)
+					b.WriteByte(' ')
 				}
 			}
 			if blockElement(a) {
@@ -96,21 +269,23 @@ func htmlToText(src string) (string, []string) {
 		case html.EndTagToken:
 			name, _ := z.TagName()
 			a := atom.Lookup(name)
-			switch a {
-			case atom.Svg:
-				if svg > 0 {
-					svg--
-				}
-			case atom.Math:
-				if math > 0 {
-					math--
-				}
-			case atom.Noscript:
+			if f.foreign() && (a == atom.P || a == atom.Br) {
+				f.breakOut()
+			}
+			if f.depth() > 0 && f.end(string(name)) {
+				z.AllowCDATA(f.foreign())
 				continue
-			case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed, atom.Noframes:
-				if skip > 0 {
-					skip--
+			}
+			switch a {
+			case atom.Script, atom.Style, atom.Title, atom.Iframe, atom.Noembed, atom.Noframes:
+				raw = false // (an empty one: no text came)
+				continue
+			case atom.Template:
+				if tmpl > 0 {
+					tmpl--
 				}
+				continue
+			case atom.Noscript, atom.Svg, atom.Math:
 				continue
 			}
 			if blockElement(a) {
@@ -120,6 +295,113 @@ func htmlToText(src string) (string, []string) {
 	}
 }
 
+// maxForeignDepth bounds the SVG and MathML elements htmlForeign keeps
+// open; deeper ones are not tracked (an end tag searches the open ones, so
+// this also bounds the work per tag).
+const maxForeignDepth = 64
+
+// htmlForeign follows the open SVG and MathML elements of a page, as the
+// HTML standard's tree builder does for foreign content, enough to tell
+// whether a tag is read as HTML or as foreign markup, and whether text is
+// shown. HTML elements inside an integration point (SVG <foreignObject>,
+// MathML <mi>) are not tracked: that element's end tag closes it.
+type htmlForeign struct {
+	open   []foreignElement
+	hidden int // how many open elements hide their content
+}
+
+type foreignElement struct {
+	name   string
+	html   bool // an integration point: its content is read as HTML
+	hidden bool // its content is not shown
+}
+
+// enter opens <svg> or <math> from HTML content.
+func (f *htmlForeign) enter(name string) { f.push(name, false) }
+
+func (f *htmlForeign) depth() int { return len(f.open) }
+
+// foreign says whether a tag now is foreign markup: inside SVG or MathML
+// and not in an integration point.
+func (f *htmlForeign) foreign() bool {
+	return len(f.open) > 0 && !f.open[len(f.open)-1].html
+}
+
+func (f *htmlForeign) push(name string, htmlEncoding bool) {
+	if len(f.open) >= maxForeignDepth {
+		return
+	}
+	e := foreignElement{name: name}
+	switch name {
+	case "foreignobject", "mi", "mo", "mn", "ms", "mtext":
+		e.html = true
+	case "desc", "title":
+		e.html, e.hidden = true, true
+	case "annotation-xml":
+		e.html, e.hidden = htmlEncoding, true
+	case "style", "script", "metadata", "annotation":
+		e.hidden = true
+	}
+	if e.hidden {
+		f.hidden++
+	}
+	f.open = append(f.open, e)
+}
+
+// popTo closes the open elements from the innermost to the i-th.
+func (f *htmlForeign) popTo(i int) {
+	for _, e := range f.open[i:] {
+		if e.hidden {
+			f.hidden--
+		}
+	}
+	f.open = f.open[:i]
+}
+
+// breakOut closes foreign elements up to the innermost integration point
+// (or all): what an HTML element such as <p> or <div> does in foreign
+// content.
+func (f *htmlForeign) breakOut() {
+	i := len(f.open)
+	for i > 0 && !f.open[i-1].html {
+		i--
+	}
+	f.popTo(i)
+}
+
+// end closes the innermost open element of that name, with those inside
+// it, and says whether there was one. The standard walks the open
+// elements only up to an HTML one (in an integration point's HTML content
+// "<svg><title><p>x</svg>" leaves the SVG open); these are not tracked,
+// so here such an end tag closes more than a browser's does, and text it
+// hides is read rather than text it shows left unread.
+func (f *htmlForeign) end(name string) bool {
+	for i := len(f.open) - 1; i >= 0; i-- {
+		if f.open[i].name == name {
+			f.popTo(i)
+			return true
+		}
+	}
+	return false
+}
+
+// breaksOut says whether a start tag ends foreign content (the HTML
+// standard's list for "in foreign content"; <font> only with color, face
+// or size).
+func breaksOut(a atom.Atom, fontAttr bool) bool {
+	switch a {
+	case atom.B, atom.Big, atom.Blockquote, atom.Body, atom.Br, atom.Center, atom.Code,
+		atom.Dd, atom.Div, atom.Dl, atom.Dt, atom.Em, atom.Embed, atom.H1, atom.H2, atom.H3,
+		atom.H4, atom.H5, atom.H6, atom.Head, atom.Hr, atom.I, atom.Img, atom.Li, atom.Listing,
+		atom.Menu, atom.Meta, atom.Nobr, atom.Ol, atom.P, atom.Pre, atom.Ruby, atom.S,
+		atom.Small, atom.Span, atom.Strong, atom.Strike, atom.Sub, atom.Sup, atom.Table,
+		atom.Tt, atom.U, atom.Ul, atom.Var:
+		return true
+	case atom.Font:
+		return fontAttr
+	}
+	return false
+}
 func blockElement(a atom.Atom) bool {
 	switch a {
 	case atom.Br, atom.P, atom.Div, atom.Tr, atom.Td, atom.Th, atom.Li, atom.Ul, atom.Ol,

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/transform"
 )
 
 // Parse limits. Mail from the internet is hostile: go-message itself puts no
@@ -42,12 +43,78 @@ var windows1252Labels = []string{"cp1252", "cp819", "csisolatin1", "ibm819",
 	"iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
 	"windows-1252", "x-cp1252"}
 
+// windows1254Labels are the ISO-8859-9 (Turkish) labels the WHATWG table
+// reads as Windows-1254, for the same reason: with ISO-8859-9 the euro
+// sign and curly quotes of "\x80100 bonus, don\x92t miss" were control
+// characters, and a phrase with them never matched.
+var windows1254Labels = []string{"csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599",
+	"iso_8859-9", "iso_8859-9:1989", "l5", "latin5"}
+
 func init() {
 	// go-message keeps its charset table per process; this only adds
 	// names to it, the same for every caller.
 	for _, l := range windows1252Labels {
 		charset.RegisterEncoding(l, charmap.Windows1252)
 	}
+	for _, l := range windows1254Labels {
+		charset.RegisterEncoding(l, charmap.Windows1254)
+	}
+	charset.RegisterEncoding("utf-16", utf16EitherOrder{})
+}
+
+// utf16EitherOrder is UTF-16 read in the byte order its byte order mark
+// says or, without one, the order its bytes show (utf16Order). RFC 2781
+// says big-endian, which Go's table follows, while the WHATWG table that
+// browsers and Thunderbird follow says little-endian: a sender writes for
+// the reader it targets, and either way its words are read here as there.
+type utf16EitherOrder struct{}
+
+func (utf16EitherOrder) NewDecoder() *encoding.Decoder {
+	return &encoding.Decoder{Transformer: &utf16Sniffer{}}
+}
+
+func (utf16EitherOrder) NewEncoder() *encoding.Encoder {
+	return unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewEncoder()
+}
+
+// utf16SniffBytes is how much of a UTF-16 text utf16Order looks at.
+const utf16SniffBytes = 512
+
+// utf16Sniffer decodes UTF-16 in the order utf16Order finds in the
+// first utf16SniffBytes.
+type utf16Sniffer struct{ t transform.Transformer }
+
+func (s *utf16Sniffer) Reset() { s.t = nil }
+
+func (s *utf16Sniffer) Transform(dst, src []byte, atEOF bool) (int, int, error) {
+	if s.t == nil {
+		if len(src) < utf16SniffBytes && !atEOF {
+			return 0, 0, transform.ErrShortSrc
+		}
+		s.t = unicode.UTF16(utf16Order(src), unicode.UseBOM).NewDecoder()
+	}
+	return s.t.Transform(dst, src, atEOF)
+}
+
+// utf16Order is the byte order of UTF-16 text without a byte order mark:
+// little-endian when more of its first utf16SniffBytes have a zero byte
+// second in a pair (the high byte of Latin text), else big-endian (RFC
+// 2781). A byte order mark overrides it (unicode.UseBOM).
+func utf16Order(b []byte) unicode.Endianness {
+	b = b[:min(len(b), utf16SniffBytes)]
+	first, second := 0, 0
+	for i := 0; i+1 < len(b); i += 2 {
+		if b[i] == 0 {
+			first++
+		}
+		if b[i+1] == 0 {
+			second++
+		}
+	}
+	if second > first {
+		return unicode.LittleEndian
+	}
+	return unicode.BigEndian
 }
 
 // Message is a message parsed once for scoring: the classifier and the
@@ -286,9 +353,9 @@ func decodeWord(w string) (s string, isUTF8, ok bool) {
 	case "iso-8859-1", "latin1":
 		label = "windows-1252" // as mail clients read it (windows1252Labels)
 	case "utf-16", "utf16":
-		// Big-endian unless a byte order mark says otherwise (RFC 2781);
-		// the WHATWG table reads it little-endian and keeps the mark.
-		if b, err := unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder().Bytes(raw); err == nil {
+		// In the order its bytes show, as a body part labelled so
+		// (utf16EitherOrder).
+		if b, err := unicode.UTF16(utf16Order(raw), unicode.UseBOM).NewDecoder().Bytes(raw); err == nil {
 			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
 		}
 	}
@@ -491,9 +558,7 @@ func (w *walker) unsplit(body []byte) {
 	}
 	w.m.Parts = append(w.m.Parts, Part{ContentType: mediaType, Size: len(body)})
 	if mediaType == "text/html" {
-		text, urls := htmlToText(toUTF8(body))
-		w.m.URLs = append(w.m.URLs, urls...)
-		w.addText(text)
+		w.addHTML(toUTF8(body))
 		return
 	}
 	w.addText(toUTF8(body))
@@ -657,9 +722,7 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 		}
 		w.addText(partText(body, params["charset"]))
 	case mediaType == "text/html":
-		text, urls := htmlToText(htmlPartText(body, params["charset"]))
-		w.m.URLs = append(w.m.URLs, urls...)
-		w.addText(text)
+		w.addHTML(htmlPartText(body, params["charset"]))
 	case mediaType == "message/rfc822":
 		// go-message's mail reader does not descend into attached messages;
 		// spam forwarded as an attachment is still spam, so we do.
@@ -706,6 +769,16 @@ func (w *walker) flushPrefix() {
 
 // addText adds a part's text, after the message header's stray lines if
 // they are waiting for it (walker.prefix).
+// addHTML adds an HTML part's text and links.
+func (w *walker) addHTML(page string) {
+	text, urls, deep := htmlToText(page)
+	if deep {
+		w.m.defect("part text/html: nested too deep for the HTML parser, read tag by tag")
+	}
+	w.m.URLs = append(w.m.URLs, urls...)
+	w.addText(text)
+}
+
 func (w *walker) addText(s string) {
 	if w.prefix != "" {
 		s, w.prefix = w.prefix+"\n"+s, ""

@@ -454,8 +454,8 @@ func TestFeaturesStable(t *testing.T) {
 			}
 		}
 	}
-	const want = 0x64fa49567b34d736
-	if sum != want || FeatureVersion != 10 {
+	const want = 0x1701f2f709f72acb
+	if sum != want || FeatureVersion != 11 {
 		t.Errorf("feature hash sum %#x, want %#x (feature version %d)", sum, uint64(want), FeatureVersion)
 	}
 }

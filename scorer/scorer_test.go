@@ -680,3 +680,68 @@ func TestEverySubjectMatched(t *testing.T) {
 		t.Errorf("one Subject: MoreSubjects %q", m.MoreSubjects)
 	}
 }
+
+// The page is read as a browser builds it (found by a review against
+// Chromium): one "<svg><noembed>" read as raw text hid every word and link
+// after it, stray end tags let <template> text count, and what the default
+// style sheet hides (the hidden attribute, a closed <dialog> or
+// <details>, SVG text outside <text>) poisoned the model and the phrases.
+func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
+	for _, c := range []struct{ in, want, url string }{
+		{`<svg><noembed></svg><p>cheap pills <a href="http://spam.example/">buy</a></p>`, "cheap pills buy", "http://spam.example/"},
+		{`<svg><title></svg><p>cheap pills</p>`, "cheap pills", ""},
+		{`<svg><iframe></svg><p>cheap pills</p>`, "cheap pills", ""},
+		{`<math><noframes></math><p>cheap pills</p>`, "cheap pills", ""},
+		{`<svg><xmp></svg><p>cheap <b>pills</b></p>`, "cheap pills", ""},
+		{`<svg><style>css<p>cheap pills`, "cheap pills", ""},
+		{`<p>v</p><style/>AFTER</style>x`, "v x", ""},
+		{`<math><mi><style>css</style>vis</mi></math>`, "vis", ""},
+		{`<p>vis</p><template></style>TPLPOISON</template>`, "vis", ""},
+		{`<template><iframe/>x</iframe>POISON</template>vis`, "vis", ""},
+		{`<template><img alt=POISON src="http://t.example/"></template>vis`, "vis", ""},
+		{`<div hidden>POISON</div><dialog>POISON</dialog><dialog open>a</dialog><datalist><option>POISON</datalist>b`, "a b", ""},
+		{`<details><summary>s</summary>POISON</details><details open><summary>t</summary>u</details>`, "s t u", ""},
+		{`<ruby>k<rp>(POISON)</rp><rt>r</rt></ruby> <video>POISON</video><canvas>POISON</canvas>`, "kr", ""},
+		{`<svg>POISON<desc>POISON</desc><text>cheap <tspan>pills</tspan></text></svg> now`, "cheap pills now", ""},
+		{`<svg><foreignObject><p>shown</p></foreignObject><a href="http://svg.example/"><text>x</text></a></svg>`, "shown x", "http://svg.example/"},
+		{`<html><frameset><frame src="http://f.example/"><noframes>POISON</noframes></frameset></html>POISON`, "", ""},
+		{`<table>cheap<tr><td>pills</td></tr></table>`, "cheap pills", ""},
+	} {
+		got, urls, deep := htmlToText(c.in)
+		if w := strings.Join(strings.Fields(got), " "); w != c.want || deep {
+			t.Errorf("%s: read %q (deep %v), want %q", c.in, w, deep, c.want)
+		}
+		if c.url != "" && !slices.Contains(urls, c.url) || c.url == "" && len(urls) > 0 && !strings.Contains(c.in, "frame") {
+			t.Errorf("%s: links %q, want %q", c.in, urls, c.url)
+		}
+	}
+	// Deeper than x/net's parser goes (512): read tag by tag, and said.
+	page := strings.Repeat("<div>", 600) + "<svg><noembed></svg><p>cheap pills</p>"
+	m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
+	if !strings.Contains(m.Text, "cheap pills") || !slices.Contains(m.Defects, "part text/html: nested too deep for the HTML parser, read tag by tag") {
+		t.Errorf("deep page: text %q, defects %q", strings.TrimSpace(m.Text), m.Defects)
+	}
+}
+
+// Charset labels are read as the recipient's client reads them: ISO-8859-9
+// as Windows-1254 (WHATWG), UTF-16 without a byte order mark in the order
+// its bytes show (little-endian to browsers and Thunderbird, big-endian to
+// RFC 2781), in bodies and in RFC 2047 words.
+func TestCharsetLabelsAsClientsRead(t *testing.T) {
+	le := "<\x00p\x00>\x00c\x00h\x00e\x00a\x00p\x00 \x00p\x00i\x00l\x00l\x00s\x00"
+	be := "\x00<\x00p\x00>\x00c\x00h\x00e\x00a\x00p\x00 \x00p\x00i\x00l\x00l\x00s"
+	for _, c := range []struct{ ct, body, want string }{
+		{"text/html; charset=utf-16", le, "cheap pills"},
+		{"text/html; charset=UTF-16", be, "cheap pills"},
+		{"text/plain; charset=utf-16", "\xff\xfe" + le, "<p>cheap pills"},
+		{"text/plain; charset=utf-16", "\xfe\xff" + be, "<p>cheap pills"},
+		{"text/plain; charset=iso-8859-9", "\x80100 bonus, don\x92t miss", "€100 bonus, don’t miss"},
+		{"text/plain; charset=latin5", "\x80100", "€100"},
+	} {
+		raw := "From: a@example.org\r\nSubject: =?utf-16?b?YwBoAGUAYQBwAA==?= =?utf-16?b?AHAAaQBsAGwAcw==?=\r\nContent-Type: " + c.ct + "\r\n\r\n" + c.body
+		m := Parse([]byte(raw))
+		if got := strings.Join(strings.Fields(m.Text), " "); got != c.want || m.Subject != "cheappills" {
+			t.Errorf("%s %q: read %q, subject %q; want %q, \"cheappills\"", c.ct, c.body, got, m.Subject, c.want)
+		}
+	}
+}
