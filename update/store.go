@@ -286,8 +286,17 @@ func replaceDir(tmp, final string) error {
 		// stays as it is.
 		return err
 	}
-	os.RemoveAll(final)
-	return os.Rename(tmp, final)
+	// Moved aside in one step, not removed in place (a kill part-way
+	// would leave a half-removed version under its name); what is aside
+	// starts with ".tmp-" and is swept by Prune if the removal is cut.
+	aside := tmp + "-old"
+	if err := os.Rename(final, aside); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	return os.RemoveAll(aside)
 }
 
 // holds reports whether the installed version's bundle is bundle.
@@ -654,7 +663,11 @@ func (s *Store) Prune() error {
 	}
 	for _, in := range list {
 		if !keep[in.Version] && !in.Active {
-			os.RemoveAll(filepath.Join(s.dir, in.Version))
+			// Out of the versions' names in one step, then removed with
+			// the leftovers below: removed in place, a kill part-way
+			// left a version without its bundle, or an empty directory
+			// no later prune saw (found by a fault-injection review).
+			os.Rename(filepath.Join(s.dir, in.Version), filepath.Join(s.dir, ".tmp-pruned-"+in.Version+"-"+randHex()))
 		}
 	}
 	ents, _ := os.ReadDir(s.dir)
