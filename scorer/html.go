@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -24,18 +25,32 @@ import (
 // elements) is read token by token instead (htmlTokensToText), and deep
 // says so.
 func htmlToText(src string) (text string, urls []string, deep bool) {
+	if treeCost(src) > maxTreeCost {
+		text, urls = htmlTokensToText(src)
+		return text, urls, true
+	}
 	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
 	if err != nil {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}
 	var b strings.Builder
-	var walk func(n *html.Node, svgText bool)
-	walk = func(n *html.Node, svgText bool) {
+	// foreignText says whether text directly in the SVG or MathML element
+	// being walked is drawn: SVG draws text only in <text> (and what is in
+	// it), MathML only in its token elements (<mi>, <mo>, ...); HTML in a
+	// <foreignObject> is HTML again.
+	//
+	// shownOption is, inside a drop-down <select>, the one option it
+	// shows (nil elsewhere).
+	var walk func(n *html.Node, foreignText bool, shownOption *html.Node)
+	walk = func(n *html.Node, foreignText bool, shownOption *html.Node) {
 		switch n.Type {
 		case html.TextNode:
-			if n.Parent != nil && n.Parent.Namespace == "svg" && !svgText {
+			if n.Parent != nil && n.Parent.Namespace != "" && !foreignText {
 				return
+			}
+			if n.Parent != nil && n.Parent.Namespace == "" && n.Parent.DataAtom == atom.Select {
+				return // a <select> shows its options only
 			}
 			b.WriteString(strings.ReplaceAll(n.Data, "\x00", ""))
 			return
@@ -45,58 +60,166 @@ func htmlToText(src string) (text string, urls []string, deep bool) {
 			}
 			switch n.Namespace {
 			case "":
+				switch n.DataAtom {
+				case atom.Select:
+					shownOption = dropDownOption(n)
+				case atom.Option:
+					if shownOption != nil && n != shownOption {
+						return
+					}
+				}
 				urls = appendLinks(urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
 				if n.DataAtom == atom.Img {
 					if alt := attr(n, "alt"); alt != "" {
 						b.WriteString(" " + alt + " ")
 					}
 				}
-				svgText = false
 			case "svg":
 				urls = appendLinks(urls, n, n.Data == "a")
 				switch n.Data {
 				case "svg":
-					svgText = false
-				case "text":
-					svgText = true
-				case "foreignObject":
-					svgText = false // HTML inside: its own rules
+					foreignText = false
+				case "text", "foreignObject":
+					foreignText = true
+				}
+			case "math":
+				switch n.Data {
+				case "math":
+					foreignText = false
+				case "mi", "mn", "mo", "ms", "mtext":
+					foreignText = true
 				}
 			}
 		}
-		block := n.Type == html.ElementNode && n.Namespace == "" && blockElement(n.DataAtom)
-		if block {
-			b.WriteByte('\n')
+		// Apart from their neighbours: blocks on lines of their own, and
+		// an SVG, a MathML formula or an SVG <text>, each drawn where it
+		// is placed, with a space ("<text>cheap</text><text>pills</text>"
+		// shows two words).
+		sep := byte(0)
+		if n.Type == html.ElementNode {
+			switch {
+			case n.Namespace == "" && blockElement(n.DataAtom):
+				sep = '\n'
+			case n.Namespace == "" && n.Data == "search":
+				sep = '\n' // (not in x/net's atom table)
+			case n.Namespace == "svg" && (n.Data == "svg" || n.Data == "text" || n.Data == "foreignObject"),
+				n.Namespace == "math" && n.Data == "math":
+				sep = ' '
+			}
+		}
+		if sep != 0 {
+			b.WriteByte(sep)
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			if n.Type == html.ElementNode && n.Namespace == "" && n.DataAtom == atom.Details && !hasAttr(n, "open") &&
 				c != firstSummary(n) {
 				continue // a closed <details> shows its first <summary> only
 			}
-			walk(c, svgText)
+			walk(c, foreignText, shownOption)
 		}
-		if block {
-			b.WriteByte('\n')
+		if sep != 0 {
+			b.WriteByte(sep)
 		}
 	}
-	walk(doc, false)
+	walk(doc, false, nil)
 	return b.String(), urls, false
+}
+
+// maxTreeCost bounds treeCost for a page built into a tree: beyond it, it
+// is read tag by tag. The corpus's costliest page is far below it (see
+// TestTreeCost); at it the tree takes some tens of megabytes.
+const maxTreeCost = 200_000
+
+// treeCost is an upper bound on the elements the HTML tree builder copies
+// for a page, besides one per tag. A formatting element (<b>, <font>, ...)
+// closed by its parent's end tag stays "active", and the builder copies
+// every active one into each new paragraph or text run after it (the
+// standard's "reconstruct the active formatting elements"); 400 <b>s with
+// different attributes, then "<p>x" 60,000 times, 244 KB in all, built 24
+// million elements in 4 GB. The bound counts, before each text run and
+// start tag, the formatting elements opened and not closed by their own
+// end tag, and a few copies for each such end tag (the adoption agency).
+func treeCost(src string) int {
+	// A bound found in one pass over the bytes first, which holds for
+	// most mail: tokens at most twice the '<'s and one, each costing at
+	// most the tags that may start a formatting element.
+	tags, maybeFormatting := 0, 0
+	for rest := src; ; {
+		i := strings.IndexByte(rest, '<')
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		tags++
+		if len(rest) > 0 {
+			switch rest[0] | 0x20 {
+			case 'a', 'b', 'c', 'e', 'f', 'i', 'n', 's', 't', 'u':
+				maybeFormatting++
+			}
+		}
+	}
+	if (2*tags+1+32)*maybeFormatting <= maxTreeCost {
+		return 0
+	}
+	return tokenTreeCost(src)
+}
+
+// tokenTreeCost is treeCost counted token by token.
+func tokenTreeCost(src string) int {
+	z := html.NewTokenizer(strings.NewReader(src))
+	open := map[atom.Atom]int{}
+	active, cost := 0, 0
+	for cost <= maxTreeCost {
+		switch z.Next() {
+		case html.ErrorToken:
+			return cost
+		case html.TextToken:
+			cost += active
+		case html.StartTagToken, html.SelfClosingTagToken:
+			cost += active
+			name, _ := z.TagName()
+			if a := atom.Lookup(name); formatting(a) && !(a == atom.A && open[a] > 0) {
+				open[a]++ // (a new <a> closes the one open)
+				active++
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			if a := atom.Lookup(name); formatting(a) && open[a] > 0 {
+				open[a]--
+				active--
+				cost += 32
+			}
+		}
+	}
+	return cost
+}
+
+// formatting says whether an element is one of HTML's formatting elements.
+func formatting(a atom.Atom) bool {
+	switch a {
+	case atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font, atom.I, atom.Nobr,
+		atom.S, atom.Small, atom.Strike, atom.Strong, atom.Tt, atom.U:
+		return true
+	}
+	return false
 }
 
 // shown says whether an element and what it holds are shown at all by a
 // browser's default style sheet with scripts off: not <script>, <style>,
 // <title>, <template>, <iframe> (a frame shows its src), <noembed>,
 // <noframes>, <datalist>, <rp>, a <dialog> not open, an element with the
-// hidden attribute, the fallback content of <video>, <audio> and
-// <canvas>; in SVG, <style>, <script>, <title>, <desc> and <metadata>; in
-// MathML, annotations. (A page's own style sheet can show or hide
+// hidden attribute, the fallback content of <video> and <audio> (a
+// <canvas> shows its own with scripts off); in SVG, <style>, <script>,
+// <title>, <desc>, <metadata> and what is drawn only where it is used
+// (<defs>, <symbol>, <clipPath>, <mask>, <pattern>, <marker>); in MathML,
+// annotations and <mphantom>. (A page's own style sheet can show or hide
 // anything: it is not followed, see the README's known gaps.)
 func shown(n *html.Node) bool {
 	switch n.Namespace {
 	case "":
 		switch n.DataAtom {
 		case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed,
-			atom.Noframes, atom.Datalist, atom.Rp, atom.Video, atom.Audio, atom.Canvas:
+			atom.Noframes, atom.Datalist, atom.Rp, atom.Video, atom.Audio:
 			return false
 		case atom.Dialog:
 			if !hasAttr(n, "open") {
@@ -106,16 +229,55 @@ func shown(n *html.Node) bool {
 		return !hasAttr(n, "hidden")
 	case "svg":
 		switch n.Data {
-		case "style", "script", "title", "desc", "metadata":
+		case "style", "script", "title", "desc", "metadata",
+			// drawn only where used or referred to, not in place
+			"defs", "symbol", "clipPath", "mask", "pattern", "marker":
 			return false
 		}
 	case "math":
 		switch n.Data {
-		case "annotation", "annotation-xml":
+		case "annotation", "annotation-xml", "mphantom":
 			return false
 		}
 	}
 	return true
+}
+
+// dropDownOption is the option a drop-down <select> (not multiple, size
+// 1 or none) shows: the last one marked selected, else the first; nil for
+// a list box, which shows them all.
+func dropDownOption(sel *html.Node) *html.Node {
+	if hasAttr(sel, "multiple") {
+		return nil
+	}
+	if size, err := strconv.Atoi(strings.TrimSpace(attr(sel, "size"))); err == nil && size > 1 {
+		return nil
+	}
+	var first, selected *html.Node
+	var find func(n *html.Node)
+	find = func(n *html.Node) {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type != html.ElementNode || c.Namespace != "" {
+				continue
+			}
+			switch c.DataAtom {
+			case atom.Option:
+				if first == nil {
+					first = c
+				}
+				if hasAttr(c, "selected") {
+					selected = c
+				}
+			case atom.Optgroup:
+				find(c)
+			}
+		}
+	}
+	find(sel)
+	if selected != nil {
+		return selected
+	}
+	return first
 }
 
 // appendLinks appends an element's href and src targets when it is a link.
@@ -217,6 +379,7 @@ func htmlTokensToText(src string) (string, []string) {
 			}
 			if f.foreign() && breaksOut(a, fontAttr) {
 				f.breakOut()
+				z.AllowCDATA(f.foreign())
 			}
 			if f.foreign() {
 				// A foreign element, whatever its name: markup inside,
@@ -271,6 +434,7 @@ func htmlTokensToText(src string) (string, []string) {
 			a := atom.Lookup(name)
 			if f.foreign() && (a == atom.P || a == atom.Br) {
 				f.breakOut()
+				z.AllowCDATA(f.foreign())
 			}
 			if f.depth() > 0 && f.end(string(name)) {
 				z.AllowCDATA(f.foreign())
@@ -412,7 +576,11 @@ func blockElement(a atom.Atom) bool {
 		atom.Legend, atom.Caption, atom.Menu, atom.Dialog,
 		// Boxes of their own, not inline text: "<textarea>x</textarea>y"
 		// shows x and y apart.
-		atom.Textarea, atom.Xmp, atom.Plaintext:
+		atom.Textarea, atom.Xmp, atom.Plaintext,
+		// Blocks too, though rarer: "Buy<dir>viagra</dir>" shows two words,
+		// and so do a list box's options.
+		atom.Dir, atom.Listing, atom.Hgroup, atom.Optgroup, atom.Option, atom.Thead,
+		atom.Tbody, atom.Tfoot, atom.Frameset:
 		return true
 	}
 	return false

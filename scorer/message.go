@@ -59,49 +59,76 @@ func init() {
 	for _, l := range windows1254Labels {
 		charset.RegisterEncoding(l, charmap.Windows1254)
 	}
-	charset.RegisterEncoding("utf-16", utf16EitherOrder{})
+	charset.RegisterEncoding("utf-16", utf16BothOrders{})
 }
 
-// utf16EitherOrder is UTF-16 read in the byte order its byte order mark
-// says or, without one, the order its bytes show (utf16Order). RFC 2781
-// says big-endian, which Go's table follows, while the WHATWG table that
-// browsers and Thunderbird follow says little-endian: a sender writes for
-// the reader it targets, and either way its words are read here as there.
-type utf16EitherOrder struct{}
+// / utf16BothOrders is UTF-16 read in the byte order its byte order mark
+// says or, without one, in both orders, the likelier first (utf16Order).
+// RFC 2781 says big-endian, which Go's table follows and so do Apple's
+// and ICU's decoders, while the WHATWG table that browsers, Thunderbird
+// and Outlook follow says little-endian; and a guess from the bytes is
+// the sender's to steer (200 ideographic spaces, bytes 00 30, make
+// little-endian text look big-endian, and Chinese without ASCII gives no
+// hint at all). Read both ways, its words are read whichever way its
+// reader reads them; the other reading is noise to the model.
+type utf16BothOrders struct{}
 
-func (utf16EitherOrder) NewDecoder() *encoding.Decoder {
-	return &encoding.Decoder{Transformer: &utf16Sniffer{}}
+func (utf16BothOrders) NewDecoder() *encoding.Decoder {
+	return &encoding.Decoder{Transformer: &utf16Reader{}}
 }
 
-func (utf16EitherOrder) NewEncoder() *encoding.Encoder {
+func (utf16BothOrders) NewEncoder() *encoding.Encoder {
 	return unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewEncoder()
 }
 
-// utf16SniffBytes is how much of a UTF-16 text utf16Order looks at.
-const utf16SniffBytes = 512
-
-// utf16Sniffer decodes UTF-16 in the order utf16Order finds in the
-// first utf16SniffBytes.
-type utf16Sniffer struct{ t transform.Transformer }
-
-func (s *utf16Sniffer) Reset() { s.t = nil }
-
-func (s *utf16Sniffer) Transform(dst, src []byte, atEOF bool) (int, int, error) {
-	if s.t == nil {
-		if len(src) < utf16SniffBytes && !atEOF {
-			return 0, 0, transform.ErrShortSrc
-		}
-		s.t = unicode.UTF16(utf16Order(src), unicode.UseBOM).NewDecoder()
-	}
-	return s.t.Transform(dst, src, atEOF)
+// utf16Reader gathers a UTF-16 text (up to MaxPartBytes; the rest is
+// dropped, as the part's text is cut there) and then gives utf16Text.
+type utf16Reader struct {
+	in, out []byte
+	done    bool
 }
 
-// utf16Order is the byte order of UTF-16 text without a byte order mark:
-// little-endian when more of its first utf16SniffBytes have a zero byte
-// second in a pair (the high byte of Latin text), else big-endian (RFC
-// 2781). A byte order mark overrides it (unicode.UseBOM).
+func (r *utf16Reader) Reset() { *r = utf16Reader{} }
+
+func (r *utf16Reader) Transform(dst, src []byte, atEOF bool) (nDst, nSrc int, err error) {
+	if !r.done {
+		r.in = append(r.in, src[:min(len(src), max(0, MaxPartBytes-len(r.in)))]...)
+		nSrc = len(src)
+		if !atEOF {
+			return 0, nSrc, nil
+		}
+		r.out, r.in, r.done = []byte(utf16Text(r.in)), nil, true
+	}
+	nDst = copy(dst, r.out)
+	r.out = r.out[nDst:]
+	if len(r.out) > 0 {
+		return nDst, nSrc, transform.ErrShortDst
+	}
+	return nDst, nSrc, nil
+}
+
+// utf16Text decodes UTF-16 in the order its byte order mark says, or in
+// both orders (the likelier first) on two lines.
+func utf16Text(b []byte) string {
+	if bytes.HasPrefix(b, []byte("\xfe\xff")) || bytes.HasPrefix(b, []byte("\xff\xfe")) {
+		d, _ := unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder().Bytes(b)
+		return strings.ToValidUTF8(string(d), "\uFFFD")
+	}
+	first := utf16Order(b)
+	second := unicode.LittleEndian
+	if first == unicode.LittleEndian {
+		second = unicode.BigEndian
+	}
+	d1, _ := unicode.UTF16(first, unicode.IgnoreBOM).NewDecoder().Bytes(b)
+	d2, _ := unicode.UTF16(second, unicode.IgnoreBOM).NewDecoder().Bytes(b)
+	return strings.ToValidUTF8(string(d1), "\uFFFD") + "\n" + strings.ToValidUTF8(string(d2), "\uFFFD")
+}
+
+// utf16Order is the likelier byte order of UTF-16 text without a byte
+// order mark: little-endian when more of its first 512 bytes have a zero
+// byte second in a pair (the high byte of Latin text), else big-endian.
 func utf16Order(b []byte) unicode.Endianness {
-	b = b[:min(len(b), utf16SniffBytes)]
+	b = b[:min(len(b), 512)]
 	first, second := 0, 0
 	for i := 0; i+1 < len(b); i += 2 {
 		if b[i] == 0 {
@@ -202,9 +229,18 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		w.flushPrefix()
 	}
 	m.Subject = decodeSubject(ent.Header)
-	if vs := ent.Header.Values("Subject"); len(vs) > 1 {
-		for _, v := range vs[1:] {
+	for i, v := range ent.Header.Values("Subject") {
+		if i > 0 {
 			m.MoreSubjects = append(m.MoreSubjects, decodeSubjectValue(v))
+		}
+		// UTF-16 words without a byte order mark, read all one way and
+		// all the other too (see utf16BothOrders), for the SUBJECT
+		// phrases.
+		first := decodeSubjectValue(v)
+		for _, order := range []utf16Pick{utf16LE, utf16BE} {
+			if alt := decodeSubjectOrder(v, order); alt != first {
+				m.MoreSubjects = append(m.MoreSubjects, alt)
+			}
 		}
 	}
 
@@ -234,7 +270,20 @@ func decodeSubject(h message.Header) string { return decodeSubjectValue(h.Get("S
 // first such word, and the value was then kept raw: one bad word hid every
 // other word of the Subject from the SUBJECT rules. White space between
 // two encoded words is dropped (RFC 2047 section 6.2).
-func decodeSubjectValue(v string) string {
+func decodeSubjectValue(v string) string { return decodeSubjectOrder(v, utf16Likelier) }
+
+// utf16Pick is the byte order of UTF-16 words without a byte order mark.
+type utf16Pick int
+
+const (
+	utf16Likelier utf16Pick = iota // each word's likelier (utf16Order)
+	utf16LE
+	utf16BE
+)
+
+// decodeSubjectOrder is decodeSubjectValue with UTF-16 words without a
+// byte order mark read in the byte order pick says.
+func decodeSubjectOrder(v string, pick utf16Pick) string {
 	if !strings.Contains(v, "=?") {
 		return toUTF8([]byte(v))
 	}
@@ -264,7 +313,7 @@ func decodeSubjectValue(v string) string {
 			flush()
 			b.WriteString(toUTF8([]byte(between)))
 		}
-		d, isUTF8, ok := decodeWord(v[i : i+n])
+		d, isUTF8, ok := decodeWord(v[i:i+n], pick)
 		if isUTF8 {
 			utf8Run.WriteString(d)
 		} else {
@@ -337,7 +386,7 @@ func indexOrLen(s string, find func(string) int) int {
 // see decodeSubjectValue. A UTF-8 word comes back as its raw bytes
 // (isUTF8), for the caller to join with its neighbours and check; any
 // other is valid UTF-8.
-func decodeWord(w string) (s string, isUTF8, ok bool) {
+func decodeWord(w string, pick utf16Pick) (s string, isUTF8, ok bool) {
 	q := strings.IndexByte(w[2:], '?') + 2
 	label, _, _ := strings.Cut(w[2:q], "*") // without the language tag
 	raw, err := wordBytes(w[q+1], w[q+3:len(w)-2])
@@ -353,9 +402,16 @@ func decodeWord(w string) (s string, isUTF8, ok bool) {
 	case "iso-8859-1", "latin1":
 		label = "windows-1252" // as mail clients read it (windows1252Labels)
 	case "utf-16", "utf16":
-		// In the order its bytes show, as a body part labelled so
-		// (utf16EitherOrder).
-		if b, err := unicode.UTF16(utf16Order(raw), unicode.UseBOM).NewDecoder().Bytes(raw); err == nil {
+		// Without a byte order mark, in the byte order pick says (see
+		// utf16BothOrders).
+		order := utf16Order(raw)
+		switch pick {
+		case utf16LE:
+			order = unicode.LittleEndian
+		case utf16BE:
+			order = unicode.BigEndian
+		}
+		if b, err := unicode.UTF16(order, unicode.UseBOM).NewDecoder().Bytes(raw); err == nil {
 			return strings.ToValidUTF8(string(b), "\uFFFD"), false, true
 		}
 	}
@@ -773,7 +829,9 @@ func (w *walker) flushPrefix() {
 func (w *walker) addHTML(page string) {
 	text, urls, deep := htmlToText(page)
 	if deep {
-		w.m.defect("part text/html: nested too deep for the HTML parser, read tag by tag")
+		// Its own feature (the text before the colon): the model can
+		// tell such a page from a cut or broken one.
+		w.m.defect("html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree")
 	}
 	w.m.URLs = append(w.m.URLs, urls...)
 	w.addText(text)
