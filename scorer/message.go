@@ -62,14 +62,13 @@ func init() {
 	charset.RegisterEncoding("utf-16", utf16BothOrders{})
 }
 
-// / utf16BothOrders is UTF-16 read in the byte order its byte order mark
+// utf16BothOrders is UTF-16 read in the byte order its byte order mark
 // says or, without one, in both orders, the likelier first (utf16Order).
-// RFC 2781 says big-endian, which Go's table follows and so do Apple's
-// and ICU's decoders, while the WHATWG table that browsers, Thunderbird
-// and Outlook follow says little-endian; and a guess from the bytes is
-// the sender's to steer (200 ideographic spaces, bytes 00 30, make
-// little-endian text look big-endian, and Chinese without ASCII gives no
-// hint at all). Read both ways, its words are read whichever way its
+// RFC 2781 says big-endian, which Go's table and decoders that follow the
+// RFC read, while the WHATWG table that browsers and Thunderbird follow
+// says little-endian; and a guess from the bytes is the sender's to steer
+// (200 ideographic spaces, bytes 00 30, make little-endian text look
+// big-endian, and Chinese without ASCII gives no hint at all). Read both ways, its words are read whichever way its
 // reader reads them; the other reading is noise to the model.
 type utf16BothOrders struct{}
 

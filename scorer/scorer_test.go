@@ -747,8 +747,8 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 
 // Charset labels are read as the recipient's client reads them: ISO-8859-9
 // as Windows-1254 (WHATWG); UTF-16 without a byte order mark both ways
-// (little-endian to browsers, Thunderbird and Outlook, big-endian to RFC
-// 2781 and Apple's and ICU's decoders), since a guess from the bytes is the
+// (little-endian to browsers and Thunderbird, big-endian to RFC 2781
+// and decoders that follow it), since a guess from the bytes is the
 // sender's to steer (ideographic spaces, bytes 00 30, made little-endian
 // text look big-endian), in bodies and in RFC 2047 words.
 func TestCharsetLabelsAsClientsRead(t *testing.T) {
