@@ -27,6 +27,9 @@ func FuzzParseScore(f *testing.F) {
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: hi\r\n\r\nfree"))
 	f.Add([]byte("Content-Type: multipart/mixed;; boundary=\"=B 1\";\r\n\r\n--= B 1\r\nContent-Type: text/plain;;;\r\n\r\n最新台灣abc한국어\r\n"))
 	f.Add([]byte("Subject: =?ISO-8859-1?Q?=80_=93x=94?= =?us-ascii*en?b?6Q==?=\r\nContent-Type: text/plain; charset=latin1\r\n\r\n\x80\x92\x9d\xe9\r\n"))
+	f.Add([]byte("Subject: =?utf-16?b?YwBoAA==?=\r\nContent-Type: text/html\r\n\r\n<svg><noembed></svg><p>a<template></style>b</template><select><option selected>c</select><details><summary>d</summary>e</details><math><mi>f</mi></math><div hidden>g</div>"))
+	f.Add([]byte("Content-Type: text/plain; charset=utf-16\r\n\r\n\x00a\x00b\x00\x30"))
+	f.Add([]byte("Content-Type: text/html\r\n\r\n<div><b id=1><b id=2></div><p>x<p>y<table><td><svg><foreignObject><b>z</svg>"))
 
 	xml := `<CustomWeightEntries>
 <CustomWeightEntry Type="BODY" Change="5" Text="special offer"/>
