@@ -2,7 +2,6 @@ package scorer
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
 
 	"golang.org/x/net/html"
@@ -34,160 +33,285 @@ func htmlToText(src string) (text string, urls []string, deep bool) {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}
-	var b strings.Builder
+	r := &treeReader{}
+	r.walk(doc, walkContext{})
+	return r.b.String(), r.urls, false
+}
+
+// treeReader reads the text and links a page's tree shows.
+type treeReader struct {
+	b    strings.Builder
+	urls []string
+}
+
+// walkContext is what a node's reading depends on above it.
+type walkContext struct {
 	// foreignText says whether text directly in the SVG or MathML element
-	// being walked is drawn: SVG draws text only in <text> (and what is in
-	// it), MathML only in its token elements (<mi>, <mo>, ...); HTML in a
-	// <foreignObject> is HTML again.
-	//
-	// shownOption is, inside a drop-down <select>, the one option it
-	// shows (nil elsewhere).
-	var walk func(n *html.Node, foreignText bool, shownOption *html.Node)
-	walk = func(n *html.Node, foreignText bool, shownOption *html.Node) {
-		switch n.Type {
-		case html.TextNode:
-			if n.Parent != nil && n.Parent.Namespace != "" && !foreignText {
-				return
-			}
-			if n.Parent != nil && n.Parent.Namespace == "" && n.Parent.DataAtom == atom.Select {
-				return // a <select> shows its options only
-			}
-			b.WriteString(strings.ReplaceAll(n.Data, "\x00", ""))
+	// being walked is drawn: SVG draws text only in <text> (and what is
+	// in it), MathML only in its token elements (<mi>, <mo>, ...); HTML
+	// in a <foreignObject> is HTML again.
+	foreignText bool
+	// inSelect: inside a <select>, which shows its options only;
+	// shownOption is, in a drop-down one, the one option it shows.
+	inSelect    bool
+	shownOption *html.Node
+	// host is the element whose shadow tree (a declarative shadow root,
+	// <template shadowrootmode>) is being walked, and hostContext the
+	// context its own children, which the tree's <slot>s show, are read
+	// in.
+	host        *html.Node
+	hostContext *walkContext
+}
+
+func (r *treeReader) walk(n *html.Node, ctx walkContext) {
+	switch n.Type {
+	case html.TextNode:
+		p := n.Parent
+		if p != nil && p.Namespace != "" && !ctx.foreignText {
 			return
-		case html.ElementNode:
-			if !shown(n) {
+		}
+		if ctx.inSelect && p != nil && p.Namespace == "" && (p.DataAtom == atom.Select || p.DataAtom == atom.Optgroup) {
+			return // a <select> shows its options only
+		}
+		r.b.WriteString(strings.ReplaceAll(n.Data, "\x00", ""))
+		return
+	case html.ElementNode:
+		// The option a drop-down shows is shown even when hidden.
+		if !shown(n) && !(n.DataAtom == atom.Option && n == ctx.shownOption) {
+			return
+		}
+		switch n.Namespace {
+		case "":
+			switch n.DataAtom {
+			case atom.Select:
+				ctx.inSelect, ctx.shownOption = true, dropDownOption(n)
+			case atom.Option:
+				if ctx.shownOption != nil && n != ctx.shownOption {
+					return
+				}
+				if label := attr(n, "label"); label != "" {
+					r.b.WriteString("\n" + label + "\n") // shown instead of its text
+					return
+				}
+			case atom.Optgroup, atom.Hr:
+			case atom.Slot:
+				if ctx.host != nil {
+					r.slot(n, ctx)
+					return
+				}
+			default:
+				if ctx.inSelect {
+					return // not an option: a <select> does not show it
+				}
+			}
+			r.urls = appendLinks(r.urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
+			if n.DataAtom == atom.Img {
+				if alt := attr(n, "alt"); alt != "" {
+					r.b.WriteString(" " + alt + " ")
+				}
+			}
+			if t := shadowRoot(n); t != nil {
+				hostCtx := ctx
+				ctx.host, ctx.hostContext = n, &hostCtx
+				r.children(n, t, ctx)
 				return
 			}
-			switch n.Namespace {
-			case "":
-				switch n.DataAtom {
-				case atom.Select:
-					shownOption = dropDownOption(n)
-				case atom.Option:
-					if shownOption != nil && n != shownOption {
-						return
-					}
-				}
-				urls = appendLinks(urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
-				if n.DataAtom == atom.Img {
-					if alt := attr(n, "alt"); alt != "" {
-						b.WriteString(" " + alt + " ")
-					}
-				}
+		case "svg":
+			if attr(n, "display") == "none" {
+				return
+			}
+			r.urls = appendLinks(r.urls, n, n.Data == "a")
+			switch n.Data {
 			case "svg":
-				urls = appendLinks(urls, n, n.Data == "a")
-				switch n.Data {
-				case "svg":
-					foreignText = false
-				case "text", "foreignObject":
-					foreignText = true
-				}
+				ctx.foreignText = false
+			case "text", "foreignObject":
+				ctx.foreignText = true
+			}
+		case "math":
+			switch n.Data {
 			case "math":
-				switch n.Data {
-				case "math":
-					foreignText = false
-				case "mi", "mn", "mo", "ms", "mtext":
-					foreignText = true
-				}
+				ctx.foreignText = false
+			case "mi", "mn", "mo", "ms", "mtext":
+				ctx.foreignText = true
 			}
-		}
-		// Apart from their neighbours: blocks on lines of their own, and
-		// an SVG, a MathML formula or an SVG <text>, each drawn where it
-		// is placed, with a space ("<text>cheap</text><text>pills</text>"
-		// shows two words).
-		sep := byte(0)
-		if n.Type == html.ElementNode {
-			switch {
-			case n.Namespace == "" && blockElement(n.DataAtom):
-				sep = '\n'
-			case n.Namespace == "" && n.Data == "search":
-				sep = '\n' // (not in x/net's atom table)
-			case n.Namespace == "svg" && (n.Data == "svg" || n.Data == "text" || n.Data == "foreignObject"),
-				n.Namespace == "math" && n.Data == "math":
-				sep = ' '
-			}
-		}
-		if sep != 0 {
-			b.WriteByte(sep)
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if n.Type == html.ElementNode && n.Namespace == "" && n.DataAtom == atom.Details && !hasAttr(n, "open") &&
-				c != firstSummary(n) {
-				continue // a closed <details> shows its first <summary> only
-			}
-			walk(c, foreignText, shownOption)
-		}
-		if sep != 0 {
-			b.WriteByte(sep)
 		}
 	}
-	walk(doc, false, nil)
-	return b.String(), urls, false
+	r.children(n, n, ctx)
+}
+
+// children reads what of n's children (or, for a shadow host, of its
+// shadow tree's: from) is shown, set apart from its neighbours as the
+// element is: blocks on lines of their own, an SVG <text> or
+// <foreignObject> (each drawn where it is placed) and a MathML space or
+// table cell with a space ("<text>cheap</text><text>pills</text>" shows
+// two words).
+func (r *treeReader) children(n, from *html.Node, ctx walkContext) {
+	sep := byte(0)
+	if n.Type == html.ElementNode {
+		switch {
+		case n.Namespace == "" && blockElement(n.DataAtom):
+			sep = '\n'
+		case n.Namespace == "" && n.Data == "search":
+			sep = '\n' // (not in x/net's atom table)
+		case n.Namespace == "svg" && (n.Data == "text" || n.Data == "foreignObject"),
+			n.Namespace == "math" && (n.Data == "mspace" || n.Data == "mtd" || n.Data == "mtr" || n.Data == "mlabeledtr"):
+			sep = ' '
+		}
+	}
+	if sep != 0 {
+		r.b.WriteByte(sep)
+	}
+	var only *html.Node
+	var closed bool
+	switch {
+	case n.Type == html.ElementNode && n.Namespace == "" && n.DataAtom == atom.Details && !hasAttr(n, "open"):
+		closed, only = true, firstSummary(n) // a closed <details> shows its first <summary> only
+	case n.Type == html.ElementNode && n.Namespace == "math" && (n.Data == "semantics" || n.Data == "maction"):
+		closed, only = true, firstElement(n) // what the formula shows is its first child
+	}
+	for c := from.FirstChild; c != nil; c = c.NextSibling {
+		if closed && c != only {
+			continue
+		}
+		r.walk(c, ctx)
+	}
+	if sep != 0 {
+		r.b.WriteByte(sep)
+	}
+}
+
+// slot reads, for a <slot> of a shadow tree, the host's children it
+// shows: those whose slot attribute names it (for the default slot, those
+// with none), else its own content.
+func (r *treeReader) slot(s *html.Node, ctx walkContext) {
+	name := attr(s, "name")
+	assigned := false
+	for c := ctx.host.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.DataAtom == atom.Template && c.Namespace == "" && hasAttr(c, "shadowrootmode") {
+			continue
+		}
+		slotName := ""
+		if c.Type == html.ElementNode {
+			slotName = attr(c, "slot")
+		} else if c.Type != html.TextNode {
+			continue
+		}
+		if slotName == name {
+			assigned = true
+			r.walk(c, *ctx.hostContext)
+		}
+	}
+	if !assigned {
+		inner := ctx
+		inner.host = nil // (a <slot> in the fallback is just an element)
+		r.children(s, s, inner)
+	}
+}
+
+// shadowRoot is an element's declarative shadow root: its first child
+// <template shadowrootmode=open|closed>, where the element can host one.
+// Its content is shown in place of the element's children, which show
+// only where its <slot>s put them.
+func shadowRoot(n *html.Node) *html.Node {
+	if !canHostShadow(n) {
+		return nil
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode && c.Namespace == "" && c.DataAtom == atom.Template {
+			switch strings.ToLower(attr(c, "shadowrootmode")) {
+			case "open", "closed":
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// canHostShadow says whether an element can have a shadow root: a custom
+// element or one of the DOM standard's list.
+func canHostShadow(n *html.Node) bool {
+	switch n.DataAtom {
+	case atom.Article, atom.Aside, atom.Blockquote, atom.Body, atom.Div, atom.Footer, atom.H1,
+		atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Header, atom.Main, atom.Nav, atom.P,
+		atom.Section, atom.Span:
+		return true
+	}
+	return n.DataAtom == 0 && strings.Contains(n.Data, "-")
+}
+
+func firstElement(n *html.Node) *html.Node {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == html.ElementNode {
+			return c
+		}
+	}
+	return nil
 }
 
 // maxTreeCost bounds treeCost for a page built into a tree: beyond it, it
-// is read tag by tag. The corpus's costliest page is far below it (see
-// TestTreeCost); at it the tree takes some tens of megabytes.
+// is read tag by tag. The costliest corpus page counts about 78,000; at
+// the bound a tree takes some tens of megabytes.
 const maxTreeCost = 200_000
 
-// treeCost is an upper bound on the elements the HTML tree builder copies
-// for a page, besides one per tag. A formatting element (<b>, <font>, ...)
-// closed by its parent's end tag stays "active", and the builder copies
-// every active one into each new paragraph or text run after it (the
-// standard's "reconstruct the active formatting elements"); 400 <b>s with
+// treeCost is an upper bound on what the HTML tree builder copies for a
+// page, in elements and attributes, besides one element per tag. A
+// formatting element (<b>, <font>, ...) closed by its parent's end tag
+// stays "active", and the builder copies every active one, with its
+// attributes, into each new paragraph or text run after it (the
+// standard's "reconstruct the active formatting elements"): 400 <b>s with
 // different attributes, then "<p>x" 60,000 times, 244 KB in all, built 24
-// million elements in 4 GB. The bound counts, before each text run and
+// million elements in 4 GB, and one <b> with 2,000 attributes before
+// 95,000 paragraphs took 9 GB. The bound counts, before each text run and
 // start tag, the formatting elements opened and not closed by their own
-// end tag, and a few copies for each such end tag (the adoption agency).
+// end tag, each weighing one and its attributes; some copies for each
+// such end tag (the adoption agency); and, for each <html> or <body> tag,
+// the attributes of all of them so far, which x/net goes through again
+// each time. Raw-text elements (<noscript>, <style>, ...) are counted as
+// markup, as the tree builder may read them (scripts off, inside SVG).
 func treeCost(src string) int {
-	// A bound found in one pass over the bytes first, which holds for
-	// most mail: tokens at most twice the '<'s and one, each costing at
-	// most the tags that may start a formatting element.
-	tags, maybeFormatting := 0, 0
-	for rest := src; ; {
-		i := strings.IndexByte(rest, '<')
-		if i < 0 {
-			break
-		}
-		rest = rest[i+1:]
-		tags++
-		if len(rest) > 0 {
-			switch rest[0] | 0x20 {
-			case 'a', 'b', 'c', 'e', 'f', 'i', 'n', 's', 't', 'u':
-				maybeFormatting++
-			}
-		}
-	}
-	if (2*tags+1+32)*maybeFormatting <= maxTreeCost {
-		return 0
-	}
-	return tokenTreeCost(src)
-}
-
-// tokenTreeCost is treeCost counted token by token.
-func tokenTreeCost(src string) int {
 	z := html.NewTokenizer(strings.NewReader(src))
-	open := map[atom.Atom]int{}
-	active, cost := 0, 0
+	weights := map[atom.Atom][]int{} // of the open formatting elements, by name
+	active, cost, rootAttrs := 0, 0, 0
 	for cost <= maxTreeCost {
-		switch z.Next() {
+		tt := z.Next()
+		switch tt {
 		case html.ErrorToken:
 			return cost
 		case html.TextToken:
 			cost += active
 		case html.StartTagToken, html.SelfClosingTagToken:
 			cost += active
-			name, _ := z.TagName()
-			if a := atom.Lookup(name); formatting(a) && !(a == atom.A && open[a] > 0) {
-				open[a]++ // (a new <a> closes the one open)
-				active++
+			name, more := z.TagName()
+			// What the tokenizer would take as raw text (a <noscript>'s
+			// or an SVG <style>'s content) may be markup to the tree
+			// builder: counted as markup, the bound still holds.
+			z.NextIsNotRawText()
+			w := 1 // a copy costs its attributes too (x/net copies them)
+			for more {
+				_, _, more = z.TagAttr()
+				w++
+			}
+			switch a := atom.Lookup(name); {
+			case formatting(a):
+				if a == atom.A && len(weights[a]) > 0 { // a new <a> closes the one open
+					active -= weights[a][0]
+					weights[a] = weights[a][:0]
+				}
+				weights[a] = append(weights[a], w)
+				active += w
+			case a == atom.Html || a == atom.Body:
+				// Each one's attributes are merged into the first's,
+				// which are gone through each time.
+				rootAttrs += w
+				cost += rootAttrs
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			if a := atom.Lookup(name); formatting(a) && open[a] > 0 {
-				open[a]--
-				active--
-				cost += 32
+			if a := atom.Lookup(name); formatting(a) && len(weights[a]) > 0 {
+				w := weights[a][len(weights[a])-1]
+				weights[a] = weights[a][:len(weights[a])-1]
+				active -= w
+				cost += 32 * w // the adoption agency's copies
 			}
 		}
 	}
@@ -219,7 +343,7 @@ func shown(n *html.Node) bool {
 	case "":
 		switch n.DataAtom {
 		case atom.Script, atom.Style, atom.Title, atom.Template, atom.Iframe, atom.Noembed,
-			atom.Noframes, atom.Datalist, atom.Rp, atom.Video, atom.Audio:
+			atom.Noframes, atom.Datalist, atom.Rp, atom.Video, atom.Audio, atom.Progress, atom.Meter:
 			return false
 		case atom.Dialog:
 			if !hasAttr(n, "open") {
@@ -244,40 +368,62 @@ func shown(n *html.Node) bool {
 }
 
 // dropDownOption is the option a drop-down <select> (not multiple, size
-// 1 or none) shows: the last one marked selected, else the first; nil for
-// a list box, which shows them all.
+// 1 or none) shows: the last one marked selected, else the first not
+// disabled; nil for a list box, which shows them all.
 func dropDownOption(sel *html.Node) *html.Node {
 	if hasAttr(sel, "multiple") {
 		return nil
 	}
-	if size, err := strconv.Atoi(strings.TrimSpace(attr(sel, "size"))); err == nil && size > 1 {
+	if size, ok := htmlInt(attr(sel, "size")); ok && size > 1 {
 		return nil
 	}
 	var first, selected *html.Node
-	var find func(n *html.Node)
-	find = func(n *html.Node) {
+	var find func(n *html.Node, disabled bool)
+	find = func(n *html.Node, disabled bool) {
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			if c.Type != html.ElementNode || c.Namespace != "" {
 				continue
 			}
 			switch c.DataAtom {
 			case atom.Option:
-				if first == nil {
+				if first == nil && !disabled && !hasAttr(c, "disabled") {
 					first = c
 				}
 				if hasAttr(c, "selected") {
 					selected = c
 				}
 			case atom.Optgroup:
-				find(c)
+				find(c, disabled || hasAttr(c, "disabled"))
 			}
 		}
 	}
-	find(sel)
+	find(sel, false)
 	if selected != nil {
 		return selected
 	}
 	return first
+}
+
+// htmlInt is the HTML standard's rules for parsing integers: white space,
+// a sign, digits, and whatever follows them ignored ("5x" is 5).
+func htmlInt(s string) (int, bool) {
+	s = strings.TrimLeft(s, " \t\n\f\r")
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	n, digits := 0, 0
+	for digits < len(s) && '0' <= s[digits] && s[digits] <= '9' && n < 1<<20 {
+		n = n*10 + int(s[digits]-'0')
+		digits++
+	}
+	if digits == 0 {
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // appendLinks appends an element's href and src targets when it is a link.

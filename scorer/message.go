@@ -18,7 +18,6 @@ import (
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/unicode"
-	"golang.org/x/text/transform"
 )
 
 // Parse limits. Mail from the internet is hostile: go-message itself puts no
@@ -59,59 +58,28 @@ func init() {
 	for _, l := range windows1254Labels {
 		charset.RegisterEncoding(l, charmap.Windows1254)
 	}
-	charset.RegisterEncoding("utf-16", utf16BothOrders{})
+	charset.RegisterEncoding(utf16Label, encoding.Nop) // read by utf16Readings
 }
 
-// utf16BothOrders is UTF-16 read in the byte order its byte order mark
-// says or, without one, in both orders, the likelier first (utf16Order).
-// RFC 2781 says big-endian, which Go's table and decoders that follow the
+// utf16Label is the charset label whose parts go-message passes through
+// undecoded (encoding.Nop), to be read by utf16Readings.
+const utf16Label = "utf-16"
+
+// utf16Readings reads UTF-16 in the byte order its byte order mark says
+// or, without one, in both orders, the likelier first (utf16Order). RFC
+// 2781 says big-endian, which Go's table and decoders that follow the
 // RFC read, while the WHATWG table that browsers and Thunderbird follow
 // says little-endian; and a guess from the bytes is the sender's to steer
 // (200 ideographic spaces, bytes 00 30, make little-endian text look
-// big-endian, and Chinese without ASCII gives no hint at all). Read both ways, its words are read whichever way its
-// reader reads them; the other reading is noise to the model.
-type utf16BothOrders struct{}
-
-func (utf16BothOrders) NewDecoder() *encoding.Decoder {
-	return &encoding.Decoder{Transformer: &utf16Reader{}}
-}
-
-func (utf16BothOrders) NewEncoder() *encoding.Encoder {
-	return unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewEncoder()
-}
-
-// utf16Reader gathers a UTF-16 text (up to MaxPartBytes; the rest is
-// dropped, as the part's text is cut there) and then gives utf16Text.
-type utf16Reader struct {
-	in, out []byte
-	done    bool
-}
-
-func (r *utf16Reader) Reset() { *r = utf16Reader{} }
-
-func (r *utf16Reader) Transform(dst, src []byte, atEOF bool) (nDst, nSrc int, err error) {
-	if !r.done {
-		r.in = append(r.in, src[:min(len(src), max(0, MaxPartBytes-len(r.in)))]...)
-		nSrc = len(src)
-		if !atEOF {
-			return 0, nSrc, nil
-		}
-		r.out, r.in, r.done = []byte(utf16Text(r.in)), nil, true
-	}
-	nDst = copy(dst, r.out)
-	r.out = r.out[nDst:]
-	if len(r.out) > 0 {
-		return nDst, nSrc, transform.ErrShortDst
-	}
-	return nDst, nSrc, nil
-}
-
-// utf16Text decodes UTF-16 in the order its byte order mark says, or in
-// both orders (the likelier first) on two lines.
-func utf16Text(b []byte) string {
+// big-endian, and Chinese without ASCII gives no hint at all). Read both
+// ways, its words are read whichever way its reader reads them; the other
+// reading is noise to the model. Each reading is a text of its own (an
+// HTML page of its own): read into one page, the wrong one opened a
+// "<!--" that hid the right one.
+func utf16Readings(b []byte) []string {
 	if bytes.HasPrefix(b, []byte("\xfe\xff")) || bytes.HasPrefix(b, []byte("\xff\xfe")) {
 		d, _ := unicode.UTF16(unicode.BigEndian, unicode.UseBOM).NewDecoder().Bytes(b)
-		return strings.ToValidUTF8(string(d), "\uFFFD")
+		return []string{strings.ToValidUTF8(string(d), "\uFFFD")}
 	}
 	first := utf16Order(b)
 	second := unicode.LittleEndian
@@ -120,7 +88,7 @@ func utf16Text(b []byte) string {
 	}
 	d1, _ := unicode.UTF16(first, unicode.IgnoreBOM).NewDecoder().Bytes(b)
 	d2, _ := unicode.UTF16(second, unicode.IgnoreBOM).NewDecoder().Bytes(b)
-	return strings.ToValidUTF8(string(d1), "\uFFFD") + "\n" + strings.ToValidUTF8(string(d2), "\uFFFD")
+	return []string{strings.ToValidUTF8(string(d1), "\uFFFD"), strings.ToValidUTF8(string(d2), "\uFFFD")}
 }
 
 // utf16Order is the likelier byte order of UTF-16 text without a byte
@@ -233,7 +201,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 			m.MoreSubjects = append(m.MoreSubjects, decodeSubjectValue(v))
 		}
 		// UTF-16 words without a byte order mark, read all one way and
-		// all the other too (see utf16BothOrders), for the SUBJECT
+		// all the other too (see utf16Readings), for the SUBJECT
 		// phrases.
 		first := decodeSubjectValue(v)
 		for _, order := range []utf16Pick{utf16LE, utf16BE} {
@@ -402,7 +370,7 @@ func decodeWord(w string, pick utf16Pick) (s string, isUTF8, ok bool) {
 		label = "windows-1252" // as mail clients read it (windows1252Labels)
 	case "utf-16", "utf16":
 		// Without a byte order mark, in the byte order pick says (see
-		// utf16BothOrders).
+		// utf16Readings).
 		order := utf16Order(raw)
 		switch pick {
 		case utf16LE:
@@ -771,6 +739,14 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	switch {
 	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
 		// Named non-text attachment: not body text.
+	case strings.EqualFold(strings.TrimSpace(params["charset"]), utf16Label) && (mediaType == "text/plain" || mediaType == "text/html"):
+		for _, text := range utf16Readings(body) {
+			if mediaType == "text/html" {
+				w.addHTML(text)
+			} else {
+				w.addText(text)
+			}
+		}
 	case mediaType == "text/plain":
 		if strings.EqualFold(params["format"], "flowed") {
 			body = unflow(body, strings.EqualFold(params["delsp"], "yes"))

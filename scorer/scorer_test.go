@@ -716,6 +716,16 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		{`<svg><foreignObject>cheap pills<svg></svg> now</foreignObject><defs><text>POISON</text></defs></svg>`, "cheap pills now", ""},
 		{`<math>POISON<mi>x</mi><mphantom><mi>POISON</mi></mphantom></math>`, "x", ""},
 		{`<select><option>a</option><optgroup><option selected>b</option><option>POISON</option></optgroup>POISON</select>`, "b", ""},
+		// A third review: which option a drop-down shows (not a disabled
+		// one; its label; a list box at size "5x"), only options in a
+		// <select>, an empty SVG inside a word, declarative shadow roots,
+		// MathML's first-child-only elements and spaces, <progress>.
+		{`<select><option disabled>POISON</option><option>cheap pills</option></select>`, "cheap pills", ""},
+		{`<select><option label="cheap pills">POISON</option></select><select size="5x"><option>a</option><option>b</option></select>`, "cheap pills a b", ""},
+		{`<select><option hidden>shown</option><option>POISON</option><div>POISON</div><button>POISON</button></select>`, "shown", ""},
+		{`Buy ch<svg width=0 height=0></svg>eap pills`, "Buy cheap pills", ""},
+		{`<div><template shadowrootmode=open>cheap <b><slot></slot></b> <slot name=n>POISON</slot></template>pills<span slot=n>now</span></div><div><template shadowrootmode=open>x</template>POISON</div>`, "cheap pills now x", ""},
+		{`<math><semantics><mtext>cheap</mtext><annotation>POISON</annotation><mtext>POISON</mtext></semantics><mspace/><mtext>pills</mtext></math> a<progress>POISON</progress><meter>POISON</meter><svg><text display="none">POISON</text></svg>`, "cheap pills a", ""},
 	} {
 		got, urls, deep := htmlToText(c.in)
 		if w := strings.Join(strings.Fields(got), " "); w != c.want || deep {
@@ -733,9 +743,25 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 	for i := range 400 {
 		fmt.Fprintf(&bs, "<b id=%d>", i)
 	}
+	var attrs strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&attrs, " a%d", i)
+	}
+	var roots strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&roots, "<html a%d><body b%d>", i, i)
+	}
+	attack := bs.String() + strings.Repeat("<p>x", 2500)
 	for _, page := range []string{
 		strings.Repeat("<div>", 600) + "<svg><noembed></svg><p>cheap pills</p>",
 		"<div>" + bs.String() + "</div><svg><p><![CDATA[x]]></p></svg>" + strings.Repeat("<p>x", 2500) + "<p>cheap pills",
+		// Hidden from a plain tokenizer, markup to the tree builder.
+		"<noscript><p>" + attack + "<p>cheap pills",
+		"<svg><style></svg><p>" + attack + "<p>cheap pills",
+		// One element with many attributes, copied into every paragraph.
+		"<p><b" + attrs.String() + ">x</p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
+		// <html> and <body> attributes merged again and again.
+		roots.String() + "<p>cheap pills",
 	} {
 		m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
 		if !strings.Contains(m.Text, "cheap pills") || strings.Contains(m.Text, "[x]") ||
@@ -768,6 +794,9 @@ func TestCharsetLabelsAsClientsRead(t *testing.T) {
 		{"text/plain; charset=utf-16", le("免费发票"), le("免费") + "|" + le("发票"), "免费发票"},
 		{"text/plain; charset=utf-16", "\xff\xfe" + le("<p>cheap pills"), le(strings.Repeat("\u3000", 20)+"cheap ") + "|" + le("pills"), "<p>cheap pills"},
 		{"text/plain; charset=utf-16", "\xfe\xff" + be("<p>cheap pills"), be("cheap ") + "|" + be("pills"), "<p>cheap pills"},
+		// The reading a sender steers first opens a comment in HTML that
+		// would hide the other one: each is a page of its own.
+		{"text/html; charset=utf-16", le("<title>" + strings.Repeat("\u3000", 200) + "\u3c00\u2100\u2d00\u2d00</title><p>Buy cheap pills now</p>"), "", "cheap pills"},
 		{"text/plain; charset=iso-8859-9", "\x80100 bonus, don\x92t miss", "", "€100 bonus, don’t miss"},
 		{"text/plain; charset=latin5", "\x80100", "", "€100"},
 	} {
