@@ -270,7 +270,7 @@ const maxTreeCost = 200_000
 // markup, as the tree builder may read them (scripts off, inside SVG).
 func treeCost(src string) int {
 	z := html.NewTokenizer(strings.NewReader(src))
-	weights := map[atom.Atom][]int{} // of the open formatting elements, by name
+	var weights [len(formattingElements)][]int // of the open formatting elements, by name
 	active, cost, rootAttrs := 0, 0, 0
 	for cost <= maxTreeCost {
 		tt := z.Next()
@@ -291,13 +291,14 @@ func treeCost(src string) int {
 				_, _, more = z.TagAttr()
 				w++
 			}
-			switch a := atom.Lookup(name); {
-			case formatting(a):
-				if a == atom.A && len(weights[a]) > 0 { // a new <a> closes the one open
-					active -= weights[a][0]
-					weights[a] = weights[a][:0]
+			a := atom.Lookup(name)
+			switch f := formattingIndex(a); {
+			case f >= 0:
+				if a == atom.A && len(weights[f]) > 0 { // a new <a> closes the one open
+					active -= weights[f][0]
+					weights[f] = weights[f][:0]
 				}
-				weights[a] = append(weights[a], w)
+				weights[f] = append(weights[f], w)
 				active += w
 			case a == atom.Html || a == atom.Body:
 				// Each one's attributes are merged into the first's,
@@ -307,9 +308,9 @@ func treeCost(src string) int {
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			if a := atom.Lookup(name); formatting(a) && len(weights[a]) > 0 {
-				w := weights[a][len(weights[a])-1]
-				weights[a] = weights[a][:len(weights[a])-1]
+			if f := formattingIndex(atom.Lookup(name)); f >= 0 && len(weights[f]) > 0 {
+				w := weights[f][len(weights[f])-1]
+				weights[f] = weights[f][:len(weights[f])-1]
 				active -= w
 				cost += 32 * w // the adoption agency's copies
 			}
@@ -318,14 +319,18 @@ func treeCost(src string) int {
 	return cost
 }
 
-// formatting says whether an element is one of HTML's formatting elements.
-func formatting(a atom.Atom) bool {
-	switch a {
-	case atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font, atom.I, atom.Nobr,
-		atom.S, atom.Small, atom.Strike, atom.Strong, atom.Tt, atom.U:
-		return true
+// formattingElements are HTML's formatting elements.
+var formattingElements = [...]atom.Atom{atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font,
+	atom.I, atom.Nobr, atom.S, atom.Small, atom.Strike, atom.Strong, atom.Tt, atom.U}
+
+// formattingIndex is an element's index in formattingElements, or -1.
+func formattingIndex(a atom.Atom) int {
+	for i, f := range formattingElements {
+		if a == f {
+			return i
+		}
 	}
-	return false
+	return -1
 }
 
 // shown says whether an element and what it holds are shown at all by a

@@ -203,6 +203,9 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		// UTF-16 words without a byte order mark, read all one way and
 		// all the other too (see utf16Readings), for the SUBJECT
 		// phrases.
+		if !containsFold(v, "=?utf-16") && !containsFold(v, "=?utf16") {
+			continue
+		}
 		first := decodeSubjectValue(v)
 		for _, order := range []utf16Pick{utf16LE, utf16BE} {
 			if alt := decodeSubjectOrder(v, order); alt != first {
