@@ -53,7 +53,11 @@ import (
 // and nothing but options, declarative shadow roots are shown, an empty
 // SVG no longer splits a word, and <progress>, <meter>, SVG
 // display="none" and MathML's other <semantics> children are not read.
-const FeatureVersion = 13
+// Version 14 reads as a fourth review found: each shadow host child in the
+// first slot of its name only, what an option holds and options however
+// deep, UTF-16 RFC 2047 file names; and bounds the tree's cost also for
+// end tags the builder ignores past a boundary and for a deep stack.
+const FeatureVersion = 14
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

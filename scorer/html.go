@@ -51,26 +51,37 @@ type walkContext struct {
 	// in it), MathML only in its token elements (<mi>, <mo>, ...); HTML
 	// in a <foreignObject> is HTML again.
 	foreignText bool
-	// inSelect: inside a <select>, which shows its options only;
-	// shownOption is, in a drop-down one, the one option it shows.
+	// inSelect: inside a <select> and not in one of its options, where
+	// only options (however deep) are shown. dropDown: the <select> is a
+	// drop-down, which shows one option, shownOption (nil: none).
 	inSelect    bool
+	dropDown    bool
 	shownOption *html.Node
-	// host is the element whose shadow tree (a declarative shadow root,
-	// <template shadowrootmode>) is being walked, and hostContext the
-	// context its own children, which the tree's <slot>s show, are read
-	// in.
-	host        *html.Node
-	hostContext *walkContext
+	// shadow is the shadow tree (a declarative shadow root, <template
+	// shadowrootmode>) being walked: its host's children show where its
+	// <slot>s put them.
+	shadow *shadowTree
+}
+
+// shadowTree is a host's declarative shadow root, with which of its
+// <slot>s shows which of the host's children: each goes to the first
+// slot of its name, in tree order (the DOM standard's "find a slot").
+type shadowTree struct {
+	assigned    map[*html.Node][]*html.Node
+	hostContext walkContext // what the host's children are read in
 }
 
 func (r *treeReader) walk(n *html.Node, ctx walkContext) {
+	if r.b.Len() > MaxTextBytes {
+		return // more than a message's text is kept
+	}
 	switch n.Type {
 	case html.TextNode:
 		p := n.Parent
 		if p != nil && p.Namespace != "" && !ctx.foreignText {
 			return
 		}
-		if ctx.inSelect && p != nil && p.Namespace == "" && (p.DataAtom == atom.Select || p.DataAtom == atom.Optgroup) {
+		if ctx.inSelect {
 			return // a <select> shows its options only
 		}
 		r.b.WriteString(strings.ReplaceAll(n.Data, "\x00", ""))
@@ -84,25 +95,30 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 		case "":
 			switch n.DataAtom {
 			case atom.Select:
-				ctx.inSelect, ctx.shownOption = true, dropDownOption(n)
+				ctx.inSelect = true
+				ctx.shownOption, ctx.dropDown = dropDownOption(n)
 			case atom.Option:
-				if ctx.shownOption != nil && n != ctx.shownOption {
+				if ctx.dropDown && n != ctx.shownOption {
 					return
 				}
 				if label := attr(n, "label"); label != "" {
 					r.b.WriteString("\n" + label + "\n") // shown instead of its text
 					return
 				}
-			case atom.Optgroup, atom.Hr:
+				ctx.inSelect = false // its content is shown
+			case atom.Optgroup:
+				if label := attr(n, "label"); label != "" && ctx.inSelect && !ctx.dropDown {
+					r.b.WriteString("\n" + label + "\n") // a list box shows it
+				}
 			case atom.Slot:
-				if ctx.host != nil {
+				if ctx.shadow != nil {
 					r.slot(n, ctx)
 					return
 				}
-			default:
-				if ctx.inSelect {
-					return // not an option: a <select> does not show it
-				}
+			}
+			if ctx.inSelect {
+				r.children(n, n, ctx) // options in it are still options
+				return
 			}
 			r.urls = appendLinks(r.urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
 			if n.DataAtom == atom.Img {
@@ -111,9 +127,9 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 				}
 			}
 			if t := shadowRoot(n); t != nil {
-				hostCtx := ctx
-				ctx.host, ctx.hostContext = n, &hostCtx
-				r.children(n, t, ctx)
+				inner := ctx
+				inner.shadow = newShadowTree(n, t, ctx)
+				r.children(n, t, inner)
 				return
 			}
 		case "svg":
@@ -180,32 +196,61 @@ func (r *treeReader) children(n, from *html.Node, ctx walkContext) {
 	}
 }
 
-// slot reads, for a <slot> of a shadow tree, the host's children it
-// shows: those whose slot attribute names it (for the default slot, those
-// with none), else its own content.
+// slot reads a <slot> of a shadow tree: the host's children assigned to
+// it, else its own content (in which a slot may be filled in turn).
 func (r *treeReader) slot(s *html.Node, ctx walkContext) {
-	name := attr(s, "name")
-	assigned := false
-	for c := ctx.host.FirstChild; c != nil; c = c.NextSibling {
-		if c.Type == html.ElementNode && c.DataAtom == atom.Template && c.Namespace == "" && hasAttr(c, "shadowrootmode") {
-			continue
-		}
-		slotName := ""
-		if c.Type == html.ElementNode {
-			slotName = attr(c, "slot")
-		} else if c.Type != html.TextNode {
-			continue
-		}
-		if slotName == name {
-			assigned = true
-			r.walk(c, *ctx.hostContext)
+	nodes, ok := ctx.shadow.assigned[s]
+	if !ok {
+		r.children(s, s, ctx)
+		return
+	}
+	for _, c := range nodes {
+		r.walk(c, ctx.shadow.hostContext)
+	}
+}
+
+// newShadowTree assigns host's children to the slots of its shadow root
+// t: each to the first slot, in tree order, named as its slot attribute
+// says (the unnamed slot: children with none, and text). Nested shadow
+// roots' slots are theirs.
+func newShadowTree(host, t *html.Node, hostContext walkContext) *shadowTree {
+	first := map[string]*html.Node{}
+	var find func(n *html.Node)
+	find = func(n *html.Node) {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type != html.ElementNode {
+				continue
+			}
+			if c.Namespace == "" && c.DataAtom == atom.Slot {
+				if name := attr(c, "name"); first[name] == nil {
+					first[name] = c
+				}
+			}
+			if c.Namespace == "" && c.DataAtom == atom.Template {
+				continue // another tree's (or inert)
+			}
+			find(c)
 		}
 	}
-	if !assigned {
-		inner := ctx
-		inner.host = nil // (a <slot> in the fallback is just an element)
-		r.children(s, s, inner)
+	find(t)
+	st := &shadowTree{assigned: map[*html.Node][]*html.Node{}, hostContext: hostContext}
+	for c := host.FirstChild; c != nil; c = c.NextSibling {
+		name := ""
+		switch c.Type {
+		case html.ElementNode:
+			if c == t {
+				continue
+			}
+			name = attr(c, "slot")
+		case html.TextNode:
+		default:
+			continue
+		}
+		if s := first[name]; s != nil {
+			st.assigned[s] = append(st.assigned[s], c)
+		}
 	}
+	return st
 }
 
 // shadowRoot is an element's declarative shadow root: its first child
@@ -270,10 +315,22 @@ const maxTreeCost = 200_000
 // markup, as the tree builder may read them (scripts off, inside SVG).
 func treeCost(src string) int {
 	z := html.NewTokenizer(strings.NewReader(src))
-	var weights [len(formattingElements)][]int // of the open formatting elements, by name
+	type opened struct{ weight, scopes int }
+	var open [len(formattingElements)][]opened // the open formatting elements, by name
+	var scopeOpen [len(scopeElements)]int
+	scopes := 0 // scope boundaries open (<table>, <td>, <object>, ...)
 	active, cost, rootAttrs := 0, 0, 0
+	depth, stackWork := 0, 0
+	// Elements open, as far as end tags tell, by name (others: custom).
+	openByAtom, openOther := map[atom.Atom]int{}, map[string]int{}
 	for cost <= maxTreeCost {
 		tt := z.Next()
+		// x/net walks the stack of open elements for many tags (an end
+		// tag looks for its element, "in scope" checks): 500 nested
+		// <span>s and then 2 MiB of "</x>" took 2 to 4 s.
+		if stackWork += min(depth, 512); stackWork > maxStackWork {
+			return maxTreeCost + 1
+		}
 		switch tt {
 		case html.ErrorToken:
 			return cost
@@ -292,13 +349,25 @@ func treeCost(src string) int {
 				w++
 			}
 			a := atom.Lookup(name)
+			if !voidElement(a) {
+				depth++
+				if a != 0 {
+					openByAtom[a]++
+				} else {
+					openOther[string(name)]++
+				}
+			}
+			if i := scopeIndex(string(name)); i >= 0 {
+				scopeOpen[i]++
+				scopes++
+			}
 			switch f := formattingIndex(a); {
 			case f >= 0:
-				if a == atom.A && len(weights[f]) > 0 { // a new <a> closes the one open
-					active -= weights[f][0]
-					weights[f] = weights[f][:0]
+				if a == atom.A && len(open[f]) > 0 { // a new <a> closes the one open
+					active -= open[f][0].weight
+					open[f] = open[f][:0]
 				}
-				weights[f] = append(weights[f], w)
+				open[f] = append(open[f], opened{w, scopes})
 				active += w
 			case a == atom.Html || a == atom.Body:
 				// Each one's attributes are merged into the first's,
@@ -308,15 +377,62 @@ func treeCost(src string) int {
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			if f := formattingIndex(atom.Lookup(name)); f >= 0 && len(weights[f]) > 0 {
-				w := weights[f][len(weights[f])-1]
-				weights[f] = weights[f][:len(weights[f])-1]
-				active -= w
-				cost += 32 * w // the adoption agency's copies
+			// (An end tag of nothing open changes nothing.)
+			if a := atom.Lookup(name); a != 0 && openByAtom[a] > 0 {
+				openByAtom[a]--
+				depth--
+			} else if a == 0 && openOther[string(name)] > 0 {
+				openOther[string(name)]--
+				depth--
+			}
+			if i := scopeIndex(string(name)); i >= 0 && scopeOpen[i] > 0 {
+				scopeOpen[i]--
+				scopes--
+			}
+			if f := formattingIndex(atom.Lookup(name)); f >= 0 && len(open[f]) > 0 {
+				top := open[f][len(open[f])-1]
+				cost += 32 * top.weight // the adoption agency's copies
+				if scopes > top.scopes {
+					// A boundary opened since (<b><object></b>): the
+					// builder ignores this end tag, and the element stays
+					// active, to be copied on and on.
+					continue
+				}
+				open[f] = open[f][:len(open[f])-1]
+				active -= top.weight
 			}
 		}
 	}
 	return cost
+}
+
+// maxStackWork bounds the tokens times open elements a page built into a
+// tree may have (treeCost), some tenths of a second of x/net's work.
+const maxStackWork = 20_000_000
+
+// scopeElements are the elements that bound a formatting element's scope
+// for the tree builder (and its markers), and integration points.
+var scopeElements = [...]string{"applet", "caption", "html", "table", "td", "th", "marquee",
+	"object", "template", "mi", "mo", "mn", "ms", "mtext", "annotation-xml", "foreignobject",
+	"desc", "title"}
+
+func scopeIndex(name string) int {
+	for i, e := range scopeElements {
+		if name == e {
+			return i
+		}
+	}
+	return -1
+}
+
+// voidElement says whether an HTML element has no end tag.
+func voidElement(a atom.Atom) bool {
+	switch a {
+	case atom.Area, atom.Base, atom.Br, atom.Col, atom.Embed, atom.Hr, atom.Img, atom.Input,
+		atom.Link, atom.Meta, atom.Param, atom.Source, atom.Track, atom.Wbr, atom.Keygen:
+		return true
+	}
+	return false
 }
 
 // formattingElements are HTML's formatting elements.
@@ -374,13 +490,20 @@ func shown(n *html.Node) bool {
 
 // dropDownOption is the option a drop-down <select> (not multiple, size
 // 1 or none) shows: the last one marked selected, else the first not
-// disabled; nil for a list box, which shows them all.
-func dropDownOption(sel *html.Node) *html.Node {
+// disabled, or none (all disabled; a multiple one of size 1, which shows
+// a count); dropDown is false for a list box, which shows them all.
+// Options are found however deep (Chromium's select parsing keeps <div>s
+// around them).
+func dropDownOption(sel *html.Node) (shown *html.Node, dropDown bool) {
+	size, sized := htmlInt(attr(sel, "size"))
 	if hasAttr(sel, "multiple") {
-		return nil
+		if sized && size == 1 {
+			return nil, true
+		}
+		return nil, false
 	}
-	if size, ok := htmlInt(attr(sel, "size")); ok && size > 1 {
-		return nil
+	if sized && size > 1 {
+		return nil, false
 	}
 	var first, selected *html.Node
 	var find func(n *html.Node, disabled bool)
@@ -399,14 +522,17 @@ func dropDownOption(sel *html.Node) *html.Node {
 				}
 			case atom.Optgroup:
 				find(c, disabled || hasAttr(c, "disabled"))
+			case atom.Select, atom.Template:
+			default:
+				find(c, disabled)
 			}
 		}
 	}
 	find(sel, false)
 	if selected != nil {
-		return selected
+		return selected, true
 	}
-	return first
+	return first, true
 }
 
 // htmlInt is the HTML standard's rules for parsing integers: white space,

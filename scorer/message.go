@@ -91,6 +91,21 @@ func utf16Readings(b []byte) []string {
 	return []string{strings.ToValidUTF8(string(d1), "\uFFFD"), strings.ToValidUTF8(string(d2), "\uFFFD")}
 }
 
+// paramText is a header field's parameter as decoded, or, when the field
+// has an RFC 2047 word in UTF-16 (which go-message passes through
+// undecoded, see utf16Label), decoded here as a Subject is.
+func paramText(field, key, decoded string) string {
+	if !containsFold(field, "=?utf-16") && !containsFold(field, "=?utf16") {
+		return decoded
+	}
+	if _, ps, err := mime.ParseMediaType(field); err == nil {
+		if v, ok := ps[key]; ok {
+			return decodeSubjectValue(v)
+		}
+	}
+	return decoded
+}
+
 // utf16Order is the likelier byte order of UTF-16 text without a byte
 // order mark: little-endian when more of its first 512 bytes have a zero
 // byte second in a pair (the high byte of Latin text), else big-endian.
@@ -695,9 +710,9 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	}
 	mediaType = strings.ToLower(mediaType)
 	_, dispParams, _ := e.Header.ContentDisposition()
-	name := dispParams["filename"]
+	name := paramText(e.Header.Get("Content-Disposition"), "filename", dispParams["filename"])
 	if name == "" {
-		name = params["name"]
+		name = paramText(e.Header.Get("Content-Type"), "name", params["name"])
 	}
 	p := Part{ContentType: mediaType, Filename: name}
 	// An HTML page sent as a generic attachment is what the recipient sees
@@ -742,7 +757,9 @@ func (w *walker) leaf(e *message.Entity, ct contentType, depth int) {
 	switch {
 	case name != "" && mediaType != "text/plain" && mediaType != "text/html":
 		// Named non-text attachment: not body text.
-	case strings.EqualFold(strings.TrimSpace(params["charset"]), utf16Label) && (mediaType == "text/plain" || mediaType == "text/html"):
+	case strings.ToLower(params["charset"]) == utf16Label && (mediaType == "text/plain" || mediaType == "text/html"):
+		// (The label exactly as go-message looks it up: " utf-16" is not
+		// passed through, but decoded by it, once.)
 		for _, text := range utf16Readings(body) {
 			if mediaType == "text/html" {
 				w.addHTML(text)

@@ -725,6 +725,16 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		{`<select><option hidden>shown</option><option>POISON</option><div>POISON</div><button>POISON</button></select>`, "shown", ""},
 		{`Buy ch<svg width=0 height=0></svg>eap pills`, "Buy cheap pills", ""},
 		{`<div><template shadowrootmode=open>cheap <b><slot></slot></b> <slot name=n>POISON</slot></template>pills<span slot=n>now</span></div><div><template shadowrootmode=open>x</template>POISON</div>`, "cheap pills now x", ""},
+		// A fourth review: each host child goes to the first slot of its
+		// name (later ones show their fallback; one in another's fallback
+		// is filled); what is in an option is shown, and options however
+		// deep; a drop-down of disabled options, or multiple at size 1,
+		// shows none; a list box shows its optgroups' labels.
+		{`<div><template shadowrootmode=open>[<slot>FB1</slot>|<slot>FB2</slot>]</template>light</div>`, "[light|FB2]", ""},
+		{`<div><template shadowrootmode=open>[<slot name=a><slot name=b>fb</slot></slot>]</template><span slot=b>cheap pills</span></div>`, "[cheap pills]", ""},
+		{`<select><option><b>cheap</b> <span>pills</span></option></select><select><div><option>now</option></div></select>`, "cheap pills now", ""},
+		{`<select size=3><div><option>a</option><option>b</option></div><optgroup label=G><option>c</option></optgroup></select>`, "a b G c", ""},
+		{`<select><option disabled>POISON</option><option disabled>POISON</option></select><select multiple size=1><option>POISON</option></select>x`, "x", ""},
 		{`<math><semantics><mtext>cheap</mtext><annotation>POISON</annotation><mtext>POISON</mtext></semantics><mspace/><mtext>pills</mtext></math> a<progress>POISON</progress><meter>POISON</meter><svg><text display="none">POISON</text></svg>`, "cheap pills a", ""},
 	} {
 		got, urls, deep := htmlToText(c.in)
@@ -762,6 +772,11 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		"<p><b" + attrs.String() + ">x</p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
 		// <html> and <body> attributes merged again and again.
 		roots.String() + "<p>cheap pills",
+		// An end tag the builder ignores past a boundary (<object>) leaves
+		// the element active.
+		"<p><b" + attrs.String() + "><object></b></object></p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
+		// A deep stack walked for each of many tags.
+		strings.Repeat("<span>", 500) + strings.Repeat("</x>", 50000) + "<p>cheap pills",
 	} {
 		m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
 		if !strings.Contains(m.Text, "cheap pills") || strings.Contains(m.Text, "[x]") ||
@@ -819,5 +834,34 @@ func TestCharsetLabelsAsClientsRead(t *testing.T) {
 				t.Errorf("subject %q %q read %q, want %q in one reading", w1, w2, subjects, phrase)
 			}
 		}
+	}
+}
+
+// Slots cannot multiply the host's children: each is read once, however
+// many slots of its name a tree has, nested to any depth (a 3 KB page of
+// 40 nested hosts with two slots each took all memory).
+func TestShadowSlotsReadOnce(t *testing.T) {
+	page := strings.Repeat("<div><template shadowrootmode=open><slot></slot><slot></slot></template>", 40) + "cheap pills" + strings.Repeat("</div>", 40)
+	got, _, _ := htmlToText(page)
+	if n := strings.Count(got, "cheap pills"); n != 1 {
+		t.Errorf("read %d times, want once", n)
+	}
+}
+
+// UTF-16 in RFC 2047 parameters (go-message passes the label through)
+// and a charset label with white space (decoded once, by go-message).
+func TestUTF16ParamsAndPaddedLabel(t *testing.T) {
+	le := func(s string) string {
+		b, _ := unicode.UTF16(unicode.LittleEndian, unicode.UseBOM).NewEncoder().String(s)
+		return b
+	}
+	name := "=?utf-16?B?" + base64.StdEncoding.EncodeToString([]byte(le("offer.html"))) + "?="
+	raw := "From: a@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\n\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"" + name + "\"\r\n\r\n<p>cheap pills</p>\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=\"utf-16 \"\r\n\r\n" + le("buy now") + "\r\n--b--\r\n"
+	m := Parse([]byte(raw))
+	if !strings.Contains(m.Text, "cheap pills") || !strings.Contains(m.Text, "buy now") || m.Parts[1].Filename != "offer.html" {
+		t.Errorf("text %q, parts %+v", m.Text, m.Parts)
 	}
 }
