@@ -24,10 +24,28 @@ import (
 // elements) is read token by token instead (htmlTokensToText), and deep
 // says so.
 func htmlToText(src string) (text string, urls []string, deep bool) {
-	if treeCost(src) > maxTreeCost {
+	return htmlToTextWithin(src, newHTMLBudget())
+}
+
+// htmlBudget is what building pages into trees may cost one message, in
+// treeCost's two measures: a message of many parts, each just under the
+// bounds, took seconds.
+type htmlBudget struct{ copies, stackWork int }
+
+func newHTMLBudget() *htmlBudget {
+	return &htmlBudget{copies: maxTreeCost, stackWork: maxStackWork}
+}
+
+// htmlToTextWithin is htmlToText spending from budget; a page that does
+// not fit in what is left is read tag by tag.
+func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool) {
+	copies, stackWork := treeCost(src)
+	if copies > budget.copies || stackWork > budget.stackWork {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}
+	budget.copies -= copies
+	budget.stackWork -= stackWork
 	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
 	if err != nil {
 		text, urls = htmlTokensToText(src)
@@ -313,31 +331,29 @@ const maxTreeCost = 200_000
 // the attributes of all of them so far, which x/net goes through again
 // each time. Raw-text elements (<noscript>, <style>, ...) are counted as
 // markup, as the tree builder may read them (scripts off, inside SVG).
-func treeCost(src string) int {
+func treeCost(src string) (copies, stackWork int) {
 	z := html.NewTokenizer(strings.NewReader(src))
-	type opened struct{ weight, scopes int }
+	type opened struct{ weight, boundaries int }
 	var open [len(formattingElements)][]opened // the open formatting elements, by name
-	var scopeOpen [len(scopeElements)]int
-	scopes := 0 // scope boundaries open (<table>, <td>, <object>, ...)
-	active, cost, rootAttrs := 0, 0, 0
-	depth, stackWork := 0, 0
-	// Elements open, as far as end tags tell, by name (others: custom).
-	openByAtom, openOther := map[atom.Atom]int{}, map[string]int{}
-	for cost <= maxTreeCost {
+	// The counts below only go up: an end tag the builder ignores (a
+	// </td> with no cell, a </span> past a special element) must not
+	// lower them, and which end tags it ignores is the tree's to say.
+	boundaries := 0 // scope boundary start tags so far (<table>, <td>, <object>, ...)
+	var stack openStack
+	active, rootAttrs := 0, 0
+	for copies <= maxTreeCost && stackWork <= maxStackWork {
 		tt := z.Next()
 		// x/net walks the stack of open elements for many tags (an end
-		// tag looks for its element, "in scope" checks): 500 nested
-		// <span>s and then 2 MiB of "</x>" took 2 to 4 s.
-		if stackWork += min(depth, 512); stackWork > maxStackWork {
-			return maxTreeCost + 1
-		}
+		// tag looks for its element, "in scope" checks): 505 nested
+		// <span>s and then 2 MiB of "</p>" took 5 s.
+		stackWork += len(stack.open)
 		switch tt {
 		case html.ErrorToken:
-			return cost
+			return copies, stackWork
 		case html.TextToken:
-			cost += active
+			copies += active
 		case html.StartTagToken, html.SelfClosingTagToken:
-			cost += active
+			copies += active
 			name, more := z.TagName()
 			// What the tokenizer would take as raw text (a <noscript>'s
 			// or an SVG <style>'s content) may be markup to the tree
@@ -350,16 +366,12 @@ func treeCost(src string) int {
 			}
 			a := atom.Lookup(name)
 			if !voidElement(a) {
-				depth++
-				if a != 0 {
-					openByAtom[a]++
-				} else {
-					openOther[string(name)]++
+				if !stack.start(a, name) {
+					return copies, maxStackWork + 1 // past x/net's 512
 				}
 			}
-			if i := scopeIndex(string(name)); i >= 0 {
-				scopeOpen[i]++
-				scopes++
+			if scopeIndex(string(name)) >= 0 {
+				boundaries++
 			}
 			switch f := formattingIndex(a); {
 			case f >= 0:
@@ -367,35 +379,24 @@ func treeCost(src string) int {
 					active -= open[f][0].weight
 					open[f] = open[f][:0]
 				}
-				open[f] = append(open[f], opened{w, scopes})
+				open[f] = append(open[f], opened{w, boundaries})
 				active += w
 			case a == atom.Html || a == atom.Body:
 				// Each one's attributes are merged into the first's,
 				// which are gone through each time.
 				rootAttrs += w
-				cost += rootAttrs
+				copies += rootAttrs
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			// (An end tag of nothing open changes nothing.)
-			if a := atom.Lookup(name); a != 0 && openByAtom[a] > 0 {
-				openByAtom[a]--
-				depth--
-			} else if a == 0 && openOther[string(name)] > 0 {
-				openOther[string(name)]--
-				depth--
-			}
-			if i := scopeIndex(string(name)); i >= 0 && scopeOpen[i] > 0 {
-				scopeOpen[i]--
-				scopes--
-			}
+			stack.end(atom.Lookup(name), name)
 			if f := formattingIndex(atom.Lookup(name)); f >= 0 && len(open[f]) > 0 {
 				top := open[f][len(open[f])-1]
-				cost += 32 * top.weight // the adoption agency's copies
-				if scopes > top.scopes {
-					// A boundary opened since (<b><object></b>): the
-					// builder ignores this end tag, and the element stays
-					// active, to be copied on and on.
+				copies += 32 * top.weight // the adoption agency's copies
+				if boundaries > top.boundaries {
+					// A boundary came since (<b><object></b>): the
+					// builder may ignore this end tag and keep the
+					// element active, to be copied on and on.
 					continue
 				}
 				open[f] = open[f][:len(open[f])-1]
@@ -403,12 +404,143 @@ func treeCost(src string) int {
 			}
 		}
 	}
-	return cost
+	return copies, stackWork
 }
 
-// maxStackWork bounds the tokens times open elements a page built into a
-// tree may have (treeCost), some tenths of a second of x/net's work.
-const maxStackWork = 20_000_000
+// openStack follows the tree builder's stack of open elements as far as
+// treeCost needs its depth, erring deep: end tags close what the standard
+// says they close (an element's own, unless a special element stands
+// between for an ordinary one, or a scope boundary for a special one), and
+// a few start tags close what they always close (<p>, <li>, cells); other
+// implied ends are not followed, so the stack may be deeper than the
+// builder's, never shallower but for what those leave out.
+type openStack struct{ open []openElement }
+
+type openElement struct {
+	a    atom.Atom
+	name string // for an element atom does not know
+}
+
+func (st *openStack) is(i int, a atom.Atom, name []byte) bool {
+	e := st.open[i]
+	return e.a == a && (a != 0 || e.name == string(name))
+}
+
+// start opens an element, after what its start tag closes; false past
+// x/net's 512.
+func (st *openStack) start(a atom.Atom, name []byte) bool {
+	switch {
+	case a == atom.P || closesP(a):
+		st.closeInScope(atom.P, false)
+	case a == atom.Li:
+		st.closeInScope(atom.Li, true)
+	case a == atom.Dd || a == atom.Dt:
+		st.closeInScope(atom.Dd, true)
+		st.closeInScope(atom.Dt, true)
+	case a == atom.Td || a == atom.Th:
+		st.closeInScope(atom.Td, false)
+		st.closeInScope(atom.Th, false)
+	case a == atom.Tr:
+		st.closeInScope(atom.Td, false)
+		st.closeInScope(atom.Th, false)
+		st.closeInScope(atom.Tr, false)
+	case a == atom.Option:
+		if n := len(st.open); n > 0 && st.open[n-1].a == atom.Option {
+			st.open = st.open[:n-1]
+		}
+	}
+	if len(st.open) >= 512 {
+		return false
+	}
+	e := openElement{a: a}
+	if a == 0 {
+		e.name = string(name)
+	}
+	st.open = append(st.open, e)
+	return true
+}
+
+// closeInScope closes the innermost open a (and what is inside it) unless
+// a scope boundary (or, with stopAtSpecial, any special element but
+// <address>, <div> and <p>) stands between.
+func (st *openStack) closeInScope(a atom.Atom, stopAtSpecial bool) {
+	for i := len(st.open) - 1; i >= 0; i-- {
+		e := st.open[i].a
+		if e == a {
+			st.open = st.open[:i]
+			return
+		}
+		if scopeBoundary(e) || stopAtSpecial && specialElement(e) && e != atom.Address && e != atom.Div && e != atom.P {
+			return
+		}
+	}
+}
+
+// end closes what an end tag closes: for a special element, the innermost
+// one in scope; for another, the innermost one unless a special element
+// stands between. An end tag of nothing open closes nothing.
+func (st *openStack) end(a atom.Atom, name []byte) {
+	special := specialElement(a)
+	for i := len(st.open) - 1; i >= 0; i-- {
+		if st.is(i, a, name) {
+			st.open = st.open[:i]
+			return
+		}
+		e := st.open[i].a
+		if special && scopeBoundary(e) || !special && specialElement(e) {
+			return
+		}
+	}
+}
+
+// closesP says whether a start tag closes an open <p> (the HTML
+// standard's "close a p element" cases).
+func closesP(a atom.Atom) bool {
+	switch a {
+	case atom.Address, atom.Article, atom.Aside, atom.Blockquote, atom.Center, atom.Details,
+		atom.Dialog, atom.Dir, atom.Div, atom.Dl, atom.Fieldset, atom.Figcaption, atom.Figure,
+		atom.Footer, atom.Header, atom.Hgroup, atom.Main, atom.Menu, atom.Nav, atom.Ol,
+		atom.Section, atom.Summary, atom.Ul, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5,
+		atom.H6, atom.Pre, atom.Listing, atom.Form, atom.Plaintext, atom.Table, atom.Hr, atom.Xmp:
+		return true
+	}
+	return false
+}
+
+// scopeBoundary says whether an element bounds "in scope" checks.
+func scopeBoundary(a atom.Atom) bool {
+	switch a {
+	case atom.Applet, atom.Caption, atom.Html, atom.Table, atom.Td, atom.Th, atom.Marquee,
+		atom.Object, atom.Template, atom.Button:
+		return true
+	}
+	return false
+}
+
+// specialElement says whether an element is in the HTML standard's
+// "special" category.
+func specialElement(a atom.Atom) bool {
+	switch a {
+	case atom.Address, atom.Applet, atom.Area, atom.Article, atom.Aside, atom.Base, atom.Basefont,
+		atom.Bgsound, atom.Blockquote, atom.Body, atom.Br, atom.Button, atom.Caption, atom.Center,
+		atom.Col, atom.Colgroup, atom.Dd, atom.Details, atom.Dir, atom.Div, atom.Dl, atom.Dt,
+		atom.Embed, atom.Fieldset, atom.Figcaption, atom.Figure, atom.Footer, atom.Form, atom.Frame,
+		atom.Frameset, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Head, atom.Header,
+		atom.Hgroup, atom.Hr, atom.Html, atom.Iframe, atom.Img, atom.Input, atom.Keygen, atom.Li,
+		atom.Link, atom.Listing, atom.Main, atom.Marquee, atom.Menu, atom.Meta, atom.Nav,
+		atom.Noembed, atom.Noframes, atom.Noscript, atom.Object, atom.Ol, atom.P, atom.Param,
+		atom.Plaintext, atom.Pre, atom.Script, atom.Section, atom.Select, atom.Source, atom.Style,
+		atom.Summary, atom.Table, atom.Tbody, atom.Td, atom.Template, atom.Textarea, atom.Tfoot,
+		atom.Th, atom.Thead, atom.Title, atom.Tr, atom.Track, atom.Ul, atom.Wbr, atom.Xmp:
+		return true
+	}
+	return false
+}
+
+// maxStackWork bounds the tokens times open elements of the pages of a
+// message built into trees (treeCost): about a tenth of a second of
+// x/net's work for its costliest tags (</p>, </h1>).
+const maxStackWork = 5_000_000
 
 // scopeElements are the elements that bound a formatting element's scope
 // for the tree builder (and its markers), and integration points.

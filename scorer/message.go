@@ -186,7 +186,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 			io.CopyN(io.Discard, r, int64(i+1))
 		}
 	}
-	w := walker{m: m}
+	w := walker{m: m, html: newHTMLBudget()}
 	ent, err := w.readEntity(r, w.spillPrefix)
 	if ent == nil {
 		// The header itself is unreadable. Score the bytes after the first
@@ -474,6 +474,7 @@ type walker struct {
 	// them: "win the casino" there and "jackpot now" in the body are one
 	// phrase.
 	prefix string
+	html   *htmlBudget // what building its HTML parts into trees may cost
 }
 
 func (w *walker) walk(e *message.Entity, depth int) {
@@ -822,7 +823,7 @@ func (w *walker) flushPrefix() {
 // they are waiting for it (walker.prefix).
 // addHTML adds an HTML part's text and links.
 func (w *walker) addHTML(page string) {
-	text, urls, deep := htmlToText(page)
+	text, urls, deep := htmlToTextWithin(page, w.html)
 	if deep {
 		// Its own feature (the text before the colon): the model can
 		// tell such a page from a cut or broken one.

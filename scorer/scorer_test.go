@@ -777,6 +777,10 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		"<p><b" + attrs.String() + "><object></b></object></p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
 		// A deep stack walked for each of many tags.
 		strings.Repeat("<span>", 500) + strings.Repeat("</x>", 50000) + "<p>cheap pills",
+		// A fifth review: end tags the builder ignores (a </td> with no
+		// cell, </span>s past a <div>) must not lower the bound.
+		strings.Repeat("<div><td><b id=1><object></td></b></object></div>", 400) + strings.Repeat("<p>x</p>", 300) + "<p>cheap pills",
+		strings.Repeat("<span>", 505) + "<div>" + strings.Repeat("</span>", 505) + strings.Repeat("</p>", 10000) + "<p>cheap pills",
 	} {
 		m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
 		if !strings.Contains(m.Text, "cheap pills") || strings.Contains(m.Text, "[x]") ||
@@ -863,5 +867,23 @@ func TestUTF16ParamsAndPaddedLabel(t *testing.T) {
 	m := Parse([]byte(raw))
 	if !strings.Contains(m.Text, "cheap pills") || !strings.Contains(m.Text, "buy now") || m.Parts[1].Filename != "offer.html" {
 		t.Errorf("text %q, parts %+v", m.Text, m.Parts)
+	}
+}
+
+// What building HTML into trees may cost is a message's, not each part's:
+// parts each just under the bound, repeated, took seconds.
+func TestHTMLBudgetPerMessage(t *testing.T) {
+	part := "<html><body>" + strings.Repeat("<span>", 505) + strings.Repeat("</p>", 6000) + "cheap pills"
+	one := func(n int) *Message {
+		raw := "From: a@example.org\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n" +
+			strings.Repeat("--zz\r\nContent-Type: text/html\r\n\r\n"+part+"\r\n", n) + "--zz--\r\n"
+		return Parse([]byte(raw))
+	}
+	const defect = "html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree"
+	if m := one(1); slices.Contains(m.Defects, defect) {
+		t.Errorf("one part: defects %q", m.Defects)
+	}
+	if m := one(3); !slices.Contains(m.Defects, defect) || strings.Count(m.Text, "cheap pills") != 3 {
+		t.Errorf("three parts: defects %q, text has %d phrases", m.Defects, strings.Count(m.Text, "cheap pills"))
 	}
 }
