@@ -57,7 +57,11 @@ import (
 // first slot of its name only, what an option holds and options however
 // deep, UTF-16 RFC 2047 file names; and bounds the tree's cost also for
 // end tags the builder ignores past a boundary and for a deep stack.
-const FeatureVersion = 14
+// Version 15 renames the formatting elements before a page is built into a
+// tree (nothing left open is copied: links repeated by misnested markup
+// are read once), and bounds what walking the stack may cost per message
+// without modelling which elements are open.
+const FeatureVersion = 15
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

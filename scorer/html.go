@@ -28,25 +28,25 @@ func htmlToText(src string) (text string, urls []string, deep bool) {
 }
 
 // htmlBudget is what building pages into trees may cost one message, in
-// treeCost's two measures: a message of many parts, each just under the
-// bounds, took seconds.
-type htmlBudget struct{ copies, stackWork int }
+// treeCost's measures: a message of many parts, each just under a bound,
+// took seconds.
+type htmlBudget struct{ rootAttrs, stackWork int }
 
 func newHTMLBudget() *htmlBudget {
-	return &htmlBudget{copies: maxTreeCost, stackWork: maxStackWork}
+	return &htmlBudget{rootAttrs: maxRootAttrs, stackWork: maxStackWork}
 }
 
 // htmlToTextWithin is htmlToText spending from budget; a page that does
 // not fit in what is left is read tag by tag.
 func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool) {
-	copies, stackWork := treeCost(src)
-	if copies > budget.copies || stackWork > budget.stackWork {
+	rootAttrs, stackWork := treeCost(src)
+	if rootAttrs > budget.rootAttrs || stackWork > budget.stackWork {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}
-	budget.copies -= copies
+	budget.rootAttrs -= rootAttrs
 	budget.stackWork -= stackWork
-	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
+	doc, err := html.ParseWithOptions(strings.NewReader(untangle(src)), html.ParseOptionEnableScripting(false))
 	if err != nil {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
@@ -138,7 +138,7 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 				r.children(n, n, ctx) // options in it are still options
 				return
 			}
-			r.urls = appendLinks(r.urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
+			r.urls = appendLinks(r.urls, n, n.Data == linkElement || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
 			if n.DataAtom == atom.Img {
 				if alt := attr(n, "alt"); alt != "" {
 					r.b.WriteString(" " + alt + " ")
@@ -154,7 +154,7 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 			if attr(n, "display") == "none" {
 				return
 			}
-			r.urls = appendLinks(r.urls, n, n.Data == "a")
+			r.urls = appendLinks(r.urls, n, n.Data == linkElement)
 			switch n.Data {
 			case "svg":
 				ctx.foreignText = false
@@ -311,274 +311,113 @@ func firstElement(n *html.Node) *html.Node {
 	return nil
 }
 
-// maxTreeCost bounds treeCost for a page built into a tree: beyond it, it
-// is read tag by tag. The costliest corpus page counts about 78,000; at
-// the bound a tree takes some tens of megabytes.
-const maxTreeCost = 200_000
+// The tree builder's work can far exceed its input: formatting elements
+// (<b>, <font>, <a>, ...) left open by misnested markup are copied, with
+// their attributes, into every paragraph after them (the standard's
+// "reconstruct the active formatting elements"; 244 KB made 4 GB), and
+// each tag may walk the stack of open elements (500 <span>s, then 2 MiB of
+// "</p>": 5 s). Six reviews beat five bounds that modelled which elements
+// the builder keeps open. So nothing is modelled: the formatting elements
+// are renamed before the page is built (untangle), which leaves the
+// builder nothing to copy, and what walking the stack may cost is bounded
+// by counting every start tag as still open.
 
-// treeCost is an upper bound on what the HTML tree builder copies for a
-// page, in elements and attributes, besides one element per tag. A
-// formatting element (<b>, <font>, ...) closed by its parent's end tag
-// stays "active", and the builder copies every active one, with its
-// attributes, into each new paragraph or text run after it (the
-// standard's "reconstruct the active formatting elements"): 400 <b>s with
-// different attributes, then "<p>x" 60,000 times, 244 KB in all, built 24
-// million elements in 4 GB, and one <b> with 2,000 attributes before
-// 95,000 paragraphs took 9 GB. The bound counts, before each text run and
-// start tag, the formatting elements opened and not closed by their own
-// end tag, each weighing one and its attributes; some copies for each
-// such end tag (the adoption agency); and, for each <html> or <body> tag,
-// the attributes of all of them so far, which x/net goes through again
-// each time. Raw-text elements (<noscript>, <style>, ...) are counted as
-// markup, as the tree builder may read them (scripts off, inside SVG).
-func treeCost(src string) (copies, stackWork int) {
+// maxStackWork bounds, per message, the tokens times elements that may be
+// open (at most x/net's 512) of the pages built into trees: about two
+// tenths of a second of x/net's work at its costliest tags ("</p>",
+// "</h1>"). The costliest corpus page counts 1.2 million.
+const maxStackWork = 10_000_000
+
+// maxRootAttrs bounds, per message, the attributes of <html> and <body>
+// tags the builder merges, each tag's into the first's (it goes through
+// all of them at each).
+const maxRootAttrs = 200_000
+
+// treeCost measures a page as htmlBudget spends: its tokens times the
+// elements that may be open at each (every start tag so far of an element
+// with an end tag, at most 512), and the attributes of its <html> and
+// <body> tags times the number of such tags.
+func treeCost(src string) (rootAttrs, stackWork int) {
 	z := html.NewTokenizer(strings.NewReader(src))
-	type opened struct{ weight, boundaries int }
-	var open [len(formattingElements)][]opened // the open formatting elements, by name
-	// The counts below only go up: an end tag the builder ignores (a
-	// </td> with no cell, a </span> past a special element) must not
-	// lower them, and which end tags it ignores is the tree's to say.
-	boundaries := 0 // scope boundary start tags so far (<table>, <td>, <object>, ...)
-	var stack openStack
-	active, rootAttrs := 0, 0
-	for copies <= maxTreeCost && stackWork <= maxStackWork {
+	started, attrs := 0, 0
+	for stackWork <= maxStackWork && rootAttrs <= maxRootAttrs {
 		tt := z.Next()
-		// x/net walks the stack of open elements for many tags (an end
-		// tag looks for its element, "in scope" checks): 505 nested
-		// <span>s and then 2 MiB of "</p>" took 5 s.
-		stackWork += len(stack.open)
+		stackWork += started
 		switch tt {
 		case html.ErrorToken:
-			return copies, stackWork
-		case html.TextToken:
-			copies += active
+			return rootAttrs, stackWork
 		case html.StartTagToken, html.SelfClosingTagToken:
-			copies += active
 			name, more := z.TagName()
-			// What the tokenizer would take as raw text (a <noscript>'s
-			// or an SVG <style>'s content) may be markup to the tree
-			// builder: counted as markup, the bound still holds.
+			// What the tokenizer takes as raw text (a <noscript>'s or
+			// an SVG <style>'s content) may be markup to the builder.
 			z.NextIsNotRawText()
-			w := 1 // a copy costs its attributes too (x/net copies them)
-			for more {
-				_, _, more = z.TagAttr()
-				w++
-			}
 			a := atom.Lookup(name)
-			if !voidElement(a) {
-				if !stack.start(a, name) {
-					return copies, maxStackWork + 1 // past x/net's 512
+			if !voidElement(a) && started < 512 {
+				started++
+			}
+			if a == atom.Html || a == atom.Body {
+				for more {
+					_, _, more = z.TagAttr()
+					attrs++
 				}
-			}
-			if scopeIndex(string(name)) >= 0 {
-				boundaries++
-			}
-			switch f := formattingIndex(a); {
-			case f >= 0:
-				if a == atom.A && len(open[f]) > 0 { // a new <a> closes the one open
-					active -= open[f][0].weight
-					open[f] = open[f][:0]
-				}
-				open[f] = append(open[f], opened{w, boundaries})
-				active += w
-			case a == atom.Html || a == atom.Body:
-				// Each one's attributes are merged into the first's,
-				// which are gone through each time.
-				rootAttrs += w
-				copies += rootAttrs
-			}
-		case html.EndTagToken:
-			name, _ := z.TagName()
-			stack.end(atom.Lookup(name), name)
-			if f := formattingIndex(atom.Lookup(name)); f >= 0 && len(open[f]) > 0 {
-				top := open[f][len(open[f])-1]
-				copies += 32 * top.weight // the adoption agency's copies
-				if boundaries > top.boundaries {
-					// A boundary came since (<b><object></b>): the
-					// builder may ignore this end tag and keep the
-					// element active, to be copied on and on.
-					continue
-				}
-				open[f] = open[f][:len(open[f])-1]
-				active -= top.weight
+				rootAttrs += attrs
 			}
 		}
 	}
-	return copies, stackWork
+	return rootAttrs, stackWork
 }
 
-// openStack follows the tree builder's stack of open elements as far as
-// treeCost needs its depth, erring deep: end tags close what the standard
-// says they close (an element's own, unless a special element stands
-// between for an ordinary one, or a scope boundary for a special one), and
-// a few start tags close what they always close (<p>, <li>, cells); other
-// implied ends are not followed, so the stack may be deeper than the
-// builder's, never shallower but for what those leave out.
-type openStack struct{ open []openElement }
+// linkElement is what untangle renames <a> to.
+const linkElement = "sclgatea"
 
-type openElement struct {
-	a    atom.Atom
-	name string // for an element atom does not know
-}
-
-func (st *openStack) is(i int, a atom.Atom, name []byte) bool {
-	e := st.open[i]
-	return e.a == a && (a != 0 || e.name == string(name))
-}
-
-// start opens an element, after what its start tag closes; false past
-// x/net's 512.
-func (st *openStack) start(a atom.Atom, name []byte) bool {
-	switch {
-	case a == atom.P || closesP(a):
-		st.closeInScope(atom.P, false)
-	case a == atom.Li:
-		st.closeInScope(atom.Li, true)
-	case a == atom.Dd || a == atom.Dt:
-		st.closeInScope(atom.Dd, true)
-		st.closeInScope(atom.Dt, true)
-	case a == atom.Td || a == atom.Th:
-		st.closeInScope(atom.Td, false)
-		st.closeInScope(atom.Th, false)
-	case a == atom.Tr:
-		st.closeInScope(atom.Td, false)
-		st.closeInScope(atom.Th, false)
-		st.closeInScope(atom.Tr, false)
-	case a == atom.Option:
-		if n := len(st.open); n > 0 && st.open[n-1].a == atom.Option {
-			st.open = st.open[:n-1]
+// untangle renames the formatting elements of a page, in its bytes,
+// before it is built into a tree: <a> to <sclgatea> (an unknown element,
+// which the reader takes links from as from <a>), the others (<b>,
+// <font>, <i>, ...) to <var>, an ordinary inline element which like them
+// ends SVG and MathML content and cannot host a shadow root. None of them
+// changes the text a reader sees; renamed, none is copied. (Renamed
+// also inside comments, attribute values and raw text, which is not read
+// or hidden anyway: a <textarea> showing "<b>" literally reads "<span>".)
+func untangle(src string) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(src); i++ {
+		if src[i] != '<' {
+			continue
 		}
-	}
-	if len(st.open) >= 512 {
-		return false
-	}
-	e := openElement{a: a}
-	if a == 0 {
-		e.name = string(name)
-	}
-	st.open = append(st.open, e)
-	return true
-}
-
-// closeInScope closes the innermost open a (and what is inside it) unless
-// a scope boundary (or, with stopAtSpecial, any special element but
-// <address>, <div> and <p>) stands between.
-func (st *openStack) closeInScope(a atom.Atom, stopAtSpecial bool) {
-	for i := len(st.open) - 1; i >= 0; i-- {
-		e := st.open[i].a
-		if e == a {
-			st.open = st.open[:i]
-			return
+		j := i + 1
+		if j < len(src) && src[j] == '/' {
+			j++
 		}
-		if scopeBoundary(e) || stopAtSpecial && specialElement(e) && e != atom.Address && e != atom.Div && e != atom.P {
-			return
+		k := j
+		for k < len(src) && ('a' <= src[k]|0x20 && src[k]|0x20 <= 'z') {
+			k++
 		}
-	}
-}
-
-// end closes what an end tag closes: for a special element, the innermost
-// one in scope; for another, the innermost one unless a special element
-// stands between. An end tag of nothing open closes nothing.
-func (st *openStack) end(a atom.Atom, name []byte) {
-	special := specialElement(a)
-	for i := len(st.open) - 1; i >= 0; i-- {
-		if st.is(i, a, name) {
-			st.open = st.open[:i]
-			return
+		if k == j || k < len(src) && !(src[k] == '>' || src[k] == '/' || src[k] == ' ' || src[k] == '\t' || src[k] == '\n' || src[k] == '\r' || src[k] == '\f') {
+			continue
 		}
-		e := st.open[i].a
-		if special && scopeBoundary(e) || !special && specialElement(e) {
-			return
+		to := ""
+		switch strings.ToLower(src[j:k]) {
+		case "a":
+			to = linkElement
+		case "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u":
+			to = "var"
+		default:
+			continue
 		}
-	}
-}
-
-// closesP says whether a start tag closes an open <p> (the HTML
-// standard's "close a p element" cases).
-func closesP(a atom.Atom) bool {
-	switch a {
-	case atom.Address, atom.Article, atom.Aside, atom.Blockquote, atom.Center, atom.Details,
-		atom.Dialog, atom.Dir, atom.Div, atom.Dl, atom.Fieldset, atom.Figcaption, atom.Figure,
-		atom.Footer, atom.Header, atom.Hgroup, atom.Main, atom.Menu, atom.Nav, atom.Ol,
-		atom.Section, atom.Summary, atom.Ul, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5,
-		atom.H6, atom.Pre, atom.Listing, atom.Form, atom.Plaintext, atom.Table, atom.Hr, atom.Xmp:
-		return true
-	}
-	return false
-}
-
-// scopeBoundary says whether an element bounds "in scope" checks.
-func scopeBoundary(a atom.Atom) bool {
-	switch a {
-	case atom.Applet, atom.Caption, atom.Html, atom.Table, atom.Td, atom.Th, atom.Marquee,
-		atom.Object, atom.Template, atom.Button:
-		return true
-	}
-	return false
-}
-
-// specialElement says whether an element is in the HTML standard's
-// "special" category.
-func specialElement(a atom.Atom) bool {
-	switch a {
-	case atom.Address, atom.Applet, atom.Area, atom.Article, atom.Aside, atom.Base, atom.Basefont,
-		atom.Bgsound, atom.Blockquote, atom.Body, atom.Br, atom.Button, atom.Caption, atom.Center,
-		atom.Col, atom.Colgroup, atom.Dd, atom.Details, atom.Dir, atom.Div, atom.Dl, atom.Dt,
-		atom.Embed, atom.Fieldset, atom.Figcaption, atom.Figure, atom.Footer, atom.Form, atom.Frame,
-		atom.Frameset, atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6, atom.Head, atom.Header,
-		atom.Hgroup, atom.Hr, atom.Html, atom.Iframe, atom.Img, atom.Input, atom.Keygen, atom.Li,
-		atom.Link, atom.Listing, atom.Main, atom.Marquee, atom.Menu, atom.Meta, atom.Nav,
-		atom.Noembed, atom.Noframes, atom.Noscript, atom.Object, atom.Ol, atom.P, atom.Param,
-		atom.Plaintext, atom.Pre, atom.Script, atom.Section, atom.Select, atom.Source, atom.Style,
-		atom.Summary, atom.Table, atom.Tbody, atom.Td, atom.Template, atom.Textarea, atom.Tfoot,
-		atom.Th, atom.Thead, atom.Title, atom.Tr, atom.Track, atom.Ul, atom.Wbr, atom.Xmp:
-		return true
-	}
-	return false
-}
-
-// maxStackWork bounds the tokens times open elements of the pages of a
-// message built into trees (treeCost): about a tenth of a second of
-// x/net's work for its costliest tags (</p>, </h1>).
-const maxStackWork = 5_000_000
-
-// scopeElements are the elements that bound a formatting element's scope
-// for the tree builder (and its markers), and integration points.
-var scopeElements = [...]string{"applet", "caption", "html", "table", "td", "th", "marquee",
-	"object", "template", "mi", "mo", "mn", "ms", "mtext", "annotation-xml", "foreignobject",
-	"desc", "title"}
-
-func scopeIndex(name string) int {
-	for i, e := range scopeElements {
-		if name == e {
-			return i
+		if b.Len() == 0 {
+			b.Grow(len(src) + len(src)/8)
 		}
+		b.WriteString(src[last:j])
+		b.WriteString(to)
+		last = k
+		i = k - 1
 	}
-	return -1
-}
-
-// voidElement says whether an HTML element has no end tag.
-func voidElement(a atom.Atom) bool {
-	switch a {
-	case atom.Area, atom.Base, atom.Br, atom.Col, atom.Embed, atom.Hr, atom.Img, atom.Input,
-		atom.Link, atom.Meta, atom.Param, atom.Source, atom.Track, atom.Wbr, atom.Keygen:
-		return true
+	if last == 0 {
+		return src
 	}
-	return false
-}
-
-// formattingElements are HTML's formatting elements.
-var formattingElements = [...]atom.Atom{atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font,
-	atom.I, atom.Nobr, atom.S, atom.Small, atom.Strike, atom.Strong, atom.Tt, atom.U}
-
-// formattingIndex is an element's index in formattingElements, or -1.
-func formattingIndex(a atom.Atom) int {
-	for i, f := range formattingElements {
-		if a == f {
-			return i
-		}
-	}
-	return -1
+	b.WriteString(src[last:])
+	return b.String()
 }
 
 // shown says whether an element and what it holds are shown at all by a
@@ -990,6 +829,16 @@ func blockElement(a atom.Atom) bool {
 		// and so do a list box's options.
 		atom.Dir, atom.Listing, atom.Hgroup, atom.Optgroup, atom.Option, atom.Thead,
 		atom.Tbody, atom.Tfoot, atom.Frameset:
+		return true
+	}
+	return false
+}
+
+// voidElement says whether an HTML element has no end tag.
+func voidElement(a atom.Atom) bool {
+	switch a {
+	case atom.Area, atom.Base, atom.Br, atom.Col, atom.Embed, atom.Hr, atom.Img, atom.Input,
+		atom.Link, atom.Meta, atom.Param, atom.Source, atom.Track, atom.Wbr, atom.Keygen:
 		return true
 	}
 	return false

@@ -735,6 +735,8 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		{`<select><option><b>cheap</b> <span>pills</span></option></select><select><div><option>now</option></div></select>`, "cheap pills now", ""},
 		{`<select size=3><div><option>a</option><option>b</option></div><optgroup label=G><option>c</option></optgroup></select>`, "a b G c", ""},
 		{`<select><option disabled>POISON</option><option disabled>POISON</option></select><select multiple size=1><option>POISON</option></select>x`, "x", ""},
+		// Renamed formatting elements (untangle) host no shadow root.
+		{`<b><template shadowrootmode=open>POISON</template>cheap</b> <a href="http://l.example/"><template shadowrootmode=open>POISON</template>pills</a>`, "cheap pills", "http://l.example/"},
 		{`<math><semantics><mtext>cheap</mtext><annotation>POISON</annotation><mtext>POISON</mtext></semantics><mspace/><mtext>pills</mtext></math> a<progress>POISON</progress><meter>POISON</meter><svg><text display="none">POISON</text></svg>`, "cheap pills a", ""},
 	} {
 		got, urls, deep := htmlToText(c.in)
@@ -762,30 +764,46 @@ func TestHTMLTreeAsBrowsersBuildIt(t *testing.T) {
 		fmt.Fprintf(&roots, "<html a%d><body b%d>", i, i)
 	}
 	attack := bs.String() + strings.Repeat("<p>x", 2500)
+	const tagByTag = "html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree"
+	// Too deep, or too costly to build: read tag by tag, and said.
 	for _, page := range []string{
 		strings.Repeat("<div>", 600) + "<svg><noembed></svg><p>cheap pills</p>",
-		"<div>" + bs.String() + "</div><svg><p><![CDATA[x]]></p></svg>" + strings.Repeat("<p>x", 2500) + "<p>cheap pills",
-		// Hidden from a plain tokenizer, markup to the tree builder.
-		"<noscript><p>" + attack + "<p>cheap pills",
-		"<svg><style></svg><p>" + attack + "<p>cheap pills",
-		// One element with many attributes, copied into every paragraph.
-		"<p><b" + attrs.String() + ">x</p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
 		// <html> and <body> attributes merged again and again.
 		roots.String() + "<p>cheap pills",
-		// An end tag the builder ignores past a boundary (<object>) leaves
-		// the element active.
-		"<p><b" + attrs.String() + "><object></b></object></p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
-		// A deep stack walked for each of many tags.
+		// A deep stack walked for each of many tags, also where the
+		// builder ignores the end tags that would close it (</span>s
+		// past a <div>).
 		strings.Repeat("<span>", 500) + strings.Repeat("</x>", 50000) + "<p>cheap pills",
-		// A fifth review: end tags the builder ignores (a </td> with no
-		// cell, </span>s past a <div>) must not lower the bound.
-		strings.Repeat("<div><td><b id=1><object></td></b></object></div>", 400) + strings.Repeat("<p>x</p>", 300) + "<p>cheap pills",
-		strings.Repeat("<span>", 505) + "<div>" + strings.Repeat("</span>", 505) + strings.Repeat("</p>", 10000) + "<p>cheap pills",
+		strings.Repeat("<span>", 505) + "<div>" + strings.Repeat("</span>", 505) + strings.Repeat("</p>", 50000) + "<p>cheap pills",
+		"<div><select>" + strings.Repeat("<span>", 500) + "</div>" + strings.Repeat("</h1>", 50000) + "<p>cheap pills",
 	} {
 		m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
-		if !strings.Contains(m.Text, "cheap pills") || strings.Contains(m.Text, "[x]") ||
-			!slices.Contains(m.Defects, "html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree") {
+		if !strings.Contains(m.Text, "cheap pills") || !slices.Contains(m.Defects, tagByTag) {
 			t.Errorf("%.40s...: text %.80q, defects %q", page, strings.TrimSpace(m.Text), m.Defects)
+		}
+	}
+	// Formatting elements left open and copied into every paragraph
+	// after them (400 <b>s: 4 GB from 244 KB; hidden in <noscript> or
+	// <svg><style>; one with 2,000 attributes; kept open past <object>,
+	// <td>, the adoption agency's 8 passes, or an <a> before a marker):
+	// renamed before the page is built (untangle), there is nothing to
+	// copy, and the page reads as a tree.
+	for _, page := range []string{
+		"<div>" + bs.String() + "</div><svg><p><![CDATA[x]]></p></svg>" + strings.Repeat("<p>x", 2500) + "<p>cheap pills",
+		"<noscript><p>" + attack + "<p>cheap pills",
+		"<svg><style></svg><p>" + attack + "<p>cheap pills",
+		"<p><b" + attrs.String() + ">x</p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
+		"<p><b" + attrs.String() + "><object></b></object></p>" + strings.Repeat("<p>x", 200) + "<p>cheap pills",
+		strings.Repeat("<div><td><b id=1><object></td></b></object></div>", 400) + strings.Repeat("<p>x</p>", 300) + "<p>cheap pills",
+		strings.Repeat("<div><b id=1>"+strings.Repeat("<div>", 9)+"</b>"+strings.Repeat("</div>", 10), 400) + strings.Repeat("<p>x", 300) + "<p>cheap pills",
+		"<div><a" + attrs.String() + "><object><a></object></div>" + strings.Repeat("<p>x", 300) + "<p>cheap pills",
+	} {
+		if got := untangle(page); strings.Contains(got, "<b") || strings.Contains(got, "<a ") || strings.Contains(got, "<a>") || strings.Contains(page, "<b") && !strings.Contains(got, "<var") {
+			t.Errorf("%.40s...: formatting elements left: %.80q", page, got)
+		}
+		m := Parse([]byte("Subject: s\r\nContent-Type: text/html\r\n\r\n" + page))
+		if !strings.Contains(m.Text, "cheap pills") || strings.Contains(m.Text, "[x]") {
+			t.Errorf("%.40s...: text %.80q", page, strings.TrimSpace(m.Text))
 		}
 	}
 }
@@ -873,7 +891,7 @@ func TestUTF16ParamsAndPaddedLabel(t *testing.T) {
 // What building HTML into trees may cost is a message's, not each part's:
 // parts each just under the bound, repeated, took seconds.
 func TestHTMLBudgetPerMessage(t *testing.T) {
-	part := "<html><body>" + strings.Repeat("<span>", 505) + strings.Repeat("</p>", 6000) + "cheap pills"
+	part := "<html><body>" + strings.Repeat("<span>", 505) + strings.Repeat("</p>", 12000) + "cheap pills"
 	one := func(n int) *Message {
 		raw := "From: a@example.org\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n" +
 			strings.Repeat("--zz\r\nContent-Type: text/html\r\n\r\n"+part+"\r\n", n) + "--zz--\r\n"
@@ -883,7 +901,7 @@ func TestHTMLBudgetPerMessage(t *testing.T) {
 	if m := one(1); slices.Contains(m.Defects, defect) {
 		t.Errorf("one part: defects %q", m.Defects)
 	}
-	if m := one(3); !slices.Contains(m.Defects, defect) || strings.Count(m.Text, "cheap pills") != 3 {
-		t.Errorf("three parts: defects %q, text has %d phrases", m.Defects, strings.Count(m.Text, "cheap pills"))
+	if m := one(4); !slices.Contains(m.Defects, defect) || strings.Count(m.Text, "cheap pills") != 4 {
+		t.Errorf("four parts: defects %q, text has %d phrases", m.Defects, strings.Count(m.Text, "cheap pills"))
 	}
 }
