@@ -60,8 +60,12 @@ import (
 // Version 15 renames the formatting elements before a page is built into a
 // tree (nothing left open is copied: links repeated by misnested markup
 // are read once), and bounds what walking the stack may cost per message
-// without modelling which elements are open.
-const FeatureVersion = 15
+// without modelling which elements are open. Version 16 keeps the
+// formatting elements (renamed, they changed the tree: a "<b hidden><div>
+// </b>" before the body hid it all) and bounds the builder's copies and
+// stack walks by counting every formatting element as open: it reads as
+// version 14 does.
+const FeatureVersion = 16
 
 // FeatureSetSince is the first sclgate release that extracts FeatureVersion.
 // Bundles trained by this build need it or later; defs train records it as

@@ -30,23 +30,24 @@ func htmlToText(src string) (text string, urls []string, deep bool) {
 // htmlBudget is what building pages into trees may cost one message, in
 // treeCost's measures: a message of many parts, each just under a bound,
 // took seconds.
-type htmlBudget struct{ rootAttrs, stackWork int }
+type htmlBudget struct{ copies, stackWork, rootAttrs int }
 
 func newHTMLBudget() *htmlBudget {
-	return &htmlBudget{rootAttrs: maxRootAttrs, stackWork: maxStackWork}
+	return &htmlBudget{copies: maxCopies, stackWork: maxStackWork, rootAttrs: maxRootAttrs}
 }
 
 // htmlToTextWithin is htmlToText spending from budget; a page that does
 // not fit in what is left is read tag by tag.
 func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool) {
-	rootAttrs, stackWork := treeCost(src)
-	if rootAttrs > budget.rootAttrs || stackWork > budget.stackWork {
+	copies, stackWork, rootAttrs := treeCost(src)
+	if copies > budget.copies || stackWork > budget.stackWork || rootAttrs > budget.rootAttrs {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}
-	budget.rootAttrs -= rootAttrs
+	budget.copies -= copies
 	budget.stackWork -= stackWork
-	doc, err := html.ParseWithOptions(strings.NewReader(untangle(src)), html.ParseOptionEnableScripting(false))
+	budget.rootAttrs -= rootAttrs
+	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
 	if err != nil {
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
@@ -138,7 +139,7 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 				r.children(n, n, ctx) // options in it are still options
 				return
 			}
-			r.urls = appendLinks(r.urls, n, n.Data == linkElement || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
+			r.urls = appendLinks(r.urls, n, n.DataAtom == atom.A || n.DataAtom == atom.Area || n.DataAtom == atom.Img || n.DataAtom == atom.Form)
 			if n.DataAtom == atom.Img {
 				if alt := attr(n, "alt"); alt != "" {
 					r.b.WriteString(" " + alt + " ")
@@ -154,7 +155,7 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 			if attr(n, "display") == "none" {
 				return
 			}
-			r.urls = appendLinks(r.urls, n, n.Data == linkElement)
+			r.urls = appendLinks(r.urls, n, n.Data == "a")
 			switch n.Data {
 			case "svg":
 				ctx.foreignText = false
@@ -317,10 +318,10 @@ func firstElement(n *html.Node) *html.Node {
 // "reconstruct the active formatting elements"; 244 KB made 4 GB), and
 // each tag may walk the stack of open elements (500 <span>s, then 2 MiB of
 // "</p>": 5 s). Six reviews beat five bounds that modelled which elements
-// the builder keeps open. So nothing is modelled: the formatting elements
-// are renamed before the page is built (untangle), which leaves the
-// builder nothing to copy, and what walking the stack may cost is bounded
-// by counting every start tag as still open.
+// the builder keeps open; renaming the formatting elements instead
+// changed the tree (a "<b hidden><div></b>" before the body hid it all).
+// So treeCost models nothing: every formatting element is counted as
+// open, and every element as on the stack, from its start tag on.
 
 // maxStackWork bounds, per message, the tokens times elements that may be
 // open (at most x/net's 512) of the pages built into trees: about two
@@ -328,96 +329,77 @@ func firstElement(n *html.Node) *html.Node {
 // "</h1>"). The costliest corpus page counts 1.2 million.
 const maxStackWork = 10_000_000
 
+// maxCopies bounds, per message, the elements and attributes the builder
+// may copy (treeCost): some 200 MB at most. The costliest corpus page
+// counts 1.75 million.
+const maxCopies = 2_000_000
+
 // maxRootAttrs bounds, per message, the attributes of <html> and <body>
 // tags the builder merges, each tag's into the first's (it goes through
 // all of them at each).
 const maxRootAttrs = 200_000
 
-// treeCost measures a page as htmlBudget spends: its tokens times the
-// elements that may be open at each (every start tag so far of an element
-// with an end tag, at most 512), and the attributes of its <html> and
-// <body> tags times the number of such tags.
-func treeCost(src string) (rootAttrs, stackWork int) {
+// treeCost measures a page as htmlBudget spends. copies: before each text
+// run and start tag, the formatting elements so far with their
+// attributes (any of them may have been left open, to be copied there),
+// and for each formatting end tag 32 copies of the largest (the adoption
+// agency's at most 8 passes of 4). stackWork: each token times the
+// elements so far that have an end tag (any may still be open), at most
+// 512 (x/net refuses deeper). rootAttrs: the attributes of the <html> and
+// <body> tags, each time one comes.
+func treeCost(src string) (copies, stackWork, rootAttrs int) {
 	z := html.NewTokenizer(strings.NewReader(src))
-	started, attrs := 0, 0
-	for stackWork <= maxStackWork && rootAttrs <= maxRootAttrs {
+	started, formatting, largest, attrs := 0, 0, 0, 0
+	for stackWork <= maxStackWork && copies <= maxCopies && rootAttrs <= maxRootAttrs {
 		tt := z.Next()
 		stackWork += started
 		switch tt {
 		case html.ErrorToken:
-			return rootAttrs, stackWork
+			return copies, stackWork, rootAttrs
+		case html.TextToken:
+			copies += formatting
 		case html.StartTagToken, html.SelfClosingTagToken:
+			copies += formatting
 			name, more := z.TagName()
 			// What the tokenizer takes as raw text (a <noscript>'s or
 			// an SVG <style>'s content) may be markup to the builder.
 			z.NextIsNotRawText()
+			w := 1
+			for more {
+				_, _, more = z.TagAttr()
+				w++
+			}
 			a := atom.Lookup(name)
 			if !voidElement(a) && started < 512 {
 				started++
 			}
-			if a == atom.Html || a == atom.Body {
-				for more {
-					_, _, more = z.TagAttr()
-					attrs++
-				}
+			switch {
+			case formattingElement(a):
+				formatting += w
+				largest = max(largest, w)
+			case a == atom.Html || a == atom.Body:
+				attrs += w
 				rootAttrs += attrs
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			if formattingElement(atom.Lookup(name)) {
+				copies += 32 * largest
 			}
 		}
 	}
-	return rootAttrs, stackWork
+	return copies, stackWork, rootAttrs
 }
 
-// linkElement is what untangle renames <a> to.
-const linkElement = "sclgatea"
-
-// untangle renames the formatting elements of a page, in its bytes,
-// before it is built into a tree: <a> to <sclgatea> (an unknown element,
-// which the reader takes links from as from <a>), the others (<b>,
-// <font>, <i>, ...) to <var>, an ordinary inline element which like them
-// ends SVG and MathML content and cannot host a shadow root. None of them
-// changes the text a reader sees; renamed, none is copied. (Renamed
-// also inside comments, attribute values and raw text, which is not read
-// or hidden anyway: a <textarea> showing "<b>" literally reads "<span>".)
-func untangle(src string) string {
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(src); i++ {
-		if src[i] != '<' {
-			continue
-		}
-		j := i + 1
-		if j < len(src) && src[j] == '/' {
-			j++
-		}
-		k := j
-		for k < len(src) && ('a' <= src[k]|0x20 && src[k]|0x20 <= 'z') {
-			k++
-		}
-		if k == j || k < len(src) && !(src[k] == '>' || src[k] == '/' || src[k] == ' ' || src[k] == '\t' || src[k] == '\n' || src[k] == '\r' || src[k] == '\f') {
-			continue
-		}
-		to := ""
-		switch strings.ToLower(src[j:k]) {
-		case "a":
-			to = linkElement
-		case "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u":
-			to = "var"
-		default:
-			continue
-		}
-		if b.Len() == 0 {
-			b.Grow(len(src) + len(src)/8)
-		}
-		b.WriteString(src[last:j])
-		b.WriteString(to)
-		last = k
-		i = k - 1
+// formattingElement says whether an element is one of HTML's formatting
+// elements.
+func formattingElement(a atom.Atom) bool {
+	switch a {
+	case atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font, atom.I, atom.Nobr,
+		atom.S, atom.Small, atom.Strike, atom.Strong, atom.Tt, atom.U:
+		return true
 	}
-	if last == 0 {
-		return src
-	}
-	b.WriteString(src[last:])
-	return b.String()
+	return false
 }
 
 // shown says whether an element and what it holds are shown at all by a

@@ -455,7 +455,7 @@ func TestFeaturesStable(t *testing.T) {
 		}
 	}
 	const want = 0x1701f2f709f72acb
-	if sum != want || FeatureVersion != 15 {
+	if sum != want || FeatureVersion != 16 {
 		t.Errorf("feature hash sum %#x, want %#x (feature version %d)", sum, uint64(want), FeatureVersion)
 	}
 }
