@@ -345,14 +345,20 @@ const maxRootAttrs = 200_000
 // and for each formatting end tag 32 copies of the largest (the adoption
 // agency's at most 8 passes of 4). stackWork: each token times the
 // elements so far that have an end tag (any may still be open), at most
-// 512 (x/net refuses deeper). rootAttrs: the attributes of the <html> and
+// 512 (x/net refuses deeper), and the attributes of the widest start tag
+// so far (which may be the current element's, gone through again).
+// rootAttrs: the attributes of the <html> and
 // <body> tags, each time one comes.
 func treeCost(src string) (copies, stackWork, rootAttrs int) {
 	z := html.NewTokenizer(strings.NewReader(src))
 	started, formatting, largest, attrs := 0, 0, 0, 0
+	widest := 0 // the most attributes of any start tag so far
 	for stackWork <= maxStackWork && copies <= maxCopies && rootAttrs <= maxRootAttrs {
 		tt := z.Next()
-		stackWork += started
+		// x/net may go through the current element's attributes for each
+		// token (a MathML <annotation-xml>'s, for an encoding: one with
+		// 100,000 attributes, then 200,000 comments, took 12 s).
+		stackWork += started + widest
 		switch tt {
 		case html.ErrorToken:
 			return copies, stackWork, rootAttrs
@@ -369,6 +375,7 @@ func treeCost(src string) (copies, stackWork, rootAttrs int) {
 				_, _, more = z.TagAttr()
 				w++
 			}
+			widest = max(widest, w-1)
 			a := atom.Lookup(name)
 			if !voidElement(a) && started < 512 {
 				started++
