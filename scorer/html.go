@@ -21,7 +21,8 @@ import (
 // scripts off (see shown): <noscript> content is text; what no reader sees
 // is not, so that words put there cannot poison the model or match the
 // admin's phrases. A page the parser refuses (nested deeper than 512
-// elements) is read token by token instead (htmlTokensToText), and deep
+// elements), or whose tree would cost more than the message's budget
+// (treeCost), is read token by token instead (htmlTokensToText), and deep
 // says so.
 func htmlToText(src string) (text string, urls []string, deep bool) {
 	return htmlToTextWithin(src, newHTMLBudget())
@@ -40,15 +41,14 @@ func newHTMLBudget() *htmlBudget {
 // not fit in what is left is read tag by tag.
 func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool) {
 	copies, stackWork, rootAttrs := treeCost(src)
-	if copies > budget.copies || stackWork > budget.stackWork || rootAttrs > budget.rootAttrs {
-		text, urls = htmlTokensToText(src)
-		return text, urls, true
+	var doc *html.Node
+	if copies <= budget.copies && stackWork <= budget.stackWork && rootAttrs <= budget.rootAttrs {
+		budget.copies -= copies
+		budget.stackWork -= stackWork
+		budget.rootAttrs -= rootAttrs
+		doc, _ = html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
 	}
-	budget.copies -= copies
-	budget.stackWork -= stackWork
-	budget.rootAttrs -= rootAttrs
-	doc, err := html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
-	if err != nil {
+	if doc == nil { // over budget, or refused (nested deeper than 512)
 		text, urls = htmlTokensToText(src)
 		return text, urls, true
 	}

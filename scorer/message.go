@@ -91,11 +91,17 @@ func utf16Readings(b []byte) []string {
 	return []string{strings.ToValidUTF8(string(d1), "\uFFFD"), strings.ToValidUTF8(string(d2), "\uFFFD")}
 }
 
+// hasUTF16Word says whether a header field value may hold an RFC 2047
+// word in UTF-16.
+func hasUTF16Word(v string) bool {
+	return containsFold(v, "=?utf-16") || containsFold(v, "=?utf16")
+}
+
 // paramText is a header field's parameter as decoded, or, when the field
 // has an RFC 2047 word in UTF-16 (which go-message passes through
 // undecoded, see utf16Label), decoded here as a Subject is.
 func paramText(field, key, decoded string) string {
-	if !containsFold(field, "=?utf-16") && !containsFold(field, "=?utf16") {
+	if !hasUTF16Word(field) {
 		return decoded
 	}
 	if _, ps, err := mime.ParseMediaType(field); err == nil {
@@ -218,7 +224,7 @@ func ParseReader(r io.Reader, head []byte, size int64) *Message {
 		// UTF-16 words without a byte order mark, read all one way and
 		// all the other too (see utf16Readings), for the SUBJECT
 		// phrases.
-		if !containsFold(v, "=?utf-16") && !containsFold(v, "=?utf16") {
+		if !hasUTF16Word(v) {
 			continue
 		}
 		first := decodeSubjectValue(v)
