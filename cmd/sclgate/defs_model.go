@@ -160,6 +160,7 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 				return nil, 0, err
 			}
 			files = files[:0]
+			subdirs := 0
 			for _, de := range ents {
 				if strings.HasPrefix(de.Name(), ".") {
 					continue
@@ -171,9 +172,23 @@ func readCorpus(paths []string, class string, seen corpusFiles, progress func(fi
 					// out as links) is a message missing, not a skip.
 					return nil, 0, err
 				}
-				if fi.Mode().IsRegular() { // not subdirectories, FIFOs, devices
+				switch {
+				case fi.Mode().IsRegular(): // not FIFOs, devices
 					files = append(files, f)
+				case fi.IsDir():
+					subdirs++
 				}
+			}
+			if len(files) == 0 {
+				// A directory that gives no message is a mistake, not a
+				// class of none: a Maildir (its messages are in cur/ and
+				// new/), a corpus laid out one level deeper, a path
+				// mistyped. Counted as nothing, the model would be
+				// trained or judged without it and nobody told.
+				if subdirs > 0 {
+					return nil, 0, fmt.Errorf("%s: no message files, only directories, which are not read: name them (e.g. %s)", p, filepath.Join(p, "*"))
+				}
+				return nil, 0, fmt.Errorf("%s: no message files in it", p)
 			}
 			slices.Sort(files)
 		}

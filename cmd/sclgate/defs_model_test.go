@@ -306,6 +306,14 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 	js := notMail("index.json", []byte("{\"id\": 1, \"file\": \"000.eml\"}\n"))
 	mbox := notMail("inbox.mbox", append(append(slices.Clone(ham0), '\n'), ham1...))
 	bom := notMail("saved.eml", append([]byte("\xef\xbb\xbf"), scorer.TrimMboxFrom(ham1)...))
+	// A Maildir, and an empty directory: an error naming them, not a
+	// class trained or judged without them.
+	maildir := filepath.Join(t.TempDir(), "Maildir")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(maildir, sub), 0o755)
+	}
+	os.WriteFile(filepath.Join(maildir, "cur", "1.host:2,S"), ham0, 0o644)
+	emptyDir := t.TempDir()
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -323,6 +331,8 @@ func TestDefsTrainEvalErrors(t *testing.T) {
 		{[]string{"defs", "eval", "-ham", empty, "-spam", spamDir}, 1, "empty.eml: not a mail message: the file is empty"},
 		{[]string{"defs", "eval", "-ham", js, "-spam", spamDir}, 1, "index.json: not a mail message: it looks like JSON"},
 		{[]string{"defs", "eval", "-ham", bom, "-spam", spamDir}, 1, "saved.eml: not a mail message: it starts with a UTF-8 byte order mark"},
+		{[]string{"defs", "eval", "-ham", hamDir, maildir, "-spam", spamDir}, 1, "Maildir: no message files, only directories, which are not read: name them (e.g. " + maildir + "/*)"},
+		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, emptyDir, "-o", filepath.Join(dir, "m")}, 1, emptyDir + ": no message files in it"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "0"}, 2, "-ham-weight 0: must be a number above 0"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-ham-weight", "1e300"}, 2, "-ham-weight 1e+300: must be a number above 0 and at most 1000"},
 		{[]string{"defs", "train", "-ham", hamDir, "-spam", spamDir, "-o", filepath.Join(dir, "m"), "-min-sclgate", "1 2"}, 2, "-min-sclgate take"},
