@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,8 @@ type Watcher struct {
 	lastSum  [32]byte    // sha256 of the file as last read; guarded by reloadMu
 
 	fsw       *fsnotify.Watcher
-	targetDir string // the directory of path's symlink target, if elsewhere and watched; run's alone
+	watchMu   sync.Mutex
+	watched   map[string]bool // real names of the directories watched; guarded by watchMu
 	done      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -82,14 +84,11 @@ func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
 	}
-	// Watch the directory, not the file: a file watch is lost when the file
-	// is renamed over or deleted, which is how most tools save.
-	if err := fsw.Add(filepath.Dir(path)); err != nil {
+	w.fsw = fsw
+	if err := w.rewatch(false); err != nil {
 		fsw.Close()
 		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
 	}
-	w.fsw = fsw
-	w.watchTarget()
 	// Watch first, then load, so that no change can fall in between.
 	if err := w.load(); err != nil {
 		fsw.Close()
@@ -104,10 +103,10 @@ func (w *Watcher) Current() *List { return w.cur.Load() }
 
 // Reload re-reads the file now, for SIGHUP. If the file does not parse, the
 // previous list stays in force and the error is returned. It also watches
-// the file's directory again: if that directory was removed and made anew
-// (rm -r, a deploy tool), its old watch went with it.
+// the file's directories again: if one was removed and made anew (rm -r, a
+// deploy tool), its old watch went with it.
 func (w *Watcher) Reload() error {
-	if err := w.fsw.Add(filepath.Dir(w.path)); err != nil {
+	if err := w.rewatch(true); err != nil {
 		w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))
 	}
 	return w.reload()
@@ -239,7 +238,7 @@ func (w *Watcher) read() (l *List, fi fs.FileInfo, sum [32]byte, err error) {
 // run turns fsnotify events into debounced reloads until Close.
 func (w *Watcher) run() {
 	defer close(w.stopped)
-	dir, base := filepath.Dir(w.path), filepath.Base(w.path)
+	base := filepath.Base(w.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -254,15 +253,18 @@ func (w *Watcher) run() {
 			if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
 				continue
 			}
-			if filepath.Clean(ev.Name) == filepath.Clean(dir) {
-				// The directory itself went: its watch with it.
-				w.log.Warn("weights: the file's directory was removed or renamed; changes are no longer noticed until SIGHUP, which watches it again",
-					slog.String("dir", dir))
+			if ev.Has(fsnotify.Remove|fsnotify.Rename) && w.unwatched(ev.Name) {
+				// A watched directory itself went, and its watch with
+				// it. Should it be made anew before the reload below,
+				// the reload watches it again; else only SIGHUP does.
+				w.log.Warn("weights: a directory of the file was removed or renamed; changes there are no longer noticed unless it is made anew, or until SIGHUP, which watches it again",
+					slog.String("dir", ev.Name))
 			}
-			// Events for other names in the directory matter when
-			// the file is a symlink whose target was swapped (as
-			// Kubernetes updates ConfigMap volumes), which shows
-			// only as a change in what path resolves to.
+			// Events for other names matter when the file is reached
+			// through a symbolic link that was pointed elsewhere (as
+			// Kubernetes updates ConfigMap volumes, or a deploy tool
+			// its "current" release), which shows only as a change in
+			// what path resolves to.
 			if filepath.Base(ev.Name) != base && !w.statChanged() {
 				continue
 			}
@@ -280,41 +282,146 @@ func (w *Watcher) run() {
 			// A SIGHUP (Reload) may have read this change already:
 			// read it twice and it is logged and counted twice.
 			w.reloadIfChanged()
-			w.watchTarget() // the link may point elsewhere now
+			// A link may point elsewhere now.
+			if err := w.rewatch(false); err != nil {
+				w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))
+			}
 		}
 	}
 }
 
-// watchTarget also watches the directory of the file path leads to when
-// path is a symbolic link into another directory (a list kept in a
-// repository checkout, linked from /etc): edits there show up only in
-// that directory. Events there go through statChanged, like those for
-// other names next to path.
-func (w *Watcher) watchTarget() {
-	dir := filepath.Dir(w.path)
-	target := ""
-	if real, err := filepath.EvalSymlinks(w.path); err == nil {
-		if realDir := filepath.Dir(real); realDir != dir {
-			if rd, err := filepath.EvalSymlinks(dir); err != nil || rd != realDir {
-				target = realDir
+// rewatch watches the directories watchDirs names for path now, and stops
+// watching those it no longer names (a release directory a "current" link
+// left). again adds them all anew (SIGHUP: a directory made anew under
+// the same name needs a new watch). The error is that of the directory
+// holding the file itself; the others are warned of.
+func (w *Watcher) rewatch(again bool) error {
+	dirs, own := watchDirs(w.path)
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	want := make(map[string]bool, len(dirs))
+	for _, d := range dirs {
+		want[d] = true
+	}
+	for d := range w.watched {
+		if !want[d] {
+			w.fsw.Remove(d)
+			delete(w.watched, d)
+		}
+	}
+	if w.watched == nil {
+		w.watched = make(map[string]bool)
+	}
+	var ownErr error
+	for _, d := range dirs {
+		if w.watched[d] && !again {
+			continue
+		}
+		if err := w.fsw.Add(d); err != nil {
+			delete(w.watched, d)
+			if d == own {
+				ownErr = err
+			} else {
+				w.log.Warn("weights: watching a directory on the file's path, which holds a symbolic link to it; changes there are noticed only on SIGHUP",
+					slog.String("dir", d), slog.Any("err", err))
 			}
+			continue
+		}
+		w.watched[d] = true
+	}
+	return ownErr
+}
+
+// unwatched forgets dir when it is one the Watcher watches (it was removed
+// or renamed, its watch gone with it), so that the next rewatch watches it
+// again if it is back, and reports whether it was.
+func (w *Watcher) unwatched(dir string) bool {
+	dir = filepath.Clean(dir)
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	if !w.watched[dir] {
+		return false
+	}
+	delete(w.watched, dir)
+	return true
+}
+
+// maxLinks bounds the symbolic links followed, as the kernel bounds them
+// (40 on Linux): a loop ends there.
+const maxLinks = 40
+
+// watchDirs returns the directories whose entries decide which file path
+// is, by their real names: the one holding the file, and each one holding
+// a symbolic link that the path goes through, whether the file itself is
+// the link (/etc/sclgate/weights.xml -> /srv/repo/weights.xml), a parent
+// is (a deploy tool's "current" release link, swapped by rename), or the
+// link points at another (a chain, as /etc/alternatives makes). own is
+// the directory path's last name is in, which must be watchable.
+func watchDirs(path string) (dirs []string, own string) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		p = filepath.Clean(path)
+	}
+	real := func(d string) string {
+		if r, err := filepath.EvalSymlinks(d); err == nil {
+			return r
+		}
+		return d
+	}
+	add := func(d string) {
+		d = real(d)
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
 		}
 	}
-	if target == w.targetDir {
-		return
-	}
-	if w.targetDir != "" {
-		w.fsw.Remove(w.targetDir)
-	}
-	w.targetDir = ""
-	if target != "" {
-		if err := w.fsw.Add(target); err != nil {
-			w.log.Warn("weights: watching the symbolic link's target directory; changes there are noticed only on SIGHUP",
-				slog.String("dir", target), slog.Any("err", err))
-			return
+	own = real(filepath.Dir(p))
+	for range maxLinks {
+		link, rest, ok := firstLink(p)
+		if !ok {
+			break
 		}
-		w.targetDir = target
+		// link's directory has no link in it (link is the first), so
+		// joining a relative target to it by name is what the kernel does.
+		add(filepath.Dir(link))
+		t, err := os.Readlink(link)
+		if err != nil {
+			break
+		}
+		if !filepath.IsAbs(t) {
+			t = filepath.Join(filepath.Dir(link), t)
+		}
+		p = filepath.Join(t, rest)
 	}
+	add(filepath.Dir(p))
+	add(own)
+	return dirs, own
+}
+
+// firstLink returns the first prefix of the absolute, clean path p that is
+// a symbolic link, and the rest of p after it; ok is false when there is
+// none (or a prefix does not exist).
+func firstLink(p string) (link, rest string, ok bool) {
+	sep := string(filepath.Separator)
+	for end := 0; end < len(p); {
+		next := strings.Index(p[end+1:], sep)
+		if next < 0 {
+			end = len(p)
+		} else {
+			end += 1 + next
+		}
+		prefix := p[:end]
+		if prefix == "" {
+			continue
+		}
+		fi, err := os.Lstat(prefix)
+		if err != nil {
+			return "", "", false
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return prefix, strings.TrimPrefix(p[end:], sep), true
+		}
+	}
+	return "", "", false
 }
 
 // statChanged reports whether path now resolves to a different file than

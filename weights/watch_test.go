@@ -284,6 +284,70 @@ func TestWatcherSymlinkToOtherDirectory(t *testing.T) {
 	waitFor(t, "edit in the new target's directory", func() bool { return matches(w, "echo") })
 }
 
+// swapLink points the symbolic link name at target by renaming a new link
+// over it, as deploy tools and `ln -sfn` with `mv -T` do.
+func swapLink(t *testing.T, target, name string) {
+	t.Helper()
+	os.Remove(name + ".new")
+	if err := os.Symlink(target, name+".new"); err != nil {
+		t.Skipf("symlinks: %v", err)
+	}
+	if err := os.Rename(name+".new", name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A list reached through a parent directory that is a symbolic link, as a
+// deploy tool (Capistrano, Ansible) lays out releases:
+// app/current -> releases/1, the list at app/current/weights.xml. Pointing
+// current at the next release is noticed though the old one is kept, and
+// so are edits in the new release afterwards, and the next swap.
+func TestWatcherParentLinkSwap(t *testing.T) {
+	app := t.TempDir()
+	for i, p := range []string{"alpha", "bravo", "charlie"} {
+		d := filepath.Join(app, "releases", fmt.Sprint(i+1))
+		os.MkdirAll(d, 0o755)
+		writeFile(t, filepath.Join(d, "weights.xml"), listXML(p))
+	}
+	current := filepath.Join(app, "current")
+	swapLink(t, filepath.Join("releases", "1"), current)
+	var r reloads
+	w := newTestWatcher(t, filepath.Join(current, "weights.xml"), &r)
+	if !matches(w, "alpha") {
+		t.Fatal("initial list")
+	}
+	swapLink(t, filepath.Join("releases", "2"), current)
+	waitFor(t, "current pointed at release 2", func() bool { return matches(w, "bravo") })
+	renameOver(t, filepath.Join(app, "releases", "2", "weights.xml"), listXML("delta"))
+	waitFor(t, "an edit in release 2", func() bool { return matches(w, "delta") })
+	// Release 1, no longer in use, changes nothing.
+	writeFile(t, filepath.Join(app, "releases", "1", "weights.xml"), listXML("echo"))
+	swapLink(t, filepath.Join("releases", "3"), current)
+	waitFor(t, "current pointed at release 3", func() bool { return matches(w, "charlie") })
+	if matches(w, "echo") {
+		t.Error("the list of a release no longer in use was read")
+	}
+}
+
+// A chain of links through a third directory, as /etc/alternatives makes:
+// the list's link points at a link that is then pointed elsewhere.
+func TestWatcherLinkChain(t *testing.T) {
+	etc, alt, t1, t2 := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(t1, "l.xml"), listXML("alpha"))
+	writeFile(t, filepath.Join(t2, "l.xml"), listXML("bravo"))
+	swapLink(t, filepath.Join(t1, "l.xml"), filepath.Join(alt, "weights"))
+	swapLink(t, filepath.Join(alt, "weights"), filepath.Join(etc, "weights.xml"))
+	var r reloads
+	w := newTestWatcher(t, filepath.Join(etc, "weights.xml"), &r)
+	if !matches(w, "alpha") {
+		t.Fatal("initial list")
+	}
+	swapLink(t, filepath.Join(t2, "l.xml"), filepath.Join(alt, "weights"))
+	waitFor(t, "the middle link pointed elsewhere", func() bool { return matches(w, "bravo") })
+	renameOver(t, filepath.Join(t2, "l.xml"), listXML("charlie"))
+	waitFor(t, "an edit at the chain's new end", func() bool { return matches(w, "charlie") })
+}
+
 func TestWatcherClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "weights.xml")
 	writeFile(t, path, listXML("alpha"))
