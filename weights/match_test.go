@@ -21,6 +21,10 @@ func TestMatch(t *testing.T) {
 		// Case folding.
 		{"ascii case", []Entry{e(Body, "Special Offer")}, "", "SPECIAL OFFER now", []int{0}},
 		{"non-ascii case", []Entry{e(Body, "Verlängertes Angebot")}, "", "VERLÄNGERTES ANGEBOT!", []int{0}},
+		{"turkish dotted capital I, rule in capitals", []Entry{e(Body, "İNDİRİM")}, "", "Büyük indirim bugün", []int{0}},
+		{"typographic apostrophe in the text", []Entry{e(Body, "don't miss")}, "", "Don’t miss this", []int{0}},
+		{"typographic apostrophe in the rule", []Entry{e(Body, "don’t miss")}, "", "DON'T MISS", []int{0}},
+		{"turkish dotted capital I in the text", []Entry{e(Body, "viagra")}, "", "VİAGRA ucuz", []int{0}},
 		{"sharp s full folding", []Entry{e(Body, "straße"), e(Body, "STRASSE")}, "", "Hauptstrasse? no: STRASSE 5", []int{0, 1}},
 		{"sharp s in text", []Entry{e(Body, "STRASSE")}, "", "die straße", []int{0}},
 		{"capital sharp s", []Entry{e(Body, "strasse")}, "", "STRAẞE", []int{0}},

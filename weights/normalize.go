@@ -2,7 +2,9 @@ package weights
 
 // normalize.go puts phrases and message text into the one form they are
 // compared in: invisible characters removed (see isIgnorable), NFKC, then
-// Unicode full case folding, then every run of white space as a single ' '.
+// Unicode full case folding, a dot above right after an i or j dropped
+// (see dotAbove), typographic apostrophes as ' (see isApostrophe), then
+// every run of white space as a single ' '.
 //
 // Doing that with x/text costs far more than scanning the result, so most
 // text takes a fast path. Call a rune "simple" if NFKC leaves it alone and
@@ -23,6 +25,7 @@ package weights
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -113,7 +116,11 @@ var loadFoldTables = sync.OnceValue(func() *foldTables {
 		case unicode.IsSpace(r):
 			e.n = spaceFold
 		case norm.NFKC.IsNormalString(s):
-			if f := fold.String(s); len(f) <= len(e.b) {
+			f := strings.ReplaceAll(fold.String(s), "i"+string(dotAbove), "i")
+			if isApostrophe(r) {
+				f = "'"
+			}
+			if len(f) <= len(e.b) {
 				e.n = uint8(copy(e.b[:], f))
 			}
 		}
@@ -208,8 +215,13 @@ func (z *normalizer) appendText(dst []byte, s string) []byte {
 			i += 2
 			continue
 		case 3:
-			last, lastDst = i, len(dst)
-			dst = append(dst, s[i:i+3]...)
+			if c == 0xE2 && s[i+1] == 0x80 && s[i+2] == 0x99 { // U+2019: isApostrophe
+				dst = append(dst, '\'')
+				last = -1 // composes with nothing, nor does '
+			} else {
+				last, lastDst = i, len(dst)
+				dst = append(dst, s[i:i+3]...)
+			}
 			space = false
 			i += 3
 			continue
@@ -325,12 +337,19 @@ func (z *normalizer) appendSlow(dst []byte, piece string, space bool) ([]byte, b
 			continue
 		}
 		r, size := utf8.DecodeRune(b[i:])
-		if unicode.IsSpace(r) {
+		switch {
+		case unicode.IsSpace(r):
 			if !space {
 				dst = append(dst, ' ')
 				space = true
 			}
-		} else {
+		case r == dotAbove && len(dst) > 0 && (dst[len(dst)-1] == 'i' || dst[len(dst)-1] == 'j'):
+			// Dropped: see dotAbove. (No byte of a multi-byte rune
+			// is an ASCII letter, so dst ends in the letter itself.)
+		case isApostrophe(r):
+			dst = append(dst, '\'')
+			space = false
+		default:
 			dst = append(dst, b[i:i+size]...)
 			space = false
 		}
@@ -338,6 +357,23 @@ func (z *normalizer) appendSlow(dst []byte, piece string, space bool) ([]byte, b
 	}
 	return dst, space
 }
+
+// dotAbove is U+0307 COMBINING DOT ABOVE. Full case folding turns the
+// Turkish capital İ (U+0130) into i + U+0307, which then matched neither
+// "i" nor the dotted capital's other spellings: a rule "İNDİRİM", as a
+// Turkish admin types it in capitals, missed "indirim", and a rule
+// "indirim" missed "İNDİRİM" and "VİAGRA" (a known evasion). On an i or a
+// j, which are dotted already (Unicode's Soft_Dotted), the mark shows
+// nothing more, so it is dropped after them, in text and phrases alike:
+// İ then folds to i, as the Turkic mapping of CaseFolding.txt has it.
+const dotAbove = '\u0307'
+
+// isApostrophe reports whether r is a typographic apostrophe: U+2019, which
+// Outlook, Word and phones type for ' ("Don’t miss"), and U+02BC, its
+// letter twin. A rule "don't miss", typed on a keyboard, must match the
+// text as mail programs write it, and NFKC leaves both alone; so both
+// become ' in text and phrases alike. (U+2018, the opening quote, stays.)
+func isApostrophe(r rune) bool { return r == 0x2019 || r == 0x02BC }
 
 // foldAppend appends the full case folding of src to dst, using the
 // transformer directly so that nothing is allocated once dst is big enough.

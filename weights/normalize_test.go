@@ -20,13 +20,16 @@ func TestNormalize(t *testing.T) {
 		{"\u00a0\u00a0x", " x"},
 		{"ΟΔΟΣ οδος", "οδοσ οδοσ"},
 		{"ЛУЧШАЯ", "лучшая"},
-		{"“quoted” — it’s", "“quoted” — it’s"},
+		{"“quoted” — it’s", "“quoted” — it's"},
+		{"DON’T miss donʼt ‘quote’", "don't miss don't ‘quote'"},
 		{"½ ²", "1⁄2 2"},
 		{"x\xffy", "x\ufffdy"},
 		{"\xe2\x82", "\ufffd\ufffd"},
 		{"한국어", "한국어"},
 		{"😀 OK", "😀 ok"},
 		{"\u212a", "k"},
+		{"İNDİRİM İndirim VİAGRA", "indirim indirim viagra"},
+		{"I\u0307 i\u0307\u0307 J\u0307 a\u0307", "i i j \u0227"},
 	} {
 		z := newNormalizer()
 		if got := string(z.appendText(nil, c.in)); got != c.want {

@@ -14,12 +14,17 @@ import (
 )
 
 // refNormalize is normalisation done the plain way: invalid bytes to
-// U+FFFD, invisible characters dropped, NFKC, full case folding, white
-// space runs to one space.
+// U+FFFD, invisible characters dropped, NFKC, full case folding, a dot
+// above after i or j dropped, typographic apostrophes to ', white space
+// runs to one space.
 func refNormalize(s string) string {
 	s = refDrop(s)
 	s = norm.NFKC.String(s)
 	s = cases.Fold().String(s)
+	for strings.Contains(s, "i\u0307") || strings.Contains(s, "j\u0307") {
+		s = strings.ReplaceAll(strings.ReplaceAll(s, "i\u0307", "i"), "j\u0307", "j")
+	}
+	s = strings.NewReplacer("\u2019", "'", "\u02bc", "'").Replace(s)
 	var b strings.Builder
 	space := false
 	for _, r := range s {
@@ -39,10 +44,10 @@ func refNormalize(s string) string {
 // refIgnorable is isIgnorable's set, written out as a table.
 var refIgnorable = &unicode.RangeTable{R16: []unicode.Range16{
 	{0x00AD, 0x00AD, 1}, {0x034F, 0x034F, 1}, {0x061C, 0x061C, 1}, {0x115F, 0x1160, 1}, {0x17B4, 0x17B5, 1},
-	{0x180E, 0x180E, 1}, {0x200B, 0x200F, 1}, {0x202A, 0x202E, 1}, {0x2060, 0x206F, 1},
-	{0x3164, 0x3164, 1}, {0xFEFF, 0xFEFF, 1}, {0xFFA0, 0xFFA0, 1},
+	{0x180B, 0x180F, 1}, {0x200B, 0x200F, 1}, {0x202A, 0x202E, 1}, {0x2060, 0x206F, 1},
+	{0x3164, 0x3164, 1}, {0xFE00, 0xFE0F, 1}, {0xFEFF, 0xFEFF, 1}, {0xFFA0, 0xFFA0, 1}, {0xFFF0, 0xFFF8, 1},
 }, R32: []unicode.Range32{
-	{0x1BCA0, 0x1BCA3, 1}, {0xE0000, 0xE00FF, 1}, {0xE01F0, 0xE0FFF, 1},
+	{0x1BCA0, 0x1BCA3, 1}, {0x1D173, 0x1D17A, 1}, {0xE0000, 0xE0FFF, 1},
 }}
 
 // refDrop removes the characters in refIgnorable (after invalid bytes
