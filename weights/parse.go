@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	textunicode "golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxTextLen is the longest Text an entry may have, in characters (runes).
@@ -177,6 +178,8 @@ func toUTF8(raw []byte) ([]byte, *ParseError) {
 		switch u := unit(i); {
 		case u == '\n':
 			line++
+		case u == '\r' && (i+3 >= len(raw) || unit(i+2) != '\n'):
+			line++ // a CR alone (old Mac editors) ends a line too
 		case 0xD800 <= u && u <= 0xDBFF:
 			if i+3 < len(raw) {
 				if next := unit(i + 2); 0xDC00 <= next && next <= 0xDFFF {
@@ -217,7 +220,7 @@ func checkUTF8(b []byte) *ParseError {
 		r, size := utf8.DecodeRune(b[i:])
 		if r == utf8.RuneError && size == 1 {
 			return &ParseError{
-				Line:  1 + bytes.Count(b[:i], []byte{'\n'}),
+				Line:  lineOf(b[:i]),
 				Entry: entryBefore(b[:i]),
 				Err:   fmt.Errorf("invalid byte 0x%02X after %s", b[i], context(b[:i])),
 			}
@@ -225,6 +228,13 @@ func checkUTF8(b []byte) *ParseError {
 		i += size
 	}
 	return nil
+}
+
+// lineOf returns the line that follows text: 1 + its line ends, which are
+// LF, CRLF or CR alone (old Mac editors), as for the parser's own errors.
+// A CR at its end is alone: the byte after it is the bad one, not an LF.
+func lineOf(text []byte) int {
+	return 1 + bytes.Count(text, []byte{'\n'}) + bytes.Count(text, []byte{'\r'}) - bytes.Count(text, []byte("\r\n"))
 }
 
 // entryBefore returns the number of the entry whose start tag the end of
@@ -375,7 +385,9 @@ func (p *parser) parse() {
 				// Any case, as for the attribute names.
 				n++
 				p.entry(t, p.data[off:min(d.InputOffset(), int64(len(p.data)))], p.line(off), n)
-				if err := p.entryBody(d, n); err != nil {
+				if err := p.entryBody(d, n); err == errStop {
+					return
+				} else if err != nil {
 					// Almost always an entry ended with ">" instead of
 					// "/>": the parser notices only where the root ends.
 					p.syntaxError(err, off, n, " (is this entry closed? write it <"+entryName+" .../>)")
@@ -388,8 +400,11 @@ func (p *parser) parse() {
 			}
 			// Whatever is inside another child of the root is of no
 			// interest; a later version of the format may add to it.
-			if err := d.Skip(); err != nil {
+			if deep, err := p.skip(d); err != nil {
 				p.syntaxError(err, off, 0, "")
+				return
+			} else if deep >= 0 {
+				p.fail(deep, 0, errTooDeep)
 				return
 			}
 		case xml.EndElement:
@@ -425,6 +440,10 @@ func (p *parser) entryBody(d *xml.Decoder, n int) error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
+			if depth >= maxDepth {
+				p.fail(off, n, errTooDeep)
+				return errStop
+			}
 			switch {
 			case depth == 0 && asciiEqualFold(t.Name.Local, entryName):
 				nested = append(nested, off)
@@ -443,6 +462,40 @@ func (p *parser) entryBody(d *xml.Decoder, n int) error {
 			return nil
 		}
 	}
+}
+
+// maxDepth bounds how deep elements may nest inside the root's children.
+// The format needs none (an entry is empty); the XML decoder keeps every
+// open element, so 64 MiB of "<a>" took 2.4 GB to be refused.
+const maxDepth = 100
+
+var (
+	errTooDeep = fmt.Errorf("elements nested more than %d deep: this is not a custom weight list", maxDepth)
+	// errStop ends the parse after entryBody reported the problem itself.
+	errStop = errors.New("stop")
+)
+
+// skip reads past the element whose start tag was the last token, as
+// xml.Decoder.Skip does, but stops at an element nested more than
+// maxDepth deep and returns its offset (else -1).
+func (p *parser) skip(d *xml.Decoder) (deep int64, err error) {
+	for depth := 1; depth > 0; {
+		off := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			return -1, err
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth >= maxDepth {
+				return off, nil
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+		}
+	}
+	return -1, nil
 }
 
 // asciiEqualFold is strings.EqualFold for ASCII letters only: the format's
@@ -502,9 +555,36 @@ func (p *parser) syntaxError(err error, off int64, entry int, hint string) {
 		case se.Line > line:
 			msg += fmt.Sprintf(" (noticed at line %d)", se.Line)
 		}
+		if q := typographicQuote(p.data[off:]); q != "" && strings.Contains(se.Msg, "attribute value") {
+			// A list copied from a web page or typed in Word.
+			hint = fmt.Sprintf(" (a typographic quote %s where \" belongs? attribute values are quoted with \" or ')", q) + hint
+		}
 		err = errors.New(msg + hint)
 	}
 	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Entry: entry, Err: err})
+}
+
+// typographicQuote returns the first typographic quote that opens an
+// attribute value ("=”") in the tag at the start of b, or "".
+func typographicQuote(b []byte) string {
+	if end := bytes.IndexByte(b, '>'); end >= 0 {
+		b = b[:end]
+	}
+	b = b[:min(len(b), 4096)]
+	for i := bytes.IndexByte(b, '='); i >= 0; {
+		rest := bytes.TrimLeft(b[i+1:], " \t\r\n")
+		r, _ := utf8.DecodeRune(rest)
+		switch r {
+		case '“', '”', '„', '‟', '″', '‘', '’', '‚', '′', '«', '»':
+			return string(r)
+		}
+		j := bytes.IndexByte(b[i+1:], '=')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return ""
 }
 
 // surrogateRefRE is a numeric character reference (XML allows no others
@@ -609,8 +689,9 @@ func (p *parser) entry(t xml.StartElement, raw []byte, line, n int) {
 	if attr[2] != nil {
 		e.Text = *attr[2]
 		// Counted without the white space around it, which matching
-		// leaves out too.
-		switch runes := utf8.RuneCountInString(strings.TrimFunc(e.Text, unicode.IsSpace)); {
+		// leaves out too, and composed (NFC): an "é" typed on a Mac is
+		// e + a combining accent, one character to the admin.
+		switch runes := utf8.RuneCountInString(norm.NFC.String(strings.TrimFunc(e.Text, unicode.IsSpace))); {
 		case runes == 0:
 			bad(errors.New("empty Text"))
 		case runes > MaxTextLen:

@@ -482,3 +482,64 @@ func TestLoadNotRegular(t *testing.T) {
 		t.Errorf("directory: %v", err)
 	}
 }
+
+// Encoding errors and nesting too deep name the right line whatever the
+// line ends (CR alone: old Mac editors), and nesting is refused early,
+// not after the decoder kept every open element.
+func TestParseErrorLinesAndDepth(t *testing.T) {
+	entries := func(eol string) string {
+		return strings.Join([]string{`<?xml version="1.0"?>`, `<CustomWeightEntries>`,
+			`  <CustomWeightEntry Type="BODY" Change="1" Text="a"/>`,
+			"  <CustomWeightEntry Type=\"BODY\" Change=\"-9\" Text=\"Verl\xe4ngert\"/>", `</CustomWeightEntries>`, ``}, eol)
+	}
+	utf16le := func(s string) []byte {
+		b := []byte{0xff, 0xfe}
+		for _, u := range utf16.Encode([]rune(s)) {
+			b = append(b, byte(u), byte(u>>8))
+		}
+		return b
+	}
+	latin1CR := []byte(entries("\r"))
+	// UTF-16 with a lone low surrogate where the ä is, CR line ends.
+	lone := utf16le(strings.Replace(entries("\r"), "\xe4", "", 1))
+	at := bytes.Index(lone, []byte{'V', 0, 'e', 0, 'r', 0, 'l', 0}) + 8
+	lone = slices.Insert(lone, at, 0x00, 0xdc)
+	deep := []byte("<CustomWeightEntries>\r\n<x>\r\n" + strings.Repeat("<a>", 1<<20))
+	deepEntry := []byte("<CustomWeightEntries>\r\r<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"x\">" + strings.Repeat("<a>", 200))
+	for _, c := range []struct {
+		name string
+		data []byte
+		want wantErr
+	}{
+		{"latin1-cr.xml", latin1CR, wantErr{4, 2, "invalid byte 0xE4"}},
+		{"latin1-crlf.xml", []byte(entries("\r\n")), wantErr{4, 2, "invalid byte 0xE4"}},
+		{"lone-cr.xml", lone, wantErr{4, 2, "unpaired surrogate 0xDC00"}},
+		{"deep.xml", deep, wantErr{3, 0, "nested more than 100 deep"}},
+		{"deep-entry.xml", deepEntry, wantErr{3, 1, "nested more than 100 deep"}},
+		// A list copied from a web page: the hint says what is wrong.
+		{"curly.xml", []byte("<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\u201d6\" Text=\"x\"/>\n</CustomWeightEntries>\n"), wantErr{2, 1, "unquoted or missing attribute value in element (a typographic quote \u201d where \" belongs?"}},
+		// 1,001 characters typed with decomposed accents (2,002 code
+		// points) are 1,001, not 2,002.
+		{"nfd.xml", []byte(`<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("e\u0301", 1001) + `"/></CustomWeightEntries>`), wantErr{1, 1, "Text is 1001 characters long"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(c.name, bytes.NewReader(c.data))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			got := parseErrors(err)
+			if len(got) == 0 || got[0].Line != c.want.line || got[0].Entry != c.want.entry || !strings.Contains(got[0].Err.Error(), c.want.msg) {
+				t.Errorf("got %v\nwant line %d entry %d %q", err, c.want.line, c.want.entry, c.want.msg)
+			}
+		})
+	}
+}
+
+// 1,000 characters typed with decomposed accents (as macOS input methods
+// type them) are within the limit.
+func TestParseTextLengthComposed(t *testing.T) {
+	doc := `<CustomWeightEntries><CustomWeightEntry Type="BODY" Change="1" Text="` + strings.Repeat("e\u0301", 1000) + `"/></CustomWeightEntries>`
+	if l, err := Parse("nfd.xml", strings.NewReader(doc)); err != nil || l.Len() != 1 {
+		t.Fatalf("1,000 decomposed characters: %v", err)
+	}
+}
