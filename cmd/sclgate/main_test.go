@@ -65,6 +65,14 @@ func TestScanDirOfDirsAndOddNames(t *testing.T) {
 		t.Errorf("maildir: %d %q %q", code, out, errOut)
 	}
 	raw, _ := os.ReadFile("../../testdata/messages/plain.eml")
+	// Files next to the subdirectories: scanned, and the subdirectories
+	// that were not are said.
+	os.WriteFile(filepath.Join(md, "top.eml"), raw, 0o644)
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", md)
+	if code != 0 || !strings.Contains(out, "top.eml") || !strings.Contains(errOut, md+": its files were scanned, not its 2 subdirectories: name those too (e.g. "+md+"/*)") {
+		t.Errorf("files and subdirectories: %d %q %q", code, out, errOut)
+	}
+	os.Remove(filepath.Join(md, "top.eml"))
 	odd := filepath.Join(md, "new", "x\x1b]0;owned\x07.eml")
 	os.WriteFile(odd, raw, 0o644)
 	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", filepath.Join(md, "new"))

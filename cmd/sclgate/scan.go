@@ -206,11 +206,21 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 				}
 			}
 		}
-		if len(names) == 0 && subdirs > 0 {
+		switch {
+		case len(names) == 0 && subdirs > 0:
 			// A Maildir, or a corpus laid out by class: scan reads the
 			// files directly in a directory, not its subdirectories.
 			fmt.Fprintf(e.stderr, "sclgate scan: %s: no files, only directories, which are not scanned: name them (e.g. %s)\n",
 				printLine(a), printLine(filepath.Join(a, "*")))
+		case subdirs > 0:
+			// Said too, or a tree of samples is scanned in part and
+			// nobody knows.
+			what := "1 subdirectory"
+			if subdirs > 1 {
+				what = fmt.Sprintf("%d subdirectories", subdirs)
+			}
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: its files were scanned, not its %s: name those too (e.g. %s)\n",
+				printLine(a), what, printLine(filepath.Join(a, "*")))
 		}
 		sort.Strings(names)
 		files = append(files, names...)
