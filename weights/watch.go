@@ -52,6 +52,13 @@ type WatcherOptions struct {
 	// is re-read, so that a file being written is read once, complete.
 	// 0 means 200ms.
 	Debounce time.Duration
+	// Settle is how much longer a file that fails to parse after a change
+	// must stay as it is before the failure is logged and told: a tool
+	// that writes in pieces with pauses between them (a slow script, a
+	// copy over the network) leaves a half-written file for a while, and
+	// an alert on reload errors must not fire on an ordinary edit. SIGHUP
+	// (Reload) reports at once. 0 means 1s.
+	Settle time.Duration
 	// OnReload, if set, is called after every reload attempt (not the
 	// first load, in NewWatcher: read Current for that), from the
 	// watcher's goroutine or from Reload's caller, one call at a time and
@@ -67,6 +74,9 @@ type WatcherOptions struct {
 func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 	if opts.Debounce <= 0 {
 		opts.Debounce = 200 * time.Millisecond
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = time.Second
 	}
 	w := &Watcher{
 		path:    path,
@@ -173,6 +183,25 @@ func (w *Watcher) reloadIfChanged() {
 	w.reloadLocked(l, fi, sum, err)
 }
 
+// reloadUnlessBroken is reloadIfChanged for a change notification: a file
+// that does not parse (though it exists) is neither put in force nor
+// reported, and true is returned, so that the caller reads it again once
+// it has settled (see WatcherOptions.Settle).
+func (w *Watcher) reloadUnlessBroken() (broken bool) {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	l, fi, sum, err := w.read()
+	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
+		w.lastStat = fi
+		return false
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	w.reloadLocked(l, fi, sum, err)
+	return false
+}
+
 // maxLoggedErrors bounds the problems one log line lists: a bad save of a
 // list of 50,000 entries made one line of megabytes, which journald cuts
 // up; `sclgate weights check` lists them all.
@@ -242,6 +271,9 @@ func (w *Watcher) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	settle := time.NewTimer(time.Hour) // a broken file's second read
+	settle.Stop()
+	defer settle.Stop()
 	for {
 		select {
 		case <-w.done:
@@ -269,6 +301,10 @@ func (w *Watcher) run() {
 				continue
 			}
 			timer.Reset(w.opts.Debounce)
+		case <-settle.C:
+			// Still broken after Settle with no change since (a change
+			// would have stopped this timer): the edit is what it is.
+			w.reloadIfChanged()
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
@@ -281,7 +317,10 @@ func (w *Watcher) run() {
 		case <-timer.C:
 			// A SIGHUP (Reload) may have read this change already:
 			// read it twice and it is logged and counted twice.
-			w.reloadIfChanged()
+			settle.Stop()
+			if w.reloadUnlessBroken() {
+				settle.Reset(w.opts.Settle)
+			}
 			// A link may point elsewhere now.
 			if err := w.rewatch(false); err != nil {
 				w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))

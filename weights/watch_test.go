@@ -83,7 +83,7 @@ func matches(w *Watcher, body string) bool { return len(w.Current().Match("", bo
 
 func newTestWatcher(t *testing.T, path string, r *reloads) *Watcher {
 	t.Helper()
-	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, OnReload: r.on})
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, OnReload: r.on})
 	if err != nil {
 		t.Fatalf("NewWatcher: %v", err)
 	}
@@ -500,5 +500,41 @@ func TestBriefReloadError(t *testing.T) {
 	_, err = Parse("w.xml", strings.NewReader(brokenXML))
 	if got := brief(err, "w.xml"); got != err.Error() {
 		t.Errorf("one problem: %q, want %q", got, err.Error())
+	}
+}
+
+// A tool that writes the file in pieces with a pause between them leaves
+// it half-written for longer than the debounce: that is not a failed
+// reload, logged and counted (an alert on the error count would fire on an
+// ordinary edit), as long as the file is complete within Settle. A file
+// still broken after Settle is reported, once.
+func TestWatcherSlowWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 20 * time.Millisecond, Settle: 2 * time.Second, OnReload: r.on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	full := listXML("bravo")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(full[:len(full)/2])
+	time.Sleep(500 * time.Millisecond) // 25 debounces
+	f.WriteString(full[len(full)/2:])
+	f.Close()
+	waitFor(t, "the slow write", func() bool { return matches(w, "bravo") })
+	if n := r.failed(); n != 0 {
+		t.Errorf("%d failed reloads reported for a file written in two pieces: %v", n, r.errs)
+	}
+	// A broken edit is reported once it has settled, and only once.
+	writeFile(t, path, brokenXML)
+	waitFor(t, "the broken edit reported", func() bool { return r.failed() == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := r.failed(); n != 1 || !matches(w, "bravo") {
+		t.Errorf("after a broken edit: %d failures reported, list %v", n, w.Current().Entries())
 	}
 }
