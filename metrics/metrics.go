@@ -11,6 +11,7 @@ package metrics
 import (
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -66,7 +67,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		SCL: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_messages_scl_total",
-			Help: "Messages by the SCL they got: scl=\"0\"..\"9\", or \"-1\" for authenticated/trusted mail relayed unfiltered.",
+			Help: "Messages by the SCL they got, counted when it is given: scl=\"0\"..\"9\", or \"-1\" for authenticated/trusted mail, which is not filtered.",
 		}, []string{"scl"}),
 		ActedUpon: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_messages_acted_upon_total",
@@ -78,12 +79,16 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		RelayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_relay_failures_total",
-			Help: "Transactions that could not be completed, by reason: connect, mail, rcpt, data, timeout, network, archive, classifier.",
+			Help: "Downstream and delivery steps that failed, by reason: connect (downstream unreachable, or it refused sclgate), mail, rcpt (per recipient), data (the downstream refused), timeout, network, maildir, archive, classifier.",
 		}, []string{"reason"}),
 		ScanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "sclgate_scan_duration_seconds",
-			Help:    "Time to parse and score one message.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+			Name: "sclgate_scan_duration_seconds",
+			Help: "Time to parse and score one message, an external engine's answer included.",
+			// Up to 30 s: the built-in model takes well under a
+			// millisecond, but spamd and rspamd take up to their
+			// classifier_timeout (10 s by default), and a quantile is
+			// only as good as the buckets around it.
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		SessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sclgate_sessions_active",
@@ -103,7 +108,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_smtp_refusals_total",
-			Help: "Commands and connections refused at the SMTP level, by reason: relay_denied, bad_address, bad_helo, auth_failed, too_many_connections, size, header_size, bare_line_end, cross_protocol, too_many_errors, data_timeout, line_length, command_timeout.",
+			Help: "Commands and connections refused at the SMTP level, by reason: " + strings.Join(RefusalReasons, ", ") + ".",
 		}, []string{"reason"}),
 	}
 	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -457,7 +458,26 @@ func TestTooManyErrorsPipelined(t *testing.T) {
 		}
 	}
 	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 1)
-	wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 3)
+	// Two "Relaying denied" were sent; the third RCPT got the 421, and
+	// is counted as that, not twice.
+	wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 2)
+}
+
+// Each refusal the session gives is counted under its reason once it is
+// sent, and only then: one replaced by the 421 of limits.max_errors is
+// that.
+func TestRefusalReasonsCounted(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
+	rc := ehloed(t, g.addr)
+	rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+	rc.expectCode("RCPT TO:<bob%x@example.com>", "553 5.1.3 ")
+	rc.expectCode("RCPT TO:<x@elsewhere.test>", "550 5.7.1 ")
+	wantMetric(t, "refusals{bad_address}", g.m.Rejected.WithLabelValues("bad_address"), 1)
+	wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 1)
+	rc.expectCode("RCPT TO:<bob%y@example.com>", "421 4.7.0 ")
+	wantMetric(t, "refusals{bad_address} after the 421", g.m.Rejected.WithLabelValues("bad_address"), 1)
+	wantMetric(t, "refusals{too_many_errors}", g.m.Rejected.WithLabelValues("too_many_errors"), 1)
 }
 
 // A downstream's 421 (it is closing its connection) reaches the client as
@@ -695,6 +715,44 @@ func TestDownstreamFailures(t *testing.T) {
 		rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
 		wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 1)
 	})
+
+	// A downstream that refuses sclgate at its greeting or at EHLO: a 451
+	// counted as connect, never its 5xx, which would bounce the message
+	// though it was never about the sender.
+	for _, c := range []struct{ name, greeting, ehlo string }{
+		{"greeting_554", "554 5.3.2 No service for you\r\n", ""},
+		{"greeting_421", "421 4.3.2 Busy\r\n", ""},
+		{"ehlo_550", "220 ds ESMTP\r\n", "550 5.7.1 Your HELO name is not welcome\r\n"},
+	} {
+		t.Run("refuses_"+c.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for range 4 { // bounded: one per connection attempt
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conn.SetDeadline(time.Now().Add(5 * time.Second))
+					io.WriteString(conn, c.greeting)
+					if c.ehlo != "" {
+						bufio.NewReader(conn).ReadString('\n')
+						io.WriteString(conn, c.ehlo)
+					}
+					bufio.NewReader(conn).ReadString('\n')
+					conn.Close()
+				}
+			}()
+			g := startGateway(t, gwSetup{Downstream: "smtp://" + ln.Addr().String()})
+			rc := ehloed(t, g.addr)
+			rc.expect("MAIL FROM:<alice@example.org>", "451 4.4.1 Downstream server unavailable, try again later")
+			wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 1)
+			wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), 0)
+		})
+	}
 
 	t.Run("mail_refused", func(t *testing.T) {
 		ds := startDownstream(t, false)
@@ -952,14 +1010,45 @@ func TestOversizeMessage(t *testing.T) {
 		t.Fatalf("reply %q, want 552 5.3.4", reply)
 	}
 	ds.nothing()
-	wantMetric(t, "refusals{size}", g.m.Rejected.WithLabelValues("size"), 1)
+	// Both counted: the SIZE= that go-smtp refused at MAIL, and the data.
+	wantMetric(t, "refusals{size}", g.m.Rejected.WithLabelValues("size"), 2)
 	wantMetric(t, "relayed", g.m.Relayed, 0)
+
+	// Too big in BDAT (Exchange sends BDAT): refused at the chunk that
+	// would pass the limit, by go-smtp, and counted too, whether it is
+	// the first chunk or a later one.
+	bdat := func(chunks ...string) {
+		t.Helper()
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		for i, c := range chunks {
+			last := ""
+			if i == len(chunks)-1 {
+				last = " LAST"
+			}
+			rc.write(fmt.Sprintf("BDAT %d%s\r\n%s", len(c), last, c))
+			reply := rc.reply()
+			if i == len(chunks)-1 {
+				if reply[len(reply)-1] != "552 5.3.4 Max message size exceeded" {
+					t.Fatalf("BDAT over the limit: %q", reply)
+				}
+			} else if !strings.HasPrefix(reply[0], "250 ") {
+				t.Fatalf("BDAT chunk %d: %q", i+1, reply)
+			}
+		}
+	}
+	bdat("Subject: one chunk\r\n\r\n" + strings.Repeat("x\r\n", 600))
+	wantMetric(t, "refusals{size} after one BDAT chunk", g.m.Rejected.WithLabelValues("size"), 3)
+	bdat("Subject: two chunks\r\n\r\n"+strings.Repeat("x\r\n", 200), strings.Repeat("y\r\n", 300))
+	wantMetric(t, "refusals{size} after a second BDAT chunk", g.m.Rejected.WithLabelValues("size"), 4)
+	ds.nothing()
 
 	// The connection is still good for a message that fits.
 	if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("small", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
 		t.Fatalf("small message: reply %q", reply)
 	}
 	ds.only()
+	wantMetric(t, "refusals{size} in the end", g.m.Rejected.WithLabelValues("size"), 4)
 }
 
 // Case 10: SetPolicy applies from the next transaction on the same

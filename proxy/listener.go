@@ -73,9 +73,10 @@ type limitHooks struct {
 	opened      func()      // a connection was admitted (handed to go-smtp)
 	closed      func()      // ...and is closed now
 	// protocolError counts an error reply go-smtp gave on its own (see
-	// limitConn.Write) toward limits.max_errors, and reports whether the
-	// connection is now over the limit.
-	protocolError func(*limitConn) bool
+	// limitConn.Write; reply is its last line, without CRLF) toward
+	// limits.max_errors, and reports whether the connection is now over
+	// the limit.
+	protocolError func(lc *limitConn, reply []byte) bool
 }
 
 func newLimitListener(l net.Listener, total, perIP int, hostname string, hooks limitHooks) *limitListener {
@@ -360,8 +361,10 @@ func (c *limitConn) Write(p []byte) (int, error) {
 		c.partial = false // it described handshake bytes, not a command
 	}
 	over := false
-	if !c.noGuard.Load() && !c.hangUp.Load() && c.errorReply(p) {
-		over = c.l.hooks.protocolError(c)
+	if !c.noGuard.Load() && !c.hangUp.Load() {
+		if reply := c.errorReply(p); reply != nil {
+			over = c.l.hooks.protocolError(c, reply)
+		}
 	}
 	n, err := c.Conn.Write(p)
 	if over {
@@ -376,21 +379,25 @@ func (c *limitConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// errorReply reports whether p ends a reply that go-smtp gave on its own
-// with a 4xx or 5xx code (not 421, which ends a session anyway). go-smtp
-// writes a reply's lines at once, and each reply on its own.
-func (c *limitConn) errorReply(p []byte) bool {
+// errorReply returns the last line of p if p ends a reply that go-smtp
+// gave on its own with a 4xx or 5xx code (not 421, which ends a session
+// anyway), else nil. go-smtp writes a reply's lines at once, and each
+// reply on its own.
+func (c *limitConn) errorReply(p []byte) []byte {
 	line := bytes.TrimSuffix(p, []byte("\r\n"))
 	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
 		line = line[i+1:]
 	}
 	if len(line) < 4 || line[3] != ' ' || !isDigit(line[0]) || !isDigit(line[1]) || !isDigit(line[2]) {
-		return false // not the end of a reply
+		return nil // not the end of a reply
 	}
 	if c.ownReply.Swap(false) {
-		return false // the session's: counted there
+		return nil // the session's: counted there
 	}
-	return (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421"))
+	if (line[0] == '4' || line[0] == '5') && !bytes.HasPrefix(line, []byte("421")) {
+		return line
+	}
+	return nil
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -21,6 +22,9 @@ import (
 	"github.com/sclgate/sclgate/metrics"
 	"github.com/sclgate/sclgate/scorer"
 )
+
+// tooBig starts go-smtp's reply to a message over MaxMessageBytes.
+var tooBig = []byte("552 5.3.4 ")
 
 // MaxLineLength is the longest line accepted, inside DATA too. RFC 5321's
 // 1000 is routinely exceeded by real mail (HTML one-liners), so sclgate
@@ -128,7 +132,13 @@ func (s *Server) Serve(l net.Listener) error {
 			s.log.Warn("command not finished within limits.command_timeout; disconnected")
 			s.metrics.Rejected.WithLabelValues("command_timeout").Inc()
 		},
-		protocolError: func(lc *limitConn) bool {
+		protocolError: func(lc *limitConn, reply []byte) bool {
+			if bytes.HasPrefix(reply, tooBig) {
+				// go-smtp's own size refusals: a SIZE= at MAIL over
+				// the limit, a BDAT chunk that would pass it (Exchange
+				// sends BDAT). DATA's is the session's, counted there.
+				s.metrics.Rejected.WithLabelValues("size").Inc()
+			}
 			if sess := lc.sess.Load(); sess != nil {
 				return sess.countProtocolError()
 			}

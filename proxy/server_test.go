@@ -80,7 +80,7 @@ func (l *errOnceListener) Close() error { close(l.closed); return nil }
 func TestAcceptRecoveryToldWhenIdle(t *testing.T) {
 	got := make(chan error, 4)
 	hooks := limitHooks{refused: func() {}, acceptError: func(err error) { got <- err }, http: func() {}, cutCommand: func() {},
-		opened: func() {}, closed: func() {}, protocolError: func(*limitConn) bool { return false }}
+		opened: func() {}, closed: func() {}, protocolError: func(*limitConn, []byte) bool { return false }}
 	ll := newLimitListener(&errOnceListener{closed: make(chan struct{})}, 10, 10, "gw.test", hooks)
 	defer ll.Close()
 	for i, want := range []bool{true, false} {

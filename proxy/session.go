@@ -75,7 +75,12 @@ type session struct {
 	// commands are still answered.
 	errors    atomic.Int32
 	authFails atomic.Int32
-	deferred  int // recipients of this transaction told to come again (452), not counted as refusals
+	// reason: the refusals-metric reason of the refusal the command in
+	// progress gives, until counted counts it (see refuse). A mutex:
+	// Data may run on go-smtp's BDAT goroutine.
+	reasonMu sync.Mutex
+	reason   string
+	deferred int // recipients of this transaction told to come again (452), not counted as refusals
 	// gone: the session is ending (see hangUp); badHelo: the client's
 	// latest HELO/EHLO name has control characters (a first one is refused
 	// by NewSession; go-smtp takes later ones without asking).
@@ -127,7 +132,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		}
 		if err := checkPassword(users, user, pass); err != nil {
 			s.log.Warn("auth failed", slog.String("user", user))
-			s.srv.metrics.Rejected.WithLabelValues("auth_failed").Inc()
+			s.refuse("auth_failed")
 			// A refusal like any other for limits.max_errors: password
 			// guessing in one session ends with 421 and a close.
 			s.authFails.Add(1)
@@ -158,6 +163,30 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // session: a client that keeps getting refusals is probing (recipients,
 // relay tricks), not sending mail.
 func (s *session) counted(err error, step string) error {
+	s.reasonMu.Lock()
+	reason := s.reason
+	s.reason = ""
+	s.reasonMu.Unlock()
+	err = s.countError(err, step)
+	if reason != "" && err != errTooManyErrors {
+		// Counted as the reply it is: replaced by the 421 of
+		// limits.max_errors, it is that refusal, counted there.
+		s.srv.metrics.Rejected.WithLabelValues(reason).Inc()
+	}
+	return err
+}
+
+// refuse notes the reason (a label of sclgate_smtp_refusals_total) of
+// the refusal the command in progress answers with; counted counts it.
+func (s *session) refuse(reason string) {
+	s.reasonMu.Lock()
+	s.reason = reason
+	s.reasonMu.Unlock()
+}
+
+// countError is counted's work: the error count, and the 421 past the
+// limit.
+func (s *session) countError(err error, step string) error {
 	var se *smtp.SMTPError
 	if err == nil || !errors.As(err, &se) || se.Code < 400 || se.Code == 421 {
 		return err
@@ -243,7 +272,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errClosing
 	}
 	if s.badHelo.Load() {
-		s.srv.metrics.Rejected.WithLabelValues("bad_helo").Inc()
+		s.refuse("bad_helo")
 		return s.counted(errBadHelo, "mail")
 	}
 	s.hold()
@@ -379,7 +408,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
 		s.log.Info("relaying denied", slog.String("from", s.from), slog.String("rcpt", to))
-		s.srv.metrics.Rejected.WithLabelValues("relay_denied").Inc()
+		s.refuse("relay_denied")
 		return errRelayDenied
 	}
 	if s.p.Downstream.OneRecipient() && len(s.rcpts) > 0 {
@@ -529,16 +558,16 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	case err == nil:
 	case errors.Is(err, errBareCR), errors.Is(err, errBareLF), errors.Is(err, errNUL):
 		log.Warn("refused: " + err.Error() + " in data (SMTP smuggling protection)")
-		s.srv.metrics.Rejected.WithLabelValues("bare_line_end").Inc()
+		s.refuse("bare_line_end")
 		return errLineEnds
 	case errors.As(err, &se): // 552 message too big, from go-smtp
-		s.srv.metrics.Rejected.WithLabelValues("size").Inc()
+		s.refuse("size")
 		return se
 	case errors.Is(err, smtp.ErrTooLongLine):
 		// Permanent: the same message would fail again. go-smtp then
 		// closes the connection, whose stream it can no longer follow.
 		log.Warn("refused: line too long in data", slog.Int("limit", MaxLineLength-2))
-		s.srv.metrics.Rejected.WithLabelValues("line_length").Inc()
+		s.refuse("line_length")
 		return errLineTooLong
 	case errors.Is(err, errSpool):
 		log.Error("spooling the message failed; deferred", slog.Any("err", err))
@@ -552,7 +581,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// it still has the message.
 		log.Warn("reading message", slog.Any("err", err))
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
+			s.refuse("data_timeout")
 		}
 		// Where the message would have ended is not known: what the
 		// client sends next is not commands. 451, then the connection
@@ -566,7 +595,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	raw := sp.head
 	if headerSize(raw) > cfg.Limits.MaxHeaderBytes {
 		log.Warn("refused: header too large", slog.Int("limit", cfg.Limits.MaxHeaderBytes))
-		s.srv.metrics.Rejected.WithLabelValues("header_size").Inc()
+		s.refuse("header_size")
 		return errHeaderTooBig
 	}
 
@@ -574,7 +603,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	stopKeepAlive()
 	if le := (*mimeLimitsError)(nil); errors.As(err, &le) {
 		log.Warn("message refused: MIME structure past the limits", slog.String("why", le.why))
-		s.srv.metrics.Rejected.WithLabelValues("mime_limits").Inc()
+		s.refuse("mime_limits")
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: " + le.why}
 	}
 	if err != nil {
@@ -836,6 +865,18 @@ func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 // downstream's own SMTP answer as it is, or a 451 for anything else.
 func (s *session) downstreamFailed(step string, err error) error {
 	var se *smtp.SMTPError
+	if de := (*downstreamError)(nil); errors.As(err, &de) && de.op == "connect" && errors.As(err, &se) {
+		// The downstream refused sclgate itself, by its greeting or its
+		// answer to EHLO (a 554 "no service", a HELO or client
+		// restriction), before anything of the client's reached it.
+		// That answer is about sclgate, not the sender: passed on, a 5xx
+		// would bounce every message. So it is what it is, the
+		// downstream unavailable, as Postfix's before-queue proxy makes
+		// its own 451 of a refused greeting (smtpd_proxy.c).
+		s.log.Warn("downstream refused sclgate's connection; message deferred", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailConnect).Inc()
+		return errDownstream
+	}
 	if errors.As(err, &se) && (se.Code < 400 || se.Code > 599) {
 		// A success where a failure was expected: the connection is out
 		// of step (a reply to an earlier command read late). Never pass
@@ -983,7 +1024,7 @@ func (s *session) makeReceived() string {
 // extension sclgate does not offer, and a downstream that takes it), else
 // 553 5.1.3.
 func (s *session) addressError(a string) error {
-	s.srv.metrics.Rejected.WithLabelValues("bad_address").Inc()
+	s.refuse("bad_address")
 	for i := 0; i < len(a); i++ {
 		if a[i] >= 0x80 {
 			return errNonASCII

@@ -860,6 +860,12 @@ func TestServeSIGTERMFinishesTransactionInFlight(t *testing.T) {
 	}
 	// The idle session is told 421 4.3.2 and closed (RFC 5321 section 3.8).
 	expect421Close(t, "idle session", idle.c, idle.r)
+	// /healthz says so too, for a load balancer that checks it: 503.
+	if resp, err := http.Get("http://" + g.metrics + "/healthz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/healthz while draining: %v %v, want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	// The message in flight completes, then its session is closed the
 	// same way.

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -214,6 +215,10 @@ type gateway struct {
 	webSrv  *http.Server // the archive manager's page, if archive.web.listen
 	served  sync.WaitGroup
 	failed  chan error // the SMTP server stopped on its own
+	// draining: shutdown has begun; /healthz says so (503), so that a
+	// load balancer checking it sends no more clients, which the SMTP
+	// port would turn away with 421 until the sessions in flight end.
+	draining atomic.Bool
 
 	// reloadMu makes a SIGHUP reload and a definitions switch take
 	// turns: each builds the next policy from what the other left.
@@ -264,7 +269,13 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if g.draining.Load() {
+				http.Error(w, "shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
 		g.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		g.served.Add(1)
 		go func() {
@@ -663,6 +674,7 @@ func restartOnly(st, cfg *config.Config, web bool) []string {
 // shutdown stops accepting, lets transactions in flight finish within
 // limits.shutdown_timeout, then stops everything.
 func (g *gateway) shutdown() error {
+	g.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ShutdownTimeout)
 	defer cancel()
 	g.stopBackground()
