@@ -579,6 +579,25 @@ func TestRelayingAndTrustedNetworks(t *testing.T) {
 		wantMetric(t, "refusals{relay_denied}", g.m.Rejected.WithLabelValues("relay_denied"), 0)
 	})
 
+	// trusted_networks is read per transaction, as the rest of the
+	// policy: a network taken out of it by a reload no longer relays over
+	// a session it opened before, and one put in does.
+	t.Run("trusted_reloaded_mid_session", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "trusted_networks: [127.0.0.0/8]"})
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<someone@elsewhere.org>", "250 ")
+		rc.expectCode("RSET", "250 ")
+		g.srv.SetPolicy(g.policy("trusted_networks: []"))
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expect("RCPT TO:<someone@elsewhere.org>", "550 5.7.1 Relaying denied")
+		rc.expectCode("RSET", "250 ")
+		g.srv.SetPolicy(g.policy("trusted_networks: [127.0.0.1/32]"))
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<someone@elsewhere.org>", "250 ")
+	})
+
 	t.Run("trusted_filter_authenticated", func(t *testing.T) {
 		ds := startDownstream(t, false)
 		g := startGateway(t, gwSetup{Downstream: ds.URL(),

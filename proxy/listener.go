@@ -321,6 +321,10 @@ type limitConn struct {
 	partial bool
 	inData  atomic.Bool
 	noGuard atomic.Bool
+	// helo: the client's latest greeting was HELO, not EHLO (seen in
+	// plaintext, where a greeting is: TLS needs EHLO), for the Received
+	// field's protocol, SMTP rather than ESMTP (RFC 5321 section 4.4).
+	helo atomic.Bool
 
 	// hangUp: the next write (the reply to the command in progress) is the
 	// last; the connection is closed right after it, before go-smtp can
@@ -451,6 +455,13 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	n := copy(p, line)
 	c.off += n
 	b := p[:n]
+	if !c.partial && !c.noGuard.Load() && !c.inData.Load() && !c.inChunks.Load() && len(b) >= 5 && (b[4] == ' ' || b[4] == '\r' || b[4] == '\n') {
+		if g := b[:4]; bytes.EqualFold(g, []byte("HELO")) {
+			c.helo.Store(true)
+		} else if bytes.EqualFold(g, []byte("EHLO")) {
+			c.helo.Store(false)
+		}
+	}
 	c.partial = b[n-1] != '\n'
 	if !c.noGuard.Load() && c.dotCR(b) {
 		c.dotCRAt.Store(c.pos.Load() + int64(n))

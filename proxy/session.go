@@ -370,6 +370,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		return errNestedMail
 	}
 	s.p = s.srv.policy.Load()
+	// So is trusted_networks: a network taken out of it (a host found
+	// compromised) must not go on relaying, unfiltered, over a session it
+	// opened before the reload.
+	s.trusted = inPrefixes(s.remote, s.p.Config.Trusted)
 	// The weight list too is the one in force now: a reload or an edit
 	// of the list during the transaction applies from the next one.
 	s.scorer = s.p.Scorer.Pinned()
@@ -1006,11 +1010,19 @@ func (s *session) makeReceived() string {
 	with := "ESMTP"
 	if _, ok := s.conn.TLSConnectionState(); ok {
 		with += "S"
+	} else if s.raw != nil && s.raw.helo.Load() {
+		with = "SMTP" // greeted with HELO (RFC 5321 section 4.4)
 	}
 	if s.user != "" {
 		with += "A"
 	}
-	f := "Received: from " + sanitizeHelo(s.conn.Hostname()) + " ([" + s.remote.String() + "])\r\n\tby " +
+	// The address as RFC 5321's address-literal (section 4.1.3): an IPv6
+	// one tagged so, as Postfix writes it and parsers of the field expect.
+	lit := s.remote.Unmap().String()
+	if s.remote.Unmap().Is6() {
+		lit = "IPv6:" + lit
+	}
+	f := "Received: from " + sanitizeHelo(s.conn.Hostname()) + " ([" + lit + "])\r\n\tby " +
 		Hostname(s.p.Config) + " (sclgate) with " + with + " id " + s.id
 	if len(s.rcpts) == 1 {
 		f += "\r\n\tfor <" + s.rcpts[0] + ">"

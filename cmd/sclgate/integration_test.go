@@ -615,6 +615,19 @@ func TestServeProxyProtocol(t *testing.T) {
 	if len(msgs) != 1 || !strings.Contains(msgs[0], "Received: from client.test ([203.0.113.7])") {
 		t.Errorf("PROXY address not used:\n%v", msgs)
 	}
+	// An IPv6 client, through PROXY v2, greeting with HELO: the
+	// Received field has RFC 5321's IPv6 address-literal, and SMTP, not
+	// ESMTP, for a HELO session.
+	out = swaks(t, g.addr, "--to", "bob@example.com", "--protocol", "SMTP", "--proxy-version", "2", "--proxy-family", "AF_INET6",
+		"--proxy-source", "2001:db8::99", "--proxy-source-port", "40000", "--proxy-dest", "::1", "--proxy-dest-port", "25")
+	if !reply(out, "250 2.0.0 OK") {
+		t.Fatalf("via PROXY v2 from IPv6:\n%s", out)
+	}
+	msgs = s.messages(t, 2)
+	v6 := regexp.MustCompile(`Received: from client\.test \(\[IPv6:2001:db8::99\]\)\r?\n\tby \S+ \(sclgate\) with SMTP id `)
+	if len(msgs) != 2 || !v6.MatchString(msgs[0]) && !v6.MatchString(msgs[1]) {
+		t.Errorf("IPv6 HELO client's Received field:\n%v", msgs)
+	}
 
 	// From anyone else: not honoured.
 	s2 := startSink(t)
