@@ -66,12 +66,12 @@ type limitListener struct {
 // limitHooks report what the listener did, for logs and metrics. All are
 // set before the listener starts; none may be nil.
 type limitHooks struct {
-	refused     func()      // over a connection cap
-	acceptError func(error) // accept failed (EMFILE...), retrying; nil: it works again
-	http        func()      // a client spoke HTTP
-	cutCommand  func()      // a command line was cut by the command timeout
-	opened      func()      // a connection was admitted (handed to go-smtp)
-	closed      func()      // ...and is closed now
+	refused     func(client netip.Addr, limit string) // over a connection cap: "max_connections" or "max_connections_per_ip"
+	acceptError func(error)                           // accept failed (EMFILE...), retrying; nil: it works again
+	http        func()                                // a client spoke HTTP
+	cutCommand  func()                                // a command line was cut by the command timeout
+	opened      func()                                // a connection was admitted (handed to go-smtp)
+	closed      func()                                // ...and is closed now
 	// protocolError counts an error reply go-smtp gave on its own (see
 	// limitConn.Write; reply is its last line, without CRLF) toward
 	// limits.max_errors, and reports whether the connection is now over
@@ -137,7 +137,9 @@ func (l *limitListener) acceptLoop() {
 		}
 		l.mu.Unlock()
 		if over {
-			l.refuse(c)
+			// No address: asking for it would wait for a PROXY header
+			// here, in the accept loop; and the cap is not one client's.
+			l.refuse(c, netip.Addr{}, "max_connections")
 			continue
 		}
 		go l.admit(c)
@@ -154,7 +156,7 @@ func (l *limitListener) admit(c net.Conn) {
 	l.mu.Unlock()
 	if over {
 		l.release(netip.Addr{})
-		l.refuse(c)
+		l.refuse(c, addr, "max_connections_per_ip")
 		return
 	}
 	lc := &limitConn{Conn: c, l: l, addr: addr}
@@ -185,8 +187,8 @@ func (l *limitListener) admit(c net.Conn) {
 	}
 }
 
-func (l *limitListener) refuse(c net.Conn) {
-	l.hooks.refused()
+func (l *limitListener) refuse(c net.Conn, client netip.Addr, limit string) {
+	l.hooks.refused(client, limit)
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	c.Write([]byte(l.greeting))
 	c.Close()

@@ -120,7 +120,16 @@ func (s *Server) Serve(l net.Listener) error {
 	c := s.policy.Load().Config
 	l = proxyListener(l, c.ProxyFrom)
 	ll := newLimitListener(l, c.Limits.MaxConnections, c.Limits.MaxConnectionsPerIP, Hostname(c), limitHooks{
-		refused:     func() { s.metrics.Rejected.WithLabelValues("too_many_connections").Inc() },
+		refused: func(client netip.Addr, limit string) {
+			// Logged, as Postfix logs its concurrency limit, so that the
+			// client can be told (or its limit raised) by name.
+			attrs := []any{slog.String("limit", limit)}
+			if client.IsValid() {
+				attrs = append(attrs, slog.String("client", client.String()))
+			}
+			s.log.Warn("connection refused: too many connections", attrs...)
+			s.metrics.Rejected.WithLabelValues("too_many_connections").Inc()
+		},
 		opened:      func() { s.metrics.SessionsActive.Inc() },
 		closed:      func() { s.metrics.SessionsActive.Dec() },
 		acceptError: acceptErrorLog(s.log, time.Now),

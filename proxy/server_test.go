@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -79,7 +80,7 @@ func (l *errOnceListener) Close() error { close(l.closed); return nil }
 // "accept failed" stayed the log's last word on it.
 func TestAcceptRecoveryToldWhenIdle(t *testing.T) {
 	got := make(chan error, 4)
-	hooks := limitHooks{refused: func() {}, acceptError: func(err error) { got <- err }, http: func() {}, cutCommand: func() {},
+	hooks := limitHooks{refused: func(netip.Addr, string) {}, acceptError: func(err error) { got <- err }, http: func() {}, cutCommand: func() {},
 		opened: func() {}, closed: func() {}, protocolError: func(*limitConn, []byte) bool { return false }}
 	ll := newLimitListener(&errOnceListener{closed: make(chan struct{})}, 10, 10, "gw.test", hooks)
 	defer ll.Close()

@@ -1056,6 +1056,8 @@ func TestServeConnectionLimits(t *testing.T) {
 	if g.metric(t, `sclgate_smtp_refusals_total{reason="too_many_connections"}`) != 1 {
 		t.Error("refusal not counted")
 	}
+	// And logged with the client, as Postfix logs its concurrency limit.
+	g.waitLog(t, `connection refused: too many connections" limit=max_connections_per_ip client=127.0.0.1`)
 	// A slot freed is a slot available again (once sclgate has closed
 	// its side of the connection).
 	a.cmd("QUIT", "221")
