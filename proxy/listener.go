@@ -66,12 +66,14 @@ type limitListener struct {
 // limitHooks report what the listener did, for logs and metrics. All are
 // set before the listener starts; none may be nil.
 type limitHooks struct {
-	refused     func(client netip.Addr, limit string) // over a connection cap: "max_connections" or "max_connections_per_ip"
-	acceptError func(error)                           // accept failed (EMFILE...), retrying; nil: it works again
-	http        func()                                // a client spoke HTTP
-	cutCommand  func()                                // a command line was cut by the command timeout
-	opened      func()                                // a connection was admitted (handed to go-smtp)
-	closed      func()                                // ...and is closed now
+	acceptError func(error) // accept failed (EMFILE...), retrying; nil: it works again
+	http        func()      // a client spoke HTTP
+	cutCommand  func()      // a command line was cut by the command timeout
+	opened      func()      // a connection was admitted (handed to go-smtp)
+	closed      func()      // ...and is closed now
+	// refused: a connection over a cap, limit "max_connections" (client
+	// unknown: the zero Addr) or "max_connections_per_ip".
+	refused func(client netip.Addr, limit string)
 	// protocolError counts an error reply go-smtp gave on its own (see
 	// limitConn.Write; reply is its last line, without CRLF) toward
 	// limits.max_errors, and reports whether the connection is now over
