@@ -517,6 +517,9 @@ func parseManifest(data []byte) (*Manifest, error) {
 	if *v.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("%w: %s: format version %d, this sclgate reads %d", ErrFormat, ManifestName, *v.FormatVersion, FormatVersion)
 	}
+	if err := strictKeys(data); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, ManifestName, err)
+	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -527,6 +530,89 @@ func parseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, ManifestName, err)
 	}
 	return &m, nil
+}
+
+// strictKeys refuses a manifest that other JSON readers would read
+// otherwise than encoding/json: a key given twice in one object (Go takes
+// the last, as do Python and jq, but not every reader), or a field name
+// in another case ("VERSION", which Go takes for "version" and Python and
+// jq do not), so that what an admin's script reads in a signed manifest
+// is what sclgate acts on. The member names under "members" are names,
+// not fields: any case, but each once.
+func strictKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type object struct {
+		keys    map[string]bool // lower-cased
+		names   bool            // keys are names (members), not field names
+		wantKey bool            // the next string token is a key
+	}
+	var stack []*object
+	var lastKey string // the key whose value comes next, in the top object
+	arrays := 0        // open arrays, above the innermost object
+	var depthArrays []int
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *object
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				o := &object{keys: map[string]bool{}, wantKey: true}
+				o.names = len(stack) == 1 && arrays == 0 && lastKey == "members"
+				if top != nil && arrays == 0 {
+					top.wantKey = true // this object was its value
+				}
+				depthArrays = append(depthArrays, arrays)
+				stack = append(stack, o)
+				arrays = 0
+			case '}':
+				stack = stack[:len(stack)-1]
+				arrays = depthArrays[len(depthArrays)-1]
+				depthArrays = depthArrays[:len(depthArrays)-1]
+			case '[':
+				arrays++
+			case ']':
+				arrays--
+				if top != nil && arrays == 0 {
+					top.wantKey = true
+				}
+			}
+		case string:
+			if top != nil && arrays == 0 && top.wantKey {
+				low := strings.ToLower(t)
+				switch {
+				case top.keys[low] && low == t:
+					return fmt.Errorf("key %q given twice", t)
+				case top.keys[low]:
+					return fmt.Errorf("key %q given twice, in another case", t)
+				case !top.names && low != t:
+					return fmt.Errorf("key %q: field names are lower case (%q)", t, low)
+				}
+				top.keys[low] = true
+				top.wantKey = false
+				if len(stack) == 1 {
+					lastKey = t
+				}
+				continue
+			}
+			if top != nil && arrays == 0 {
+				top.wantKey = true
+			}
+		default:
+			if top != nil && arrays == 0 {
+				top.wantKey = true
+			}
+		}
+	}
 }
 
 // ReadFile reads and checks the bundle in a file, at most DefaultMaxSize

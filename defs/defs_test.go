@@ -455,6 +455,12 @@ func TestManifestErrors(t *testing.T) {
 		{"bad sha", manifestFor(t, model, func(m *Manifest) { m.Members[ModelName] = "ABC" }), "hex digits"},
 		{"extra listed member", manifestFor(t, model, func(m *Manifest) { m.Members["x"] = m.Members[ModelName] }), `want exactly "model.bin"`},
 		{"negative rate", manifestFor(t, model, func(m *Manifest) { m.Calibration[0].SpamRate = -0.5 }), "between 0 and 1"},
+		// Read by other JSON readers otherwise than by Go: refused.
+		{"key twice", []byte(`{"version":"2099.1.1",` + string(manifestFor(t, model, nil)[1:])), `key "version" given twice`},
+		{"key twice in another case", []byte(`{"VERSION":"2099.1.1",` + string(manifestFor(t, model, nil)[1:])), `key "VERSION"`},
+		{"field in another case", bytes.Replace(manifestFor(t, model, nil), []byte(`"version"`), []byte(`"Version"`), 1), `key "Version": field names are lower case`},
+		{"row key twice", bytes.Replace(manifestFor(t, model, nil), []byte(`"cut":`), []byte(`"cut":0.5,"cut":`), 1), `key "cut" given twice`},
+		{"member twice", bytes.Replace(manifestFor(t, model, nil), []byte(`"members":{`), []byte(`"members":{"model.bin":"00","Model.bin":"00",`), 1), `key "Model.bin" given twice, in another case`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Read(bytes.NewReader(makeArchive(t, reg(ManifestName, tc.manifest), reg(ModelName, model))), 0)

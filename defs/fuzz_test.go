@@ -124,3 +124,14 @@ func checkRead(t *testing.T, data []byte) {
 		t.Fatal("round trip changed the bundle")
 	}
 }
+
+// FuzzManifest: any manifest text is read or refused, never a panic (the
+// key check walks the JSON tokens itself).
+func FuzzManifest(f *testing.F) {
+	f.Add([]byte(`{"format_version":1,"version":"1","members":{"model.bin":"00"},"calibration":[{"scl":1,"cut":0}]}`))
+	f.Add([]byte(`{"a":[{"b":{"c":[1,{"d":2}]}}],"members":{"X":{}}}`))
+	f.Add([]byte(`[{"VERSION":1},{"version":2}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parseManifest(data)
+	})
+}

@@ -911,3 +911,21 @@ func TestHTMLBudgetPerMessage(t *testing.T) {
 		t.Errorf("four parts: defects %q, text has %d phrases", m.Defects, strings.Count(m.Text, "cheap pills"))
 	}
 }
+
+// A message cut for an external engine is cut at a line end near the
+// limit, and within a line when there is none near it: a body of one long
+// line must not reach the engine empty.
+func TestEngineTruncate(t *testing.T) {
+	head := "Subject: x\r\n\r\n"
+	lines := []byte(head + strings.Repeat("word word word\r\n", 100))
+	if cut, ok := engineTruncate(lines, 1000); !ok || len(cut) > 1000 || cut[len(cut)-1] != '\n' || len(cut) < 1000-16 {
+		t.Errorf("lines: cut to %d bytes ending %q", len(cut), cut[len(cut)-1:])
+	}
+	long := []byte(head + strings.Repeat("x", 20000) + "\r\n")
+	if cut, ok := engineTruncate(long, 10000); !ok || len(cut) != 10000 {
+		t.Errorf("one long line: cut to %d bytes, want 10000", len(cut))
+	}
+	if cut, ok := engineTruncate(lines, len(lines)); ok || len(cut) != len(lines) {
+		t.Errorf("within the limit: cut to %d bytes", len(cut))
+	}
+}

@@ -254,18 +254,25 @@ func (l *spamdLimitReader) Read(p []byte) (int, error) {
 // message is cut at a line end and the cut copy is scored.
 const EngineMaxSize = 500 << 10
 
-// engineTruncate cuts raw to at most max bytes, after the last line end when
-// there is one, so an engine never sees half a line.
+// engineTruncate cuts raw to at most max bytes, after the last line end
+// when there is one in the last engineLineSlack bytes, so an engine never
+// sees half a line of ordinary text; else (one long line, a body of
+// base64 without line ends) at max itself: cut at the last line end, a
+// body that is one line of 600 KB reached the engine empty.
 func engineTruncate(raw []byte, max int) ([]byte, bool) {
 	if len(raw) <= max {
 		return raw, false
 	}
 	cut := raw[:max]
-	if i := bytes.LastIndexByte(cut, '\n'); i >= 0 {
+	if i := bytes.LastIndexByte(cut, '\n'); i >= 0 && len(cut)-(i+1) <= engineLineSlack {
 		cut = cut[:i+1]
 	}
 	return cut, true
 }
+
+// engineLineSlack is how far back engineTruncate looks for a line end:
+// RFC 5322's line limit (998 + CRLF) with room to spare.
+const engineLineSlack = 4000
 
 // spamdStatus reads the status line "SPAMD/1.x CODE MESSAGE".
 func spamdStatus(br *bufio.Reader) (code int, msg string, err error) {

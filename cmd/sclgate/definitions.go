@@ -109,12 +109,26 @@ func modelLoads(b *defs.Bundle) error {
 func buildVersion() string { return version }
 
 // definitionsFile loads a bundle file, or the built-in definitions when
-// path is empty (the -defs flags of scan and defs eval).
-func definitionsFile(path string) (*definitions, error) {
+// path is empty (the -defs flags of scan and defs eval). A bundle whose
+// manifest's calibration table is not its model's is used (the model's
+// own table gives the SCLs) but told to warn: an admin who tries a bundle
+// with scan must hear what verify, sign and update install refuse it for.
+func definitionsFile(path string, warn func(string)) (*definitions, error) {
 	if path == "" {
 		return builtinDefinitions(nil)
 	}
-	return definitionsFrom(path, func() (*defs.Bundle, error) { return defs.ReadFile(path) })
+	var b *defs.Bundle
+	d, err := definitionsFrom(path, func() (*defs.Bundle, error) {
+		var err error
+		b, err = defs.ReadFile(path)
+		return b, err
+	})
+	if err == nil {
+		if err := checkContent(b); err != nil {
+			warn(fmt.Sprintf("warning: %s: %v", path, err))
+		}
+	}
+	return d, err
 }
 
 // activeStamp identifies what definitions.dir/active holds: the link's

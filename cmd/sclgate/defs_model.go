@@ -638,6 +638,8 @@ func formatProb(p float64) string {
 	switch {
 	case p == 0:
 		return "0"
+	case p == 1:
+		return "1"
 	case p > 0.999:
 		return "1 - " + strconv.FormatFloat(1-p, 'g', 2, 64)
 	case p < 0.001:
@@ -700,7 +702,7 @@ func defsEval(e env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	d, err := definitionsFile(*defsFile)
+	d, err := definitionsFile(*defsFile, func(w string) { fmt.Fprintln(e.stderr, "sclgate defs eval:", printLine(w)) })
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 		return 1

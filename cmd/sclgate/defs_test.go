@@ -142,6 +142,11 @@ func TestDefsKeygenSignVerify(t *testing.T) {
 	if code, _, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", fake); code != 1 || !strings.Contains(errOut, "not signed: the manifest's calibration for SCL 1") {
 		t.Errorf("sign of a bundle whose table is not the model's: %d %q", code, errOut)
 	}
+	// scan and eval use it (the model's own table gives the SCLs), but
+	// say what verify and update install refuse it for.
+	if code, out, errOut := sclgate(t, "", "scan", "-defs", fake, "../../testdata/messages/plain.eml"); code != 0 || out == "" || !strings.Contains(errOut, "sclgate scan: warning: "+fake+": the manifest's calibration for SCL 1") {
+		t.Errorf("scan -defs with a table not the model's: %d %q %q", code, out, errOut)
+	}
 	signAnyway(fake)
 	code, out, errOut = sclgate(t, "", "defs", "verify", "-pub", k+".pub", fake)
 	if code != 1 || out != "" || !strings.Contains(errOut, "signed by key "+id+", but the manifest's calibration for SCL 1") {

@@ -72,7 +72,7 @@ func cmdScan(e env, args []string) int {
 	if *classifierName != "" {
 		name = *classifierName
 	}
-	d, err := definitionsFile(*defsFile)
+	d, err := definitionsFile(*defsFile, func(w string) { fmt.Fprintln(e.stderr, "sclgate scan:", printLine(w)) })
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate scan:", err)
 		return 2
