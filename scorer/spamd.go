@@ -251,7 +251,7 @@ func (l *spamdLimitReader) Read(p []byte) (int, error) {
 
 // EngineMaxSize is how much of a message is sent to an external engine
 // (spamd, rspamd): 500 KiB, spamc's own default (-s 512000). A larger
-// message is cut at a line end and the cut copy is scored.
+// message is cut (see engineTruncate) and the cut copy is scored.
 const EngineMaxSize = 500 << 10
 
 // engineTruncate cuts raw to at most max bytes, after the last line end

@@ -20,7 +20,8 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// MaxTextLen is the longest Text an entry may have, in characters (runes).
+// MaxTextLen is the longest Text an entry may have, in characters: runes
+// of its NFC form (an "é" typed as e + U+0301 is one).
 const MaxTextLen = 1000
 
 // maxPhraseBytes bounds the total size of a list's normalised phrases,

@@ -33,7 +33,13 @@ type Watcher struct {
 
 	reloadMu sync.Mutex  // one reload at a time, watcher or Reload
 	lastStat fs.FileInfo // of the file as last read; guarded by reloadMu
-	lastSum  [32]byte    // sha256 of the file as last read; guarded by reloadMu
+	// brokenStat: the file as last read by a change notification that
+	// found it broken and left it unreported for now (see Settle), nil
+	// when there is none; statChanged compares with it, so that other
+	// files written next to a broken one do not put its report off.
+	// Guarded by reloadMu.
+	brokenStat fs.FileInfo
+	lastSum    [32]byte // sha256 of the file as last read; guarded by reloadMu
 
 	fsw       *fsnotify.Watcher
 	watchMu   sync.Mutex
@@ -175,6 +181,7 @@ func (w *Watcher) reload() error {
 func (w *Watcher) reloadIfChanged() {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
+	w.brokenStat = nil
 	l, fi, sum, err := w.read()
 	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
 		w.lastStat = fi
@@ -190,12 +197,14 @@ func (w *Watcher) reloadIfChanged() {
 func (w *Watcher) reloadUnlessBroken() (broken bool) {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
+	w.brokenStat = nil
 	l, fi, sum, err := w.read()
 	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
 		w.lastStat = fi
 		return false
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.brokenStat = fi
 		return true
 	}
 	w.reloadLocked(l, fi, sum, err)
@@ -227,6 +236,7 @@ func brief(err error, path string) string {
 // reloadLocked puts what read returned in force (or, on error, keeps
 // the list in force) and tells OnReload.
 func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
+	w.brokenStat = nil // reported now, whatever it was
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file removed; no custom weights until it is created again")
@@ -285,12 +295,14 @@ func (w *Watcher) run() {
 			if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
 				continue
 			}
-			if ev.Has(fsnotify.Remove|fsnotify.Rename) && w.unwatched(ev.Name) {
-				// A watched directory itself went, and its watch with
-				// it. Should it be made anew before the reload below,
-				// the reload watches it again; else only SIGHUP does.
-				w.log.Warn("weights: a directory of the file was removed or renamed; changes there are no longer noticed unless it is made anew, or until SIGHUP, which watches it again",
-					slog.String("dir", ev.Name))
+			if ev.Has(fsnotify.Remove | fsnotify.Rename) {
+				// A watched directory that went took its watch with it:
+				// forgotten, so that rewatch, after the debounce,
+				// watches it again if it is back and still on the path
+				// (and warns if it cannot). No warning here: Kubernetes
+				// removes the old ConfigMap directory right after each
+				// update, a directory no longer on the path.
+				w.unwatched(ev.Name)
 			}
 			// Events for other names matter when the file is reached
 			// through a symbolic link that was pointed elsewhere (as
@@ -300,10 +312,13 @@ func (w *Watcher) run() {
 			if filepath.Base(ev.Name) != base && !w.statChanged() {
 				continue
 			}
+			// A change: a broken file's report waits for the file to
+			// settle after it.
+			settle.Stop()
 			timer.Reset(w.opts.Debounce)
 		case <-settle.C:
 			// Still broken after Settle with no change since (a change
-			// would have stopped this timer): the edit is what it is.
+			// stops this timer): the edit is what it is.
 			w.reloadIfChanged()
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
@@ -469,6 +484,9 @@ func (w *Watcher) statChanged() bool {
 	fi, err := os.Stat(w.path)
 	w.reloadMu.Lock()
 	last := w.lastStat
+	if w.brokenStat != nil {
+		last = w.brokenStat
+	}
 	w.reloadMu.Unlock()
 	switch {
 	case err != nil || last == nil:

@@ -1,8 +1,10 @@
 package weights
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -371,9 +373,9 @@ func TestWatcherClose(t *testing.T) {
 	}
 }
 
-// A directory removed and made anew takes its watch with it; Reload
-// (SIGHUP) reads the new file and watches the new directory, so that later
-// edits are noticed again.
+// A directory removed and made anew takes its watch with it; the reload
+// the removal sets off, or Reload (SIGHUP), reads the new file and
+// watches the new directory, so that later edits are noticed again.
 func TestWatcherDirectoryReplaced(t *testing.T) {
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "wl")
@@ -536,5 +538,100 @@ func TestWatcherSlowWriter(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := r.failed(); n != 1 || !matches(w, "bravo") {
 		t.Errorf("after a broken edit: %d failures reported, list %v", n, w.Current().Entries())
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// A ConfigMap update as Kubernetes' AtomicWriter makes it (a new ..TS
+// directory, a ..data_tmp link renamed over ..data, then the old ..TS
+// removed) is read, and logs no warning: the directory removed is no
+// longer on the path.
+func TestWatcherConfigMapUpdateQuiet(t *testing.T) {
+	dir := t.TempDir()
+	for v, p := range []string{"alpha", "beta", "gamma"} {
+		d := filepath.Join(dir, fmt.Sprintf("..v%d", v))
+		os.Mkdir(d, 0o755)
+		writeFile(t, filepath.Join(d, "weights.xml"), listXML(p))
+	}
+	os.Symlink("..v0", filepath.Join(dir, "..data"))
+	os.Symlink(filepath.Join("..data", "weights.xml"), filepath.Join(dir, "weights.xml"))
+	var buf lockedBuf
+	var r reloads
+	w, err := NewWatcher(filepath.Join(dir, "weights.xml"), WatcherOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), OnReload: r.on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for v, p := range []string{"beta", "gamma"} {
+		os.Symlink(fmt.Sprintf("..v%d", v+1), filepath.Join(dir, "..data_tmp"))
+		os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data"))
+		os.RemoveAll(filepath.Join(dir, fmt.Sprintf("..v%d", v)))
+		waitFor(t, p, func() bool { return matches(w, p) })
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("log:\n%s", buf.String())
+	if strings.Contains(buf.String(), "level=WARN") {
+		t.Errorf("a routine ConfigMap update logged a warning")
+	}
+}
+
+// A change that arrives while a broken file's report waits (Settle), even
+// within Debounce of its end, puts the report off: the file is reported
+// only once it stayed unchanged for Debounce + Settle.
+func TestWatcherSettleRestartsOnChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	const D, S = 200 * time.Millisecond, 300 * time.Millisecond
+	w, err := NewWatcher(path, WatcherOptions{Debounce: D, Settle: S, OnReload: r.on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	full := listXML("bravo")
+	f, _ := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	f.WriteString(full[:len(full)/3]) // t=0; debounce read at 200, settle due at 500
+	time.Sleep(420 * time.Millisecond)
+	f.WriteString(full[len(full)/3 : 2*len(full)/3]) // t=420 < D+S: a change within Settle of the read
+	time.Sleep(380 * time.Millisecond)
+	f.WriteString(full[2*len(full)/3:]) // t=800, complete
+	f.Close()
+	waitFor(t, "complete", func() bool { return matches(w, "bravo") })
+	if n := r.failed(); n != 0 {
+		t.Errorf("%d failed reloads reported for a file that never stayed unchanged D+S=%v: %v", n, D+S, r.errs)
+	}
+}
+
+// A broken file next to another file that is written every 400ms (a busy
+// directory) is reported once it has settled: the other file's events do
+// not put the report off.
+func TestWatcherBrokenInBusyDirectoryReported(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w, err := NewWatcher(path, WatcherOptions{OnReload: r.on}) // defaults: 200ms, 1s
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeFile(t, path, brokenXML)
+	for i := 0; i < 10; i++ { // 4 s
+		time.Sleep(400 * time.Millisecond)
+		writeFile(t, filepath.Join(dir, "other.state"), fmt.Sprint(i))
+	}
+	if n := r.failed(); n == 0 {
+		t.Errorf("a broken list, unchanged for 4 s, was not reported (Settle 1s)")
 	}
 }
