@@ -596,6 +596,10 @@ func strictKeys(data []byte) error {
 					return fmt.Errorf("key %q given twice, in another case", t)
 				case !top.names && low != t:
 					return fmt.Errorf("key %q: field names are lower case (%q)", t, low)
+				case !top.names && !isASCII(t):
+					// encoding/json folds "ſ" to s and the Kelvin sign to
+					// k: "verſion" would be Go's version and no one else's.
+					return fmt.Errorf("key %q: field names are ASCII", t)
 				}
 				top.keys[low] = true
 				top.wantKey = false
@@ -613,6 +617,15 @@ func strictKeys(data []byte) error {
 			}
 		}
 	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadFile reads and checks the bundle in a file, at most DefaultMaxSize

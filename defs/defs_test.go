@@ -459,6 +459,7 @@ func TestManifestErrors(t *testing.T) {
 		{"key twice", []byte(`{"version":"2099.1.1",` + string(manifestFor(t, model, nil)[1:])), `key "version" given twice`},
 		{"key twice in another case", []byte(`{"VERSION":"2099.1.1",` + string(manifestFor(t, model, nil)[1:])), `key "VERSION"`},
 		{"field in another case", bytes.Replace(manifestFor(t, model, nil), []byte(`"version"`), []byte(`"Version"`), 1), `key "Version": field names are lower case`},
+		{"field name folded", bytes.Replace(manifestFor(t, model, nil), []byte(`"version"`), []byte(`"ver\u017fion"`), 1), `field names are ASCII`},
 		{"row key twice", bytes.Replace(manifestFor(t, model, nil), []byte(`"cut":`), []byte(`"cut":0.5,"cut":`), 1), `key "cut" given twice`},
 		{"member twice", bytes.Replace(manifestFor(t, model, nil), []byte(`"members":{`), []byte(`"members":{"model.bin":"00","Model.bin":"00",`), 1), `key "Model.bin" given twice, in another case`},
 	} {

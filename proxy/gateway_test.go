@@ -1070,6 +1070,28 @@ func TestOversizeMessage(t *testing.T) {
 	wantMetric(t, "refusals{size} in the end", g.m.Rejected.WithLabelValues("size"), 4)
 }
 
+// A BDAT transfer reset before it ran (BDAT 0, then RSET) leaves no mark
+// that takes go-smtp's next own reply for the session's: the size
+// refusal after it is counted, every time (the stale transfer's end came
+// after RSET's reply, and hid it).
+func TestStaleBDATLeavesNoOwnReply(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_message_bytes: 1000, max_errors: 1000}"})
+	const n = 30
+	for range n {
+		rc := ehloed(t, g.addr)
+		rc.expectCode("MAIL FROM:<alice@example.org>", "250 ")
+		rc.expectCode("RCPT TO:<bob@example.com>", "250 ")
+		rc.write("BDAT 0\r\nRSET\r\n")
+		rc.reply()
+		rc.reply()
+		time.Sleep(2 * time.Millisecond) // the stale transfer's goroutine ends meanwhile
+		rc.expect("MAIL FROM:<alice@example.org> SIZE=99999", "552 5.3.4 Max message size exceeded")
+		rc.expectCode("QUIT", "221 ")
+	}
+	wantMetric(t, "refusals{size}", g.m.Rejected.WithLabelValues("size"), n)
+}
+
 // Case 10: SetPolicy applies from the next transaction on the same
 // connection; a transaction keeps the policy it started with.
 func TestSetPolicyNextTransactionSameConnection(t *testing.T) {

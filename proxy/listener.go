@@ -459,7 +459,8 @@ func (c *limitConn) Read(p []byte) (int, error) {
 	n := copy(p, line)
 	c.off += n
 	b := p[:n]
-	if !c.partial && !c.noGuard.Load() && !c.inData.Load() && !c.inChunks.Load() && len(b) >= 5 && (b[4] == ' ' || b[4] == '\r' || b[4] == '\n') {
+	// A greeting with a name: go-smtp refuses one without.
+	if !c.partial && !c.noGuard.Load() && !c.inData.Load() && !c.inChunks.Load() && len(b) > 5 && b[4] == ' ' && len(bytes.TrimSpace(b[5:])) > 0 {
 		if g := b[:4]; bytes.EqualFold(g, []byte("HELO")) {
 			c.helo.Store(true)
 		} else if bytes.EqualFold(g, []byte("EHLO")) {

@@ -304,8 +304,17 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	return s.counted(s.rcpt(to, opts), "rcpt")
 }
 
-func (s *session) Data(r io.Reader) error {
-	defer s.own()
+func (s *session) Data(r io.Reader) (err error) {
+	defer func() {
+		// Only a result go-smtp writes is the session's reply. A stale
+		// BDAT transfer's (errStaleData) is dropped: marked, it would
+		// take the next reply go-smtp gives on its own for the
+		// session's, uncounted (a size refusal, an error toward
+		// max_errors), and a client could replay that at will.
+		if err != errStaleData {
+			s.own()
+		}
+	}()
 	pipe, _ := r.(*io.PipeReader) // BDAT: go-smtp feeds the chunks through a pipe
 	var epoch uint64
 	if pipe != nil && s.lc != nil {
@@ -349,7 +358,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.gone.Load() {
 		return errClosing
 	}
-	err := s.data(r, pipe)
+	err = s.data(r, pipe)
 	if se := (*smtp.SMTPError)(nil); err == nil || errors.As(err, &se) && se.Code == 250 {
 		s.errors.Store(0) // delivered (relayed, archived or deleted by the gateway action)
 	}
