@@ -50,6 +50,7 @@ func TestRelayStampsAndStripsVerdictFields(t *testing.T) {
 		"x-spam-flag: NO\r\n" +
 		"Subject: Lunch on Friday?\r\n" +
 		"X-MS-Exchange-Organization-SCL: -1\r\n" +
+		"X-SCL-Released: Tue, 24 Nov 2026 08:00:00 +0000\r\n" +
 		"X-SCL-Reportx: not a verdict field, kept\r\n" +
 		"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n" +
 		"Message-ID: <lunch-1@example.org>\r\n" +

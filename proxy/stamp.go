@@ -19,8 +19,9 @@ const reportWireMax = 1000
 // verdictFields are header fields only sclgate may set. Any copy that
 // arrived from outside is removed before ours are added, so nobody can
 // pre-set their own verdict (X-MS-Exchange-Organization-SCL: -1 would
-// otherwise walk past an Exchange server's own junk filter).
-var verdictFields = []string{"x-scl", "x-scl-report", "x-spam-flag", "x-ms-exchange-organization-scl"}
+// otherwise walk past an Exchange server's own junk filter), nor claim
+// that the help desk released the message (X-SCL-Released).
+var verdictFields = []string{"x-scl", "x-scl-report", "x-spam-flag", "x-ms-exchange-organization-scl", "x-scl-released"}
 
 // stamp returns raw with fields (each "Name: value", folded, without the
 // final CRLF) put on top and every verdict field from outside removed.

@@ -316,6 +316,10 @@ type loginData struct {
 	Title string
 	CSRF  string
 	Next  string
+	// Name refills the form after a failed login. Not User, which the
+	// layout shows as the one logged in, with a Log out button: on the
+	// login page, nobody is.
+	Name  string
 	User  string
 	Error string
 }
@@ -335,7 +339,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, code int, u
 	if r.Method == http.MethodPost {
 		next = r.PostForm.Get("next")
 	}
-	s.render(w, code, "login.html", loginData{Title: "Log in", CSRF: tok, Next: safeNext(next), User: user, Error: msg})
+	s.render(w, code, "login.html", loginData{Title: "Log in", CSRF: tok, Next: safeNext(next), Name: user, Error: msg})
 }
 
 // dummyHash is compared against for unknown users, so that a login takes

@@ -263,6 +263,13 @@ func TestLogin(t *testing.T) {
 	if n := len(s.logs.records("archive web: login failed")); n != 2 {
 		t.Errorf("%d failed logins logged, want 2", n)
 	}
+	// The failed login's page refills the name, but shows nobody logged
+	// in: no name in the header, no Log out button.
+	c.get("/login")
+	fresp, fbody := c.post("/login", url.Values{"csrf": {c.csrf}, "user": {"mallory"}, "password": {"nope"}, "next": {"/"}})
+	if fresp.StatusCode != http.StatusUnauthorized || !strings.Contains(fbody, `value="mallory"`) || strings.Contains(fbody, `class="user"`) || strings.Contains(fbody, "Log out") {
+		t.Errorf("failed login page: %d, shows the typed name as logged in:\n%s", fresp.StatusCode, fbody)
+	}
 	// Login without the login form's CSRF token is refused.
 	resp, _ := c.post("/login", url.Values{"user": {testUser}, "password": {testPass}})
 	if resp.StatusCode != http.StatusForbidden {

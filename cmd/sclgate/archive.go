@@ -273,7 +273,7 @@ func archiveList(e env, args []string) int {
 	}
 
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
+		enc := json.NewEncoder(jsonSafe{e.stdout})
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
 		enc.Encode(entries)
@@ -991,32 +991,39 @@ func has8bit(b []byte) bool {
 }
 
 // releaseDrop says whether stampRelease removes a field (lower-case name):
-// the verdict fields the gateway removes, and an earlier X-SCL-Released,
-// which only sclgate may set.
+// the verdict fields the gateway removes, an earlier X-SCL-Released among
+// them.
 func releaseDrop(name string) bool {
-	return proxy.IsVerdictField(name) || name == "x-scl-released"
+	return proxy.IsVerdictField(name)
 }
 
-// crlf returns b with every line feed not preceded by a carriage return
-// preceded by one (b itself when there is none), and a final line end when
-// the last line has none.
+// crlf returns b with every bare line feed and every bare carriage return
+// made a CRLF (b itself when there is none), and a final line end when the
+// last line has none. Bare CRs too: the gateway refuses them as SMTP
+// smuggling ("\r.\r" ends a message for some servers), but a file IMF
+// archived, or one copied in, may hold them; as CRLF, a "." line among
+// them is dot-stuffed on the way out like any other.
 func crlf(b []byte) []byte {
 	bare := 0
 	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') || c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
 			bare++
 		}
 	}
-	end := len(b) > 0 && b[len(b)-1] != '\n'
+	end := len(b) > 0 && b[len(b)-1] != '\n' && b[len(b)-1] != '\r'
 	if bare == 0 && !end {
 		return b
 	}
 	out := make([]byte, 0, len(b)+bare+2)
 	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
-			out = append(out, '\r')
+		switch {
+		case c == '\n' && (i == 0 || b[i-1] != '\r'):
+			out = append(out, '\r', '\n')
+		case c == '\r' && (i+1 == len(b) || b[i+1] != '\n'):
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
 	if end {
 		out = append(out, '\r', '\n')

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -356,7 +357,9 @@ func TestCRLF(t *testing.T) {
 		"a\nb\n":           "a\r\nb\r\n",
 		"a\r\nb\nc":        "a\r\nb\r\nc\r\n",
 		"\n\n":             "\r\n\r\n",
-		"a\rb\n":           "a\rb\r\n", // a lone CR is content here
+		"a\rb\n":           "a\r\nb\r\n", // a bare CR too: the gateway refuses them as smuggling
+		"hi\r.\rMAIL\r\n":  "hi\r\n.\r\nMAIL\r\n",
+		"a\r\r\nb\r":       "a\r\n\r\nb\r\n",
 		"X-SCL: 1\n\nbody": "X-SCL: 1\r\n\r\nbody\r\n",
 	} {
 		if got := string(crlf([]byte(in))); got != want {
@@ -903,5 +906,21 @@ func TestArchiveIDEndingInEml(t *testing.T) {
 	}
 	if code, out, _ := archiveRun(t, "raw", "-dir", dir, "twice.eml.eml"); code != 0 || !strings.Contains(out, "Subject: twice") {
 		t.Errorf("raw twice.eml.eml with both files: %d %s", code, out)
+	}
+}
+
+// JSON of mail is read on terminals too: C1 controls (CSI) and bidi
+// controls are written as escapes, which mean the same to a JSON reader.
+func TestJSONSafe(t *testing.T) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(jsonSafe{&b})
+	enc.Encode(map[string]string{"subject": "casino \x1b[2J\u009b31m \u202eevil\u202c ok é"})
+	got := b.String()
+	if strings.ContainsAny(got, "\u009b\u202e\u202c\x1b") || !strings.Contains(got, `\u009b31m \u202eevil\u202c ok é`) {
+		t.Errorf("got %q", got)
+	}
+	var back map[string]string
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil || back["subject"] != "casino \x1b[2J\u009b31m \u202eevil\u202c ok é" {
+		t.Errorf("does not read back: %v %q", err, back)
 	}
 }

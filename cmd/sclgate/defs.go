@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/term"
 
@@ -409,6 +410,38 @@ func printable(s string) string {
 		}
 		return unicode.ReplacementChar
 	}, strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// jsonSafe writes JSON with the characters printable replaces written as
+// \u escapes: encoding/json escapes the C0 controls but leaves the C1
+// ones (U+009B is CSI, which a terminal acts on) and bidi controls as
+// they are, and JSON of mail (an archived message's subject, a file name)
+// is read on terminals too, not only by jq. Those characters occur only
+// inside JSON strings, where an escape means the same. Each Write must be
+// whole runes, as an Encoder's (one value per Write) is.
+type jsonSafe struct{ w io.Writer }
+
+func (j jsonSafe) Write(p []byte) (int, error) {
+	var b []byte // made when needed
+	for i := 0; i < len(p); {
+		r, size := utf8.DecodeRune(p[i:])
+		if r >= 0x80 && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+			if b == nil {
+				b = append(make([]byte, 0, len(p)+16), p[:i]...)
+			}
+			b = fmt.Appendf(b, "\\u%04x", r)
+		} else if b != nil {
+			b = append(b, p[i:i+size]...)
+		}
+		i += size
+	}
+	if b == nil {
+		return j.w.Write(p)
+	}
+	if _, err := j.w.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // signingPassword is the password of the secret key priv (read from

@@ -106,7 +106,7 @@ func cmdScan(e env, args []string) int {
 	if len(fs.Args()) == 0 {
 		files = []string{"-"}
 	}
-	enc := json.NewEncoder(e.stdout)
+	enc := json.NewEncoder(jsonSafe{e.stdout})
 	enc.SetEscapeHTML(false)
 	for _, f := range files {
 		raw, err := readInput(e, f, cfg.Limits.MaxMessageBytes)
