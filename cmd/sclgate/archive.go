@@ -26,6 +26,7 @@ import (
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/proxy"
+	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
 	"github.com/sclgate/sclgate/weights"
 )
@@ -456,6 +457,9 @@ func archiveShow(e env, args []string) int {
 		fmt.Fprintf(w, "File:        %s\n", printLine(it.Path))
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
+			for _, r := range releasedTo(filepath.Join(c.store.Dir(), releasedDir), it.ID) {
+				fmt.Fprintf(w, "Released to: %s\n", printLine(r))
+			}
 		} else if note, ok := c.store.Unanswered(it.ID); ok {
 			fmt.Fprintf(w, "Released:    maybe: a release %s (release -force sends it again; with -to, only to those who did not get it)\n", printLine(note))
 		}
@@ -784,27 +788,46 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 // delivered: the file stays, marked, and the next release of it is
 // refused unless force is set, so that a timeout does not turn into a
 // second copy in the mailbox each time the admin tries again.
+//
+// A message in released/ already is sent again with force (a help desk
+// sending one of its recipients a copy after a release to another, with
+// -to), and stays there; without force that is refused.
 func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time, advice releaseAdvice) (rcpts []string, reply string, err error) {
+	return releaseFrom(ctx, store, cfg, down, id, to, force, now, advice, false)
+}
+
+// releaseFrom is releaseOne; again says that store is released/ and the
+// message is sent again from there, not moved.
+func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time, advice releaseAdvice, again bool) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
 	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
 	unlock, err := store.Lock(id)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) && !again {
 		if _, serr := os.Lstat(released); serr == nil {
-			return nil, "", errAlreadyReleased{}
+			if !force || advice.web {
+				return nil, "", fmt.Errorf("%w; release -force sends it again (to -to ADDR, or to all its recipients)", errAlreadyReleased{})
+			}
+			rs, err := archive.Open(filepath.Join(store.Dir(), releasedDir), archive.Options{})
+			if err != nil {
+				return nil, "", err
+			}
+			return releaseFrom(ctx, rs, cfg, down, id, to, force, now, advice, true)
 		}
 	}
 	if err != nil {
 		return nil, "", err
 	}
 	defer unlock()
-	// IMF's file names are not unique: settle that the move will work
-	// before anything is delivered.
-	if _, err := os.Lstat(released); err == nil {
-		return nil, "", fmt.Errorf("not released, the file stays in the archive: %s/%s.eml already exists (rename or remove one of them first)", releasedDir, id)
-	}
-	if err := store.CheckMove(releasedDir); err != nil {
-		return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
+	if !again {
+		// IMF's file names are not unique: settle that the move will
+		// work before anything is delivered.
+		if _, err := os.Lstat(released); err == nil {
+			return nil, "", fmt.Errorf("not released, the file stays in the archive: %s/%s.eml already exists (rename or remove one of them first)", releasedDir, id)
+		}
+		if err := store.CheckMove(releasedDir); err != nil {
+			return nil, "", fmt.Errorf("not released (nothing was delivered), the file stays in the archive: %w", err)
+		}
 	}
 	if note, ok := store.Unanswered(id); ok && !force {
 		return nil, "", &errMaybeDelivered{note: printLine(note), id: id, advice: advice}
@@ -937,11 +960,49 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 			store.MarkUnanswered(id, partial())
 		}
 	}
-	if err := store.Move(id, releasedDir); err != nil {
-		store.MarkUnanswered(id, withPrev(fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir)))
-		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
+	dir := store.Dir()
+	if again {
+		store.ClearUnanswered(id)
+	} else {
+		if err := store.Move(id, releasedDir); err != nil {
+			store.MarkUnanswered(id, withPrev(fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir)))
+			return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
+		}
+		dir = filepath.Join(dir, releasedDir)
 	}
+	// Who got it, for show: the file lists all its recipients, and a
+	// release with -to reached only some (or others). Only a record: the
+	// message is released whatever becomes of it.
+	recordRelease(dir, id, rcpts, stamp)
 	return rcpts, reply, nil
+}
+
+// recordRelease adds to the record of whom the released message id, in
+// dir (released/), was sent to and when: lines "address TAB time" in a
+// hidden file beside it, which listing leaves out.
+func recordRelease(dir, id string, rcpts []string, at string) {
+	path := filepath.Join(dir, "."+id+".released-to")
+	b, _ := os.ReadFile(path)
+	for _, r := range rcpts {
+		b = append(b, r+"\t"+at+"\n"...)
+	}
+	safeio.WriteFile(path, b, 0o640)
+}
+
+// releasedTo returns the record recordRelease keeps for the released
+// message id in dir, "address at time" each.
+func releasedTo(dir, id string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "."+id+".released-to"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if to, at, ok := strings.Cut(l, "\t"); ok {
+			out = append(out, "<"+to+"> at "+at)
+		}
+	}
+	return out
 }
 
 // deliver sends msg to rcpts in one transaction; sending runs once the

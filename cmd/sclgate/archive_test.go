@@ -210,6 +210,26 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err == nil {
 		t.Error("still in the archive")
 	}
+	// Released to x alone: the help desk sends another recipient her
+	// copy with -force, from released/, where the file stays; show says
+	// who got it.
+	if code, _, errOut := archiveRun(t, "release", spam, "-config", cfg, "-to", "carol@example.com"); code != 1 || !strings.Contains(errOut, "already released (it is in released/); release -force sends it again") {
+		t.Errorf("release of a released message: %d %q", code, errOut)
+	}
+	code, out, errOut = archiveRun(t, "release", spam, "-config", cfg, "-to", "carol@example.com", "-force")
+	if code != 0 || !strings.Contains(out, "released "+spam+" to carol@example.com") {
+		t.Fatalf("release -force of a released message: %d\n%s%s", code, out, errOut)
+	}
+	if files, _ := filepath.Glob(filepath.Join(md, "new", "*")); len(files) != 2 {
+		t.Errorf("%d files in maildir, want 2", len(files))
+	}
+	if _, err := os.Stat(filepath.Join(dir, releasedDir, spam+".eml")); err != nil {
+		t.Errorf("not in released/ after a second release: %v", err)
+	}
+	code, out, _ = archiveRun(t, "show", spam, "-config", cfg)
+	if code != 0 || !regexp.MustCompile(`Released to: <x@example\.com> at .+\nReleased to: <carol@example\.com> at `).MatchString(out) {
+		t.Errorf("show after two releases:\n%s", out)
+	}
 }
 
 // Two releases of one message at once (a double click, two admins, the
