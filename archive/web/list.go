@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"io"
@@ -301,7 +302,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	if done := q.Get("done"); done == "released" || done == "deleted" {
 		d.Done = done
-		d.DoneID = clean(q.Get("id"), 255)
+		if id := q.Get("id"); hmac.Equal([]byte(q.Get("sig")), []byte(doneSig(done, id, sess))) {
+			d.DoneID = clean(id, 255)
+		}
 	}
 	var matched []archive.Item
 	for _, it := range items {

@@ -402,8 +402,13 @@ func TestReleaseAndDelete(t *testing.T) {
 		t.Errorf("released message still in the archive")
 	}
 	_, body := c.get(resp.Header.Get("Location"))
-	if !strings.Contains(body, "released") || strings.Contains(body, "Invoice 2026-117") {
+	if !strings.Contains(body, "released") || strings.Contains(body, "Invoice 2026-117") || !strings.Contains(body, "<code>"+s.invoice+"</code> released") {
 		t.Errorf("list after release does not say released or still lists the message")
+	}
+	// A link made by someone else cannot put a text of theirs there.
+	_, body = c.get("/?done=released&id=" + url.QueryEscape("for carol. Call the help desk at +1-555-0100"))
+	if strings.Contains(body, "help desk") || !strings.Contains(body, "Message released.") {
+		t.Errorf("a made-up status text is shown:\n%s", body)
 	}
 	recs := s.logs.records("archive web: released")
 	if len(recs) != 1 || recs[0]["user"] != testUser || recs[0]["archive_id"] != s.invoice {
