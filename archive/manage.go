@@ -40,6 +40,11 @@ func (s *Store) Move(id, subdir string) error {
 	if err := os.Rename(src, dst); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
+	// The record of whom releases reached goes with the message (kept
+	// there only if it can be moved: it is a record, not the message).
+	if err := os.Rename(s.releasedPath(id), filepath.Join(dstDir, filepath.Base(s.releasedPath(id)))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		os.Remove(s.releasedPath(id))
+	}
 	if err := safeio.SyncDir(dstDir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", dstDir, err)
 	}
@@ -117,6 +122,54 @@ func (s *Store) Unanswered(id string) (note string, ok bool) {
 		return fmt.Sprintf("unknown: its mark %s cannot be read: %v", s.markPath(id), err), true
 	}
 	return strings.TrimSpace(string(b)), true
+}
+
+// Release records: whom releases of a message reached and when, a hidden
+// file beside it (lines "address TAB time"), which Move takes along and
+// Delete removes. A message lists all its recipients, and a release with
+// another recipient (-to), or one that an LMTP downstream took for some
+// recipients and refused for the next, reached only some.
+
+func (s *Store) releasedPath(id string) string {
+	return filepath.Join(s.dir, "."+id+".released-to")
+}
+
+// RecordRelease adds rcpts, reached at at, to the message's release
+// record.
+func (s *Store) RecordRelease(id string, rcpts []string, at string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(s.releasedPath(id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("archive: %w", err)
+	}
+	for _, r := range rcpts {
+		b = append(b, r+"\t"+at+"\n"...)
+	}
+	if err := safeio.WriteFile(s.releasedPath(id), b, 0o640); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return s.ownLikeDir(s.releasedPath(id))
+}
+
+// Released returns the message's release record: "<address> at time",
+// one for each recipient a release reached, oldest first.
+func (s *Store) Released(id string) []string {
+	if ValidateID(id) != nil {
+		return nil
+	}
+	b, err := os.ReadFile(s.releasedPath(id))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if to, at, ok := strings.Cut(l, "\t"); ok {
+			out = append(out, "<"+to+"> at "+at)
+		}
+	}
+	return out
 }
 
 // ClearUnanswered removes the message's unanswered mark, if any.
@@ -207,6 +260,7 @@ func (s *Store) Delete(id string) error {
 		return fmt.Errorf("archive: %w", err)
 	}
 	s.clearUnanswered(id)
+	os.Remove(s.releasedPath(id))
 	if err := safeio.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("archive: sync directory %s: %w", s.dir, err)
 	}

@@ -204,6 +204,11 @@ func (w *Watcher) reloadUnlessBroken() (broken bool) {
 		return false
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if fi == nil {
+			// Not opened (permission denied): what it is now, for
+			// statChanged, or other files' events put its report off.
+			fi, _ = os.Stat(w.path)
+		}
 		w.brokenStat = fi
 		return true
 	}
@@ -292,7 +297,10 @@ func (w *Watcher) run() {
 			if !ok {
 				return
 			}
-			if !ev.Has(fsnotify.Create | fsnotify.Write | fsnotify.Remove | fsnotify.Rename) {
+			if !ev.Has(fsnotify.Create|fsnotify.Write|fsnotify.Remove|fsnotify.Rename) &&
+				!(ev.Has(fsnotify.Chmod) && filepath.Base(ev.Name) == base) {
+				// A mode change counts for the file itself: chmod 644
+				// is how a list sclgate could not read is mended.
 				continue
 			}
 			if ev.Has(fsnotify.Remove | fsnotify.Rename) {

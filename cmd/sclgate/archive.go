@@ -26,7 +26,6 @@ import (
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/proxy"
-	"github.com/sclgate/sclgate/safeio"
 	"github.com/sclgate/sclgate/scorer"
 	"github.com/sclgate/sclgate/weights"
 )
@@ -455,13 +454,20 @@ func archiveShow(e env, args []string) int {
 		w := e.stdout
 		fmt.Fprintf(w, "ID:          %s\n", printLine(it.ID))
 		fmt.Fprintf(w, "File:        %s\n", printLine(it.Path))
+		// Where the file is: the archive, or released/ (whose store
+		// keeps the marks and records of releases from there).
+		at := c.store
 		if released {
 			fmt.Fprintf(w, "Released:    yes (the file is in %s/)\n", releasedDir)
-			for _, r := range releasedTo(filepath.Join(c.store.Dir(), releasedDir), it.ID) {
-				fmt.Fprintf(w, "Released to: %s\n", printLine(r))
+			if rs, err := archive.Open(filepath.Join(c.store.Dir(), releasedDir), archive.Options{}); err == nil {
+				at = rs
 			}
-		} else if note, ok := c.store.Unanswered(it.ID); ok {
+		}
+		if note, ok := at.Unanswered(it.ID); ok {
 			fmt.Fprintf(w, "Released:    maybe: a release %s (release -force sends it again; with -to, only to those who did not get it)\n", printLine(note))
+		}
+		for _, r := range at.Released(it.ID) {
+			fmt.Fprintf(w, "Released to: %s\n", printLine(r))
 		}
 		fmt.Fprintf(w, "Received:    %s\n", it.Received.UTC().Format(time.RFC3339))
 		fmt.Fprintf(w, "Sender:      <%s>\n", printLine(it.Envelope.From))
@@ -693,6 +699,11 @@ func archiveRelease(e env, args []string) int {
 			code = 1
 			continue
 		}
+		// A message in released/ already is sent again from there (with
+		// -force), and stays there.
+		_, inArchive := os.Lstat(filepath.Join(c.store.Dir(), id+".eml"))
+		_, inReleased := os.Lstat(filepath.Join(c.store.Dir(), releasedDir, id+".eml"))
+		again := inArchive != nil && inReleased == nil
 		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now(), releaseAdvice{})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -700,6 +711,10 @@ func archiveRelease(e env, args []string) int {
 			}
 			c.errorf("%s: %v", id, err)
 			code = 1
+			continue
+		}
+		if again {
+			fmt.Fprintf(e.stdout, "released %s again to %s via %s (%s); it stays in %s/\n", id, printLine(strings.Join(rcpts, ",")), c.cfg.Downstream, printLine(reply), releasedDir)
 			continue
 		}
 		fmt.Fprintf(e.stdout, "released %s to %s via %s (%s); moved to %s/\n", id, printLine(strings.Join(rcpts, ",")), c.cfg.Downstream, printLine(reply), releasedDir)
@@ -805,7 +820,10 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 	unlock, err := store.Lock(id)
 	if errors.Is(err, fs.ErrNotExist) && !again {
 		if _, serr := os.Lstat(released); serr == nil {
-			if !force || advice.web {
+			if advice.web {
+				return nil, "", errAlreadyReleased{}
+			}
+			if !force {
 				return nil, "", fmt.Errorf("%w; release -force sends it again (to -to ADDR, or to all its recipients)", errAlreadyReleased{})
 			}
 			rs, err := archive.Open(filepath.Join(store.Dir(), releasedDir), archive.Options{})
@@ -819,6 +837,10 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 		return nil, "", err
 	}
 	defer unlock()
+	where := "the archive"
+	if again {
+		where = releasedDir + "/"
+	}
 	if !again {
 		// IMF's file names are not unique: settle that the move will
 		// work before anything is delivered.
@@ -936,21 +958,24 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s)", err, strings.Join(done, ","))
 			}
-			return nil, "", fmt.Errorf("not released, the file stays in the archive, but it may have been delivered: %w; "+
-				"look for it in the mailbox before releasing it again (that needs -force now)", err)
+			return nil, "", fmt.Errorf("not released, the file stays in %s, but it may have been delivered: %w; "+
+				"look for it in the mailbox before releasing it again (that needs -force now)", where, err)
 		}
 		if err != nil {
 			merr := cleared()
 			if len(done) > 0 {
-				err = fmt.Errorf("%w (already delivered to %s; the file stays, marked; the others did not get it: send it to them with %s, leaving out any refused for good)",
-					err, strings.Join(done, ","), advice.command(id, rcpts[len(done):]))
+				err = fmt.Errorf("%w (already delivered to %s; the file stays in %s, marked; the others did not get it: send it to them with %s, leaving out any refused for good)",
+					err, strings.Join(done, ","), where, advice.command(id, rcpts[len(done):]))
 			}
 			if merr != nil {
 				err = fmt.Errorf("%w (and the mark could not be written: %v)", err, merr)
 			}
-			return nil, "", fmt.Errorf("not released, the file stays in the archive: %w", err)
+			return nil, "", fmt.Errorf("not released, the file stays in %s: %w", where, err)
 		}
 		done = append(done, g...)
+		// Recorded as soon as it is known: show lists it, also when a
+		// later recipient is refused or the file stays (LMTP).
+		store.RecordRelease(id, g, stamp)
 		reply = r
 		if len(done) < len(rcpts) {
 			// Until the next recipient's mark: what a kill between
@@ -960,49 +985,15 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 			store.MarkUnanswered(id, partial())
 		}
 	}
-	dir := store.Dir()
 	if again {
 		store.ClearUnanswered(id)
-	} else {
-		if err := store.Move(id, releasedDir); err != nil {
-			store.MarkUnanswered(id, withPrev(fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir)))
-			return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
-		}
-		dir = filepath.Join(dir, releasedDir)
+		return rcpts, reply, nil
 	}
-	// Who got it, for show: the file lists all its recipients, and a
-	// release with -to reached only some (or others). Only a record: the
-	// message is released whatever becomes of it.
-	recordRelease(dir, id, rcpts, stamp)
+	if err := store.Move(id, releasedDir); err != nil {
+		store.MarkUnanswered(id, withPrev(fmt.Sprintf("at %s to %s: delivered (%s), but the file could not be moved to %s/", stamp, strings.Join(done, ","), printLine(reply), releasedDir)))
+		return nil, "", fmt.Errorf("delivered downstream, but the file could not be moved to %s/ (it is marked, so a release needs -force; remove it by hand): %w", releasedDir, err)
+	}
 	return rcpts, reply, nil
-}
-
-// recordRelease adds to the record of whom the released message id, in
-// dir (released/), was sent to and when: lines "address TAB time" in a
-// hidden file beside it, which listing leaves out.
-func recordRelease(dir, id string, rcpts []string, at string) {
-	path := filepath.Join(dir, "."+id+".released-to")
-	b, _ := os.ReadFile(path)
-	for _, r := range rcpts {
-		b = append(b, r+"\t"+at+"\n"...)
-	}
-	safeio.WriteFile(path, b, 0o640)
-}
-
-// releasedTo returns the record recordRelease keeps for the released
-// message id in dir, "address at time" each.
-func releasedTo(dir, id string) []string {
-	b, err := os.ReadFile(filepath.Join(dir, "."+id+".released-to"))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if to, at, ok := strings.Cut(l, "\t"); ok {
-			out = append(out, "<"+to+"> at "+at)
-		}
-	}
-	return out
 }
 
 // deliver sends msg to rcpts in one transaction; sending runs once the
@@ -1071,16 +1062,29 @@ func crlf(b []byte) []byte {
 			bare++
 		}
 	}
+	// (Each counted character becomes at most two bytes.)
 	end := len(b) > 0 && b[len(b)-1] != '\n' && b[len(b)-1] != '\r'
 	if bare == 0 && !end {
 		return b
 	}
 	out := make([]byte, 0, len(b)+bare+2)
-	for i, c := range b {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch {
-		case c == '\n' && (i == 0 || b[i-1] != '\r'):
+		case c == '\r':
+			// CRs before an LF are one line end with it (CRLF text
+			// converted twice has "\r\r\n"); CRs alone are each one.
+			j := i
+			for j < len(b) && b[j] == '\r' {
+				j++
+			}
+			if j < len(b) && b[j] == '\n' {
+				out = append(out, '\r', '\n')
+				i = j
+				continue
+			}
 			out = append(out, '\r', '\n')
-		case c == '\r' && (i+1 == len(b) || b[i+1] != '\n'):
+		case c == '\n':
 			out = append(out, '\r', '\n')
 		default:
 			out = append(out, c)

@@ -217,7 +217,7 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 		t.Errorf("release of a released message: %d %q", code, errOut)
 	}
 	code, out, errOut = archiveRun(t, "release", spam, "-config", cfg, "-to", "carol@example.com", "-force")
-	if code != 0 || !strings.Contains(out, "released "+spam+" to carol@example.com") {
+	if code != 0 || !strings.Contains(out, "released "+spam+" again to carol@example.com") {
 		t.Fatalf("release -force of a released message: %d\n%s%s", code, out, errOut)
 	}
 	if files, _ := filepath.Glob(filepath.Join(md, "new", "*")); len(files) != 2 {
@@ -372,15 +372,17 @@ func TestStampRelease(t *testing.T) {
 
 func TestCRLF(t *testing.T) {
 	for in, want := range map[string]string{
-		"":                 "",
-		"a\r\nb\r\n":       "a\r\nb\r\n",
-		"a\nb\n":           "a\r\nb\r\n",
-		"a\r\nb\nc":        "a\r\nb\r\nc\r\n",
-		"\n\n":             "\r\n\r\n",
-		"a\rb\n":           "a\r\nb\r\n", // a bare CR too: the gateway refuses them as smuggling
-		"hi\r.\rMAIL\r\n":  "hi\r\n.\r\nMAIL\r\n",
-		"a\r\r\nb\r":       "a\r\n\r\nb\r\n",
-		"X-SCL: 1\n\nbody": "X-SCL: 1\r\n\r\nbody\r\n",
+		"":                "",
+		"a\r\nb\r\n":      "a\r\nb\r\n",
+		"a\nb\n":          "a\r\nb\r\n",
+		"a\r\nb\nc":       "a\r\nb\r\nc\r\n",
+		"\n\n":            "\r\n\r\n",
+		"a\rb\n":          "a\r\nb\r\n", // a bare CR too: the gateway refuses them as smuggling
+		"hi\r.\rMAIL\r\n": "hi\r\n.\r\nMAIL\r\n",
+		"a\r\r\nb\r":      "a\r\nb\r\n", // CRLF converted twice: one line end
+		"a\r\rb":          "a\r\n\r\nb\r\n",
+		"From: a\r\r\nTo: b\r\r\n\r\r\nbody\r\r\n": "From: a\r\nTo: b\r\n\r\nbody\r\n",
+		"X-SCL: 1\n\nbody":                         "X-SCL: 1\r\n\r\nbody\r\n",
 	} {
 		if got := string(crlf([]byte(in))); got != want {
 			t.Errorf("crlf(%q) = %q, want %q", in, got, want)

@@ -413,7 +413,7 @@ func printable(s string) string {
 }
 
 // jsonSafe writes JSON with the characters printable replaces written as
-// \u escapes: encoding/json escapes the C0 controls but leaves the C1
+// \u escapes: encoding/json escapes the C0 controls but leaves DEL, the C1
 // ones (U+009B is CSI, which a terminal acts on) and bidi controls as
 // they are, and JSON of mail (an archived message's subject, a file name)
 // is read on terminals too, not only by jq. Those characters occur only
@@ -425,7 +425,7 @@ func (j jsonSafe) Write(p []byte) (int, error) {
 	var b []byte // made when needed
 	for i := 0; i < len(p); {
 		r, size := utf8.DecodeRune(p[i:])
-		if r >= 0x80 && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
+		if r == 0x7f || r >= 0x80 && (unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)) {
 			if b == nil {
 				b = append(make([]byte, 0, len(p)+16), p[:i]...)
 			}

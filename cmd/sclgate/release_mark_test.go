@@ -101,6 +101,17 @@ func TestArchiveReleasePartialMarked(t *testing.T) {
 	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "no answer came") || !strings.Contains(out, "before that, a release at ") || !strings.Contains(out, "delivered to "+first) {
 		t.Errorf("show after a forced release without an answer:\n%s", out)
 	}
+	// Then a forced release to the rest that goes through: the file moves
+	// to released/, and show still says who got it, the first recipient
+	// (of the partial release) included.
+	sink := startSink(t)
+	code, _, errOut = archiveRun(t, "release", "-force", "-dir", dir, "-downstream", "smtp://"+sink.addr, "-to", it.Envelope.To[1], spam)
+	if code != 0 {
+		t.Fatalf("forced release to the rest: exit %d %s", code, errOut)
+	}
+	if _, out, _ := archiveRun(t, "show", "-dir", dir, spam); !strings.Contains(out, "Released:    yes") || !strings.Contains(out, "Released to: <"+first+"> at ") || !strings.Contains(out, "Released to: <"+it.Envelope.To[1]+"> at ") {
+		t.Errorf("show after the release to the rest:\n%s", out)
+	}
 }
 
 // A release stopped (SIGTERM, as Ctrl-C) before it sent anything, here
