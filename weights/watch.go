@@ -183,11 +183,20 @@ func (w *Watcher) reloadIfChanged() {
 	defer w.reloadMu.Unlock()
 	w.brokenStat = nil
 	l, fi, sum, err := w.read()
-	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
-		w.lastStat = fi
+	if w.unchangedLocked(fi, sum) {
 		return
 	}
 	w.reloadLocked(l, fi, sum, err)
+}
+
+// unchangedLocked reports whether fi and sum are the file as last read
+// (and takes fi as its latest stat, mtime and all).
+func (w *Watcher) unchangedLocked(fi fs.FileInfo, sum [32]byte) bool {
+	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
+		w.lastStat = fi
+		return true
+	}
+	return false
 }
 
 // reloadUnlessBroken is reloadIfChanged for a change notification: a file
@@ -199,8 +208,7 @@ func (w *Watcher) reloadUnlessBroken() (broken bool) {
 	defer w.reloadMu.Unlock()
 	w.brokenStat = nil
 	l, fi, sum, err := w.read()
-	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
-		w.lastStat = fi
+	if w.unchangedLocked(fi, sum) {
 		return false
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
