@@ -250,6 +250,12 @@ func brief(err error, path string) string {
 // the list in force) and tells OnReload.
 func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
 	w.brokenStat = nil // reported now, whatever it was
+	if fi == nil && err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Not opened (permission denied): kept as it is now, so that
+		// statChanged sees other files' events as no change to it,
+		// rather than report it again at each.
+		fi, _ = os.Stat(w.path)
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file removed; no custom weights until it is created again")

@@ -1049,9 +1049,10 @@ func releaseDrop(name string) bool {
 	return proxy.IsVerdictField(name)
 }
 
-// crlf returns b with every bare line feed and every bare carriage return
-// made a CRLF (b itself when there is none), and a final line end when the
-// last line has none. Bare CRs too: the gateway refuses them as SMTP
+// crlf returns b with every line end made a CRLF (b itself when all are),
+// and a final line end when the last line has none: a bare LF, a CR alone
+// (each one line end), and a run of CRs before an LF (one line end, as
+// CRLF text converted twice has "\r\r\n"). Bare CRs too: the gateway refuses them as SMTP
 // smuggling ("\r.\r" ends a message for some servers), but a file IMF
 // archived, or one copied in, may hold them; as CRLF, a "." line among
 // them is dot-stuffed on the way out like any other.
