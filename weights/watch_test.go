@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -634,4 +635,67 @@ func TestWatcherBrokenInBusyDirectoryReported(t *testing.T) {
 	if n := r.failed(); n == 0 {
 		t.Errorf("a broken list, unchanged for 4 s, was not reported (Settle 1s)")
 	}
+}
+
+// A list sclgate may not read (a root-owned 0600 file where serve runs as
+// its own user) is reported once, however busy its directory, and a chmod
+// that mends it is a change. Root reads any file, so as root the test runs
+// itself again as nobody.
+func TestWatcherUnreadableReportedOnce(t *testing.T) {
+	dir := os.Getenv("SCLGATE_TEST_NOBODY_DIR")
+	if dir == "" && os.Geteuid() == 0 {
+		dir = t.TempDir()
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's parent is 0700
+		// The test binary, where nobody may run it (go test's build
+		// directory is root's alone).
+		bin, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		self := filepath.Join(dir, "weights.test")
+		if err := os.WriteFile(self, bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self, "-test.run=^TestWatcherUnreadableReportedOnce$", "-test.v")
+		cmd.Env = append(os.Environ(), "SCLGATE_TEST_NOBODY_DIR="+dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestWatcherUnreadableReportedOnce") {
+			t.Fatalf("as nobody: %v\n%s", err, out)
+		}
+		return
+	}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	path := filepath.Join(dir, "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 20 * time.Millisecond, Settle: 200 * time.Millisecond, OnReload: r.on})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.ReadFile(path); err == nil {
+		t.Fatal("the file is still readable: run as a user other than root")
+	}
+	for i := range 15 { // 1.5 s of another file written every 100 ms
+		time.Sleep(100 * time.Millisecond)
+		writeFile(t, filepath.Join(dir, "other.state"), fmt.Sprint(i))
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n := r.failed(); n != 1 || !matches(w, "alpha") {
+		t.Errorf("an unreadable list in a busy directory: reported %d times, want 1 (list in force %v)", n, w.Current().Entries())
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "x"), "")
+	waitFor(t, "the list read again after chmod 644", func() bool { return r.succeeded() >= 1 })
 }
