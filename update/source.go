@@ -165,7 +165,7 @@ func fetchSmall(ctx context.Context, src Source, name string, max int64) ([]byte
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, name, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("update: %s from %s is larger than %d bytes", name, src, max)
+		return nil, fmt.Errorf("%s from %s is larger than %d bytes: %w", name, src, max, ErrTooLarge)
 	}
 	return b, nil
 }

@@ -166,6 +166,10 @@ func notFoundHow(err error) string {
 // directory defs publish wrote.
 var ErrNotIndex = errors.New("not a definitions index")
 
+// ErrTooLarge: an index or a signature far larger than any real one
+// (defs publish writes a few kilobytes), refused before it is all read.
+var ErrTooLarge = errors.New("too large for what it should be")
+
 // ErrPartialKept: a download ended early (the connection closed, or
 // stalled); what came is kept for the next install to resume from.
 var ErrPartialKept = errors.New("partial download kept; run install again to resume")

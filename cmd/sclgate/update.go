@@ -414,6 +414,10 @@ func updateHint(err error) string {
 		hint = "the download ended before the whole file came (the connection closed, or nothing came for a while): run install again, which goes on from where this one stopped; if it keeps happening, check the network and the source"
 	case errors.Is(err, update.ErrDamaged):
 		hint = "install it again from its file (sclgate update install FILE, with its .minisig beside it) or from a source that still offers it (-source), or roll back (sclgate update rollback)"
+	case errors.Is(err, update.ErrTooLarge):
+		hint = sourceDirHint + "; what this one serves under that name is far larger than any index or signature defs publish writes (a file put there by mistake, or a source that is not your publisher's)"
+	case errors.Is(err, update.ErrNoSuch):
+		hint = "the source's index.json lists the versions it offers (sclgate update detect shows the newest); check the version asked for, or that updates.source (or -source) is the publisher's directory that has it"
 	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
 		hint = "check updates.source (or -source) and that this machine can reach it"
 	}

@@ -549,3 +549,16 @@ func TestUpdateInstallTruncatedDownload(t *testing.T) {
 		t.Errorf("install after the cut: %d %q %q", code, out, errOut)
 	}
 }
+
+// Every refusal an admin can meet says what to do: an index far too
+// large, a version the source does not offer.
+func TestUpdateHintTooLargeAndNoSuch(t *testing.T) {
+	for err, want := range map[error]string{
+		fmt.Errorf("update: %w", fmt.Errorf("index.json from http://x/ is larger than 1048576 bytes: %w", update.ErrTooLarge)): "far larger than any index",
+		fmt.Errorf("update: http://x/: version 9: %w", update.ErrNoSuch):                                                       "index.json lists the versions it offers",
+	} {
+		if h := updateHint(err); !strings.Contains(h, want) || !strings.HasSuffix(h, "the definitions in use are unchanged.") {
+			t.Errorf("hint for %v: %q", err, h)
+		}
+	}
+}
