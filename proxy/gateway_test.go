@@ -1511,6 +1511,32 @@ func TestBadHeloRefused(t *testing.T) {
 	rc.expectCode("MAIL FROM:<alice@example.org>", "250")
 }
 
+// The Received field's protocol follows the greeting in force: SMTP after
+// HELO, ESMTP after EHLO, and a HELO go-smtp refused (no name) changes
+// nothing (RFC 5321 section 4.4).
+func TestReceivedProtocolFollowsGreeting(t *testing.T) {
+	ds := startDownstream(t, false)
+	g := startGateway(t, gwSetup{Downstream: ds.URL()})
+	protocol := func(greet []string, want string) {
+		t.Helper()
+		rc := greeted(t, g.addr)
+		for _, c := range greet {
+			rc.cmd(c)
+		}
+		if reply := rc.send("alice@example.org", []string{"bob@example.com"}, testMessage("greeting", hamPhrase)); !strings.HasPrefix(reply, "250 ") {
+			t.Fatalf("%q: %q", greet, reply)
+		}
+		msgs := ds.messages()
+		got := string(msgs[len(msgs)-1].Data)
+		if !strings.Contains(got, " (sclgate) with "+want+" id ") {
+			t.Errorf("%q: Received field:\n%s", greet, got[:min(len(got), 300)])
+		}
+	}
+	protocol([]string{"HELO client.test"}, "SMTP")
+	protocol([]string{"EHLO client.test"}, "ESMTP")
+	protocol([]string{"EHLO client.test", "HELO"}, "ESMTP")
+}
+
 // A downstream reply whose code is no SMTP code (RFC 5321 section 4.2:
 // 2xx to 5xx) is not passed on: the client gets a 451.
 func TestDownstreamBogusCode(t *testing.T) {
