@@ -212,11 +212,6 @@ func (w *Watcher) reloadUnlessBroken() (broken bool) {
 		return false
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		if fi == nil {
-			// Not opened (permission denied): what it is now, for
-			// statChanged, or other files' events put its report off.
-			fi, _ = os.Stat(w.path)
-		}
 		w.brokenStat = fi
 		return true
 	}
@@ -250,12 +245,6 @@ func brief(err error, path string) string {
 // the list in force) and tells OnReload.
 func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
 	w.brokenStat = nil // reported now, whatever it was
-	if fi == nil && err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// Not opened (permission denied): kept as it is now, so that
-		// statChanged sees other files' events as no change to it,
-		// rather than report it again at each.
-		fi, _ = os.Stat(w.path)
-	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file removed; no custom weights until it is created again")
@@ -277,11 +266,16 @@ func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error)
 }
 
 // read loads the file and returns it with the FileInfo it was read from
-// and the sha256 of what was read (fi is nil when it could not be opened
-// or stat'ed).
+// and the sha256 of what was read (fi is nil when there is no file, or it
+// could not be stat'ed). A file there but not opened (permission denied)
+// comes with its FileInfo as it is, so that statChanged sees other
+// files' events as no change to it, rather than report it again at each.
 func (w *Watcher) read() (l *List, fi fs.FileInfo, sum [32]byte, err error) {
 	f, fi, err := open(w.path)
 	if err != nil {
+		if fi == nil && !errors.Is(err, fs.ErrNotExist) {
+			fi, _ = os.Stat(w.path)
+		}
 		return nil, fi, sum, err // fi: the file refused, if any
 	}
 	defer f.Close()

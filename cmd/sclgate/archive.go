@@ -1042,13 +1042,6 @@ func has8bit(b []byte) bool {
 	return false
 }
 
-// releaseDrop says whether stampRelease removes a field (lower-case name):
-// the verdict fields the gateway removes, an earlier X-SCL-Released among
-// them.
-func releaseDrop(name string) bool {
-	return proxy.IsVerdictField(name)
-}
-
 // crlf returns b with every line end made a CRLF (b itself when all are),
 // and a final line end when the last line has none: a bare LF, a CR alone
 // (each one line end), and a run of CRs before an LF (one line end, as
@@ -1098,7 +1091,8 @@ func crlf(b []byte) []byte {
 }
 
 // stampRelease returns raw with fields ("Name: value", no line end) on top
-// and every field releaseDrop names removed from its header, folded
+// and every verdict field removed from its header (those the gateway
+// removes, an earlier X-SCL-Released among them), folded
 // lines included; all other bytes are kept. The new fields end their lines
 // as the message's first line does (files IMF wrote may use bare LF).
 func stampRelease(raw []byte, fields []string) []byte {
@@ -1109,6 +1103,6 @@ func stampRelease(raw []byte, fields []string) []byte {
 	var out bytes.Buffer
 	out.Grow(len(raw) + 128)
 	// Reading from memory into memory cannot fail.
-	out.ReadFrom(proxy.Restamp(raw, fields, eol, releaseDrop))
+	out.ReadFrom(proxy.Restamp(raw, fields, eol, proxy.IsVerdictField))
 	return out.Bytes()
 }
