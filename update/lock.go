@@ -19,6 +19,13 @@ import (
 // half-made version, or one's Install a version the other just activated.
 const lockFile = ".lock"
 
+// downloadLockFile is the file whose flock(2) serialises downloads,
+// which share the partial files in .download/. It is not the store's
+// lock: a rollback need not wait for a download (see
+// Updater.installFromSource). An install takes it first, then the
+// store's, never the other way round, so the two cannot deadlock.
+const downloadLockFile = ".download.lock"
+
 // Lock waits until no other process (or goroutine) changes the store,
 // polling until ctx ends, and returns the function that lets go. The
 // kernel drops the lock when its holder dies, so a killed install leaves
@@ -27,10 +34,19 @@ const lockFile = ".lock"
 // waiting, if not nil, is called once if the lock is held by someone else,
 // so that a command can say why it does not go on.
 func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err error) {
+	return s.lock(ctx, lockFile, "another install or rollback", waiting)
+}
+
+// LockDownload is Lock for downloads (downloadLockFile).
+func (s *Store) LockDownload(ctx context.Context, waiting func()) (unlock func(), err error) {
+	return s.lock(ctx, downloadLockFile, "another install's download", waiting)
+}
+
+func (s *Store) lock(ctx context.Context, name, holder string, waiting func()) (unlock func(), err error) {
 	if err := s.mkdir(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.dir, lockFile)
+	path := filepath.Join(s.dir, name)
 	// Read-only: flock needs no more, and a .lock that root made first
 	// (sudo sclgate update rollback) stays usable by the sclgate user.
 	f, _, err := safeio.Open(path, os.O_CREATE)
@@ -57,7 +73,7 @@ func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err er
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("update: waiting for another install or rollback in %s to end: %w", s.dir, ctx.Err())
+			return nil, fmt.Errorf("update: waiting for %s in %s to end: %w", holder, s.dir, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

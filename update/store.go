@@ -631,8 +631,8 @@ func (s *Store) mark(version string, set func(*Installed)) error {
 const partialMaxAge = 7 * 24 * time.Hour
 
 // Prune removes installed versions beyond the newest Keep (never the
-// active one), leftovers of interrupted installs, and partial downloads
-// not resumed for partialMaxAge.
+// active one) and leftovers of interrupted installs. (Partial downloads
+// are a download's to remove: prunePartials.)
 func (s *Store) Prune() error {
 	list, err := s.List()
 	if err != nil {
@@ -687,14 +687,22 @@ func (s *Store) Prune() error {
 			}
 		}
 	}
+	return nil
+}
+
+// prunePartials removes the partial downloads not resumed for
+// partialMaxAge but keep, the one about to be resumed. Downloads call it
+// holding their turn (LockDownload), which Prune, under the store's
+// lock, does not have: it would race a download resuming an old file.
+func (s *Store) prunePartials(keep string) {
 	dl := filepath.Join(s.dir, ".download")
-	ents, _ = os.ReadDir(dl)
+	ents, _ := os.ReadDir(dl)
 	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > partialMaxAge {
-			os.Remove(filepath.Join(dl, e.Name()))
+		p := filepath.Join(dl, e.Name())
+		if fi, err := e.Info(); err == nil && p != keep && time.Since(fi.ModTime()) > partialMaxAge {
+			os.Remove(p)
 		}
 	}
-	return nil
 }
 
 // versionDirs returns the version directories among ents, entries of dir.

@@ -159,15 +159,6 @@ func TestStorePruneKeepsThree(t *testing.T) {
 		install(t, s, v)
 	}
 	os.Mkdir(filepath.Join(s.Dir(), ".tmp-6-abc"), 0o755) // an interrupted install
-	// Partial downloads: one abandoned for over a week, one fresh enough
-	// to be resumed.
-	dl := filepath.Join(s.Dir(), ".download")
-	os.Mkdir(dl, 0o755)
-	old, fresh := filepath.Join(dl, "sclgate-defs-6.tar.gz.part"), filepath.Join(dl, "sclgate-defs-7.tar.gz.part")
-	os.WriteFile(old, []byte("abc"), 0o644)
-	os.WriteFile(fresh, []byte("abc"), 0o644)
-	week := time.Now().Add(-partialMaxAge - time.Hour)
-	os.Chtimes(old, week, week)
 	if err := s.Prune(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +173,30 @@ func TestStorePruneKeepsThree(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Dir(), ".tmp-6-abc")); err == nil {
 		t.Error("leftover temp dir kept")
 	}
+}
+
+// A download removes the partial downloads abandoned for over a week,
+// but not a fresh one, nor the one it resumes.
+func TestStorePrunePartials(t *testing.T) {
+	s, _ := OpenStore(t.TempDir())
+	dl := filepath.Join(s.Dir(), ".download")
+	os.MkdirAll(dl, 0o755)
+	old, fresh, resumed := filepath.Join(dl, "sclgate-defs-6.tar.gz.part"), filepath.Join(dl, "sclgate-defs-7.tar.gz.part"), filepath.Join(dl, "sclgate-defs-8.tar.gz.part")
+	week := time.Now().Add(-partialMaxAge - time.Hour)
+	for _, p := range []string{old, fresh, resumed} {
+		os.WriteFile(p, []byte("abc"), 0o644)
+		if p != fresh {
+			os.Chtimes(p, week, week)
+		}
+	}
+	s.prunePartials(resumed)
 	if _, err := os.Stat(old); err == nil {
 		t.Error("partial download abandoned for over a week kept")
 	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("recent partial download removed: %v", err)
+	for _, p := range []string{fresh, resumed} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("partial download removed: %v", err)
+		}
 	}
 }
 

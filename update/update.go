@@ -61,7 +61,8 @@ type Updater struct {
 	// activates definitions the gateway would have to set aside.
 	Usable func(*defs.Bundle) error
 	// Waiting, if set, is called when an install has to wait for another
-	// install or rollback to finish (see Store.Lock).
+	// install or rollback to finish (see Store.Lock), or for another
+	// install's download (Store.LockDownload).
 	Waiting func()
 	// StallTimeout bounds the time a download may go without a byte
 	// (0: stallTimeout).
@@ -365,66 +366,40 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 }
 
 func (u *Updater) installFromSource(ctx context.Context, version string, force bool) (Outcome, error) {
-	unlock, err := u.Store.Lock(ctx, u.Waiting)
-	if err != nil {
-		return Outcome{}, err
-	}
-	defer unlock()
+	// The index is read, the version chosen and its bundle downloaded
+	// outside the store's lock, which serialises the store's changes: a
+	// rollback, the admin's way out of bad definitions, does not wait
+	// for a download, which takes long on a slow link. Downloads take
+	// turns among themselves (Store.LockDownload: they share the partial
+	// files), and the choice is made again under the store's lock, from
+	// the same signed index, before anything is installed: what happened
+	// to the store meanwhile (another install, a rollback) decides.
 	ix, err := u.Index(ctx)
 	if err != nil {
 		return Outcome{}, err
 	}
-	inUse, installed := u.inUse()
-	if version == "" {
-		if len(ix.Versions) == 0 {
-			return Outcome{}, fmt.Errorf("update: %s offers no versions", u.Source)
+	told := false
+	waiting := func() { // said once, whichever turn is waited for
+		if !told && u.Waiting != nil {
+			u.Waiting()
 		}
-		if top := ix.Versions[0].Version; installed && CompareVersions(top, inUse) < 0 {
-			return Outcome{Version: inUse}, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, top, inUse, ErrDowngrade)
-		}
-		o, ok, tooNew := u.newest(ix)
-		var note string // why there is nothing newer to install
-		switch {
-		case !ok:
-			note = fmt.Sprintf("nothing %s offers fits this sclgate (%s needs sclgate %s or later, this is %s)", u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate)
-		case CompareVersions(o.Version, inUse) < 0:
-			note = fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", o.Version, inUse)
-		case !installed && CompareVersions(o.Version, inUse) == 0:
-			note = fmt.Sprintf("the newest version offered, %s, is the built-in one in use", o.Version)
-		case o.Version != inUse && u.rolledBack(o.Version):
-			note = fmt.Sprintf("the newest version offered, %s, was rolled back or downgraded from; install it again with -version %s", o.Version, o.Version)
-		}
-		switch {
-		case note == "":
-			version = o.Version
-		case u.damaged(inUse, installed):
-			// Nothing newer, but the one in use is to be mended.
-			r, err := u.repair(ix, inUse)
-			if err != nil {
-				return Outcome{Version: inUse}, err
-			}
-			version = r.Version
-		default:
-			return Outcome{Version: inUse, UpToDate: true, Note: note}, nil
-		}
+		told = true
 	}
-	offer, ok := ix.Find(version)
-	if !ok {
-		return Outcome{}, fmt.Errorf("update: %s: version %s: %w", u.Source, version, ErrNoSuch)
+	unlockDL, err := u.Store.LockDownload(ctx, waiting)
+	if err != nil {
+		return Outcome{}, err
 	}
-	if done, err := u.precheck(version, inUse, force); done || err != nil {
-		return Outcome{Version: version, Already: done}, err
-	}
-	if !u.usable(offer) {
-		// The signed index says so already: no need to download it to
-		// refuse it (the bundle's own manifest is checked again below).
-		return Outcome{}, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
-			u.Source, offer.Version, offer.MinSclgate, u.Sclgate, ErrUnusable)
+	defer unlockDL()
+	// Chosen after the wait: an install of the same version that
+	// this one waited for leaves it nothing to do.
+	offer, o, done, err := u.plan(ix, version, force, false)
+	if done || err != nil {
+		return o, err
 	}
 	// The signature first: it is small, and without it the bundle could
 	// not be used, so a missing one should not cost the whole download.
-	// Bounded as the index is: a signature that never ends would hold the
-	// store's lock.
+	// Bounded as the index is: a signature that never ends would hold
+	// the download's turn.
 	sigCtx, cancel := context.WithTimeout(ctx, indexTimeout)
 	sig, err := u.fetchSig(sigCtx, offer.File, "bundle")
 	cancel()
@@ -435,7 +410,78 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 	if err != nil {
 		return Outcome{}, err
 	}
-	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, version, force)
+	unlock, err := u.Store.Lock(ctx, waiting)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer unlock()
+	now, o, done, err := u.plan(ix, version, force, true)
+	switch {
+	case done || err != nil:
+		return o, err
+	case now != offer:
+		// Another version is due now (the store changed during the
+		// download, and a plain install picks anew): this run leaves it
+		// to the next, rather than install what it did not choose.
+		return Outcome{}, fmt.Errorf("update: the installed definitions changed while %s downloaded (now %s is due): run install again", offer.Version, now.Version)
+	}
+	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, offer.Version, force)
+}
+
+// plan chooses what an install from the index ix installs: version, or
+// the newest when it is empty (see Install). done says there is nothing
+// to do, with o saying why; otherwise offer is what to download. warn
+// logs a damaged version in use (said once, by the choice made under
+// the store's lock).
+func (u *Updater) plan(ix *Index, version string, force, warn bool) (offer Offer, o Outcome, done bool, err error) {
+	inUse, installed := u.inUse()
+	if version == "" {
+		if len(ix.Versions) == 0 {
+			return Offer{}, Outcome{}, false, fmt.Errorf("update: %s offers no versions", u.Source)
+		}
+		if top := ix.Versions[0].Version; installed && CompareVersions(top, inUse) < 0 {
+			return Offer{}, Outcome{Version: inUse}, false, fmt.Errorf("update: %s offers %s at newest, in use is %s: %w", u.Source, top, inUse, ErrDowngrade)
+		}
+		n, ok, tooNew := u.newest(ix)
+		var note string // why there is nothing newer to install
+		switch {
+		case !ok:
+			note = fmt.Sprintf("nothing %s offers fits this sclgate (%s needs sclgate %s or later, this is %s)", u.Source, tooNew.Version, tooNew.MinSclgate, u.Sclgate)
+		case CompareVersions(n.Version, inUse) < 0:
+			note = fmt.Sprintf("the newest version offered that this sclgate can use, %s, is older than %s in use", n.Version, inUse)
+		case !installed && CompareVersions(n.Version, inUse) == 0:
+			note = fmt.Sprintf("the newest version offered, %s, is the built-in one in use", n.Version)
+		case n.Version != inUse && u.rolledBack(n.Version):
+			note = fmt.Sprintf("the newest version offered, %s, was rolled back or downgraded from; install it again with -version %s", n.Version, n.Version)
+		}
+		switch {
+		case note == "":
+			version = n.Version
+		case u.damaged(inUse, installed):
+			// Nothing newer, but the one in use is to be mended.
+			r, err := u.repair(ix, inUse)
+			if err != nil {
+				return Offer{}, Outcome{Version: inUse}, false, err
+			}
+			version = r.Version
+		default:
+			return Offer{}, Outcome{Version: inUse, UpToDate: true, Note: note}, true, nil
+		}
+	}
+	offer, ok := ix.Find(version)
+	if !ok {
+		return Offer{}, Outcome{}, false, fmt.Errorf("update: %s: version %s: %w", u.Source, version, ErrNoSuch)
+	}
+	if done, err := u.precheck(version, inUse, force, warn); done || err != nil {
+		return Offer{}, Outcome{Version: version, Already: done}, done, err
+	}
+	if !u.usable(offer) {
+		// The signed index says so already: no need to download it to
+		// refuse it (the bundle's own manifest is checked again below).
+		return Offer{}, Outcome{}, false, fmt.Errorf("update: %s: version %s needs sclgate %s or later, this is %s: %w",
+			u.Source, offer.Version, offer.MinSclgate, u.Sclgate, ErrUnusable)
+	}
+	return offer, Outcome{}, false, nil
 }
 
 // InstallFile installs a bundle from a local file (offline install), with
@@ -497,7 +543,7 @@ func readBundleFile(path string) ([]byte, error) {
 // installed copy no longer reads (a disk error, a hand edit: serve scores
 // with the built-in definitions then), which the install mends; an older
 // one needs force.
-func (u *Updater) precheck(version, inUse string, force bool) (done bool, err error) {
+func (u *Updater) precheck(version, inUse string, force, warn bool) (done bool, err error) {
 	if active, err := u.Store.Active(); err == nil && active == version {
 		_, rerr := defs.ReadFile(u.Store.BundlePath(version))
 		if rerr == nil {
@@ -507,7 +553,9 @@ func (u *Updater) precheck(version, inUse string, force bool) (done bool, err er
 				return true, nil
 			}
 		}
-		u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", rerr))
+		if warn {
+			u.log().Warn("the version in use is damaged; installing it again", slog.String("version", version), slog.Any("err", rerr))
+		}
 		return false, nil
 	}
 	if !force && CompareVersions(version, inUse) < 0 {
@@ -529,7 +577,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 	}
 	if wantVersion == "" { // a file: the same rules as from a source
 		inUse, _ := u.inUse()
-		if done, err := u.precheck(v, inUse, force); done || err != nil {
+		if done, err := u.precheck(v, inUse, force, true); done || err != nil {
 			return Outcome{Version: v, Already: done}, err
 		}
 	}
@@ -564,6 +612,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
 	dir := filepath.Join(u.Store.Dir(), ".download")
 	part := filepath.Join(dir, o.File+".part")
+	u.Store.prunePartials(part)
 	// What is still to come must fit with room to spare, checked before
 	// a byte is written: a download that fills the disk fills it for the
 	// mail spool too. The offered size is the signed index's.

@@ -422,6 +422,82 @@ func TestDownloadStalls(t *testing.T) {
 	}
 }
 
+// A rollback does not wait for an install's download: the admin's way
+// out of bad definitions works while a slow source trickles the next
+// version in. The install then goes on with what it chose, which the
+// rollback did not touch.
+func TestRollbackDuringDownload(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.11.1"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.publish("2026.12.1")
+	name := defs.FileName("2026.12.1")
+	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
+	files := http.FileServer(http.Dir(f.srcDir))
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, name) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
+		w.Write(full[:5000])
+		w.(http.Flusher).Flush()
+		close(started)
+		select {
+		case <-release:
+			w.Write(full[5000:])
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	src, err := NewSource(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
+	type result struct {
+		o   Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := slow.Install(context.Background(), "", false)
+		done <- result{o, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the download did not start")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	unlock, err := f.store.Lock(ctx, func() { t.Error("the rollback waited for the download") })
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	from, to, err := f.store.Rollback()
+	unlock()
+	if err != nil || from != "2026.11.1" || to != "2026.10.1" {
+		t.Errorf("rollback during a download: %s → %s, %v", from, to, err)
+	}
+	close(release)
+	r := <-done
+	if r.err != nil || r.o.Version != "2026.12.1" || f.active() != "2026.12.1" {
+		t.Errorf("install after the rollback: %+v %v, active %s", r.o, r.err, f.active())
+	}
+	if in, err := f.store.Record("2026.12.1"); err != nil || in.Previous != "2026.10.1" {
+		t.Errorf("record %+v %v: its previous is the version the rollback left active", in, err)
+	}
+}
+
 // A cancelled install (Ctrl-C) leaves nothing half-installed.
 func TestCancelLeavesNothing(t *testing.T) {
 	f := newFixture(t)
