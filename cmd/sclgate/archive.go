@@ -704,7 +704,8 @@ func archiveRelease(e env, args []string) int {
 		_, inArchive := os.Lstat(filepath.Join(c.store.Dir(), id+".eml"))
 		_, inReleased := os.Lstat(filepath.Join(c.store.Dir(), releasedDir, id+".eml"))
 		again := inArchive != nil && inReleased == nil
-		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now(), releaseAdvice{})
+		warn := func(msg string) { c.errorf("warning: %s", msg) }
+		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now(), releaseAdvice{warn: warn})
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("interrupted: %w", err)
@@ -733,6 +734,9 @@ type releaseAdvice struct {
 	web        bool
 	wd, config string // serve's working directory and -config
 	dir        string // the archive the page shows (archive.dir at serve's start)
+	// warn, if set, is told what went wrong without stopping the
+	// release (the release record could not be written).
+	warn func(msg string)
 }
 
 // command is the advice to release id with -force and, when to is not
@@ -975,7 +979,11 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 		done = append(done, g...)
 		// Recorded as soon as it is known: show lists it, also when a
 		// later recipient is refused or the file stays (LMTP).
-		store.RecordRelease(id, g, stamp)
+		if err := store.RecordRelease(id, g, stamp); err != nil && advice.warn != nil {
+			// The message went; only archive show's "Released to:" line
+			// will miss it.
+			advice.warn(fmt.Sprintf("%s: delivered to %s, but the release record could not be written, so archive show will not list it: %v", id, strings.Join(g, ","), err))
+		}
 		reply = r
 		if len(done) < len(rcpts) {
 			// Until the next recipient's mark: what a kill between

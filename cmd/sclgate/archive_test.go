@@ -232,6 +232,26 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	}
 }
 
+// A release record that cannot be written does not stop the release
+// (the message was delivered), and the admin is told that show will not
+// list it.
+func TestArchiveReleaseRecordNotWritten(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: maildir:%s\narchive:\n  dir: %s\nhostname: gw.test\n", md, dir)), 0o644)
+	// A directory where the record goes: it cannot be read or replaced.
+	os.Mkdir(filepath.Join(dir, "."+spam+".released-to"), 0o755)
+	code, out, errOut := archiveRun(t, "release", spam, "-config", cfg, "-to", "x@example.com")
+	if code != 0 || !strings.Contains(out, "released "+spam+" to x@example.com") ||
+		!strings.Contains(errOut, "warning: "+spam+": delivered to x@example.com, but the release record could not be written, so archive show will not list it: ") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	if files, _ := filepath.Glob(filepath.Join(md, "new", "*")); len(files) != 1 {
+		t.Errorf("%d files in maildir", len(files))
+	}
+}
+
 // Two releases of one message at once (a double click, two admins, the
 // CLI and the web page) deliver it once: the second is told another
 // release is under way, or that it is released, and changes nothing.

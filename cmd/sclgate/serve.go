@@ -380,7 +380,10 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
 		// Not the request's context: a browser that goes away must not
 		// stop a delivery halfway.
-		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now(), releaseAdvice{web: true, wd: wd, config: c.Source, dir: store.Dir()})
+		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now(), releaseAdvice{web: true, wd: wd, config: c.Source, dir: store.Dir(),
+			warn: func(msg string) {
+				log.Warn("release record not written", slog.String("user", user), slog.String("detail", msg))
+			}})
 		return err
 	}
 	ws := web.New(store, cfg.Archive.Web.Users, release, log)
