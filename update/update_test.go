@@ -389,24 +389,9 @@ func TestDownloadStalls(t *testing.T) {
 	f := newFixture(t)
 	f.publish("2026.10.1")
 	name := defs.FileName("2026.10.1")
-	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
-	files := http.FileServer(http.Dir(f.srcDir))
 	release := make(chan struct{})
-	defer close(release)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, name) {
-			files.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
-		w.Write(full[:5000])
-		w.(http.Flusher).Flush()
-		select { // then nothing, until the test ends
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
+	defer close(release) // nothing more comes until the test ends
+	srv := holdingServer(t, f, name, nil, release)
 	src, err := NewSource(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -436,26 +421,8 @@ func TestRollbackDuringDownload(t *testing.T) {
 		}
 	}
 	f.publish("2026.12.1")
-	name := defs.FileName("2026.12.1")
-	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
-	files := http.FileServer(http.Dir(f.srcDir))
 	started, release := make(chan struct{}), make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, name) {
-			files.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
-		w.Write(full[:5000])
-		w.(http.Flusher).Flush()
-		close(started)
-		select {
-		case <-release:
-			w.Write(full[5000:])
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
+	srv := holdingServer(t, f, defs.FileName("2026.12.1"), started, release)
 	src, err := NewSource(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -496,6 +463,33 @@ func TestRollbackDuringDownload(t *testing.T) {
 	if in, err := f.store.Record("2026.12.1"); err != nil || in.Previous != "2026.10.1" {
 		t.Errorf("record %+v %v: its previous is the version the rollback left active", in, err)
 	}
+}
+
+// holdingServer serves f's source, but the file name stops after its
+// first 5,000 bytes, which started (if not nil) is closed to say, and the
+// rest comes when release is closed.
+func holdingServer(t *testing.T, f *fixture, name string, started, release chan struct{}) *httptest.Server {
+	full, _ := os.ReadFile(filepath.Join(f.srcDir, name))
+	files := http.FileServer(http.Dir(f.srcDir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, name) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(full)))
+		w.Write(full[:5000])
+		w.(http.Flusher).Flush()
+		if started != nil {
+			close(started)
+		}
+		select {
+		case <-release:
+			w.Write(full[5000:])
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // A cancelled install (Ctrl-C) leaves nothing half-installed.
