@@ -26,8 +26,11 @@ var (
 	ErrUnknownKey = errors.New("unknown signing key")
 
 	// ErrWrongPassword: an encrypted secret key could not be decrypted with
-	// the password given (or was given none).
+	// the password given.
 	ErrWrongPassword = errors.New("wrong password for the secret key")
+	// ErrNoPassword: the secret key is encrypted, and no password was
+	// given.
+	ErrNoPassword = errors.New("the secret key is encrypted, and no password was given")
 )
 
 const (
@@ -91,7 +94,7 @@ func parsePrivateKey(priv []byte, password string) (minisign.PrivateKey, error) 
 	text := bytes.TrimSpace(priv)
 	if minisign.IsEncrypted(text) {
 		if password == "" {
-			return minisign.PrivateKey{}, fmt.Errorf("defs: %w: the key is encrypted and no password was given", ErrWrongPassword)
+			return minisign.PrivateKey{}, fmt.Errorf("defs: %w", ErrNoPassword)
 		}
 		sk, err := minisign.DecryptKey(password, text)
 		if err != nil {

@@ -26,7 +26,7 @@ func TestGenerateKeyEncrypted(t *testing.T) {
 	}
 	data := []byte("data")
 	_, err = Sign(priv, "", data, "c")
-	wantErr(t, err, ErrWrongPassword, "encrypted")
+	wantErr(t, err, ErrNoPassword, "encrypted")
 	sig, err := Sign(priv, "correct horse", data, "c")
 	if err != nil {
 		t.Fatal(err)

@@ -223,7 +223,7 @@ func TestEncryptedKey(t *testing.T) {
 	_, err = Sign(enc, "battery staple", data, "c")
 	wantErr(t, err, ErrWrongPassword, "wrong password")
 	_, err = Sign(enc, "", data, "c")
-	wantErr(t, err, ErrWrongPassword, "no password was given")
+	wantErr(t, err, ErrNoPassword, "no password was given")
 
 	// An unencrypted key ignores a password.
 	if _, err := Sign(plain, "whatever", data, "c"); err != nil {

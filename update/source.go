@@ -71,7 +71,7 @@ func NewSource(s string) (Source, error) {
 	}
 	st, err := os.Stat(s)
 	if err != nil {
-		return nil, fmt.Errorf("update: source %s: %w", s, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("update: source %s is not a directory (give a bundle file as the FILE argument of install)", s)

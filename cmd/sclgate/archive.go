@@ -654,7 +654,7 @@ func (l *stringList) Set(v string) error {
 }
 
 func archiveRelease(e env, args []string) int {
-	c := newArchiveCmd(e, "release", "[-config FILE | -dir DIR] [-to ADDR] [-downstream URL] ID...")
+	c := newArchiveCmd(e, "release", "[-config FILE | -dir DIR] [-to ADDR] [-downstream URL] [-force] ID...")
 	var to stringList
 	c.fs.Var(&to, "to", "deliver to `ADDR` instead of the original recipients (repeatable, or comma-separated)")
 	dsURL := c.fs.String("downstream", "", "deliver to `URL` (smtp://host:port, lmtp://..., maildir:DIR) instead of the configured downstream")

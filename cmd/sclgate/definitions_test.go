@@ -309,6 +309,8 @@ func TestAutoUpdateLogsWhatToDo(t *testing.T) {
 	}{
 		{"check", "definitions update check failed", "check updates.source (or -source) and that this machine can reach it",
 			func(t *testing.T, _, _ string) string { return "http://127.0.0.1:1/" }},
+		{"no such directory", "definitions update check failed", "updates.source (or -source) names a directory that is not there",
+			func(t *testing.T, _, _ string) string { return filepath.Join(t.TempDir(), "unmounted") }},
 		{"install", "definitions update failed", "sclgate never uses an unsigned file",
 			func(t *testing.T, cfgFile, src string) string {
 				os.Remove(filepath.Join(src, defs.FileName("2027.10.1")+".minisig"))

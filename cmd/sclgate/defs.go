@@ -33,10 +33,13 @@ const defsUsage = `Usage:
                                                  check BUNDLE's signature and content
   sclgate defs info   [-json] [BUNDLE]           print the manifest and calibration table
                                                  (no BUNDLE: the built-in definitions)
-  sclgate defs publish -key NAME.key [-nopass] -dir DIR BUNDLE...
+  sclgate defs publish -key NAME.key [-nopass] [-replace] -dir DIR BUNDLE...
                                                  add bundles to an update source directory
-  sclgate defs train  ...                        build definitions from a corpus
-  sclgate defs eval   ...                        evaluate definitions on a corpus
+  sclgate defs train  -ham DIR... -spam DIR... -o FILE [-seed N] [-version V] [-ham-weight W]
+                      [-min-sclgate V] [-bits N] [-workers N]
+                                                 build definitions from a corpus
+  sclgate defs eval   [-defs BUNDLE] -ham DIR... -spam DIR... [-json] [-plot FILE.svg]
+                                                 evaluate definitions on a corpus
 
 The secret key's password comes from SCLGATE_KEY_PASSWORD, or is asked for
 on the terminal; -nopass means none (an unencrypted key, as minisign -G -W
@@ -87,7 +90,7 @@ func defsKeygen(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if *out == "" || fs.NArg() != 0 {
 		fs.Usage()
@@ -173,7 +176,7 @@ func defsSign(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if *keyFile == "" || fs.NArg() != 1 {
 		switch {
@@ -219,7 +222,7 @@ func defsSign(e env, args []string) int {
 	sig, err := defs.Sign(priv, password, data, comment)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "sclgate defs sign: %s: %v\n", *keyFile, err)
-		if errors.Is(err, defs.ErrWrongPassword) && password == "" {
+		if errors.Is(err, defs.ErrNoPassword) {
 			fmt.Fprintf(e.stderr, "sclgate defs sign: set %s to the key's password\n", passwordEnv)
 		}
 		return 1
@@ -252,7 +255,7 @@ func defsVerify(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if len(pubFiles)+len(keys) == 0 || fs.NArg() != 1 {
 		switch {
@@ -310,7 +313,7 @@ func defsInfo(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if fs.NArg() > 1 {
 		fs.Usage()

@@ -423,16 +423,16 @@ func defsTrain(e env, args []string) int {
 	out := fs.String("o", "", "write the definitions bundle to `FILE` (e.g. sclgate-defs-VERSION.tar.gz)")
 	seed := fs.Uint64("seed", 1, "seed of the cross-validation folds and shuffles")
 	version := fs.String("version", "", "definitions version `V` (default: from the UTC time, e.g. 2026.11.23.1405, or from SOURCE_DATE_EPOCH)")
-	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 to 64, at most one per core helps; the model does not depend on it)")
+	workers := fs.Int("workers", 1, "train folds on `N` goroutines (1 to 64; at most 2 run at once; the model does not depend on it)")
 	bits := fs.Int("bits", 20, "log2 of the number of hash buckets (weights): the model has 2^`N` (10..24)")
 	minSclgate := fs.String("min-sclgate", scorer.FeatureSetSince, "record in the manifest that the bundle needs sclgate `V` or later; not below the first sclgate of this build's feature set")
 	hamWeight := fs.Float64("ham-weight", scorer.DefaultHamWeight, "a ham message counts `W` times a spam in the training loss (above 0, at most 1000)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR... -spam DIR... -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V]")
+		fmt.Fprintln(e.stderr, "usage: sclgate defs train -ham DIR... -spam DIR... -o FILE [-seed N] [-version V] [-ham-weight W] [-min-sclgate V] [-bits N] [-workers N]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(spreadDirs(args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if msg := corpusFlagsMissing(hamDirs, spamDirs, fs.Args()); msg != "" || *out == "" {
 		if msg == "" {
@@ -695,7 +695,7 @@ func defsEval(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(spreadDirs(args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if msg := corpusFlagsMissing(hamDirs, spamDirs, fs.Args()); msg != "" {
 		fmt.Fprintln(e.stderr, "sclgate defs eval:", msg)

@@ -24,7 +24,7 @@ func defsPublish(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if *keyFile == "" || *dir == "" {
 		fs.Usage()

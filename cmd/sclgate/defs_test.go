@@ -224,7 +224,7 @@ func TestDefsPasswords(t *testing.T) {
 	os.WriteFile(enc, []byte("untrusted comment: minisign encrypted secret key\n"+base64.StdEncoding.EncodeToString(raw)+"\n"), 0o600)
 	bundle := writeTestBundle(t, dir)
 	code, _, errOut = sclgate(t, "", "defs", "sign", "-key", enc, bundle)
-	if code != 1 || !strings.Contains(errOut, "wrong password") || !strings.Contains(errOut, "set "+passwordEnv) {
+	if code != 1 || !strings.Contains(errOut, "the secret key is encrypted, and no password was given") || strings.Contains(errOut, "wrong password") || !strings.Contains(errOut, "set "+passwordEnv) {
 		t.Errorf("sign with an encrypted key and no password: %d %q", code, errOut)
 	}
 	if _, err := os.Stat(bundle + ".minisig"); err == nil {

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -83,6 +84,27 @@ func (c *outputCheck) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// flagExit is the exit code for a failed flag parse: 0 when help was
+// asked for (-h, -help; the usage went to stderr), as the flag package's
+// own ExitOnError has it, else usage, the command's code for a usage
+// error.
+func flagExit(err error, usage int) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return usage
+}
+
+// isHelp reports whether arg asks for help rather than naming a
+// subcommand.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 // dispatch runs the subcommand args[0] and returns its exit code.
 func dispatch(args []string, e env) int {
 	stdout, stderr := e.stdout, e.stderr
@@ -104,6 +126,10 @@ func dispatch(args []string, e env) int {
 	case "archive":
 		return cmdArchive(e, args[1:])
 	case "version", "-version", "--version":
+		if len(args) > 1 && isHelp(args[1]) {
+			fmt.Fprintln(stdout, "usage: sclgate version (prints the version, the Go release and the platform)")
+			return 0
+		}
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "sclgate version: takes no arguments, got %q\nusage: sclgate version\n", args[1])
 			return 2

@@ -42,6 +42,30 @@ func (fullDisk) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
 // A command that could not write its output fails, naming why, whatever
 // the command (defs info -json exited 0 with nothing written); one that
 // failed already keeps its own exit code.
+// -h asks for help, which is no usage error: every command and
+// subcommand prints its usage and exits 0, with nothing done.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"help"}, {"serve", "-h"}, {"scan", "-h"}, {"weights", "-h"}, {"weights", "check", "-h"},
+		{"update", "-h"}, {"update", "status", "-h"}, {"update", "detect", "-h"}, {"update", "install", "-h"}, {"update", "rollback", "-h"},
+		{"defs", "-h"}, {"defs", "keygen", "-h"}, {"defs", "sign", "-h"}, {"defs", "verify", "-h"}, {"defs", "info", "-h"},
+		{"defs", "publish", "-h"}, {"defs", "train", "-h"}, {"defs", "eval", "-help"},
+		{"archive", "-h"}, {"archive", "list", "-h"}, {"archive", "release", "-h"}, {"version", "-h"},
+	} {
+		code, out, errOut := sclgate(t, "", args...)
+		if code != 0 || !strings.Contains(strings.ToLower(out+errOut), "usage") {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+	}
+	// A flag that does not exist is still a usage error.
+	if code, _, _ := sclgate(t, "", "update", "install", "-nosuchflag"); code != 2 {
+		t.Errorf("update install -nosuchflag: exit %d", code)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "frobnicate"); code != 2 || !strings.Contains(errOut, `unknown subcommand "frobnicate"`) {
+		t.Errorf("update frobnicate: exit %d %q", code, errOut)
+	}
+}
+
 func TestOutputErrorFails(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"defs", "info"}, {"defs", "info", "-json"}, {"scan", "-json"}} {
 		var errOut bytes.Buffer
@@ -78,6 +102,12 @@ func TestScanDirOfDirsAndOddNames(t *testing.T) {
 	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", filepath.Join(md, "new"))
 	if code != 0 || strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, "x\uFFFD]0;owned\uFFFD.eml: scl=0") {
 		t.Errorf("odd name: %d %q %q", code, out, errOut)
+	}
+	// An empty directory (a spool with nothing in it now): exit 0, but
+	// said, so that a script that gets no output knows why.
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", filepath.Join(md, "cur"))
+	if code != 0 || out != "" || errOut != "sclgate scan: "+filepath.Join(md, "cur")+": no messages in it: nothing scanned\n" {
+		t.Errorf("empty directory: %d %q %q", code, out, errOut)
 	}
 }
 

@@ -56,7 +56,7 @@ func cmdScan(e env, args []string) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if *explain < 0 {
 		fmt.Fprintln(e.stderr, "sclgate scan: -explain: want a number of features, 0 or more")
@@ -185,7 +185,7 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 			continue
 		}
 		var names []string
-		subdirs := 0
+		subdirs, dangling := 0, 0
 		for _, de := range ents {
 			// Regular files, and symlinks to them (corpus layouts and
 			// maildirs are often links).
@@ -201,12 +201,17 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 					// said, like an unreadable file.
 					fmt.Fprintln(e.stderr, "sclgate scan:", printLine(err.Error()))
 					failed = true
+					dangling++
 				case st.Mode().IsRegular():
 					names = append(names, p)
 				}
 			}
 		}
 		switch {
+		case len(names) == 0 && subdirs == 0 && dangling == 0:
+			// Exit 0 (a spool that is empty now is no error), but
+			// said: a script reading the output sees why it has none.
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: no messages in it: nothing scanned\n", printLine(a))
 		case len(names) == 0 && subdirs > 0:
 			// A Maildir, or a corpus laid out by class: scan reads the
 			// files directly in a directory, not its subdirectories.

@@ -43,8 +43,12 @@ func cmdServe(e env, args []string) int {
 	fs.SetOutput(e.stderr)
 	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
 	check := fs.Bool("check", false, "validate the configuration (and the files it names) and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: sclgate serve [-config FILE] [-check]")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -26,15 +28,46 @@ const (
 	exitError           = 1
 )
 
+// updateSynopsis is each update subcommand's usage line, after "sclgate
+// update".
+var updateSynopsis = map[string]string{
+	"status":   "status [-config FILE]",
+	"detect":   "detect [-config FILE] [-source SOURCE]",
+	"install":  "install [-config FILE] [-source SOURCE] [-version VERSION] [-force] | install [-config FILE] [-force] FILE",
+	"rollback": "rollback [-config FILE]",
+}
+
+const updateUsage = `usage:
+  sclgate update status   [-config FILE]           version in use, installed versions, last check
+  sclgate update detect   [-config FILE] [-source SOURCE]
+                                                   exit 0: up to date; 10: update available; 1: error
+  sclgate update install  [-config FILE] [-source SOURCE] [-version VERSION] [-force]
+  sclgate update install  [-config FILE] [-force] FILE
+                                                   download (or take FILE), verify, activate
+  sclgate update rollback [-config FILE]           back to the previous version
+`
+
 // cmdUpdate implements "sclgate update status|detect|install|rollback".
 func cmdUpdate(e env, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: sclgate update status|detect|install|rollback [-config FILE] ...")
+		fmt.Fprint(e.stderr, updateUsage)
 		return 2
 	}
+	if isHelp(args[0]) {
+		fmt.Fprint(e.stdout, updateUsage)
+		return 0
+	}
 	sub, args := args[0], args[1:]
+	if !slices.Contains([]string{"status", "detect", "install", "rollback"}, sub) {
+		fmt.Fprintf(e.stderr, "sclgate update: unknown subcommand %q\n\n%s", sub, updateUsage)
+		return 2
+	}
 	fs := flag.NewFlagSet("update "+sub, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: sclgate update %s\n", updateSynopsis[sub])
+		fs.PrintDefaults()
+	}
 	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
 	var source, version *string
 	var force *bool
@@ -52,7 +85,7 @@ func cmdUpdate(e env, args []string) int {
 		usageExit = exitError
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
-		return usageExit
+		return flagExit(err, usageExit)
 	}
 	if sub == "install" && fs.NArg() > 0 && (*version != "" || *source != "") {
 		fmt.Fprintln(e.stderr, "sclgate update install: -version and -source pick a version from a source; a FILE is the version it holds: give one or the other")
@@ -101,6 +134,7 @@ func cmdUpdate(e env, args []string) int {
 		if sub == "detect" || fs.NArg() == 0 {
 			if u.Source, err = update.NewSource(src); err != nil {
 				fmt.Fprintln(e.stderr, err)
+				printHint(e, err)
 				return exitError
 			}
 		}
@@ -158,6 +192,11 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintln(e.stderr, err)
 			printHint(e, err)
 			return exitError
+		}
+		if out.Already && *version == "" && fs.NArg() == 0 {
+			// A plain install, as a timer runs it: said as detect says it.
+			fmt.Fprintf(e.stdout, "up to date: the newest version offered, %s, is installed and in use; nothing to do\n", out.Version)
+			return 0
 		}
 		if out.Already {
 			fmt.Fprintf(e.stdout, "%s is already installed and in use: nothing to do\n", out.Version)
@@ -418,6 +457,8 @@ func updateHint(err error) string {
 		hint = sourceDirHint + "; what this one serves under that name is far larger than any index or signature defs publish writes (a file put there by mistake, or a source that is not your publisher's)"
 	case errors.Is(err, update.ErrNoSuch):
 		hint = "the source's index.json lists the versions it offers (sclgate update detect shows the newest); check the version asked for, or that updates.source (or -source) is the publisher's directory that has it"
+	case errors.Is(err, update.ErrUnreachable) && errors.Is(err, fs.ErrNotExist):
+		hint = "updates.source (or -source) names a directory that is not there: check the path, and that what holds it is mounted (a USB stick, a network share)"
 	case errors.As(err, &dnsErr), errors.Is(err, update.ErrUnreachable):
 		hint = "check updates.source (or -source) and that this machine can reach it"
 	}

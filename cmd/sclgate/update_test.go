@@ -117,13 +117,22 @@ func TestUpdateDetectExitCodes(t *testing.T) {
 	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 0 || !strings.Contains(out, "up to date") {
 		t.Errorf("detect after install: %d %q", code, out)
 	}
-	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || !strings.Contains(out, "nothing to do") {
+	// Said as detect says it, for a script that looks for "up to date".
+	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg); code != 0 || out != "up to date: the newest version offered, 2027.10.1, is installed and in use; nothing to do\n" {
 		t.Errorf("install again: %d %q", code, out)
+	}
+	if code, out, _ := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.10.1"); code != 0 || out != "2027.10.1 is already installed and in use: nothing to do\n" {
+		t.Errorf("install -version of the version in use: %d %q", code, out)
 	}
 	// A source that is down: exit 1 with the reason.
 	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg, "-source", "http://127.0.0.1:1/"); code != 1 || !strings.Contains(errOut, "unreachable") ||
 		!strings.Contains(errOut, "what to do: check updates.source (or -source) and that this machine can reach it") {
 		t.Errorf("unreachable: %d %q", code, errOut)
+	}
+	// A directory source that is not there (a stick not plugged in).
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg, "-source", filepath.Join(t.TempDir(), "usb")); code != 1 ||
+		!strings.Contains(errOut, "update source unreachable: stat ") || !strings.Contains(errOut, "what to do: updates.source (or -source) names a directory that is not there") {
+		t.Errorf("no such directory: %d %q", code, errOut)
 	}
 	// Tampered index: exit 1, names the file.
 	ix := filepath.Join(src, "index.json")

@@ -9,17 +9,23 @@ import (
 
 // cmdWeights implements "sclgate weights check FILE".
 func cmdWeights(e env, args []string) int {
+	const usage = "usage: sclgate weights check FILE\nValidates a custom weight list (Exchange's XML format): exit 0 when it loads, 1 with the file and line of what is wrong."
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, usage)
+		return 0
+	}
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(e.stderr, "usage: sclgate weights check FILE")
+		fmt.Fprintln(e.stderr, usage)
 		return 2
 	}
 	fs := flag.NewFlagSet("weights check", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprintln(e.stderr, usage) }
 	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+		return flagExit(err, 2)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(e.stderr, "usage: sclgate weights check FILE")
+		fmt.Fprintln(e.stderr, usage)
 		return 2
 	}
 	l, err := weights.Load(fs.Arg(0))
