@@ -774,6 +774,21 @@ func TestDownstreamFailures(t *testing.T) {
 		})
 	}
 
+	// 530 at MAIL (a downstream that wants STARTTLS or AUTH first) is
+	// about sclgate too.
+	t.Run("mail_530", func(t *testing.T) {
+		ds := startDownstream(t, false)
+		ds.mu.Lock()
+		ds.mailErr = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+		ds.mu.Unlock()
+		g := startGateway(t, gwSetup{Downstream: ds.URL()})
+		rc := ehloed(t, g.addr)
+		rc.expect("MAIL FROM:<alice@example.org>", "451 4.4.1 Downstream server unavailable, try again later")
+		wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 1)
+		wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), 0)
+		ds.nothing()
+	})
+
 	t.Run("mail_refused", func(t *testing.T) {
 		ds := startDownstream(t, false)
 		ds.mu.Lock()

@@ -902,6 +902,20 @@ func (s *session) downstreamFailed(step string, err error) error {
 		}
 		return errDownstreamMid
 	}
+	if errors.As(err, &se) && se.Code == 530 {
+		// 530: the downstream wants STARTTLS or AUTH first (RFC 3207,
+		// 4954), which sclgate does not do towards it (a Postfix with
+		// smtpd_tls_security_level = encrypt answers MAIL so). About
+		// sclgate again, not the sender: deferred and logged, as a
+		// refused greeting is, rather than bounce every message.
+		s.log.Warn("downstream refused sclgate's session (it asks for STARTTLS or AUTH, which sclgate does not use towards it); message deferred",
+			slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailConnect).Inc()
+		if step == "mail" {
+			return errDownstream
+		}
+		return errDownstreamMid
+	}
 	if errors.As(err, &se) {
 		reason := map[string]string{"mail": metrics.FailMail, "rcpt": metrics.FailRcpt}[step]
 		if reason == "" {
