@@ -352,7 +352,7 @@ func TestRspamdTimeouts(t *testing.T) {
 
 func TestRspamdDown(t *testing.T) {
 	t.Parallel()
-	base := "http://127.0.0.1:" + strconv.Itoa(extFreePort(t))
+	base := "http://" + refusingAddr(t)
 	c := NewRspamd(base, 2*time.Second)
 	_, err := c.Classify(context.Background(), Parse(extHam()))
 	if err == nil || !strings.HasPrefix(err.Error(), "rspamd "+base+": connect:") || !errors.Is(err, syscall.ECONNREFUSED) {

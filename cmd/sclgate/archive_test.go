@@ -558,7 +558,7 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 	// Release failure: nothing listens on the downstream.
 	bad := filepath.Join(g.dir, "bad.yaml")
 	cfgText, _ := os.ReadFile(g.config)
-	os.WriteFile(bad, []byte(strings.Replace(string(cfgText), "smtp://"+s.addr, "smtp://"+freePort(t), 1)), 0o644)
+	os.WriteFile(bad, []byte(strings.Replace(string(cfgText), "smtp://"+s.addr, "smtp://"+refusingAddr(t), 1)), 0o644)
 	code, out, errOut = archiveBin(t, g.dir, "release", "-config", bad, second, "-to", "x@example.com")
 	if code != 1 || !strings.Contains(errOut, second) || !strings.Contains(errOut, "connect") || !strings.Contains(errOut, "refused") ||
 		!strings.Contains(errOut, "file stays") || strings.Contains(out, "released") {
