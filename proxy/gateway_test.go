@@ -774,32 +774,34 @@ func TestDownstreamFailures(t *testing.T) {
 		})
 	}
 
-	// 530 at MAIL (a downstream that wants STARTTLS or AUTH first) is
-	// about sclgate too.
-	t.Run("mail_530", func(t *testing.T) {
-		ds := startDownstream(t, false)
-		ds.mu.Lock()
-		ds.mailErr = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
-		ds.mu.Unlock()
-		g := startGateway(t, gwSetup{Downstream: ds.URL()})
-		rc := ehloed(t, g.addr)
-		rc.expect("MAIL FROM:<alice@example.org>", "451 4.4.1 Downstream server unavailable, try again later")
-		wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), 1)
-		wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), 0)
-		ds.nothing()
-	})
-
-	t.Run("mail_refused", func(t *testing.T) {
-		ds := startDownstream(t, false)
-		ds.mu.Lock()
-		ds.mailErr = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address blocked"}
-		ds.mu.Unlock()
-		g := startGateway(t, gwSetup{Downstream: ds.URL()})
-		rc := ehloed(t, g.addr)
-		rc.expect("MAIL FROM:<alice@example.org>", "550 5.7.1 Sender address blocked")
-		rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
-		ds.nothing()
-	})
+	// A refusal at MAIL about the sender is passed on as it is; a 530
+	// (the downstream wants STARTTLS or AUTH first) is about sclgate,
+	// as a refused greeting is.
+	for _, c := range []struct {
+		name            string
+		refusal         *smtp.SMTPError
+		want            string
+		connect, failed float64 // relay_failures{connect}, {mail}
+	}{
+		{"mail_refused", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address blocked"},
+			"550 5.7.1 Sender address blocked", 0, 1},
+		{"mail_530", &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"},
+			"451 4.4.1 Downstream server unavailable, try again later", 1, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ds := startDownstream(t, false)
+			ds.mu.Lock()
+			ds.mailErr = c.refusal
+			ds.mu.Unlock()
+			g := startGateway(t, gwSetup{Downstream: ds.URL()})
+			rc := ehloed(t, g.addr)
+			rc.expect("MAIL FROM:<alice@example.org>", c.want)
+			rc.expectCode("RCPT TO:<bob@example.com>", "502 ")
+			wantMetric(t, "relay_failures{connect}", g.m.RelayFailures.WithLabelValues(metrics.FailConnect), c.connect)
+			wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), c.failed)
+			ds.nothing()
+		})
+	}
 
 	t.Run("closes_mid_data", func(t *testing.T) {
 		ds := startDownstream(t, false)

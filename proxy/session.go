@@ -911,10 +911,7 @@ func (s *session) downstreamFailed(step string, err error) error {
 		s.log.Warn("downstream refused sclgate's session (it asks for STARTTLS or AUTH, which sclgate does not use towards it); message deferred",
 			slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailConnect).Inc()
-		if step == "mail" {
-			return errDownstream
-		}
-		return errDownstreamMid
+		return errDownstream
 	}
 	if errors.As(err, &se) {
 		reason := map[string]string{"mail": metrics.FailMail, "rcpt": metrics.FailRcpt}[step]

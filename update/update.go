@@ -60,10 +60,10 @@ type Updater struct {
 	// one of another feature set) is not installed, so an update never
 	// activates definitions the gateway would have to set aside.
 	Usable func(*defs.Bundle) error
-	// Waiting, if set, is called when an install has to wait for another
-	// install or rollback to finish (see Store.Lock), or for another
-	// install's download (Store.LockDownload).
-	Waiting func()
+	// Waiting, if set, is called when an install has to wait, with whom
+	// it waits for: "another install or rollback" (Store.Lock) or
+	// "another install's download" (Store.LockDownload).
+	Waiting func(holder string)
 	// StallTimeout bounds the time a download may go without a byte
 	// (0: stallTimeout).
 	StallTimeout time.Duration
@@ -374,24 +374,18 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 	// files), and the choice is made again under the store's lock, from
 	// the same signed index, before anything is installed: what happened
 	// to the store meanwhile (another install, a rollback) decides.
-	ix, err := u.Index(ctx)
-	if err != nil {
-		return Outcome{}, err
-	}
-	told := false
-	waiting := func() { // said once, whichever turn is waited for
-		if !told && u.Waiting != nil {
-			u.Waiting()
-		}
-		told = true
-	}
-	unlockDL, err := u.Store.LockDownload(ctx, waiting)
+	unlockDL, err := u.Store.LockDownload(ctx, u.waiting(holderDownload))
 	if err != nil {
 		return Outcome{}, err
 	}
 	defer unlockDL()
-	// Chosen after the wait: an install of the same version that
-	// this one waited for leaves it nothing to do.
+	// Read and chosen after the wait: an install of the same version
+	// that this one waited for leaves it nothing to do, and a wait that
+	// took long does not act on an old index.
+	ix, err := u.Index(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
 	offer, o, done, err := u.plan(ix, version, force, false)
 	if done || err != nil {
 		return o, err
@@ -410,22 +404,51 @@ func (u *Updater) installFromSource(ctx context.Context, version string, force b
 	if err != nil {
 		return Outcome{}, err
 	}
-	unlock, err := u.Store.Lock(ctx, waiting)
+	// The verified download stays in .download/ until it is installed:
+	// a wait for the store that is given up (Ctrl-C, serve's bound)
+	// leaves it for the next run, which then fetches nothing.
+	unlock, err := u.Store.Lock(ctx, u.waiting(holderStore))
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, fmt.Errorf("%w; the download is kept: install again takes it from there", err)
 	}
 	defer unlock()
 	now, o, done, err := u.plan(ix, version, force, true)
 	switch {
-	case done || err != nil:
+	case err != nil:
 		return o, err
+	case done:
+		os.Remove(u.partPath(offer))
+		return o, nil
 	case now != offer:
 		// Another version is due now (the store changed during the
 		// download, and a plain install picks anew): this run leaves it
 		// to the next, rather than install what it did not choose.
 		return Outcome{}, fmt.Errorf("update: the installed definitions changed while %s downloaded (now %s is due): run install again", offer.Version, now.Version)
 	}
-	return u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, offer.Version, force)
+	out, err := u.install(data, sig, offer.File, withSlash(u.Source.String())+offer.File, offer.Version, force)
+	if err == nil {
+		os.Remove(u.partPath(offer))
+	}
+	return out, err
+}
+
+// Whom an install waits for (Updater.Waiting).
+const (
+	holderStore    = "another install or rollback"
+	holderDownload = "another install's download"
+)
+
+// waiting is the callback for a lock's wait: Waiting, told whom.
+func (u *Updater) waiting(holder string) func() {
+	if u.Waiting == nil {
+		return nil
+	}
+	return func() { u.Waiting(holder) }
+}
+
+// partPath is where offer's bundle is downloaded to.
+func (u *Updater) partPath(o Offer) string {
+	return filepath.Join(u.Store.Dir(), ".download", o.File+".part")
 }
 
 // plan chooses what an install from the index ix installs: version, or
@@ -488,7 +511,7 @@ func (u *Updater) plan(ix *Index, version string, force, warn bool) (offer Offer
 // its signature from path+".minisig". An older version than the one in
 // use needs force, as from a source.
 func (u *Updater) InstallFile(ctx context.Context, path string, force bool) (Outcome, error) {
-	unlock, err := u.Store.Lock(ctx, u.Waiting)
+	unlock, err := u.Store.Lock(ctx, u.waiting(holderStore))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -610,8 +633,8 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 // a partial file from an earlier (interrupted or cancelled) attempt, and
 // checks size and sha256 against the signed index.
 func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
-	dir := filepath.Join(u.Store.Dir(), ".download")
-	part := filepath.Join(dir, o.File+".part")
+	part := u.partPath(o)
+	dir := filepath.Dir(part)
 	u.Store.prunePartials(part)
 	// What is still to come must fit with room to spare, checked before
 	// a byte is written: a download that fills the disk fills it for the
@@ -694,8 +717,7 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 		return nil, fmt.Errorf("update: %s: got %d bytes with sha256 %x, the index says %d bytes %s: %w",
 			o.File, len(data), sum, o.Size, o.SHA256, defs.ErrChecksum)
 	}
-	os.Remove(part)
-	return data, nil
+	return data, nil // the partial file is removed once installed
 }
 
 func diskHint(err error) error {

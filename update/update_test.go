@@ -341,7 +341,11 @@ func TestConcurrentInstalls(t *testing.T) {
 	defer cancel()
 	u := f.updater()
 	told := 0
-	u.Waiting = func() { told++ }
+	u.Waiting = func(holder string) {
+		if holder == "another install or rollback" {
+			told++
+		}
+	}
 	if _, err := u.Install(ctx, "2026.10.1", true); err == nil || !strings.Contains(err.Error(), "waiting for another install or rollback") || told != 1 {
 		t.Errorf("install while locked: %v, told %d times it waits", err, told)
 	}
@@ -462,6 +466,100 @@ func TestRollbackDuringDownload(t *testing.T) {
 	}
 	if in, err := f.store.Record("2026.12.1"); err != nil || in.Previous != "2026.10.1" {
 		t.Errorf("record %+v %v: its previous is the version the rollback left active", in, err)
+	}
+}
+
+// A rollback during a plain install's download (serve's updater and the
+// timer install so) from the very version being downloaded sticks: here
+// the version in use is damaged, the install downloads it again to mend
+// it, and the admin meanwhile rolls back from it. The install, choosing
+// again under the store's lock, leaves the rollback alone.
+func TestRollbackDuringRepairSticks(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.11.1"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(f.store.BundlePath("2026.11.1"), []byte("junk"), 0o644)
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := holdingServer(t, f, defs.FileName("2026.11.1"), started, release)
+	src, err := NewSource(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
+	if d, err := slow.Detect(context.Background()); err != nil || !d.Damaged || d.Newest.Version != "2026.11.1" {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	type result struct {
+		o   Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := slow.Install(context.Background(), "", false)
+		done <- result{o, err}
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the download did not start")
+	}
+	unlock, err := f.store.Lock(context.Background(), nil)
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	from, to, err := f.store.Rollback()
+	unlock()
+	close(release)
+	r := <-done
+	if err != nil || from != "2026.11.1" || to != "2026.10.1" {
+		t.Errorf("rollback: %s → %s, %v", from, to, err)
+	}
+	if r.err != nil || !r.o.UpToDate || f.active() != "2026.10.1" {
+		t.Errorf("install after the rollback: %+v %v, active %s", r.o, r.err, f.active())
+	}
+}
+
+// An install that downloaded the bundle but then gives up waiting for
+// the store keeps the download: the next run installs it without
+// fetching it again.
+func TestDownloadKeptWhenStoreWaitGivesUp(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	unlock, err := f.store.Lock(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := f.updater()
+	u.Waiting = func(holder string) {
+		if holder == holderStore {
+			cancel()
+		}
+	}
+	if _, err := u.Install(ctx, "", false); err == nil || !strings.Contains(err.Error(), "the download is kept") {
+		t.Fatalf("install that gave up: %v", err)
+	}
+	unlock()
+	part := u.partPath(Offer{File: defs.FileName("2026.10.1")})
+	if _, err := os.Stat(part); err != nil {
+		t.Fatalf("download not kept: %v", err)
+	}
+	// Served no more: the next install must take the kept file.
+	os.Remove(filepath.Join(f.srcDir, defs.FileName("2026.10.1")))
+	u.Waiting = nil
+	if o, err := u.Install(context.Background(), "", false); err != nil || o.Version != "2026.10.1" || f.active() != "2026.10.1" {
+		t.Fatalf("install from the kept download: %+v %v", o, err)
+	}
+	if _, err := os.Stat(part); err == nil {
+		t.Error("the download was not removed once installed")
 	}
 }
 

@@ -982,7 +982,7 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 		if err := store.RecordRelease(id, g, stamp); err != nil && advice.warn != nil {
 			// The message went; only archive show's "Released to:" line
 			// will miss it.
-			advice.warn(fmt.Sprintf("%s: delivered to %s, but the release record could not be written, so archive show will not list it: %v", id, strings.Join(g, ","), err))
+			advice.warn(fmt.Sprintf("%s: delivered to %s, but the release record could not be written or given to the archive's owner, so archive show may not list it: %v", id, strings.Join(g, ","), err))
 		}
 		reply = r
 		if len(done) < len(rcpts) {

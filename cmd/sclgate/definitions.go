@@ -268,7 +268,10 @@ func autoUpdate(ctx context.Context, cfg *config.Config, log *slog.Logger, count
 			count("error")
 		default:
 			cctx, cancel := context.WithTimeout(ctx, time.Hour)
-			out, err := u.Install(cctx, d.Newest.Version, false)
+			// A plain install, as the timer's, not of d.Newest by name:
+			// it chooses again under the store's lock, so a rollback
+			// the admin made during its download is not undone.
+			out, err := u.Install(cctx, "", false)
 			cancel()
 			if ctx.Err() != nil {
 				return

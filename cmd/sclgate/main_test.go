@@ -109,6 +109,13 @@ func TestScanDirOfDirsAndOddNames(t *testing.T) {
 	if code != 0 || out != "" || errOut != "sclgate scan: "+filepath.Join(md, "cur")+": no messages in it: nothing scanned\n" {
 		t.Errorf("empty directory: %d %q %q", code, out, errOut)
 	}
+	// Links to directories are directories too (a corpus of links).
+	links := t.TempDir()
+	os.Symlink(md, filepath.Join(links, "ham"))
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", links)
+	if code != 0 || out != "" || !strings.Contains(errOut, links+": no files, only directories, which are not scanned") {
+		t.Errorf("links to directories: %d %q %q", code, out, errOut)
+	}
 }
 
 func TestScanJSON(t *testing.T) {

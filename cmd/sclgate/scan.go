@@ -204,6 +204,8 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 					dangling++
 				case st.Mode().IsRegular():
 					names = append(names, p)
+				case st.IsDir():
+					subdirs++ // not followed, as a directory is not
 				}
 			}
 		}

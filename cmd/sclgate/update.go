@@ -218,7 +218,8 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintf(e.stderr, "sclgate update rollback: nothing to roll back to: the built-in definitions (%s) are in use, and nothing is older; sclgate update status lists the installed versions, and sclgate update install -version V switches to one (with -force if V is older than the built-in definitions)\n", builtinVersion())
 			return exitError
 		}
-		unlock, err := store.Lock(ctx, waitingNote(e, store))
+		wait := waitingNote(e, store)
+		unlock, err := store.Lock(ctx, func() { wait("another install or rollback") })
 		if err != nil {
 			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
 			return exitError
@@ -468,10 +469,11 @@ func updateHint(err error) string {
 	return hint + ". Nothing was installed; the definitions in use are unchanged."
 }
 
-// waitingNote tells the admin why a command does not go on: another
-// install or rollback (serve's updater, the timer) holds the store.
-func waitingNote(e env, store *update.Store) func() {
-	return func() {
-		fmt.Fprintf(e.stderr, "sclgate update: waiting for another install or rollback in %s to finish (Ctrl-C gives up)\n", store.Dir())
+// waitingNote tells the admin why a command does not go on: holder
+// (another install or rollback: serve's updater, the timer) holds the
+// store, or its download.
+func waitingNote(e env, store *update.Store) func(holder string) {
+	return func(holder string) {
+		fmt.Fprintf(e.stderr, "sclgate update: waiting for %s in %s to finish (Ctrl-C gives up)\n", holder, store.Dir())
 	}
 }
