@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sclgate/sclgate/internal/testnet"
 )
 
 // ---- Real rspamd (process helpers in spamd_test.go).
@@ -352,7 +354,7 @@ func TestRspamdTimeouts(t *testing.T) {
 
 func TestRspamdDown(t *testing.T) {
 	t.Parallel()
-	base := "http://" + refusingAddr(t)
+	base := "http://" + testnet.RefusingAddr(t)
 	c := NewRspamd(base, 2*time.Second)
 	_, err := c.Classify(context.Background(), Parse(extHam()))
 	if err == nil || !strings.HasPrefix(err.Error(), "rspamd "+base+": connect:") || !errors.Is(err, syscall.ECONNREFUSED) {

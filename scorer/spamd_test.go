@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sclgate/sclgate/internal/testnet"
 )
 
 // The tests in this file and rspamd_test.go come in two kinds: protocol
@@ -83,28 +85,6 @@ func extFreePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// refusingAddr returns a loopback address where nothing listens and, for
-// the test's life, nothing else can: a socket bound to the port but not
-// listening holds it, so a connection is refused. (A port found free and
-// let go may meanwhile be taken by a parallel test's server, which then
-// answers the connection that was to be refused.)
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
 }
 
 // extTail keeps the last 32 KiB an engine wrote, for failure messages.
@@ -645,7 +625,7 @@ func TestSpamdTimeouts(t *testing.T) {
 
 func TestSpamdDown(t *testing.T) {
 	t.Parallel()
-	addr := refusingAddr(t)
+	addr := testnet.RefusingAddr(t)
 	c := NewSpamd(addr, 2*time.Second)
 	_, err := c.Classify(context.Background(), Parse(extHam()))
 	if err == nil || !strings.HasPrefix(err.Error(), "spamd "+addr+": connect:") || !errors.Is(err, syscall.ECONNREFUSED) {

@@ -416,30 +416,57 @@ func TestDownloadStalls(t *testing.T) {
 // version in. The install then goes on with what it chose, which the
 // rollback did not touch.
 func TestRollbackDuringDownload(t *testing.T) {
-	f := newFixture(t)
-	f.publish("2026.10.1", "2026.11.1")
-	u := f.updater()
-	for _, v := range []string{"2026.10.1", "2026.11.1"} {
-		if _, err := u.Install(context.Background(), v, false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f, _ := installedTwo(t)
 	f.publish("2026.12.1")
+	from, to, err, o, ierr := rollBackDuringDownload(t, f, "2026.12.1")
+	if err != nil || from != "2026.10.2" || to != "2026.10.1" {
+		t.Errorf("rollback during a download: %s → %s, %v", from, to, err)
+	}
+	if ierr != nil || o.Version != "2026.12.1" || f.active() != "2026.12.1" {
+		t.Errorf("install after the rollback: %+v %v, active %s", o, ierr, f.active())
+	}
+	if in, err := f.store.Record("2026.12.1"); err != nil || in.Previous != "2026.10.1" {
+		t.Errorf("record %+v %v: its previous is the version the rollback left active", in, err)
+	}
+}
+
+// A rollback during a plain install's download (serve's updater and the
+// timer install so) from the very version being downloaded sticks: here
+// the version in use is damaged, the install downloads it again to mend
+// it, and the admin meanwhile rolls back from it. The install, choosing
+// again under the store's lock, leaves the rollback alone.
+func TestRollbackDuringRepairSticks(t *testing.T) {
+	f, _ := installedTwo(t)
+	os.WriteFile(f.store.BundlePath("2026.10.2"), []byte("junk"), 0o644)
+	if d, err := f.updater().Detect(context.Background()); err != nil || !d.Damaged || d.Newest.Version != "2026.10.2" {
+		t.Fatalf("detect: %+v %v", d, err)
+	}
+	from, to, err, o, ierr := rollBackDuringDownload(t, f, "2026.10.2")
+	if err != nil || from != "2026.10.2" || to != "2026.10.1" {
+		t.Errorf("rollback: %s → %s, %v", from, to, err)
+	}
+	if ierr != nil || !o.UpToDate || f.active() != "2026.10.1" {
+		t.Errorf("install after the rollback: %+v %v, active %s", o, ierr, f.active())
+	}
+}
+
+// rollBackDuringDownload runs a plain install from a source that holds
+// version's bundle back after its first bytes, rolls back meanwhile
+// (failing the test if the rollback has to wait), then lets the download
+// finish, and returns what the rollback and the install did.
+func rollBackDuringDownload(t *testing.T, f *fixture, version string) (from, to string, err error, o Outcome, ierr error) {
+	t.Helper()
 	started, release := make(chan struct{}), make(chan struct{})
-	srv := holdingServer(t, f, defs.FileName("2026.12.1"), started, release)
+	srv := holdingServer(t, f, defs.FileName(version), started, release)
 	src, err := NewSource(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	slow := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
-	type result struct {
-		o   Outcome
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan struct{})
 	go func() {
-		o, err := slow.Install(context.Background(), "", false)
-		done <- result{o, err}
+		defer close(done)
+		o, ierr = slow.Install(context.Background(), "", false)
 	}()
 	select {
 	case <-started:
@@ -454,76 +481,11 @@ func TestRollbackDuringDownload(t *testing.T) {
 		close(release)
 		t.Fatal(err)
 	}
-	from, to, err := f.store.Rollback()
-	unlock()
-	if err != nil || from != "2026.11.1" || to != "2026.10.1" {
-		t.Errorf("rollback during a download: %s → %s, %v", from, to, err)
-	}
-	close(release)
-	r := <-done
-	if r.err != nil || r.o.Version != "2026.12.1" || f.active() != "2026.12.1" {
-		t.Errorf("install after the rollback: %+v %v, active %s", r.o, r.err, f.active())
-	}
-	if in, err := f.store.Record("2026.12.1"); err != nil || in.Previous != "2026.10.1" {
-		t.Errorf("record %+v %v: its previous is the version the rollback left active", in, err)
-	}
-}
-
-// A rollback during a plain install's download (serve's updater and the
-// timer install so) from the very version being downloaded sticks: here
-// the version in use is damaged, the install downloads it again to mend
-// it, and the admin meanwhile rolls back from it. The install, choosing
-// again under the store's lock, leaves the rollback alone.
-func TestRollbackDuringRepairSticks(t *testing.T) {
-	f := newFixture(t)
-	f.publish("2026.10.1", "2026.11.1")
-	u := f.updater()
-	for _, v := range []string{"2026.10.1", "2026.11.1"} {
-		if _, err := u.Install(context.Background(), v, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.WriteFile(f.store.BundlePath("2026.11.1"), []byte("junk"), 0o644)
-	started, release := make(chan struct{}), make(chan struct{})
-	srv := holdingServer(t, f, defs.FileName("2026.11.1"), started, release)
-	src, err := NewSource(srv.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &Updater{Store: f.store, Keys: [][]byte{f.pub}, Source: src, Builtin: "2026.01.1"}
-	if d, err := slow.Detect(context.Background()); err != nil || !d.Damaged || d.Newest.Version != "2026.11.1" {
-		t.Fatalf("detect: %+v %v", d, err)
-	}
-	type result struct {
-		o   Outcome
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		o, err := slow.Install(context.Background(), "", false)
-		done <- result{o, err}
-	}()
-	select {
-	case <-started:
-	case <-time.After(10 * time.Second):
-		close(release)
-		t.Fatal("the download did not start")
-	}
-	unlock, err := f.store.Lock(context.Background(), nil)
-	if err != nil {
-		close(release)
-		t.Fatal(err)
-	}
-	from, to, err := f.store.Rollback()
+	from, to, err = f.store.Rollback()
 	unlock()
 	close(release)
-	r := <-done
-	if err != nil || from != "2026.11.1" || to != "2026.10.1" {
-		t.Errorf("rollback: %s → %s, %v", from, to, err)
-	}
-	if r.err != nil || !r.o.UpToDate || f.active() != "2026.10.1" {
-		t.Errorf("install after the rollback: %+v %v, active %s", r.o, r.err, f.active())
-	}
+	<-done
+	return from, to, err, o, ierr
 }
 
 // An install that downloaded the bundle but then gives up waiting for

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/internal/testnet"
 )
 
 // archiveRun runs "sclgate archive ARGS" in-process.
@@ -558,7 +559,7 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 	// Release failure: nothing listens on the downstream.
 	bad := filepath.Join(g.dir, "bad.yaml")
 	cfgText, _ := os.ReadFile(g.config)
-	os.WriteFile(bad, []byte(strings.Replace(string(cfgText), "smtp://"+s.addr, "smtp://"+refusingAddr(t), 1)), 0o644)
+	os.WriteFile(bad, []byte(strings.Replace(string(cfgText), "smtp://"+s.addr, "smtp://"+testnet.RefusingAddr(t), 1)), 0o644)
 	code, out, errOut = archiveBin(t, g.dir, "release", "-config", bad, second, "-to", "x@example.com")
 	if code != 1 || !strings.Contains(errOut, second) || !strings.Contains(errOut, "connect") || !strings.Contains(errOut, "refused") ||
 		!strings.Contains(errOut, "file stays") || strings.Contains(out, "released") {

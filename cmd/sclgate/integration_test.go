@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sclgate/sclgate/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -85,28 +86,6 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// refusingAddr returns a loopback address where nothing listens and, for
-// the test's life, nothing else can: a socket bound to the port but not
-// listening holds it, so a connection is refused. (A port found free and
-// let go may meanwhile be taken by a parallel test's server, which then
-// answers the connection that was to be refused.)
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
 }
 
 func waitListening(t *testing.T, addr string, proc *exec.Cmd) {
@@ -509,7 +488,7 @@ func TestServeDownstreamRejectionsPassThrough(t *testing.T) {
 
 func TestServeDownstreamFailuresGive451(t *testing.T) {
 	t.Run("down", func(t *testing.T) {
-		g := startGW(t, "downstream: smtp://"+refusingAddr(t)+"\n") // nothing listens there
+		g := startGW(t, "downstream: smtp://"+testnet.RefusingAddr(t)+"\n") // nothing listens there
 		out := swaks(t, g.addr, "--to", "bob@example.com")
 		if !reply(out, "451 4.4.1") || reply(out, "250 2.0.0 OK") {
 			t.Errorf("downstream down:\n%s", out)
@@ -1109,7 +1088,7 @@ func TestServeConnectionLimits(t *testing.T) {
 // series is on /metrics at 0 before the first one.
 func TestServeClassifierDownFallsBack(t *testing.T) {
 	s := startSink(t)
-	g := startGW(t, "downstream: smtp://"+s.addr+"\nfilter:\n  classifier: spamd://"+refusingAddr(t)+"\n  classifier_timeout: 2s\n")
+	g := startGW(t, "downstream: smtp://"+s.addr+"\nfilter:\n  classifier: spamd://"+testnet.RefusingAddr(t)+"\n  classifier_timeout: 2s\n")
 	if v := g.metric(t, `sclgate_classifier_errors_total{classifier="spamd"}`); v != 0 {
 		t.Fatalf("classifier errors before any mail: %v", v)
 	}
