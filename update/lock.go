@@ -34,12 +34,12 @@ const downloadLockFile = ".download.lock"
 // waiting, if not nil, is called once if the lock is held by someone else,
 // so that a command can say why it does not go on.
 func (s *Store) Lock(ctx context.Context, waiting func()) (unlock func(), err error) {
-	return s.lock(ctx, lockFile, "another install or rollback", waiting)
+	return s.lock(ctx, lockFile, holderStore, waiting)
 }
 
 // LockDownload is Lock for downloads (downloadLockFile).
 func (s *Store) LockDownload(ctx context.Context, waiting func()) (unlock func(), err error) {
-	return s.lock(ctx, downloadLockFile, "another install's download", waiting)
+	return s.lock(ctx, downloadLockFile, holderDownload, waiting)
 }
 
 func (s *Store) lock(ctx context.Context, name, holder string, waiting func()) (unlock func(), err error) {
