@@ -2,19 +2,18 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/sclgate/sclgate/internal/syncbuf"
 )
 
 // lateNoopDownstream is a scripted SMTP server on 127.0.0.1 that answers
@@ -160,24 +159,6 @@ func TestShutdownCutsBusySessionsOff(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer for a logger written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // "BDAT 0" (no bytes, not LAST) then a pipelined RSET: go-smtp starts the
 // chunk's Data goroutine and resets the transaction at once; that Data
 // belongs to no transaction by the time it runs, and must neither panic
@@ -195,7 +176,7 @@ func TestBDATZeroThenRSET(t *testing.T) {
 	}
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {max_errors: 3}"})
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	srv := New(g.policy("limits: {max_errors: 3}"), Options{Metrics: g.m, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

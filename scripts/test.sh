@@ -65,4 +65,8 @@ if [ $# -eq 0 ]; then
   go test -count=1 ./weights/
   echo "test.sh: go test -run TestBDATZeroThenRSET ./proxy (without -race)" >&2
   go test -count=1 -run 'TestBDATZeroThenRSET' ./proxy/
+  # A key encrypted at minisign's own scrypt cost (1 GiB, seconds per
+  # operation; 6 GiB under the race detector): every run takes it here.
+  echo "test.sh: go test -run TestGenerateKeyEncrypted ./defs -slow (without -race)" >&2
+  go test -count=1 -run 'TestGenerateKeyEncrypted' ./defs/ -slow
 fi

@@ -1,7 +1,6 @@
 package weights
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sclgate/sclgate/internal/syncbuf"
 )
 
 // listXML returns a weight list file with one BODY entry per phrase.
@@ -542,18 +543,6 @@ func TestWatcherSlowWriter(t *testing.T) {
 	}
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // A ConfigMap update as Kubernetes' AtomicWriter makes it (a new ..TS
 // directory, a ..data_tmp link renamed over ..data, then the old ..TS
 // removed) is read, and logs no warning: the directory removed is no
@@ -567,7 +556,7 @@ func TestWatcherConfigMapUpdateQuiet(t *testing.T) {
 	}
 	os.Symlink("..v0", filepath.Join(dir, "..data"))
 	os.Symlink(filepath.Join("..data", "weights.xml"), filepath.Join(dir, "weights.xml"))
-	var buf lockedBuf
+	var buf syncbuf.Buffer
 	var r reloads
 	w, err := NewWatcher(filepath.Join(dir, "weights.xml"), WatcherOptions{Logger: slog.New(slog.NewTextHandler(&buf, nil)), OnReload: r.on})
 	if err != nil {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/sclgate/sclgate/archive"
+	"github.com/sclgate/sclgate/internal/syncbuf"
 	"github.com/sclgate/sclgate/scorer"
 )
 
@@ -45,23 +45,12 @@ func testUsers(t testing.TB) map[string]string {
 }
 
 // logBuffer collects JSON log lines safely across goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // records returns the log records whose msg is msg.
 func (l *logBuffer) records(msg string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)

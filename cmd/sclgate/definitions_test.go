@@ -17,6 +17,7 @@ import (
 
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/defs"
+	"github.com/sclgate/sclgate/internal/syncbuf"
 	"github.com/sclgate/sclgate/update"
 )
 
@@ -330,7 +331,7 @@ func TestAutoUpdateLogsWhatToDo(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.Updates.Source = c.source(t, cfgFile, src)
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			done := make(chan struct{})

@@ -35,6 +35,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sclgate/sclgate/internal/syncbuf"
 	"github.com/sclgate/sclgate/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -161,32 +162,15 @@ type gw struct {
 	addr, metrics string
 	dir, config   string
 	cmd           *exec.Cmd
-	log           *syncBuffer
+	log           *syncbuf.Buffer
 	done          chan struct{} // closed when the process has exited
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startGW writes yaml (with listen, metrics.listen and archive.dir filled
 // in unless given) and starts the binary on it.
 func startGW(t *testing.T, yaml string) *gw {
 	t.Helper()
-	g := &gw{addr: freePort(t), metrics: freePort(t), dir: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{})}
+	g := &gw{addr: freePort(t), metrics: freePort(t), dir: t.TempDir(), log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	if !strings.Contains(yaml, "\nlisten:") {
 		yaml = "listen: " + g.addr + "\n" + yaml
 	}
