@@ -36,21 +36,22 @@ func Default() []byte { return bytes.Clone(defaultYAML) }
 
 // Config is the whole configuration. Field comments are in default.yaml.
 type Config struct {
-	Listen          string      `yaml:"listen"`
-	Hostname        string      `yaml:"hostname"`
-	AcceptedDomains []string    `yaml:"accepted_domains"`
-	TrustedNetworks []string    `yaml:"trusted_networks"`
-	Downstream      string      `yaml:"downstream"`
-	ProxyProtocol   []string    `yaml:"proxy_protocol"`
-	SMTP            SMTP        `yaml:"smtp"`
-	TLS             TLS         `yaml:"tls"`
-	Auth            Auth        `yaml:"auth"`
-	Limits          Limits      `yaml:"limits"`
-	Filter          Filter      `yaml:"filter"`
-	Archive         Archive     `yaml:"archive"`
-	Metrics         Metrics     `yaml:"metrics"`
-	Definitions     Definitions `yaml:"definitions"`
-	Updates         Updates     `yaml:"updates"`
+	Listen          string        `yaml:"listen"`
+	Hostname        string        `yaml:"hostname"`
+	AcceptedDomains []string      `yaml:"accepted_domains"`
+	TrustedNetworks []string      `yaml:"trusted_networks"`
+	Downstream      string        `yaml:"downstream"`
+	DownstreamTLS   DownstreamTLS `yaml:"downstream_tls"`
+	ProxyProtocol   []string      `yaml:"proxy_protocol"`
+	SMTP            SMTP          `yaml:"smtp"`
+	TLS             TLS           `yaml:"tls"`
+	Auth            Auth          `yaml:"auth"`
+	Limits          Limits        `yaml:"limits"`
+	Filter          Filter        `yaml:"filter"`
+	Archive         Archive       `yaml:"archive"`
+	Metrics         Metrics       `yaml:"metrics"`
+	Definitions     Definitions   `yaml:"definitions"`
+	Updates         Updates       `yaml:"updates"`
 
 	// Source is the file this came from ("" for the embedded defaults).
 	Source string `yaml:"-"`
@@ -73,6 +74,30 @@ type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 }
+
+// DownstreamTLS is how sclgate uses STARTTLS towards an SMTP or LMTP
+// downstream, with the levels of Postfix's smtp_tls_security_level.
+type DownstreamTLS struct {
+	Mode       string `yaml:"mode"`
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// What downstream_tls.mode may say.
+const (
+	// TLSNone: plaintext, STARTTLS never tried.
+	TLSNone = "none"
+	// TLSMay: STARTTLS when the downstream offers it, its certificate
+	// not checked (RFC 7435's opportunistic security); plaintext when it
+	// is not offered or fails.
+	TLSMay = "may"
+	// TLSEncrypt: STARTTLS required, the certificate not checked.
+	TLSEncrypt = "encrypt"
+	// TLSVerify: STARTTLS required, the certificate checked against
+	// ca_file (or the system's roots) and server_name (or the
+	// downstream's host).
+	TLSVerify = "verify"
+)
 
 type Auth struct {
 	Users map[string]string `yaml:"users"`
@@ -455,8 +480,35 @@ func (c *Config) validate() []error {
 	if c.ProxyFrom, err = parsePrefixes(c.ProxyProtocol); err != nil {
 		bad("proxy_protocol: %v", err)
 	}
-	if _, err := ParseDownstream(c.Downstream); err != nil {
+	ds, err := ParseDownstream(c.Downstream)
+	if err != nil {
 		bad("downstream: %v", err)
+	}
+	switch t := c.DownstreamTLS; t.Mode {
+	case TLSNone, TLSMay:
+	case TLSEncrypt, TLSVerify:
+		// Required TLS that can never happen would defer every
+		// message; say so now.
+		if err == nil && ds.Network != "tcp" {
+			bad("downstream_tls.mode: %s needs an smtp:// or lmtp://host:port downstream (%q carries no TLS)", t.Mode, c.Downstream)
+		}
+	default:
+		bad("downstream_tls.mode: %q is not none, may, encrypt or verify", t.Mode)
+	}
+	if t := c.DownstreamTLS; t.Mode != TLSVerify {
+		// Set with another mode they would check nothing: an admin
+		// who wrote them expects a check.
+		if t.CAFile != "" {
+			bad("downstream_tls.ca_file: used only with mode: verify (mode is %q)", t.Mode)
+		}
+		if t.ServerName != "" {
+			bad("downstream_tls.server_name: used only with mode: verify (mode is %q)", t.Mode)
+		}
+	}
+	if n := c.DownstreamTLS.ServerName; n != "" && !validHostname(n) {
+		if _, err := netip.ParseAddr(n); err != nil {
+			bad("downstream_tls.server_name: %q is not a host name or address", n)
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls: cert_file and key_file go together")

@@ -17,7 +17,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:2525" || c.Filter.GatewayThreshold != 7 || c.Filter.StoreThreshold != 5 ||
 		c.Filter.GatewayAction != ActionArchive || !c.Archive.StoreSCL || c.Metrics.Listen != "127.0.0.1:9325" ||
-		c.Limits.CommandTimeout != 5*time.Minute || c.Filter.Classifier != "builtin" {
+		c.Limits.CommandTimeout != 5*time.Minute || c.Filter.Classifier != "builtin" || c.DownstreamTLS.Mode != TLSMay {
 		t.Errorf("defaults: %+v", c)
 	}
 	d, err := ParseDownstream(c.Downstream)
@@ -172,6 +172,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"hostname: \"gw.test\\r\\n250 injected\"\n", "hostname: \"gw.test\\r\\n250 injected\" is not a host name"},
 		{"hostname: mx 1.example.com\n", "is not a host name"},
 		{"updates:\n  source: ftp://defs.example.com/\n", `updates.source: "ftp://defs.example.com/": unsupported scheme "ftp"`},
+		{"downstream_tls:\n  mode: required\n", `line 2: downstream_tls.mode: "required" is not none, may, encrypt or verify`},
+		// Required TLS towards a maildir or a socket could never happen.
+		{"downstream_tls:\n  mode: encrypt\n", `line 2: downstream_tls.mode: encrypt needs an smtp:// or lmtp://host:port downstream ("maildir:sclgate-data/maildir" carries no TLS)`},
+		{"downstream: lmtp:/run/dovecot/lmtp\ndownstream_tls: {mode: verify}\n", "downstream_tls.mode: verify needs an smtp://"},
+		// A check asked for with a mode that makes none.
+		{"downstream: smtp://mailbox:25\ndownstream_tls:\n  ca_file: /etc/ssl/ca.pem\n", `line 3: downstream_tls.ca_file: used only with mode: verify (mode is "may")`},
+		{"downstream: smtp://mailbox:25\ndownstream_tls: {mode: encrypt, server_name: mailbox}\n", `downstream_tls.server_name: used only with mode: verify (mode is "encrypt")`},
+		{"downstream: smtp://mailbox:25\ndownstream_tls: {mode: verify, server_name: \"mail box\"}\n", `downstream_tls.server_name: "mail box" is not a host name or address`},
 	} {
 		_, err := Parse("x.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -180,6 +188,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 	}
 	if _, err := Parse("x.yaml", []byte("hostname: mx1.example.com\nlisten: 0.0.0.0:smtp\n")); err != nil {
 		t.Errorf("good host name and service port: %v", err)
+	}
+	for _, ok := range []string{"downstream_tls: {mode: none}\n", "downstream_tls: {mode: may}\n",
+		"downstream: smtp://10.0.0.5:25\ndownstream_tls: {mode: verify, ca_file: /etc/sclgate/ca.pem, server_name: mailbox.example.com}\n",
+		"downstream: lmtp://[::1]:24\ndownstream_tls: {mode: verify, server_name: \"::1\"}\n",
+		"downstream: lmtp://dovecot:24\ndownstream_tls: {mode: encrypt}\n"} {
+		if _, err := Parse("x.yaml", []byte(ok)); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
 	}
 }
 

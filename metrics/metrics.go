@@ -31,6 +31,8 @@ type Metrics struct {
 	Archived       prometheus.Counter
 	Rejected       *prometheus.CounterVec // label reason: SMTP-level refusals
 
+	DownstreamConnections *prometheus.CounterVec // label tls
+
 	ClassifierErrors *prometheus.CounterVec // label classifier
 	Definitions      *prometheus.GaugeVec   // label version: 1 for the version in use
 	UpdateChecks     *prometheus.CounterVec // label result
@@ -47,6 +49,15 @@ const (
 	FailArchive    = "archive"    // archive write failed
 	FailMaildir    = "maildir"    // writing into the maildir: downstream failed
 	FailClassifier = "classifier" // classifier error, message deferred
+	FailTLS        = "tls"        // downstream_tls encrypt or verify could not start TLS
+)
+
+// TLS outcomes of new downstream connections (label tls of
+// sclgate_downstream_connections_total).
+const (
+	TLSYes    = "yes"    // STARTTLS done
+	TLSNo     = "no"     // plaintext: downstream_tls none, or may and not offered, refused or failed
+	TLSFailed = "failed" // STARTTLS refused or failed (under may a plaintext connection follows)
 )
 
 // RefusalReasons are the label values of sclgate_smtp_refusals_total.
@@ -79,7 +90,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 		}),
 		RelayFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sclgate_relay_failures_total",
-			Help: "Downstream and delivery steps that failed, by reason: connect (downstream unreachable, or it refused sclgate), mail, rcpt (per recipient), data (the downstream refused), timeout, network, maildir, archive, classifier.",
+			Help: "Downstream and delivery steps that failed, by reason: connect (downstream unreachable, or it refused sclgate), mail, rcpt (per recipient), data (the downstream refused), timeout, network, maildir, archive, classifier, tls (downstream_tls encrypt or verify could not start TLS).",
 		}, []string{"reason"}),
 		ScanDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sclgate_scan_duration_seconds",
@@ -111,6 +122,10 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 			Help: "Commands and connections refused at the SMTP level, by reason: " + strings.Join(RefusalReasons, ", ") + ".",
 		}, []string{"reason"}),
 	}
+	m.DownstreamConnections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sclgate_downstream_connections_total",
+		Help: "SMTP and LMTP connections opened to the downstream, by TLS: yes, no (plaintext), failed (STARTTLS refused or failed; under downstream_tls.mode may a plaintext connection follows).",
+	}, []string{"tls"})
 	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sclgate_classifier_errors_total",
 		Help: "Messages the classifier could not score (engine down, timeout, bad answer), by classifier; each was scored by the fallback or deferred with 451.",
@@ -132,7 +147,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 
 	reg.MustRegister(m.Scanned, m.SCL, m.ActedUpon, m.Relayed, m.RelayFailures, m.ScanDuration,
 		m.SessionsActive, m.WeightsEntries, m.WeightsReloads, m.Archived, m.Rejected, build,
-		m.ClassifierErrors, m.Definitions, m.UpdateChecks,
+		m.ClassifierErrors, m.Definitions, m.UpdateChecks, m.DownstreamConnections,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Start every labelled series at 0 so that rate() and alerts work from
@@ -143,8 +158,11 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, a := range []string{"archive", "delete", "reject", "none"} {
 		m.ActedUpon.WithLabelValues(a)
 	}
-	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailMaildir, FailClassifier} {
+	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailMaildir, FailClassifier, FailTLS} {
 		m.RelayFailures.WithLabelValues(r)
+	}
+	for _, t := range []string{TLSYes, TLSNo, TLSFailed} {
+		m.DownstreamConnections.WithLabelValues(t)
 	}
 	m.WeightsReloads.WithLabelValues("ok")
 	m.WeightsReloads.WithLabelValues("error")

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/metrics"
 	"github.com/sclgate/sclgate/safeio"
 )
 
@@ -53,15 +56,38 @@ type Txn interface {
 // Postfix's smtpd_junk_command_limit (100) in a 10-minute DATA.
 const keepAliveEvery = time.Minute
 
-// NewDownstream returns the downstream configured as d. idle is how long
-// an SMTP or LMTP connection is kept open after a transaction, for the next
-// one (0: a new connection for every message).
-func NewDownstream(d config.Downstream, hostname string, timeout, idle time.Duration) Downstream {
+// DownstreamOptions says how NewDownstream talks to an SMTP or LMTP
+// downstream. Only Hostname matters for a maildir.
+type DownstreamOptions struct {
+	Hostname string        // the EHLO (LHLO) name, and the maildir's
+	Timeout  time.Duration // per step
+	// Idle is how long a connection is kept open after a transaction,
+	// for the next one (0: a new connection for every message).
+	Idle time.Duration
+	// TLSMode is downstream_tls.mode (config.TLSNone, TLSMay,
+	// TLSEncrypt or TLSVerify; "" is none). RootCAs (nil: the system's)
+	// and ServerName (empty: the downstream's host) are what
+	// TLSVerify checks the certificate against.
+	TLSMode    string
+	RootCAs    *x509.CertPool
+	ServerName string
+	// Log hears what the caller's errors do not carry: a may-mode
+	// STARTTLS that failed and was given up for plaintext. nil: quiet.
+	Log *slog.Logger
+	// Metrics counts the connections opened (nil: not counted).
+	Metrics *metrics.Metrics
+}
+
+// NewDownstream returns the downstream configured as d.
+func NewDownstream(d config.Downstream, o DownstreamOptions) Downstream {
 	if d.Scheme == "maildir" {
-		return &maildir{dir: d.Address, hostname: hostname}
+		return &maildir{dir: d.Address, hostname: o.Hostname}
 	}
-	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: hostname, timeout: timeout, idle: idle,
-		keepAlive: keepAliveEvery}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &smtpDownstream{network: d.Network, addr: d.Address, lmtp: d.Scheme == "lmtp", hostname: o.Hostname, timeout: o.Timeout, idle: o.Idle,
+		keepAlive: keepAliveEvery, tls: newTLSPolicy(d, o), log: o.Log, metrics: o.Metrics}
 }
 
 // Connection reuse. Dialling, EHLO and QUIT cost the downstream and us more
@@ -91,6 +117,9 @@ type smtpDownstream struct {
 	timeout       time.Duration
 	idle          time.Duration
 	keepAlive     time.Duration // between NOOPs (KeepAlive); tests shorten it
+	tls           tlsPolicy
+	log           *slog.Logger
+	metrics       *metrics.Metrics // nil: not counted
 
 	mu    sync.Mutex
 	cache []*dsConn // idle connections, the most recently used last
@@ -99,7 +128,8 @@ type smtpDownstream struct {
 // dsConn is one downstream connection after EHLO.
 type dsConn struct {
 	c     *smtp.Client
-	conn  net.Conn
+	conn  net.Conn // the TCP (or unix) connection, under any TLS: closing it cuts everything
+	out   net.Conn // what the message is written to: conn, or the TLS connection over it
 	born  time.Time
 	timer *time.Timer // closes the connection when idle too long
 }
@@ -142,13 +172,56 @@ func (d *smtpDownstream) Begin(ctx context.Context, from string, opts *smtp.Mail
 	return t, nil
 }
 
-// dial opens a new connection and says EHLO (LHLO).
+// dial opens a new connection, says EHLO (LHLO) and starts TLS as
+// downstream_tls says.
 func (d *smtpDownstream) dial(ctx context.Context) (*dsConn, error) {
+	dc, err := d.dialTLS(ctx, d.tls.mode)
+	if err != nil && d.tls.mode == config.TLSMay && errors.Is(err, errStartTLS) {
+		// The handshake failed and took the connection with it. May
+		// means TLS when it works: say so, and go on in plaintext over
+		// a new connection, as the admin chose.
+		d.log.Warn("STARTTLS with the downstream failed; going on in plaintext over a new connection (downstream_tls.mode: may)",
+			slog.String("downstream", d.addr), slog.Any("err", err))
+		dc, err = d.dialTLS(ctx, config.TLSNone)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return dc, nil
+}
+
+// dialTLS is dial with the given TLS mode.
+func (d *smtpDownstream) dialTLS(ctx context.Context, mode string) (*dsConn, error) {
 	dialer := net.Dialer{Timeout: d.timeout}
 	conn, err := dialer.DialContext(ctx, d.network, d.addr)
 	if err != nil {
 		return nil, &downstreamError{op: "connect", err: err}
 	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	dc := &dsConn{c: d.newClient(conn), conn: conn, out: conn, born: time.Now()}
+	if err := dc.c.Hello(d.hostname); err != nil {
+		dc.close()
+		return nil, &downstreamError{op: "connect", err: err}
+	}
+	if mode == config.TLSNone || mode == "" {
+		d.count(tlsNo)
+		return dc, nil
+	}
+	secure, err := d.startTLS(ctx, dc, mode) // counts TLS done or failed
+	if err != nil {
+		return nil, err
+	}
+	if secure == nil {
+		// May, and the downstream did not offer STARTTLS or refused
+		// it: plaintext on this connection (RFC 3207 section 4).
+		d.count(tlsNo)
+		return dc, nil
+	}
+	return secure, nil
+}
+
+func (d *smtpDownstream) newClient(conn net.Conn) *smtp.Client {
 	var c *smtp.Client
 	if d.lmtp {
 		c = smtp.NewClientLMTP(conn)
@@ -157,14 +230,14 @@ func (d *smtpDownstream) dial(ctx context.Context) (*dsConn, error) {
 	}
 	c.CommandTimeout = d.timeout
 	c.SubmissionTimeout = d.timeout
-	dc := &dsConn{c: c, conn: conn, born: time.Now()}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if err := c.Hello(d.hostname); err != nil {
-		dc.close()
-		return nil, &downstreamError{op: "connect", err: err}
+	return c
+}
+
+// count adds a connection to sclgate_downstream_connections_total.
+func (d *smtpDownstream) count(tls string) {
+	if d.metrics != nil {
+		d.metrics.DownstreamConnections.WithLabelValues(tls).Inc()
 	}
-	return dc, nil
 }
 
 // take returns a cached connection, or nil.
@@ -339,7 +412,7 @@ func (t *smtpTxn) Data(ctx context.Context, msg io.Reader) (reply string, err er
 	// The data goes straight to the connection through dotStuffer (see
 	// there why); w then writes only the final "\r\n.\r\n".
 	bw := connWriters.Get().(*bufio.Writer)
-	bw.Reset(dc.conn)
+	bw.Reset(dc.out)
 	ds := newDotStuffer(bw)
 	bp := copyBufs.Get().(*[]byte)
 	// Not io.Copy: msg is an io.MultiReader, whose WriteTo would

@@ -79,7 +79,7 @@ limits: {command_timeout: 1s, data_timeout: 1s, downstream_timeout: 1s, max_mess
 		f.Fatal(err)
 	}
 	ds, _ := config.ParseDownstream(cfg.Downstream)
-	srv := New(&Policy{Config: cfg, Scorer: &scorer.Scorer{Classifier: scorer.None{}}, Downstream: NewDownstream(ds, "fuzz.test", time.Second, 0)},
+	srv := New(&Policy{Config: cfg, Scorer: &scorer.Scorer{Classifier: scorer.None{}}, Downstream: NewDownstream(ds, DownstreamOptions{Hostname: "fuzz.test", Timeout: time.Second})},
 		Options{Metrics: metrics.New(prometheus.NewRegistry(), "fuzz")})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

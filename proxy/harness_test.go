@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +91,12 @@ type gwSetup struct {
 	// CreateTemp, if set, is the archive store's CreateTemp (to inject
 	// write failures).
 	CreateTemp func(dir, pattern string) (*os.File, error)
+	// RootCAs is what downstream_tls.mode verify trusts (the YAML's
+	// ca_file is not read here).
+	RootCAs *x509.CertPool
+	// Log is the gateway's log, its downstream's included (nil: quiet,
+	// or stderr with PROXY_TEST_LOG set).
+	Log *slog.Logger
 }
 
 type testGateway struct {
@@ -120,8 +127,8 @@ func startGateway(t *testing.T, s gwSetup) *testGateway {
 		served:     make(chan error, 1),
 	}
 	p := g.policy(s.YAML)
-	var logger *slog.Logger
-	if os.Getenv("PROXY_TEST_LOG") != "" {
+	logger := s.Log
+	if logger == nil && os.Getenv("PROXY_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	g.srv = New(p, Options{Metrics: g.m, Logger: logger})
@@ -162,10 +169,11 @@ func (g *testGateway) policy(yamlText string) *Policy {
 	}
 	list := g.list
 	return &Policy{
-		Config:     cfg,
-		Scorer:     &scorer.Scorer{Classifier: scorer.None{}, Weights: func() *weights.List { return list }},
-		Archive:    store,
-		Downstream: NewDownstream(ds, Hostname(cfg), cfg.Limits.DownstreamTimeout, cfg.Limits.DownstreamIdle),
+		Config:  cfg,
+		Scorer:  &scorer.Scorer{Classifier: scorer.None{}, Weights: func() *weights.List { return list }},
+		Archive: store,
+		Downstream: NewDownstream(ds, DownstreamOptions{Hostname: Hostname(cfg), Timeout: cfg.Limits.DownstreamTimeout, Idle: cfg.Limits.DownstreamIdle,
+			TLSMode: cfg.DownstreamTLS.Mode, ServerName: cfg.DownstreamTLS.ServerName, RootCAs: g.setup.RootCAs, Log: g.setup.Log, Metrics: g.m}),
 	}
 }
 
@@ -462,9 +470,11 @@ type fakeDownstream struct {
 	rcpts    []string // accepted RCPT TO addresses
 	dataSeen int      // Session.Data calls (i.e. DATA commands that got 354)
 	msgs     []dsMessage
-	active   int // transactions open now (MAIL given, not yet ended)
-	sessions int // sessions (connections) ever
-	ended    int // sessions that have ended
+	active   int      // transactions open now (MAIL given, not yet ended)
+	sessions int      // sessions (connections) ever
+	ended    int      // sessions that have ended
+	tlsMails int      // MAIL commands over TLS
+	helos    []string // the client's EHLO name at each MAIL
 }
 
 // startDownstream starts a recording SMTP (or LMTP) server.
@@ -616,6 +626,10 @@ func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	ds.mails = append(ds.mails, from)
+	if _, ok := s.c.TLSConnectionState(); ok {
+		ds.tlsMails++
+	}
+	ds.helos = append(ds.helos, s.c.Hostname())
 	if ds.mailErr != nil {
 		return ds.mailErr
 	}

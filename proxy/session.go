@@ -878,6 +878,16 @@ func (s *session) relay(log *slog.Logger, sp *spool, v verdict) error {
 // downstream's own SMTP answer as it is, or a 451 for anything else.
 func (s *session) downstreamFailed(step string, err error) error {
 	var se *smtp.SMTPError
+	if de := (*downstreamError)(nil); errors.As(err, &de) && de.op == "tls" {
+		// downstream_tls says encrypt or verify, and TLS did not start
+		// (not offered, refused, a certificate that does not verify):
+		// about sclgate's hop, not the sender, so deferred and logged
+		// as a refused greeting is. A may-mode failure never gets here:
+		// it goes on in plaintext.
+		s.log.Warn("TLS with the downstream failed; message deferred", slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
+		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailTLS).Inc()
+		return errDownstream
+	}
 	if de := (*downstreamError)(nil); errors.As(err, &de) && de.op == "connect" && errors.As(err, &se) {
 		// The downstream refused sclgate itself, by its greeting or its
 		// answer to EHLO (a 554 "no service", a HELO or client
@@ -904,11 +914,13 @@ func (s *session) downstreamFailed(step string, err error) error {
 	}
 	if errors.As(err, &se) && se.Code == 530 {
 		// 530: the downstream wants STARTTLS or AUTH first (RFC 3207,
-		// 4954), which sclgate does not do towards it (a Postfix with
-		// smtpd_tls_security_level = encrypt answers MAIL so). About
-		// sclgate again, not the sender: deferred and logged, as a
-		// refused greeting is, rather than bounce every message.
-		s.log.Warn("downstream refused sclgate's session (it asks for STARTTLS or AUTH, which sclgate does not use towards it); message deferred",
+		// 4954): sclgate does not authenticate to it, and uses TLS only
+		// as downstream_tls says (a Postfix with
+		// smtpd_tls_security_level = encrypt answers MAIL so when
+		// sclgate has mode none). About sclgate again, not the sender:
+		// deferred and logged, as a refused greeting is, rather than
+		// bounce every message.
+		s.log.Warn("downstream refused sclgate's session with 530: it wants STARTTLS (see downstream_tls.mode) or AUTH (which sclgate does not do) first; message deferred",
 			slog.String("step", step), slog.String("id", s.id), slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailConnect).Inc()
 		return errDownstream

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -686,7 +687,21 @@ func archiveRelease(e env, args []string) int {
 			return 2
 		}
 	}
-	down := proxy.NewDownstream(ds, proxy.Hostname(c.cfg), c.cfg.Limits.DownstreamTimeout, 0)
+	// The downstream's log says only what the release's own errors do
+	// not: a may-mode STARTTLS given up for plaintext.
+	dlog := slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))
+	do, err := downstreamOptions(c.cfg, 0, dlog, nil)
+	if err != nil {
+		c.errorf("%v", err)
+		return 2
+	}
+	down := proxy.NewDownstream(ds, do)
 	// Ctrl-C or a TERM stops the release through its error paths, which
 	// leave the right mark (none when nothing was sent), rather than
 	// killing it wherever it is.

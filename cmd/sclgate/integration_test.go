@@ -9,18 +9,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +29,7 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/internal/syncbuf"
+	"github.com/sclgate/sclgate/internal/testcert"
 	"github.com/sclgate/sclgate/internal/testnet"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -980,6 +974,10 @@ func TestServeCheck(t *testing.T) {
 		"tls pair": {"tls:\n  cert_file: " + tlsKey + "\n  key_file: " + tlsKey + "\n", "line 2: tls.cert_file: " + tlsKey + " and " + tlsKey + ": failed to find certificate PEM data"},
 		// Not waited on for ever (it was, silently).
 		"tls fifo": {"tls:\n  cert_file: " + filepath.Join(dir, "cert.fifo") + "\n  key_file: " + filepath.Join(dir, "no.key") + "\n", "line 2: tls.cert_file: " + filepath.Join(dir, "cert.fifo") + ": is not a regular file"},
+		"downstream ca_file": {"downstream: smtp://127.0.0.1:25\ndownstream_tls:\n  mode: verify\n  ca_file: " + filepath.Join(dir, "no-ca.pem") + "\n",
+			"line 4: downstream_tls.ca_file: open " + filepath.Join(dir, "no-ca.pem")},
+		"downstream ca_file not PEM": {"downstream: smtp://127.0.0.1:25\ndownstream_tls:\n  mode: verify\n  ca_file: " + tlsKey + "\n",
+			"line 4: downstream_tls.ca_file: " + tlsKey + ": no PEM certificate in it"},
 	} {
 		if err := syscall.Mkfifo(filepath.Join(dir, "cert.fifo"), 0o644); err != nil && !os.IsExist(err) {
 			t.Fatal(err)
@@ -1006,20 +1004,10 @@ func TestServeCheck(t *testing.T) {
 // selfSigned writes a throwaway certificate for 127.0.0.1.
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		DNSNames: []string{"gw.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
+	c := testcert.SelfSigned(t, "gw.test", "127.0.0.1")
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	os.WriteFile(certFile, c.CertPEM, 0o644)
+	os.WriteFile(keyFile, c.KeyPEM, 0o600)
 	return certFile, keyFile
 }
 
@@ -1158,5 +1146,50 @@ func TestServeStartTLSDropsPipelined(t *testing.T) {
 	all, _ = io.ReadAll(c.r)
 	if !strings.Contains(string(all), "550 ") || !strings.Contains(string(all), "421 ") {
 		t.Errorf("idle after a handshake of plaintext: %q, want 550 then go-smtp's 421", all)
+	}
+}
+
+// Two sclgates in a row, the second as the first one's mailbox server:
+// downstream_tls verify takes the CA from ca_file, the message arrives
+// over TLS (the second's Received field says ESMTPS), and a certificate
+// for another name defers mail with a 451, logged and counted.
+func TestServeDownstreamTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	cert := ca.Issue(t, "mailbox.test")
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "mailbox.pem"), filepath.Join(dir, "mailbox.key")
+	os.WriteFile(caFile, ca.PEM, 0o644)
+	os.WriteFile(certFile, cert.CertPEM, 0o644)
+	os.WriteFile(keyFile, cert.KeyPEM, 0o600)
+	maildir := filepath.Join(dir, "maildir")
+	mailbox := startGW(t, "downstream: maildir:"+maildir+"\ntls:\n  cert_file: "+certFile+"\n  key_file: "+keyFile+"\n")
+
+	front := startGW(t, "downstream: smtp://"+mailbox.addr+"\ndownstream_tls:\n  mode: verify\n  ca_file: "+caFile+"\n  server_name: mailbox.test\n")
+	if out := swaks(t, front.addr, "--to", "bob@example.com", "--body", "over TLS"); !reply(out, "250 ") {
+		t.Fatalf("relay over TLS:\n%s", out)
+	}
+	var files []string
+	for deadline := time.Now().Add(5 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		files, _ = filepath.Glob(filepath.Join(maildir, "new", "*"))
+	}
+	if len(files) != 1 {
+		t.Fatalf("mailbox got %d messages, want 1", len(files))
+	}
+	msg, _ := os.ReadFile(files[0])
+	if !regexp.MustCompile(`Received: from gw\.test \(\[127\.0\.0\.1\]\)\r?\n\tby gw\.test \(sclgate\) with ESMTPS `).Match(msg) {
+		t.Errorf("the mailbox's Received field does not say TLS:\n%s", msg)
+	}
+	if n := front.metric(t, `sclgate_downstream_connections_total{tls="yes"}`); n != 1 {
+		t.Errorf("downstream connections over TLS: %v, want 1", n)
+	}
+
+	other := startGW(t, "downstream: smtp://"+mailbox.addr+"\ndownstream_tls:\n  mode: verify\n  ca_file: "+caFile+"\n  server_name: other.test\n")
+	if out := swaks(t, other.addr, "--to", "bob@example.com", "--body", "not for other.test"); !reply(out, "451 4.4.1 ") {
+		t.Errorf("certificate for another name:\n%s", out)
+	}
+	other.waitLog(t, "TLS with the downstream failed; message deferred")
+	other.waitLog(t, "certificate is valid for mailbox.test, not other.test")
+	if n := other.metric(t, `sclgate_relay_failures_total{reason="tls"}`); n != 1 {
+		t.Errorf("relay failures for TLS: %v, want 1", n)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -104,7 +105,8 @@ func cmdServe(e env, args []string) int {
 }
 
 // checkFiles checks what "serve -check" checks beyond the YAML: that the
-// weight list parses and the TLS key pair loads. What serve would run
+// weight list parses, and the TLS key pair and the downstream's CA
+// certificates load. What serve would run
 // with but the admin should know of goes to warn.
 func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error {
 	if f := cfg.Filter.WeightsFile; f != "" {
@@ -126,6 +128,9 @@ func checkFiles(cfg *config.Config, warn func(format string, args ...any)) error
 		return fmt.Errorf("%s: %w", cfg.Where("archive", "dir"), err)
 	}
 	if _, err := loadTLS(cfg); err != nil {
+		return err
+	}
+	if _, err := downstreamOptions(cfg, 0, nil, nil); err != nil {
 		return err
 	}
 	d, err := loadDefinitions(cfg)
@@ -205,6 +210,33 @@ func loadTLS(cfg *config.Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("%s: %s and %s: %s", cfg.Where("tls", "cert_file"), cfg.TLS.CertFile, cfg.TLS.KeyFile, strings.TrimPrefix(err.Error(), "tls: "))
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// downstreamOptions is how sclgate talks to cfg's downstream, keeping a
+// connection idle for the next message as long as idle says (0: one per
+// delivery). A downstream_tls.ca_file that does not load is an error that
+// names the file and the key. log and m may be nil.
+func downstreamOptions(cfg *config.Config, idle time.Duration, log *slog.Logger, m *metrics.Metrics) (proxy.DownstreamOptions, error) {
+	o := proxy.DownstreamOptions{
+		Hostname:   proxy.Hostname(cfg),
+		Timeout:    cfg.Limits.DownstreamTimeout,
+		Idle:       idle,
+		TLSMode:    cfg.DownstreamTLS.Mode,
+		ServerName: cfg.DownstreamTLS.ServerName,
+		Log:        log,
+		Metrics:    m,
+	}
+	if f := cfg.DownstreamTLS.CAFile; f != "" {
+		pem, err := safeio.ReadFile(f, 16<<20)
+		if err != nil {
+			return o, fmt.Errorf("%s: %w", cfg.Where("downstream_tls", "ca_file"), err)
+		}
+		o.RootCAs = x509.NewCertPool()
+		if !o.RootCAs.AppendCertsFromPEM(pem) {
+			return o, fmt.Errorf("%s: %s: no PEM certificate in it", cfg.Where("downstream_tls", "ca_file"), f)
+		}
+	}
+	return o, nil
 }
 
 // gateway is one running sclgate: the SMTP server, the metrics endpoint and
@@ -381,7 +413,11 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		if to != "" {
 			rcpts = []string{to}
 		}
-		down := proxy.NewDownstream(ds, proxy.Hostname(c), c.Limits.DownstreamTimeout, 0)
+		do, err := downstreamOptions(c, 0, log, g.metrics)
+		if err != nil {
+			return err
+		}
+		down := proxy.NewDownstream(ds, do)
 		// Not the request's context: a browser that goes away must not
 		// stop a delivery halfway.
 		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now(), releaseAdvice{web: true, wd: wd, config: c.Source, dir: store.Dir(),
@@ -501,6 +537,10 @@ func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool)
 	if err != nil {
 		return nil, err
 	}
+	do, err := downstreamOptions(cfg, cfg.Limits.DownstreamIdle, g.log.With(slog.String("component", "downstream")), g.metrics)
+	if err != nil {
+		return nil, err
+	}
 	var store *archive.Store
 	if cfg.Archive.Dir != "" {
 		if store, err = archive.Open(cfg.Archive.Dir, archive.Options{StoreSCL: cfg.Archive.StoreSCL}); err != nil {
@@ -521,7 +561,7 @@ func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool)
 		Config:     cfg,
 		Scorer:     sc,
 		Archive:    store,
-		Downstream: proxy.NewDownstream(ds, proxy.Hostname(cfg), cfg.Limits.DownstreamTimeout, cfg.Limits.DownstreamIdle),
+		Downstream: proxy.NewDownstream(ds, do),
 	}, nil
 }
 
