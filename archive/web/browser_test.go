@@ -455,4 +455,32 @@ func TestBrowser(t *testing.T) {
 	}
 	w.screenshot(shot)
 	t.Logf("screenshot: %s", shot)
+
+	// Pages of 20, browsed with their links. (A server of its own: the
+	// page size is set before it serves.)
+	paged := New(f.store, testUsers(t), smtpRelease(f, dsAddr), nil)
+	paged.PageSize = 20
+	ts2 := httptest.NewServer(paged)
+	t.Cleanup(ts2.Close)
+	w.navigate(ts2.URL + "/")
+	w.typeInto("input[name=user]", testUser)
+	w.typeInto("input[name=password]", testPass)
+	w.click("#login")
+	for _, step := range []struct{ click, want string }{
+		{"", "44 of 44 archived message(s); showing 1–20, newest first (page 1 of 3)."},
+		{"a[rel=next]", "showing 21–40, newest first (page 2 of 3)."},
+		{"a[rel=next]", "showing 41–44, newest first (page 3 of 3)."},
+		{"a[rel=prev]", "showing 21–40, newest first (page 2 of 3)."},
+	} {
+		if step.click != "" {
+			w.click(step.click)
+		}
+		if got := w.waitText("#count", containsFn(step.want)); !strings.Contains(got, step.want) {
+			t.Fatalf("after %q: %q, want %q (url %s)", step.click, got, step.want, w.url())
+		}
+	}
+	if n := w.str(`return String(document.querySelectorAll('#messages tbody tr').length)`); n != "20" {
+		t.Errorf("page 2: %s rows, want 20", n)
+	}
+	w.noScriptRan("paged list")
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,8 +263,13 @@ type listData struct {
 	Rows     []row
 	Total    int // matching messages
 	All      int // messages in the archive
-	Capped   bool
 	Chart    chart
+	// Paging: Page of Pages (from 1, the newest), rows First to Last of
+	// Total (from 1; 0 when none), links to the pages either side ("" at
+	// the ends).
+	Page, Pages        int
+	First, Last        int
+	NewerURL, OlderURL string
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -311,22 +317,67 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 		if !f.matchEnvelope(it) {
 			continue
 		}
-		var h headerInfo
-		if f.Subject != "" || len(d.Rows) < MaxRows {
-			h = s.headerOf(it)
-			if !containsFold(h.Subject, f.Subject) {
-				continue
-			}
+		// The subject is in the message's header: read only when it is
+		// asked for (and cached), else only for the rows shown.
+		if f.Subject != "" && !containsFold(s.headerOf(it).Subject, f.Subject) {
+			continue
 		}
 		matched = append(matched, it)
-		if len(d.Rows) < MaxRows {
-			d.Rows = append(d.Rows, makeRow(it, h))
-		}
 	}
 	d.Total = len(matched)
-	d.Capped = d.Total > len(d.Rows)
 	d.Chart = buildChart(matched, s.now())
+
+	// Pages count from the newest message, PageSize rows each.
+	size := s.PageSize
+	if size <= 0 {
+		size = MaxRows
+	}
+	d.Pages = max(1, (d.Total+size-1)/size)
+	d.Page = 1
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		switch {
+		case err != nil || n < 1:
+			d.Problems = append(d.Problems, "Page must be a number from 1; showing the first.")
+		case n > d.Pages:
+			d.Problems = append(d.Problems, fmt.Sprintf("Page %d is past the end (%d page(s)); showing the last.", n, d.Pages))
+			d.Page = d.Pages
+		default:
+			d.Page = n
+		}
+	}
+	start := (d.Page - 1) * size
+	end := min(start+size, d.Total)
+	for _, it := range matched[start:end] {
+		d.Rows = append(d.Rows, makeRow(it, s.headerOf(it)))
+	}
+	if d.Total > 0 {
+		d.First, d.Last = start+1, end
+	}
+	if d.Page > 1 {
+		d.NewerURL = f.pageURL(d.Page - 1)
+	}
+	if d.Page < d.Pages {
+		d.OlderURL = f.pageURL(d.Page + 1)
+	}
 	s.render(w, http.StatusOK, "list.html", d)
+}
+
+// pageURL is the list with the filters f and page n.
+func (f *filter) pageURL(n int) string {
+	v := url.Values{}
+	for _, kv := range [][2]string{{"scl", f.SCL}, {"from", f.From}, {"to", f.To}, {"subject", f.Subject}, {"since", f.Since}, {"until", f.Until}} {
+		if kv[1] != "" {
+			v.Set(kv[0], kv[1])
+		}
+	}
+	if n > 1 {
+		v.Set("page", strconv.Itoa(n))
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
 }
 
 func sclText(it archive.Item) (string, string) {

@@ -49,7 +49,8 @@ const (
 	SessionTTL = 8 * time.Hour
 	// sessionMaxAge bounds a session however much it is used.
 	sessionMaxAge = 24 * time.Hour
-	// MaxRows is the most rows the list shows; the filters narrow it down.
+	// MaxRows is the most rows a page of the list shows (Server.PageSize
+	// unless set); the others are on further pages.
 	MaxRows = 500
 	// MaxViewText is how much of a message's decoded text the view shows.
 	MaxViewText = 256 << 10
@@ -112,6 +113,10 @@ type Server struct {
 
 	// Now is the clock, for tests. nil means time.Now.
 	Now func() time.Time
+
+	// PageSize is how many rows a page of the list shows; 0 means
+	// MaxRows.
+	PageSize int
 
 	logins throttle // failed logins, by address and user
 

@@ -813,3 +813,90 @@ func TestListReadsReusedNameAgain(t *testing.T) {
 		t.Error("the old subject is still listed")
 	}
 }
+
+// The list shows PageSize rows a page, newest first, with links either
+// way that keep the filters; a page past the end shows the last.
+func TestPaging(t *testing.T) {
+	s := newTestServer(t)
+	s.srv.PageSize = 10
+	c := newClient(t, s.ts.URL)
+	c.login(testUser, testPass)
+	rowsRE := regexp.MustCompile(`<td><a href="(/message/[^"]+)">`)
+	ids := func(body string) []string {
+		var out []string
+		for _, m := range rowsRE.FindAllStringSubmatch(body, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	linkRE := regexp.MustCompile(`<a href="([^"]+)" rel="(prev|next)">`)
+	links := func(body string) map[string]string {
+		out := map[string]string{}
+		for _, m := range linkRE.FindAllStringSubmatch(body, -1) {
+			out[m[2]] = html.UnescapeString(m[1])
+		}
+		return out
+	}
+	// 45 messages: pages of 10, 10, 10, 10, 5, each once, newest first.
+	_, body := c.get("/")
+	if !strings.Contains(body, "45 of 45 archived message(s); showing 1–10, newest first (page 1 of 5).") {
+		t.Errorf("first page's count line missing:\n%s", body)
+	}
+	var all []string
+	seen := map[string]bool{}
+	path := "/"
+	for page := 1; page <= 5; page++ {
+		_, body := c.get(path)
+		got := ids(body)
+		want := 10
+		if page == 5 {
+			want = 5
+		}
+		if len(got) != want {
+			t.Fatalf("page %d: %d rows, want %d", page, len(got), want)
+		}
+		for _, id := range got {
+			if seen[id] {
+				t.Errorf("page %d shows %s again", page, id)
+			}
+			seen[id] = true
+		}
+		all = append(all, got...)
+		l := links(body)
+		if (page > 1) != (l["prev"] != "") || (page < 5) != (l["next"] != "") {
+			t.Errorf("page %d: links %v", page, l)
+		}
+		path = l["next"]
+	}
+	// Newest first across the pages: page 1 starts with the newest.
+	if all[0] != "/message/"+url.PathEscape(s.broken) {
+		t.Errorf("first row %s, want the newest (%s)", all[0], s.broken)
+	}
+	// Filters carry over into the links.
+	_, body = c.get("/?scl=8&page=2")
+	if got := ids(body); len(got) != 9 { // 19 messages at SCL 8 or more
+		t.Errorf("scl=8 page 2: %d rows, want 9", len(got))
+	}
+	if l := links(body); l["prev"] != "/?scl=8" || l["next"] != "" {
+		t.Errorf("scl=8 page 2 links %v", l)
+	}
+	for _, c2 := range []struct{ query, problem string }{
+		{"page=99", "Page 99 is past the end (5 page(s)); showing the last."},
+		{"page=0", "Page must be a number from 1; showing the first."},
+		{"page=banana", "Page must be a number from 1; showing the first."},
+		{"page=99999999999999999999", "Page must be a number from 1; showing the first."},
+	} {
+		_, body := c.get("/?" + c2.query)
+		if !strings.Contains(body, html.EscapeString(c2.problem)) {
+			t.Errorf("%s: page lacks %q", c2.query, c2.problem)
+		}
+		if len(ids(body)) == 0 {
+			t.Errorf("%s: no rows", c2.query)
+		}
+	}
+	// One page: no pager.
+	s.srv.PageSize = 0
+	if _, body := c.get("/"); strings.Contains(body, `class="pager"`) || len(ids(body)) != 45 {
+		t.Errorf("one page of %d rows, pager shown: %v", len(ids(body)), strings.Contains(body, `class="pager"`))
+	}
+}
