@@ -483,4 +483,24 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("page 2: %s rows, want 20", n)
 	}
 	w.noScriptRan("paged list")
+
+	// Delete asks first: unticked, the browser does not send the form
+	// (the box is required); ticked, the message goes.
+	w.navigate(ts2.URL + "/message/" + f.big)
+	w.waitText("#msgid", equalFn(f.big))
+	w.click("#delete")
+	if got := w.waitText("#msgid", equalFn(f.big)); got != f.big || !strings.Contains(w.url(), "/message/") {
+		t.Errorf("unticked delete left the page: %s", w.url())
+	}
+	if _, err := f.store.Get(f.big); err != nil {
+		t.Fatalf("deleted without the box ticked: %v", err)
+	}
+	w.click("#confirm-delete")
+	w.click("#delete")
+	if got := w.waitText("#done", containsFn("deleted")); !strings.Contains(got, "deleted") {
+		t.Errorf("after a ticked delete: %q", got)
+	}
+	if _, err := f.store.Get(f.big); err == nil {
+		t.Errorf("the message is still there after a ticked delete")
+	}
 }

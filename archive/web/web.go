@@ -478,6 +478,13 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 		http.Error(w, "Bad request: invalid message ID", http.StatusBadRequest)
 		return
 	}
+	if r.PostFormValue("confirm") != "yes" {
+		// Deleting cannot be undone, and the page runs no script to
+		// ask "are you sure": the form's box must be ticked (the
+		// browser insists too, as the box is required).
+		s.renderError(w, sess, http.StatusBadRequest, "Not deleted: tick “for good” next to the Delete button to confirm.")
+		return
+	}
 	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
 	if err := s.store.Delete(id); err != nil {
 		s.actionFailed(w, sess, log, "Delete", http.StatusInternalServerError, err)

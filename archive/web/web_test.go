@@ -416,7 +416,15 @@ func TestReleaseAndDelete(t *testing.T) {
 		t.Errorf("release to a bad address: %d, want 400", resp.StatusCode)
 	}
 
-	resp, _ = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}})
+	// Not without the box ticked: deleting cannot be undone.
+	resp, body = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Not deleted: tick") {
+		t.Errorf("delete unconfirmed: %d", resp.StatusCode)
+	}
+	if _, err := s.store.Get(s.hostile); err != nil {
+		t.Fatalf("deleted unconfirmed: %v", err)
+	}
+	resp, _ = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("delete: %d", resp.StatusCode)
 	}
@@ -428,12 +436,12 @@ func TestReleaseAndDelete(t *testing.T) {
 		t.Errorf("delete log: %v", recs)
 	}
 	// Deleting it again: 404, logged as failed.
-	if resp, _ := c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("second delete: %d, want 404", resp.StatusCode)
 	}
 	// IDs that reach outside the directory are refused.
 	for _, id := range []string{"..%2Fx", ".hidden", "%00"} {
-		if resp, _ := c.post("/message/"+id+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
+		if resp, _ := c.post("/message/"+id+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusNotFound {
 			t.Errorf("delete %s: %d", id, resp.StatusCode)
 		}
 	}
@@ -635,7 +643,7 @@ func TestOddFileNames(t *testing.T) {
 			t.Errorf("view of %q: %d", name, resp.StatusCode)
 			continue
 		}
-		if resp, _ := c.post(href+"/delete", url.Values{"csrf": {c.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		if resp, _ := c.post(href+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusSeeOther {
 			t.Errorf("delete %q: %d", name, resp.StatusCode)
 		}
 		if _, err := os.Stat(filepath.Join(dir, name+".eml")); !errors.Is(err, fs.ErrNotExist) {
