@@ -55,9 +55,9 @@ const (
 // TLS outcomes of new downstream connections (label tls of
 // sclgate_downstream_connections_total).
 const (
-	TLSYes    = "yes"    // STARTTLS done
-	TLSNo     = "no"     // plaintext: downstream_tls none, or may and not offered, refused or failed
-	TLSFailed = "failed" // STARTTLS refused or failed (under may a plaintext connection follows)
+	TLSYes    = "yes"    // a connection over TLS
+	TLSNo     = "no"     // a plaintext connection: downstream_tls none, or may and STARTTLS not offered, refused or failed
+	TLSFailed = "failed" // a STARTTLS attempt refused or failed (not a connection: under may plaintext follows, counted as no)
 )
 
 // RefusalReasons are the label values of sclgate_smtp_refusals_total.
@@ -124,7 +124,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	}
 	m.DownstreamConnections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sclgate_downstream_connections_total",
-		Help: "SMTP and LMTP connections opened to the downstream, by TLS: yes, no (plaintext), failed (STARTTLS refused or failed; under downstream_tls.mode may a plaintext connection follows).",
+		Help: "SMTP and LMTP connections sclgate set up to the downstream, by TLS: yes or no (plaintext); and failed: STARTTLS attempts refused or failed (under downstream_tls.mode may, plaintext follows, counted as no).",
 	}, []string{"tls"})
 	m.ClassifierErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sclgate_classifier_errors_total",

@@ -208,7 +208,21 @@ func (d *smtpDownstream) dialTLS(ctx context.Context, mode string) (*dsConn, err
 		d.count(tlsNo)
 		return dc, nil
 	}
-	secure, err := d.startTLS(ctx, dc, mode) // counts TLS done or failed
+	tctx := ctx
+	if mode == config.TLSMay {
+		// A handshake that hangs (a path-MTU black hole eats the
+		// certificate's large packets while SMTP's small lines get
+		// through) must leave time for the plaintext that may falls
+		// back to: it gets half the time left.
+		budget := d.timeout / 2
+		if dl, ok := ctx.Deadline(); ok {
+			budget = min(budget, time.Until(dl)/2)
+		}
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
+	secure, err := d.startTLS(tctx, dc, mode) // counts TLS done or failed
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func (p tlsPolicy) config(mode string) *tls.Config {
 var errStartTLS = errors.New("STARTTLS failed")
 
 // startTLS starts TLS on dc, which has said EHLO, as mode (may, encrypt or
-// verify) says. It returns the connection to use from now on, or nil when
+// verify) says, within ctx. It returns the connection to use from now on, or nil when
 // mode is may and the downstream did not offer STARTTLS or refused it:
 // dc then goes on in plaintext (RFC 3207 section 4). On error dc is
 // closed.
@@ -88,7 +88,11 @@ func (d *smtpDownstream) startTLS(ctx context.Context, dc *dsConn, mode string) 
 		dc.conn.Close()
 		return nil, &downstreamError{op: "tls", err: fmt.Errorf("%w: %w", errStartTLS, err)}
 	}
-	dc.conn.SetDeadline(time.Now().Add(d.timeout))
+	deadline := time.Now().Add(d.timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	dc.conn.SetDeadline(deadline)
 	if _, err := io.WriteString(dc.conn, "STARTTLS\r\n"); err != nil {
 		return failed(err)
 	}

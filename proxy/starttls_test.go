@@ -137,6 +137,22 @@ func TestDownstreamTLS(t *testing.T) {
 		}
 	})
 
+	// A handshake that hangs (the downstream agrees, then says nothing)
+	// leaves may half the time for plaintext: the message goes.
+	t.Run("may_handshake_hangs", func(t *testing.T) {
+		ds := stallingTLSDownstream(t)
+		var logs syncbuf.Buffer
+		g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {downstream_timeout: 2s}", Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		relayOne(t, g, ds)
+		if mails, tlsMails, _ := ds.tlsCounts(); mails != 1 || tlsMails != 0 {
+			t.Errorf("downstream got %d MAIL commands, %d over TLS; want 1 and 0", mails, tlsMails)
+		}
+		wantConnections(t, g, 0, 1, 1)
+		if !strings.Contains(logs.String(), "STARTTLS with the downstream failed; going on in plaintext over a new connection") {
+			t.Errorf("log %q: want the failed handshake", logs.String())
+		}
+	})
+
 	// Required TLS that does not happen defers the message, at MAIL,
 	// before the client has sent it; it is about sclgate's hop, never
 	// a 5xx.
@@ -149,6 +165,7 @@ func TestDownstreamTLS(t *testing.T) {
 		{"encrypt_not_offered", "downstream_tls: {mode: encrypt}", func(t *testing.T) *fakeDownstream { return startDownstream(t, false) }, false,
 			"the downstream does not offer STARTTLS (downstream_tls.mode: encrypt)"},
 		{"encrypt_handshake_fails", "downstream_tls: {mode: encrypt}", failingTLSDownstream, false, "STARTTLS failed"},
+		{"encrypt_handshake_hangs", "downstream_tls: {mode: encrypt}", stallingTLSDownstream, false, "STARTTLS failed"},
 		{"verify_unknown_authority", "downstream_tls: {mode: verify}", func(t *testing.T) *fakeDownstream { return tlsDownstream(t, false, self) }, true,
 			"certificate signed by unknown authority"},
 		{"verify_other_name", "downstream_tls: {mode: verify}", func(t *testing.T) *fakeDownstream {
@@ -225,6 +242,20 @@ func failingTLSDownstream(t *testing.T) *fakeDownstream {
 			return nil, errors.New("no certificate today")
 		}}
 	})
+}
+
+// stallingTLSDownstream offers STARTTLS, agrees to it and then never
+// answers the handshake (until the test ends).
+func stallingTLSDownstream(t *testing.T) *fakeDownstream {
+	stop := make(chan struct{})
+	ds := startDownstreamOn(t, false, nil, func(s *smtp.Server) {
+		s.TLSConfig = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			<-stop
+			return nil, errors.New("stopped")
+		}}
+	})
+	t.Cleanup(func() { close(stop) }) // before the downstream's own cleanup
+	return ds
 }
 
 // offerSTARTTLS makes a go-smtp server without a certificate offer
