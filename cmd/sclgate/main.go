@@ -85,7 +85,7 @@ func (c *outputCheck) Write(p []byte) (int, error) {
 }
 
 // flagExit is the exit code for a failed flag parse: 0 when help was
-// asked for (-h, -help; the usage went to stderr), as the flag package's
+// asked for (-h, -help; the usage went to stdout, see dispatch), as the flag package's
 // own ExitOnError has it, else usage, the command's code for a usage
 // error.
 func flagExit(err error, usage int) int {
@@ -93,6 +93,20 @@ func flagExit(err error, usage int) int {
 		return 0
 	}
 	return usage
+}
+
+// asksHelp reports whether args hold -h, -help or --help among their
+// flags (before a "--").
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // isHelp reports whether arg asks for help rather than naming a
@@ -107,6 +121,13 @@ func isHelp(arg string) bool {
 
 // dispatch runs the subcommand args[0] and returns its exit code.
 func dispatch(args []string, e env) int {
+	if asksHelp(args) {
+		// Help asked for is the command's output, as the command
+		// list's is: on standard output ("sclgate serve -h | less"),
+		// whichever command or subcommand prints it. (A usage error
+		// still goes to standard error.)
+		e.stderr = e.stdout
+	}
 	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
