@@ -336,8 +336,11 @@ func startGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 			g.failed <- err
 		}
 	}()
-	attrs := []any{slog.String("listen", g.smtpLn.Addr().String()), slog.String("downstream", cfg.Downstream),
-		slog.String("classifier", cfg.Filter.Classifier), slog.String("config", cfg.Source), slog.String("version", version)}
+	attrs := []any{slog.String("listen", g.smtpLn.Addr().String()), slog.String("downstream", cfg.Downstream)}
+	if !strings.HasPrefix(cfg.Downstream, "maildir:") {
+		attrs = append(attrs, slog.String("downstream_tls", cfg.DownstreamTLS.Mode))
+	}
+	attrs = append(attrs, slog.String("classifier", cfg.Filter.Classifier), slog.String("config", cfg.Source), slog.String("version", version))
 	if g.httpLn != nil {
 		attrs = append(attrs, slog.String("metrics", g.httpLn.Addr().String()))
 	}
