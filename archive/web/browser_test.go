@@ -413,6 +413,10 @@ func TestBrowser(t *testing.T) {
 	if done := w.waitText("#done", containsFn("released")); !strings.Contains(done, f.invoice) || !strings.Contains(done, "released") {
 		t.Errorf("after release the page says %q", done)
 	}
+	// Back on the list it was opened from, filters and all.
+	if u := w.url(); !strings.Contains(u, "scl=8") || !strings.Contains(u, "subject=invoice") {
+		t.Errorf("after release: %s, want the filtered list", u)
+	}
 	if recs := logs.records("archive web: released"); len(recs) != 1 || recs[0]["user"] != testUser {
 		t.Errorf("release log: %v", recs)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -53,13 +54,43 @@ func (c *headerCache) get(id string) (headerInfo, bool) {
 	return h, ok
 }
 
+// maxCachedHeaders bounds the cache (a few hundred bytes an entry: the
+// subject and sender are cut to 200 and 120 characters). Past it, headers
+// not cached are read each time they are needed, and the cached ones
+// stay: emptying the cache when full made every subject search of a
+// larger archive read every message again, page after page.
+const maxCachedHeaders = 200000
+
 func (c *headerCache) put(id string, h headerInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= 50000 {
-		clear(c.m)
+	if len(c.m) < maxCachedHeaders {
+		c.m[id] = h
 	}
-	c.m[id] = h
+}
+
+// keep drops the entries of files no longer in items (released, deleted,
+// purged, or replaced under their name), so that the cache holds at most
+// the archive as it is.
+func (c *headerCache) keep(items []archive.Item) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) <= len(items) && len(c.m) < maxCachedHeaders {
+		// No more entries than files: stale ones (if any) are at most
+		// as many as the files, and go once there are more, or when
+		// the cache is full. Checking them all at every page load
+		// would cost a map lookup per file.
+		return
+	}
+	live := make(map[string]bool, len(items))
+	for _, it := range items {
+		live[cacheKey(it)] = true
+	}
+	for k := range c.m {
+		if !live[k] {
+			delete(c.m, k)
+		}
+	}
 }
 
 // cacheKey names one file under its ID.
@@ -270,12 +301,16 @@ type listData struct {
 	Page, Pages        int
 	First, Last        int
 	NewerURL, OlderURL string
+	// Self is this page's query (listQuery), which the message links
+	// carry so that the view and its actions lead back here.
+	Self string
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	q := r.URL.Query()
 	f, problems := parseFilter(q)
 	items, err := s.store.List()
+	s.headers.keep(items)
 	skipped := 0
 	var se *archive.SkippedError
 	switch {
@@ -333,18 +368,21 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 		size = MaxRows
 	}
 	d.Pages = max(1, (d.Total+size-1)/size)
-	d.Page = 1
-	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		switch {
-		case err != nil || n < 1:
-			d.Problems = append(d.Problems, "Page must be a number from 1; showing the first.")
-		case n > d.Pages:
-			d.Problems = append(d.Problems, fmt.Sprintf("Page %d is past the end (%d page(s)); showing the last.", n, d.Pages))
-			d.Page = d.Pages
-		default:
-			d.Page = n
+	n, ok := parsePage(q.Get("page"))
+	switch {
+	case !ok:
+		d.Problems = append(d.Problems, "Page must be a number from 1; showing the first.")
+		d.Page = 1
+	case n > d.Pages:
+		// Back from a release or delete that emptied the last page,
+		// or with nothing matching, the last page is simply where
+		// one is; asked for by hand, it is worth a word.
+		if d.Done == "" && d.Total > 0 {
+			d.Problems = append(d.Problems, fmt.Sprintf("Page %s is past the end (%d page(s)); showing the last.", clean(strings.TrimSpace(q.Get("page")), 30), d.Pages))
 		}
+		d.Page = d.Pages
+	default:
+		d.Page = n
 	}
 	start := (d.Page - 1) * size
 	end := min(start+size, d.Total)
@@ -354,6 +392,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	if d.Total > 0 {
 		d.First, d.Last = start+1, end
 	}
+	d.Self = f.listQuery(d.Page)
 	if d.Page > 1 {
 		d.NewerURL = f.pageURL(d.Page - 1)
 	}
@@ -363,8 +402,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	s.render(w, http.StatusOK, "list.html", d)
 }
 
-// pageURL is the list with the filters f and page n.
-func (f *filter) pageURL(n int) string {
+// listQuery is the list's query string (without "?") for the filters f
+// and page n: "" for the first page of everything.
+func (f *filter) listQuery(n int) string {
 	v := url.Values{}
 	for _, kv := range [][2]string{{"scl", f.SCL}, {"from", f.From}, {"to", f.To}, {"subject", f.Subject}, {"since", f.Since}, {"until", f.Until}} {
 		if kv[1] != "" {
@@ -374,11 +414,57 @@ func (f *filter) pageURL(n int) string {
 	if n > 1 {
 		v.Set("page", strconv.Itoa(n))
 	}
-	if len(v) == 0 {
+	return v.Encode()
+}
+
+// pageURL is the list with the filters f and page n.
+func (f *filter) pageURL(n int) string {
+	return listURL(f.listQuery(n))
+}
+
+// listURL is the list page for a query string from listQuery.
+func listURL(query string) string {
+	if query == "" {
 		return "/"
 	}
-	return "/?" + v.Encode()
+	return "/?" + query
 }
+
+// parsePage reads the list's page number: 1 when there is none, n when
+// it is a number from 1, and ok false when it is not (a number too large
+// for an int is taken as past the end, as a large one is).
+func parsePage(v string) (n int, ok bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(v)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		return math.MaxInt, true
+	}
+	if err != nil || n < 1 {
+		return 1, false
+	}
+	return n, true
+}
+
+// keepPlace turns the list query a message view was opened from (its
+// "list" parameter, which the view's forms send back) into a query
+// string of the list's own making: the filters that parse and the page,
+// and nothing else, so that the way back can only lead to the list.
+func keepPlace(list string) string {
+	q, err := url.ParseQuery(list)
+	if err != nil {
+		return ""
+	}
+	f, _ := parseFilter(q)
+	n, _ := parsePage(q.Get("page"))
+	return f.listQuery(min(n, maxPage))
+}
+
+// maxPage bounds a page number carried in links (more than any archive
+// has at 500 a page).
+const maxPage = 1 << 30
 
 func sclText(it archive.Item) (string, string) {
 	if !it.HasSCL {
@@ -447,6 +533,9 @@ type viewData struct {
 	// delivered the message (its unanswered mark): Release here is
 	// refused until it is settled on the command line.
 	MaybeReleased string
+	// List is the list query the view was opened from (keepPlace), and
+	// Back that list page: the actions and the link lead back there.
+	List, Back string
 }
 
 func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -473,11 +562,13 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	d := viewData{
 		page:     page{Title: "Message", User: sess.user, CSRF: sess.csrf},
+		List:     keepPlace(r.URL.Query().Get("list")),
 		ID:       id,
 		Received: it.Received,
 		From:     clean(it.Envelope.From, 300),
 		Size:     it.Size,
 	}
+	d.Back = listURL(d.List)
 	d.SCL, d.SCLClass = sclText(it)
 	if note, ok := s.store.Unanswered(id); ok {
 		d.MaybeReleased = clean(note, 2000)

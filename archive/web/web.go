@@ -469,7 +469,7 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 		return
 	}
 	log.Info("archive web: released")
-	http.Redirect(w, r, doneURL("released", id, sess), http.StatusSeeOther)
+	http.Redirect(w, r, doneURL("released", id, sess, keepPlace(r.PostForm.Get("list"))), http.StatusSeeOther)
 }
 
 func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -491,16 +491,20 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 		return
 	}
 	log.Info("archive web: deleted")
-	http.Redirect(w, r, doneURL("deleted", id, sess), http.StatusSeeOther)
+	http.Redirect(w, r, doneURL("deleted", id, sess, keepPlace(r.PostFormValue("list"))), http.StatusSeeOther)
 }
 
-// doneURL is the list page saying that done (released, deleted) happened
+// doneURL is the list page (list, a query from keepPlace) saying that done (released, deleted) happened
 // to message id, signed with the session's secret: the page shows the id
 // only when the signature holds, so that a link someone else made cannot
 // put a text of theirs ("Message … released. Call the help desk at …")
 // in the page's status line.
-func doneURL(done, id string, sess *session) string {
-	return "/?done=" + done + "&id=" + url.QueryEscape(id) + "&sig=" + doneSig(done, id, sess)
+func doneURL(done, id string, sess *session, list string) string {
+	u := "/?"
+	if list != "" {
+		u += list + "&" // the list page the view was opened from
+	}
+	return u + "done=" + done + "&id=" + url.QueryEscape(id) + "&sig=" + doneSig(done, id, sess)
 }
 
 func doneSig(done, id string, sess *session) string {

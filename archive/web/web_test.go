@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -474,7 +475,7 @@ func TestFilters(t *testing.T) {
 	c.login(testUser, testPass)
 	count := func(body string) int { return strings.Count(body, `<td><a href="/message/`) }
 	_, all := c.get("/")
-	if n := count(all); n != 45 {
+	if n := count(all); n != 45 { // (45 fit on one page, as 500 do)
 		t.Errorf("unfiltered: %d rows, want 45", n)
 	}
 	if !strings.Contains(all, "1 file(s) in the archive directory could not be read") {
@@ -829,7 +830,7 @@ func TestPaging(t *testing.T) {
 	s.srv.PageSize = 10
 	c := newClient(t, s.ts.URL)
 	c.login(testUser, testPass)
-	rowsRE := regexp.MustCompile(`<td><a href="(/message/[^"]+)">`)
+	rowsRE := regexp.MustCompile(`<td><a href="(/message/[^"?]+)[^"]*">`)
 	ids := func(body string) []string {
 		var out []string
 		for _, m := range rowsRE.FindAllStringSubmatch(body, -1) {
@@ -847,7 +848,7 @@ func TestPaging(t *testing.T) {
 	}
 	// 45 messages: pages of 10, 10, 10, 10, 5, each once, newest first.
 	_, body := c.get("/")
-	if !strings.Contains(body, "45 of 45 archived message(s); showing 1–10, newest first (page 1 of 5).") {
+	if !strings.Contains(body, "45 of 45 archived message(s); showing 1–10, newest first (page 1 of 5).") || strings.Contains(body, "?list=") {
 		t.Errorf("first page's count line missing:\n%s", body)
 	}
 	var all []string
@@ -892,7 +893,8 @@ func TestPaging(t *testing.T) {
 		{"page=99", "Page 99 is past the end (5 page(s)); showing the last."},
 		{"page=0", "Page must be a number from 1; showing the first."},
 		{"page=banana", "Page must be a number from 1; showing the first."},
-		{"page=99999999999999999999", "Page must be a number from 1; showing the first."},
+		{"page=99999999999999999999", "Page 99999999999999999999 is past the end (5 page(s)); showing the last."},
+		{"page=-99999999999999999999", "Page must be a number from 1; showing the first."},
 	} {
 		_, body := c.get("/?" + c2.query)
 		if !strings.Contains(body, html.EscapeString(c2.problem)) {
@@ -902,9 +904,73 @@ func TestPaging(t *testing.T) {
 			t.Errorf("%s: no rows", c2.query)
 		}
 	}
+	// Nothing matches: no word about pages.
+	if _, body := c.get("/?subject=nothing+has+this&page=3"); strings.Contains(body, "past the end") {
+		t.Errorf("no match, page 3: a note about pages")
+	}
+
+	// A message opened from page 2 of a filtered list leads back there:
+	// its Back link, and its Delete (and Release) after the action.
+	_, body = c.get("/?scl=8&page=2")
+	m := regexp.MustCompile(`<td><a href="(/message/[^"]+)">`).FindStringSubmatch(body)
+	if m == nil || !strings.Contains(m[1], "?list=page%3d2%26scl%3d8") {
+		t.Fatalf("row link on page 2 does not carry the list: %v", m)
+	}
+	_, view := c.get(html.UnescapeString(m[1]))
+	if !strings.Contains(view, `<a href="/?page=2&amp;scl=8" id="back">`) || strings.Count(view, `name="list" value="page=2&amp;scl=8"`) != 2 {
+		t.Errorf("view from page 2: back link or forms do not lead back:\n%s", view)
+	}
+	id := strings.TrimPrefix(m[1][:strings.Index(m[1], "?")], "/message/")
+	resp, _ := c.post("/message/"+id+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}, "list": {"page=2&scl=8"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/?page=2&scl=8&done=deleted&id=") {
+		t.Errorf("delete from page 2: %d to %q", resp.StatusCode, loc)
+	} else if _, body := c.get(loc); !strings.Contains(body, "deleted.") || !strings.Contains(body, "page 2 of 2") {
+		t.Errorf("back on page 2 after the delete: status or page missing")
+	}
+	// What the view carries back is the list's own query: nothing else
+	// gets into the redirect.
+	for in, want := range map[string]string{
+		"page=2&scl=8":                   "page=2&scl=8",
+		"next=//evil.example&page=3":     "page=3",
+		"scl=banana&from=a%26b&page=abc": "from=a%26b",
+		"%zz":                            "",
+		"page=99999999999999999999":      "page=1073741824",
+		"":                               "",
+	} {
+		if got := keepPlace(in); got != want {
+			t.Errorf("keepPlace(%q) = %q, want %q", in, got, want)
+		}
+	}
+
 	// One page: no pager.
 	s.srv.PageSize = 0
-	if _, body := c.get("/"); strings.Contains(body, `class="pager"`) || len(ids(body)) != 45 {
+	if _, body := c.get("/"); strings.Contains(body, `class="pager"`) || len(ids(body)) != 44 { // one deleted above
 		t.Errorf("one page of %d rows, pager shown: %v", len(ids(body)), strings.Contains(body, `class="pager"`))
+	}
+}
+
+// The header cache keeps what is cached when full (emptying it made each
+// subject search of a large archive read every message again) and drops
+// the entries of files that are gone.
+func TestHeaderCacheKeep(t *testing.T) {
+	var c headerCache
+	c.m = map[string]headerInfo{}
+	items := []archive.Item{{ID: "a", Size: 1}, {ID: "b", Size: 2}, {ID: "c", Size: 3}}
+	for _, it := range items {
+		c.put(cacheKey(it), headerInfo{Subject: it.ID})
+	}
+	c.keep(items)
+	if len(c.m) != 3 {
+		t.Fatalf("kept %d of 3 live entries", len(c.m))
+	}
+	c.keep(items[1:]) // "a" released or deleted
+	if _, ok := c.get(cacheKey(items[0])); ok || len(c.m) != 2 {
+		t.Errorf("entry of a file gone kept: %d entries", len(c.m))
+	}
+	for i := range maxCachedHeaders {
+		c.put(strconv.Itoa(i), headerInfo{})
+	}
+	if _, ok := c.get(cacheKey(items[1])); !ok || len(c.m) != maxCachedHeaders {
+		t.Errorf("full cache: %d entries, older entry kept: %v", len(c.m), ok)
 	}
 }
