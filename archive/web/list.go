@@ -297,10 +297,11 @@ type listData struct {
 	Chart    chart
 	// Paging: Page of Pages (from 1, the newest), rows First to Last of
 	// Total (from 1; 0 when none), links to the pages either side ("" at
-	// the ends).
-	Page, Pages        int
-	First, Last        int
-	NewerURL, OlderURL string
+	// the ends), and to the first and last pages.
+	Page, Pages          int
+	First, Last          int
+	NewerURL, OlderURL   string
+	NewestURL, OldestURL string // the first and the last page
 	// Self is this page's query (listQuery), which the message links
 	// carry so that the view and its actions lead back here.
 	Self string
@@ -394,10 +395,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	d.Self = f.listQuery(d.Page)
 	if d.Page > 1 {
-		d.NewerURL = f.pageURL(d.Page - 1)
+		d.NewerURL, d.NewestURL = f.pageURL(d.Page-1), f.pageURL(1)
 	}
 	if d.Page < d.Pages {
-		d.OlderURL = f.pageURL(d.Page + 1)
+		d.OlderURL, d.OldestURL = f.pageURL(d.Page+1), f.pageURL(d.Pages)
 	}
 	s.render(w, http.StatusOK, "list.html", d)
 }

@@ -881,6 +881,11 @@ func TestPaging(t *testing.T) {
 	if all[0] != "/message/"+url.PathEscape(s.broken) {
 		t.Errorf("first row %s, want the newest (%s)", all[0], s.broken)
 	}
+	// The first and last pages are a click away.
+	_, body = c.get("/?page=3")
+	if !strings.Contains(body, `<a href="/" class="newest">`) || !strings.Contains(body, `<a href="/?page=5" class="oldest">`) {
+		t.Errorf("page 3: no links to the newest and oldest pages")
+	}
 	// Filters carry over into the links.
 	_, body = c.get("/?scl=8&page=2")
 	if got := ids(body); len(got) != 9 { // 19 messages at SCL 8 or more
