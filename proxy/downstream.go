@@ -182,12 +182,9 @@ func (d *smtpDownstream) dial(ctx context.Context) (*dsConn, error) {
 		// a new connection, as the admin chose.
 		d.log.Warn("STARTTLS with the downstream failed; going on in plaintext over a new connection (downstream_tls.mode: may)",
 			slog.String("downstream", d.addr), slog.Any("err", err))
-		dc, err = d.dialTLS(ctx, config.TLSNone)
+		return d.dialTLS(ctx, config.TLSNone)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return dc, nil
+	return dc, err
 }
 
 // dialTLS is dial with the given TLS mode.
@@ -204,8 +201,8 @@ func (d *smtpDownstream) dialTLS(ctx context.Context, mode string) (*dsConn, err
 		dc.close()
 		return nil, &downstreamError{op: "connect", err: err}
 	}
-	if mode == config.TLSNone || mode == "" {
-		d.count(tlsNo)
+	if mode == config.TLSNone {
+		d.count(metrics.TLSNo)
 		return dc, nil
 	}
 	tctx := ctx
@@ -229,7 +226,7 @@ func (d *smtpDownstream) dialTLS(ctx context.Context, mode string) (*dsConn, err
 	if secure == nil {
 		// May, and the downstream did not offer STARTTLS or refused
 		// it: plaintext on this connection (RFC 3207 section 4).
-		d.count(tlsNo)
+		d.count(metrics.TLSNo)
 		return dc, nil
 	}
 	return secure, nil

@@ -79,12 +79,12 @@ func (d *smtpDownstream) startTLS(ctx context.Context, dc *dsConn, mode string) 
 		if mode == config.TLSMay {
 			return nil, nil
 		}
-		d.count(tlsFailed)
+		d.count(metrics.TLSFailed)
 		dc.close()
 		return nil, &downstreamError{op: "tls", err: fmt.Errorf("the downstream does not offer STARTTLS (downstream_tls.mode: %s)", mode)}
 	}
 	failed := func(err error) (*dsConn, error) {
-		d.count(tlsFailed)
+		d.count(metrics.TLSFailed)
 		dc.conn.Close()
 		return nil, &downstreamError{op: "tls", err: fmt.Errorf("%w: %w", errStartTLS, err)}
 	}
@@ -101,7 +101,7 @@ func (d *smtpDownstream) startTLS(ctx context.Context, dc *dsConn, mode string) 
 		return failed(err)
 	}
 	if code != 220 {
-		d.count(tlsFailed)
+		d.count(metrics.TLSFailed)
 		dc.conn.SetDeadline(time.Time{})
 		if mode == config.TLSMay {
 			d.log.Warn("the downstream refused STARTTLS; going on in plaintext (downstream_tls.mode: may)",
@@ -116,7 +116,7 @@ func (d *smtpDownstream) startTLS(ctx context.Context, dc *dsConn, mode string) 
 		return failed(err)
 	}
 	dc.conn.SetDeadline(time.Time{})
-	d.count(tlsYes)
+	d.count(metrics.TLSYes)
 	st := tc.ConnectionState()
 	d.log.Debug("TLS started with the downstream", slog.String("downstream", d.addr),
 		slog.String("version", tls.VersionName(st.Version)), slog.String("cipher", tls.CipherSuiteName(st.CipherSuite)))
@@ -181,10 +181,3 @@ func readReply(conn net.Conn) (int, string, error) {
 	}
 	return 0, "", fmt.Errorf("reply longer than %d bytes", maxReplyBytes)
 }
-
-// Label values of sclgate_downstream_connections_total{tls}.
-const (
-	tlsYes    = metrics.TLSYes
-	tlsNo     = metrics.TLSNo
-	tlsFailed = metrics.TLSFailed
-)

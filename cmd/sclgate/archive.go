@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -689,14 +688,7 @@ func archiveRelease(e env, args []string) int {
 	}
 	// The downstream's log says only what the release's own errors do
 	// not: a may-mode STARTTLS given up for plaintext.
-	dlog := slog.New(slog.NewTextHandler(c.e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn,
-		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}}))
-	do, err := downstreamOptions(c.cfg, 0, dlog, nil)
+	do, err := downstreamOptions(c.cfg, 0, warnLog(c.e.stderr), nil)
 	if err != nil {
 		c.errorf("%v", err)
 		return 2

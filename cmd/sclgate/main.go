@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -93,6 +94,19 @@ func flagExit(err error, usage int) int {
 		return 0
 	}
 	return usage
+}
+
+// warnLog is the log of a command's library code (the updater, a
+// release's downstream): its warnings, written to w without a time
+// stamp, since they are the command's output, not a log file's.
+func warnLog(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}}))
 }
 
 // asksHelp reports whether args hold -h, -help or --help among their

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -108,14 +107,7 @@ func cmdUpdate(e env, args []string) int {
 	// Warnings reach the admin (a check whose result could not be
 	// recorded, a damaged copy being mended); the Info line of an install
 	// would only repeat what the command prints.
-	cliLog := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{} // a command's output, not a log file
-			}
-			return a
-		}}))
-	u := &update.Updater{Store: store, Builtin: builtinVersion(), Sclgate: buildVersion(), Usable: modelLoads, Log: cliLog}
+	u := &update.Updater{Store: store, Builtin: builtinVersion(), Sclgate: buildVersion(), Usable: modelLoads, Log: warnLog(e.stderr)}
 	if sub == "detect" || sub == "install" {
 		if u.Keys, err = update.LoadKeys(cfg.Updates.TrustedKeys); err != nil {
 			fmt.Fprintln(e.stderr, err)
