@@ -461,9 +461,9 @@ func (c *Config) validate() []error {
 		if d == "" || strings.ContainsAny(d, "@ \t/") {
 			bad("accepted_domains: %q is not a domain", c.AcceptedDomains[i])
 		}
-		// An internationalised domain comes in mail as its A-labels
-		// (xn--...; sclgate offers no SMTPUTF8): written in Unicode here,
-		// it would never match.
+		// An internationalised domain is kept in A-labels (xn--...),
+		// the form every recipient domain is compared in: mail without
+		// SMTPUTF8 spells it so, and one in U-labels is converted.
 		if strings.ContainsFunc(d, func(r rune) bool { return r >= utf8.RuneSelf }) {
 			if a, err := idna.Lookup.ToASCII(d); err != nil {
 				bad("accepted_domains: %q is not a domain: %v", c.AcceptedDomains[i], err)

@@ -315,6 +315,10 @@ func (d *smtpDownstream) Close() error {
 
 // mail sends MAIL FROM, bounded by ctx.
 func (dc *dsConn) mail(ctx context.Context, from string, opts *smtp.MailOptions) error {
+	from, err := downstreamAddr(dc.c, from)
+	if err != nil {
+		return err
+	}
 	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer stop()
 	return dc.c.Mail(from, mailOptions(dc.c, opts))
@@ -383,6 +387,10 @@ type smtpTxn struct {
 func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) error {
 	t.stop()
 	dc := t.dc // not t.dc when the timer fires: Abort may have cleared it
+	to, err := downstreamAddr(dc.c, to)
+	if err != nil {
+		return &downstreamError{op: "rcpt", err: err}
+	}
 	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer stop()
 	if err := dc.c.Rcpt(to, nil); err != nil {

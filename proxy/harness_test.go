@@ -446,6 +446,7 @@ type dsMessage struct {
 	From string
 	To   []string
 	Data []byte
+	UTF8 bool // MAIL said SMTPUTF8
 }
 
 // fakeDownstream is a real go-smtp server on 127.0.0.1:0 that records what
@@ -616,12 +617,13 @@ type fakeSession struct {
 	ds    *fakeDownstream
 	c     *smtp.Conn
 	from  string
+	utf8  bool
 	to    []string
 	inTxn bool
 	mails int // MAIL commands on this connection
 }
 
-func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	ds := s.ds
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
@@ -641,7 +643,7 @@ func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
 		s.inTxn = true
 		ds.active++
 	}
-	s.from = from
+	s.from, s.utf8 = from, opts != nil && opts.UTF8
 	return nil
 }
 
@@ -674,7 +676,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 		return derr
 	}
 	ds.mu.Lock()
-	ds.msgs = append(ds.msgs, dsMessage{From: s.from, To: append([]string(nil), s.to...), Data: b})
+	ds.msgs = append(ds.msgs, dsMessage{From: s.from, To: append([]string(nil), s.to...), Data: b, UTF8: s.utf8})
 	ds.mu.Unlock()
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: text}
 }

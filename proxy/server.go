@@ -88,6 +88,10 @@ func New(p *Policy, o Options) *Server {
 	// with its own check, whose 452s the session would not see.
 	srv.MaxMessageBytes = c.Limits.MaxMessageBytes
 	srv.MaxLineLength = MaxLineLength
+	// SMTPUTF8 (RFC 6531) is offered whatever the downstream: one that
+	// lacks it still gets every message whose addresses are ASCII, or
+	// need only A-labels for their domains (downstreamAddr).
+	srv.EnableSMTPUTF8 = true
 	srv.ReadTimeout = c.Limits.CommandTimeout
 	srv.WriteTimeout = c.Limits.CommandTimeout
 	if o.TLS != nil {

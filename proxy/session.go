@@ -35,7 +35,7 @@ var (
 	errRelayDenied    = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
 	errBadAddress     = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Address not accepted"}
 	errNestedMail     = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command: a transaction is in progress (RSET first)"}
-	errNonASCII       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address not accepted: this server does not offer SMTPUTF8"}
+	errNonASCII       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address not accepted without SMTPUTF8 (RFC 6531) on MAIL"}
 	errRejectedSpam   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Message rejected as spam by content filtering"}
 	errOneRecipient   = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "One recipient per transaction here, send the others again"}
 	errTooManyRcpts   = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients, send the others again"}
@@ -105,6 +105,7 @@ type session struct {
 	p      *Policy
 	scorer *scorer.Scorer // p's, with the weight list in force at MAIL
 	from   string
+	utf8   bool // MAIL said SMTPUTF8
 	rcpts  []string
 	recv   string // the transaction's Received field, made once (received)
 	ds     Txn
@@ -387,7 +388,8 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	// of the list during the transaction applies from the next one.
 	s.scorer = s.p.Scorer.Pinned()
 	s.id, s.recv = newID(), ""
-	if from != "" && !validAddress(from) {
+	s.utf8 = opts != nil && opts.UTF8
+	if from != "" && !validAddress(from, s.utf8) {
 		return s.addressError(from)
 	}
 	s.from = from
@@ -416,7 +418,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
-	if !validRecipient(to) {
+	if !validRecipient(to, s.utf8) {
 		return s.addressError(to)
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
@@ -442,8 +444,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) acceptedDomain(addr string) bool {
-	_, domain, _ := strings.Cut(addr, "@")
-	domain = strings.ToLower(domain)
+	domain := domainKey(addr)
 	for _, d := range s.p.Config.AcceptedDomains {
 		if domain == d {
 			return true
@@ -984,7 +985,7 @@ func (s *session) Reset() {
 		s.ds.Abort()
 		s.ds = nil
 	}
-	s.from, s.rcpts, s.p, s.recv = "", nil, nil, ""
+	s.from, s.utf8, s.rcpts, s.p, s.recv = "", false, nil, nil, ""
 	wasTxn := s.inTxn.Swap(false)
 	if s.srv.isClosing() {
 		// Shutting down: the answer to the last transaction is out, so
@@ -1048,6 +1049,11 @@ func (s *session) makeReceived() string {
 	if s.user != "" {
 		with += "A"
 	}
+	if s.utf8 {
+		// RFC 6531 section 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA,
+		// UTF8SMTPSA (SMTPUTF8 comes with EHLO only).
+		with = "UTF8SMTP" + strings.TrimPrefix(strings.TrimPrefix(with, "ESMTP"), "SMTP")
+	}
 	// The address as RFC 5321's address-literal (section 4.1.3): an IPv6
 	// one tagged so, as Postfix writes it and parsers of the field expect.
 	lit := s.remote.Unmap().String()
@@ -1063,16 +1069,12 @@ func (s *session) makeReceived() string {
 }
 
 // addressError counts and returns the refusal of an address validAddress
-// refused: RFC
-// 6531's 553 5.6.7 for one in UTF-8 (an SMTPUTF8 address, which needs the
-// extension sclgate does not offer, and a downstream that takes it), else
-// 553 5.1.3.
+// refused: RFC 6531's 553 5.6.7 for one in UTF-8 in a transaction whose
+// MAIL did not say SMTPUTF8, else 553 5.1.3.
 func (s *session) addressError(a string) error {
 	s.refuse("bad_address")
-	for i := 0; i < len(a); i++ {
-		if a[i] >= 0x80 {
-			return errNonASCII
-		}
+	if !s.utf8 && !allASCII(a) {
+		return errNonASCII
 	}
 	return errBadAddress
 }

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -530,16 +532,16 @@ func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Lo
 	s.renderError(w, sess, code, action+" failed: "+err.Error())
 }
 
-// plausibleAddress accepts local@domain in ASCII (non-ASCII would need
-// SMTPUTF8, which sclgate does not use) without spaces, brackets or
-// control characters; the downstream has the final say.
+// plausibleAddress accepts local@domain without spaces, brackets or
+// control characters; UTF-8 is taken (the release asks the downstream
+// for SMTPUTF8), and the downstream has the final say.
 func plausibleAddress(a string) bool {
 	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || len(a) > 254 {
+	if at <= 0 || at == len(a)-1 || len(a) > 254 || !utf8.ValidString(a) {
 		return false
 	}
 	for _, c := range a {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune("<>(),;:\\\"[]", c) {
+		if c <= ' ' || c == 0x7f || unicode.IsControl(c) || unicode.IsSpace(c) || c == utf8.RuneError || strings.ContainsRune("<>(),;:\\\"[]", c) {
 			return false
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -679,12 +680,6 @@ func archiveRelease(e env, args []string) int {
 			c.errorf("-to: %q is not an address", a)
 			return 2
 		}
-		if !isASCII(a) {
-			// It would need SMTPUTF8 (RFC 6531), which sclgate does not
-			// use, as the gateway refuses such addresses (553 5.6.7).
-			c.errorf("-to: %q: addresses with non-ASCII characters are not supported", a)
-			return 2
-		}
 	}
 	// The downstream's log says only what the release's own errors do
 	// not: a may-mode STARTTLS given up for plaintext.
@@ -905,6 +900,13 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 	opts := &smtp.MailOptions{}
 	if has8bit(msg) {
 		opts.Body = smtp.Body8BitMIME
+	}
+	// An address in UTF-8 asks for SMTPUTF8 (RFC 6531), as its sender
+	// did: the downstream gets it if it offers the extension, else the
+	// address in A-labels if only its domain is UTF-8, else a refusal
+	// (553 5.6.7, see proxy's downstreamAddr).
+	if !isASCII(it.Envelope.From) || slices.ContainsFunc(rcpts, func(a string) bool { return !isASCII(a) }) {
+		opts.UTF8 = true
 	}
 	// LMTP takes one recipient per transaction (see package proxy).
 	groups := [][]string{rcpts}

@@ -1211,3 +1211,64 @@ func TestServeDownstreamTLS(t *testing.T) {
 		t.Errorf("relay failures for TLS: %v, want 1", n)
 	}
 }
+
+// SMTPUTF8 (RFC 6531) end to end. A first sclgate before a second one,
+// which offers it too and delivers into a maildir, passes UTF-8 addresses
+// and header fields on as they came; before smtp-sink, which does not
+// offer it, a recipient with a UTF-8 local part gets 553 5.6.7, one with
+// only a UTF-8 domain goes in A-labels, and ASCII mail that asked for
+// SMTPUTF8 goes as it is.
+func TestServeSMTPUTF8(t *testing.T) {
+	md := filepath.Join(t.TempDir(), "md")
+	inner := startGW(t, "downstream: maildir:"+md+"\naccepted_domains: [bücher.test]\n")
+	outer := startGW(t, "downstream: smtp://"+inner.addr+"\naccepted_domains: [bücher.test]\n")
+	c := dialSMTP(t, outer.addr)
+	if ehlo := c.cmd("EHLO client.test", "250"); !strings.Contains(ehlo, "250-SMTPUTF8\r\n") && !strings.Contains(ehlo, "250 SMTPUTF8\r\n") {
+		t.Fatalf("EHLO does not offer SMTPUTF8:\n%s", ehlo)
+	}
+	c.cmd("MAIL FROM:<jörg@sender.test> SMTPUTF8", "250")
+	c.cmd("RCPT TO:<δοκιμή@Bücher.test>", "250")
+	c.cmd("DATA", "354")
+	fmt.Fprintf(c.c, "From: Jörg <jörg@sender.test>\r\nSubject: Grüße\r\n\r\nhello\r\n.\r\n")
+	c.expect("250")
+	var files []string
+	for deadline := time.Now().Add(5 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		files, _ = filepath.Glob(filepath.Join(md, "new", "*"))
+	}
+	if len(files) != 1 {
+		t.Fatalf("%d messages in the maildir, want 1", len(files))
+	}
+	b, _ := os.ReadFile(files[0])
+	m := string(b)
+	for _, want := range []string{"Return-Path: <jörg@sender.test>\r\n", "Delivered-To: δοκιμή@Bücher.test\r\n", "Subject: Grüße\r\n"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("delivered message lacks %q:\n%s", want, m)
+		}
+	}
+	if n := strings.Count(m, " with UTF8SMTP id "); n != 2 {
+		t.Errorf("%d Received fields say UTF8SMTP, want 2 (one per sclgate):\n%s", n, m)
+	}
+
+	s := startSink(t)
+	g := startGW(t, "downstream: smtp://"+s.addr+"\naccepted_domains: [bücher.test]\n")
+	c = dialSMTP(t, g.addr)
+	c.cmd("MAIL FROM:<bob@sender.test> SMTPUTF8", "250")
+	c.cmd("RCPT TO:<δοκιμή@bücher.test>", "553 5.6.7")
+	c.cmd("RCPT TO:<carol@bücher.test>", "250")
+	c.cmd("DATA", "354")
+	fmt.Fprintf(c.c, "Subject: Grüße\r\n\r\nhello\r\n.\r\n")
+	c.expect("250")
+	msgs := s.messages(t, 1)
+	if len(msgs) != 1 {
+		t.Fatalf("smtp-sink got %d messages, want 1", len(msgs))
+	}
+	if v, _ := header(msgs[0], "X-Rcpt-Args"); v != "<carol@xn--bcher-kva.test>" {
+		t.Errorf("smtp-sink got RCPT %q, want the domain in A-labels", v)
+	}
+	if v, _ := header(msgs[0], "X-Mail-Args"); !strings.HasPrefix(v, "<bob@sender.test>") || strings.Contains(v, "SMTPUTF8") {
+		t.Errorf("smtp-sink got MAIL %q, want no SMTPUTF8 (it offers none)", v)
+	}
+	if got := g.metric(t, `sclgate_relay_failures_total{reason="rcpt"}`); got != 1 {
+		t.Errorf("relay_failures{rcpt} = %v, want 1", got)
+	}
+}
