@@ -188,12 +188,7 @@ func TestArchiveReleaseFlagsAfterIDs(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "released "+spam+" to x@example.com") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	files, _ := filepath.Glob(filepath.Join(md, "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("%d files in maildir", len(files))
-	}
-	b, _ := os.ReadFile(files[0])
-	m := string(b)
+	m := maildirOne(t, md)
 	if !strings.HasPrefix(m, "Return-Path: <spammer@spam.test>\r\nDelivered-To: x@example.com\r\nX-SCL: -1\r\nX-SCL-Report: released from the archive; archived at SCL 9\r\nX-SCL-Released: ") {
 		t.Errorf("delivered:\n%s", m)
 	}
@@ -998,12 +993,7 @@ func TestArchiveReleaseSMTPUTF8(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "released "+id+" to δοκιμή@example.com,carol@bücher.test") {
 		t.Fatalf("release over SMTPUTF8: exit %d\n%s%s", code, out, errOut)
 	}
-	files, _ := filepath.Glob(filepath.Join(md, "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("%d files in the maildir, want 1", len(files))
-	}
-	b, _ := os.ReadFile(files[0])
-	m := string(b)
+	m := maildirOne(t, md)
 	for _, want := range []string{"Return-Path: <jörg@sender.test>\r\n", "Delivered-To: δοκιμή@example.com\r\nDelivered-To: carol@bücher.test\r\n", " with UTF8SMTP id ", "Subject: Grüße\r\n"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("released message lacks %q:\n%s", want, m)

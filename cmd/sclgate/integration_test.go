@@ -129,6 +129,24 @@ func startSink(t *testing.T, args ...string) *sink {
 	return s
 }
 
+// maildirOne waits up to 5 s for a message in the maildir dir, and
+// returns it; a second one there fails the test.
+func maildirOne(t *testing.T, dir string) string {
+	t.Helper()
+	var files []string
+	for deadline := time.Now().Add(5 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		files, _ = filepath.Glob(filepath.Join(dir, "new", "*"))
+	}
+	if len(files) != 1 {
+		t.Fatalf("%d messages in the maildir %s, want 1", len(files), dir)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // messages returns the dumped transactions, waiting up to 5s for want of them.
 func (s *sink) messages(t *testing.T, want int) []string {
 	t.Helper()
@@ -1186,14 +1204,7 @@ func TestServeDownstreamTLS(t *testing.T) {
 	if out := swaks(t, front.addr, "--to", "bob@example.com", "--body", "over TLS"); !reply(out, "250 ") {
 		t.Fatalf("relay over TLS:\n%s", out)
 	}
-	var files []string
-	for deadline := time.Now().Add(5 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		files, _ = filepath.Glob(filepath.Join(maildir, "new", "*"))
-	}
-	if len(files) != 1 {
-		t.Fatalf("mailbox got %d messages, want 1", len(files))
-	}
-	msg, _ := os.ReadFile(files[0])
+	msg := []byte(maildirOne(t, maildir))
 	if !regexp.MustCompile(`Received: from gw\.test \(\[127\.0\.0\.1\]\)\r?\n\tby gw\.test \(sclgate\) with ESMTPS `).Match(msg) {
 		t.Errorf("the mailbox's Received field does not say TLS:\n%s", msg)
 	}
@@ -1231,15 +1242,7 @@ func TestServeSMTPUTF8(t *testing.T) {
 	c.cmd("DATA", "354")
 	fmt.Fprintf(c.c, "From: Jörg <jörg@sender.test>\r\nSubject: Grüße\r\n\r\nhello\r\n.\r\n")
 	c.expect("250")
-	var files []string
-	for deadline := time.Now().Add(5 * time.Second); len(files) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		files, _ = filepath.Glob(filepath.Join(md, "new", "*"))
-	}
-	if len(files) != 1 {
-		t.Fatalf("%d messages in the maildir, want 1", len(files))
-	}
-	b, _ := os.ReadFile(files[0])
-	m := string(b)
+	m := maildirOne(t, md)
 	for _, want := range []string{"Return-Path: <jörg@sender.test>\r\n", "Delivered-To: δοκιμή@Bücher.test\r\n", "Subject: Grüße\r\n"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("delivered message lacks %q:\n%s", want, m)
