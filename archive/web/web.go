@@ -451,9 +451,10 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 		http.Error(w, "Bad request: invalid message ID", http.StatusBadRequest)
 		return
 	}
+	back := messageBack(id, r.PostForm.Get("list"))
 	to := strings.TrimSpace(r.PostForm.Get("to"))
 	if to != "" && !plausibleAddress(to) {
-		s.renderError(w, sess, http.StatusBadRequest, "Not an email address: "+to)
+		s.renderError(w, sess, http.StatusBadRequest, "Not an email address: "+to, back)
 		return
 	}
 	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
@@ -462,12 +463,12 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 	}
 	if s.release == nil {
 		log.Error("archive web: release failed", slog.String("err", "release is not configured"))
-		s.renderError(w, sess, http.StatusInternalServerError, "Release is not configured on this gateway.")
+		s.renderError(w, sess, http.StatusInternalServerError, "Release is not configured on this gateway.", back)
 		return
 	}
 	if err := s.release(r.Context(), id, to, sess.user); err != nil {
 		// Most release failures are the downstream's refusal or absence.
-		s.actionFailed(w, sess, log, "Release", http.StatusBadGateway, err)
+		s.actionFailed(w, sess, log, "Release", http.StatusBadGateway, err, back)
 		return
 	}
 	log.Info("archive web: released")
@@ -484,12 +485,12 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 		// Deleting cannot be undone, and the page runs no script to
 		// ask "are you sure": the form's box must be ticked (the
 		// browser insists too, as the box is required).
-		s.renderError(w, sess, http.StatusBadRequest, "Not deleted: tick “for good” next to the Delete button to confirm.")
+		s.renderError(w, sess, http.StatusBadRequest, "Not deleted: tick “for good” next to the Delete button to confirm.", messageBack(id, r.PostFormValue("list")))
 		return
 	}
 	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
 	if err := s.store.Delete(id); err != nil {
-		s.actionFailed(w, sess, log, "Delete", http.StatusInternalServerError, err)
+		s.actionFailed(w, sess, log, "Delete", http.StatusInternalServerError, err, messageBack(id, r.PostFormValue("list")))
 		return
 	}
 	log.Info("archive web: deleted")
@@ -517,19 +518,38 @@ func doneSig(done, id string, sess *session) string {
 
 // actionFailed logs a failed action on a message and shows the error page:
 // 404 when the message is gone (another admin, or expiry, got there first),
-// 409 when another release or delete of it is under way, else code.
-func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error) {
+// and its way back leads to the list, 409 when another release or delete
+// of it is under way, else code.
+func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error, back backLink) {
 	log.Error("archive web: "+strings.ToLower(action)+" failed", slog.Any("err", err))
 	var st interface{ HTTPStatus() int }
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		code = http.StatusNotFound
+		back = backLink{URL: back.list, Text: "Back to the list"}
 	case errors.Is(err, archive.ErrBusy):
 		code = http.StatusConflict
 	case errors.As(err, &st):
 		code = st.HTTPStatus() // a local refusal, not the downstream's
 	}
-	s.renderError(w, sess, code, action+" failed: "+err.Error())
+	s.renderError(w, sess, code, action+" failed: "+err.Error(), back)
+}
+
+// backLink is where an error page leads back to.
+type backLink struct {
+	URL, Text string
+	list      string // the list the message was opened from, should it be gone
+}
+
+// messageBack leads back to message id as it was opened from the list
+// page list (its view's "list" parameter, made safe by keepPlace).
+func messageBack(id, list string) backLink {
+	l := keepPlace(list)
+	u := "/message/" + url.PathEscape(id)
+	if l != "" {
+		u += "?list=" + url.QueryEscape(l)
+	}
+	return backLink{URL: u, Text: "Back to the message", list: listURL(l)}
 }
 
 // plausibleAddress accepts local@domain without spaces, brackets or
@@ -559,10 +579,17 @@ type page struct {
 type errorData struct {
 	page
 	Message string
+	Back    backLink
 }
 
-func (s *Server) renderError(w http.ResponseWriter, sess *session, code int, msg string) {
-	s.render(w, code, "error.html", errorData{page: page{Title: "Error", User: sess.user, CSRF: sess.csrf}, Message: msg})
+// renderError shows msg on the error page, whose link leads back to
+// back, or to the archive's first page.
+func (s *Server) renderError(w http.ResponseWriter, sess *session, code int, msg string, back ...backLink) {
+	d := errorData{page: page{Title: "Error", User: sess.user, CSRF: sess.csrf}, Message: msg, Back: backLink{URL: "/", Text: "Back to the archive"}}
+	if len(back) > 0 {
+		d.Back = back[0]
+	}
+	s.render(w, code, "error.html", d)
 }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, data any) {

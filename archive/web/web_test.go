@@ -416,9 +416,13 @@ func TestReleaseAndDelete(t *testing.T) {
 	}
 
 	// Not without the box ticked: deleting cannot be undone.
-	resp, body = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}})
+	resp, body = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "list": {"scl=5&page=2"}})
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "Not deleted: tick") {
 		t.Errorf("delete unconfirmed: %d", resp.StatusCode)
+	}
+	// Its page leads back to the message, opened from the same list.
+	if want := `<a href="/message/` + s.hostile + `?list=page%3d2%26scl%3d5" id="back">Back to the message</a>`; !strings.Contains(strings.ToLower(body), strings.ToLower(want)) {
+		t.Errorf("unconfirmed delete: no way back to the message (%s):\n%s", want, body)
 	}
 	if _, err := s.store.Get(s.hostile); err != nil {
 		t.Fatalf("deleted unconfirmed: %v", err)
@@ -435,8 +439,9 @@ func TestReleaseAndDelete(t *testing.T) {
 		t.Errorf("delete log: %v", recs)
 	}
 	// Deleting it again: 404, logged as failed.
-	if resp, _ := c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}}); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("second delete: %d, want 404", resp.StatusCode)
+	resp, body = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}})
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `<a href="/" id="back">Back to the list</a>`) {
+		t.Errorf("second delete: %d, want 404 and a way back to the list:\n%s", resp.StatusCode, body)
 	}
 	// IDs that reach outside the directory are refused.
 	for _, id := range []string{"..%2Fx", ".hidden", "%00"} {
@@ -447,8 +452,8 @@ func TestReleaseAndDelete(t *testing.T) {
 	// A failing release is reported, and the message stays.
 	s.srv.release = func(context.Context, string, string, string) error { return errors.New("downstream said 451") }
 	resp, body = c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}})
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "downstream said 451") {
-		t.Errorf("failed release: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "downstream said 451") || !strings.Contains(body, `<a href="/message/`+s.broken+`" id="back">Back to the message</a>`) {
+		t.Errorf("failed release: %d\n%s", resp.StatusCode, body)
 	}
 	if recs := s.logs.records("archive web: release failed"); len(recs) != 1 || recs[0]["user"] != testUser {
 		t.Errorf("failed release log: %v", recs)
