@@ -50,6 +50,7 @@ const (
 	FailMaildir    = "maildir"    // writing into the maildir: downstream failed
 	FailClassifier = "classifier" // classifier error, message deferred
 	FailTLS        = "tls"        // downstream_tls encrypt or verify could not start TLS
+	FailSMTPUTF8   = "smtputf8"   // an address in UTF-8, and a downstream without SMTPUTF8
 )
 
 // TLS outcomes of new downstream connections (label tls of
@@ -158,7 +159,7 @@ func New(reg prometheus.Registerer, version string) *Metrics {
 	for _, a := range []string{"archive", "delete", "reject", "none"} {
 		m.ActedUpon.WithLabelValues(a)
 	}
-	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailMaildir, FailClassifier, FailTLS} {
+	for _, r := range []string{FailConnect, FailMail, FailRcpt, FailData, FailTimeout, FailNetwork, FailArchive, FailMaildir, FailClassifier, FailTLS, FailSMTPUTF8} {
 		m.RelayFailures.WithLabelValues(r)
 	}
 	for _, t := range []string{TLSYes, TLSNo, TLSFailed} {

@@ -49,7 +49,7 @@ func validAddress(a string, smtputf8 bool) bool {
 				return false
 			}
 			r, n := utf8.DecodeRuneInString(local[i:])
-			if !addressRune(r) {
+			if !AddressRune(r) {
 				return false
 			}
 			i += n - 1
@@ -89,39 +89,51 @@ func validRecipient(a string, smtputf8 bool) bool {
 	return domain[0] != '.' && domain[len(domain)-1] != '.' && !strings.Contains(domain, "..")
 }
 
-// addressRune tells whether r, not ASCII, may stand in a local part: valid
+// AddressRune tells whether r, not ASCII, may stand in an address: valid
 // UTF-8 (RFC 6532's UTF8-non-ascii), and nothing that would hide what the
 // address says to whoever reads it in a log or a mail program: no control
 // characters (C1 included), no spaces, no line or paragraph separators,
-// no bidirectional overrides or isolates.
-func addressRune(r rune) bool {
+// no invisible format characters (bidirectional overrides and isolates,
+// soft hyphens, zero-width spaces, byte order marks), save the zero-width
+// joiner and non-joiner that some scripts and emoji sequences need.
+func AddressRune(r rune) bool {
 	switch {
 	case r == utf8.RuneError: // invalid UTF-8 (or U+FFFD, which no one owns)
 		return false
-	case unicode.IsControl(r), unicode.IsSpace(r), unicode.In(r, unicode.Zs, unicode.Zl, unicode.Zp):
-		return false
-	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+	case r == 0x200c, r == 0x200d: // ZWNJ, ZWJ
+		return true
+	case unicode.IsSpace(r), unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zs, unicode.Zl, unicode.Zp):
 		return false
 	}
 	return true
 }
 
 // asciiDomain returns domain in A-labels, lower case, by IDNA2008's lookup
-// rules, and whether it is a domain at all. The dots IDNA also takes for
-// label separators (。．｡) are refused: "ours。test" would pass for
-// ours.test here, yet reach a downstream with SMTPUTF8 as another name.
+// rules, and whether it is a domain at all. Its labels must be as the
+// lookup leaves them, but for case: IDNA also maps other spellings to a
+// name (the dots 。．｡, full-width and compatibility letters, decomposed
+// accents, soft hyphens and other invisible characters, which it drops),
+// and one of ours spelled so would pass here, yet reach a downstream with
+// SMTPUTF8 as another name, which would take it for a foreign one.
 func asciiDomain(domain string) (string, bool) {
 	if strings.ContainsAny(domain, "\u3002\uff0e\uff61") {
 		return "", false
 	}
-	for _, r := range domain {
-		if r >= utf8.RuneSelf && !addressRune(r) {
-			return "", false
-		}
-	}
 	a, err := idna.Lookup.ToASCII(domain)
 	if err != nil || a == "" {
 		return "", false
+	}
+	for _, label := range strings.Split(strings.ToLower(domain), ".") {
+		if allASCII(label) {
+			continue
+		}
+		al, err := idna.Lookup.ToASCII(label)
+		if err != nil {
+			return "", false
+		}
+		if u, err := idna.Lookup.ToUnicode(al); err != nil || u != label {
+			return "", false
+		}
 	}
 	return strings.ToLower(a), true
 }

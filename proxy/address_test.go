@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -103,8 +104,21 @@ func TestValidAddress(t *testing.T) {
 		{"a\u202eb@example.com", false}, // right-to-left override
 		{"a\u2067b@example.com", false}, // right-to-left isolate
 		{"a\ufffdb@example.com", false},
-		{"bob@ours\u3002example", false}, // ideographic full stop: a dot to IDNA
-		{"bob@ours\uff0eexample", false}, // fullwidth full stop
+		{"a\u00adb@example.com", false}, // soft hyphen
+		{"a\ufeffb@example.com", false}, // byte order mark
+		{"a\u2060b@example.com", false}, // word joiner
+		{"ab\u200b@example.com", false}, // zero-width space
+		{"a\u200cb@example.com", true},  // ZWNJ: some scripts need it
+		{"bob@bücher.xn--p1ai", true},   // U- and A-labels mixed
+		// Other spellings IDNA maps to a name: ours would pass, yet
+		// reach a downstream with SMTPUTF8 as a foreign one.
+		{"bob@bu\u0308cher.example", false},          // decomposed ü (NFD)
+		{"bob@\uff4f\uff55\uff52\uff53.test", false}, // full-width ours
+		{"bob@\u24de\u24e4\u24e1\u24e2.test", false}, // circled ours
+		{"bob@ours.test\u200b", false},               // zero-width space, dropped by IDNA
+		{"bob@bü\u00adcher.example", false},          // soft hyphen, dropped by IDNA
+		{"bob@ours\u3002example", false},             // ideographic full stop: a dot to IDNA
+		{"bob@ours\uff0eexample", false},             // fullwidth full stop
 		{"bob@bü cher.example", false},
 		{"bob@bücher_x.example", false}, // IDNA refuses what STD3 does
 		{"bob@xn--bcher-kva\u00e9.example", false},
@@ -128,7 +142,7 @@ func TestValidAddress(t *testing.T) {
 	}
 	// The refusal says why: RFC 6531's 553 5.6.7 for UTF-8 without
 	// SMTPUTF8, else 5.1.3.
-	s := &session{srv: &Server{metrics: metrics.New(prometheus.NewRegistry(), "test")}}
+	s := &session{srv: &Server{metrics: metrics.New(prometheus.NewRegistry(), "test")}, log: slog.New(slog.DiscardHandler)}
 	if err := s.addressError("jörg@example.com"); err != errNonASCII || s.reason != "bad_address" {
 		t.Errorf("UTF-8 address: %v, counted as %q", err, s.reason)
 	}

@@ -410,6 +410,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			conn := s.conn.Conn()
 			time.AfterFunc(200*time.Millisecond, func() { conn.Close() })
 		}
+		if errors.Is(err, errNoSMTPUTF8) {
+			return s.needsSMTPUTF8("mail", from)
+		}
 		return s.downstreamFailed("mail", err)
 	}
 	s.ds = ds
@@ -437,6 +440,9 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	err := s.ds.Rcpt(ctx, to, opts)
 	s.ds.KeepAlive() // until the next RCPT, DATA or RSET
 	if err != nil {
+		if errors.Is(err, errNoSMTPUTF8) {
+			return s.needsSMTPUTF8("rcpt", to)
+		}
 		return s.downstreamFailed("rcpt", err)
 	}
 	s.rcpts = append(s.rcpts, to)
@@ -967,6 +973,16 @@ func (s *session) downstreamFailed(step string, err error) error {
 	return errDownstreamMid
 }
 
+// needsSMTPUTF8 logs, counts and returns the refusal of addr, which is
+// in UTF-8 and cannot reach a downstream without SMTPUTF8: not a
+// refusal by the downstream, which never saw it, so said here, or the
+// postmaster would not know whose mail went where.
+func (s *session) needsSMTPUTF8(step, addr string) error {
+	s.log.Info("address refused: it needs SMTPUTF8, which the downstream does not offer", slog.String("step", step), slog.String("id", s.id), slog.String("addr", addr))
+	s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailSMTPUTF8).Inc()
+	return errNoSMTPUTF8
+}
+
 // Reset ends the transaction. go-smtp calls it after DATA's answer is
 // written, on RSET, and at the end of the session.
 func (s *session) Reset() {
@@ -1051,7 +1067,8 @@ func (s *session) makeReceived() string {
 	}
 	if s.utf8 {
 		// RFC 6531 section 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA,
-		// UTF8SMTPSA (SMTPUTF8 comes with EHLO only).
+		// UTF8SMTPSA (also after HELO, where go-smtp, as Postfix,
+		// takes SMTPUTF8 on MAIL).
 		with = "UTF8SMTP" + strings.TrimPrefix(strings.TrimPrefix(with, "ESMTP"), "SMTP")
 	}
 	// The address as RFC 5321's address-literal (section 4.1.3): an IPv6
@@ -1073,10 +1090,12 @@ func (s *session) makeReceived() string {
 // MAIL did not say SMTPUTF8, else 553 5.1.3.
 func (s *session) addressError(a string) error {
 	s.refuse("bad_address")
+	err := errBadAddress
 	if !s.utf8 && !allASCII(a) {
-		return errNonASCII
+		err = errNonASCII
 	}
-	return errBadAddress
+	s.log.Info("address refused", slog.String("addr", a), slog.String("reply", err.Error()))
+	return err
 }
 
 func newID() string {

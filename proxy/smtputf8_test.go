@@ -76,10 +76,12 @@ func TestSMTPUTF8DownstreamWithout(t *testing.T) {
 	if m.From != "bob@xn--bcher-kva.test" || !slices.Equal(m.To, []string{"carol@xn--bcher-kva.test", "dave@example.com"}) || m.UTF8 {
 		t.Errorf("downstream got MAIL <%s> SMTPUTF8=%v, RCPT %q; want A-labels and no SMTPUTF8", m.From, m.UTF8, m.To)
 	}
-	wantMetric(t, "relay_failures{rcpt}", g.m.RelayFailures.WithLabelValues(metrics.FailRcpt), 2)
+	wantMetric(t, "relay_failures{smtputf8}", g.m.RelayFailures.WithLabelValues(metrics.FailSMTPUTF8), 2)
 
 	rc.expectCode("MAIL FROM:<jörg@sender.test> SMTPUTF8", "553 5.6.7 ")
-	wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), 1)
+	wantMetric(t, "relay_failures{smtputf8}", g.m.RelayFailures.WithLabelValues(metrics.FailSMTPUTF8), 3)
+	wantMetric(t, "relay_failures{mail}", g.m.RelayFailures.WithLabelValues(metrics.FailMail), 0)
+	wantMetric(t, "relay_failures{rcpt}", g.m.RelayFailures.WithLabelValues(metrics.FailRcpt), 0)
 	// The refusal left the connection fit for the next transaction.
 	rc.expectCode("MAIL FROM:<alice@sender.test> SMTPUTF8", "250 ")
 	rc.expectCode("RCPT TO:<dave@example.com>", "250 ")

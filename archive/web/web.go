@@ -561,11 +561,19 @@ func plausibleAddress(a string) bool {
 		return false
 	}
 	for _, c := range a {
-		if c <= ' ' || c == 0x7f || unicode.IsControl(c) || unicode.IsSpace(c) || c == utf8.RuneError || strings.ContainsRune("<>(),;:\\\"[]", c) {
+		if c <= ' ' || c == 0x7f || c == utf8.RuneError || unicode.IsSpace(c) || invisible(c) || strings.ContainsRune("<>(),;:\\\"[]", c) {
 			return false
 		}
 	}
 	return true
+}
+
+// invisible says whether c is a control or format character (a
+// bidirectional override, a soft hyphen, a zero-width space), which the
+// gateway refuses in addresses, save the zero-width joiner and non-joiner
+// (see proxy.AddressRune).
+func invisible(c rune) bool {
+	return unicode.In(c, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) && c != 0x200c && c != 0x200d
 }
 
 // ---- rendering ----

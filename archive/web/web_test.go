@@ -996,6 +996,10 @@ func TestPlausibleAddress(t *testing.T) {
 		"bob smith@example.com":  false,
 		"bob\u00a0x@example.com": false, // no-break space
 		"bob\u0085@example.com":  false, // C1 control
+		"bob\u00ad@example.com":  false, // soft hyphen
+		"bob\u202e@example.com":  false, // right-to-left override
+		"bob\u2028@example.com":  false, // line separator
+		"b\u200dob@example.com":  true,  // ZWJ
 		"bob\xff@example.com":    false, // not UTF-8
 		"bob\r\n@example.com":    false,
 		"<bob@example.com>":      false,

@@ -905,7 +905,10 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 	// did: the downstream gets it if it offers the extension, else the
 	// address in A-labels if only its domain is UTF-8, else a refusal
 	// (553 5.6.7, see proxy's downstreamAddr).
-	if !isASCII(it.Envelope.From) || slices.ContainsFunc(rcpts, func(a string) bool { return !isASCII(a) }) {
+	// So does a header in UTF-8 (RFC 6532), as the gateway passes on
+	// the SMTPUTF8 of the message's sender: to a downstream that offers
+	// the extension only, the header going as it is either way.
+	if !isASCII(it.Envelope.From) || slices.ContainsFunc(rcpts, func(a string) bool { return !isASCII(a) }) || utf8Header(msg) {
 		opts.UTF8 = true
 	}
 	// LMTP takes one recipient per transaction (see package proxy).
@@ -1036,14 +1039,26 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 
 func isASCII(s string) bool { return !has8bit([]byte(s)) }
 
+// utf8Header says whether msg's header section holds UTF-8 (RFC 6532):
+// 8-bit bytes, and valid UTF-8 (a Latin-1 subject is not).
+func utf8Header(msg []byte) bool {
+	h := msg
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		h = msg[:i]
+	}
+	return has8bit(h) && utf8.Valid(h)
+}
+
 // releasable says whether a can be written into a MAIL or RCPT command:
-// it has an "@" and no white space, angle brackets or control characters.
+// it has an "@" and no white space, angle brackets or control characters,
+// and what is not ASCII is what the gateway takes in an address (no
+// invisible or bidirectional format characters, no invalid UTF-8).
 func releasable(a string) bool {
 	if !strings.Contains(a, "@") {
 		return false
 	}
 	for _, r := range a {
-		if r < 0x20 || r == 0x7f || r == ' ' || r == '<' || r == '>' || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
+		if r < 0x20 || r == 0x7f || r == ' ' || r == '<' || r == '>' || r >= 0x80 && !proxy.AddressRune(r) {
 			return false
 		}
 	}

@@ -999,4 +999,44 @@ func TestArchiveReleaseSMTPUTF8(t *testing.T) {
 			t.Errorf("released message lacks %q:\n%s", want, m)
 		}
 	}
+
+	// ASCII addresses and a header in UTF-8: SMTPUTF8 too, as the
+	// gateway passes on its sender's; a Latin-1 header is not UTF-8.
+	for _, c := range []struct {
+		subject string
+		with    string
+	}{{"Grüße", " with UTF8SMTP id "}, {"Gr\xfc\xdfe", " with ESMTP id "}} {
+		md := filepath.Join(t.TempDir(), "md")
+		inner := startGW(t, "downstream: maildir:"+md+"\n")
+		id, err := st.Write(archive.Envelope{From: "a@sender.test", To: []string{"bob@example.com"}}, 9, strings.NewReader("Subject: "+c.subject+"\r\n\r\nhello\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, out, errOut := archiveRun(t, "release", id, "-config", cfg, "-downstream", "smtp://"+inner.addr); code != 0 {
+			t.Fatalf("release: exit %d\n%s%s", code, out, errOut)
+		}
+		if m := maildirOne(t, md); !strings.Contains(m, c.with) {
+			t.Errorf("subject %+q: the mailbox's Received field lacks %q:\n%s", c.subject, c.with, m)
+		}
+	}
+}
+
+// releasable refuses in an address what the gateway refuses in one.
+func TestReleasable(t *testing.T) {
+	for a, want := range map[string]bool{
+		"bob@example.com":       true,
+		"jörg@bücher.example":   true,
+		"\"a b\"@example.com":   false,
+		"bob":                   false,
+		"bob\r@example.com":     false,
+		"bob\u0085@example.com": false,
+		"bob\u202e@example.com": false,
+		"bob\u00ad@example.com": false,
+		"bob\xff@example.com":   false,
+		"b\u200dob@example.com": true,
+	} {
+		if got := releasable(a); got != want {
+			t.Errorf("releasable(%+q) = %v, want %v", a, got, want)
+		}
+	}
 }

@@ -1271,7 +1271,8 @@ func TestServeSMTPUTF8(t *testing.T) {
 	if v, _ := header(msgs[0], "X-Mail-Args"); !strings.HasPrefix(v, "<bob@sender.test>") || strings.Contains(v, "SMTPUTF8") {
 		t.Errorf("smtp-sink got MAIL %q, want no SMTPUTF8 (it offers none)", v)
 	}
-	if got := g.metric(t, `sclgate_relay_failures_total{reason="rcpt"}`); got != 1 {
-		t.Errorf("relay_failures{rcpt} = %v, want 1", got)
+	if got := g.metric(t, `sclgate_relay_failures_total{reason="smtputf8"}`); got != 1 {
+		t.Errorf("relay_failures{smtputf8} = %v, want 1", got)
 	}
+	g.waitLog(t, `msg="address refused: it needs SMTPUTF8, which the downstream does not offer" client=127.0.0.1 helo=client.test step=rcpt`)
 }
