@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -125,27 +124,35 @@ func ValidVersion(v string) bool {
 }
 
 // CompareVersions orders version strings: runs of digits compare as
-// numbers, everything else as text, so "2026.11.9" < "2026.11.23" and
-// "1.10" > "1.9".
+// numbers, of any length, everything else as text, so "2026.11.9" <
+// "2026.11.23" and "1.10" > "1.9". Versions that differ only in leading
+// zeros ("2027.1.1", "2027.01.01") come in text order: distinct names
+// are never equal.
 func CompareVersions(a, b string) int {
+	oa, ob := a, b
 	for a != "" && b != "" {
 		ad, ar := leadingRun(a)
 		bd, br := leadingRun(b)
 		if isDigits(ad) && isDigits(bd) {
-			an, _ := strconv.ParseUint(strings.TrimLeft(ad, "0")+"0", 10, 64)
-			bn, _ := strconv.ParseUint(strings.TrimLeft(bd, "0")+"0", 10, 64)
-			if an != bn {
-				if an < bn {
+			an, bn := strings.TrimLeft(ad, "0"), strings.TrimLeft(bd, "0")
+			if len(an) != len(bn) {
+				if len(an) < len(bn) {
 					return -1
 				}
 				return 1
+			}
+			if c := strings.Compare(an, bn); c != 0 {
+				return c
 			}
 		} else if c := strings.Compare(ad, bd); c != 0 {
 			return c
 		}
 		a, b = ar, br
 	}
-	return strings.Compare(a, b)
+	if c := strings.Compare(a, b); c != 0 {
+		return c
+	}
+	return strings.Compare(oa, ob)
 }
 
 func leadingRun(s string) (run, rest string) {
@@ -492,8 +499,9 @@ func (s *Store) record(version, active string) (Installed, error) {
 // the most recently used other version not itself rolled back from.
 // When that is the built-in definitions, it removes the active link, and
 // to is "". When the version before is no longer installed, or cannot be
-// used, it is refused and says why and what to do.
-func (s *Store) Rollback() (from, to string, err error) {
+// used (usable, when not nil, says why this build cannot use a bundle: see
+// Updater.UsableHere), it is refused and says why and what to do.
+func (s *Store) Rollback(usable func(*defs.Bundle) error) (from, to string, err error) {
 	from, err = s.Active()
 	if err != nil {
 		return "", "", err
@@ -544,12 +552,19 @@ func (s *Store) Rollback() (from, to string, err error) {
 	// to a copy that does not read would have serve fall back to the
 	// built-in definitions while the rollback reported success.
 	prev, err := s.Record(before)
+	var b *defs.Bundle
 	if err == nil {
-		_, err = defs.ReadFile(s.BundlePath(before))
+		b, err = defs.ReadFile(s.BundlePath(before))
 	}
 	if err != nil {
 		return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %w (%w): to go back to it, install it again with sclgate update install -version %s -force (or update install -force FILE)",
 			before, from, ErrDamaged, err, before)
+	}
+	if usable != nil {
+		if err := usable(b); err != nil {
+			return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %s: %w: %w, and serve would score with the built-in definitions; sclgate update install -version V -force switches to another installed or offered version",
+				before, from, before, ErrUnusable, err)
+		}
 	}
 	if prev.RolledBack {
 		return from, "", fmt.Errorf("update: rollback refused, %s stays in use: %w: %s, in use before it, was itself rolled back from; sclgate update install -version %s -force switches to it",

@@ -61,17 +61,17 @@ func TestStoreInstallRollback(t *testing.T) {
 		t.Errorf("bundle %v %v", b, err)
 	}
 
-	from, to, err := s.Rollback()
+	from, to, err := s.Rollback(nil)
 	if err != nil || from != "2026.03.1" || to != "2026.02.1" || active(t, s) != "2026.02.1" {
 		t.Fatalf("rollback 1: %s → %s, %v", from, to, err)
 	}
-	from, to, err = s.Rollback()
+	from, to, err = s.Rollback(nil)
 	if err != nil || from != "2026.02.1" || to != "2026.01.1" {
 		t.Fatalf("rollback 2: %s → %s, %v", from, to, err)
 	}
 	// Before the first, the built-in definitions: never forth to a
 	// version rolled back from.
-	from, to, err = s.Rollback()
+	from, to, err = s.Rollback(nil)
 	if err != nil || from != "2026.01.1" || to != "" {
 		t.Fatalf("rollback 3: %s → %q, %v", from, to, err)
 	}
@@ -87,7 +87,7 @@ func TestStoreInstallRollback(t *testing.T) {
 	if err := s.Activate("2026.03.1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, to, err := s.Rollback(); to != "" || err != nil {
+	if _, to, err := s.Rollback(nil); to != "" || err != nil {
 		t.Errorf("after re-activation, rollback to %q, %v", to, err)
 	}
 	if err := s.Activate("2026.01.1"); err != nil {
@@ -96,7 +96,7 @@ func TestStoreInstallRollback(t *testing.T) {
 	if err := s.Activate("2026.02.1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, to, _ := s.Rollback(); to != "2026.01.1" {
+	if _, to, _ := s.Rollback(nil); to != "2026.01.1" {
 		t.Errorf("after re-activating 01 then 02, rollback to %q", to)
 	}
 }
@@ -115,11 +115,11 @@ func TestRollbackAfterPrune(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"2027.01.03.1", "2027.01.02.1"} {
-		if _, to, err := s.Rollback(); err != nil || to != want {
+		if _, to, err := s.Rollback(nil); err != nil || to != want {
 			t.Fatalf("rollback to %q, %v; want %s", to, err, want)
 		}
 	}
-	_, to, err := s.Rollback()
+	_, to, err := s.Rollback(nil)
 	if !errors.Is(err, ErrNoPrevious) || to != "" || !strings.Contains(err.Error(), "2027.01.01.1, in use before it, is no longer installed") ||
 		!strings.Contains(err.Error(), "sclgate update install -version 2027.01.01.1 -force") {
 		t.Fatalf("rollback past a pruned version: to %q, %v", to, err)
@@ -132,7 +132,7 @@ func TestRollbackAfterPrune(t *testing.T) {
 	p := filepath.Join(s.Dir(), "2027.01.02.1", installedFile)
 	b, _ := os.ReadFile(p)
 	os.WriteFile(p, bytes.Replace(b, []byte(`"previous"`), []byte(`"unknown"`), 1), 0o644)
-	if _, _, err := s.Rollback(); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "not recorded") {
+	if _, _, err := s.Rollback(nil); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "not recorded") {
 		t.Fatalf("rollback from a record without previous: %v", err)
 	}
 }
@@ -148,7 +148,7 @@ func TestRepairKeepsPrevious(t *testing.T) {
 	if in, err := s.Record("2027.01.01.1"); err != nil || in.Previous != Builtin {
 		t.Fatalf("after the repair, previous = %q, %v", in.Previous, err)
 	}
-	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.1" || to != "" {
+	if from, to, err := s.Rollback(nil); err != nil || from != "2027.01.01.1" || to != "" {
 		t.Errorf("rollback after the repair: %s → %q, %v", from, to, err)
 	}
 }
@@ -231,6 +231,12 @@ func TestCompareVersions(t *testing.T) {
 		{"2026.11.23.0512", "2026.11.23.0511", 1},
 		{"1.0-rc1", "1.0-rc2", -1},
 		{"1.0", "1.0.1", -1},
+		// Digit runs of any length: nanosecond stamps past 2^64/10.
+		{"1900000000000000000", "1900000000000000001", -1},
+		{"99999999999999999999999", "100000000000000000000000", -1},
+		// Distinct names are never equal; leading zeros order by text.
+		{"2027.1.1", "2027.01.01", 1},
+		{"2027.01.01", "2027.1.1", -1},
 	}
 	for _, c := range cases {
 		if got := CompareVersions(c.a, c.b); got != c.want {
@@ -292,7 +298,7 @@ func TestActivateFailsBeforeTheSwitch(t *testing.T) {
 	if v := active(t, s); v != "2026.02.1" {
 		t.Errorf("active %s after a failed switch, want 2026.02.1", v)
 	}
-	if _, _, err := s.Rollback(); err == nil || !strings.Contains(err.Error(), "rollback to 2026.01.1 refused, 2026.02.1 stays in use: its installed copy is damaged") {
+	if _, _, err := s.Rollback(nil); err == nil || !strings.Contains(err.Error(), "rollback to 2026.01.1 refused, 2026.02.1 stays in use: its installed copy is damaged") {
 		t.Errorf("Rollback past a damaged version: %v", err)
 	}
 	if v := active(t, s); v != "2026.02.1" {
@@ -317,7 +323,7 @@ func TestRollbackRefusesDamagedCopy(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(p, b, 0o644)
-	_, to, err := s.Rollback()
+	_, to, err := s.Rollback(nil)
 	if !errors.Is(err, ErrDamaged) || to != "" ||
 		!strings.Contains(err.Error(), "2026.02.1 stays in use") ||
 		!strings.Contains(err.Error(), "sclgate update install -version 2026.01.1 -force") {
@@ -339,7 +345,7 @@ func TestRollbackRefusesDamagedCopy(t *testing.T) {
 	if err := s.Activate("2026.02.1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, to, err := s.Rollback(); err != nil || to != "2026.01.1" {
+	if _, to, err := s.Rollback(nil); err != nil || to != "2026.01.1" {
 		t.Errorf("rollback after the repair: %q %v", to, err)
 	}
 }
@@ -369,7 +375,7 @@ func TestRollbackDoesNotSkipUnreadableRecord(t *testing.T) {
 			if err := damage(filepath.Join(s.Dir(), "2027.01.01.2", installedFile)); err != nil {
 				t.Fatal(err)
 			}
-			_, to, err := s.Rollback()
+			_, to, err := s.Rollback(nil)
 			if err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "rollback to 2027.01.01.2 refused, 2027.01.01.3 stays in use") {
 				t.Errorf("rollback: to %q, %v", to, err)
 			}
@@ -400,7 +406,7 @@ func TestKilledRollbackMarkIsHarmless(t *testing.T) {
 		}
 	}
 	install(t, s, "2027.01.01.3")
-	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.3" || to != "2027.01.01.2" {
+	if from, to, err := s.Rollback(nil); err != nil || from != "2027.01.01.3" || to != "2027.01.01.2" {
 		t.Errorf("rollback: %s → %s, %v (want 2027.01.01.3 → 2027.01.01.2)", from, to, err)
 	}
 }
@@ -414,13 +420,13 @@ func TestRollbackFromUnreadableRecord(t *testing.T) {
 	install(t, s, "2027.01.01.1")
 	install(t, s, "2027.01.01.2")
 	os.WriteFile(filepath.Join(s.Dir(), "2027.01.01.2", installedFile), []byte("junk"), 0o644)
-	_, _, err := s.Rollback()
+	_, _, err := s.Rollback(nil)
 	if err == nil || !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "the record of the version in use cannot be read") ||
 		!strings.Contains(err.Error(), "sclgate update install -version 2027.01.01.2 ") || strings.Contains(err.Error(), "remove its directory") {
 		t.Errorf("rollback: %v", err)
 	}
 	install(t, s, "2027.01.01.2") // what the advice says
-	if from, to, err := s.Rollback(); err != nil || from != "2027.01.01.2" || to != "2027.01.01.1" {
+	if from, to, err := s.Rollback(nil); err != nil || from != "2027.01.01.2" || to != "2027.01.01.1" {
 		t.Errorf("rollback after the repair: %s → %s, %v", from, to, err)
 	}
 	// The only version, its record lost and written anew: refused, and
@@ -429,7 +435,7 @@ func TestRollbackFromUnreadableRecord(t *testing.T) {
 	install(t, s2, "2027.01.01.1")
 	os.WriteFile(filepath.Join(s2.Dir(), "2027.01.01.1", installedFile), []byte("junk"), 0o644)
 	install(t, s2, "2027.01.01.1")
-	if _, _, err := s2.Rollback(); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "or its record was rewritten after it was damaged") {
+	if _, _, err := s2.Rollback(nil); !errors.Is(err, ErrNoPrevious) || !strings.Contains(err.Error(), "or its record was rewritten after it was damaged") {
 		t.Errorf("rollback of the only version, record rewritten: %v", err)
 	}
 }
@@ -473,13 +479,13 @@ func TestPruneKeepsRollbackChain(t *testing.T) {
 	for _, v := range []string{"2027.01.01.1", "2027.01.01.2", "2027.01.01.3"} {
 		install(t, s, v)
 	}
-	if _, to, err := s.Rollback(); err != nil || to != "2027.01.01.2" {
+	if _, to, err := s.Rollback(nil); err != nil || to != "2027.01.01.2" {
 		t.Fatalf("rollback: %s, %v", to, err)
 	}
 	install(t, s, "2027.01.01.4")
 	s.Prune()
 	for _, want := range []string{"2027.01.01.2", "2027.01.01.1"} {
-		from, to, err := s.Rollback()
+		from, to, err := s.Rollback(nil)
 		if err != nil || to != want {
 			t.Fatalf("rollback from %s: to %q, %v; want %s", from, to, err, want)
 		}
@@ -519,7 +525,7 @@ func TestCutShortSwitchKeepsPrevious(t *testing.T) {
 	// install -version 2027.01.01.1 -force, killed before the link.
 	cutShortSwitch(t, s, "2027.01.01.1", "2027.01.01.3", false)
 	for _, want := range []string{"2027.01.01.2", "2027.01.01.1", ""} {
-		from, to, err := s.Rollback()
+		from, to, err := s.Rollback(nil)
 		if err != nil || to != want {
 			t.Fatalf("rollback from %s: to %q, %v; want %q", from, to, err, want)
 		}
@@ -530,7 +536,7 @@ func TestCutShortSwitchKeepsPrevious(t *testing.T) {
 	install(t, s2, "2027.01.01.1")
 	install(t, s2, "2027.01.01.2")
 	cutShortSwitch(t, s2, "2027.01.01.1", "2027.01.01.2", true)
-	if _, to, err := s2.Rollback(); err != nil || to != "2027.01.01.2" {
+	if _, to, err := s2.Rollback(nil); err != nil || to != "2027.01.01.2" {
 		t.Errorf("rollback after a switch whose record was not made final: to %q, %v", to, err)
 	}
 }
@@ -563,7 +569,7 @@ func TestPendingPreviousSurvivesLeaving(t *testing.T) {
 	cutShortSwitch(t, s, "2027.01.01.1", "2027.01.01.3", true)
 	install(t, s, "2027.01.01.4")
 	for _, want := range []string{"2027.01.01.1", "2027.01.01.3"} {
-		from, to, err := s.Rollback()
+		from, to, err := s.Rollback(nil)
 		if err != nil || to != want {
 			t.Fatalf("rollback from %s: to %q, %v; want %s", from, to, err, want)
 		}
@@ -603,7 +609,7 @@ func TestCutShortSwitchKeepsMarks(t *testing.T) {
 	s, _ := OpenStore(t.TempDir())
 	install(t, s, "2027.01.01.1")
 	install(t, s, "2027.01.01.2")
-	if _, to, err := s.Rollback(); err != nil || to != "2027.01.01.1" {
+	if _, to, err := s.Rollback(nil); err != nil || to != "2027.01.01.1" {
 		t.Fatalf("rollback: %s, %v", to, err)
 	}
 	cutShortSwitch(t, s, "2027.01.01.2", "2027.01.01.1", false) // install -version .2, killed before the link

@@ -98,6 +98,32 @@ func NewEnough(sclgate, minSclgate string) error {
 	return nil
 }
 
+// UsableHere says why this build cannot use b, as serve cannot (it then
+// scores with the built-in definitions): a min_sclgate newer than it,
+// or what Usable finds; nil when it can.
+func (u *Updater) UsableHere(b *defs.Bundle) error {
+	if u.Sclgate != "" {
+		if err := NewEnough(u.Sclgate, b.Manifest.MinSclgate); err != nil {
+			return err
+		}
+	}
+	if u.Usable != nil {
+		return u.Usable(b)
+	}
+	return nil
+}
+
+// InUseUnusable says why the installed version v, which reads, cannot be
+// used by this build (nil when it can, or does not read: damaged, which
+// is another matter).
+func (u *Updater) InUseUnusable(v string) error {
+	b, err := defs.ReadFile(u.Store.BundlePath(v))
+	if err != nil {
+		return nil
+	}
+	return u.UsableHere(b)
+}
+
 // usable says whether this build is new enough for o.
 func (u *Updater) usable(o Offer) bool {
 	return u.Sclgate == "" || NewEnough(u.Sclgate, o.MinSclgate) == nil
@@ -284,6 +310,16 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 		}
 		d.Newest, d.Available, d.Damaged, d.Left = r, true, true, false
 	}
+	// Or it reads but this build cannot use it (installed before an
+	// upgrade of sclgate that changed the model's features): serve
+	// scores with the built-in definitions, and "up to date" would hide
+	// it.
+	if !d.Available && d.Installed {
+		if err := u.InUseUnusable(d.InUse); err != nil {
+			return d, fmt.Errorf("update: the version in use, %s: %w: %w; sclgate scores with the built-in definitions meanwhile, and %s offers nothing newer that this sclgate can use: sclgate update rollback goes back to the version in use before it, or sclgate update install -version V -force switches to another",
+				d.InUse, ErrUnusable, err, u.Source)
+		}
+	}
 	return d, nil
 }
 
@@ -349,6 +385,11 @@ type Outcome struct {
 // rollback. An explicit version is installed as asked (older ones need
 // force).
 func (u *Updater) Install(ctx context.Context, version string, force bool) (Outcome, error) {
+	if version != "" {
+		if o, ok, err := u.installLocal(ctx, version, force); ok {
+			return o, err
+		}
+	}
 	o, err := u.installFromSource(ctx, version, force)
 	// An install asks the source as detect does: status shows its
 	// outcome as the last check (what a timer running install leaves).
@@ -363,6 +404,58 @@ func (u *Updater) Install(ctx context.Context, version string, force bool) (Outc
 	}
 	u.saveState(result)
 	return o, err
+}
+
+// installLocal switches to version, which is installed already, from its
+// own copy (the bundle and signature its install left in its directory),
+// verified again with the trusted keys: switching back after a rollback
+// then needs no source, which may be offline, or no longer offer it.
+// ok is false when there is no such copy or it no longer verifies (a key
+// since taken out of updates.trusted_keys): the source is asked then.
+func (u *Updater) installLocal(ctx context.Context, version string, force bool) (o Outcome, ok bool, err error) {
+	data, sig, ok := u.localCopy(version)
+	if !ok {
+		return Outcome{}, false, nil
+	}
+	p := u.Store.BundlePath(version)
+	origin := p
+	if rec, err := u.Store.Record(version); err == nil && rec.Origin != "" {
+		origin = rec.Origin // where it came from, not its installed copy
+	}
+	unlock, err := u.Store.Lock(ctx, u.waiting(holderStore))
+	if err != nil {
+		return Outcome{}, true, err
+	}
+	defer unlock()
+	o, err = u.install(data, sig, p, origin, "", force)
+	return o, true, err
+}
+
+// HasCopy says whether version is installed with a copy that verifies
+// with the trusted keys, so that Install of it needs no source.
+func (u *Updater) HasCopy(version string) bool {
+	_, _, ok := u.localCopy(version)
+	return ok
+}
+
+func (u *Updater) localCopy(version string) (data, sig []byte, ok bool) {
+	if !ValidVersion(version) {
+		return nil, nil, false
+	}
+	p := u.Store.BundlePath(version)
+	data, err := readBundleFile(p)
+	if err != nil {
+		return nil, nil, false
+	}
+	sig, err = safeio.ReadFile(filepath.Join(filepath.Dir(p), SigFile), 64<<10)
+	if err != nil {
+		return nil, nil, false
+	}
+	b, _, _, err := defs.ReadVerified(data, sig, u.Keys, 0)
+	if err != nil || b.Manifest.Version != version {
+		return nil, nil, false
+	}
+	return data, sig, true
 }
 
 func (u *Updater) installFromSource(ctx context.Context, version string, force bool) (Outcome, error) {

@@ -130,7 +130,7 @@ func TestPublishDetectInstallRollback(t *testing.T) {
 		t.Errorf("new version not detected: %+v", d)
 	}
 	u.Install(context.Background(), "", false)
-	if from, to, err := f.store.Rollback(); err != nil || from != "2026.11.1" || to != "2026.10.1" {
+	if from, to, err := f.store.Rollback(nil); err != nil || from != "2026.11.1" || to != "2026.10.1" {
 		t.Fatalf("rollback %s → %s %v", from, to, err)
 	}
 	// After a rollback, the version rolled back from is not offered again,
@@ -481,7 +481,7 @@ func rollBackDuringDownload(t *testing.T, f *fixture, version string) (from, to 
 		close(release)
 		t.Fatal(err)
 	}
-	from, to, err = f.store.Rollback()
+	from, to, err = f.store.Rollback(nil)
 	unlock()
 	close(release)
 	<-done
@@ -617,6 +617,51 @@ func TestUnusableRefused(t *testing.T) {
 	}
 }
 
+// A version installed while this build could use it, and no longer can
+// (an upgrade of sclgate changed the model's features): serve scores with
+// the built-in definitions, so Detect does not call it up to date, and a
+// rollback does not switch to such a version.
+func TestInstalledButUnusableHere(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1", "2026.11.1")
+	u := f.updater()
+	for _, v := range []string{"2026.10.1", "2026.11.1"} {
+		if _, err := u.Install(context.Background(), v, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The sclgate upgrade: neither reads for it now.
+	why := errors.New("model: built for feature set 15, this build extracts 16")
+	u.Usable = func(*defs.Bundle) error { return why }
+	if err := u.InUseUnusable("2026.11.1"); !errors.Is(err, why) {
+		t.Errorf("InUseUnusable: %v", err)
+	}
+	_, err := u.Detect(context.Background())
+	if !errors.Is(err, ErrUnusable) || !errors.Is(err, why) || !strings.Contains(err.Error(), "scores with the built-in definitions") {
+		t.Errorf("detect with the version in use unusable: %v", err)
+	}
+	if _, _, err := f.store.Rollback(u.UsableHere); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "rollback to 2026.10.1 refused, 2026.11.1 stays in use") {
+		t.Errorf("rollback to an unusable version: %v", err)
+	}
+	if f.active() != "2026.11.1" {
+		t.Errorf("active %s after a refused rollback", f.active())
+	}
+	// A min_sclgate this build does not meet is the same.
+	f2 := newFixture(t)
+	paths := []string{f2.bundleNeeding("2026.10.1", "2.0")}
+	if _, err := Publish(f2.srcDir, f2.priv, "", paths); err != nil {
+		t.Fatal(err)
+	}
+	u2 := f2.updater()
+	if _, err := u2.Install(context.Background(), "", false); err != nil {
+		t.Fatal(err)
+	}
+	u2.Sclgate = "1.0" // an older sclgate, put back over the newer one
+	if _, err := u2.Detect(context.Background()); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "needs sclgate 2.0") {
+		t.Errorf("detect with the version in use too new for this build: %v", err)
+	}
+}
+
 // An offer for a newer sclgate is passed over, by Detect and by Install of
 // the newest, in favour of the newest this build can use.
 func TestTooNewPassedOver(t *testing.T) {
@@ -739,7 +784,7 @@ func TestForcedDowngradeKept(t *testing.T) {
 		t.Errorf("detect with a newer release: %+v %v", d, err)
 	}
 	// A rollback goes back to the version before, the one left.
-	if from, to, err := f.store.Rollback(); err != nil || from != "2026.10.1" || to != "2026.11.1" || u.rolledBack("2026.11.1") {
+	if from, to, err := f.store.Rollback(nil); err != nil || from != "2026.10.1" || to != "2026.11.1" || u.rolledBack("2026.11.1") {
 		t.Errorf("rollback after a forced downgrade: %s -> %s, %v", from, to, err)
 	}
 	// Downgraded again, then asked for by name: it comes back, no longer
@@ -1150,7 +1195,7 @@ func installedTwo(t *testing.T) (*fixture, *Updater) {
 // rollBackToDamaged rolls back to 2026.10.1 and damages its copy.
 func rollBackToDamaged(t *testing.T, f *fixture) {
 	t.Helper()
-	if _, to, err := f.store.Rollback(); err != nil || to != "2026.10.1" {
+	if _, to, err := f.store.Rollback(nil); err != nil || to != "2026.10.1" {
 		t.Fatalf("rollback to %q, %v", to, err)
 	}
 	os.WriteFile(f.store.BundlePath("2026.10.1"), []byte("junk"), 0o644)

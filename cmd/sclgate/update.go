@@ -123,7 +123,10 @@ func cmdUpdate(e env, args []string) int {
 		}
 		// An offline install from a file needs no source: the configured
 		// one may be a directory not mounted now.
-		if sub == "detect" || fs.NArg() == 0 {
+		// Nor does a switch to a version installed already (back, after a
+		// rollback), whose own copy is verified and used.
+		local := sub == "install" && fs.NArg() == 0 && *version != "" && u.HasCopy(*version)
+		if sub == "detect" || fs.NArg() == 0 && !local {
 			if u.Source, err = update.NewSource(src); err != nil {
 				fmt.Fprintln(e.stderr, err)
 				printHint(e, err)
@@ -136,7 +139,7 @@ func cmdUpdate(e env, args []string) int {
 
 	switch sub {
 	case "status":
-		return updateStatus(e, cfg, store)
+		return updateStatus(e, cfg, store, u)
 	case "detect":
 		d, err := u.Detect(ctx)
 		if err != nil {
@@ -217,9 +220,13 @@ func cmdUpdate(e env, args []string) int {
 			return exitError
 		}
 		defer unlock()
-		from, to, err := store.Rollback()
+		from, to, err := store.Rollback(u.UsableHere)
 		if err != nil {
-			fmt.Fprintln(e.stderr, "sclgate update rollback:", err)
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "update: ") { // the store's refusals say what they are
+				msg = "sclgate update rollback: " + msg
+			}
+			fmt.Fprintln(e.stderr, msg)
 			return exitError
 		}
 		if to == "" {
@@ -240,7 +247,7 @@ func builtinNote(installed bool) string {
 	return " (built in)"
 }
 
-func updateStatus(e env, cfg *config.Config, store *update.Store) int {
+func updateStatus(e env, cfg *config.Config, store *update.Store, u *update.Updater) int {
 	status := 0
 	active, err := store.Active()
 	switch {
@@ -258,6 +265,11 @@ func updateStatus(e env, cfg *config.Config, store *update.Store) int {
 			// What serve does with it: the built-in definitions score.
 			fmt.Fprintf(e.stdout, "in use:     %s (built in: the active version %s is unusable: %v)\n", displayVersion(builtinVersion()), active, err)
 			fmt.Fprintf(e.stderr, "what to do: install it again (sclgate update install -version %s, or update install FILE), or sclgate update rollback\n", active)
+			status = exitError
+		} else if err := u.InUseUnusable(active); err != nil {
+			// It reads, but this build cannot use it: serve does not.
+			fmt.Fprintf(e.stdout, "in use:     %s (built in: this sclgate cannot use the active version %s: %v)\n", displayVersion(builtinVersion()), active, err)
+			fmt.Fprintf(e.stderr, "what to do: install a version this sclgate can use (sclgate update install), or sclgate update rollback\n")
 			status = exitError
 		} else {
 			fmt.Fprintf(e.stdout, "in use:     %s\n", active)
@@ -332,7 +344,10 @@ func newProgress(e env) func(done, total int64) {
 	base := int64(-1) // what was there before this run (a resumed download)
 	return func(done, total int64) {
 		now := time.Now()
-		if base < 0 {
+		if base < 0 || done < base {
+			// The first report, or a download started over (a partial
+			// file that was not the bundle's start): the rate counts
+			// from here.
 			base, start = done, now
 		}
 		rate := float64(done-base) / max(now.Sub(start).Seconds(), 0.001)

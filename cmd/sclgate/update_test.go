@@ -439,6 +439,76 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 	}
 }
 
+// An installed version that reads but that this build cannot use (left
+// from before an upgrade or a downgrade of sclgate: here one that needs a
+// newer sclgate): status, detect and rollback say what serve does, that
+// the built-in definitions score, instead of "in use" and "up to date".
+func TestUpdateInstalledButUnusable(t *testing.T) {
+	cfg, _, _, _ := updateSetup(t, "2027.10.1", "2027.10.2")
+	for _, v := range []string{"2027.10.1", "2027.10.2"} {
+		if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", v); code != 0 {
+			t.Fatalf("install %s: %d %q", v, code, errOut)
+		}
+	}
+	model, err := smallModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"2027.10.1", "2027.10.2"} {
+		b, _ := os.ReadFile(bundleNeeding(t, v, model, "99.0"))
+		os.WriteFile(filepath.Join(filepath.Dir(cfg), "defs", v, "bundle.tar.gz"), b, 0o644)
+	}
+	code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg)
+	if code != 1 || !strings.Contains(out, "in use:     "+builtinVersion()+" (built in: this sclgate cannot use the active version 2027.10.2: it needs sclgate 99.0 or later") ||
+		!strings.Contains(errOut, "what to do: install a version this sclgate can use (sclgate update install), or sclgate update rollback") {
+		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "detect", "-config", cfg); code != 1 || !strings.Contains(errOut, "the version in use, 2027.10.2: this build of sclgate cannot use it: it needs sclgate 99.0 or later") {
+		t.Errorf("detect: %d %q", code, errOut)
+	}
+	code, out, errOut = sclgate(t, "", "serve", "-check", "-config", cfg)
+	if code != 0 || !strings.Contains(out+errOut, "serve will score with the built-in") {
+		t.Errorf("serve -check: %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 1 || !strings.Contains(errOut, "rollback to 2027.10.1 refused, 2027.10.2 stays in use: 2027.10.1: this build of sclgate cannot use it: it needs sclgate 99.0") {
+		t.Errorf("rollback to an unusable version: %d %q", code, errOut)
+	}
+}
+
+// Switching back to a version rolled back from uses its installed copy,
+// verified again: the source may be offline, or no longer offer it.
+func TestUpdateInstallVersionFromInstalledCopy(t *testing.T) {
+	cfg, srcDir, _, _ := updateSetup(t, "2027.10.1", "2027.10.2")
+	for _, v := range []string{"2027.10.1", "2027.10.2"} {
+		if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", v); code != 0 {
+			t.Fatalf("install %s: %d %q", v, code, errOut)
+		}
+	}
+	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 {
+		t.Fatalf("rollback: %d %q", code, errOut)
+	}
+	if err := os.RemoveAll(srcDir); err != nil { // the source offers nothing now
+		t.Fatal(err)
+	}
+	code, out, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.10.2")
+	if code != 0 || !strings.Contains(out, "installed and activated 2027.10.2") {
+		t.Fatalf("switch back without the source: %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.10.2\n") || !regexp.MustCompile(`\* 2027\.10\.2 .* from http://127\.0\.0\.1:\d+/sclgate-defs-2027\.10\.2\.tar\.gz`).MatchString(out) {
+		t.Errorf("status after the switch (the origin stays the source's):\n%s", out)
+	}
+	// An installed copy that no longer verifies is not used: the source
+	// is asked, and here has nothing.
+	sigFile := filepath.Join(filepath.Dir(cfg), "defs", "2027.10.1", "bundle.tar.gz.minisig")
+	os.WriteFile(sigFile, []byte("untrusted comment: x\nRWQ\n"), 0o644)
+	if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", "2027.10.1", "-force"); code != 1 || !strings.Contains(errOut, "the source has no index") {
+		t.Errorf("switch to a copy that does not verify, without the source: %d %q", code, errOut)
+	}
+	if code, out, _ := sclgate(t, "", "update", "status", "-config", cfg); code != 0 || !strings.Contains(out, "in use:     2027.10.2\n") {
+		t.Errorf("status after the refused switch:\n%s", out)
+	}
+}
+
 // An expired certificate is not a trust problem: the hint says so.
 func TestPrintHintExpiredCertificate(t *testing.T) {
 	var out strings.Builder
@@ -569,5 +639,19 @@ func TestUpdateHintTooLargeAndNoSuch(t *testing.T) {
 		if h := updateHint(err); !strings.Contains(h, want) || !strings.HasSuffix(h, "the definitions in use are unchanged.") {
 			t.Errorf("hint for %v: %q", err, h)
 		}
+	}
+}
+
+// A download started over (its partial file was not the bundle's start)
+// reports its rate from the new start, not a negative one.
+func TestProgressRestart(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(env{stderr: &out})
+	p(4000, 8800) // resumed from a partial file
+	p(0, 8800)    // which was not the bundle's: started over
+	p(4400, 8800)
+	p(8800, 8800)
+	if strings.Contains(out.String(), "-") || strings.Count(out.String(), "download: ") != 4 {
+		t.Errorf("progress:\n%s", out.String())
 	}
 }
