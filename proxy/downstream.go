@@ -346,9 +346,9 @@ func (dc *dsConn) closeAfter(err error) {
 	dc.close()
 }
 
-// mailOptions passes on the MAIL parameters the downstream understands.
-// sclgate receives with 8BITMIME and SMTPUTF8 off unless configured, so
-// BODY=8BITMIME is the one that matters. The client's SIZE goes on as
+// mailOptions passes on the MAIL parameters the downstream understands:
+// BODY=8BITMIME, and SMTPUTF8 (an address that needs it but cannot have
+// it is downstreamAddr's to refuse). The client's SIZE goes on as
 // it is, so that a downstream with a smaller limit than sclgate's refuses
 // at MAIL, before the client has sent the message, rather than after it.
 // Not plus what sclgate adds (a few hundred bytes, up to about 1.5 KB):

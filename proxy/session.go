@@ -974,9 +974,9 @@ func (s *session) downstreamFailed(step string, err error) error {
 }
 
 // needsSMTPUTF8 logs, counts and returns the refusal of addr, which is
-// in UTF-8 and cannot reach a downstream without SMTPUTF8: not a
-// refusal by the downstream, which never saw it, so said here, or the
-// postmaster would not know whose mail went where.
+// in UTF-8 and cannot reach a downstream without SMTPUTF8. The downstream
+// never saw the address, so its log does not show the refusal: it is
+// logged here.
 func (s *session) needsSMTPUTF8(step, addr string) error {
 	s.log.Info("address refused: it needs SMTPUTF8, which the downstream does not offer", slog.String("step", step), slog.String("id", s.id), slog.String("addr", addr))
 	s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailSMTPUTF8).Inc()
@@ -1056,20 +1056,22 @@ func (s *session) received() string {
 }
 
 func (s *session) makeReceived() string {
+	_, tls := s.conn.TLSConnectionState()
 	with := "ESMTP"
-	if _, ok := s.conn.TLSConnectionState(); ok {
-		with += "S"
-	} else if s.raw != nil && s.raw.helo.Load() {
-		with = "SMTP" // greeted with HELO (RFC 5321 section 4.4)
-	}
-	if s.user != "" {
-		with += "A"
-	}
-	if s.utf8 {
+	switch {
+	case s.utf8:
 		// RFC 6531 section 4.3: UTF8SMTP, UTF8SMTPS, UTF8SMTPA,
 		// UTF8SMTPSA (also after HELO, where go-smtp, as Postfix,
 		// takes SMTPUTF8 on MAIL).
-		with = "UTF8SMTP" + strings.TrimPrefix(strings.TrimPrefix(with, "ESMTP"), "SMTP")
+		with = "UTF8SMTP"
+	case !tls && s.raw != nil && s.raw.helo.Load():
+		with = "SMTP" // greeted with HELO (RFC 5321 section 4.4)
+	}
+	if tls {
+		with += "S"
+	}
+	if s.user != "" {
+		with += "A"
 	}
 	// The address as RFC 5321's address-literal (section 4.1.3): an IPv6
 	// one tagged so, as Postfix writes it and parsers of the field expect.
@@ -1094,7 +1096,7 @@ func (s *session) addressError(a string) error {
 	if !s.utf8 && !allASCII(a) {
 		err = errNonASCII
 	}
-	s.log.Info("address refused", slog.String("addr", a), slog.String("reply", err.Error()))
+	s.log.Info("address refused", slog.String("id", s.id), slog.String("addr", a), slog.String("reply", err.Error()))
 	return err
 }
 

@@ -109,8 +109,9 @@ func IsVerdictField(name string) bool {
 }
 
 // foldHeader formats "Name: value" folded at spaces to lines of at most 78
-// characters (RFC 5322 section 2.1.1), encoding non-ASCII as RFC 2047 words
-// since sclgate does not know the downstream takes SMTPUTF8.
+// characters (RFC 5322 section 2.1.1), encoding non-ASCII as RFC 2047 words:
+// sclgate's own fields must not need SMTPUTF8, which the downstream may
+// not take, nor the message have asked for.
 func foldHeader(name, value string) string {
 	var b strings.Builder
 	b.WriteString(name)

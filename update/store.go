@@ -504,7 +504,7 @@ func (s *Store) record(version, active string) (Installed, error) {
 func (s *Store) Rollback(usable func(*defs.Bundle) error) (from, to string, err error) {
 	from, err = s.Active()
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("update: rollback: %w", err)
 	}
 	rec, err := s.Record(from)
 	if err != nil {
@@ -562,8 +562,8 @@ func (s *Store) Rollback(usable func(*defs.Bundle) error) (from, to string, err 
 	}
 	if usable != nil {
 		if err := usable(b); err != nil {
-			return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %s: %w: %w, and serve would score with the built-in definitions; sclgate update install -version V -force switches to another installed or offered version",
-				before, from, before, ErrUnusable, err)
+			return from, "", fmt.Errorf("update: rollback to %s refused, %s stays in use: %w (%w); serve would score with the built-in definitions. sclgate update install -version V -force switches to another installed or offered version",
+				before, from, ErrUnusable, err)
 		}
 	}
 	if prev.RolledBack {

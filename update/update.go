@@ -316,7 +316,7 @@ func (u *Updater) detect(ctx context.Context) (Detected, error) {
 	// it.
 	if !d.Available && d.Installed {
 		if err := u.InUseUnusable(d.InUse); err != nil {
-			return d, fmt.Errorf("update: the version in use, %s: %w: %w; sclgate scores with the built-in definitions meanwhile, and %s offers nothing newer that this sclgate can use: sclgate update rollback goes back to the version in use before it, or sclgate update install -version V -force switches to another",
+			return d, fmt.Errorf("update: the version in use, %s: %w: %w; sclgate scores with the built-in definitions meanwhile, and nothing newer is to be installed from %s: sclgate update rollback goes back to the version in use before it, or sclgate update install -version V -force switches to another",
 				d.InUse, ErrUnusable, err, u.Source)
 		}
 	}
@@ -700,15 +700,8 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 	unusable := func(err error) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("update: %s: version %s: %w: %w", name, v, ErrUnusable, err)
 	}
-	if u.Sclgate != "" {
-		if err := NewEnough(u.Sclgate, b.Manifest.MinSclgate); err != nil {
-			return unusable(err)
-		}
-	}
-	if u.Usable != nil {
-		if err := u.Usable(b); err != nil {
-			return unusable(err)
-		}
+	if err := u.UsableHere(b); err != nil {
+		return unusable(err)
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
 	left, leftErr := u.Store.Active()

@@ -905,9 +905,9 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 	// did: the downstream gets it if it offers the extension, else the
 	// address in A-labels if only its domain is UTF-8, else a refusal
 	// (553 5.6.7, see proxy's downstreamAddr).
-	// So does a header in UTF-8 (RFC 6532), as the gateway passes on
-	// the SMTPUTF8 of the message's sender: to a downstream that offers
-	// the extension only, the header going as it is either way.
+	// A UTF-8 header asks for it too (RFC 6532); mailOptions sends it
+	// only to a downstream that offers it, and the header goes unchanged
+	// either way.
 	if !isASCII(it.Envelope.From) || slices.ContainsFunc(rcpts, func(a string) bool { return !isASCII(a) }) || utf8Header(msg) {
 		opts.UTF8 = true
 	}
@@ -1051,8 +1051,9 @@ func utf8Header(msg []byte) bool {
 
 // releasable says whether a can be written into a MAIL or RCPT command:
 // it has an "@" and no white space, angle brackets or control characters,
-// and what is not ASCII is what the gateway takes in an address (no
-// invisible or bidirectional format characters, no invalid UTF-8).
+// and no character the gateway refuses in an address (invisible or
+// bidirectional format characters, invalid UTF-8); its domain is the
+// downstream's to judge.
 func releasable(a string) bool {
 	if !strings.Contains(a, "@") {
 		return false

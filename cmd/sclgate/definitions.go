@@ -49,7 +49,17 @@ func loadDefinitions(cfg *config.Config) (*definitions, error) {
 			return builtinDefinitions(err)
 		}
 		path := store.BundlePath(v)
-		d, err := definitionsFrom(path, func() (*defs.Bundle, error) { return defs.ReadFile(path) })
+		d, err := definitionsFrom(path, func() (*defs.Bundle, error) {
+			b, err := defs.ReadFile(path)
+			if err == nil {
+				// As update judges an installed version (status, detect,
+				// rollback): they then say what serve does.
+				if err = modelLoads(b); err != nil {
+					err = fmt.Errorf("%s: %w", path, err)
+				}
+			}
+			return b, err
+		})
 		if err != nil {
 			return builtinDefinitions(err)
 		}

@@ -222,11 +222,7 @@ func cmdUpdate(e env, args []string) int {
 		defer unlock()
 		from, to, err := store.Rollback(u.UsableHere)
 		if err != nil {
-			msg := err.Error()
-			if !strings.HasPrefix(msg, "update: ") { // the store's refusals say what they are
-				msg = "sclgate update rollback: " + msg
-			}
-			fmt.Fprintln(e.stderr, msg)
+			fmt.Fprintln(e.stderr, err)
 			return exitError
 		}
 		if to == "" {
