@@ -439,17 +439,25 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 	}
 }
 
+// installedVersions publishes versions (updateSetup) and installs each,
+// in order: the last is in use, the others are there to roll back to.
+func installedVersions(t *testing.T, versions ...string) (cfg, srcDir string) {
+	t.Helper()
+	cfg, srcDir, _, _ = updateSetup(t, versions...)
+	for _, v := range versions {
+		if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", v); code != 0 {
+			t.Fatalf("install %s: %d %q", v, code, errOut)
+		}
+	}
+	return cfg, srcDir
+}
+
 // An installed version that reads but that this build cannot use (left
 // from before an upgrade or a downgrade of sclgate: here one that needs a
 // newer sclgate): status, detect and rollback say what serve does, that
 // the built-in definitions score, instead of "in use" and "up to date".
 func TestUpdateInstalledButUnusable(t *testing.T) {
-	cfg, _, _, _ := updateSetup(t, "2027.10.1", "2027.10.2")
-	for _, v := range []string{"2027.10.1", "2027.10.2"} {
-		if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", v); code != 0 {
-			t.Fatalf("install %s: %d %q", v, code, errOut)
-		}
-	}
+	cfg, _ := installedVersions(t, "2027.10.1", "2027.10.2")
 	model, err := smallModel()
 	if err != nil {
 		t.Fatal(err)
@@ -478,12 +486,7 @@ func TestUpdateInstalledButUnusable(t *testing.T) {
 // Switching back to a version rolled back from uses its installed copy,
 // verified again: the source may be offline, or no longer offer it.
 func TestUpdateInstallVersionFromInstalledCopy(t *testing.T) {
-	cfg, srcDir, _, _ := updateSetup(t, "2027.10.1", "2027.10.2")
-	for _, v := range []string{"2027.10.1", "2027.10.2"} {
-		if code, _, errOut := sclgate(t, "", "update", "install", "-config", cfg, "-version", v); code != 0 {
-			t.Fatalf("install %s: %d %q", v, code, errOut)
-		}
-	}
+	cfg, srcDir := installedVersions(t, "2027.10.1", "2027.10.2")
 	if code, _, errOut := sclgate(t, "", "update", "rollback", "-config", cfg); code != 0 {
 		t.Fatalf("rollback: %d %q", code, errOut)
 	}
