@@ -25,7 +25,8 @@ import (
 // (treeCost), is read token by token instead (htmlTokensToText), and deep
 // says so.
 func htmlToText(src string) (text string, urls []string, deep bool) {
-	return htmlToTextWithin(src, newHTMLBudget())
+	text, urls, deep, _ = htmlToTextWithin(src, newHTMLBudget())
+	return text, urls, deep
 }
 
 // htmlBudget is what building pages into trees may cost one message, in
@@ -38,8 +39,24 @@ func newHTMLBudget() *htmlBudget {
 }
 
 // htmlToTextWithin is htmlToText spending from budget; a page that does
-// not fit in what is left is read tag by tag.
-func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool) {
+// not fit in what is left is read tag by tag. outlook is the markup of the
+// page's Outlook-only conditional comments (see outlookOnly), for a
+// reading of its own (htmlOutlookText), "" when it has none.
+func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []string, deep bool, outlook string) {
+	return htmlRead(src, budget, false)
+}
+
+// htmlOutlookText reads the markup of a page's Outlook-only conditional
+// comments (htmlToTextWithin's outlook) as Outlook shows it, spending from
+// budget: a page of its own, whose own conditional comments (there can be
+// no complete one in a comment) are not read again, and whose <xml> data
+// islands (Word's document properties) are not shown.
+func htmlOutlookText(markup string, budget *htmlBudget) (text string, urls []string, deep bool) {
+	text, urls, deep, _ = htmlRead(markup, budget, true)
+	return text, urls, deep
+}
+
+func htmlRead(src string, budget *htmlBudget, outlook bool) (text string, urls []string, deep bool, outlookMarkup string) {
 	copies, stackWork, rootAttrs := treeCost(src)
 	var doc *html.Node
 	if copies <= budget.copies && stackWork <= budget.stackWork && rootAttrs <= budget.rootAttrs {
@@ -50,17 +67,59 @@ func htmlToTextWithin(src string, budget *htmlBudget) (text string, urls []strin
 	}
 	if doc == nil { // over budget, or refused (nested deeper than 512)
 		text, urls = htmlTokensToText(src)
-		return text, urls, true
+		return text, urls, true, ""
 	}
-	r := &treeReader{}
+	r := &treeReader{outlook: outlook}
 	r.walk(doc, walkContext{})
-	return r.b.String(), r.urls, false
+	return r.b.String(), r.urls, false, r.mso.String()
 }
 
 // treeReader reads the text and links a page's tree shows.
 type treeReader struct {
 	b    strings.Builder
 	urls []string
+	// outlook: the page is the markup of Outlook-only comments (see
+	// htmlOutlookText). mso collects that markup from a page that is not.
+	outlook bool
+	mso     strings.Builder
+}
+
+// outlookOnly returns the markup of a conditional comment that Outlook
+// for Windows shows and browsers do not ("<!--[if mso]>...<![endif]-->",
+// "[if gte mso 9]", "[if (gte mso 9)|(IE)]": the condition names mso and
+// negates nothing), or false. Word, which renders mail in Outlook, reads
+// these comments as markup; templates put Outlook's table scaffolding
+// there, and a sender can put text that only Outlook users (an Exchange
+// site's users) see, which the admin's BODY phrases must still find.
+func outlookOnly(comment string) (string, bool) {
+	c := strings.TrimLeft(comment, " \t\r\n")
+	if len(c) < 3 || !strings.EqualFold(c[:3], "[if") {
+		return "", false
+	}
+	end := strings.Index(c, "]>")
+	if end < 0 {
+		return "", false
+	}
+	cond := strings.ToLower(c[3:end])
+	if !strings.Contains(cond, "mso") || strings.Contains(cond, "!") {
+		return "", false
+	}
+	markup := c[end+2:]
+	if i := strings.LastIndex(strings.ToLower(markup), "<![endif]"); i >= 0 {
+		markup = markup[:i]
+	}
+	return markup, true
+}
+
+// inBody says whether n is in the page's <body>: conditional comments in
+// the head hold Word's document properties, which no reader sees.
+func inBody(n *html.Node) bool {
+	for p := n.Parent; p != nil; p = p.Parent {
+		if p.Type == html.ElementNode && p.Namespace == "" && p.DataAtom == atom.Body {
+			return true
+		}
+	}
+	return false
 }
 
 // walkContext is what a node's reading depends on above it.
@@ -95,6 +154,15 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 		return // more than a message's text is kept
 	}
 	switch n.Type {
+	case html.CommentNode:
+		if r.outlook || ctx.inSelect || !inBody(n) {
+			return
+		}
+		if markup, ok := outlookOnly(n.Data); ok && markup != "" {
+			r.mso.WriteString(markup)
+			r.mso.WriteByte('\n')
+		}
+		return
 	case html.TextNode:
 		p := n.Parent
 		if p != nil && p.Namespace != "" && !ctx.foreignText {
@@ -109,6 +177,9 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 		// The option a drop-down shows is shown even when hidden.
 		if !shown(n) && !(n.DataAtom == atom.Option && n == ctx.shownOption) {
 			return
+		}
+		if r.outlook && n.Namespace == "" && n.Data == "xml" {
+			return // a data island, which Word does not show
 		}
 		switch n.Namespace {
 		case "":

@@ -829,7 +829,7 @@ func (w *walker) flushPrefix() {
 // they are waiting for it (walker.prefix).
 // addHTML adds an HTML part's text and links.
 func (w *walker) addHTML(page string) {
-	text, urls, deep := htmlToTextWithin(page, w.html)
+	text, urls, deep, outlook := htmlToTextWithin(page, w.html)
 	if deep {
 		// Its own feature (the text before the colon): the model can
 		// tell such a page from a cut or broken one.
@@ -837,6 +837,16 @@ func (w *walker) addHTML(page string) {
 	}
 	w.m.URLs = append(w.m.URLs, urls...)
 	w.addText(text)
+	if outlook != "" {
+		// What only Outlook shows is a text of its own, as a second
+		// reading is: a phrase does not span it and the page.
+		text, urls, deep := htmlOutlookText(outlook, w.html)
+		if deep {
+			w.m.defect("html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree")
+		}
+		w.m.URLs = append(w.m.URLs, urls...)
+		w.addOwnText(text)
+	}
 }
 
 func (w *walker) addText(s string) {

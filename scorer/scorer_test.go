@@ -929,3 +929,42 @@ func TestEngineTruncate(t *testing.T) {
 		t.Errorf("within the limit: cut to %d bytes", len(cut))
 	}
 }
+
+// Text in Outlook-only conditional comments in the body is read, as a text
+// of its own: Outlook for Windows (Word) shows it and browsers do not, so
+// a sender could show Exchange users words that no phrase rule saw. What
+// browsers show and Outlook hides is read as before; comments in the head
+// (Word's document properties), negated or non-mso conditions, ordinary
+// comments and <xml> data islands are not read.
+func TestOutlookConditionalComments(t *testing.T) {
+	page := "<html><head><!--[if gte mso 9]><xml><o:Author>Head Author</o:Author></xml><![endif]--></head><body>" +
+		"<!--[if mso]><p>Special offer: wire the deposit</p><a href=\"http://outlook-only.example/\">x</a><![endif]-->" +
+		"<!--[if !mso]><!--><p>Hello</p><!--<![endif]-->" +
+		"<!--[if IE]><p>internet explorer</p><![endif]--><!-- a note -->" +
+		"<!--[IF (GTE MSO 9)|(IE)]><table><tr><td><xml>island</xml>second<![endif]-->" +
+		"<p>shown</p><!--[if mso]></td></tr></table><![endif]--></body></html>"
+	raw := []byte("From: a@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + page + "\r\n")
+	m := Parse(raw)
+	parts := wordsOfParts(raw)
+	want := []string{"Hello shown", "Special offer: wire the deposit x second"}
+	if !slices.Equal(parts, want) {
+		t.Errorf("parts %q,\nwant %q", parts, want)
+	}
+	if !slices.Contains(m.URLs, "http://outlook-only.example/") {
+		t.Errorf("links %q: the Outlook-only link is missing", m.URLs)
+	}
+	s := &Scorer{Classifier: None{}, Weights: func() *weights.List {
+		return list(t, entry("BODY", "MAX", "special offer"), entry("BODY", "1", "hello"), entry("BODY", "1", "hello special"))
+	}}
+	r, err := s.Score(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ruleTexts(r); !slices.Equal(got, []string{"special offer", "hello"}) || r.SCL != 9 {
+		t.Errorf("matched %q, SCL %d; want [special offer, hello], SCL 9", got, r.SCL)
+	}
+	// A page without such comments reads as one text, as before.
+	if p := wordsOfParts([]byte("Content-Type: text/html\r\n\r\n<p>a<!--[if !mso]>b<![endif]--></p>")); !slices.Equal(p, []string{"a"}) {
+		t.Errorf("no Outlook-only comment: %q", p)
+	}
+}

@@ -9,11 +9,14 @@ package weights
 // between two letters, "cas\uFE00ino", shows as "casino" and split the
 // phrase), with the musical formatting controls and the unassigned
 // specials that render as nothing too; normalisation removes them, from
-// text and phrases alike. They are not simple runes (see normalize.go), so they always take
+// text and phrases alike. The Arabic tatweel (U+0640) is dropped with
+// them though it shows, as a stretch of the line between letters: it only
+// lengthens a word ("مجـــاني" is "مجاني"), so it is the Arabic spammer's
+// soft hyphen. They are not simple runes (see normalize.go), so they always take
 // the slow path, where appendSlow drops them.
 func isIgnorable(r rune) bool {
 	switch {
-	case r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x115F, r == 0x1160, r == 0x17B4, r == 0x17B5, r == 0x180E,
+	case r == 0x00AD, r == 0x034F, r == 0x061C, r == 0x0640, r == 0x115F, r == 0x1160, r == 0x17B4, r == 0x17B5, r == 0x180E,
 		0x200B <= r && r <= 0x200F, 0x202A <= r && r <= 0x202E, 0x2060 <= r && r <= 0x206F,
 		r == 0x3164, r == 0xFEFF, r == 0xFFA0, 0x1BCA0 <= r && r <= 0x1BCA3,
 		0x180B <= r && r <= 0x180F, 0xFE00 <= r && r <= 0xFE0F, 0xFFF0 <= r && r <= 0xFFF8,

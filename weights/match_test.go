@@ -45,6 +45,8 @@ func TestMatch(t *testing.T) {
 		{"tag characters", []Entry{e(Body, "viagra")}, "", "vi\U000E0020agra", []int{0}},
 		{"bidi controls", []Entry{e(Body, "casino")}, "", "\u202ecasino\u202c", []int{0}},
 		{"soft hyphen in the phrase", []Entry{e(Body, "Ver\u00adlängert")}, "", "verlängert", []int{0}},
+		{"arabic tatweel", []Entry{e(Body, "مجاني")}, "", "عرض مجـــاني اليوم", []int{0}},
+		{"arabic tatweel in the phrase", []Entry{e(Body, "مجـاني")}, "", "عرض مجاني", []int{0}},
 		{"ignorable is no boundary", []Entry{e(Body, "free")}, "", "free\u200bdom", nil},
 
 		// Word boundaries.

@@ -560,6 +560,11 @@ func (p *parser) syntaxError(err error, off int64, entry int, hint string) {
 			// A list copied from a web page or typed in Word.
 			hint = fmt.Sprintf(" (a typographic quote %s where \" belongs? attribute values are quoted with \" or ')", q) + hint
 		}
+		if strings.HasPrefix(se.Msg, "invalid character entity") {
+			// &nbsp; from HTML, or an entity a DOCTYPE declares, which
+			// is never expanded (billion laughs, XXE).
+			hint = " (XML knows only &amp; &lt; &gt; &quot; &apos; and character references such as &#233;; entities a DOCTYPE declares are not expanded)" + hint
+		}
 		err = errors.New(msg + hint)
 	}
 	p.errs = append(p.errs, &ParseError{File: p.name, Line: line, Entry: entry, Err: err})

@@ -267,6 +267,8 @@ func TestParseInline(t *testing.T) {
 			[]wantErr{{2, 1, "character reference &#xD83D; is half of a UTF-16 surrogate pair"}}},
 		{"surrogate reference, decimal", "<CustomWeightEntries><CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#57343;\"/></CustomWeightEntries>", 0,
 			[]wantErr{{1, 1, "character reference &#57343; is half"}}},
+		{"entity a DOCTYPE declares", "<!DOCTYPE r [<!ENTITY co \"Contoso\">]>\n<CustomWeightEntries>\n<CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&co; deal\"/>\n</CustomWeightEntries>", 0,
+			[]wantErr{{3, 1, "XML syntax error: invalid character entity &co; (XML knows only &amp; &lt; &gt; &quot; &apos; and character references such as &#233;; entities a DOCTYPE declares are not expanded)"}}},
 		{"replacement character written", "<CustomWeightEntries><CustomWeightEntry Type=\"BODY\" Change=\"1\" Text=\"&#xFFFD; \uFFFD\"/></CustomWeightEntries>", 1, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {

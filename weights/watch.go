@@ -41,9 +41,15 @@ type Watcher struct {
 	brokenStat fs.FileInfo
 	lastSum    [32]byte // sha256 of the file as last read; guarded by reloadMu
 
-	fsw       *fsnotify.Watcher
-	watchMu   sync.Mutex
-	watched   map[string]bool // real names of the directories watched; guarded by watchMu
+	fsw     *fsnotify.Watcher
+	watchMu sync.Mutex
+	// watched: the directories watched, by real name, each with what it
+	// was when its watch was added: a watch follows the directory, not
+	// its name, so one renamed with an ancestor (a deploy tool swapping
+	// /srv/sclgate for a staged copy) must be watched anew. Guarded by
+	// watchMu, as is watchErr.
+	watched   map[string]fs.FileInfo
+	watchErr  string // the watch problem last warned of, "" when none
 	done      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -72,6 +78,12 @@ type WatcherOptions struct {
 	// (the new one, or on error the previous one). It must not call Reload
 	// or Close.
 	OnReload func(l *List, err error)
+	// Poll is how often the path is checked without a notification: a
+	// directory renamed above the file's own (inotify watches follow
+	// directories, not names) or one that could not be watched is seen
+	// this way, as is a change on a file system that sends no
+	// notifications. 0 means 5s.
+	Poll time.Duration
 }
 
 // NewWatcher loads path once and starts watching it. A missing file gives
@@ -83,6 +95,9 @@ func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 	}
 	if opts.Settle <= 0 {
 		opts.Settle = time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 5 * time.Second
 	}
 	w := &Watcher{
 		path:    path,
@@ -122,9 +137,7 @@ func (w *Watcher) Current() *List { return w.cur.Load() }
 // the file's directories again: if one was removed and made anew (rm -r, a
 // deploy tool), its old watch went with it.
 func (w *Watcher) Reload() error {
-	if err := w.rewatch(true); err != nil {
-		w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))
-	}
+	w.rewatch(true)
 	return w.reload()
 }
 
@@ -192,7 +205,10 @@ func (w *Watcher) reloadIfChanged() {
 // unchangedLocked reports whether fi and sum are the file as last read
 // (and takes fi as its latest stat, mtime and all).
 func (w *Watcher) unchangedLocked(fi fs.FileInfo, sum [32]byte) bool {
-	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum {
+	// The type too: a directory, then a FIFO, each unreadable (sum 0)
+	// may get the same inode number.
+	if fi != nil && w.lastStat != nil && os.SameFile(fi, w.lastStat) && sum == w.lastSum &&
+		fi.Mode().Type() == w.lastStat.Mode().Type() {
 		w.lastStat = fi
 		return true
 	}
@@ -297,6 +313,8 @@ func (w *Watcher) run() {
 	settle := time.NewTimer(time.Hour) // a broken file's second read
 	settle.Stop()
 	defer settle.Stop()
+	poll := time.NewTicker(w.opts.Poll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-w.done:
@@ -332,6 +350,14 @@ func (w *Watcher) run() {
 			// settle after it.
 			settle.Stop()
 			timer.Reset(w.opts.Debounce)
+		case <-poll.C:
+			// What no notification told: a directory on the path
+			// renamed or made anew, or a change a file system did not
+			// report.
+			if w.dirsMoved() || w.statChanged() {
+				settle.Stop()
+				timer.Reset(w.opts.Debounce)
+			}
 		case <-settle.C:
 			// Still broken after Settle with no change since (a change
 			// stops this timer): the edit is what it is.
@@ -352,19 +378,20 @@ func (w *Watcher) run() {
 			if w.reloadUnlessBroken() {
 				settle.Reset(w.opts.Settle)
 			}
-			// A link may point elsewhere now.
-			if err := w.rewatch(false); err != nil {
-				w.log.Warn("weights: watching the file's directory; changes are noticed only on SIGHUP", slog.Any("err", err))
-			}
+			// A link may point elsewhere now, a directory be new.
+			w.rewatch(false)
 		}
 	}
 }
 
 // rewatch watches the directories watchDirs names for path now, and stops
 // watching those it no longer names (a release directory a "current" link
-// left). again adds them all anew (SIGHUP: a directory made anew under
-// the same name needs a new watch). The error is that of the directory
-// holding the file itself; the others are warned of.
+// left). A directory watched already is watched anew when again is set
+// (SIGHUP) or when it is no longer the directory its watch was added to
+// (made anew, or renamed with an ancestor). The directory holding the file
+// must be watchable; when it is not (it is gone, or the watch limit is
+// reached) that is warned of once, and the path is then checked every Poll.
+// A directory holding a symbolic link on the path is warned of likewise.
 func (w *Watcher) rewatch(again bool) error {
 	dirs, own := watchDirs(w.path)
 	w.watchMu.Lock()
@@ -380,26 +407,64 @@ func (w *Watcher) rewatch(again bool) error {
 		}
 	}
 	if w.watched == nil {
-		w.watched = make(map[string]bool)
+		w.watched = make(map[string]fs.FileInfo)
 	}
 	var ownErr error
+	var problems []string
 	for _, d := range dirs {
-		if w.watched[d] && !again {
-			continue
-		}
-		if err := w.fsw.Add(d); err != nil {
+		fi, err := os.Stat(d)
+		if old, ok := w.watched[d]; ok {
+			if !again && err == nil && os.SameFile(fi, old) {
+				continue
+			}
+			// The watch is on what the name held before, if anything.
+			w.fsw.Remove(d)
 			delete(w.watched, d)
+		}
+		if err == nil {
+			err = w.fsw.Add(d)
+		}
+		if err != nil {
 			if d == own {
 				ownErr = err
+				problems = append(problems, fmt.Sprintf("cannot watch the file's directory %s: %v", d, err))
 			} else {
-				w.log.Warn("weights: watching a directory on the file's path, which holds a symbolic link to it; changes there are noticed only on SIGHUP",
-					slog.String("dir", d), slog.Any("err", err))
+				problems = append(problems, fmt.Sprintf("cannot watch %s, which holds a symbolic link on the file's path: %v", d, err))
 			}
 			continue
 		}
-		w.watched[d] = true
+		w.watched[d] = fi
 	}
+	msg := strings.Join(problems, "; ")
+	switch {
+	case msg != "" && msg != w.watchErr:
+		w.log.Warn("weights: "+msg+"; the path is checked every "+w.opts.Poll.String()+" and on SIGHUP",
+			slog.Duration("poll", w.opts.Poll))
+	case msg == "" && w.watchErr != "":
+		w.log.Info("weights: watching the file's directories again")
+	}
+	w.watchErr = msg
 	return ownErr
+}
+
+// dirsMoved reports whether a directory watchDirs names for path is not
+// the one watched under its name: renamed away with an ancestor, or made
+// anew, or one that could not be watched and now exists.
+func (w *Watcher) dirsMoved() bool {
+	dirs, _ := watchDirs(w.path)
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		old, ok := w.watched[d]
+		switch {
+		case !ok && err == nil:
+			return true // there now, and not watched
+		case ok && (err != nil || !os.SameFile(fi, old)):
+			return true
+		}
+	}
+	return false
 }
 
 // unwatched forgets dir when it is one the Watcher watches (it was removed
@@ -409,7 +474,7 @@ func (w *Watcher) unwatched(dir string) bool {
 	dir = filepath.Clean(dir)
 	w.watchMu.Lock()
 	defer w.watchMu.Unlock()
-	if !w.watched[dir] {
+	if _, ok := w.watched[dir]; !ok {
 		return false
 	}
 	delete(w.watched, dir)

@@ -688,3 +688,68 @@ func TestWatcherUnreadableReportedOnce(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "x"), "")
 	waitFor(t, "the list read again after chmod 644", func() bool { return r.succeeded() >= 1 })
 }
+
+// A directory renamed above the file's own takes the own directory's watch
+// with it (inotify watches follow directories, not names), and sends no
+// event for the path: a deploy tool swapping /srv/sclgate for a staged
+// copy. The poll sees the new directory, watches it, and reads the file
+// there; the removal of the whole tree means no rules; each is logged
+// once, not at every poll.
+func TestWatcherAncestorRenamed(t *testing.T) {
+	root := t.TempDir()
+	mk := func(top, phrase string) {
+		t.Helper()
+		d := filepath.Join(root, top, "lists")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(d, "weights.xml"), listXML(phrase))
+	}
+	mk("gp", "alpha")
+	path := filepath.Join(root, "gp", "lists", "weights.xml")
+	var r reloads
+	var logs syncbuf.Buffer
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond,
+		Poll: 50 * time.Millisecond, OnReload: r.on, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+
+	mk("gp.new", "beta")
+	if err := os.Rename(filepath.Join(root, "gp"), filepath.Join(root, "gp.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(root, "gp.new"), filepath.Join(root, "gp")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the list in the swapped-in tree", func() bool { return matches(w, "beta") })
+
+	// Watched now by notification: an edit there is read, and one in the
+	// tree moved away is not.
+	ok := r.succeeded()
+	renameOver(t, path, listXML("gamma"))
+	waitFor(t, "an edit in the swapped-in tree", func() bool { return matches(w, "gamma") })
+	writeFile(t, filepath.Join(root, "gp.old", "lists", "weights.xml"), listXML("delta"))
+	time.Sleep(300 * time.Millisecond)
+	if matches(w, "delta") || r.succeeded() != ok+1 {
+		t.Errorf("after an edit in the new tree and one in the old: %d reloads (want 1), delta in force %v", r.succeeded()-ok, matches(w, "delta"))
+	}
+
+	if err := os.RemoveAll(filepath.Join(root, "gp")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "no rules once the tree is gone", func() bool { return w.Current().Len() == 0 })
+	time.Sleep(500 * time.Millisecond) // ten polls with the tree gone
+	if n := strings.Count(logs.String(), "file removed"); n != 1 {
+		t.Errorf("%d \"file removed\" lines (want 1):\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), "cannot watch the file's directory"); n != 1 {
+		t.Errorf("%d \"cannot watch\" lines (want 1):\n%s", n, logs.String())
+	}
+	mk("gp", "epsilon")
+	waitFor(t, "the tree made again", func() bool { return matches(w, "epsilon") })
+	if !strings.Contains(logs.String(), "watching the file's directories again") {
+		t.Errorf("no log line for watching again:\n%s", logs.String())
+	}
+}

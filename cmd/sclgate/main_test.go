@@ -111,6 +111,23 @@ func TestScanDirOfDirsAndOddNames(t *testing.T) {
 	if code != 0 || out != "" || errOut != "sclgate scan: "+filepath.Join(md, "cur")+": no messages in it: nothing scanned\n" {
 		t.Errorf("empty directory: %d %q %q", code, out, errOut)
 	}
+	// A FIFO and a link to a device are not read (a FIFO would hang),
+	// and said; the files next to them are scanned, exit 0.
+	specials := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(specials, "fifo.eml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("/dev/zero", filepath.Join(specials, "zero.eml"))
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", specials)
+	if code != 0 || out != "" || errOut != "sclgate scan: "+specials+": 2 entries are not regular files (FIFOs, sockets, devices), not read\n" {
+		t.Errorf("a FIFO and a device: %d %q %q", code, out, errOut)
+	}
+	os.WriteFile(filepath.Join(specials, "a.eml"), raw, 0o644)
+	os.Remove(filepath.Join(specials, "zero.eml"))
+	code, out, errOut = sclgate(t, "", "scan", "-classifier", "none", specials)
+	if code != 0 || !strings.Contains(out, "a.eml: scl=0") || errOut != "sclgate scan: "+specials+": 1 entry is not a regular file (FIFOs, sockets, devices), not read\n" {
+		t.Errorf("a FIFO and a file: %d %q %q", code, out, errOut)
+	}
 	// Links to directories are directories too (a corpus of links).
 	links := t.TempDir()
 	os.Symlink(md, filepath.Join(links, "ham"))
@@ -163,6 +180,21 @@ func TestScanStdinAndDir(t *testing.T) {
 	files, _ := filepath.Glob("../../testdata/messages/*")
 	if code != 0 || strings.Count(out, "\n") != len(files) {
 		t.Errorf("dir: exit %d, %d lines for %d files\n%s%s", code, strings.Count(out, "\n"), len(files), out, errOut)
+	}
+}
+
+// An empty -weights scores without the list the configuration names; without
+// -weights, the configuration's list counts.
+func TestScanWithoutTheConfigsWeights(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "sclgate.yaml")
+	abs, _ := filepath.Abs(testWeights)
+	os.WriteFile(cfg, []byte("filter:\n  classifier: none\n  weights_file: "+abs+"\n"), 0o644)
+	msg := "Subject: x\r\n\r\na special offer\r\n"
+	if code, out, errOut := sclgate(t, msg, "scan", "-config", cfg); code != 0 || !strings.HasPrefix(out, "-: scl=3 ") {
+		t.Errorf("the configuration's list: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := sclgate(t, msg, "scan", "-config", cfg, "-weights", ""); code != 0 || !strings.HasPrefix(out, "-: scl=0 ") {
+		t.Errorf("-weights '': %d %q %q", code, out, errOut)
 	}
 }
 

@@ -47,12 +47,12 @@ func cmdScan(e env, args []string) int {
 	fs.SetOutput(e.stderr)
 	configFile := fs.String("config", "", "configuration `FILE` (default: the embedded defaults)")
 	classifierName := fs.String("classifier", "", "classifier `NAME` (default: filter.classifier)")
-	weightsFile := fs.String("weights", "", "custom weight list `FILE` (default: filter.weights_file)")
+	weightsFile := fs.String("weights", "", "custom weight list `FILE` (default: filter.weights_file; -weights '' for none)")
 	defsFile := fs.String("defs", "", "definitions bundle `FILE` (default: the built-in definitions)")
 	asJSON := fs.Bool("json", false, "one JSON object per message and line")
 	explain := fs.Int("explain", 0, "also list the `N` features of the built-in model that weighed most in each verdict")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE] [-json] [-explain N] [FILE|DIR...]")
+		fmt.Fprintln(e.stderr, "usage: sclgate scan [-config FILE] [-classifier NAME] [-defs BUNDLE] [-weights FILE|''] [-json] [-explain N] [FILE|DIR...]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(reorderFlags(fs, args)); err != nil {
@@ -90,9 +90,11 @@ func cmdScan(e env, args []string) int {
 		return 2
 	}
 	wf := cfg.Filter.WeightsFile
-	if *weightsFile != "" {
-		wf = *weightsFile
-	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "weights" { // -weights '' scores without the config's list
+			wf = *weightsFile
+		}
+	})
 	var list *weights.List
 	if wf != "" {
 		if list, err = weights.Load(wf); err != nil {
@@ -185,7 +187,7 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 			continue
 		}
 		var names []string
-		subdirs, dangling := 0, 0
+		subdirs, dangling, special := 0, 0, 0
 		for _, de := range ents {
 			// Regular files, and symlinks to them (corpus layouts and
 			// maildirs are often links).
@@ -206,11 +208,22 @@ func expandArgs(e env, args []string) (files []string, failed bool) {
 					names = append(names, p)
 				case st.IsDir():
 					subdirs++ // not followed, as a directory is not
+				default:
+					special++
 				}
+			} else {
+				special++ // a FIFO, socket or device: not opened (a FIFO would hang)
 			}
 		}
+		if special > 0 {
+			what := fmt.Sprintf("%d entries are not regular files", special)
+			if special == 1 {
+				what = "1 entry is not a regular file"
+			}
+			fmt.Fprintf(e.stderr, "sclgate scan: %s: %s (FIFOs, sockets, devices), not read\n", printLine(a), what)
+		}
 		switch {
-		case len(names) == 0 && subdirs == 0 && dangling == 0:
+		case len(names) == 0 && subdirs == 0 && dangling == 0 && special == 0:
 			// Exit 0 (a spool that is empty now is no error), but
 			// said: a script reading the output sees why it has none.
 			fmt.Fprintf(e.stderr, "sclgate scan: %s: no messages in it: nothing scanned\n", printLine(a))
