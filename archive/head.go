@@ -89,6 +89,12 @@ func readHead(r *bufio.Reader) (env Envelope, scl int, hasSCL bool, n int64, err
 		return fmt.Errorf("%w: line %d: %s", ErrMalformed, line, fmt.Sprintf(format, args...))
 	}
 	hasSender := false
+	// A UTF-8 byte order mark: an IMF file opened and saved in Notepad,
+	// as admins reviewing IMF's archive were told to.
+	if p, _ := r.Peek(3); bytes.Equal(p, []byte("\xef\xbb\xbf")) {
+		r.Discard(3)
+		n += 3
+	}
 	for lineNo := 1; ; lineNo++ {
 		// At EOF, Peek returns what there is: too short for a head line,
 		// or a last line without a line end.
@@ -170,10 +176,12 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// trimEOL removes a trailing LF or CRLF.
+// trimEOL removes a trailing LF and the CRs before it: "\r\r\n" is one
+// line end in a file converted to CRLF twice (migrated IMF archives), as
+// crlf in the release path reads it too.
 func trimEOL(line []byte) []byte {
 	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r"))
+	return bytes.TrimRight(line, "\r")
 }
 
 // isWSP tells whether c separates an address from what follows it.

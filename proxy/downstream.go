@@ -576,7 +576,24 @@ type downstreamError struct {
 	err error
 }
 
-func (e *downstreamError) Error() string { return "downstream " + e.op + ": " + e.err.Error() }
+// Error gives the downstream's reply as it was written, enhanced code and
+// all ("downstream rcpt: 550 5.1.1 no such user"): go-smtp's own wording
+// ("SMTP error 550: no such user") leaves the enhanced code out, and it is
+// what tells a postmaster a mailbox that is gone (5.1.1) from one that is
+// full (5.2.2).
+func (e *downstreamError) Error() string {
+	if se, ok := e.err.(*smtp.SMTPError); ok && se.Code >= 200 {
+		reply := fmt.Sprint(se.Code)
+		if c := se.EnhancedCode; c[0] > 0 {
+			reply += fmt.Sprintf(" %d.%d.%d", c[0], c[1], c[2])
+		}
+		if se.Message != "" {
+			reply += " " + se.Message
+		}
+		return "downstream " + e.op + ": " + reply
+	}
+	return "downstream " + e.op + ": " + e.err.Error()
+}
 func (e *downstreamError) Unwrap() error { return e.err }
 
 // maildirError is a failure to write into the maildir: a local problem

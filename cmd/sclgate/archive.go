@@ -647,17 +647,22 @@ type stringList []string
 func (l *stringList) String() string { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, strings.Trim(s, "<>"))
+		// An empty piece is refused: -to "$UNSET" must not fall back to
+		// the original recipients, the very ones a release to the
+		// postmaster is meant to spare.
+		if s = strings.Trim(strings.TrimSpace(s), "<>"); s == "" {
+			return fmt.Errorf("%q holds an empty address", v)
 		}
+		*l = append(*l, s)
 	}
 	return nil
 }
 
 func archiveRelease(e env, args []string) int {
-	c := newArchiveCmd(e, "release", "[-config FILE | -dir DIR] [-to ADDR] [-downstream URL] [-force] ID...")
+	c := newArchiveCmd(e, "release", "[-config FILE | -dir DIR] [-to ADDR] [-from ADDR] [-downstream URL] [-force] ID...")
 	var to stringList
 	c.fs.Var(&to, "to", "deliver to `ADDR` instead of the original recipients (repeatable, or comma-separated)")
+	fromFlag := c.fs.String("from", "", "send with the envelope sender `ADDR` instead of the file's (<> for the null sender)")
 	dsURL := c.fs.String("downstream", "", "deliver to `URL` (smtp://host:port, lmtp://..., maildir:DIR) instead of the configured downstream")
 	force := c.fs.Bool("force", false, "release even if an earlier release of it got no answer after sending it (it may have been delivered)")
 	if code := c.parse(args); code >= 0 {
@@ -666,6 +671,26 @@ func archiveRelease(e env, args []string) int {
 	if c.fs.NArg() == 0 {
 		c.fs.Usage()
 		return 2
+	}
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["dir"] && !set["config"] && !set["downstream"] {
+		// The embedded defaults' downstream is a maildir under this
+		// directory: right next to their archive, wrong for an archive
+		// named by -dir, whose release would land there unread.
+		c.errorf("-dir without -config: say where to deliver, with -config FILE (the gateway's) or -downstream URL; nothing was released")
+		return 2
+	}
+	var from *string
+	if set["from"] {
+		f := strings.TrimSpace(*fromFlag)
+		if f == "<>" {
+			f = ""
+		} else if f = strings.Trim(f, "<>"); !releasable(f) {
+			c.errorf("-from: %q is not an address (<> for the null sender)", *fromFlag)
+			return 2
+		}
+		from = &f
 	}
 	if *dsURL != "" {
 		c.cfg.Downstream = *dsURL
@@ -707,7 +732,7 @@ func archiveRelease(e env, args []string) int {
 		_, inReleased := os.Lstat(filepath.Join(c.store.Dir(), releasedDir, id+".eml"))
 		again := inArchive != nil && inReleased == nil
 		warn := func(msg string) { c.errorf("warning: %s", msg) }
-		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, *force, time.Now(), releaseAdvice{warn: warn})
+		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, from, *force, time.Now(), releaseAdvice{warn: warn})
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("interrupted: %w", err)
@@ -813,13 +838,14 @@ func (errAlreadyReleased) Is(target error) bool { return target == fs.ErrNotExis
 // A message in released/ already is sent again with force (a help desk
 // sending one of its recipients a copy after a release to another, with
 // -to), and stays there; without force that is refused.
-func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time, advice releaseAdvice) (rcpts []string, reply string, err error) {
-	return releaseFrom(ctx, store, cfg, down, id, to, force, now, advice, false)
+func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, from *string, force bool, now time.Time, advice releaseAdvice) (rcpts []string, reply string, err error) {
+	return releaseFrom(ctx, store, cfg, down, id, to, from, force, now, advice, false)
 }
 
 // releaseFrom is releaseOne; again says that store is released/ and the
-// message is sent again from there, not moved.
-func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, force bool, now time.Time, advice releaseAdvice, again bool) (rcpts []string, reply string, err error) {
+// message is sent again from there, not moved. from, when not nil, is the
+// envelope sender in place of the file's ("" for the null sender).
+func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, from *string, force bool, now time.Time, advice releaseAdvice, again bool) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
 	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
@@ -836,7 +862,7 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 			if err != nil {
 				return nil, "", err
 			}
-			return releaseFrom(ctx, rs, cfg, down, id, to, force, now, advice, true)
+			return releaseFrom(ctx, rs, cfg, down, id, to, from, force, now, advice, true)
 		}
 	}
 	if err != nil {
@@ -876,8 +902,11 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 			return nil, "", fmt.Errorf("not released (nothing was delivered): recipient %q in the file is not an address; give one with -to", printLine(a))
 		}
 	}
+	if from != nil {
+		it.Envelope.From = *from
+	}
 	if f := it.Envelope.From; f != "" && !releasable(f) {
-		return nil, "", fmt.Errorf("not released (nothing was delivered): sender %q in the file is not an address", printLine(f))
+		return nil, "", fmt.Errorf("not released (nothing was delivered): sender %q in the file is not an address; give one with -from (<> for the null sender)", printLine(f))
 	}
 	fields := []string{"X-SCL: -1"}
 	if cfg.Filter.ExchangeSCLHeader {
@@ -979,6 +1008,9 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 		}
 		if err != nil {
 			merr := cleared()
+			if rr := (*rcptsRefused)(nil); errors.As(err, &rr) && len(rr.accepted) > 0 {
+				err = fmt.Errorf("%w (the others would take it: to send it to them alone, use %s)", err, advice.command(id, rr.accepted))
+			}
 			if len(done) > 0 {
 				err = fmt.Errorf("%w (already delivered to %s; the file stays in %s, marked; the others did not get it: send it to them with %s, leaving out any refused for good)",
 					err, strings.Join(done, ","), where, advice.command(id, rcpts[len(done):]))
@@ -1024,11 +1056,25 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 	if err != nil {
 		return "", err
 	}
+	// Every recipient is asked, so that one refusal names them all, and
+	// the accepted ones, for a release to those alone.
+	var refused rcptsRefused
 	for _, r := range rcpts {
-		if err := txn.Rcpt(ctx, r, nil); err != nil {
+		err := txn.Rcpt(ctx, r, nil)
+		var se *smtp.SMTPError
+		switch {
+		case err == nil:
+			refused.accepted = append(refused.accepted, r)
+		case errors.As(err, &se):
+			refused.errs = append(refused.errs, fmt.Errorf("<%s>: %w", r, err))
+		default: // no answer: the connection is gone
 			txn.Abort()
 			return "", fmt.Errorf("<%s>: %w", r, err)
 		}
+	}
+	if len(refused.errs) > 0 {
+		txn.Abort()
+		return "", &refused
 	}
 	if err := sending(); err != nil {
 		txn.Abort()
@@ -1036,6 +1082,22 @@ func deliver(ctx context.Context, down proxy.Downstream, from string, opts *smtp
 	}
 	return txn.Data(ctx, bytes.NewReader(msg))
 }
+
+// rcptsRefused: the downstream refused some recipients of a release, so
+// nothing was sent; accepted are those it took.
+type rcptsRefused struct {
+	errs     []error
+	accepted []string
+}
+
+func (e *rcptsRefused) Error() string {
+	msgs := make([]string, len(e.errs))
+	for i, err := range e.errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+func (e *rcptsRefused) Unwrap() []error { return e.errs }
 
 func isASCII(s string) bool { return !has8bit([]byte(s)) }
 

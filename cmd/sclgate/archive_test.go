@@ -977,7 +977,7 @@ func TestArchiveReleaseSMTPUTF8(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\n", sink.addr, dir)), 0o644)
 	code, out, errOut := archiveRun(t, "release", id, "-config", cfg)
-	if code != 1 || !strings.Contains(errOut, "not released, the file stays in the archive: downstream mail: SMTP error 553: Non-ASCII address not accepted") {
+	if code != 1 || !strings.Contains(errOut, "not released, the file stays in the archive: downstream mail: 553 5.6.7 Non-ASCII address not accepted") {
 		t.Errorf("release of a UTF-8 sender to a downstream without SMTPUTF8: exit %d\n%s%s", code, out, errOut)
 	}
 	if n := len(sink.messages(t, 0)); n != 0 {
@@ -1038,5 +1038,74 @@ func TestReleasable(t *testing.T) {
 		if got := releasable(a); got != want {
 			t.Errorf("releasable(%+q) = %v, want %v", a, got, want)
 		}
+	}
+}
+
+// An empty -to (an unset variable in a script) is refused, not taken for
+// "the original recipients"; -dir alone does not release into the
+// embedded defaults' maildir; -from stands in for a sender the file holds
+// that cannot go into MAIL (a migrated IMF file), <> for the null sender.
+func TestArchiveReleaseEnvelopeFlags(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	for _, to := range []string{"", " , ", "a@example.com,"} {
+		code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-to", to, spam)
+		if code != 2 || out != "" || !strings.Contains(errOut, "holds an empty address") {
+			t.Errorf("-to %q: %d %q %q", to, code, out, errOut)
+		}
+	}
+	wd, _ := os.Getwd()
+	t.Chdir(t.TempDir())
+	code, out, errOut := archiveRun(t, "release", "-dir", dir, spam)
+	if code != 2 || out != "" || !strings.Contains(errOut, "-dir without -config: say where to deliver") {
+		t.Errorf("-dir alone: %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat("sclgate-data"); err == nil {
+		t.Error("-dir alone made a maildir in the working directory")
+	}
+	t.Chdir(wd)
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Fatalf("the message left the archive: %v", err)
+	}
+
+	b, err := os.ReadFile("../../testdata/archive/12-quoted.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "quoted.eml"), b, 0o640)
+	code, _, errOut = archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-to", "bob@example.com", "quoted")
+	if code != 1 || !strings.Contains(errOut, "is not an address; give one with -from (<> for the null sender)") {
+		t.Errorf("a sender that cannot go into MAIL: %d %q", code, errOut)
+	}
+	if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-from", "john doe@example.com", "quoted"); code != 2 || !strings.Contains(errOut, "-from: \"john doe@example.com\" is not an address") {
+		t.Errorf("-from with a space: %d %q", code, errOut)
+	}
+	code, out, errOut = archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-to", "bob@example.com", "-from", "<>", "quoted")
+	if code != 0 || !strings.Contains(out, "released quoted to bob@example.com") {
+		t.Fatalf("-from <>: %d %q %q", code, out, errOut)
+	}
+	if m := maildirOne(t, md); !strings.HasPrefix(m, "Return-Path: <>\r\nDelivered-To: bob@example.com\r\n") {
+		t.Errorf("delivered:\n%.200s", m)
+	}
+}
+
+// A release some of whose recipients the downstream refuses sends
+// nothing; the error names every refused recipient with the reply, its
+// enhanced code included, and the command that releases the message to
+// the others.
+func TestArchiveReleaseSomeRecipientsRefused(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	inner := startGW(t, "downstream: maildir:"+md+"\naccepted_domains: [example.com]\n")
+	code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "smtp://"+inner.addr, "-to", "x@other.test,bob@example.com,y@other.test", spam)
+	want := regexp.MustCompile(`<x@other\.test>: downstream rcpt: 5\d\d 5\.\d\.\d+ [^;]+; <y@other\.test>: downstream rcpt: 5\d\d 5\.\d\.\d+ .*\(the others would take it: to send it to them alone, use "sclgate archive release -force -to 'bob@example\.com'"`)
+	if code != 1 || out != "" || !want.MatchString(errOut) {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
+		t.Errorf("the message left the archive: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(md, "new", "*")); len(files) != 0 {
+		t.Errorf("%d messages delivered, want none", len(files))
 	}
 }

@@ -423,7 +423,7 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 		down := proxy.NewDownstream(ds, do)
 		// Not the request's context: a browser that goes away must not
 		// stop a delivery halfway.
-		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, false, time.Now(), releaseAdvice{web: true, wd: wd, config: c.Source, dir: store.Dir(),
+		_, _, err = releaseOne(context.WithoutCancel(ctx), store, c, down, id, rcpts, nil, false, time.Now(), releaseAdvice{web: true, wd: wd, config: c.Source, dir: store.Dir(),
 			warn: func(msg string) {
 				log.Warn("release record not written", slog.String("user", user), slog.String("detail", msg))
 			}})
