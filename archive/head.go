@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Envelope is the SMTP envelope of an archived message.
@@ -47,6 +48,7 @@ const (
 	senderLine
 	receiverLine
 	sclLine
+	reportLine
 )
 
 var headNames = []struct {
@@ -55,10 +57,21 @@ var headNames = []struct {
 }{
 	{"x-sender:", senderLine},
 	{"x-receiver:", receiverLine},
+	{"x-scl-report:", reportLine},
 	{"x-scl:", sclLine},
 }
 
-const longestName = len("x-receiver:")
+const longestName = len("x-scl-report:")
+
+// head is an archive head as read: the envelope, the SCL when there was
+// an X-SCL line, and the X-SCL-Report line sclgate writes with it (the
+// explanation of the SCL when the message was archived; IMF wrote none).
+type head struct {
+	env    Envelope
+	scl    int
+	hasSCL bool
+	report string
+}
 
 // classify tells what kind of head line p starts with.
 func classify(p []byte) (lineKind, int) {
@@ -78,17 +91,18 @@ func classify(p []byte) (lineKind, int) {
 // A head must have an X-Sender line and at least one X-Receiver line. On
 // error, r is left somewhere inside the head.
 func ReadHead(r *bufio.Reader) (env Envelope, scl int, hasSCL bool, err error) {
-	env, scl, hasSCL, _, err = readHead(r)
-	return env, scl, hasSCL, err
+	h, _, err := readHead(r)
+	return h.env, h.scl, h.hasSCL, err
 }
 
-// readHead is ReadHead, also returning how many bytes the head took, so
-// that callers can tell the size of the message and seek to it.
-func readHead(r *bufio.Reader) (env Envelope, scl int, hasSCL bool, n int64, err error) {
+// readHead is ReadHead, also returning the report line and how many
+// bytes the head took, so that callers can tell the size of the message
+// and seek to it.
+func readHead(r *bufio.Reader) (h head, n int64, err error) {
 	bad := func(line int, format string, args ...any) error {
 		return fmt.Errorf("%w: line %d: %s", ErrMalformed, line, fmt.Sprintf(format, args...))
 	}
-	hasSender := false
+	hasSender, hasReport := false, false
 	// A UTF-8 byte order mark: an IMF file opened and saved in Notepad,
 	// as admins reviewing IMF's archive were told to.
 	if p, _ := r.Peek(3); bytes.Equal(p, []byte("\xef\xbb\xbf")) {
@@ -100,57 +114,60 @@ func readHead(r *bufio.Reader) (env Envelope, scl int, hasSCL bool, n int64, err
 		// or a last line without a line end.
 		p, err := r.Peek(longestName)
 		if err != nil && err != io.EOF {
-			return env, 0, false, n, fmt.Errorf("reading head line %d: %w", lineNo, err)
+			return head{}, n, fmt.Errorf("reading head line %d: %w", lineNo, err)
 		}
 		kind, nameLen := classify(p)
 		if kind == notHead ||
 			(kind == senderLine && hasSender) ||
-			(kind == sclLine && hasSCL) {
+			(kind == sclLine && h.hasSCL) ||
+			(kind == reportLine && hasReport) {
 			break
 		}
 		if lineNo > maxHeadLines {
-			return env, 0, false, n, bad(lineNo, "more than %d head lines", maxHeadLines)
+			return head{}, n, bad(lineNo, "more than %d head lines", maxHeadLines)
 		}
 		line, err := readLine(r)
 		n += int64(len(line))
 		switch {
 		case err == errLineTooLong:
-			return env, 0, false, n, bad(lineNo, "%v", err)
+			return head{}, n, bad(lineNo, "%v", err)
 		case err != nil:
-			return env, 0, false, n, fmt.Errorf("reading head line %d: %w", lineNo, err)
+			return head{}, n, fmt.Errorf("reading head line %d: %w", lineNo, err)
 		}
 		value := trimEOL(line)[nameLen:]
 		switch kind {
 		case senderLine:
 			addr, err := parseAddr(value)
 			if err != nil {
-				return env, 0, false, n, bad(lineNo, "X-Sender: %v", err)
+				return head{}, n, bad(lineNo, "X-Sender: %v", err)
 			}
-			env.From, hasSender = addr, true
+			h.env.From, hasSender = addr, true
 		case receiverLine:
 			addr, err := parseAddr(value)
 			if err == nil && addr == "" {
 				err = errors.New("empty address")
 			}
 			if err != nil {
-				return env, 0, false, n, bad(lineNo, "X-Receiver: %v", err)
+				return head{}, n, bad(lineNo, "X-Receiver: %v", err)
 			}
-			env.To = append(env.To, addr)
+			h.env.To = append(h.env.To, addr)
 		case sclLine:
-			scl, err = parseSCL(value)
+			h.scl, err = parseSCL(value)
 			if err != nil {
-				return env, 0, false, n, bad(lineNo, "X-SCL: %v", err)
+				return head{}, n, bad(lineNo, "X-SCL: %v", err)
 			}
-			hasSCL = true
+			h.hasSCL = true
+		case reportLine:
+			h.report, hasReport = string(bytes.TrimSpace(value)), true
 		}
 	}
 	switch {
 	case !hasSender:
-		return env, 0, false, n, fmt.Errorf("%w: no X-Sender line", ErrMalformed)
-	case len(env.To) == 0:
-		return env, 0, false, n, fmt.Errorf("%w: no X-Receiver line", ErrMalformed)
+		return head{}, n, fmt.Errorf("%w: no X-Sender line", ErrMalformed)
+	case len(h.env.To) == 0:
+		return head{}, n, fmt.Errorf("%w: no X-Receiver line", ErrMalformed)
 	}
-	return env, scl, hasSCL, n, nil
+	return h, n, nil
 }
 
 // errLineTooLong is returned by readLine for lines over maxHeadLine.
@@ -250,16 +267,19 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// writeHead writes the head for env and, if hasSCL, scl. The caller has
-// checked them with checkHead.
-func writeHead(w io.Writer, env Envelope, scl int, hasSCL bool) error {
+// writeHead writes h: the report only with the SCL. The caller has
+// checked it with checkHead.
+func writeHead(w io.Writer, h head) error {
 	var b bytes.Buffer
-	b.WriteString("X-Sender: <" + env.From + ">\r\n")
-	for _, to := range env.To {
+	b.WriteString("X-Sender: <" + h.env.From + ">\r\n")
+	for _, to := range h.env.To {
 		b.WriteString("X-Receiver: <" + to + ">\r\n")
 	}
-	if hasSCL {
-		b.WriteString("X-SCL: " + strconv.Itoa(scl) + "\r\n")
+	if h.hasSCL {
+		b.WriteString("X-SCL: " + strconv.Itoa(h.scl) + "\r\n")
+		if h.report != "" {
+			b.WriteString("X-SCL-Report: " + h.report + "\r\n")
+		}
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -269,7 +289,8 @@ func writeHead(w io.Writer, env Envelope, scl int, hasSCL bool) error {
 // reads back the same: an address with a line end in it would let the
 // sender of a message add lines to its head, and one ReadHead would read
 // differently (`a>b`, an unbalanced quote) would come back changed.
-func checkHead(env Envelope, scl int, hasSCL bool) error {
+func checkHead(h head) error {
+	env, scl, hasSCL := h.env, h.scl, h.hasSCL
 	check := func(what, addr string) error {
 		for i := 0; i < len(addr); i++ {
 			if c := addr[i]; c < 0x20 || c == 0x7f {
@@ -298,5 +319,32 @@ func checkHead(env Envelope, scl int, hasSCL bool) error {
 	if hasSCL && (scl < -1 || scl > 9) {
 		return fmt.Errorf("archive: SCL %d is not from -1 to 9", scl)
 	}
+	if h.report != cleanReport(h.report) {
+		return errors.New("archive: the report has a control character, white space around it, or is too long")
+	}
 	return nil
+}
+
+// maxReport bounds the X-SCL-Report line: well inside maxHeadLine.
+const maxReport = 4 << 10
+
+// cleanReport makes report fit one head line that reads back the same: no
+// control characters (a line end would let a rule's text add lines to
+// the head), no white space around it, at most maxReport bytes (cut at a
+// rune).
+func cleanReport(report string) string {
+	report = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, report)
+	if len(report) > maxReport {
+		cut := maxReport
+		for cut > 0 && !utf8.RuneStart(report[cut]) {
+			cut--
+		}
+		report = report[:cut]
+	}
+	return strings.TrimSpace(report)
 }

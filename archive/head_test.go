@@ -33,6 +33,7 @@ type GoldenHead struct {
 	To            []string `json:"to"`
 	SCL           int      `json:"scl"`
 	HasSCL        bool     `json:"has_scl"`
+	Report        string   `json:"report,omitempty"`
 	MessageSize   int      `json:"message_size"`
 	MessageSHA256 string   `json:"message_sha256"`
 	MessageStart  string   `json:"message_start"` // the first 40 bytes, as UTF-8
@@ -41,7 +42,7 @@ type GoldenHead struct {
 func readGolden(t *testing.T, data []byte) headResult {
 	t.Helper()
 	r := bufio.NewReader(bytes.NewReader(data))
-	env, scl, hasSCL, n, err := readHead(r)
+	h, n, err := readHead(r)
 	if err != nil {
 		return headResult{Error: err.Error()}
 	}
@@ -58,10 +59,11 @@ func readGolden(t *testing.T, data []byte) headResult {
 		start = start[:40]
 	}
 	return headResult{GoldenHead: &GoldenHead{
-		From:          env.From,
-		To:            env.To,
-		SCL:           scl,
-		HasSCL:        hasSCL,
+		From:          h.env.From,
+		To:            h.env.To,
+		SCL:           h.scl,
+		HasSCL:        h.hasSCL,
+		Report:        h.report,
 		MessageSize:   len(msg),
 		MessageSHA256: hex.EncodeToString(sum[:]),
 		// JSON strings are UTF-8, so encoding/json writes U+FFFD for
@@ -203,7 +205,7 @@ func TestCheckHead(t *testing.T) {
 		{From: "josé@example.com", To: []string{"日本@example.jp"}},
 	}
 	for _, env := range ok {
-		if err := checkHead(env, 5, true); err != nil {
+		if err := checkHead(head{env: env, scl: 5, hasSCL: true}); err != nil {
 			t.Errorf("checkHead(%+v) = %v", env, err)
 		}
 	}
@@ -217,16 +219,21 @@ func TestCheckHead(t *testing.T) {
 		{From: "a@b", To: []string{"c\x00@d"}},
 	}
 	for _, env := range bad {
-		if err := checkHead(env, 5, true); err == nil {
+		if err := checkHead(head{env: env, scl: 5, hasSCL: true}); err == nil {
 			t.Errorf("checkHead(%+v) = nil, want an error", env)
 		}
 	}
 	env := Envelope{From: "a@b", To: []string{"c@d"}}
-	if err := checkHead(env, 10, true); err == nil {
+	if err := checkHead(head{env: env, scl: 10, hasSCL: true}); err == nil {
 		t.Error("SCL 10 accepted")
 	}
-	if err := checkHead(env, 10, false); err != nil {
+	if err := checkHead(head{env: env, scl: 10}); err != nil {
 		t.Errorf("SCL not stored, but checked: %v", err)
+	}
+	for _, r := range []string{"a\r\nX-Receiver: <evil@example.com>", " a", "a\x00", strings.Repeat("x", maxReport+1)} {
+		if err := checkHead(head{env: env, scl: 9, hasSCL: true, report: r}); err == nil {
+			t.Errorf("report %.40q accepted", r)
+		}
 	}
 }
 
@@ -234,7 +241,7 @@ func TestCheckHead(t *testing.T) {
 func TestWriteHeadRoundTrip(t *testing.T) {
 	env := Envelope{From: "", To: []string{"a@b", `"x y"@z`}}
 	var b bytes.Buffer
-	if err := writeHead(&b, env, -1, true); err != nil {
+	if err := writeHead(&b, head{env: env, scl: -1, hasSCL: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := "X-Sender: <>\r\nX-Receiver: <a@b>\r\nX-Receiver: <\"x y\"@z>\r\nX-SCL: -1\r\n"
@@ -244,6 +251,19 @@ func TestWriteHeadRoundTrip(t *testing.T) {
 	got, scl, hasSCL, err := ReadHead(bufio.NewReader(&b))
 	if err != nil || !reflect.DeepEqual(got, env) || scl != -1 || !hasSCL {
 		t.Errorf("read back %+v, %d, %v, %v", got, scl, hasSCL, err)
+	}
+	// With a report: after the SCL, read back as written.
+	b.Reset()
+	h := head{env: env, scl: 9, hasSCL: true, report: `scl=9 classifier=builtin score=0.99; rules: BODY MAX "x"`}
+	if err := writeHead(&b, h); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(b.String(), "X-SCL: 9\r\nX-SCL-Report: "+h.report+"\r\n") {
+		t.Errorf("head = %q", b.String())
+	}
+	b.WriteString("Received: from x\r\n\r\nbody\r\n")
+	if h2, _, err := readHead(bufio.NewReader(&b)); err != nil || !reflect.DeepEqual(h2, h) {
+		t.Errorf("read back %+v, %v; want %+v", h2, err, h)
 	}
 }
 

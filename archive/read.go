@@ -26,6 +26,11 @@ type Item struct {
 	SCL      int   // the X-SCL value; 0 when HasSCL is false
 	HasSCL   bool  // whether the file has an X-SCL line
 	Size     int64 // size of the message, without the head
+
+	// Report is the explanation of the SCL when the message was
+	// archived (see WriteReport); "" when the file has none (IMF's
+	// files, and those archived before sclgate stored it).
+	Report string
 }
 
 // Get reads the head of the message with the given ID. If there is no
@@ -85,7 +90,7 @@ func readItem(f *os.File, id, path string) (Item, int64, error) {
 	if !fi.Mode().IsRegular() {
 		return Item{}, 0, fmt.Errorf("archive: %s: not a regular file", path)
 	}
-	env, scl, hasSCL, n, err := readHead(bufio.NewReader(f))
+	h, n, err := readHead(bufio.NewReader(f))
 	if err != nil {
 		return Item{}, 0, fmt.Errorf("archive: %s: %w", path, err)
 	}
@@ -97,10 +102,11 @@ func readItem(f *os.File, id, path string) (Item, int64, error) {
 		ID:       id,
 		Path:     path,
 		Received: received,
-		Envelope: env,
-		SCL:      scl,
-		HasSCL:   hasSCL,
+		Envelope: h.env,
+		SCL:      h.scl,
+		HasSCL:   h.hasSCL,
 		Size:     fi.Size() - n,
+		Report:   h.report,
 	}, n, nil
 }
 

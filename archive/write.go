@@ -29,7 +29,21 @@ var ErrAmbiguous = errors.New("message starts with a line that reads as part of 
 // answer with a temporary failure (451); a temporary file may be left
 // behind only if removing it failed too, for CleanTemp to take care of.
 func (s *Store) Write(env Envelope, scl int, msg io.Reader) (id string, err error) {
-	if err := checkHead(env, scl, s.opts.StoreSCL); err != nil {
+	return s.WriteReport(env, scl, "", msg)
+}
+
+// WriteReport is Write that also stores report, the explanation of scl
+// (the gateway's X-SCL-Report), in the head next to it, where show and the
+// web page find what decided the SCL when the message came (the weight
+// list and the definitions may have changed since). Like the SCL, it is
+// stored only with StoreSCL. Control characters in it become spaces, and
+// it is cut at 4 KiB.
+func (s *Store) WriteReport(env Envelope, scl int, report string, msg io.Reader) (id string, err error) {
+	h := head{env: env, scl: scl, hasSCL: s.opts.StoreSCL}
+	if h.hasSCL {
+		h.report = cleanReport(report)
+	}
+	if err := checkHead(h); err != nil {
 		return "", err
 	}
 
@@ -37,7 +51,7 @@ func (s *Store) Write(env Envelope, scl int, msg io.Reader) (id string, err erro
 	br := bufio.NewReaderSize(msg, 64<<10)
 	p, _ := br.Peek(longestName)
 	switch kind, _ := classify(p); {
-	case kind == receiverLine, kind == sclLine && !s.opts.StoreSCL:
+	case kind == receiverLine, kind == sclLine && !h.hasSCL, kind == reportLine && h.report == "":
 		return "", fmt.Errorf("archive: %w: %q", ErrAmbiguous, truncate(p))
 	}
 
@@ -62,7 +76,7 @@ func (s *Store) Write(env Envelope, scl int, msg io.Reader) (id string, err erro
 	_ = f.Chmod(0o640)
 
 	w := bufio.NewWriterSize(f, 64<<10)
-	if err := writeHead(w, env, scl, s.opts.StoreSCL); err != nil {
+	if err := writeHead(w, h); err != nil {
 		return "", fmt.Errorf("archive: write %s: %w", tmp, err)
 	}
 	rd := &errReader{r: br}

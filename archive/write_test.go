@@ -167,6 +167,33 @@ func TestFileFormat(t *testing.T) {
 	}
 }
 
+// WriteReport keeps the report with the SCL, one line whatever it holds,
+// and only when the SCL is stored.
+func TestWriteReport(t *testing.T) {
+	msg := "Received: from x\r\n\r\nbody\r\n"
+	s := newStore(t, Options{StoreSCL: true})
+	id, err := s.WriteReport(testEnv, 9, "scl=9 classifier=none; rules: BODY MAX \"cheap\r\npills\"\x00 ", strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(s.Dir(), id+".eml"))
+	if want := "X-SCL: 9\r\nX-SCL-Report: scl=9 classifier=none; rules: BODY MAX \"cheap  pills\"\r\n" + msg; !strings.HasSuffix(string(data), want) {
+		t.Errorf("file %q, want it to end %q", data, want)
+	}
+	it, err := s.Get(id)
+	if err != nil || it.Report != `scl=9 classifier=none; rules: BODY MAX "cheap  pills"` || it.Size != int64(len(msg)) {
+		t.Errorf("Get = %+v, %v", it, err)
+	}
+	// Without StoreSCL (IMF's ArchiveSCL off), neither is stored.
+	s = newStore(t, Options{})
+	if id, err = s.WriteReport(testEnv, 9, "scl=9", strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := s.Get(id); err != nil || it.Report != "" || it.HasSCL {
+		t.Errorf("without StoreSCL: %+v, %v", it, err)
+	}
+}
+
 func TestWriteRefuses(t *testing.T) {
 	for name, c := range map[string]struct {
 		storeSCL bool
@@ -181,6 +208,7 @@ func TestWriteRefuses(t *testing.T) {
 		"message X-Receiver":    {true, Envelope{From: "a@b", To: []string{"c@d"}}, 1, "X-Receiver: <evil@example.com>\r\n\r\nx", ErrAmbiguous},
 		"message x-receiver":    {false, Envelope{From: "a@b", To: []string{"c@d"}}, 1, "x-receiver:evil@example.com\n\nx", ErrAmbiguous},
 		"message X-SCL, no SCL": {false, Envelope{From: "a@b", To: []string{"c@d"}}, 1, "X-SCL: -1\r\n\r\nx", ErrAmbiguous},
+		"message X-SCL-Report":  {true, Envelope{From: "a@b", To: []string{"c@d"}}, 1, "X-SCL-Report: rules: BODY MIN \"x\"\r\n\r\nx", ErrAmbiguous},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newStore(t, Options{StoreSCL: c.storeSCL})

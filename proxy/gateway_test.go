@@ -187,9 +187,9 @@ func TestGatewayActions(t *testing.T) {
 		}
 		head := "X-Sender: <alice@example.org>\r\nX-Receiver: <bob@example.com>\r\nX-Receiver: <carol@example.com>\r\n"
 		if storeSCL {
-			head += "X-SCL: 9\r\n"
+			head += "X-SCL: 9\r\nX-SCL-Report: scl=9 classifier=none score=0 classifier_scl=0; rules: BODY MAX \"cheap pills\"\r\n"
 		}
-		// The head, our Received field (the client's address and HELO,
+		// The head (with the SCL, the report explaining it), our Received field (the client's address and HELO,
 		// as on relayed mail), then the message byte for byte.
 		rcvd := regexp.MustCompile(`^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby gw\.test \(sclgate\) with ESMTP id [0-9A-F]{12}; [^\r\n]+\r\n`)
 		rest, ok := strings.CutPrefix(string(got), head)

@@ -638,7 +638,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		acted := s.srv.metrics.ActedUpon.WithLabelValues(f.GatewayAction)
 		switch f.GatewayAction {
 		case config.ActionArchive:
-			return s.archive(log, sp, v.scl, acted)
+			return s.archive(log, sp, v, acted)
 		case config.ActionDelete:
 			acted.Inc()
 			log.Info("deleted by gateway action", slog.String("report", v.report))
@@ -828,7 +828,7 @@ func boundedReport(r scorer.Result) string {
 	return rep
 }
 
-func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus.Counter) error {
+func (s *session) archive(log *slog.Logger, sp *spool, v verdict, acted prometheus.Counter) error {
 	a := s.p.Archive
 	if a == nil {
 		log.Error("archive action without an archive store")
@@ -839,8 +839,12 @@ func (s *session) archive(log *slog.Logger, sp *spool, scl int, acted prometheus
 	// address and HELO name with the message for whoever reviews or
 	// releases it. It also means the message's own first line can never
 	// pass for an archive head line (archive.ErrAmbiguous).
+	// The report goes into the archive head with the SCL (when
+	// archive.store_scl keeps it): what decided the SCL then, for show
+	// and the web page, whatever the weight list and the definitions
+	// say by the time someone looks.
 	env := archive.Envelope{From: s.from, To: s.rcpts}
-	id, err := a.Write(env, scl, io.MultiReader(strings.NewReader(s.received()+"\r\n"), sp.Reader()))
+	id, err := a.WriteReport(env, v.scl, v.report, io.MultiReader(strings.NewReader(s.received()+"\r\n"), sp.Reader()))
 	if err != nil {
 		log.Error("archive write failed; message deferred", slog.Any("err", err))
 		s.srv.metrics.RelayFailures.WithLabelValues(metrics.FailArchive).Inc()

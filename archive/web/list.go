@@ -523,6 +523,7 @@ type viewData struct {
 	Size       int64
 	Headers    []header
 	Report     string // an X-SCL-Report in the message: not ours (archived mail is not stamped), shown as foreign
+	Archived   string // the gateway's explanation at archiving, from the archive head
 	Explain    string // the scorer's explanation now
 	ExplainErr string
 	Defects    []string
@@ -568,6 +569,7 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
 		Received: it.Received,
 		From:     clean(it.Envelope.From, 300),
 		Size:     it.Size,
+		Archived: clean(it.Report, 4000),
 	}
 	d.Back = listURL(d.List)
 	d.SCL, d.SCLClass = sclText(it)

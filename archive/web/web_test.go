@@ -66,6 +66,8 @@ type testMsg struct {
 	scl  int
 	age  time.Duration
 	raw  string
+	// report is the gateway's X-SCL-Report stored with it (WriteReport).
+	report string
 }
 
 const (
@@ -107,7 +109,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	write := func(m testMsg) string {
 		at = now.Add(-m.age)
-		id, err := store.Write(archive.Envelope{From: m.from, To: m.to}, m.scl, strings.NewReader(m.raw))
+		id, err := store.WriteReport(archive.Envelope{From: m.from, To: m.to}, m.scl, m.report, strings.NewReader(m.raw))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +125,8 @@ func newFixture(t testing.TB) *fixture {
 		raw: plainMessage("Weekly newsletter", "Our weekly news.")})
 	f.invoice = write(testMsg{from: "billing@supplier.example", to: []string{"accounts@example.org", "boss@example.org"}, scl: 8, age: 20 * time.Minute,
 		raw: plainMessage("Invoice 2026-117 for November", "Dear customer,\r\nplease find your invoice attached.\r\n")})
-	f.hostile = write(testMsg{from: "evil@spam.example", to: []string{"victim@example.org"}, scl: 9, age: 10 * time.Minute, raw: hostileMessage()})
+	f.hostile = write(testMsg{from: "evil@spam.example", to: []string{"victim@example.org"}, scl: 9, age: 10 * time.Minute, raw: hostileMessage(),
+		report: `scl=9 classifier=none; rules: BODY MAX "<script>window.pwned=5</script>"`})
 	f.big = write(testMsg{from: "big@spam.example", to: []string{"user@example.org"}, scl: 9, age: 5 * time.Minute,
 		raw: plainMessage("Ten megabytes", strings.Repeat("A very long line of spam text that goes on. ", 10<<20/44))})
 	f.broken = write(testMsg{from: "broken@spam.example", to: []string{"user@example.org"}, scl: 7, age: 2 * time.Minute,
@@ -549,7 +552,10 @@ func TestHostileMessages(t *testing.T) {
 		"&lt;img src=x onerror=&#34;window.pwned=2&#34;&gt;",
 		"&lt;/pre&gt;&lt;script&gt;window.pwned=4",
 		"HTML part text",
-		"this gateway did not write it (it archives mail unstamped), so its sender or an earlier hop did: <code>scl=9 &lt;b&gt;bold&lt;/b&gt;",
+		"this gateway did not write it (it archives mail unstamped, keeping its own report apart), so its sender or an earlier hop did: <code>scl=9 &lt;b&gt;bold&lt;/b&gt;",
+		// The gateway's own report, kept in the archive head: a rule's
+		// text is the sender's to match, and shown as text.
+		"At archiving: <code>scl=9 classifier=none; rules: BODY MAX &#34;&lt;script&gt;window.pwned=5&lt;/script&gt;&#34;</code>",
 	} {
 		if !strings.Contains(view, want) {
 			t.Errorf("hostile view lacks %q", want)

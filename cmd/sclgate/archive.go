@@ -482,11 +482,16 @@ func archiveShow(e env, args []string) int {
 		}
 		fmt.Fprintf(w, "Size:        %d bytes\n", it.Size)
 		fmt.Fprintf(w, "Subject:     %s\n", printLine(m.Subject))
+		now := "X-SCL-Report (computed now with the current configuration; none was stored at archiving):"
+		if it.Report != "" {
+			fmt.Fprintf(w, "X-SCL-Report (at archiving):\n  %s\n", printLine(it.Report))
+			now = "X-SCL-Report (computed now with the current configuration):"
+		}
 		r, err := s.Score(context.Background(), m)
 		if err != nil {
-			fmt.Fprintf(w, "X-SCL-Report: not available: %v\n", err)
+			fmt.Fprintf(w, "X-SCL-Report (now): not available: %v\n", err)
 		} else {
-			fmt.Fprintf(w, "X-SCL-Report (computed now with the current configuration, not stored at archiving):\n  %s\n", printLine(r.Report(0)))
+			fmt.Fprintf(w, "%s\n  %s\n", now, printLine(r.Report(0)))
 			if fs := s.Explain(m, r, showFeatures); len(fs) > 0 {
 				fmt.Fprintf(w, "Features that weighed most (log-odds; positive is spam):\n")
 				writeFeatures(w, fs)

@@ -489,7 +489,10 @@ func TestArchiveCLIOverGatewayArchive(t *testing.T) {
 		t.Errorf("list -subject: %d\n%s", code, out)
 	}
 	code, out, _ = archiveBin(t, g.dir, "show", "-config", g.config, first)
-	if code != 0 || !strings.Contains(out, `BODY MAX "casino jackpot"`) || !strings.Contains(out, "computed now") ||
+	// The report the gateway made is kept with the message, and shown
+	// above the one computed now.
+	atArchiving := regexp.MustCompile(`X-SCL-Report \(at archiving\):\n  scl=9 classifier=none [^\n]*rules: BODY MAX "casino jackpot"\nX-SCL-Report \(computed now with the current configuration\):\n`)
+	if code != 0 || !atArchiving.MatchString(out) || !strings.Contains(out, "computed now") ||
 		!strings.Contains(out, "Subject:     first casino") || !strings.Contains(out, "win the casino jackpot now") {
 		t.Errorf("show: %d\n%s", code, out)
 	}

@@ -71,7 +71,7 @@ func TestServeArchiveWebReleases(t *testing.T) {
 	}
 	view := get("/message/" + id[1])
 	m = csrf.FindStringSubmatch(view)
-	if m == nil || !strings.Contains(view, "computed now") {
+	if m == nil || !strings.Contains(view, "computed now") || !regexp.MustCompile(`At archiving: <code>scl=\d [^<]*rules: `).MatchString(view) {
 		t.Fatalf("message view (explanation, CSRF):\n%s", view)
 	}
 	// A message an earlier release may have delivered (its mark): the

@@ -450,7 +450,8 @@ func TestServeArchiveFileFormat(t *testing.T) {
 			b, _ := os.ReadFile(files[0])
 			want := "X-Sender: <spammer@spam.test>\r\nX-Receiver: <bob@example.com>\r\nX-Receiver: <carol@example.com>\r\n"
 			if storeSCL {
-				want += "X-SCL: 9\r\n"
+				// With the SCL, the report that explains it.
+				want += "X-SCL: 9\r\nX-SCL-Report: scl=9 classifier=none score=0 classifier_scl=0; rules: BODY MAX \"casino jackpot\"\r\n"
 			}
 			if !strings.HasPrefix(string(b), want) {
 				t.Errorf("archive head:\n%q\nwant prefix\n%q", string(b[:min(len(b), 200)]), want)
