@@ -132,10 +132,13 @@ type Filter struct {
 }
 
 type Archive struct {
-	Dir       string     `yaml:"dir"`
-	StoreSCL  bool       `yaml:"store_scl"`
-	Retention Days       `yaml:"retention"`
-	Web       ArchiveWeb `yaml:"web"`
+	Dir       string `yaml:"dir"`
+	StoreSCL  bool   `yaml:"store_scl"`
+	Retention Days   `yaml:"retention"`
+	// ReleasedRetention is retention for released/, whose messages were
+	// delivered on release: 0 keeps them.
+	ReleasedRetention Days       `yaml:"released_retention"`
+	Web               ArchiveWeb `yaml:"web"`
 }
 
 type ArchiveWeb struct {

@@ -602,9 +602,10 @@ func archiveDelete(e env, args []string) int {
 }
 
 func archivePurge(e env, args []string) int {
-	c := newArchiveCmd(e, "purge", "[-config FILE | -dir DIR] [-older-than 30d] [-dry-run]")
-	olderThan := c.fs.String("older-than", "", "remove messages received more than `AGE` ago (30d, 36h; default: archive.retention)")
+	c := newArchiveCmd(e, "purge", "[-config FILE | -dir DIR] [-released] [-older-than 30d] [-dry-run]")
+	olderThan := c.fs.String("older-than", "", "remove messages received more than `AGE` ago (30d, 36h; default: archive.retention, or archive.released_retention with -released)")
 	dryRun := c.fs.Bool("dry-run", false, "only list what would be removed")
+	released := c.fs.Bool("released", false, "purge released/ (messages delivered on release) instead of the archive")
 	if code := c.parse(args); code >= 0 {
 		return code
 	}
@@ -613,6 +614,21 @@ func archivePurge(e env, args []string) int {
 		return 2
 	}
 	age := time.Duration(c.cfg.Archive.Retention)
+	store := c.store
+	if *released {
+		age = time.Duration(c.cfg.Archive.ReleasedRetention)
+		dir := filepath.Join(c.store.Dir(), releasedDir)
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(e.stdout, "nothing released yet: %s does not exist\n", printLine(dir))
+			return 0
+		}
+		rs, err := archive.Open(dir, archive.Options{})
+		if err != nil {
+			c.errorf("%v", err)
+			return 1
+		}
+		store = rs
+	}
 	if *olderThan != "" {
 		d, err := config.ParseDays(*olderThan)
 		if err != nil {
@@ -626,10 +642,14 @@ func archivePurge(e env, args []string) int {
 		age = d
 	}
 	if age <= 0 {
-		c.errorf("give -older-than AGE (such as 30d), or set archive.retention for purge to use")
+		setting := "archive.retention"
+		if *released {
+			setting = "archive.released_retention"
+		}
+		c.errorf("give -older-than AGE (such as 30d), or set %s for purge to use", setting)
 		return 2
 	}
-	removed, err := purgeArchive(c.store, age, *dryRun, time.Now())
+	removed, err := purgeArchive(store, age, *dryRun, time.Now())
 	verb := "deleted"
 	if *dryRun {
 		verb = "would delete"

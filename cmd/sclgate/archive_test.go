@@ -17,6 +17,7 @@ import (
 
 	"github.com/sclgate/sclgate/archive"
 	"github.com/sclgate/sclgate/config"
+	"github.com/sclgate/sclgate/internal/syncbuf"
 	"github.com/sclgate/sclgate/internal/testnet"
 )
 
@@ -435,6 +436,77 @@ func TestRunRetention(t *testing.T) {
 	})
 	if _, err := os.Stat(filepath.Join(dir, spam+".eml")); err != nil {
 		t.Errorf("recent message purged: %v", err)
+	}
+}
+
+// released/ is kept by archive.retention and purged by
+// archive.released_retention (and purge -released), each message removed
+// logged by ID.
+func TestReleasedRetention(t *testing.T) {
+	dir, spam, ham, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	for _, id := range []string{spam, ham} {
+		if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, id); code != 0 {
+			t.Fatalf("release %s: %s", id, errOut)
+		}
+	}
+	rel := filepath.Join(dir, releasedDir)
+	// purge -released: by archive.released_retention, or -older-than.
+	if code, _, errOut := archiveRun(t, "purge", "-dir", dir, "-released"); code != 2 || !strings.Contains(errOut, "or set archive.released_retention for purge to use") {
+		t.Errorf("purge -released without an age: %d %q", code, errOut)
+	}
+	code, out, errOut := archiveRun(t, "purge", "-dir", dir, "-released", "-older-than", "30d", "-dry-run")
+	if code != 0 || !strings.Contains(out, "would delete "+ham+" (received ") || strings.Contains(out, spam) {
+		t.Errorf("purge -released -dry-run: %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err != nil {
+		t.Fatalf("-dry-run removed it: %v", err)
+	}
+
+	defer func(a, b time.Duration) { retentionFirstRun, retentionInterval = a, b }(retentionFirstRun, retentionInterval)
+	retentionFirstRun, retentionInterval = 10*time.Millisecond, time.Hour
+	// archive.retention alone leaves released/ as it is.
+	cfg, err := config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n  retention: 1d\n", dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "archive purged "); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no purge")
+		}
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err != nil {
+		t.Errorf("archive.retention purged released/: %v", err)
+	}
+	cfg, err = config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n  released_retention: 30d\n", dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs = syncbuf.Buffer{}
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "archive purged "); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no purge of released/")
+		}
+	}
+	cancel()
+	<-done
+	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err == nil {
+		t.Error("archive.released_retention left a 40-day-old released message")
+	}
+	if _, err := os.Stat(filepath.Join(rel, spam+".eml")); err != nil {
+		t.Errorf("a 2-day-old released message went: %v", err)
+	}
+	if l := logs.String(); !strings.Contains(l, `msg="archive purged message" dir=`+rel+" archive_id="+ham) || !strings.Contains(l, "removed=1") {
+		t.Errorf("log:\n%s", l)
 	}
 }
 

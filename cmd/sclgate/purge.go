@@ -73,6 +73,23 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 	return removed, errors.Join(errs...)
 }
 
+// retain purges store's messages older than keep and logs each one it
+// removed (an audit trail: which mail went, not only how much), then the
+// count.
+func retain(store *archive.Store, keep time.Duration, log *slog.Logger) {
+	removed, err := purgeArchive(store, keep, false, time.Now())
+	for _, it := range removed {
+		log.Info("archive purged message", slog.String("dir", store.Dir()), slog.String("archive_id", it.ID),
+			slog.Time("received", it.Received), slog.String("from", it.Envelope.From))
+	}
+	if err != nil {
+		log.Warn("archive purge", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)), slog.Any("err", err))
+		return
+	}
+	log.Info("archive purged", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)),
+		slog.String("older_than", keep.String()))
+}
+
 // Retention timing; variables so tests can shorten them.
 var (
 	retentionFirstRun = 30 * time.Second // after serve starts
@@ -104,12 +121,16 @@ func runRetention(ctx context.Context, cfg *config.Config, log *slog.Logger) {
 		}
 		wait = retentionInterval
 		if keep > 0 {
-			removed, err := purgeArchive(store, keep, false, time.Now())
-			if err != nil {
-				log.Warn("archive purge", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)), slog.Any("err", err))
-			} else {
-				log.Info("archive purged", slog.String("dir", store.Dir()), slog.Int("removed", len(removed)),
-					slog.String("older_than", keep.String()))
+			retain(store, keep, log)
+		}
+		if keep := time.Duration(cfg.Archive.ReleasedRetention); keep > 0 {
+			dir := filepath.Join(store.Dir(), releasedDir)
+			if _, err := os.Stat(dir); err == nil { // none until a first release
+				if rs, err := archive.Open(dir, archive.Options{}); err != nil {
+					log.Warn("archive purge", slog.String("dir", dir), slog.Any("err", err))
+				} else {
+					retain(rs, keep, log)
+				}
 			}
 		}
 		n, err := store.CleanTemp(time.Hour)

@@ -391,7 +391,7 @@ func (g *gateway) stopBackground() {
 // background loops run on.
 func backgroundChanged(old, cfg *config.Config) bool {
 	return !reflect.DeepEqual(old.Updates, cfg.Updates) || old.Definitions != cfg.Definitions ||
-		old.Archive.Dir != cfg.Archive.Dir || old.Archive.Retention != cfg.Archive.Retention || old.Archive.StoreSCL != cfg.Archive.StoreSCL
+		old.Archive.Dir != cfg.Archive.Dir || old.Archive.Retention != cfg.Archive.Retention || old.Archive.ReleasedRetention != cfg.Archive.ReleasedRetention || old.Archive.StoreSCL != cfg.Archive.StoreSCL
 }
 
 // startWeb serves the archive manager's page on archive.web.listen. Its
