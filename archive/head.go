@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/cases"
 )
 
 // Envelope is the SMTP envelope of an archived message.
@@ -24,7 +26,19 @@ func (e Envelope) SenderMatches(filter string) bool {
 	if filter == "<>" {
 		return e.From == ""
 	}
-	return filter == "" || strings.Contains(strings.ToLower(e.From), strings.ToLower(filter))
+	return ContainsFold(e.From, filter)
+}
+
+// ContainsFold reports whether s contains sub in any case, with Unicode's
+// full case folding ("GRÜSSE" finds "Grüße", as the weight list matches),
+// for the list filters of the command line and the web page. An empty sub
+// is in everything.
+func ContainsFold(s, sub string) bool {
+	if sub == "" {
+		return true
+	}
+	fold := cases.Fold()
+	return strings.Contains(fold.String(s), fold.String(sub))
 }
 
 // ErrMalformed is wrapped by the errors for heads ReadHead cannot use.

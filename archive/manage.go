@@ -1,6 +1,8 @@
 package archive
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -93,7 +95,18 @@ func (s *Store) ownLikeDir(path string) error {
 // mark, a hidden file beside the message, keeps the next release from
 // sending a second copy unasked. Move and Delete remove it.
 
-func (s *Store) markPath(id string) string { return filepath.Join(s.dir, "."+id+".unanswered") }
+func (s *Store) markPath(id string) string { return filepath.Join(s.dir, sideName(id, ".unanswered")) }
+
+// sideName is the name of a hidden file kept beside message id: "." + id
+// + suffix, or, when that is longer than a file name may be (an IMF
+// file's name may be up to 255 bytes long), "." + a hash of id + suffix.
+func sideName(id, suffix string) string {
+	if n := "." + id + suffix; len(n) <= 255 {
+		return n
+	}
+	sum := sha256.Sum256([]byte(id))
+	return ".long-" + hex.EncodeToString(sum[:16]) + suffix
+}
 
 // MarkUnanswered records note (when and why) as the message's unanswered
 // release.
@@ -131,7 +144,7 @@ func (s *Store) Unanswered(id string) (note string, ok bool) {
 // recipients and refused for the next, reached only some.
 
 func (s *Store) releasedPath(id string) string {
-	return filepath.Join(s.dir, "."+id+".released-to")
+	return filepath.Join(s.dir, sideName(id, ".released-to"))
 }
 
 // RecordRelease adds rcpts, reached at at, to the message's release
@@ -255,7 +268,11 @@ func (s *Store) Delete(id string) error {
 		defer unlock()
 	}
 	// Else the file cannot be locked (a FIFO, or unreadable): nothing
-	// can release it either, so it is removed without the lock.
+	// can release it either, so it is removed without the lock. A
+	// directory named like a message is no message, and not removed.
+	if fi, err := os.Lstat(s.path(id)); err == nil && fi.IsDir() {
+		return fmt.Errorf("archive: %s is a directory, not an archived message", s.path(id))
+	}
 	if err := os.Remove(s.path(id)); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}

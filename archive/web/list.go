@@ -240,10 +240,6 @@ func parseFilter(q map[string][]string) (filter, []string) {
 	return f, problems
 }
 
-func containsFold(s, sub string) bool {
-	return sub == "" || strings.Contains(strings.ToLower(s), strings.ToLower(sub))
-}
-
 // matchEnvelope applies the filters that need only the archive head.
 func (f *filter) matchEnvelope(it archive.Item) bool {
 	if f.minSCL != noSCLFilter && (!it.HasSCL || it.SCL < f.minSCL) {
@@ -261,7 +257,7 @@ func (f *filter) matchEnvelope(it archive.Item) bool {
 	if f.To != "" {
 		found := false
 		for _, to := range it.Envelope.To {
-			if containsFold(to, f.To) {
+			if archive.ContainsFold(to, f.To) {
 				found = true
 				break
 			}
@@ -355,7 +351,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sess *session) {
 		}
 		// The subject is in the message's header: read only when it is
 		// asked for (and cached), else only for the rows shown.
-		if f.Subject != "" && !containsFold(s.headerOf(it).Subject, f.Subject) {
+		if f.Subject != "" && !archive.ContainsFold(s.headerOf(it).Subject, f.Subject) {
 			continue
 		}
 		matched = append(matched, it)

@@ -262,7 +262,7 @@ func archiveList(e env, args []string) int {
 		} else if err != nil {
 			c.errorf("%s: %v", it.ID, err)
 		}
-		if *subject != "" && !containsFold(subj, *subject) {
+		if *subject != "" && !archive.ContainsFold(subj, *subject) {
 			continue
 		}
 		le := listEntry{ID: it.ID, Received: it.Received.UTC(), From: it.Envelope.From, To: it.Envelope.To, Subject: subj, Size: it.Size}
@@ -304,16 +304,15 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%q is neither an age such as 30d or 36h nor a date such as 2006-01-02", s)
 	}
+	if d <= 0 {
+		return time.Time{}, fmt.Errorf("%q would show nothing: give an age such as 30d or 36h", s)
+	}
 	return now.Add(-d), nil
-}
-
-func containsFold(s, sub string) bool {
-	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
 
 func anyContainsFold(list []string, sub string) bool {
 	for _, s := range list {
-		if containsFold(s, sub) {
+		if archive.ContainsFold(s, sub) {
 			return true
 		}
 	}
@@ -478,7 +477,7 @@ func archiveShow(e env, args []string) int {
 		if it.HasSCL {
 			fmt.Fprintf(w, "SCL:         %d (archived)\n", it.SCL)
 		} else {
-			fmt.Fprintf(w, "SCL:         not archived (archive.store_scl was off)\n")
+			fmt.Fprintf(w, "SCL:         none in the file (archived with archive.store_scl off, or by IMF with ArchiveSCL off)\n")
 		}
 		fmt.Fprintf(w, "Size:        %d bytes\n", it.Size)
 		fmt.Fprintf(w, "Subject:     %s\n", printLine(m.Subject))
@@ -695,6 +694,13 @@ func archiveRelease(e env, args []string) int {
 	}
 	if c.fs.NArg() == 0 {
 		c.fs.Usage()
+		return 2
+	}
+	if filepath.Base(c.store.Dir()) == releasedDir {
+		// Released from there, a message would move on to
+		// released/released/, and no mark would stop a second copy.
+		c.errorf("%s is an archive's %s/ folder: give the archive itself (-dir %s); release -force sends a released message again; nothing was released",
+			c.store.Dir(), releasedDir, filepath.Dir(c.store.Dir()))
 		return 2
 	}
 	set := map[string]bool{}

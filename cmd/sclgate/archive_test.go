@@ -1184,3 +1184,56 @@ func TestArchiveReleaseSomeRecipientsRefused(t *testing.T) {
 		t.Errorf("%d messages delivered, want none", len(files))
 	}
 }
+
+// Odd corners of the archive commands: a -dir that is released/ itself
+// is refused for release; an IMF ID too long for "."+ID+".unanswered"
+// still releases; a directory named like a message is not deleted;
+// -since 0 is refused; -subject folds case fully (GRÜSSE finds Grüße).
+func TestArchiveOddCorners(t *testing.T) {
+	dir, spam, _, _ := testArchive(t)
+	md := filepath.Join(t.TempDir(), "md")
+	if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, spam); code != 0 {
+		t.Fatalf("release: %s", errOut)
+	}
+	rel := filepath.Join(dir, releasedDir)
+	code, _, errOut := archiveRun(t, "release", "-dir", rel, "-downstream", "maildir:"+md, spam)
+	if code != 2 || !strings.Contains(errOut, "is an archive's released/ folder: give the archive itself (-dir "+dir+")") {
+		t.Errorf("release -dir released/: %d %q", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(rel, releasedDir)); err == nil {
+		t.Error("released/released/ made")
+	}
+
+	long := strings.Repeat("L", 247)
+	b, _ := os.ReadFile("../../testdata/archive/05-imf-lf.eml")
+	os.WriteFile(filepath.Join(dir, long+".eml"), b, 0o640)
+	code, out, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, long)
+	if code != 0 || !strings.Contains(out, "released "+long) {
+		t.Errorf("release of a 247-character ID: %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := archiveRun(t, "show", "-dir", dir, long); code != 0 || !strings.Contains(out, "Released to: <") {
+		t.Errorf("show of a 247-character ID: %d %q", code, out)
+	}
+
+	os.Mkdir(filepath.Join(dir, "sub.eml"), 0o750)
+	if code, out, errOut := archiveRun(t, "delete", "-dir", dir, "sub"); code != 1 || out != "" || !strings.Contains(errOut, "is a directory, not an archived message") {
+		t.Errorf("delete of a directory: %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub.eml")); err != nil {
+		t.Errorf("the directory went: %v", err)
+	}
+
+	for _, since := range []string{"0", "0d"} {
+		if code, _, errOut := archiveRun(t, "list", "-dir", dir, "-since", since); code != 2 || !strings.Contains(errOut, "would show nothing") {
+			t.Errorf("-since %s: %d %q", since, code, errOut)
+		}
+	}
+	st, _ := archive.Open(dir, archive.Options{StoreSCL: true})
+	id, err := st.Write(archive.Envelope{From: "a@example.org", To: []string{"b@example.com"}}, 8, strings.NewReader("Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := archiveRun(t, "list", "-dir", dir, "-subject", "GRÜSSE"); code != 0 || !strings.Contains(out, id) {
+		t.Errorf("-subject GRÜSSE: %d %q", code, out)
+	}
+}
