@@ -118,15 +118,37 @@ func startSink(t *testing.T, args ...string) *sink {
 		full = append(full, "-u", "nobody")
 	}
 	full = append(full, args...)
-	full = append(full, s.addr, "64")
-	cmd := exec.Command(bin, full...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// As startGW: a port found free may be taken before smtp-sink binds
+	// it, and then it exits; it starts again on another, up to 5 times.
+	for attempt := 1; attempt <= 5; attempt++ {
+		cmd := exec.Command(bin, append(full, s.addr, "64")...)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if c, err := net.DialTimeout("tcp", s.addr, 200*time.Millisecond); err == nil {
+				c.Close()
+				return s
+			}
+			select {
+			case <-exited:
+				deadline = time.Time{} // try another port
+			default:
+			}
+		}
+		select {
+		case <-exited:
+			s.addr = freePort(t)
+		default:
+			t.Fatalf("smtp-sink: nothing listening on %s after 10s", s.addr)
+		}
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitListening(t, s.addr, nil)
-	return s
+	t.Fatalf("smtp-sink exited 5 times before listening")
+	return nil
 }
 
 // maildirOne waits up to 5 s for a message in the maildir dir, and
@@ -197,9 +219,24 @@ type gw struct {
 }
 
 // startGW writes yaml (with listen, metrics.listen and archive.dir filled
-// in unless given) and starts the binary on it.
+// in unless given) and starts the binary on it. A port freePort found
+// free may be taken before the binary binds it (another test's outgoing
+// connection gets it as its local port): then it starts again on new
+// ports, up to 5 times.
 func startGW(t *testing.T, yaml string) *gw {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		if g := tryStartGW(t, yaml, attempt < 5); g != nil {
+			return g
+		}
+	}
+}
+
+// tryStartGW is one attempt of startGW; it returns nil when the binary
+// could not bind a port it was given by freePort and retry is set.
+func tryStartGW(t *testing.T, yaml string, retry bool) *gw {
+	t.Helper()
+	ownPorts := !strings.Contains(yaml, "\nlisten:") && !strings.HasPrefix(yaml, "listen:") && !strings.Contains(yaml, "metrics:")
 	g := &gw{addr: freePort(t), metrics: freePort(t), dir: t.TempDir(), log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	if !strings.Contains(yaml, "\nlisten:") {
 		yaml = "listen: " + g.addr + "\n" + yaml
@@ -241,8 +278,22 @@ func startGW(t *testing.T, yaml string) *gw {
 			t.Logf("sclgate log:\n%s", g.log.String())
 		}
 	})
-	waitListening(t, g.addr, nil)
-	return g
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", g.addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return g
+		}
+		select {
+		case <-g.done:
+			if retry && ownPorts && strings.Contains(g.log.String(), "address already in use") {
+				return nil
+			}
+			t.Fatalf("sclgate serve exited before listening on %s:\n%s", g.addr, g.log.String())
+		default:
+		}
+	}
+	t.Fatalf("nothing listening on %s after 10s", g.addr)
+	return nil
 }
 
 // waitLog waits up to 5s for the gateway's log to contain s.
