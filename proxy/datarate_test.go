@@ -194,7 +194,9 @@ func TestDataLineTooLong(t *testing.T) {
 // A command line the client does not finish within command_timeout ends
 // the session: go-smtp would otherwise run the part received as a whole
 // command and wait again, so that a client trickling a command held the
-// session for several timeouts. An idle client still gets go-smtp's 421.
+// session for several timeouts. It is told so with 421 (RFC 5321 section
+// 3.8), the part it sent never run. An idle client still gets go-smtp's
+// 421.
 func TestCommandTimeoutCutsPartialLine(t *testing.T) {
 	ds := startDownstream(t, false)
 	g := startGateway(t, gwSetup{Downstream: ds.URL(), YAML: "limits: {command_timeout: 1s}"})
@@ -202,8 +204,11 @@ func TestCommandTimeoutCutsPartialLine(t *testing.T) {
 	rc := ehloed(t, g.addr)
 	rc.write("MAIL FROM:<alice@exam")
 	start := time.Now()
-	if got, err := rc.tryReply(5 * time.Second); err == nil {
-		t.Errorf("a partial command was answered: %q", got)
+	if got, err := rc.tryReply(5 * time.Second); err != nil || len(got) != 1 || got[0] != "421 4.4.2 Command not finished in time, closing connection" {
+		t.Errorf("a partial command: %q, %v", got, err)
+	}
+	if got, err := rc.tryReply(2 * time.Second); err == nil {
+		t.Errorf("more after the 421: %q", got)
 	}
 	if el := time.Since(start); el > 4*time.Second {
 		t.Errorf("closed after %v", el)

@@ -278,6 +278,11 @@ type limitConn struct {
 	// The client's first line, until it is known not to be HTTP.
 	first   []byte
 	firstOK bool
+	// lineStart is the start (up to 16 bytes) of the line Read handed
+	// out last, for Write to tell an HTTP method go-smtp refused as a
+	// command (its reply names no command: "501 5.5.2 Bad command").
+	lineMu    sync.Mutex
+	lineStart []byte
 
 	// Read hands go-smtp the client's bytes one line at a time, from buf
 	// (read from the connection into rbuf, handed out from off), so that
@@ -368,6 +373,18 @@ func (c *limitConn) Write(p []byte) (int, error) {
 		c.noGuard.Store(false)
 		c.partial = false // it described handshake bytes, not a command
 	}
+	if !c.noGuard.Load() && !c.hangUp.Load() && c.httpCommandReply(p) {
+		// go-smtp took an HTTP method for a command later in the
+		// session, or a bare one on the first line (the check in Read
+		// takes the first line's "GET /..."): the client is dropped as
+		// there, as Postfix's smtpd_forbidden_commands drops it, with
+		// its 221 instead of go-smtp's 500.
+		c.l.hooks.http()
+		c.hangUp.Store(true)
+		io.WriteString(c.Conn, "221 2.7.0 Error: an HTTP command is no SMTP; closing connection\r\n")
+		c.Close()
+		return len(p), nil
+	}
 	over := false
 	if !c.noGuard.Load() && !c.hangUp.Load() {
 		if reply := c.errorReply(p); reply != nil {
@@ -416,6 +433,31 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // so does sclgate, before go-smtp answers any of the lines that follow.
 var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), []byte("HEAD "), []byte("PUT "), []byte("OPTIONS ")}
 
+// httpCommandReply reports whether p is go-smtp's refusal of a command
+// line that starts with an HTTP method ("GET / HTTP/1.0", a bare "GET",
+// "POST /x": "501 5.5.2 Bad command" for the ones that are not four
+// letters, "500 5.5.2 Syntax errors, POST command unrecognized" for the
+// others). go-smtp's parser, not a look at the bytes, decided the line
+// was a command, so a message's text (a body line "GET READY") never
+// counts; the line it refused is the one Read handed out last, as Read
+// hands out one line at a time and go-smtp answers each before it reads
+// the next.
+func (c *limitConn) httpCommandReply(p []byte) bool {
+	if !bytes.HasPrefix(p, []byte("501 5.5.2 Bad command\r\n")) && !bytes.HasPrefix(p, []byte("500 5.5.2 Syntax errors, ")) {
+		return false
+	}
+	c.lineMu.Lock()
+	line := bytes.TrimRight(c.lineStart, "\r\n")
+	c.lineMu.Unlock()
+	for _, m := range httpMethods {
+		verb := m[:len(m)-1]
+		if len(line) >= len(verb) && bytes.EqualFold(line[:len(verb)], verb) && (len(line) == len(verb) || line[len(verb)] == ' ') {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *limitConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -429,6 +471,12 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 				if c.partial && !c.inData.Load() && !c.noGuard.Load() {
 					c.l.hooks.cutCommand()
+					// RFC 5321 section 3.8: a server that gives up on a
+					// session says so with 421, as go-smtp does to an
+					// idle client.
+					// (go-smtp's deadline ran out for writing too.)
+					c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					io.WriteString(c.Conn, "421 4.4.2 Command not finished in time, closing connection\r\n")
 					c.Close()
 					return 0, net.ErrClosed
 				}
@@ -466,6 +514,16 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		} else if bytes.EqualFold(g, []byte("EHLO")) {
 			c.helo.Store(false)
 		}
+	}
+	if !c.noGuard.Load() {
+		c.lineMu.Lock()
+		if !c.partial {
+			c.lineStart = c.lineStart[:0]
+		}
+		if room := 16 - len(c.lineStart); room > 0 {
+			c.lineStart = append(c.lineStart, b[:min(n, room)]...)
+		}
+		c.lineMu.Unlock()
 	}
 	c.partial = b[n-1] != '\n'
 	if !c.noGuard.Load() && c.dotCR(b) {

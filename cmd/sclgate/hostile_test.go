@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -135,7 +136,28 @@ func TestServeCrossProtocolDisconnect(t *testing.T) {
 		}
 		c.Close()
 	}
-	if got := g.metric(t, `sclgate_smtp_refusals_total{reason="cross_protocol"}`); got != 3 {
+	// Later in the session, and a bare method with nothing after it (as
+	// Postfix's smtpd_forbidden_commands): 221, then the connection is
+	// closed; nothing of what followed in the same write is run.
+	for _, lines := range [][]string{
+		{"EHLO client.test", "POST / HTTP/1.0", "Content-Length: 5"},
+		{"EHLO client.test", "MAIL FROM:<a@example.org>", "get / HTTP/1.0"},
+		{"GET"},
+		{"HELO client.test", "CONNECT", "RCPT TO:<c@example.com>"},
+	} {
+		c, err := net.DialTimeout("tcp", g.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(c, strings.Join(lines, "\r\n")+"\r\n")
+		all, _ := io.ReadAll(c)
+		if !strings.HasSuffix(string(all), "221 2.7.0 Error: an HTTP command is no SMTP; closing connection\r\n") || strings.Contains(string(all), "500") {
+			t.Errorf("%q: got %q, want 221 and the connection closed", lines, all)
+		}
+		c.Close()
+	}
+	if got := g.metric(t, `sclgate_smtp_refusals_total{reason="cross_protocol"}`); got != 7 {
 		t.Errorf("cross_protocol = %v", got)
 	}
 }
