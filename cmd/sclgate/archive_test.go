@@ -466,7 +466,27 @@ func TestReleasedRetention(t *testing.T) {
 	defer func(a, b time.Duration) { retentionFirstRun, retentionInterval = a, b }(retentionFirstRun, retentionInterval)
 	retentionFirstRun, retentionInterval = 10*time.Millisecond, time.Hour
 	// archive.retention alone leaves released/ as it is.
-	cfg, err := config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n  retention: 1d\n", dir)))
+	retainOnce(t, fmt.Sprintf("archive:\n  dir: %s\n  retention: 1d\n", dir))
+	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err != nil {
+		t.Errorf("archive.retention purged released/: %v", err)
+	}
+	logs := retainOnce(t, fmt.Sprintf("archive:\n  dir: %s\n  released_retention: 30d\n", dir))
+	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err == nil {
+		t.Error("archive.released_retention left a 40-day-old released message")
+	}
+	if _, err := os.Stat(filepath.Join(rel, spam+".eml")); err != nil {
+		t.Errorf("a 2-day-old released message went: %v", err)
+	}
+	if l := logs; !strings.Contains(l, `msg="archive purged message" dir=`+rel+" archive_id="+ham) || !strings.Contains(l, "removed=1") {
+		t.Errorf("log:\n%s", l)
+	}
+}
+
+// retainOnce runs serve's archive upkeep on the configuration yaml until
+// it has purged once, and returns its log.
+func retainOnce(t *testing.T, yaml string) string {
+	t.Helper()
+	cfg, err := config.Parse("t", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,40 +494,13 @@ func TestReleasedRetention(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "archive purged "); time.Sleep(10 * time.Millisecond) {
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), `msg="archive purged" `); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("no purge")
+			t.Fatalf("no purge with %q:\n%s", yaml, logs.String())
 		}
 	}
-	cancel()
-	<-done
-	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err != nil {
-		t.Errorf("archive.retention purged released/: %v", err)
-	}
-	cfg, err = config.Parse("t", []byte(fmt.Sprintf("archive:\n  dir: %s\n  released_retention: 30d\n", dir)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs = syncbuf.Buffer{}
-	ctx, cancel = context.WithCancel(context.Background())
-	done = make(chan struct{})
-	go func() { runRetention(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))); close(done) }()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "archive purged "); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no purge of released/")
-		}
-	}
-	cancel()
-	<-done
-	if _, err := os.Stat(filepath.Join(rel, ham+".eml")); err == nil {
-		t.Error("archive.released_retention left a 40-day-old released message")
-	}
-	if _, err := os.Stat(filepath.Join(rel, spam+".eml")); err != nil {
-		t.Errorf("a 2-day-old released message went: %v", err)
-	}
-	if l := logs.String(); !strings.Contains(l, `msg="archive purged message" dir=`+rel+" archive_id="+ham) || !strings.Contains(l, "removed=1") {
-		t.Errorf("log:\n%s", l)
-	}
+	return logs.String()
 }
 
 // ---- the real binary over an archive the real gateway wrote ----
