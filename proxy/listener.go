@@ -283,6 +283,10 @@ type limitConn struct {
 	// command (its reply names no command: "501 5.5.2 Bad command").
 	lineMu    sync.Mutex
 	lineStart []byte
+	// replied: go-smtp wrote a reply since the last Read, so the next
+	// byte it reads starts a command line, whatever the last bytes read
+	// were (a BDAT chunk need not end with a line end).
+	replied atomic.Bool
 
 	// Read hands go-smtp the client's bytes one line at a time, from buf
 	// (read from the connection into rbuf, handed out from off), so that
@@ -366,6 +370,9 @@ func (c *limitConn) Write(p []byte) (int, error) {
 		n, err := c.Conn.Write(p)
 		return n, err
 	}
+	if len(p) > 0 && isDigit(p[0]) {
+		c.replied.Store(true)
+	}
 	if len(p) > 0 && isDigit(p[0]) && c.noGuard.Load() {
 		// A plaintext reply where TLS was starting: the handshake failed
 		// (go-smtp answers it so, and goes on in plaintext). A TLS
@@ -384,6 +391,14 @@ func (c *limitConn) Write(p []byte) (int, error) {
 		io.WriteString(c.Conn, "221 2.7.0 Error: an HTTP command is no SMTP; closing connection\r\n")
 		c.Close()
 		return len(p), nil
+	}
+	if len(p) > 0 && isDigit(p[0]) {
+		// The line this reply answered is done with: the next reply
+		// answers a line Read has yet to hand out (or one left in
+		// go-smtp's buffer behind a BDAT chunk, which is never HTTP).
+		c.lineMu.Lock()
+		c.lineStart = c.lineStart[:0]
+		c.lineMu.Unlock()
 	}
 	over := false
 	if !c.noGuard.Load() && !c.hangUp.Load() {
@@ -439,9 +454,11 @@ var httpMethods = [][]byte{[]byte("GET "), []byte("POST "), []byte("CONNECT "), 
 // letters, "500 5.5.2 Syntax errors, POST command unrecognized" for the
 // others). go-smtp's parser, not a look at the bytes, decided the line
 // was a command, so a message's text (a body line "GET READY") never
-// counts; the line it refused is the one Read handed out last, as Read
-// hands out one line at a time and go-smtp answers each before it reads
-// the next.
+// counts; the line it refused is the one Read handed out since the last
+// reply, as Read hands out one line at a time and go-smtp answers each
+// before it reads the next. (A BDAT chunk that ends inside a line leaves
+// the rest of that line in go-smtp's buffer, where Read does not see it
+// start: such a command is never taken for HTTP, only answered 500/501.)
 func (c *limitConn) httpCommandReply(p []byte) bool {
 	if !bytes.HasPrefix(p, []byte("501 5.5.2 Bad command\r\n")) && !bytes.HasPrefix(p, []byte("500 5.5.2 Syntax errors, ")) {
 		return false
@@ -461,6 +478,9 @@ func (c *limitConn) httpCommandReply(p []byte) bool {
 func (c *limitConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if c.replied.Swap(false) {
+		c.partial = false
 	}
 	if c.hangUp.Load() {
 		return 0, net.ErrClosed // the session is ending: nothing more is read

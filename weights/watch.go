@@ -40,6 +40,7 @@ type Watcher struct {
 	// Guarded by reloadMu.
 	brokenStat fs.FileInfo
 	lastSum    [32]byte // sha256 of the file as last read; guarded by reloadMu
+	missing    bool     // the file was not there when last read; guarded by reloadMu
 
 	fsw     *fsnotify.Watcher
 	watchMu sync.Mutex
@@ -50,6 +51,7 @@ type Watcher struct {
 	// watchMu, as is watchErr.
 	watched   map[string]fs.FileInfo
 	watchErr  string // the watch problem last warned of, "" when none
+	starting  bool   // in NewWatcher, which fails if the own directory cannot be watched
 	done      chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -84,6 +86,10 @@ type WatcherOptions struct {
 	// this way, as is a change on a file system that sends no
 	// notifications. 0 means 5s.
 	Poll time.Duration
+
+	// addWatch, if set, stands in for fsnotify's Add: tests make it
+	// fail, as the inotify watch limit would.
+	addWatch func(dir string) error
 }
 
 // NewWatcher loads path once and starts watching it. A missing file gives
@@ -116,7 +122,10 @@ func NewWatcher(path string, opts WatcherOptions) (*Watcher, error) {
 		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
 	}
 	w.fsw = fsw
-	if err := w.rewatch(false); err != nil {
+	w.starting = true
+	err = w.rewatch(false)
+	w.starting = false
+	if err != nil {
 		fsw.Close()
 		return nil, fmt.Errorf("weights: watching %s: %w", path, err)
 	}
@@ -168,6 +177,7 @@ func (w *Watcher) load() error {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file does not exist; no custom weights until it is created")
 		l = &List{source: w.path}
+		w.missing = true
 	case err != nil:
 		return err
 	default:
@@ -196,10 +206,16 @@ func (w *Watcher) reloadIfChanged() {
 	defer w.reloadMu.Unlock()
 	w.brokenStat = nil
 	l, fi, sum, err := w.read()
-	if w.unchangedLocked(fi, sum) {
+	if w.unchangedLocked(fi, sum) || w.stillMissing(err) {
 		return
 	}
 	w.reloadLocked(l, fi, sum, err)
+}
+
+// stillMissing reports whether err says the file is missing and it was
+// already when last read: nothing to log or count again.
+func (w *Watcher) stillMissing(err error) bool {
+	return w.missing && errors.Is(err, fs.ErrNotExist)
 }
 
 // unchangedLocked reports whether fi and sum are the file as last read
@@ -224,7 +240,7 @@ func (w *Watcher) reloadUnlessBroken() (broken bool) {
 	defer w.reloadMu.Unlock()
 	w.brokenStat = nil
 	l, fi, sum, err := w.read()
-	if w.unchangedLocked(fi, sum) {
+	if w.unchangedLocked(fi, sum) || w.stillMissing(err) {
 		return false
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -261,6 +277,7 @@ func brief(err error, path string) string {
 // the list in force) and tells OnReload.
 func (w *Watcher) reloadLocked(l *List, fi fs.FileInfo, sum [32]byte, err error) error {
 	w.brokenStat = nil // reported now, whatever it was
+	w.missing = errors.Is(err, fs.ErrNotExist)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		w.log.Warn("weights: file removed; no custom weights until it is created again")
@@ -354,7 +371,15 @@ func (w *Watcher) run() {
 			// What no notification told: a directory on the path
 			// renamed or made anew, or a change a file system did not
 			// report.
-			if w.dirsMoved() || w.statChanged() {
+			// A directory that cannot be watched (the inotify limit)
+			// is tried again here, quietly, and does not set off a
+			// reload by itself: only one newly watched, whose file may
+			// have changed unseen, or a changed file does.
+			added := false
+			if w.dirsMoved() {
+				added, _ = w.rewatchAdded(false)
+			}
+			if added || w.statChanged() {
 				settle.Stop()
 				timer.Reset(w.opts.Debounce)
 			}
@@ -393,6 +418,13 @@ func (w *Watcher) run() {
 // reached) that is warned of once, and the path is then checked every Poll.
 // A directory holding a symbolic link on the path is warned of likewise.
 func (w *Watcher) rewatch(again bool) error {
+	_, err := w.rewatchAdded(again)
+	return err
+}
+
+// rewatchAdded is rewatch, also saying whether a directory got a watch it
+// did not have.
+func (w *Watcher) rewatchAdded(again bool) (added bool, ownErr error) {
 	dirs, own := watchDirs(w.path)
 	w.watchMu.Lock()
 	defer w.watchMu.Unlock()
@@ -409,11 +441,11 @@ func (w *Watcher) rewatch(again bool) error {
 	if w.watched == nil {
 		w.watched = make(map[string]fs.FileInfo)
 	}
-	var ownErr error
 	var problems []string
 	for _, d := range dirs {
 		fi, err := os.Stat(d)
-		if old, ok := w.watched[d]; ok {
+		old, had := w.watched[d]
+		if had {
 			if !again && err == nil && os.SameFile(fi, old) {
 				continue
 			}
@@ -422,7 +454,12 @@ func (w *Watcher) rewatch(again bool) error {
 			delete(w.watched, d)
 		}
 		if err == nil {
-			err = w.fsw.Add(d)
+			if w.opts.addWatch != nil {
+				err = w.opts.addWatch(d)
+			}
+			if err == nil {
+				err = w.fsw.Add(d)
+			}
 		}
 		if err != nil {
 			if d == own {
@@ -434,17 +471,22 @@ func (w *Watcher) rewatch(again bool) error {
 			continue
 		}
 		w.watched[d] = fi
+		added = added || !had || !os.SameFile(fi, old)
 	}
 	msg := strings.Join(problems, "; ")
 	switch {
-	case msg != "" && msg != w.watchErr:
+	case w.starting && ownErr != nil:
+		// NewWatcher fails with it: serve does not start.
+	case msg != "" && (msg != w.watchErr || again):
+		// Once, and again at each SIGHUP: the admin who sent it to
+		// mend the watch learns that it still fails.
 		w.log.Warn("weights: "+msg+"; the path is checked every "+w.opts.Poll.String()+" and on SIGHUP",
 			slog.Duration("poll", w.opts.Poll))
 	case msg == "" && w.watchErr != "":
 		w.log.Info("weights: watching the file's directories again")
 	}
 	w.watchErr = msg
-	return ownErr
+	return added, ownErr
 }
 
 // dirsMoved reports whether a directory watchDirs names for path is not

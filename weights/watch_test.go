@@ -753,3 +753,56 @@ func TestWatcherAncestorRenamed(t *testing.T) {
 		t.Errorf("no log line for watching again:\n%s", logs.String())
 	}
 }
+
+// A directory that exists but cannot be watched (the inotify watch limit
+// reached) is warned of once and tried again at each poll, quietly: the
+// poll neither logs again nor reloads the file every time.
+func TestWatcherUnwatchableDirectoryQuiet(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "wl")
+	os.Mkdir(dir, 0o755)
+	path := filepath.Join(dir, "weights.xml")
+	writeFile(t, path, listXML("alpha"))
+	var r reloads
+	var logs syncbuf.Buffer
+	var fail sync.Map // directories whose watch fails
+	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Poll: 30 * time.Millisecond,
+		OnReload: r.on, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		addWatch: func(d string) error {
+			if _, ok := fail.Load(d); ok {
+				return syscall.ENOSPC // what inotify_add_watch says at the limit
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	fail.Store(dir, true)
+	// The directory made anew, with the file: its new watch fails.
+	os.Rename(dir, dir+".old")
+	os.Mkdir(dir, 0o755)
+	writeFile(t, path, listXML("beta"))
+	waitFor(t, "the file in the new directory, read by the poll", func() bool { return matches(w, "beta") })
+	ok := r.succeeded()
+	time.Sleep(600 * time.Millisecond) // 20 polls
+	if n := r.succeeded() - ok + r.failed(); n != 0 {
+		t.Errorf("%d reloads while nothing changed", n)
+	}
+	if n := strings.Count(logs.String(), "cannot watch the file's directory"); n != 1 {
+		t.Errorf("%d \"cannot watch\" lines (want 1):\n%s", n, logs.String())
+	}
+	// Without notifications, an edit is still seen by the poll.
+	renameOver(t, path, listXML("gamma"))
+	waitFor(t, "an edit seen by the poll", func() bool { return matches(w, "gamma") })
+	// The file removed: said once, not at every poll after.
+	os.Remove(path)
+	waitFor(t, "no rules once the file is gone", func() bool { return w.Current().Len() == 0 })
+	time.Sleep(600 * time.Millisecond)
+	if n := strings.Count(logs.String(), "file removed"); n != 1 {
+		t.Errorf("%d \"file removed\" lines (want 1):\n%s", n, logs.String())
+	}
+	// Once it can be watched, it is, and said.
+	fail.Delete(dir)
+	waitFor(t, "watched again", func() bool { return strings.Contains(logs.String(), "watching the file's directories again") })
+}
