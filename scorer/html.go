@@ -66,8 +66,11 @@ func htmlRead(src string, budget *htmlBudget, outlook bool) (text string, urls [
 		doc, _ = html.ParseWithOptions(strings.NewReader(src), html.ParseOptionEnableScripting(false))
 	}
 	if doc == nil { // over budget, or refused (nested deeper than 512)
-		text, urls = htmlTokensToText(src)
-		return text, urls, true, ""
+		text, urls, outlookMarkup = htmlTokensToText(src)
+		if outlook {
+			outlookMarkup = "" // read once: see htmlOutlookText
+		}
+		return text, urls, true, outlookMarkup
 	}
 	r := &treeReader{outlook: outlook}
 	r.walk(doc, walkContext{})
@@ -111,17 +114,6 @@ func outlookOnly(comment string) (string, bool) {
 	return markup, true
 }
 
-// inBody says whether n is in the page's <body>: conditional comments in
-// the head hold Word's document properties, which no reader sees.
-func inBody(n *html.Node) bool {
-	for p := n.Parent; p != nil; p = p.Parent {
-		if p.Type == html.ElementNode && p.Namespace == "" && p.DataAtom == atom.Body {
-			return true
-		}
-	}
-	return false
-}
-
 // walkContext is what a node's reading depends on above it.
 type walkContext struct {
 	// foreignText says whether text directly in the SVG or MathML element
@@ -155,7 +147,7 @@ func (r *treeReader) walk(n *html.Node, ctx walkContext) {
 	}
 	switch n.Type {
 	case html.CommentNode:
-		if r.outlook || ctx.inSelect || !inBody(n) {
+		if r.outlook || ctx.inSelect {
 			return
 		}
 		if markup, ok := outlookOnly(n.Data); ok && markup != "" {
@@ -646,9 +638,8 @@ func firstSummary(n *html.Node) *html.Node {
 // and an HTML element such as <p> ends the SVG (read as raw text up to an
 // end tag that never came, one "<svg><noembed></svg>" before the body hid
 // all its words and links).
-func htmlTokensToText(src string) (string, []string) {
-	var b strings.Builder
-	var urls []string
+func htmlTokensToText(src string) (text string, urls []string, outlook string) {
+	var b, mso strings.Builder
 	z := html.NewTokenizer(strings.NewReader(src))
 	raw := false // the next text is a <script>, <style>, ... element's content
 	tmpl := 0    // depth inside <template>, whose content is never shown
@@ -657,7 +648,16 @@ func htmlTokensToText(src string) (string, []string) {
 		tt := z.Next()
 		switch tt {
 		case html.ErrorToken:
-			return b.String(), urls
+			return b.String(), urls, mso.String()
+		case html.CommentToken:
+			// As the tree reader: what Outlook alone shows, for a
+			// reading of its own.
+			if tmpl == 0 && f.hidden == 0 {
+				if markup, ok := outlookOnly(string(z.Text())); ok && markup != "" {
+					mso.WriteString(markup)
+					mso.WriteByte('\n')
+				}
+			}
 		case html.TextToken:
 			if raw {
 				raw = false

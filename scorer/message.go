@@ -845,7 +845,11 @@ func (w *walker) addHTML(page string) {
 			w.m.defect("html read tag by tag: nested deeper than the HTML parser goes, or too costly to build as a tree")
 		}
 		w.m.URLs = append(w.m.URLs, urls...)
-		w.addOwnText(text)
+		// Templates keep Outlook's table scaffolding there: no text,
+		// and no part of its own.
+		if strings.TrimSpace(text) != "" {
+			w.addOwnText(text)
+		}
 	}
 }
 

@@ -963,8 +963,27 @@ func TestOutlookConditionalComments(t *testing.T) {
 	if got := ruleTexts(r); !slices.Equal(got, []string{"special offer", "hello"}) || r.SCL != 9 {
 		t.Errorf("matched %q, SCL %d; want [special offer, hello], SCL 9", got, r.SCL)
 	}
-	// A page without such comments reads as one text, as before.
-	if p := wordsOfParts([]byte("Content-Type: text/html\r\n\r\n<p>a<!--[if !mso]>b<![endif]--></p>")); !slices.Equal(p, []string{"a"}) {
-		t.Errorf("no Outlook-only comment: %q", p)
+	// A page without such comments reads as one text, as before; one
+	// whose Outlook-only comments hold only scaffolding has no second
+	// part.
+	for _, page := range []string{"<p>a<!--[if !mso]>b<![endif]--></p>", "<!--[if mso]><table><tr><td><![endif]--><p>a</p><!--[if mso]></td></tr></table><![endif]-->"} {
+		if p := wordsOfParts([]byte("Content-Type: text/html\r\n\r\n" + page)); !slices.Equal(p, []string{"a"}) {
+			t.Errorf("%q: %q", page, p)
+		}
+	}
+	// Wherever the tree builder puts the comment (before any content, on
+	// the document; after </body>; in the head), and in a page read tag
+	// by tag (nested past the parser's 512 levels).
+	deep := strings.Repeat("<div>", 600) + "hello"
+	for _, page := range []string{
+		"<!--[if mso]><p>wire the deposit</p><![endif]--><p>hello</p>",
+		"<html><body><p>hello</p></body></html><!--[if mso]><p>wire the deposit</p><![endif]-->",
+		"<html><head><!--[if gte mso 9]><xml><o:Author>x</o:Author></xml><p>wire the deposit</p><![endif]--></head><body><p>hello</p></body></html>",
+		deep + "<!--[if mso]><p>wire the deposit</p><![endif]-->",
+	} {
+		p := wordsOfParts([]byte("Content-Type: text/html\r\n\r\n" + page))
+		if len(p) != 2 || !strings.HasSuffix(p[0], "hello") || p[1] != "wire the deposit" {
+			t.Errorf("%.80q: %.200q", page, p)
+		}
 	}
 }
