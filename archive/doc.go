@@ -27,23 +27,28 @@
 //	X-Receiver: <bob@example.org>
 //	X-Receiver: <carol@example.org>
 //	X-SCL: 7
+//	X-SCL-Report: scl=7 classifier=builtin score=0.9991 classifier_scl=7 defs=...
 //	Received: from mx.example.com ...
 //	...
 //
 // We write one X-Sender line ("X-Sender: <>" for the null reverse path of a
 // bounce), one X-Receiver line per recipient and, when Options.StoreSCL is
-// set (IMF's ArchiveSCL), an X-SCL line; addresses go inside angle
+// set (IMF's ArchiveSCL), an X-SCL line and, right after it, the
+// X-SCL-Report line WriteReport is given (the explanation of the SCL when
+// the message came: one line, at most 4 KiB); addresses go inside angle
 // brackets and lines end in CRLF.
 //
 // # Reading
 //
 // ReadHead is lenient, because files Exchange wrote must be readable: the
 // names are case-insensitive, the lines may come in any order and end in
-// LF or CRLF, addresses may or may not be in angle brackets and may be
-// followed by parameters ("X-Receiver: <a@b> SMTP"), and X-SCL is
-// optional. The head is the run of X-Sender, X-Receiver and X-SCL lines at
-// the start of the file; the message starts at the first line that is none
-// of these. A second X-Sender or X-SCL line also ends the head, since a
+// LF, CRLF or "\r\r\n" (converted to CRLF twice), the file may start with
+// a UTF-8 byte order mark (saved from Notepad), addresses may or may not
+// be in angle brackets and may be followed by parameters ("X-Receiver:
+// <a@b> SMTP"), and X-SCL is optional. The head is the run of X-Sender,
+// X-Receiver and X-SCL lines at the start of the file, with an
+// X-SCL-Report line right after the X-SCL line; the message starts at the
+// first line that is none of these. A second X-Sender or X-SCL line also ends the head, since a
 // head has at most one of each: that lets messages whose own first header
 // is X-Sender (some mail programs add one) read back intact.
 //

@@ -117,6 +117,7 @@ func readHead(r *bufio.Reader) (h head, n int64, err error) {
 		return fmt.Errorf("%w: line %d: %s", ErrMalformed, line, fmt.Sprintf(format, args...))
 	}
 	hasSender, hasReport := false, false
+	prev := notHead // the kind of the head line before
 	// A UTF-8 byte order mark: an IMF file opened and saved in Notepad,
 	// as admins reviewing IMF's archive were told to.
 	if p, _ := r.Peek(3); bytes.Equal(p, []byte("\xef\xbb\xbf")) {
@@ -131,10 +132,14 @@ func readHead(r *bufio.Reader) (h head, n int64, err error) {
 			return head{}, n, fmt.Errorf("reading head line %d: %w", lineNo, err)
 		}
 		kind, nameLen := classify(p)
+		// The report line is the head's only right after the X-SCL line,
+		// where writeHead puts it: one anywhere else (a file IMF wrote,
+		// or sclgate before it kept reports, whose message begins with
+		// that field) is the message's.
 		if kind == notHead ||
 			(kind == senderLine && hasSender) ||
 			(kind == sclLine && h.hasSCL) ||
-			(kind == reportLine && hasReport) {
+			(kind == reportLine && (hasReport || prev != sclLine)) {
 			break
 		}
 		if lineNo > maxHeadLines {
@@ -174,6 +179,7 @@ func readHead(r *bufio.Reader) (h head, n int64, err error) {
 		case reportLine:
 			h.report, hasReport = string(bytes.TrimSpace(value)), true
 		}
+		prev = kind
 	}
 	switch {
 	case !hasSender:
@@ -354,11 +360,11 @@ func cleanReport(report string) string {
 		return r
 	}, report)
 	if len(report) > maxReport {
-		cut := maxReport
+		cut := maxReport - len("…")
 		for cut > 0 && !utf8.RuneStart(report[cut]) {
 			cut--
 		}
-		report = report[:cut]
+		report = strings.TrimSpace(report[:cut]) + "…"
 	}
 	return strings.TrimSpace(report)
 }

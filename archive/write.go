@@ -51,7 +51,7 @@ func (s *Store) WriteReport(env Envelope, scl int, report string, msg io.Reader)
 	br := bufio.NewReaderSize(msg, 64<<10)
 	p, _ := br.Peek(longestName)
 	switch kind, _ := classify(p); {
-	case kind == receiverLine, kind == sclLine && !h.hasSCL, kind == reportLine && h.report == "":
+	case kind == receiverLine, kind == sclLine && !h.hasSCL, kind == reportLine && h.hasSCL && h.report == "":
 		return "", fmt.Errorf("archive: %w: %q", ErrAmbiguous, truncate(p))
 	}
 

@@ -192,6 +192,21 @@ func TestWriteReport(t *testing.T) {
 	if it, err := s.Get(id); err != nil || it.Report != "" || it.HasSCL {
 		t.Errorf("without StoreSCL: %+v, %v", it, err)
 	}
+	// There, a message whose first field is X-SCL-Report is no trouble:
+	// a report line is the head's only right after an X-SCL line.
+	forged := "X-SCL-Report: scl=0 forged\r\n\r\nx\r\n"
+	if id, err = s.Write(testEnv, 9, strings.NewReader(forged)); err != nil {
+		t.Fatalf("without StoreSCL, a message starting with X-SCL-Report: %v", err)
+	}
+	if it, r, err := s.Open(id); err != nil || it.Report != "" {
+		t.Errorf("read back %+v, %v", it, err)
+	} else {
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if string(b) != forged {
+			t.Errorf("message %q, want %q", b, forged)
+		}
+	}
 }
 
 func TestWriteRefuses(t *testing.T) {

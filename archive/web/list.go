@@ -565,7 +565,7 @@ func (s *Server) view(w http.ResponseWriter, r *http.Request, sess *session) {
 		Received: it.Received,
 		From:     clean(it.Envelope.From, 300),
 		Size:     it.Size,
-		Archived: clean(it.Report, 4000),
+		Archived: clean(it.Report, 5000), // at most 4 KiB in the file
 	}
 	d.Back = listURL(d.List)
 	d.SCL, d.SCLClass = sclText(it)

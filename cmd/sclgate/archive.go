@@ -696,7 +696,7 @@ func archiveRelease(e env, args []string) int {
 		c.fs.Usage()
 		return 2
 	}
-	if filepath.Base(c.store.Dir()) == releasedDir {
+	if filepath.Base(c.store.Dir()) == releasedDir && filepath.Clean(c.cfg.Archive.Dir) != c.store.Dir() {
 		// Released from there, a message would move on to
 		// released/released/, and no mark would stop a second copy.
 		c.errorf("%s is an archive's %s/ folder: give the archive itself (-dir %s); release -force sends a released message again; nothing was released",
