@@ -87,7 +87,15 @@ func matches(w *Watcher, body string) bool { return len(w.Current().Match("", bo
 
 func newTestWatcher(t *testing.T, path string, r *reloads) *Watcher {
 	t.Helper()
-	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, OnReload: r.on})
+	return newTestWatcherWith(t, path, r, WatcherOptions{})
+}
+
+// newTestWatcherWith is newTestWatcher with opts (Poll, Logger, addWatch)
+// besides the test timings.
+func newTestWatcherWith(t *testing.T, path string, r *reloads, opts WatcherOptions) *Watcher {
+	t.Helper()
+	opts.Debounce, opts.Settle, opts.OnReload = 10*time.Millisecond, 50*time.Millisecond, r.on
+	w, err := NewWatcher(path, opts)
 	if err != nil {
 		t.Fatalf("NewWatcher: %v", err)
 	}
@@ -709,12 +717,7 @@ func TestWatcherAncestorRenamed(t *testing.T) {
 	path := filepath.Join(root, "gp", "lists", "weights.xml")
 	var r reloads
 	var logs syncbuf.Buffer
-	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond,
-		Poll: 50 * time.Millisecond, OnReload: r.on, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
+	w := newTestWatcherWith(t, path, &r, WatcherOptions{Poll: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 
 	mk("gp.new", "beta")
 	if err := os.Rename(filepath.Join(root, "gp"), filepath.Join(root, "gp.old")); err != nil {
@@ -766,18 +769,13 @@ func TestWatcherUnwatchableDirectoryQuiet(t *testing.T) {
 	var r reloads
 	var logs syncbuf.Buffer
 	var fail sync.Map // directories whose watch fails
-	w, err := NewWatcher(path, WatcherOptions{Debounce: 10 * time.Millisecond, Settle: 50 * time.Millisecond, Poll: 30 * time.Millisecond,
-		OnReload: r.on, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	w := newTestWatcherWith(t, path, &r, WatcherOptions{Poll: 30 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		addWatch: func(d string) error {
 			if _, ok := fail.Load(d); ok {
 				return syscall.ENOSPC // what inotify_add_watch says at the limit
 			}
 			return nil
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
 	fail.Store(dir, true)
 	// The directory made anew, with the file: its new watch fails.
 	os.Rename(dir, dir+".old")
