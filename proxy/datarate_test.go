@@ -188,6 +188,12 @@ func TestDataLineTooLong(t *testing.T) {
 	if err != nil || len(got) == 0 || !strings.HasPrefix(got[0], "500 5.5.6 Line too long") {
 		t.Fatalf("reply %q, %v", got, err)
 	}
+	// Then the connection is closed: no second, unasked reply (go-smtp's
+	// "500 5.4.0 Too long line") for the client to take as the answer to
+	// its next command.
+	if got, err := rc.tryReply(2 * time.Second); err == nil {
+		t.Errorf("more after the 500 5.5.6: %q", got)
+	}
 	wantMetric(t, "refusals{line_length}", g.m.Rejected.WithLabelValues("line_length"), 1)
 }
 

@@ -584,10 +584,17 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		s.refuse("size")
 		return se
 	case errors.Is(err, smtp.ErrTooLongLine):
-		// Permanent: the same message would fail again. go-smtp then
-		// closes the connection, whose stream it can no longer follow.
+		// Permanent: the same message would fail again. The stream can
+		// no longer be followed (the rest of that line, and of the
+		// message, would be read as commands), so the connection is
+		// closed right after this reply; go-smtp would otherwise add an
+		// unasked "500 5.4.0 Too long line", which a pipelining client
+		// takes for the answer to its next command.
 		log.Warn("refused: line too long in data", slog.Int("limit", MaxLineLength-2))
 		s.refuse("line_length")
+		if pipe == nil {
+			s.hangUp()
+		}
 		return errLineTooLong
 	case errors.Is(err, errSpool):
 		log.Error("spooling the message failed; deferred", slog.Any("err", err))
