@@ -243,7 +243,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 		// written whole, then renamed in.
 		tmp := filepath.Join(s.dir, ".tmp-"+in.Version+"-"+randHex())
 		if err := os.Mkdir(tmp, 0o755); err != nil {
-			return fmt.Errorf("update: %w", err)
+			return fmt.Errorf("update: install %s: nothing was switched: %w", in.Version, fsHint(err))
 		}
 		if recErr == nil && in.Previous == "" {
 			// A repair of an installed copy keeps what was in use before

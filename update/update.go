@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sclgate/sclgate/defs"
@@ -26,6 +27,10 @@ var (
 	ErrDowngrade = errors.New("refused: the source offers only versions older than the one in use (a replayed or downgraded index)")
 	ErrOlder     = errors.New("refused: older than the version in use (use -force to install it anyway)")
 	ErrNoSuch    = errors.New("the source does not offer that version")
+	// ErrMismatch: a genuine bundle offered by the signed index under
+	// another version than its own: a publishing mistake, or an old
+	// bundle replayed as a new version.
+	ErrMismatch = errors.New("the signed index and the bundle disagree on its version")
 	// ErrUnusable: the bundle is genuine but this build cannot use it
 	// (Updater.Usable said no); a newer sclgate may.
 	ErrUnusable = errors.New("this build of sclgate cannot use it")
@@ -68,6 +73,8 @@ type Updater struct {
 	// (0: stallTimeout).
 	StallTimeout time.Duration
 	Log          *slog.Logger
+
+	statfs func(string, *syscall.Statfs_t) error // nil: syscall.Statfs (tests: a small file system)
 }
 
 // Detected is what Detect found.
@@ -689,7 +696,7 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 	}
 	v := b.Manifest.Version
 	if wantVersion != "" && v != wantVersion {
-		return Outcome{}, fmt.Errorf("update: %s holds version %s, the index says %s: %w", name, v, wantVersion, defs.ErrBadSignature)
+		return Outcome{}, fmt.Errorf("update: %s holds version %s, the index says %s: %w", name, v, wantVersion, ErrMismatch)
 	}
 	if wantVersion == "" { // a file: the same rules as from a source
 		inUse, _ := u.inUse()
@@ -702,6 +709,11 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 	}
 	if err := u.UsableHere(b); err != nil {
 		return unusable(err)
+	}
+	// The copy must fit with room to spare, as a download must (for an
+	// offline install, this is the first check).
+	if err := checkSpace(u.Store.Dir(), int64(len(data)+len(sig)), "the installed copy", u.statfs); err != nil {
+		return Outcome{}, fmt.Errorf("update: install %s: %w; nothing was installed", v, err)
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
 	left, leftErr := u.Store.Active()
@@ -722,22 +734,24 @@ func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, er
 	part := u.partPath(o)
 	dir := filepath.Dir(part)
 	u.Store.prunePartials(part)
-	// What is still to come must fit with room to spare, checked before
-	// a byte is written: a download that fills the disk fills it for the
-	// mail spool too. The offered size is the signed index's.
+	// What is still to come must fit with room to spare, and so must the
+	// installed copy written from it (the download is removed only once
+	// that is in place), checked before a byte is written: a download
+	// that fills the disk fills it for the mail spool too. The offered
+	// size is the signed index's.
 	have := int64(0)
 	if st, err := os.Stat(part); err == nil && st.Mode().IsRegular() && st.Size() <= o.Size {
 		have = st.Size()
 	}
-	if err := checkSpace(u.Store.Dir(), o.Size-have); err != nil {
+	if err := checkSpace(u.Store.Dir(), o.Size-have+o.Size, "the download and the installed copy", u.statfs); err != nil {
 		return nil, fmt.Errorf("update: download %s: %w", o.File, err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("update: %w", fsHint(err))
+		return nil, fmt.Errorf("update: download %s: nothing was installed: %w", o.File, fsHint(err))
 	}
 	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("update: %w", fsHint(err))
+		return nil, fmt.Errorf("update: download %s: nothing was installed: %w", o.File, fsHint(err))
 	}
 	defer f.Close()
 	have, _ = f.Seek(0, io.SeekEnd)
@@ -813,9 +827,12 @@ func diskHint(err error) error {
 	return err
 }
 
-// fsHint is diskHint, and for a permission error says what usually
-// causes it.
+// fsHint is diskHint, and for a permission error or a read-only file
+// system says what usually causes it.
 func fsHint(err error) error {
+	if errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%w: definitions.dir is on a file system mounted read-only (for serve or this command): mount it read-write, or under systemd list it in the unit's ReadWritePaths=", err)
+	}
 	if errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("%w: definitions.dir holds files another user made (update commands run as root?): run them as the user serve runs as (runuser -u sclgate -- sclgate update ...), or give that user the directory (chown -R)", err)
 	}

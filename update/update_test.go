@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -839,6 +840,74 @@ func TestDownloadRefusedWhenDiskFull(t *testing.T) {
 	}
 }
 
+// smallDisk is a file system of total bytes with free of them free, for
+// Updater.statfs.
+func smallDisk(total, free int64) func(string, *syscall.Statfs_t) error {
+	return func(_ string, st *syscall.Statfs_t) error {
+		*st = syscall.Statfs_t{Bsize: 1, Blocks: uint64(total), Bavail: uint64(free)}
+		return nil
+	}
+}
+
+// The free-space check counts the installed copy the download is written
+// into, not only the download (which stays until the copy is in place):
+// a bundle whose download fits but whose copy would not is refused before
+// a byte is written. An offline install is checked too.
+func TestInstallSpaceCountsTheCopy(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	st, err := os.Stat(filepath.Join(f.srcDir, defs.FileName("2026.10.1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := st.Size()
+	total := 20 * size
+	margin := total / 10
+	u := f.updater()
+	// Room for the download and the margin, not for the copy as well.
+	u.statfs = smallDisk(total, size+margin+size/2)
+	_, err = u.Install(context.Background(), "", false)
+	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), fmt.Sprintf("%d for the download and the installed copy", 2*size)) {
+		t.Fatalf("download and copy past the free space: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(f.store.Dir(), ".download")); len(ents) != 0 {
+		t.Errorf("something was written to .download/: %v", ents)
+	}
+	// Offline: the file is already on disk, its copy is what must fit.
+	u.statfs = smallDisk(total, size+margin/2)
+	p := f.bundle("2026.10.2")
+	data, _ := os.ReadFile(p)
+	sig, _ := defs.Sign(f.priv, "", data, defs.TrustedComment("2026.10.2", p, time.Now()))
+	os.WriteFile(p+".minisig", sig, 0o644)
+	_, err = u.InstallFile(context.Background(), p, false)
+	if !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "for the installed copy") ||
+		!strings.Contains(err.Error(), "nothing was installed") {
+		t.Fatalf("offline install past the free space: %v", err)
+	}
+	if f.active() != "" {
+		t.Errorf("active %q", f.active())
+	}
+	// With room for both, it installs.
+	u.statfs = smallDisk(total, 2*size+margin+1024)
+	if _, err := u.Install(context.Background(), "", false); err != nil || f.active() != "2026.10.1" {
+		t.Fatalf("install with room: %v, active %q", err, f.active())
+	}
+}
+
+// A definitions.dir not made yet is on the file system of its nearest
+// parent: the check is not skipped for a first install.
+func TestCheckSpaceMissingDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "not", "yet")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(filepath.Dir(dir)), &st); err != nil {
+		t.Fatal("statfs:", err)
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if err := checkSpace(dir, free+1, "x", nil); !errors.Is(err, errDiskFull) {
+		t.Errorf("more than is free, dir not made yet: %v", err)
+	}
+}
+
 // A download that meets a full disk removes its partial file (which
 // cannot grow, and keeps the disk full) and says so. The partial is a
 // link to /dev/full, whose writes fail with ENOSPC as a full file system's
@@ -977,7 +1046,7 @@ func TestInstallFileNotABundle(t *testing.T) {
 // system: a small volume of definitions.dir's own stays updatable.
 func TestCheckSpaceMargin(t *testing.T) {
 	dir := t.TempDir()
-	if err := checkSpace(dir, 0); err != nil {
+	if err := checkSpace(dir, 0, "x", nil); err != nil {
 		t.Errorf("nothing to download: %v", err)
 	}
 	var st syscall.Statfs_t
@@ -985,7 +1054,7 @@ func TestCheckSpaceMargin(t *testing.T) {
 		t.Fatal("statfs:", err)
 	}
 	free := int64(st.Bavail) * int64(st.Bsize)
-	if err := checkSpace(dir, free+1); !errors.Is(err, errDiskFull) {
+	if err := checkSpace(dir, free+1, "x", nil); !errors.Is(err, errDiskFull) {
 		t.Errorf("more than is free: %v", err)
 	}
 }
@@ -1235,5 +1304,41 @@ func TestDirSourceAbsolute(t *testing.T) {
 	}
 	if got := s.String(); got != filepath.Join(dir, "src") {
 		t.Errorf("source %q, want %q", got, filepath.Join(dir, "src"))
+	}
+}
+
+// The file-system errors an admin meets on definitions.dir say what
+// usually causes them: another user's files, a read-only mount (a systemd
+// unit without ReadWritePaths), a full disk.
+func TestFSHint(t *testing.T) {
+	for _, c := range []struct {
+		errno syscall.Errno
+		want  string
+	}{
+		{syscall.EACCES, "run them as the user serve runs as"},
+		{syscall.EROFS, "mounted read-only"},
+		{syscall.ENOSPC, "disk full, free space"},
+	} {
+		err := fsHint(&fs.PathError{Op: "mkdir", Path: "/d/.tmp-1", Err: c.errno})
+		if !errors.Is(err, c.errno) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v", c.errno, err)
+		}
+	}
+}
+
+// A genuine, signed bundle that the signed index offers as another
+// version (an old one replayed as new, or a publishing slip) is refused
+// as such, not as a bad signature: its signature is its own.
+func TestIndexOffersBundleAsAnotherVersion(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	f.resignIndex(func(ix *Index) { ix.Versions[0].Version = "2027.01.1" })
+	_, err := f.updater().Install(context.Background(), "", false)
+	if !errors.Is(err, ErrMismatch) || errors.Is(err, defs.ErrBadSignature) ||
+		!strings.Contains(err.Error(), "holds version 2026.10.1, the index says 2027.01.1") {
+		t.Fatalf("install: %v", err)
+	}
+	if f.active() != "" {
+		t.Errorf("active %q", f.active())
 	}
 }

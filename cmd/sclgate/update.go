@@ -154,12 +154,15 @@ func cmdUpdate(e env, args []string) int {
 			fmt.Fprintf(e.stdout, "in use:  %s%s\nup to date: nothing %s offers fits this sclgate\n", displayVersion(d.InUse), builtinNote(d.Installed), u.Source)
 			return exitUpToDate
 		}
-		fmt.Fprintf(e.stdout, "in use:  %s%s\noffered: %s (created %s) at %s\n", displayVersion(d.InUse), builtinNote(d.Installed),
-			d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)
 		if d.Damaged {
-			fmt.Fprintf(e.stdout, "the version in use, %s, is damaged: installing it again repairs it (run: sclgate update install)\n", d.InUse)
+			// What serve scores with meanwhile, as status says it.
+			fmt.Fprintf(e.stdout, "in use:  %s (built in: the active version %s is damaged)\noffered: %s (created %s) at %s\n", displayVersion(builtinVersion()), d.InUse,
+				d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)
+			fmt.Fprintf(e.stdout, "the active version, %s, is damaged: installing it again repairs it (run: sclgate update install)\n", d.InUse)
 			return exitUpdateAvailable
 		}
+		fmt.Fprintf(e.stdout, "in use:  %s%s\noffered: %s (created %s) at %s\n", displayVersion(d.InUse), builtinNote(d.Installed),
+			d.Newest.Version, d.Newest.Created.Format(time.DateOnly), u.Source)
 		if d.Available {
 			fmt.Fprintf(e.stdout, "update available: %s (run: sclgate update install)\n", d.Newest.Version)
 			return exitUpdateAvailable
@@ -287,6 +290,13 @@ func updateStatus(e env, cfg *config.Config, store *update.Store, u *update.Upda
 			note = " (rolled back from)"
 		case in.DowngradedFrom:
 			note = " (downgraded from with -force)"
+		}
+		if !in.Active {
+			// A rollback to it would be refused: said here, not only
+			// then. (The active one's state is the "in use" line.)
+			if _, err := defs.ReadFile(store.BundlePath(in.Version)); err != nil {
+				note += fmt.Sprintf(" (damaged: %v; install it again before rolling back to it)", err)
+			}
 		}
 		built := ""
 		if !in.Created.IsZero() {
@@ -441,6 +451,8 @@ func updateHint(err error) string {
 		hint = "the source's signed index offers a file the source does not have: the publishing was incomplete (an upload or mirror sync not finished); try again later, and tell the publisher if it persists"
 	case errors.Is(err, update.ErrNotIndex):
 		hint = sourceDirHint + "; this URL answers with a web page instead"
+	case errors.Is(err, update.ErrMismatch):
+		hint = "the bundle is genuine but not the version the index offers it as: a publishing mistake (a bundle copied under another version's entry) or an older bundle replayed as a new version to hold you back; do not use it, and tell the publisher (sclgate update install -version V installs a version whose entry is right)"
 	case errors.Is(err, defs.ErrBadSignature):
 		hint = "the file was changed after it was signed, or the signature is not its own: do not use it; fetch both again from the publisher, and tell them if it persists"
 	case errors.Is(err, defs.ErrChecksum):

@@ -417,7 +417,8 @@ func TestUpdateDamagedActiveBundle(t *testing.T) {
 	}
 	// detect says so too (exit 10: something to install), as the
 	// automatic updater then installs it.
-	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "the version in use, 2027.10.1, is damaged: installing it again repairs it") {
+	if code, out, _ := sclgate(t, "", "update", "detect", "-config", cfg); code != 10 || !strings.Contains(out, "the active version, 2027.10.1, is damaged: installing it again repairs it") ||
+		!strings.Contains(out, "in use:  "+builtinVersion()+" (built in: the active version 2027.10.1 is damaged)") {
 		t.Errorf("detect: %d %q", code, out)
 	}
 	code, out, errOut = sclgate(t, "", "serve", "-check", "-config", cfg)
@@ -633,11 +634,13 @@ func TestUpdateInstallTruncatedDownload(t *testing.T) {
 }
 
 // Every refusal an admin can meet says what to do: an index far too
-// large, a version the source does not offer.
+// large, a version the source does not offer, a bundle offered as
+// another version.
 func TestUpdateHintTooLargeAndNoSuch(t *testing.T) {
 	for err, want := range map[error]string{
 		fmt.Errorf("update: %w", fmt.Errorf("index.json from http://x/ is larger than 1048576 bytes: %w", update.ErrTooLarge)): "far larger than any index",
 		fmt.Errorf("update: http://x/: version 9: %w", update.ErrNoSuch):                                                       "index.json lists the versions it offers",
+		fmt.Errorf("update: b holds version 1, the index says 2: %w", update.ErrMismatch):                                      "not the version the index offers it as",
 	} {
 		if h := updateHint(err); !strings.Contains(h, want) || !strings.HasSuffix(h, "the definitions in use are unchanged.") {
 			t.Errorf("hint for %v: %q", err, h)
@@ -656,5 +659,29 @@ func TestProgressRestart(t *testing.T) {
 	p(8800, 8800)
 	if strings.Contains(out.String(), "-") || strings.Count(out.String(), "download: ") != 4 {
 		t.Errorf("progress:\n%s", out.String())
+	}
+}
+
+// status marks an installed version whose copy no longer reads, not only
+// the active one: a rollback to it would be refused, and the admin sees
+// that before trying.
+func TestUpdateStatusMarksDamagedVersion(t *testing.T) {
+	cfg, _, _, _ := updateSetup(t, "2027.10.1", "2027.11.1")
+	for _, args := range [][]string{{"-version", "2027.10.1"}, {}} {
+		if code, _, errOut := sclgate(t, "", append([]string{"update", "install", "-config", cfg}, args...)...); code != 0 {
+			t.Fatalf("install %v: %d %q", args, code, errOut)
+		}
+	}
+	bundle := filepath.Join(filepath.Dir(cfg), "defs", "2027.10.1", "bundle.tar.gz")
+	if err := os.Truncate(bundle, 100); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := sclgate(t, "", "update", "status", "-config", cfg)
+	if code != 0 || !strings.Contains(out, "in use:     2027.11.1\n") ||
+		!regexp.MustCompile(`(?m)^    2027\.10\.1 .*\(damaged: .*; install it again before rolling back to it\)$`).MatchString(out) {
+		t.Errorf("status: %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out, "2027.11.1 ") && regexp.MustCompile(`2027\.11\.1 .*damaged`).MatchString(out) {
+		t.Errorf("the sound version marked damaged:\n%s", out)
 	}
 }
