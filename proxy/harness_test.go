@@ -97,6 +97,8 @@ type gwSetup struct {
 	// Log is the gateway's log, its downstream's included (nil: quiet,
 	// or stderr with PROXY_TEST_LOG set).
 	Log *slog.Logger
+	// Classifier replaces the harness's scorer.None (rules only).
+	Classifier scorer.Classifier
 }
 
 type testGateway struct {
@@ -168,9 +170,13 @@ func (g *testGateway) policy(yamlText string) *Policy {
 		}
 	}
 	list := g.list
+	var c scorer.Classifier = scorer.None{}
+	if g.setup.Classifier != nil {
+		c = g.setup.Classifier
+	}
 	return &Policy{
 		Config:  cfg,
-		Scorer:  &scorer.Scorer{Classifier: scorer.None{}, Weights: func() *weights.List { return list }},
+		Scorer:  &scorer.Scorer{Classifier: c, Weights: func() *weights.List { return list }},
 		Archive: store,
 		Downstream: NewDownstream(ds, DownstreamOptions{Hostname: Hostname(cfg), Timeout: cfg.Limits.DownstreamTimeout, Idle: cfg.Limits.DownstreamIdle,
 			TLSMode: cfg.DownstreamTLS.Mode, ServerName: cfg.DownstreamTLS.ServerName, RootCAs: g.setup.RootCAs, Log: g.setup.Log, Metrics: g.m}),

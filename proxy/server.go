@@ -57,9 +57,10 @@ type Server struct {
 
 	// bigScans bounds how many spooled (large) messages are parsed and
 	// scored at once. Each takes megabytes of text while it is scored,
-	// and scoring is CPU-bound: beyond one per core, more at once only
-	// costs memory (100 concurrent 10 MB messages must not mean 100
-	// such texts).
+	// and parsing and the built-in model are CPU-bound: beyond one per
+	// core, more at once only costs memory (100 concurrent 10 MB
+	// messages must not mean 100 such texts). An external engine's
+	// network wait is made before a slot is taken (scorer.Early).
 	bigScans chan struct{}
 
 	mu        sync.Mutex

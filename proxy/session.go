@@ -776,27 +776,6 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 		}
 		return verdict{scl: -1, report: why}, nil
 	}
-	var m *scorer.Message
-	if sp.Spooled() {
-		s.srv.bigScans <- struct{}{}
-		defer func() { <-s.srv.bigScans }()
-	}
-	start := time.Now()
-	if sp.Spooled() {
-		// External engines get the start of a large message as scan
-		// sends it (EngineMaxSize, cut at a line end), not just what
-		// the spool keeps in memory.
-		head, err := sp.Prefix(scorer.EngineMaxSize)
-		if err != nil {
-			return verdict{}, fmt.Errorf("reading the spool: %w", err)
-		}
-		m = scorer.ParseReader(sp.Reader(), head, sp.Size())
-	} else {
-		m = scorer.Parse(sp.head)
-	}
-	if m.Overflow != "" {
-		return verdict{}, &mimeLimitsError{m.Overflow}
-	}
 	// External engines are told who connected and the envelope: their
 	// checks on the client need it. The built-in model does not look, so
 	// its per-message path does not build it.
@@ -811,11 +790,41 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 			Received: s.received(),
 		})
 	}
-	r, err := s.scorer.Score(ctx, m)
+	start := time.Now()
+	var (
+		m      *scorer.Message
+		early  *scorer.Early
+		queued time.Duration // waiting for a slot: not scanning time
+	)
+	if sp.Spooled() {
+		// External engines get the start of a large message as scan
+		// sends it (EngineMaxSize, cut at a line end), not just what
+		// the spool keeps in memory.
+		head, err := sp.Prefix(scorer.EngineMaxSize)
+		if err != nil {
+			return verdict{}, fmt.Errorf("reading the spool: %w", err)
+		}
+		// An external engine reads only that start: it is asked before
+		// a slot is taken, since its answer is a network wait (up to
+		// classifier_timeout), and a slow or dead engine must not queue
+		// large messages behind each other two at a time.
+		early = s.scorer.Early(ctx, head)
+		t := time.Now()
+		s.srv.bigScans <- struct{}{}
+		defer func() { <-s.srv.bigScans }()
+		queued = time.Since(t)
+		m = scorer.ParseReader(sp.Reader(), head, sp.Size())
+	} else {
+		m = scorer.Parse(sp.head)
+	}
+	if m.Overflow != "" {
+		return verdict{}, &mimeLimitsError{m.Overflow}
+	}
+	r, err := s.scorer.ScoreEarly(ctx, m, early)
 	if err != nil {
 		return verdict{}, err
 	}
-	s.srv.metrics.ScanDuration.Observe(time.Since(start).Seconds())
+	s.srv.metrics.ScanDuration.Observe((time.Since(start) - queued).Seconds())
 	s.srv.metrics.Scanned.Inc()
 	s.srv.metrics.SCL.WithLabelValues(strconv.Itoa(r.SCL)).Inc()
 	return verdict{scl: r.SCL, scored: true, report: boundedReport(r)}, nil

@@ -22,6 +22,12 @@ func (f *Fallback) Name() string { return f.Primary.Name() }
 
 func (f *Fallback) Classify(ctx context.Context, m *Message) (Verdict, error) {
 	v, err := f.Primary.Classify(ctx, m)
+	return f.settle(ctx, m, v, err)
+}
+
+// settle turns Primary's answer (v, err) on m into the verdict: v, or
+// Secondary's when Primary failed.
+func (f *Fallback) settle(ctx context.Context, m *Message, v Verdict, err error) (Verdict, error) {
 	if err == nil {
 		return v, nil
 	}

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"context"
+	"errors"
 	"testing"
 )
 
@@ -28,5 +29,45 @@ func TestFallback(t *testing.T) {
 	r, _ = (&Scorer{Classifier: f}).Score(context.Background(), Parse(msg("x", "y")))
 	if r.SCL != 2 || r.Classifier != "fixed" {
 		t.Errorf("primary: %+v", r)
+	}
+}
+
+// textSCL is a classifier that needs the parsed message: SCL 5 when it
+// has body text, else an error.
+type textSCL struct{}
+
+func (textSCL) Name() string { return "builtin" }
+func (textSCL) Classify(_ context.Context, m *Message) (Verdict, error) {
+	if len(m.TextParts()) == 0 || m.TextParts()[0] == "" {
+		return Verdict{}, errors.New("no text")
+	}
+	return Verdict{SCL: 5}, nil
+}
+
+// Early asks only an external engine, on raw bytes; ScoreEarly settles
+// its answer on the parsed message: the fallback runs there (on the
+// parsed text, not on raw bytes alone), OnError is told once, and the
+// weight list's rules apply as in Score.
+func TestScoreEarly(t *testing.T) {
+	raw := msg("x", "y")
+	if e := (&Scorer{Classifier: textSCL{}}).Early(context.Background(), raw); e != nil {
+		t.Errorf("Early of a classifier that is no engine: %+v", e)
+	}
+	var failures int
+	f := &Fallback{Primary: failing{}, Secondary: textSCL{}, OnError: func(string, error) { failures++ }}
+	s := &Scorer{Classifier: f}
+	e := s.Early(context.Background(), raw)
+	if e == nil || failures != 0 {
+		t.Fatalf("Early: %+v, %d failures told before ScoreEarly", e, failures)
+	}
+	r, err := s.ScoreEarly(context.Background(), Parse(raw), e)
+	if err != nil || r.SCL != 5 || r.Classifier != "builtin (failing failed)" || failures != 1 {
+		t.Errorf("fallback after an early failure: %+v %v, %d failures", r, err, failures)
+	}
+	f = &Fallback{Primary: fixed(2), Secondary: textSCL{}}
+	s = &Scorer{Classifier: f}
+	r, err = s.ScoreEarly(context.Background(), Parse(raw), s.Early(context.Background(), raw))
+	if err != nil || r.SCL != 2 || r.Classifier != "fixed" {
+		t.Errorf("early answer: %+v %v", r, err)
 	}
 }

@@ -87,11 +87,51 @@ type Result struct {
 
 // Score gives m its SCL.
 func (s *Scorer) Score(ctx context.Context, m *Message) (Result, error) {
+	return s.ScoreEarly(ctx, m, nil)
+}
+
+// Early is an external engine's answer on a message's raw bytes, asked
+// for before the message is parsed (Scorer.Early).
+type Early struct {
+	v   Verdict
+	err error
+}
+
+// Early asks the external engine (spamd, rspamd) for its verdict on raw,
+// the start of the message as engines get it (Message.Raw, at most
+// EngineMaxSize), before the message is parsed: the engine reads nothing
+// else, and its answer is a network wait of up to its timeout, which the
+// gateway makes without holding one of its few slots for parsing large
+// messages (a slow or dead engine would otherwise queue them behind each
+// other). It returns nil when the classifier is no external engine (the
+// built-in model needs the parsed message). Pass the result to
+// ScoreEarly; the fallback to the built-in model, if any, runs there, on
+// the parsed message.
+func (s *Scorer) Early(ctx context.Context, raw []byte) *Early {
+	f, ok := s.Classifier.(*Fallback)
+	if !ok {
+		return nil
+	}
+	v, err := f.Primary.Classify(ctx, &Message{Raw: raw})
+	return &Early{v, err}
+}
+
+// ScoreEarly is Score with the engine's answer e from Early on m's raw
+// bytes (nil: the classifier is asked now).
+func (s *Scorer) ScoreEarly(ctx context.Context, m *Message, e *Early) (Result, error) {
 	c := s.Classifier
 	if c == nil {
 		c = None{}
 	}
-	v, err := c.Classify(ctx, m)
+	var (
+		v   Verdict
+		err error
+	)
+	if f, ok := c.(*Fallback); ok && e != nil {
+		v, err = f.settle(ctx, m, e.v, e.err)
+	} else {
+		v, err = c.Classify(ctx, m)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("scorer: classifier %s: %w", c.Name(), err)
 	}
