@@ -15,6 +15,10 @@ import (
 	"github.com/sclgate/sclgate/safeio"
 )
 
+// ReleasedDir is the subdirectory of the archive that "sclgate archive
+// release" and the web page's Release move delivered messages to.
+const ReleasedDir = "released"
+
 // Move moves the message with the given ID into the subdirectory subdir
 // of the archive directory (for example "released"), creating it if
 // needed. The move is one rename, so the message is always in exactly one

@@ -32,6 +32,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -468,7 +470,7 @@ func (s *Server) releaseMsg(w http.ResponseWriter, r *http.Request, sess *sessio
 	}
 	if err := s.release(r.Context(), id, to, sess.user); err != nil {
 		// Most release failures are the downstream's refusal or absence.
-		s.actionFailed(w, sess, log, "Release", http.StatusBadGateway, err, back)
+		s.actionFailed(w, sess, log, "Release", id, http.StatusBadGateway, err, back)
 		return
 	}
 	log.Info("archive web: released")
@@ -490,7 +492,7 @@ func (s *Server) deleteMsg(w http.ResponseWriter, r *http.Request, sess *session
 	}
 	log := s.log.With(slog.String("user", sess.user), slog.String("archive_id", id), slog.String("remote", remoteIP(r)))
 	if err := s.store.Delete(id); err != nil {
-		s.actionFailed(w, sess, log, "Delete", http.StatusInternalServerError, err, messageBack(id, r.PostFormValue("list")))
+		s.actionFailed(w, sess, log, "Delete", id, http.StatusInternalServerError, err, messageBack(id, r.PostFormValue("list")))
 		return
 	}
 	log.Info("archive web: deleted")
@@ -520,19 +522,26 @@ func doneSig(done, id string, sess *session) string {
 // 404 when the message is gone (another admin, or expiry, got there first),
 // and its way back leads to the list, 409 when another release or delete
 // of it is under way, else code.
-func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action string, code int, err error, back backLink) {
+func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Logger, action, id string, code int, err error, back backLink) {
 	log.Error("archive web: "+strings.ToLower(action)+" failed", slog.Any("err", err))
 	var st interface{ HTTPStatus() int }
+	msg := err.Error()
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		code = http.StatusNotFound
 		back = backLink{URL: back.list, Text: "Back to the list"}
+		// The error names a path on the gateway, which tells the admin
+		// nothing they can act on here.
+		msg = "no such message in the archive (released or deleted meanwhile?)"
+		if st, serr := os.Stat(filepath.Join(s.store.Dir(), archive.ReleasedDir, id+".eml")); serr == nil && st.Mode().IsRegular() {
+			msg = "the message was released: its file is in the archive's " + archive.ReleasedDir + "/ folder, which this page does not show (sclgate archive release " + id + " -force sends it again)"
+		}
 	case errors.Is(err, archive.ErrBusy):
 		code = http.StatusConflict
 	case errors.As(err, &st):
 		code = st.HTTPStatus() // a local refusal, not the downstream's
 	}
-	s.renderError(w, sess, code, action+" failed: "+err.Error(), back)
+	s.renderError(w, sess, code, action+" failed: "+msg, back)
 }
 
 // backLink is where an error page leads back to.

@@ -441,10 +441,18 @@ func TestReleaseAndDelete(t *testing.T) {
 	if len(recs) != 1 || recs[0]["user"] != testUser || recs[0]["archive_id"] != s.hostile {
 		t.Errorf("delete log: %v", recs)
 	}
-	// Deleting it again: 404, logged as failed.
+	// Deleting it again: 404, logged as failed, with no path of the
+	// gateway's in the page.
 	resp, body = c.post("/message/"+s.hostile+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}})
-	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `<a href="/" id="back">Back to the list</a>`) {
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `<a href="/" id="back">Back to the list</a>`) ||
+		!strings.Contains(body, "no such message in the archive (released or deleted meanwhile?)") || strings.Contains(body, s.store.Dir()) {
 		t.Errorf("second delete: %d, want 404 and a way back to the list:\n%s", resp.StatusCode, body)
+	}
+	// Deleting the message released above says where it went.
+	resp, body = c.post("/message/"+s.invoice+"/delete", url.Values{"csrf": {c.csrf}, "confirm": {"yes"}})
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "the message was released: its file is in the archive&#39;s released/ folder") ||
+		!strings.Contains(body, "sclgate archive release "+s.invoice+" -force") || strings.Contains(body, s.store.Dir()) {
+		t.Errorf("delete of a released message: %d\n%s", resp.StatusCode, body)
 	}
 	// IDs that reach outside the directory are refused.
 	for _, id := range []string{"..%2Fx", ".hidden", "%00"} {

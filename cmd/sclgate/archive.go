@@ -52,7 +52,7 @@ instead of archive.dir.
 `
 
 // releasedDir is the subdirectory released messages are moved to.
-const releasedDir = "released"
+const releasedDir = archive.ReleasedDir
 
 // cmdArchive implements "sclgate archive": the archive manager.
 func cmdArchive(e env, args []string) int {
@@ -930,14 +930,18 @@ func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, 
 	// an address.
 	for _, a := range rcpts {
 		if !releasable(a) {
-			return nil, "", fmt.Errorf("not released (nothing was delivered): recipient %q in the file is not an address; give one with -to", printLine(a))
+			where := "in the file"
+			if len(to) > 0 {
+				where = "given"
+			}
+			return nil, "", fmt.Errorf("not released (nothing was delivered): recipient %q %s is not an address; give the address to release to (release -to, or the web page's Release to field)", printLine(a), where)
 		}
 	}
 	if from != nil {
 		it.Envelope.From = *from
 	}
 	if f := it.Envelope.From; f != "" && !releasable(f) {
-		return nil, "", fmt.Errorf("not released (nothing was delivered): sender %q in the file is not an address; give one with -from (<> for the null sender)", printLine(f))
+		return nil, "", fmt.Errorf("not released (nothing was delivered): sender %q in the file is not an address; give one with release -from on the command line (<> for the null sender)", printLine(f))
 	}
 	fields := []string{"X-SCL: -1"}
 	if cfg.Filter.ExchangeSCLHeader {

@@ -907,7 +907,7 @@ func TestArchiveReleaseRefusesControlCharacters(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("downstream: smtp://%s\narchive:\n  dir: %s\nhostname: gw.test\n", s.addr, dir)), 0o644)
 	code, out, errOut := archiveRun(t, "release", "-config", cfg, id)
-	if code != 1 || !strings.Contains(errOut, "is not an address") || strings.ContainsAny(out+errOut, "\x1b\x07") {
+	if code != 1 || !strings.Contains(errOut, "in the file is not an address; give the address to release to (release -to, or the web page's Release to field)") || strings.ContainsAny(out+errOut, "\x1b\x07") {
 		t.Errorf("release: exit %d %q %q", code, out, errOut)
 	}
 	code, out, errOut = archiveRun(t, "release", "-config", cfg, "-to", "bob@example.com", id)
@@ -1142,7 +1142,7 @@ func TestArchiveReleaseEnvelopeFlags(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "quoted.eml"), b, 0o640)
 	code, _, errOut = archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-to", "bob@example.com", "quoted")
-	if code != 1 || !strings.Contains(errOut, "is not an address; give one with -from (<> for the null sender)") {
+	if code != 1 || !strings.Contains(errOut, "is not an address; give one with release -from on the command line (<> for the null sender)") {
 		t.Errorf("a sender that cannot go into MAIL: %d %q", code, errOut)
 	}
 	if code, _, errOut := archiveRun(t, "release", "-dir", dir, "-downstream", "maildir:"+md, "-from", "john doe@example.com", "quoted"); code != 2 || !strings.Contains(errOut, "-from: \"john doe@example.com\" is not an address") {
