@@ -198,6 +198,7 @@ func (d *smtpDownstream) dialTLS(ctx context.Context, mode string) (*dsConn, err
 	defer stop()
 	dc := &dsConn{c: d.newClient(conn), conn: conn, out: conn, born: time.Now()}
 	if err := dc.c.Hello(d.hostname); err != nil {
+		err = cutErr(ctx, stop, err)
 		dc.close()
 		return nil, &downstreamError{op: "connect", err: err}
 	}
@@ -321,7 +322,19 @@ func (dc *dsConn) mail(ctx context.Context, from string, opts *smtp.MailOptions)
 	}
 	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer stop()
-	return dc.c.Mail(from, mailOptions(dc.c, opts))
+	return cutErr(ctx, stop, dc.c.Mail(from, mailOptions(dc.c, opts)))
+}
+
+// cutErr is err, a step's error, said to be ctx's end when stop (of the
+// context.AfterFunc that closes the connection at ctx's end) finds that
+// the connection was closed so: the step then failed on the closed
+// connection ("use of closed network connection"), not because the
+// downstream refused or went away, and the timeout must count as one.
+func cutErr(ctx context.Context, stop func() bool, err error) error {
+	if err == nil || stop() {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", ctx.Err(), err)
 }
 
 // close QUITs politely, but never waits long for a downstream that is
@@ -394,7 +407,7 @@ func (t *smtpTxn) Rcpt(ctx context.Context, to string, opts *smtp.RcptOptions) e
 	stop := context.AfterFunc(ctx, func() { dc.conn.Close() })
 	defer stop()
 	if err := dc.c.Rcpt(to, nil); err != nil {
-		return &downstreamError{op: "rcpt", err: err}
+		return &downstreamError{op: "rcpt", err: cutErr(ctx, stop, err)}
 	}
 	t.rcpt = append(t.rcpt, to)
 	return nil

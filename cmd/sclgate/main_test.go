@@ -381,3 +381,18 @@ func TestScanTooLarge(t *testing.T) {
 		t.Errorf("stdin: exit %d %q", code, errOut)
 	}
 }
+
+// serve takes no arguments: "serve FILE" (the -config forgotten) is a
+// usage error, not a gateway (or a passed -check) on the embedded
+// defaults, with every flag after FILE dropped by the flag parser.
+func TestServeRefusesArguments(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "-check", "/etc/sclgate/sclgate.yaml"},
+		{"serve", "extra", "-config", "x.yaml"},
+	} {
+		code, out, errOut := sclgate(t, "", args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "unexpected argument") || !strings.Contains(errOut, "usage: sclgate serve") {
+			t.Errorf("%q: exit %d %q %q", args, code, out, errOut)
+		}
+	}
+}

@@ -51,6 +51,14 @@ func cmdServe(e env, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err, 2)
 	}
+	if fs.NArg() > 0 {
+		// "serve /etc/sclgate/sclgate.yaml" (without -config) would
+		// otherwise run, or -check pass, on the embedded defaults, and the
+		// flag parser drops every flag after the first argument too.
+		fmt.Fprintf(e.stderr, "sclgate serve: unexpected argument %q (the configuration file goes after -config)\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 
 	cfg, err := config.Load(*configFile)
