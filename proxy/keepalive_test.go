@@ -144,6 +144,11 @@ func TestShutdownCutsBusySessionsOff(t *testing.T) {
 		rc.write(string(testMessage(fmt.Sprint("busy ", i), hamPhrase)) + ".\r\n")
 		clients = append(clients, rc)
 	}
+	// And one still sending its message.
+	rc := addressed(t, g.addr)
+	rc.expectCode("DATA", "354 ")
+	rc.write("Subject: half\r\n\r\nthe first half of the")
+	clients = append(clients, rc)
 	time.Sleep(300 * time.Millisecond) // all four waiting on the downstream
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -155,6 +160,11 @@ func TestShutdownCutsBusySessionsOff(t *testing.T) {
 	for i, rc := range clients {
 		if err := rc.expectClosed(3 * time.Second); err != nil {
 			t.Errorf("client %d: %v", i, err)
+		}
+		// Told why, as RFC 5321 section 3.8 asks of a server shut down
+		// from outside: the client has had no 250 and tries again.
+		if !strings.HasPrefix(rc.seen, "421 4.3.2 ") {
+			t.Errorf("client %d got %q before the close, want 421 4.3.2", i, rc.seen)
 		}
 	}
 }

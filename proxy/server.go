@@ -226,9 +226,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			open = append(open, sess.netConn)
 		}
 		s.mu.Unlock()
-		for _, c := range open { // outside the lock: a TLS close may wait on its peer
-			c.Close()
+		// Each is told why first (RFC 5321 section 3.8), as the idle
+		// ones were: a client still sending its message, or waiting for
+		// the answer to it, had no 250, still has the message, and reads
+		// the 421 as "try again later". Outside the lock, and all at
+		// once: a client that does not read may hold a write (and a TLS
+		// close) up to the deadline.
+		bye := "421 4.3.2 " + Hostname(s.policy.Load().Config) + " Service shutting down, try again later\r\n"
+		var wg sync.WaitGroup
+		for _, c := range open {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+				io.WriteString(c, bye)
+				c.Close()
+			}()
 		}
+		wg.Wait()
 		s.smtp.Close()
 	}
 	// Until here, newcomers were told 421 4.3.2 (see limitListener.Close).
