@@ -74,8 +74,8 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 		if line[0] != ' ' && line[0] != '\t' {
 			// A new field: does it start a run to drop or to keep?
 			d := false
-			if colon := bytes.IndexByte(line, ':'); colon >= 0 {
-				d = drop(strings.ToLower(strings.TrimSpace(string(line[:colon]))))
+			if name, ok := fieldName(raw[pos:]); ok {
+				d = drop(strings.ToLower(name))
 			}
 			if d != dropping {
 				if d {
@@ -95,6 +95,37 @@ func Restamp(raw []byte, fields []string, eol string, drop func(name string) boo
 		parts = append(parts, bytes.NewReader(raw[pos:]))
 	}
 	return io.MultiReader(parts...)
+}
+
+// fieldName returns the name of the header field h starts with: what
+// comes before its colon, unfolded, white space around it removed. The
+// colon is looked for on the first line and, when it is not there, on the
+// field's continuation lines: "X-SCL" CRLF " : 1" unfolds to "X-SCL : 1",
+// which a lenient parser that unfolds first (RFC 5322's obsolete syntax
+// allows white space before the colon) takes for an X-SCL field.
+func fieldName(h []byte) (string, bool) {
+	var name []byte
+	for first := true; len(h) > 0; first = false {
+		if !first && h[0] != ' ' && h[0] != '\t' {
+			return "", false // the next field: this line had no colon
+		}
+		end := bytes.IndexByte(h, '\n')
+		line := h
+		if end >= 0 {
+			line, h = h[:end], h[end+1:]
+		} else {
+			h = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if !first && len(bytes.TrimSpace(line)) == 0 {
+			return "", false // a blank-looking line: no colon came
+		}
+		if colon := bytes.IndexByte(line, ':'); colon >= 0 {
+			return string(bytes.TrimSpace(append(name, line[:colon]...))), true
+		}
+		name = append(name, line...)
+	}
+	return "", false
 }
 
 // IsVerdictField says whether a field of this (lower-case) name is one only
