@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,6 +57,11 @@ func NewSource(s string) (Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("update: source %q: %w", s, err)
 		}
+		// The index's own URL names its directory: an admin copies the
+		// link to index.json as often as the directory's.
+		if path.Base(u.Path) == IndexFile {
+			u.Path = path.Dir(u.Path)
+		}
 		if !strings.HasSuffix(u.Path, "/") {
 			u.Path += "/"
 		}
@@ -73,8 +79,11 @@ func NewSource(s string) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("update: source %s is not a directory (give a bundle file as the FILE argument of install)", s)
+	if !st.IsDir() && filepath.Base(s) == IndexFile {
+		// The index file's path names the source, its directory.
+		s = filepath.Dir(s)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("update: source %s is not a directory: a source is the directory defs publish wrote (holding %s), or that %s; a bundle file is installed with sclgate update install FILE", s, IndexFile, IndexFile)
 	}
 	// Absolute, as a FILE install's origin is: status shows where a
 	// version came from, whatever directory the command ran in.

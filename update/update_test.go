@@ -1342,3 +1342,31 @@ func TestIndexOffersBundleAsAnotherVersion(t *testing.T) {
 		t.Errorf("active %q", f.active())
 	}
 }
+
+// A source may be named by its index file's path or URL as well as by
+// its directory: both name the directory.
+func TestSourceNamedByItsIndex(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	for _, s := range []string{f.url + IndexFile, filepath.Join(f.srcDir, IndexFile)} {
+		src, err := NewSource(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		u := f.updater()
+		u.Source = src
+		d, err := u.Detect(context.Background())
+		if err != nil || d.Newest.Version != "2026.10.1" {
+			t.Errorf("%s: detect %+v, %v", s, d, err)
+		}
+	}
+	// Another file is not a source, and the error says what is.
+	if _, err := NewSource(f.bundle("2026.10.2")); err == nil || !strings.Contains(err.Error(), "sclgate update install FILE") {
+		t.Errorf("a bundle as source: %v", err)
+	}
+	// Only a whole last element "index.json" is taken off a URL.
+	src, err := NewSource(f.url + "my" + IndexFile)
+	if err != nil || !strings.HasSuffix(src.String(), "/my"+IndexFile+"/") {
+		t.Errorf("a directory named my%s: %v, %v", IndexFile, src, err)
+	}
+}
