@@ -151,8 +151,12 @@ func (l *limitListener) acceptLoop() {
 func (l *limitListener) admit(c net.Conn) {
 	addr := addrOf(c.RemoteAddr()) // may read a PROXY header
 	l.mu.Lock()
-	over := l.byAddr[addr] >= l.perIP
-	if !over {
+	// A client without an address (a balancer's PROXY header naming a
+	// unix socket) has only the total cap: release counts per address
+	// only what has one, and a count kept for the zero address would
+	// never come down.
+	over := addr.IsValid() && l.byAddr[addr] >= l.perIP
+	if !over && addr.IsValid() {
 		l.byAddr[addr]++
 	}
 	l.mu.Unlock()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -121,5 +122,51 @@ func TestSlogLoggerQuietsClientResets(t *testing.T) {
 	l.Printf("panic serving %v: %v\n%s", "127.0.0.1:5004", "boom", "stack")
 	if n := strings.Count(buf.String(), "level=WARN"); n != 2 {
 		t.Errorf("%d warnings, want 2:\n%s", n, buf.String())
+	}
+}
+
+// pipeListener hands out one end of a net.Pipe per Accept: connections
+// whose remote address is no IP address (as a balancer's PROXY header
+// naming a unix socket gives).
+type pipeListener struct {
+	net.Listener
+	conns  chan net.Conn
+	closed chan struct{}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error { close(l.closed); return nil }
+
+// Connections without an IP address are not counted per address: each
+// closed one was left counted, until max_connections_per_ip of them
+// had the rest refused for good.
+func TestPerIPCapWithoutAddress(t *testing.T) {
+	refused := make(chan string, 10)
+	hooks := limitHooks{refused: func(_ netip.Addr, limit string) { refused <- limit }, acceptError: func(error) {}, http: func() {}, cutCommand: func() {},
+		opened: func() {}, closed: func() {}, protocolError: func(*limitConn, []byte) bool { return false }}
+	pl := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	ll := newLimitListener(pl, 10, 2, "gw.test", hooks)
+	defer ll.Close()
+	for i := range 5 {
+		server, client := net.Pipe()
+		go io.Copy(io.Discard, client) // a refusal's 421 is written, and must be read
+		pl.conns <- server
+		select {
+		case c := <-ll.ready:
+			c.Close()
+		case limit := <-refused:
+			t.Fatalf("connection %d refused (%s) with none other open", i, limit)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("connection %d neither admitted nor refused", i)
+		}
+		client.Close()
 	}
 }
