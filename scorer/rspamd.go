@@ -1,7 +1,6 @@
 package scorer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -237,11 +237,21 @@ func (r *Rspamd) do(ctx context.Context, method, path string, body []byte, hdr h
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
-		rd = bytes.NewReader(body)
+		// net/http may still read a request body after Do has returned
+		// (on a timeout, or an answer that came before the whole body
+		// was sent), and body is the gateway's buffer of the message,
+		// which holds another session's message once this one is
+		// answered: it is read only until do returns.
+		f := &fencedReader{b: body}
+		defer f.close()
+		rd = f
 	}
 	req, err := http.NewRequestWithContext(ctx, method, r.URL+path, rd)
 	if err != nil {
 		return nil, r.errorf("request", "%w", err)
+	}
+	if body != nil {
+		req.ContentLength = int64(len(body)) // not chunked; and no GetBody: no retry reads body again
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -344,4 +354,35 @@ func rspamdSCL(action string, score, required float64) int {
 		return reject()
 	}
 	return max(0, min(6, floor(n)))
+}
+
+// fencedReader reads b until close; then it reads nothing more, also in
+// a goroutine net/http's transport still runs.
+type fencedReader struct {
+	mu     sync.Mutex
+	b      []byte
+	closed bool
+}
+
+var errFenced = errors.New("request body read after the request ended")
+
+func (f *fencedReader) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, errFenced
+	}
+	if len(f.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, f.b)
+	f.b = f.b[n:]
+	return n, nil
+}
+
+func (f *fencedReader) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.b = nil
+	f.mu.Unlock()
 }
