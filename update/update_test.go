@@ -826,8 +826,9 @@ func (f *fixture) resignIndex(change func(*Index)) {
 func TestDownloadRefusedWhenDiskFull(t *testing.T) {
 	f := newFixture(t)
 	f.publish("2026.10.1")
-	f.resignIndex(func(ix *Index) { ix.Versions[0].Size = 1 << 60 }) // more than any disk
-	_, err := f.updater().Install(context.Background(), "", false)
+	u := f.updater()
+	u.statfs = smallDisk(1<<30, 1<<10) // 1 KiB free
+	_, err := u.Install(context.Background(), "", false)
 	if err == nil || !errors.Is(err, errDiskFull) || !strings.Contains(err.Error(), "free in "+f.store.Dir()) ||
 		!strings.Contains(err.Error(), "free space and run install again") {
 		t.Fatalf("install of a bundle larger than the disk: %v", err)
@@ -1368,5 +1369,21 @@ func TestSourceNamedByItsIndex(t *testing.T) {
 	src, err := NewSource(f.url + "my" + IndexFile)
 	if err != nil || !strings.HasSuffix(src.String(), "/my"+IndexFile+"/") {
 		t.Errorf("a directory named my%s: %v, %v", IndexFile, src, err)
+	}
+}
+
+// An index offering a bundle larger than any bundle may be is refused
+// before anything is fetched: a download is read whole into memory, in
+// serve too.
+func TestIndexOfferTooLarge(t *testing.T) {
+	f := newFixture(t)
+	f.publish("2026.10.1")
+	f.resignIndex(func(ix *Index) { ix.Versions[0].Size = defs.DefaultMaxSize + 1 })
+	_, err := f.updater().Install(context.Background(), "", false)
+	if !errors.Is(err, ErrIndex) || !strings.Contains(err.Error(), "more than the") {
+		t.Fatalf("install: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(f.store.Dir(), ".download")); len(ents) != 0 {
+		t.Errorf("something was written to .download/: %v", ents)
 	}
 }

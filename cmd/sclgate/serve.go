@@ -735,8 +735,17 @@ func (g *gateway) shutdown() error {
 	g.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg().Limits.ShutdownTimeout)
 	defer cancel()
-	g.stopBackground()
+	// The background loops end alongside the SMTP shutdown, not before
+	// it: one may be loading definitions or finishing an install step,
+	// and that wait must neither come out of the time promised to the
+	// transactions in flight nor leave the listener taking new sessions.
+	bg := make(chan struct{})
+	go func() {
+		defer close(bg)
+		g.stopBackground()
+	}()
 	err := g.server.Shutdown(ctx)
+	<-bg
 	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	for _, srv := range []*http.Server{g.httpSrv, g.webSrv} {
 		if srv != nil {
