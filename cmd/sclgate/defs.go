@@ -227,7 +227,7 @@ func defsSign(e env, args []string) int {
 		}
 		return 1
 	}
-	if err := safeio.WriteFile(bundle+".minisig", sig, 0o644); err != nil {
+	if err := writeOutput(bundle+".minisig", sig, 0o644); err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs sign:", err)
 		return 1
 	}

@@ -364,13 +364,18 @@ func newProgressLine(w io.Writer) *progressLine {
 	return p
 }
 
-// writableOutput checks that a file can be made at path, as the bundle
-// will be (a temporary file in its directory, renamed).
+// writableOutput checks that the bundle can be written at path (see
+// writeOutput): a file made there (a temporary file in its directory,
+// renamed), or a device or FIFO written into.
 func writableOutput(path string) error {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("%s: is a directory", path)
+	t, err := resolveOutput(path)
+	if err != nil {
+		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".sclgate-train-check-*")
+	if t.direct {
+		return nil // opened when written: a FIFO would wait for a reader here
+	}
+	f, err := os.CreateTemp(filepath.Dir(t.path), ".sclgate-train-check-*")
 	if err != nil {
 		return fmt.Errorf("%s: cannot write there: %w", path, err)
 	}
@@ -604,7 +609,7 @@ func trainAndWrite(e env, p *progressLine, ham, spam [][]byte, out, trainingData
 		})
 	}
 	if err == nil {
-		err = safeio.WriteFile(out, bundle.Bytes(), 0o644)
+		err = writeOutput(out, bundle.Bytes(), 0o644)
 	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "sclgate defs train:", err)
@@ -779,7 +784,7 @@ func defsEval(e env, args []string) int {
 		r.Thresholds = append(r.Thresholds, row)
 	}
 	if *plot != "" {
-		if err := safeio.WriteFile(*plot, evalSVG(&r, hz, sz), 0o644); err != nil {
+		if err := writeOutput(*plot, evalSVG(&r, hz, sz), 0o644); err != nil {
 			fmt.Fprintln(e.stderr, "sclgate defs eval:", err)
 			return 1
 		}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/sclgate/sclgate/safeio"
+)
+
+// outputTarget is where a file the user names as an output (defs train
+// -o, defs eval -plot, a .minisig) is written: a regular file (or none
+// yet) is replaced whole, atomically; a device or FIFO (-o /dev/null,
+// -plot /dev/stdout) is written into, as a shell redirection would, not
+// replaced by a regular file (as root, renaming over /dev/null replaced
+// the machine's device node); a symbolic link is followed, so that the
+// file it names is written and the link kept.
+type outputTarget struct {
+	path   string // the file to write: path, or what its links lead to
+	direct bool   // not a regular file: written into, not replaced
+}
+
+func resolveOutput(path string) (outputTarget, error) {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return outputTarget{path: path}, nil
+	}
+	if err != nil {
+		return outputTarget{}, err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		// Stat follows the kernel's way, which also opens /proc's
+		// links (/dev/stdout to a pipe, which EvalSymlinks cannot
+		// name): a device or FIFO is written through the link itself.
+		if st, err = os.Stat(path); err != nil {
+			return outputTarget{}, fmt.Errorf("%s: a symbolic link that leads nowhere: %w", path, err)
+		}
+		if st.Mode().IsRegular() {
+			real, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				return outputTarget{}, err
+			}
+			path = real
+		}
+	}
+	switch {
+	case st.IsDir():
+		return outputTarget{}, fmt.Errorf("%s: is a directory", path)
+	case st.Mode().IsRegular():
+		return outputTarget{path: path}, nil
+	case st.Mode()&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe) != 0:
+		return outputTarget{path: path, direct: true}, nil
+	}
+	return outputTarget{}, fmt.Errorf("%s: not a file, device or FIFO that can be written (%v)", path, st.Mode().Type())
+}
+
+// writeOutput writes data to the output path names (see outputTarget).
+func writeOutput(path string, data []byte, perm os.FileMode) error {
+	t, err := resolveOutput(path)
+	if err != nil {
+		return err
+	}
+	if !t.direct {
+		return safeio.WriteFile(t.path, data, perm)
+	}
+	f, err := os.OpenFile(t.path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
