@@ -96,7 +96,10 @@ func defsKeygen(e env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	keyPath, pubPath := *out+".key", *out+".pub"
+	// "-out publisher.key" names the pair by its secret half: the files
+	// are publisher.key and publisher.pub, not publisher.key.key.
+	name := strings.TrimSuffix(strings.TrimSuffix(*out, ".key"), ".pub")
+	keyPath, pubPath := name+".key", name+".pub"
 	for _, p := range []string{keyPath, pubPath} {
 		if _, err := os.Lstat(p); err == nil {
 			fmt.Fprintf(e.stderr, "sclgate defs keygen: %s exists: not overwriting it\n", p)

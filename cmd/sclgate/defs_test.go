@@ -107,6 +107,17 @@ func TestDefsKeygenSignVerify(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "exists") {
 		t.Errorf("keygen over existing files: %d %q", code, errOut)
 	}
+	// "-out NAME.key" names the pair by its secret half: NAME.key and
+	// NAME.pub, not NAME.key.key.
+	k2 := filepath.Join(t.TempDir(), "pair")
+	if code, _, errOut := sclgate(t, "", "defs", "keygen", "-nopass", "-out", k2+".key"); code != 0 {
+		t.Errorf("keygen -out NAME.key: %d %q", code, errOut)
+	}
+	for _, p := range []string{k2 + ".key", k2 + ".pub"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("keygen -out NAME.key: %v", err)
+		}
+	}
 
 	code, out, errOut := sclgate(t, "", "defs", "sign", "-key", k+".key", bundle)
 	if code != 0 || !strings.Contains(out, "wrote "+bundle+".minisig") {

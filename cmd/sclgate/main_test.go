@@ -382,6 +382,20 @@ func TestScanTooLarge(t *testing.T) {
 	}
 }
 
+// Empty input (what fed scan failed: cat missing | sclgate scan) is
+// named and not scanned (exit 1): a verdict on nothing would hide it.
+func TestScanEmptyInput(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.eml")
+	os.WriteFile(empty, nil, 0o644)
+	if code, out, errOut := sclgate(t, "", "scan", "-classifier", "none", empty); code != 1 || out != "" ||
+		!strings.Contains(errOut, "empty.eml: empty (0 bytes): not a mail message, not scanned") {
+		t.Errorf("empty file: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := sclgate(t, "", "scan", "-classifier", "none"); code != 1 || out != "" || !strings.Contains(errOut, "stdin: empty (0 bytes)") {
+		t.Errorf("empty stdin: exit %d %q %q", code, out, errOut)
+	}
+}
+
 // serve takes no arguments: "serve FILE" (the -config forgotten) is a
 // usage error, not a gateway (or a passed -check) on the embedded
 // defaults, with every flag after FILE dropped by the flag parser.

@@ -98,7 +98,7 @@ func cmdScan(e env, args []string) int {
 	var list *weights.List
 	if wf != "" {
 		if list, err = weights.Load(wf); err != nil {
-			fmt.Fprintln(e.stderr, err)
+			fmt.Fprintln(e.stderr, "sclgate scan:", err)
 			return 2
 		}
 	}
@@ -268,6 +268,12 @@ func readInput(e env, f string, max int64) ([]byte, error) {
 	}
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("%s: larger than limits.max_message_bytes (%d bytes), which serve refuses: not scanned", name, max)
+	}
+	if len(b) == 0 {
+		// Most likely what fed it failed (cat missing | sclgate scan):
+		// a verdict on nothing would hide that. serve never sees an
+		// empty message either (DATA has at least its final line).
+		return nil, fmt.Errorf("%s: empty (0 bytes): not a mail message, not scanned", name)
 	}
 	return b, nil
 }
