@@ -9,9 +9,10 @@ import (
 )
 
 // Store is one archive directory. It is safe for concurrent use by many
-// sessions and processes: every operation is a single file-system call
-// (create, rename, remove) that is atomic on its own, so there is nothing
-// to lock.
+// sessions and processes: a message is written to a temporary file and
+// renamed in whole, and moves and removals are single renames and
+// unlinks; what must not run twice at once on one message (a release
+// and a delete, two releases) takes its lock (Store.Lock, a flock).
 type Store struct {
 	dir  string
 	opts Options

@@ -15,10 +15,9 @@ import (
 // of one that sclgate accepted. So sclgate refuses any message that has
 // them, as Postfix's smtpd_forbid_bare_newline=reject does.
 var (
-	errBareCR  = errors.New("bare CR")
-	errBareLF  = errors.New("bare LF")
-	errNUL     = errors.New("NUL")
-	errHdrSize = errors.New("header too large")
+	errBareCR = errors.New("bare CR")
+	errBareLF = errors.New("bare LF")
+	errNUL    = errors.New("NUL")
 )
 
 // dataFilter checks message data as it streams in: every CR must be

@@ -345,8 +345,7 @@ func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
 	return false
 }
 
-// slogLogger adapts go-smtp's Printf-style logger to slog.
-// slogLogger is go-smtp's ErrorLog. A client that resets its connection
+// slogLogger is go-smtp's ErrorLog, its Printf-style lines put into slog. A client that resets its connection
 // or goes away mid-reply is the client's business, and common (scanners,
 // a sender's timeout): such lines are logged at info level, at most one a
 // minute with how many there were since the last (a burst of them, one

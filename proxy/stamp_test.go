@@ -5,6 +5,7 @@ import (
 	"mime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sclgate/sclgate/scorer"
 	"github.com/sclgate/sclgate/weights"
@@ -220,6 +221,18 @@ func TestReportBoundedOnTheWire(t *testing.T) {
 		}
 		if !strings.HasPrefix(f, "X-SCL-Report: scl=5 classifier=none score=0 classifier_scl=0; rules: BODY 5") {
 			t.Errorf("%s: %.100q", name, f)
+		}
+	}
+}
+
+// A reply text cut to length is cut between characters: a downstream's
+// UTF-8 reply passed on to the client stays valid UTF-8.
+func TestTruncateUTF8(t *testing.T) {
+	s := strings.Repeat("é", 10) // 20 bytes
+	for n := 0; n <= 21; n++ {
+		got := truncate(s, n)
+		if !utf8.ValidString(got) || len(got) > n {
+			t.Errorf("truncate(%d) = %q", n, got)
 		}
 	}
 }

@@ -1,11 +1,12 @@
 // Package safeio writes files so that a crash or power loss leaves either
 // the old content or the new, never a mix, and a written file stays
 // written: a temporary file in the same directory, fsync'd, renamed over
-// the target, then the directory fsync'd. sclgate's stores (the ArchiveDir,
-// installed definitions, the Maildir downstream) and its commands that
-// write bundles and signatures all rest on it. ReadFile is its other
-// half: it reads a file an admin names (the configuration, a key) without
-// ever waiting on a FIFO put in its place.
+// the target, then the directory fsync'd. The installed definitions and
+// the commands that write bundles and signatures use WriteFile; the
+// ArchiveDir and the Maildir downstream stream their files the same way
+// and use SyncDir. ReadFile is its other half: it reads a file an admin
+// names (the configuration, a key) without ever waiting on a FIFO put in
+// its place.
 package safeio
 
 import (

@@ -39,7 +39,7 @@ func (f *Fallback) settle(ctx context.Context, m *Message, v Verdict, err error)
 	}
 	v, err2 := f.Secondary.Classify(ctx, m)
 	if err2 != nil {
-		return Verdict{}, fmt.Errorf("%w; fallback %s: %v", err, f.Secondary.Name(), err2)
+		return Verdict{}, fmt.Errorf("%w; fallback %s: %w", err, f.Secondary.Name(), err2)
 	}
 	v.By = f.Secondary.Name() + " (" + f.Primary.Name() + " failed)"
 	return v, nil

@@ -36,8 +36,7 @@ const (
 // control characters). Parse reads them so too, in bodies and in RFC 2047
 // words, so that such text reads here as it does in the recipient's mail
 // client, for the model and for phrase rules. (US-ASCII text with 8-bit
-// bytes is read as UTF-8 when it is, else as Windows-1252: see toUTF8 and
-// asciiLabel.)
+// bytes is read as UTF-8 when it is, else as Windows-1252: see toUTF8.)
 var windows1252Labels = []string{"cp1252", "cp819", "csisolatin1", "ibm819",
 	"iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1",
 	"windows-1252", "x-cp1252"}
@@ -465,11 +464,6 @@ func unhex(c byte) byte {
 	}
 	return c - 'a' + 10
 }
-
-// asciiLabel stands for US-ASCII in relabelled RFC 2047 words: such a
-// word's 8-bit bytes are read as a body part labelled US-ASCII is (which
-// go-message passes through): UTF-8 when they are, else Windows-1252.
-const asciiLabel = "x-sclgate-us-ascii"
 
 type walker struct {
 	m     *Message

@@ -256,7 +256,8 @@ func (r Result) Report(maxLen int) string {
 	}
 	s := b.String()
 	if maxLen > 0 && len(s) > maxLen {
-		cut := maxLen - 3
+		// Room for "..." (a maxLen under 3: the marker alone).
+		cut := max(maxLen-3, 0)
 		for cut > 0 && (s[cut]&0xC0) == 0x80 { // not inside a UTF-8 sequence
 			cut--
 		}

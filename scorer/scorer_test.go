@@ -334,6 +334,11 @@ func TestReport(t *testing.T) {
 	if got := r.Report(40); len(got) > 40 || !strings.HasSuffix(got, "...") {
 		t.Errorf("Report(40) = %q", got)
 	}
+	for n := 1; n < 3; n++ { // no room but for the marker: no panic
+		if got := r.Report(n); got != "..." {
+			t.Errorf("Report(%d) = %q", n, got)
+		}
+	}
 
 	// Many zero-weight matches before the one that decided: a cut report
 	// keeps the deciding one (weightiest first; equal ones in file order).

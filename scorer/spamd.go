@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Spamd defaults.
@@ -413,7 +414,11 @@ func spamdLine(br *bufio.Reader) (string, error) {
 // spamdQuote shortens what the peer sent for an error message.
 func spamdQuote(s string) string {
 	if len(s) > 80 {
-		s = s[:80] + "..."
+		n := 80
+		for n > 0 && !utf8.RuneStart(s[n]) { // not inside a UTF-8 sequence
+			n--
+		}
+		s = s[:n] + "..."
 	}
 	return s
 }

@@ -122,9 +122,8 @@ func smtpRelease(f *fixture, addr string) ReleaseFunc {
 // ---- a minimal WebDriver client ----
 
 type webdriver struct {
-	t       *testing.T
-	base    string // http://127.0.0.1:port/session/ID
-	elemKey string
+	t    *testing.T
+	base string // http://127.0.0.1:port/session/ID
 }
 
 const w3cElement = "element-6066-11e4-a52e-4f735466cecf"
