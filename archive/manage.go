@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sclgate/sclgate/safeio"
+	"golang.org/x/sys/unix"
 )
 
 // ReleasedDir is the subdirectory of the archive that "sclgate archive
@@ -37,14 +38,24 @@ func (s *Store) Move(id, subdir string) error {
 		return err
 	}
 	src, dst := s.path(id), filepath.Join(dstDir, id+fileExt)
-	// rename replaces what it finds; IMF's names are not unique, so look
-	// first. Two processes moving the same name at the same moment can
-	// still race here, which only IMF's names could make happen.
-	if _, err := os.Lstat(dst); err == nil {
+	// rename replaces what it finds, and IMF's names are not unique:
+	// renameat2's RENAME_NOREPLACE refuses an existing dst in the same
+	// step. Where the file system cannot (EINVAL), look first: two
+	// processes moving the same name at the same moment can still race
+	// there, which only IMF's names could make happen.
+	err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		if _, lerr := os.Lstat(dst); lerr == nil {
+			err = fs.ErrExist
+		} else {
+			err = os.Rename(src, dst)
+		}
+	}
+	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("archive: move %s: %s: %w", src, dst, fs.ErrExist)
 	}
-	if err := os.Rename(src, dst); err != nil {
-		return fmt.Errorf("archive: %w", err)
+	if err != nil {
+		return fmt.Errorf("archive: %w", &fs.PathError{Op: "rename", Path: src, Err: err})
 	}
 	// The record of whom releases reached goes with the message (kept
 	// there only if it can be moved: it is a record, not the message).
