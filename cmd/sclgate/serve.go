@@ -461,8 +461,12 @@ func (g *gateway) startWeb(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// A release answers when the downstream has, which may take up to
+	// three downstream timeouts (releaseFrom): a write deadline shorter
+	// than that would cut the admin's page off from a release that then
+	// succeeds, and invite a second click.
 	g.webSrv = &http.Server{Handler: ws, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+		WriteTimeout: max(2*time.Minute, 3*cfg.Limits.DownstreamTimeout+30*time.Second), IdleTimeout: 2 * time.Minute}
 	g.served.Add(1)
 	go func() {
 		defer g.served.Done()
