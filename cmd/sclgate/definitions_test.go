@@ -18,6 +18,7 @@ import (
 	"github.com/sclgate/sclgate/config"
 	"github.com/sclgate/sclgate/defs"
 	"github.com/sclgate/sclgate/internal/syncbuf"
+	"github.com/sclgate/sclgate/proxy"
 	"github.com/sclgate/sclgate/update"
 )
 
@@ -346,5 +347,33 @@ func TestAutoUpdateLogsWhatToDo(t *testing.T) {
 				t.Errorf("log:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// A policy rebuilt with the same downstream settings (a SIGHUP that
+// changed something else, a definitions switch) keeps its downstream,
+// and with it the connections kept for reuse; a changed setting makes a
+// new one.
+func TestPolicyKeepsDownstream(t *testing.T) {
+	g := &gateway{log: slog.New(slog.DiscardHandler)}
+	cfg, err := config.Parse("t.yaml", []byte("downstream: smtp://127.0.0.1:2526\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := config.ParseDownstream(cfg.Downstream)
+	opts := func(cfg *config.Config) proxy.DownstreamOptions {
+		o, err := downstreamOptions(cfg, cfg.Limits.DownstreamIdle, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	first := g.downstream(ds, opts(cfg))
+	if again := g.downstream(ds, opts(cfg)); again != first {
+		t.Error("the same settings made a new downstream")
+	}
+	cfg.Limits.DownstreamTimeout++
+	if other := g.downstream(ds, opts(cfg)); other == first {
+		t.Error("a changed downstream_timeout kept the downstream")
 	}
 }

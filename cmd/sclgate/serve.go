@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -273,6 +274,13 @@ type gateway struct {
 	wpath    string
 	defs     *definitions // the filter definitions in use
 	defsLink string       // definitions.dir's activeStamp when defs were loaded
+
+	// The downstream of the last policy built, and what it was built
+	// from: a rebuild (SIGHUP, a definitions switch) that leaves these
+	// alone keeps it, with its connections kept for reuse.
+	ds     proxy.Downstream
+	dsFrom config.Downstream
+	dsOpts proxy.DownstreamOptions
 
 	stop context.CancelFunc // ends the background loops (definitions, retention, updates)
 	bg   *sync.WaitGroup    // the background loops, for stopBackground to wait on
@@ -576,8 +584,33 @@ func (g *gateway) policy(cfg *config.Config, d *definitions, rereadWeights bool)
 		Config:     cfg,
 		Scorer:     sc,
 		Archive:    store,
-		Downstream: proxy.NewDownstream(ds, do),
+		Downstream: g.downstream(ds, do),
 	}, nil
+}
+
+// downstream returns the downstream ds with options o: the one the last
+// policy had when neither changed (a new one would start without the
+// connections kept for reuse, and leave those to their idle timers), else
+// a new one; the one it replaces gives up its kept connections (sessions
+// still on the old policy dial again).
+func (g *gateway) downstream(ds config.Downstream, o proxy.DownstreamOptions) proxy.Downstream {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ds != nil && ds == g.dsFrom && sameDownstreamOptions(o, g.dsOpts) {
+		return g.ds
+	}
+	if c, ok := g.ds.(io.Closer); ok {
+		c.Close()
+	}
+	g.ds, g.dsFrom, g.dsOpts = proxy.NewDownstream(ds, o), ds, o
+	return g.ds
+}
+
+func sameDownstreamOptions(a, b proxy.DownstreamOptions) bool {
+	sameCAs := a.RootCAs == nil && b.RootCAs == nil || a.RootCAs != nil && a.RootCAs.Equal(b.RootCAs)
+	a.RootCAs, b.RootCAs = nil, nil
+	a.Log, b.Log = nil, nil // a new logger each time, saying the same
+	return sameCAs && a == b
 }
 
 func (g *gateway) weightsWatcher(path string, reread bool) (*weights.Watcher, error) {
