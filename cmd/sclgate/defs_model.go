@@ -636,6 +636,19 @@ func writeCalibration(w io.Writer, cal scorer.Calibration, ham, spam int) {
 			percent(r.HamRate), r.Ham, ham, percent(r.SpamRate), r.Spam, spam)
 	}
 	tw.Flush()
+	// A meaning of "at most 0.01% of ham" cannot be counted on fewer
+	// than 10,000 ham: such cuts come from the fit of the ham scores'
+	// tail, and the admin should know which.
+	var fitted []string
+	for _, r := range cal.Rows {
+		if r.HamTarget > 0 && ham > 0 && r.HamTarget*float64(ham) < 1 {
+			fitted = append(fitted, strconv.Itoa(r.SCL))
+		}
+	}
+	if len(fitted) > 0 {
+		fmt.Fprintf(w, "  note: SCL %s: less than one of the %d ham is expected at or above the cut, so it was extrapolated from the fit of the ham scores' tail, not counted\n",
+			strings.Join(fitted, ", "), ham)
+	}
 }
 
 // formatProb writes a probability so that cuts near 1 stay apart.
