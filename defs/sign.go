@@ -158,6 +158,7 @@ func Verify(pubKeys [][]byte, data, sig []byte) (keyID string, trustedComment st
 	if len(sig) > maxSigSize {
 		return "", "", fmt.Errorf("%w: signature file larger than %d bytes", ErrBadSignature, maxSigSize)
 	}
+	sig = signatureLines(sig)
 	var s minisign.Signature
 	if err := s.UnmarshalText(sig); err != nil {
 		return "", "", fmt.Errorf("%w: malformed signature file: %v", ErrBadSignature, err)
@@ -266,7 +267,7 @@ func VerifyFile(path, sigPath string, pubKeys [][]byte) (b *Bundle, keyID, trust
 	}
 	// A signature file that is not one is that file's fault, not the
 	// bundle's: name it.
-	if err := new(minisign.Signature).UnmarshalText(sig); err != nil {
+	if err := new(minisign.Signature).UnmarshalText(signatureLines(sig)); err != nil {
 		return nil, "", "", fmt.Errorf("defs: %s: %w: malformed signature file: %v", sigPath, ErrBadSignature, err)
 	}
 	b, keyID, trustedComment, err = ReadVerified(data, sig, pubKeys, DefaultMaxSize)
@@ -274,4 +275,23 @@ func VerifyFile(path, sigPath string, pubKeys [][]byte) (b *Bundle, keyID, trust
 		return nil, keyID, trustedComment, fmt.Errorf("defs: %s: %w", path, err)
 	}
 	return b, keyID, trustedComment, nil
+}
+
+// signatureLines is a .minisig's four lines (untrusted comment,
+// signature, trusted comment, global signature) without what follows
+// them, which minisign itself ignores (a note appended by hand, a
+// mailer's footer) and aead.dev/minisign refuses as bad base64.
+func signatureLines(sig []byte) []byte {
+	n, i := 0, 0
+	for i < len(sig) {
+		j := bytes.IndexByte(sig[i:], '\n')
+		if j < 0 {
+			return sig
+		}
+		i += j + 1
+		if n++; n == 4 {
+			return sig[:i]
+		}
+	}
+	return sig
 }

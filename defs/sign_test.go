@@ -96,6 +96,10 @@ func TestSignVerify(t *testing.T) {
 	if err != nil || gotID != id || b.Manifest.Version != "2026.11.1" {
 		t.Errorf("ReadVerified: %v", err)
 	}
+	// Text after the four lines is ignored, as minisign -V ignores it.
+	if _, _, err := Verify([][]byte{pub}, data, append(bytes.Clone(sig), "a note added by hand\n"...)); err != nil {
+		t.Errorf("signature with a line after its four: %v", err)
+	}
 }
 
 func TestVerifyTamper(t *testing.T) {
