@@ -903,7 +903,7 @@ func evalSVG(r *evalResult, ham, spam []float64) []byte {
 	for _, f := range []float64{1e-4, 1e-3, 1e-2, 1e-1, 1} {
 		x := xOf(f)
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%.0f" stroke="#ddd"/><text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n",
-			x, x, top, y0, x, y0+16, strconv.FormatFloat(100*f, 'g', -1, 64)+"%")
+			x, x, top, y0, x, y0+16, rocTick(f))
 	}
 	for t := 0.0; t <= 1.0001; t += 0.1 {
 		y := yOf(t)
@@ -911,7 +911,7 @@ func evalSVG(r *evalResult, ham, spam []float64) []byte {
 			rx0, rx0+panelW, y, y, rx0-5, y+4, 100*t)
 	}
 	fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="%d" height="%.0f" fill="none" stroke="black"/>`+"\n", rx0, top, panelW, ph)
-	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">ham false-positive rate (log scale; 0 at the left edge)</text>`+"\n", rx0+panelW/2, y0+34)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">ham false-positive rate (log scale; 0.01%% and below, 0 too, at the left edge)</text>`+"\n", rx0+panelW/2, y0+34)
 	// The curve: walk thresholds from high to low.
 	type pt struct {
 		z    float64
@@ -967,4 +967,14 @@ func manifestCalibration(c scorer.Calibration) []defs.CalRow {
 		rows = append(rows, defs.CalRow{SCL: r.SCL, Cut: r.Cut, HamRate: r.HamRate, SpamRate: r.SpamRate, Ham: r.Ham, Spam: r.Spam})
 	}
 	return rows
+}
+
+// rocTick labels the ROC's x axis at ham false-positive rate f; the left
+// edge stands for every rate up to it, none included.
+func rocTick(f float64) string {
+	l := strconv.FormatFloat(100*f, 'g', -1, 64) + "%"
+	if f <= 1e-4 {
+		l = "≤" + l
+	}
+	return l
 }
