@@ -117,9 +117,8 @@ func fieldName(h []byte) (string, bool) {
 			h = nil
 		}
 		line = bytes.TrimSuffix(line, []byte("\r"))
-		if !first && len(bytes.TrimSpace(line)) == 0 {
-			return "", false // a blank-looking line: no colon came
-		}
+		// A continuation line of white space only is unfolded away
+		// like any other (Restamp counts it as the field's too).
 		if colon := bytes.IndexByte(line, ':'); colon >= 0 {
 			return string(bytes.TrimSpace(append(name, line[:colon]...))), true
 		}

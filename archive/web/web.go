@@ -527,7 +527,9 @@ func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Lo
 	var st interface{ HTTPStatus() int }
 	msg := err.Error()
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist) && s.gone(id):
+		// Only the message's own file: a downstream's missing socket
+		// or maildir is "not found" too, with the message still here.
 		code = http.StatusNotFound
 		back = backLink{URL: back.list, Text: "Back to the list"}
 		// The error names a path on the gateway, which tells the admin
@@ -542,6 +544,12 @@ func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Lo
 		code = st.HTTPStatus() // a local refusal, not the downstream's
 	}
 	s.renderError(w, sess, code, action+" failed: "+msg, back)
+}
+
+// gone reports whether the message id is no longer in the archive.
+func (s *Server) gone(id string) bool {
+	_, err := s.store.Get(id)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // backLink is where an error page leads back to.

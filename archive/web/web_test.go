@@ -469,6 +469,15 @@ func TestReleaseAndDelete(t *testing.T) {
 	if recs := s.logs.records("archive web: release failed"); len(recs) != 1 || recs[0]["user"] != testUser {
 		t.Errorf("failed release log: %v", recs)
 	}
+	// A release failing on a file that is not there (a downstream's
+	// unix socket, with Dovecot stopped) is no missing message.
+	s.srv.release = func(context.Context, string, string, string) error {
+		return fmt.Errorf("downstream connect: %w", &fs.PathError{Op: "dial", Path: "/run/dovecot/lmtp", Err: fs.ErrNotExist})
+	}
+	resp, body = c.post("/message/"+s.broken+"/release", url.Values{"csrf": {c.csrf}})
+	if resp.StatusCode == http.StatusNotFound || strings.Contains(body, "no such message") || !strings.Contains(body, "/run/dovecot/lmtp") {
+		t.Errorf("release failing on a missing socket: %d\n%s", resp.StatusCode, body)
+	}
 	// A message an earlier release may have delivered says so on its
 	// page, before anyone presses Release.
 	if err := s.store.MarkUnanswered(s.broken, "at then to bob@example.com: the whole message was sent and no answer came"); err != nil {
