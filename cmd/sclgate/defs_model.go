@@ -372,7 +372,7 @@ func writableOutput(path string) error {
 	if err != nil {
 		return err
 	}
-	if t.direct {
+	if t.direct || t.fd > 0 {
 		return nil // opened when written: a FIFO would wait for a reader here
 	}
 	f, err := os.CreateTemp(filepath.Dir(t.path), ".sclgate-train-check-*")

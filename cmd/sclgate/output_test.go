@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,30 @@ func TestWriteOutput(t *testing.T) {
 	}
 	if err := writableOutput(fifo); err != nil {
 		t.Errorf("writableOutput(FIFO): %v", err)
+	}
+}
+
+// "-plot /dev/stdout > out": the output is one of the process's open
+// files, a regular file here, written into at its end like a shell
+// redirection, never replaced (that lost what was printed before it, and
+// all printed after, to the unlinked old file).
+func TestWriteOutputRedirection(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("table\n")
+	fd := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	link := filepath.Join(t.TempDir(), "stdout")
+	os.Symlink(fmt.Sprintf("/dev/fd/%d", f.Fd()), link)
+	for _, p := range []string{fd, link} {
+		if err := writeOutput(p, []byte("svg\n"), 0o644); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	f.WriteString("more\n") // the process's own fd still writes to it
+	if b, _ := os.ReadFile(f.Name()); string(b) != "table\nsvg\nsvg\nmore\n" {
+		t.Errorf("the redirection's file holds %q", b)
 	}
 }
