@@ -44,7 +44,7 @@ func (s *Store) Move(id, subdir string) error {
 	// processes moving the same name at the same moment can still race
 	// there, which only IMF's names could make happen.
 	err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
 		if _, lerr := os.Lstat(dst); lerr == nil {
 			err = fs.ErrExist
 		} else {

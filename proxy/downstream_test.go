@@ -53,7 +53,9 @@ func stallingDownstream(t *testing.T, stallAt string) string {
 // downstream_timeout is a timeout in sclgate_relay_failures_total, as it
 // is at RCPT or DATA, not "connect" (which is a downstream refused or
 // unreachable): the connection cut at the timeout made the step fail on a
-// closed connection.
+// closed connection. (At EHLO go-smtp's own command timeout, of the same
+// length, usually fires first, an i/o timeout; the MAIL case is the one
+// that fails without cutErr.)
 func TestDownstreamStallCountedAsTimeout(t *testing.T) {
 	for _, at := range []string{"EHLO", "MAIL"} {
 		t.Run(at, func(t *testing.T) {

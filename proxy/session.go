@@ -801,19 +801,30 @@ func (s *session) verdict(sp *spool) (verdict, error) {
 		// External engines get the start of a large message as scan
 		// sends it (EngineMaxSize, cut at a line end), not just what
 		// the spool keeps in memory.
-		head, err := sp.Prefix(scorer.EngineMaxSize)
-		if err != nil {
-			return verdict{}, fmt.Errorf("reading the spool: %w", err)
+		var head []byte
+		if s.scorer.HasEngine() {
+			// An external engine reads only that start: it is asked
+			// before a slot is taken, since its answer is a network
+			// wait (up to classifier_timeout), and a slow or dead
+			// engine must not queue large messages behind each other
+			// two at a time. (For the built-in model the start is read
+			// in the slot: messages waiting for one hold no more.)
+			var err error
+			if head, err = sp.Prefix(scorer.EngineMaxSize); err != nil {
+				return verdict{}, fmt.Errorf("reading the spool: %w", err)
+			}
+			early = s.scorer.Early(ctx, head)
 		}
-		// An external engine reads only that start: it is asked before
-		// a slot is taken, since its answer is a network wait (up to
-		// classifier_timeout), and a slow or dead engine must not queue
-		// large messages behind each other two at a time.
-		early = s.scorer.Early(ctx, head)
 		t := time.Now()
 		s.srv.bigScans <- struct{}{}
 		defer func() { <-s.srv.bigScans }()
 		queued = time.Since(t)
+		if head == nil {
+			var err error
+			if head, err = sp.Prefix(scorer.EngineMaxSize); err != nil {
+				return verdict{}, fmt.Errorf("reading the spool: %w", err)
+			}
+		}
 		m = scorer.ParseReader(sp.Reader(), head, sp.Size())
 	} else {
 		m = scorer.Parse(sp.head)

@@ -112,6 +112,17 @@ func (s *Scorer) Early(ctx context.Context, raw []byte) *Early {
 	if !ok {
 		return nil
 	}
+	return f.early(ctx, raw)
+}
+
+// HasEngine reports whether the classifier is an external engine, which
+// Early asks.
+func (s *Scorer) HasEngine() bool {
+	_, ok := s.Classifier.(*Fallback)
+	return ok
+}
+
+func (f *Fallback) early(ctx context.Context, raw []byte) *Early {
 	v, err := f.Primary.Classify(ctx, &Message{Raw: raw})
 	return &Early{v, err}
 }
@@ -231,9 +242,10 @@ func ruleWeight(e weights.Entry) int64 {
 }
 
 // Report is a one-line explanation of r, for the X-SCL-Report header and
-// logs: the classifier and its figure, then each matched entry, weightiest first. The line is
-// cut to at most maxLen bytes (0: no limit), ending in "..." when cut, so
-// a message matching thousands of entries cannot grow a huge header.
+// logs: the classifier and its figure, then each matched entry,
+// weightiest first. The line is cut to at most maxLen bytes (0: no
+// limit; under 3, the "..." alone), ending in "..." when cut, so a
+// message matching thousands of entries cannot grow a huge header.
 func (r Result) Report(maxLen int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scl=%d classifier=%s score=%s classifier_scl=%d",

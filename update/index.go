@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/sclgate/sclgate/defs"
 )
 
 // IndexFile is the name of a source's index; IndexFile+".minisig" is its
@@ -56,11 +54,6 @@ func ParseIndex(b []byte) (*Index, error) {
 		seen[o.Version] = true
 		if !validFileName(o.File) || o.Size <= 0 || len(o.SHA256) != 64 {
 			return nil, fmt.Errorf("%w: version %s: bad file, size or sha256", ErrIndex, o.Version)
-		}
-		if o.Size > defs.DefaultMaxSize {
-			// A download is read whole into memory (in serve too, by
-			// its automatic updates): refused before a byte is fetched.
-			return nil, fmt.Errorf("%w: version %s: size %d is more than the %d bytes a bundle may have", ErrIndex, o.Version, o.Size, int64(defs.DefaultMaxSize))
 		}
 	}
 	slices.SortStableFunc(ix.Versions, func(a, b Offer) int { return CompareVersions(b.Version, a.Version) })

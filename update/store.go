@@ -237,7 +237,7 @@ func (s *Store) Install(in Installed, bundle, sig []byte) error {
 	}
 	final := filepath.Join(s.dir, in.Version)
 	old, recErr := s.Record(in.Version)
-	if recErr != nil || !s.holds(in.Version, bundle) {
+	if s.needsCopy(in.Version, bundle) {
 		// Not installed, its copy differs from this verified bundle
 		// (damaged after its install), or its record does not read:
 		// written whole, then renamed in.
@@ -304,6 +304,14 @@ func replaceDir(tmp, final string) error {
 		return err
 	}
 	return os.RemoveAll(aside)
+}
+
+// needsCopy reports whether Install of bundle as version writes a copy:
+// it is not installed, its copy differs (damaged after its install), or
+// its record does not read.
+func (s *Store) needsCopy(version string, bundle []byte) bool {
+	_, err := s.Record(version)
+	return err != nil || !s.holds(version, bundle)
 }
 
 // holds reports whether the installed version's bundle is bundle.

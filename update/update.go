@@ -711,9 +711,12 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 		return unusable(err)
 	}
 	// The copy must fit with room to spare, as a download must (for an
-	// offline install, this is the first check).
-	if err := checkSpace(u.Store.Dir(), int64(len(data)+len(sig)), "the installed copy", u.statfs); err != nil {
-		return Outcome{}, fmt.Errorf("update: install %s: %w; nothing was installed", v, err)
+	// offline install, this is the first check); a version installed
+	// intact is only made active again, which writes no copy.
+	if u.Store.needsCopy(v, data) {
+		if err := checkSpace(u.Store.Dir(), int64(len(data)+len(sig)), "the installed copy", u.statfs); err != nil {
+			return Outcome{}, fmt.Errorf("update: install %s: %w; nothing was installed", v, err)
+		}
 	}
 	in := Installed{Version: v, InstalledAt: time.Now().UTC(), Origin: origin, Created: b.Manifest.Created}
 	left, leftErr := u.Store.Active()
@@ -731,6 +734,13 @@ func (u *Updater) install(data, sig []byte, name, origin, wantVersion string, fo
 // a partial file from an earlier (interrupted or cancelled) attempt, and
 // checks size and sha256 against the signed index.
 func (u *Updater) download(ctx context.Context, o Offer, fresh bool) ([]byte, error) {
+	if o.Size > defs.DefaultMaxSize {
+		// A download is read whole into memory (in serve too, by its
+		// automatic updates): refused before a byte is fetched. Only
+		// this offer: the index's others stay installable (-version).
+		return nil, fmt.Errorf("update: download %s: version %s: %w: %d bytes, more than the %d a bundle may have here",
+			o.File, o.Version, ErrUnusable, o.Size, int64(defs.DefaultMaxSize))
+	}
 	part := u.partPath(o)
 	dir := filepath.Dir(part)
 	u.Store.prunePartials(part)

@@ -893,6 +893,15 @@ func TestInstallSpaceCountsTheCopy(t *testing.T) {
 	if _, err := u.Install(context.Background(), "", false); err != nil || f.active() != "2026.10.1" {
 		t.Fatalf("install with room: %v, active %q", err, f.active())
 	}
+	// Switching back to a version installed intact writes no copy: no
+	// room is needed for one.
+	if _, err := u.InstallFile(context.Background(), p, false); err != nil || f.active() != "2026.10.2" {
+		t.Fatalf("offline install with room: %v, active %q", err, f.active())
+	}
+	u.statfs = smallDisk(total, 0)
+	if _, err := u.Install(context.Background(), "2026.10.1", true); err != nil || f.active() != "2026.10.1" {
+		t.Errorf("switch back to an installed version on a full disk: %v, active %q", err, f.active())
+	}
 }
 
 // A definitions.dir not made yet is on the file system of its nearest
@@ -1372,18 +1381,21 @@ func TestSourceNamedByItsIndex(t *testing.T) {
 	}
 }
 
-// An index offering a bundle larger than any bundle may be is refused
-// before anything is fetched: a download is read whole into memory, in
-// serve too.
+// An offer of a bundle larger than any bundle may be is refused before
+// anything is fetched (a download is read whole into memory, in serve
+// too), and only that offer: the index still reads.
 func TestIndexOfferTooLarge(t *testing.T) {
 	f := newFixture(t)
-	f.publish("2026.10.1")
-	f.resignIndex(func(ix *Index) { ix.Versions[0].Size = defs.DefaultMaxSize + 1 })
+	f.publish("2026.09.1", "2026.10.1")
+	f.resignIndex(func(ix *Index) { ix.Versions[0].Size = defs.DefaultMaxSize + 1 }) // 2026.10.1, the newest
 	_, err := f.updater().Install(context.Background(), "", false)
-	if !errors.Is(err, ErrIndex) || !strings.Contains(err.Error(), "more than the") {
+	if !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "more than the") {
 		t.Fatalf("install: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(f.store.Dir(), ".download")); len(ents) != 0 {
 		t.Errorf("something was written to .download/: %v", ents)
+	}
+	if _, err := f.updater().Install(context.Background(), "2026.09.1", false); err != nil || f.active() != "2026.09.1" {
+		t.Errorf("the index's other version: %v, active %q", err, f.active())
 	}
 }
