@@ -13,40 +13,25 @@ import (
 // stallingDownstream greets, answers EHLO unless stallAt is "EHLO", and
 // then never answers the command stallAt names.
 func stallingDownstream(t *testing.T, stallAt string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return scriptedDownstream(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		io.WriteString(c, "220 slow.test ESMTP\r\n")
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
-			go func() {
-				r := bufio.NewReader(c)
-				io.WriteString(c, "220 slow.test ESMTP\r\n")
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.ToUpper(strings.Fields(line + " x")[0])
-					switch {
-					case strings.HasPrefix(cmd, stallAt):
-						// no answer
-					case cmd == "EHLO":
-						io.WriteString(c, "250-slow.test\r\n250 PIPELINING\r\n")
-					default:
-						io.WriteString(c, "250 2.0.0 OK\r\n")
-					}
-				}
-			}()
+			cmd := strings.ToUpper(strings.Fields(line + " x")[0])
+			switch {
+			case strings.HasPrefix(cmd, stallAt):
+				// no answer
+			case cmd == "EHLO":
+				io.WriteString(c, "250-slow.test\r\n250 PIPELINING\r\n")
+			default:
+				io.WriteString(c, "250 2.0.0 OK\r\n")
+			}
 		}
-	}()
-	return "smtp://" + ln.Addr().String()
+	})
 }
 
 // A downstream that does not answer EHLO or MAIL within

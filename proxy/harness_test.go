@@ -760,3 +760,49 @@ func (s *Server) busy() bool {
 	}
 	return false
 }
+
+// scriptedDownstream is an SMTP server on 127.0.0.1 whose every
+// connection handle talks over (it is closed when handle returns, or at
+// the test's end); it returns the downstream URL.
+func scriptedDownstream(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		closed = true
+		for _, c := range conns {
+			c.Close() // a handle still waiting ends
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return "smtp://" + ln.Addr().String()
+}

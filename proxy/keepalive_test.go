@@ -20,55 +20,40 @@ import (
 // NOOP only after delay, and counts the messages it takes.
 func lateNoopDownstream(t *testing.T, delay time.Duration, delivered *atomic.Int32) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return scriptedDownstream(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		w := func(s string) { c.Write([]byte(s)) }
+		r := bufio.NewReader(c)
+		w("220 fake ESMTP\r\n")
 		for {
-			c, err := ln.Accept()
+			l, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				w := func(s string) { c.Write([]byte(s)) }
-				r := bufio.NewReader(c)
-				w("220 fake ESMTP\r\n")
+			switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
+			case strings.HasPrefix(cmd, "EHLO"):
+				w("250-fake\r\n250 8BITMIME\r\n")
+			case cmd == "NOOP":
+				time.AfterFunc(delay, func() { w("250 2.0.0 Ok (late noop)\r\n") })
+			case cmd == "DATA":
+				w("354 go ahead\r\n")
 				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
+					if l, err := r.ReadString('\n'); err != nil {
 						return
-					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
-					case strings.HasPrefix(cmd, "EHLO"):
-						w("250-fake\r\n250 8BITMIME\r\n")
-					case cmd == "NOOP":
-						time.AfterFunc(delay, func() { w("250 2.0.0 Ok (late noop)\r\n") })
-					case cmd == "DATA":
-						w("354 go ahead\r\n")
-						for {
-							if l, err := r.ReadString('\n'); err != nil {
-								return
-							} else if l == ".\r\n" {
-								break
-							}
-						}
-						delivered.Add(1)
-						w("250 2.0.0 queued\r\n")
-					case cmd == "QUIT":
-						w("221 bye\r\n")
-						return
-					default:
-						w("250 2.0.0 Ok\r\n")
+					} else if l == ".\r\n" {
+						break
 					}
 				}
-			}(c)
+				delivered.Add(1)
+				w("250 2.0.0 queued\r\n")
+			case cmd == "QUIT":
+				w("221 bye\r\n")
+				return
+			default:
+				w("250 2.0.0 Ok\r\n")
+			}
 		}
-	}()
-	return "smtp://" + ln.Addr().String()
+	})
 }
 
 // A NOOP answered after downstream_timeout must not leave its late 250 to
