@@ -62,3 +62,13 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) path(id string) string {
 	return filepath.Join(s.dir, id+fileExt)
 }
+
+// File is the path of the message with the given ID in the archive
+// directory (whether or not it is there).
+func (s *Store) File(id string) string { return s.path(id) }
+
+// ReleasedFile is the path the message with the given ID has once
+// released, in ReleasedDir (whether or not it is there).
+func (s *Store) ReleasedFile(id string) string {
+	return filepath.Join(s.dir, ReleasedDir, id+fileExt)
+}

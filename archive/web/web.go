@@ -33,7 +33,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -535,7 +534,7 @@ func (s *Server) actionFailed(w http.ResponseWriter, sess *session, log *slog.Lo
 		// The error names a path on the gateway, which tells the admin
 		// nothing they can act on here.
 		msg = "no such message in the archive (released or deleted meanwhile?)"
-		if st, serr := os.Stat(filepath.Join(s.store.Dir(), archive.ReleasedDir, id+".eml")); serr == nil && st.Mode().IsRegular() {
+		if st, serr := os.Stat(s.store.ReleasedFile(id)); serr == nil && st.Mode().IsRegular() {
 			msg = "the message was released: its file is in the archive's " + archive.ReleasedDir + "/ folder, which this page does not show (sclgate archive release " + id + " -force sends it again)"
 		}
 	case errors.Is(err, archive.ErrBusy):

@@ -127,8 +127,8 @@ func (c *archiveCmd) stored(id string) bool {
 	if c.store == nil {
 		return false
 	}
-	for _, d := range []string{c.store.Dir(), filepath.Join(c.store.Dir(), releasedDir)} {
-		if _, err := os.Lstat(filepath.Join(d, id+".eml")); err == nil {
+	for _, p := range []string{c.store.File(id), c.store.ReleasedFile(id)} {
+		if _, err := os.Lstat(p); err == nil {
 			return true
 		}
 	}
@@ -413,7 +413,7 @@ func openShown(store *archive.Store, id string) (it archive.Item, body io.ReadCl
 		return it, body, false, err
 	}
 	dir := filepath.Join(store.Dir(), releasedDir)
-	if _, serr := os.Stat(filepath.Join(dir, id+".eml")); serr != nil {
+	if _, serr := os.Stat(store.ReleasedFile(id)); serr != nil {
 		return it, body, false, err
 	}
 	rs, rerr := archive.Open(dir, archive.Options{})
@@ -588,7 +588,7 @@ func archiveDelete(e env, args []string) int {
 	code := 0
 	for _, id := range c.ids() {
 		if err := c.store.Delete(id); err != nil {
-			if _, serr := os.Stat(filepath.Join(c.store.Dir(), releasedDir, id+".eml")); errors.Is(err, fs.ErrNotExist) && serr == nil {
+			if _, serr := os.Stat(c.store.ReleasedFile(id)); errors.Is(err, fs.ErrNotExist) && serr == nil {
 				err = fmt.Errorf("%s: %w; nothing deleted", id, errAlreadyReleased{})
 			}
 			c.errorf("%v", err)
@@ -759,8 +759,8 @@ func archiveRelease(e env, args []string) int {
 		}
 		// A message in released/ already is sent again from there (with
 		// -force), and stays there.
-		_, inArchive := os.Lstat(filepath.Join(c.store.Dir(), id+".eml"))
-		_, inReleased := os.Lstat(filepath.Join(c.store.Dir(), releasedDir, id+".eml"))
+		_, inArchive := os.Lstat(c.store.File(id))
+		_, inReleased := os.Lstat(c.store.ReleasedFile(id))
 		again := inArchive != nil && inReleased == nil
 		warn := func(msg string) { c.errorf("warning: %s", msg) }
 		rcpts, reply, err := releaseOne(ctx, c.store, c.cfg, down, id, to, from, *force, time.Now(), releaseAdvice{warn: warn})
@@ -879,7 +879,7 @@ func releaseOne(ctx context.Context, store *archive.Store, cfg *config.Config, d
 func releaseFrom(ctx context.Context, store *archive.Store, cfg *config.Config, down proxy.Downstream, id string, to []string, from *string, force bool, now time.Time, advice releaseAdvice, again bool) (rcpts []string, reply string, err error) {
 	// Held from before reading until the file is in released/: a second
 	// release of the same message fails instead of delivering it again.
-	released := filepath.Join(store.Dir(), releasedDir, id+".eml")
+	released := store.ReleasedFile(id)
 	unlock, err := store.Lock(id)
 	if errors.Is(err, fs.ErrNotExist) && !again {
 		if _, serr := os.Lstat(released); serr == nil {

@@ -39,7 +39,7 @@ func purgeArchive(store *archive.Store, olderThan time.Duration, dryRun bool, no
 		// reported.
 		var left []error
 		for i, id := range skipped.IDs {
-			path := filepath.Join(store.Dir(), id+".eml")
+			path := store.File(id)
 			fi, err := os.Lstat(path)
 			if err != nil || !fi.ModTime().Before(cutoff) {
 				left = append(left, skipped.Errs[i])
