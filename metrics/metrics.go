@@ -61,9 +61,28 @@ const (
 	TLSFailed = "failed" // a STARTTLS attempt refused or failed (not a connection: under may plaintext follows, counted as no)
 )
 
+// SMTP refusal reasons (label values of sclgate_smtp_refusals_total).
+const (
+	RefuseRelayDenied        = "relay_denied"         // RCPT to a domain not accepted, from a client that may not relay (550 5.7.1)
+	RefuseBadAddress         = "bad_address"          // an address refused (553): relay tricks, quoting, UTF-8 without SMTPUTF8
+	RefuseBadHelo            = "bad_helo"             // control characters in the HELO/EHLO name (501)
+	RefuseAuthFailed         = "auth_failed"          // a failed AUTH
+	RefuseTooManyConnections = "too_many_connections" // over max_connections or max_connections_per_ip (421 4.7.0)
+	RefuseSize               = "size"                 // a message past max_message_bytes (552 5.3.4)
+	RefuseHeaderSize         = "header_size"          // a header past max_header_bytes (552 5.3.4)
+	RefuseBareLineEnd        = "bare_line_end"        // a bare CR or LF, or a NUL, in data (SMTP smuggling protection)
+	RefuseCrossProtocol      = "cross_protocol"       // an HTTP command (221 2.7.0 and close)
+	RefuseTooManyErrors      = "too_many_errors"      // the refusal that reached max_errors (421 and close)
+	RefuseDataTimeout        = "data_timeout"         // DATA or BDAT past data_timeout or below min_data_rate
+	RefuseLineLength         = "line_length"          // a line over 4,000 octets in data (500 5.5.6)
+	RefuseCommandTimeout     = "command_timeout"      // a command line left unfinished past command_timeout
+	RefuseMIMELimits         = "mime_limits"          // past the MIME part or nesting limits (554 5.6.0)
+)
+
 // RefusalReasons are the label values of sclgate_smtp_refusals_total.
-var RefusalReasons = []string{"relay_denied", "bad_address", "bad_helo", "auth_failed", "too_many_connections", "size", "header_size",
-	"bare_line_end", "cross_protocol", "too_many_errors", "data_timeout", "line_length", "command_timeout", "mime_limits"}
+var RefusalReasons = []string{RefuseRelayDenied, RefuseBadAddress, RefuseBadHelo, RefuseAuthFailed,
+	RefuseTooManyConnections, RefuseSize, RefuseHeaderSize, RefuseBareLineEnd, RefuseCrossProtocol,
+	RefuseTooManyErrors, RefuseDataTimeout, RefuseLineLength, RefuseCommandTimeout, RefuseMIMELimits}
 
 // UpdateResults are the label values of
 // sclgate_definitions_update_checks_total.

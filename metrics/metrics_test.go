@@ -39,31 +39,40 @@ func TestSeriesStartAtZero(t *testing.T) {
 }
 
 // The refusal reasons counted anywhere in the code are the ones listed (and
-// so started at 0, and named in the help text).
+// so started at 0, and named in the help text): every Refuse constant is
+// in RefusalReasons, and the gateway counts refusals by those constants,
+// never by a string of its own.
 func TestRefusalReasonsComplete(t *testing.T) {
-	re := regexp.MustCompile(`Rejected\.WithLabelValues\("([a-z_]+)"\)`)
-	var files []string
-	for _, dir := range []string{"../proxy", "../cmd/sclgate"} {
-		fs, _ := filepath.Glob(filepath.Join(dir, "*.go"))
-		files = append(files, fs...)
+	src, err := os.ReadFile("metrics.go")
+	if err != nil {
+		t.Fatal(err)
 	}
-	seen := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
+	consts := regexp.MustCompile(`(?m)^\s+Refuse\w+\s+= "([a-z_]+)"`).FindAllSubmatch(src, -1)
+	if len(consts) == 0 {
+		t.Fatal("no Refuse constants found in metrics.go: the pattern is out of date")
+	}
+	for _, m := range consts {
+		if !slices.Contains(RefusalReasons, string(m[1])) {
+			t.Errorf("refusal reason %q is a constant but not in RefusalReasons", m[1])
 		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range re.FindAllSubmatch(b, -1) {
-			seen++
-			if !slices.Contains(RefusalReasons, string(m[1])) {
-				t.Errorf("%s counts refusal reason %q, which RefusalReasons lacks", f, m[1])
+	}
+	if len(consts) != len(RefusalReasons) {
+		t.Errorf("%d Refuse constants, %d RefusalReasons", len(consts), len(RefusalReasons))
+	}
+	literal := regexp.MustCompile(`(Rejected\.WithLabelValues|\brefuse)\("`)
+	for _, dir := range []string{"../proxy", "../cmd/sclgate"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loc := literal.FindIndex(b); loc != nil {
+				t.Errorf("%s counts a refusal by a string of its own, not a metrics.Refuse constant: %q", f, b[loc[0]:min(loc[1]+20, len(b))])
 			}
 		}
-	}
-	if seen == 0 {
-		t.Fatal("no refusal counted in ../proxy or ../cmd/sclgate: the pattern is out of date")
 	}
 }

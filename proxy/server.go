@@ -133,25 +133,25 @@ func (s *Server) Serve(l net.Listener) error {
 				attrs = append(attrs, slog.String("client", client.String()))
 			}
 			s.log.Warn("connection refused: too many connections", attrs...)
-			s.metrics.Rejected.WithLabelValues("too_many_connections").Inc()
+			s.metrics.Rejected.WithLabelValues(metrics.RefuseTooManyConnections).Inc()
 		},
 		opened:      func() { s.metrics.SessionsActive.Inc() },
 		closed:      func() { s.metrics.SessionsActive.Dec() },
 		acceptError: acceptErrorLog(s.log, time.Now),
 		http: func() {
 			s.log.Warn("client spoke HTTP to the SMTP port; disconnected")
-			s.metrics.Rejected.WithLabelValues("cross_protocol").Inc()
+			s.metrics.Rejected.WithLabelValues(metrics.RefuseCrossProtocol).Inc()
 		},
 		cutCommand: func() {
 			s.log.Warn("command not finished within limits.command_timeout; disconnected")
-			s.metrics.Rejected.WithLabelValues("command_timeout").Inc()
+			s.metrics.Rejected.WithLabelValues(metrics.RefuseCommandTimeout).Inc()
 		},
 		protocolError: func(lc *limitConn, reply []byte) bool {
 			if bytes.HasPrefix(reply, tooBig) {
 				// go-smtp's own size refusals: a SIZE= at MAIL over
 				// the limit, a BDAT chunk that would pass it (Exchange
 				// sends BDAT). DATA's is the session's, counted there.
-				s.metrics.Rejected.WithLabelValues("size").Inc()
+				s.metrics.Rejected.WithLabelValues(metrics.RefuseSize).Inc()
 			}
 			if sess := lc.sess.Load(); sess != nil {
 				return sess.countProtocolError()
@@ -162,7 +162,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return false
 			}
 			s.log.Warn("too many errors; disconnecting", slog.String("client", lc.addr.String()), slog.Int("errors", lc.errs))
-			s.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+			s.metrics.Rejected.WithLabelValues(metrics.RefuseTooManyErrors).Inc()
 			return true
 		},
 	})
@@ -280,7 +280,7 @@ var errBadHelo = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5
 // NewSession implements smtp.Backend. go-smtp calls it at HELO/EHLO.
 func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	if hasControl(c.Hostname()) {
-		s.metrics.Rejected.WithLabelValues("bad_helo").Inc()
+		s.metrics.Rejected.WithLabelValues(metrics.RefuseBadHelo).Inc()
 		return nil, errBadHelo
 	}
 	p := s.policy.Load()

@@ -134,7 +134,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		}
 		if err := checkPassword(users, user, pass); err != nil {
 			s.log.Warn("auth failed", slog.String("user", user))
-			s.refuse("auth_failed")
+			s.refuse(metrics.RefuseAuthFailed)
 			// A refusal like any other for limits.max_errors: password
 			// guessing in one session ends with 421 and a close.
 			s.authFails.Add(1)
@@ -209,7 +209,7 @@ func (s *session) countError(err error, step string) error {
 		return err
 	}
 	s.log.Warn("too many errors; disconnecting", slog.Int("errors", int(n)), slog.Int("auth_failures", int(s.authFails.Load())))
-	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+	s.srv.metrics.Rejected.WithLabelValues(metrics.RefuseTooManyErrors).Inc()
 	// go-smtp writes the 421 as soon as we return; the connection goes
 	// right after it, as the 421 announces.
 	s.hangUp()
@@ -227,7 +227,7 @@ func (s *session) countProtocolError() bool {
 	}
 	s.gone.Store(true)
 	s.log.Warn("too many errors; disconnecting", slog.Int("errors", int(n)), slog.Int("auth_failures", int(s.authFails.Load())))
-	s.srv.metrics.Rejected.WithLabelValues("too_many_errors").Inc()
+	s.srv.metrics.Rejected.WithLabelValues(metrics.RefuseTooManyErrors).Inc()
 	return true
 }
 
@@ -274,7 +274,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errClosing
 	}
 	if s.badHelo.Load() {
-		s.refuse("bad_helo")
+		s.refuse(metrics.RefuseBadHelo)
 		return s.counted(errBadHelo, "mail")
 	}
 	s.hold()
@@ -341,7 +341,7 @@ func (s *session) Data(r io.Reader) (err error) {
 				// byte (limitConn.Read): a data timeout. (The mark stays:
 				// the session is ending, and its Reset clears it.)
 				s.log.Warn("reading message", slog.String("err", "timeout before the first byte of a BDAT chunk"))
-				s.srv.metrics.Rejected.WithLabelValues("data_timeout").Inc()
+				s.srv.metrics.Rejected.WithLabelValues(metrics.RefuseDataTimeout).Inc()
 			} else if s.lc != nil {
 				// A transfer reset before it ran (BDAT 0, RSET): its
 				// count taken back, unless a Reset took it already.
@@ -427,7 +427,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if !s.trusted && s.user == "" && !s.acceptedDomain(to) {
 		s.log.Info("relaying denied", slog.String("from", s.from), slog.String("rcpt", to))
-		s.refuse("relay_denied")
+		s.refuse(metrics.RefuseRelayDenied)
 		return errRelayDenied
 	}
 	if s.p.Downstream.OneRecipient() && len(s.rcpts) > 0 {
@@ -579,10 +579,10 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	case err == nil:
 	case errors.Is(err, errBareCR), errors.Is(err, errBareLF), errors.Is(err, errNUL):
 		log.Warn("refused: " + err.Error() + " in data (SMTP smuggling protection)")
-		s.refuse("bare_line_end")
+		s.refuse(metrics.RefuseBareLineEnd)
 		return errLineEnds
 	case errors.As(err, &se): // 552 message too big, from go-smtp
-		s.refuse("size")
+		s.refuse(metrics.RefuseSize)
 		return se
 	case errors.Is(err, smtp.ErrTooLongLine):
 		// Permanent: the same message would fail again. The stream can
@@ -592,7 +592,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// unasked "500 5.4.0 Too long line", which a pipelining client
 		// takes for the answer to its next command.
 		log.Warn("refused: line too long in data", slog.Int("limit", MaxLineLength-2))
-		s.refuse("line_length")
+		s.refuse(metrics.RefuseLineLength)
 		if pipe == nil {
 			s.hangUp()
 		}
@@ -609,7 +609,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 		// it still has the message.
 		log.Warn("reading message", slog.Any("err", err))
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.refuse("data_timeout")
+			s.refuse(metrics.RefuseDataTimeout)
 		}
 		// Where the message would have ended is not known: what the
 		// client sends next is not commands. 451, then the connection
@@ -623,7 +623,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	raw := sp.head
 	if headerSize(raw) > cfg.Limits.MaxHeaderBytes {
 		log.Warn("refused: header too large", slog.Int("limit", cfg.Limits.MaxHeaderBytes))
-		s.refuse("header_size")
+		s.refuse(metrics.RefuseHeaderSize)
 		return errHeaderTooBig
 	}
 
@@ -631,7 +631,7 @@ func (s *session) data(r io.Reader, pipe *io.PipeReader) error {
 	stopKeepAlive()
 	if le := (*mimeLimitsError)(nil); errors.As(err, &le) {
 		log.Warn("message refused: MIME structure past the limits", slog.String("why", le.why))
-		s.refuse("mime_limits")
+		s.refuse(metrics.RefuseMIMELimits)
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message refused: " + le.why}
 	}
 	if err != nil {
@@ -1123,7 +1123,7 @@ func (s *session) makeReceived() string {
 // refused: RFC 6531's 553 5.6.7 for one in UTF-8 in a transaction whose
 // MAIL did not say SMTPUTF8, else 553 5.1.3.
 func (s *session) addressError(a string) error {
-	s.refuse("bad_address")
+	s.refuse(metrics.RefuseBadAddress)
 	err := errBadAddress
 	if !s.utf8 && !allASCII(a) {
 		err = errNonASCII
